@@ -1,0 +1,45 @@
+"""Test-wide set-up: real PostgreSQL and Redis, or a loud failure."""
+
+import os
+import socket
+
+import pytest
+
+# Tests get their own Redis database, so a running `make run` on the same Redis is untouched.
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("API_RATE_LIMIT", "100")
+
+
+def _answers(url_host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((url_host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_sessionstart(session):
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    problems = []
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        problems.append(f"the tests need PostgreSQL, DATABASE_URL gives {db['ENGINE']}")
+    elif not _answers(db.get("HOST") or "127.0.0.1", int(db.get("PORT") or 5432)):
+        problems.append(f"PostgreSQL does not answer at {db.get('HOST')}:{db.get('PORT')}")
+    import redis
+
+    try:
+        redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2).ping()
+    except redis.RedisError as exc:
+        problems.append(f"Redis does not answer at {settings.REDIS_URL}: {exc}")
+    if problems:
+        pytest.exit("Cannot run the tests: " + "; ".join(problems), returncode=3)
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    from django.core.cache import cache
+
+    cache.clear()
+    yield

@@ -1,0 +1,60 @@
+"""`X-API-Key` authentication and the two scopes."""
+
+from __future__ import annotations
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions, permissions
+
+from messaging import selectors, services
+from messaging.models import ApiKey
+
+HEADER = "HTTP_X_API_KEY"
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """Sets request.auth (and request.user) to the active ApiKey the header names."""
+
+    def authenticate(self, request):
+        raw = request.META.get(HEADER)
+        if not raw:
+            return None
+        api_key = selectors.api_key_get_active(raw=raw)
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("The API key is unknown or revoked.")
+        services.api_key_touch(api_key=api_key)
+        return api_key, api_key
+
+    def authenticate_header(self, request):
+        return "X-API-Key"
+
+
+class IsServerKey(permissions.BasePermission):
+    """The default: server keys only; a client key gets 403."""
+
+    message = "This endpoint needs a server key; client keys may not call it."
+
+    def has_permission(self, request, view):
+        if not isinstance(request.auth, ApiKey):
+            return False
+        return request.auth.scope == ApiKey.Scope.SERVER
+
+
+class IsServerOrClientKey(permissions.BasePermission):
+    """Endpoints the contract opens to client keys shipped in mobile apps."""
+
+    def has_permission(self, request, view):
+        return isinstance(request.auth, ApiKey)
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = ApiKeyAuthentication
+    name = "ApiKeyAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-API-Key",
+            "description": "A server key (full access) or a client key (subscriptions, "
+            "identify/logout and message status reports only).",
+        }

@@ -1,0 +1,42 @@
+"""A refusal to start when stored secrets cannot be decrypted with the configured keys."""
+
+from __future__ import annotations
+
+from django.core import checks
+from django.db import DatabaseError
+
+from .crypto import DecryptionError
+
+
+def verify_encrypted_values(sample: int = 20) -> None:
+    """Decrypts a sample of every encrypted column; raises DecryptionError on the first failure.
+
+    Called when the web app and the workers start, so a wrong FIELD_ENCRYPTION_KEYS stops
+    them at once instead of sending garbage to providers later.
+    """
+    from .models import Application, Subscription
+
+    list(Application.objects.order_by("-created_at")[:sample])
+    list(Subscription.objects.order_by("-created_at").only("id", "token")[:sample])
+
+
+def verify_on_start() -> None:
+    """For process start-up: a decryption failure stops the process; an unreachable or
+    unmigrated database is left to the code that needs it."""
+    try:
+        verify_encrypted_values()
+    except DecryptionError:
+        raise
+    except DatabaseError:
+        pass
+
+
+@checks.register(checks.Tags.database)
+def check_encryption_keys(app_configs, **kwargs):
+    try:
+        verify_encrypted_values()
+    except DecryptionError as exc:
+        return [checks.Critical(str(exc), id="messaging.E001")]
+    except DatabaseError:
+        return []  # not migrated yet: nothing stored to check
+    return []

@@ -1,0 +1,58 @@
+"""Model fields whose values are encrypted at rest."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.db import models
+
+from . import crypto
+
+
+class _StoredAsText:
+    """Migrations see a plain TextField: encryption is not part of the schema, and
+    migrations must not import app code."""
+
+    def deconstruct(self):
+        name, _path, args, kwargs = super().deconstruct()
+        return name, "django.db.models.TextField", args, kwargs
+
+
+class EncryptedTextField(_StoredAsText, models.TextField):
+    """A text value stored as a Fernet token; reads decrypt, and a bad key raises."""
+
+    def from_db_value(self, value, expression, connection):
+        if value is None or value == "":
+            return value
+        return crypto.decrypt(value)
+
+    def get_prep_value(self, value):
+        value = super().get_prep_value(value)
+        if value is None or value == "":
+            return value
+        return crypto.encrypt(value)
+
+
+class EncryptedJSONField(_StoredAsText, models.TextField):
+    """A JSON object stored encrypted; `{}` when empty."""
+
+    def from_db_value(self, value, expression, connection) -> dict[str, Any]:
+        if not value:
+            return {}
+        return json.loads(crypto.decrypt(value))
+
+    def to_python(self, value):
+        if isinstance(value, dict):
+            return value
+        if not value:
+            return {}
+        return json.loads(value)
+
+    def get_prep_value(self, value):
+        if not value:
+            return ""
+        return crypto.encrypt(json.dumps(value, sort_keys=True))
+
+    def value_to_string(self, obj):
+        return json.dumps(self.value_from_object(obj))

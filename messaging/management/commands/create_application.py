@@ -1,0 +1,87 @@
+"""`create_application`: an application with a server and a client key, printed as JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from messaging import services
+from messaging.models import ApiKey
+
+
+class Command(BaseCommand):
+    help = (
+        "Creates an application with a server key and a client key; prints "
+        '{"id", "server_key", "client_key"} as JSON on the last line. Keys are shown only once.'
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--name", required=True)
+        parser.add_argument("--apns-key-file", help="The .p8 key for APNs token auth.")
+        parser.add_argument("--apns-key-id")
+        parser.add_argument("--apns-team-id")
+        parser.add_argument("--apns-topic", help="The app's bundle id.")
+        parser.add_argument("--apns-sandbox", action="store_true", help="Use APNs sandbox.")
+        parser.add_argument("--fcm-service-account", help="The service-account JSON file.")
+
+    def handle(self, *args, **opts):
+        apns = _apns_credentials(opts)
+        fcm = _fcm_credentials(opts.get("fcm_service_account"))
+        application = services.application_create(
+            name=opts["name"], apns_credentials=apns, fcm_credentials=fcm
+        )
+        server = services.api_key_create(
+            application=application, scope=ApiKey.Scope.SERVER, name="server"
+        )
+        client = services.api_key_create(
+            application=application, scope=ApiKey.Scope.CLIENT, name="client"
+        )
+        self.stdout.write(
+            json.dumps(
+                {"id": str(application.pk), "server_key": server.raw, "client_key": client.raw}
+            )
+        )
+
+
+def _read(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise CommandError(f"Cannot read the {what} {path!r}: {exc.strerror}") from exc
+
+
+def _apns_credentials(opts) -> dict:
+    names = ("apns_key_file", "apns_key_id", "apns_team_id", "apns_topic")
+    given = [name for name in names if opts.get(name)]
+    if not given:
+        return {}
+    missing = [f"--{name.replace('_', '-')}" for name in names if not opts.get(name)]
+    if missing:
+        raise CommandError(f"APNs token auth also needs {', '.join(missing)}.")
+    key = _read(opts["apns_key_file"], "APNs key file")
+    if "PRIVATE KEY" not in key:
+        raise CommandError(f"{opts['apns_key_file']!r} is not a PEM (.p8) private key.")
+    return {
+        "auth": "token",
+        "key_id": opts["apns_key_id"],
+        "team_id": opts["apns_team_id"],
+        "topic": opts["apns_topic"],
+        "private_key": key,
+        "sandbox": bool(opts.get("apns_sandbox")),
+    }
+
+
+def _fcm_credentials(path: str | None) -> dict:
+    if not path:
+        return {}
+    try:
+        account = json.loads(_read(path, "FCM service account"))
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"{path!r} is not JSON: {exc}") from exc
+    required = ("project_id", "client_email", "private_key", "token_uri")
+    missing = [name for name in required if not account.get(name)]
+    if missing:
+        raise CommandError(f"The service account {path!r} lacks {', '.join(missing)}.")
+    return {"service_account": account}

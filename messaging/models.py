@@ -1,0 +1,167 @@
+"""Applications, their API keys, users, subscriptions and quotas."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+from .fields import EncryptedJSONField, EncryptedTextField
+
+
+class Application(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    # {"auth": "token", "team_id", "key_id", "private_key", "topic", "sandbox"} or
+    # {"auth": "certificate", "certificate", "topic", "sandbox"}
+    apns_credentials = EncryptedJSONField(blank=True, default=dict)
+    # {"service_account": {...}}
+    fcm_credentials = EncryptedJSONField(blank=True, default=dict)
+    settings = models.JSONField(blank=True, default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ApiKey(models.Model):
+    class Scope(models.TextChoices):
+        SERVER = "server", "server"
+        CLIENT = "client", "client"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="api_keys")
+    scope = models.CharField(max_length=10, choices=Scope.choices)
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, help_text="The visible start of the key.")
+    digest = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the whole key.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.scope})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class User(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="users")
+    external_user_id = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["application", "external_user_id"], name="user_external_id_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.external_user_id
+
+
+class SubscriptionType(models.TextChoices):
+    IOS_PUSH = "iOSPush", "iOS push"
+    ANDROID_PUSH = "AndroidPush", "Android push"
+    EMAIL = "Email", "E-mail"
+    SMS = "SMS", "SMS"
+    KAKAOTALK = "KakaoTalk", "KakaoTalk"
+    IN_APP = "InAppMessage", "In-app message"
+
+
+class Subscription(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    application = models.ForeignKey(
+        Application, on_delete=models.CASCADE, related_name="subscriptions"
+    )
+    user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="subscriptions"
+    )
+    type = models.CharField(max_length=20, choices=SubscriptionType.choices)
+    token = EncryptedTextField()
+    token_digest = models.CharField(max_length=64, editable=False)
+    enabled = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=100, blank=True)
+    tags = models.JSONField(blank=True, default=dict)
+    language = models.CharField(max_length=16, blank=True)
+    country = models.CharField(max_length=2, blank=True)
+    timezone = models.CharField(max_length=64, blank=True)
+    device = models.JSONField(blank=True, default=dict)
+    last_active_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["application", "type", "token_digest"], name="subscription_token_unique"
+            )
+        ]
+        indexes = [
+            # Targeting: an application's enabled subscriptions, walked in id order.
+            models.Index(
+                fields=["application", "id"],
+                condition=Q(enabled=True),
+                name="sub_app_enabled_id",
+            ),
+            models.Index(fields=["application", "country"], name="sub_app_country"),
+            models.Index(fields=["application", "language"], name="sub_app_language"),
+            models.Index(fields=["application", "last_active_at"], name="sub_app_last_active"),
+            # The GIN index on tags is created by a PostgreSQL-only migration operation.
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.id}"
+
+
+class SubscriptionEvent(models.Model):
+    class Kind(models.TextChoices):
+        CREATED = "created"
+        UPDATED = "updated"
+        REREGISTERED = "reregistered"
+        ENABLED = "enabled"
+        DISABLED = "disabled"
+        IDENTIFIED = "identified"
+        LOGGED_OUT = "logged_out"
+        TOKEN_CHANGED = "token_changed"  # noqa: S105 (an event name, not a secret)
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    actor = models.CharField(max_length=100, help_text="Who made the change.")
+    changes = models.JSONField(blank=True, default=dict)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} by {self.actor}"
+
+
+class MessageQuota(models.Model):
+    """Per-application sending limits; counters move atomically with each accepted send."""
+
+    application = models.OneToOneField(
+        Application, on_delete=models.CASCADE, primary_key=True, related_name="quota"
+    )
+    daily_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no limit.")
+    monthly_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no limit.")
+    day = models.DateField(null=True, blank=True)
+    day_used = models.PositiveIntegerField(default=0)
+    month = models.DateField(null=True, blank=True, help_text="First day of the counted month.")
+    month_used = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"quota of {self.application}"

@@ -1,0 +1,227 @@
+"""What every API endpoint shares: the one error shape, bounded JSON bodies, strict input,
+and pagination.
+
+Every error leaves as `{"error": {"code", "message", "details"}}`, whether DRF, Django or our
+own services raised it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+from django.conf import settings
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, serializers
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/"
+
+
+class ApiError(exceptions.APIException):
+    """An error with a code of the contract; raise subclasses or pass code/message."""
+
+    status_code = 400
+    default_code = "bad_request"
+    default_detail = "The request is invalid."
+
+    def __init__(self, message: str | None = None, *, code: str | None = None, details=None):
+        self.code = code or self.default_code
+        self.message = message or str(self.default_detail)
+        self.details = details or {}
+        super().__init__(self.message, self.code)
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    default_code = "payload_too_large"
+    default_detail = "The request body is larger than the limit."
+
+
+class InvalidTransition(ApiError):
+    status_code = 409
+    default_code = "invalid_transition"
+    default_detail = "The object's state does not allow this change."
+
+
+class Conflict(ApiError):
+    status_code = 409
+    default_code = "conflict"
+    default_detail = "The request conflicts with the current state."
+
+
+class QuotaExceeded(ApiError):
+    status_code = 429
+    default_code = "quota_exceeded"
+    default_detail = "The application's message quota is used up."
+
+    def __init__(self, message=None, *, retry_after: int, details=None):
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+
+class IdempotencyConflict(ApiError):
+    status_code = 422
+    default_code = "idempotency_conflict"
+    default_detail = "This Idempotency-Key was used with a different request body."
+
+
+_DRF_CODES: list[tuple[type[Exception], str, str]] = [
+    (exceptions.NotAuthenticated, "authentication_failed", "A valid X-API-Key header is required."),
+    (exceptions.AuthenticationFailed, "authentication_failed", ""),
+    (exceptions.PermissionDenied, "permission_denied", ""),
+    (exceptions.NotFound, "not_found", "Not found."),
+    (exceptions.MethodNotAllowed, "method_not_allowed", ""),
+    (exceptions.NotAcceptable, "not_acceptable", ""),
+    (exceptions.UnsupportedMediaType, "unsupported_media_type", ""),
+    (exceptions.Throttled, "rate_limited", ""),
+    (exceptions.ParseError, "parse_error", ""),
+    (exceptions.ValidationError, "validation_error", "The request has invalid fields."),
+]
+
+
+def error_body(code: str, message: str, details=None) -> dict:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _validation_details(detail) -> dict:
+    """DRF's nested detail -> {field: [messages]}; non-field errors under `non_field_errors`."""
+    if isinstance(detail, dict):
+        return {
+            key: value if isinstance(value, list | dict) else [str(value)]
+            for key, value in detail.items()
+        }
+    if isinstance(detail, list):
+        return {"non_field_errors": [str(item) for item in detail]}
+    return {"non_field_errors": [str(detail)]}
+
+
+def exception_handler(exc, context):
+    """DRF's EXCEPTION_HANDLER: every exception becomes the contract's error shape."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    headers = {}
+    if isinstance(exc, ApiError):
+        body = error_body(exc.code, exc.message, exc.details)
+        if isinstance(exc, QuotaExceeded):
+            headers["Retry-After"] = str(exc.retry_after)
+        return Response(body, status=exc.status_code, headers=headers)
+    if isinstance(exc, exceptions.APIException):
+        code, message = "error", str(exc.detail)
+        for cls, known_code, default_message in _DRF_CODES:
+            if isinstance(exc, cls):
+                code, message = known_code, default_message or message
+                break
+        details = {}
+        if isinstance(exc, exceptions.ValidationError):
+            details = _validation_details(exc.detail)
+        if isinstance(exc, exceptions.Throttled):
+            wait = math.ceil(exc.wait or 1)
+            headers["Retry-After"] = str(wait)
+            message = f"Too many requests for this API key; retry in {wait} s."
+        auth_header = getattr(exc, "auth_header", None)
+        if auth_header:
+            headers["WWW-Authenticate"] = auth_header
+        return Response(error_body(code, message, details), status=exc.status_code, headers=headers)
+    logger.exception("Unhandled error in %s", context.get("view"))
+    return Response(
+        error_body("internal_error", "An internal error occurred; it has been logged."),
+        status=500,
+    )
+
+
+class ApiErrorMiddleware:
+    """Gives /api/ responses that DRF never saw (unknown paths, oversize bodies, crashes) the
+    contract's error shape."""
+
+    _DEFAULTS = {
+        400: ("bad_request", "The request is invalid."),
+        404: ("not_found", "Not found."),
+        405: ("method_not_allowed", "Method not allowed."),
+        413: ("payload_too_large", "The request body is larger than the limit."),
+        500: ("internal_error", "An internal error occurred; it has been logged."),
+    }
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not request.path.startswith(API_PREFIX):
+            return self.get_response(request)
+        limit = settings.API_MAX_BODY_BYTES
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > limit:
+            return self._error(413, f"The request body is larger than {limit} bytes.")
+        response = self.get_response(request)
+        if response.status_code >= 400 and "json" not in response.get("Content-Type", ""):
+            code, message = self._DEFAULTS.get(response.status_code, ("error", "Request failed."))
+            return self._error(response.status_code, message, code)
+        return response
+
+    def process_exception(self, request, exc):
+        if not request.path.startswith(API_PREFIX):
+            return None
+        if isinstance(exc, Http404):
+            return self._error(404, "Not found.")
+        logger.exception("Unhandled error at %s", request.path)
+        return self._error(500, self._DEFAULTS[500][1])
+
+    def _error(self, status: int, message: str, code: str | None = None) -> JsonResponse:
+        code = code or self._DEFAULTS.get(status, ("error",))[0]
+        return JsonResponse(error_body(code, message), status=status)
+
+
+class BoundedJSONParser(JSONParser):
+    """JSON bodies of at most API_MAX_BODY_BYTES, also when no Content-Length was sent."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = settings.API_MAX_BODY_BYTES
+        raw = stream.read(limit + 1) if stream is not None else b""
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+        encoding = (parser_context or {}).get("encoding", "utf-8")
+        try:
+            return json.loads(raw.decode(encoding))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise exceptions.ParseError(f"The body is not valid JSON: {exc}") from exc
+
+
+class StrictSerializer(serializers.Serializer):
+    """An input serializer that rejects fields it does not know."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class ResultsCursorPagination(CursorPagination):
+    """`{"results": [...], "next": <url or null>}`, newest first, stable under inserts."""
+
+    page_size = 100
+    page_size_query_param = "limit"
+    max_page_size = 1000
+    ordering = "-created_at"
+
+    def get_paginated_response(self, data):
+        return Response({"results": data, "next": self.get_next_link()})
+
+    def get_paginated_response_schema(self, schema):
+        return {
+            "type": "object",
+            "required": ["results", "next"],
+            "properties": {
+                "results": schema,
+                "next": {"type": "string", "format": "uri", "nullable": True},
+            },
+        }

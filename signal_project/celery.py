@@ -1,0 +1,19 @@
+"""The Celery application. Its configuration is the CELERY_* block of settings.py."""
+
+import os
+
+from celery import Celery
+from celery.signals import worker_init
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signal_project.settings")
+
+app = Celery("signal_project")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@worker_init.connect
+def _refuse_undecryptable_data(**kwargs) -> None:
+    from messaging.checks import verify_on_start
+
+    verify_on_start()
