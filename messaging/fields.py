@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django import forms
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from . import crypto
@@ -47,7 +49,17 @@ class EncryptedJSONField(_StoredAsText, models.TextField):
             return value
         if not value:
             return {}
-        return json.loads(value)
+        try:
+            value = json.loads(value)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError("Enter a JSON object.", code="invalid") from exc
+        if not isinstance(value, dict):
+            raise ValidationError("Enter a JSON object.", code="invalid")
+        return value
+
+    def formfield(self, **kwargs):
+        # Edited as JSON (not as the dict's Python repr, which would not parse back).
+        return super().formfield(**{"form_class": forms.JSONField, **kwargs})
 
     def get_prep_value(self, value):
         if not value:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
+from django_fsm import FSMField, transition
 
 from .fields import EncryptedJSONField, EncryptedTextField
 
@@ -165,3 +167,159 @@ class MessageQuota(models.Model):
 
     def __str__(self) -> str:
         return f"quota of {self.application}"
+
+
+class MessageStatus(models.TextChoices):
+    PENDING = "pending"
+    SUCCESSFUL = "successful"
+    FAILED = "failed"
+    RECEIVED = "received"
+    CONVERTED = "converted"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES = frozenset(
+    {
+        MessageStatus.SUCCESSFUL,
+        MessageStatus.FAILED,
+        MessageStatus.RECEIVED,
+        MessageStatus.CONVERTED,
+        MessageStatus.CANCELLED,
+    }
+)
+
+
+class Message(models.Model):
+    """One delivery of content to one subscription.
+
+    Transitions are pure (no I/O): services run them on loaded rows and write the results in
+    bulk, guarded by the status they expected.
+    """
+
+    class Priority(models.TextChoices):
+        NORMAL = "normal"
+        HIGH = "high"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # The composite indexes below lead with these keys, so no separate FK indexes.
+    application = models.ForeignKey(
+        Application, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
+    channel = models.CharField(max_length=20, choices=SubscriptionType.choices)
+    # Campaigns depend on messaging, not the other way round: plain ids, no foreign keys.
+    campaign_id = models.UUIDField(null=True, blank=True)
+    campaign_run_id = models.UUIDField(null=True, blank=True)
+    title = models.TextField(blank=True)
+    body = models.TextField(blank=True)
+    data = models.JSONField(blank=True, default=dict)
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
+    ttl = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds.")
+    collapse_id = models.CharField(max_length=64, blank=True)
+    send_after = models.DateTimeField(null=True, blank=True)
+    status = FSMField(default=MessageStatus.PENDING, choices=MessageStatus.choices)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    error_permanent = models.BooleanField(null=True, blank=True)
+    provider_id = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    # Delivery bookkeeping: when work for it was last handed to the broker (the stale sweep
+    # re-enqueues what never got there), and the lease of the worker sending it now.
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["application", "-created_at"], name="msg_app_created"),
+            models.Index(fields=["subscription", "-created_at"], name="msg_sub_created"),
+            models.Index(fields=["campaign_id", "status"], name="msg_campaign_status"),
+            models.Index(
+                fields=["enqueued_at"],
+                condition=Q(status="pending"),
+                name="msg_pending_enqueued",
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign_run_id", "subscription"],
+                condition=Q(campaign_run_id__isnull=False),
+                name="msg_one_per_run_and_subscription",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} message {self.id} ({self.status})"
+
+    @transition(field=status, source=MessageStatus.PENDING, target=MessageStatus.SUCCESSFUL)
+    def succeed(self) -> None:
+        pass
+
+    @transition(field=status, source=MessageStatus.PENDING, target=MessageStatus.FAILED)
+    def fail(self) -> None:
+        pass
+
+    @transition(field=status, source=MessageStatus.PENDING, target=MessageStatus.CANCELLED)
+    def cancel(self) -> None:
+        pass
+
+    @transition(field=status, source=MessageStatus.SUCCESSFUL, target=MessageStatus.RECEIVED)
+    def receive(self) -> None:
+        pass
+
+    # A conversion (the user opened it) implies receipt, so it may follow `successful` too.
+    @transition(
+        field=status,
+        source=[MessageStatus.SUCCESSFUL, MessageStatus.RECEIVED],
+        target=MessageStatus.CONVERTED,
+    )
+    def convert(self) -> None:
+        pass
+
+
+class MessageEvent(models.Model):
+    """One row per status transition and per send attempt."""
+
+    class Type(models.TextChoices):
+        STATUS = "status"
+        ATTEMPT = "attempt"
+
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, related_name="events", db_index=False
+    )
+    type = models.CharField(max_length=10, choices=Type.choices)
+    status = models.CharField(max_length=12, blank=True, help_text="For status events.")
+    at = models.DateTimeField()
+    details = models.JSONField(blank=True, default=dict)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["message", "at"], name="msgevent_message_at")]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.status} at {self.at}"
+
+
+class IdempotencyRecord(models.Model):
+    """The first response to a request with an Idempotency-Key, replayed for 24 hours."""
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="+")
+    endpoint = models.CharField(max_length=50)
+    key = models.CharField(max_length=255)
+    request_digest = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField()
+    response_body = models.JSONField(encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["application", "endpoint", "key"], name="idempotency_key_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint} {self.key}"

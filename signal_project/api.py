@@ -43,6 +43,12 @@ class PayloadTooLarge(ApiError):
     default_detail = "The request body is larger than the limit."
 
 
+class NotFound(ApiError):
+    status_code = 404
+    default_code = "not_found"
+    default_detail = "Not found."
+
+
 class InvalidTransition(ApiError):
     status_code = 409
     default_code = "invalid_transition"

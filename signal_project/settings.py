@@ -38,6 +38,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "signal_project.api.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -102,7 +103,13 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+# Set STATIC_ROOT (and run `collectstatic`) in production; without it WhiteNoise serves the
+# files straight from the apps.
+STATIC_ROOT = env("STATIC_ROOT", default=None)
+# WhiteNoise serves the admin's and the API docs' static files from the app server itself;
+# in DEBUG it finds them without collectstatic.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- API -----------------------------------------------------------------------------------
 API_RATE_LIMIT = env.int("API_RATE_LIMIT", default=100)  # requests per second per key
@@ -132,6 +139,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "SubscriptionTypeEnum": "messaging.models.SubscriptionType",
+        "MessageStatusEnum": "messaging.models.MessageStatus",
+        "MessageEventTypeEnum": "messaging.models.MessageEvent.Type",
+        "ClientReportedStatusEnum": ["received", "converted"],
+    },
 }
 
 # --- Encryption at rest ------------------------------------------------------------------------
@@ -159,9 +172,42 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # after it, and the stale-pending sweep (messaging.tasks) waits at least as long.
 CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # The zero-setup fallback broker: messages are files in var/broker.
+    _broker_dir = env("CELERY_BROKER_DIR", default=str(BASE_DIR / "var" / "broker"))
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {
+        "data_folder_in": _broker_dir,
+        "data_folder_out": _broker_dir,
+        "processed_folder": _broker_dir + "-processed",
+        "store_processed": False,
+    }
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    "sweep-pending-messages": {
+        "task": "messaging.sweep_pending",
+        "schedule": env.float("MESSAGE_SWEEP_INTERVAL_SECONDS", default=10.0),
+        "options": {"queue": "critical", "expires": 60},
+    },
+    "purge-idempotency-records": {
+        "task": "messaging.purge_idempotency_records",
+        "schedule": 3600.0,
+        "options": {"queue": "messages"},
+    },
+}
+
+# --- Delivery ------------------------------------------------------------------------------
+MESSAGE_BATCH_SIZE = env.int("MESSAGE_BATCH_SIZE", default=500)
+MESSAGE_OUTBOX_FLUSH_MS = env.float("MESSAGE_OUTBOX_FLUSH_MS", default=5.0)
+MESSAGE_MAX_ATTEMPTS = env.int("MESSAGE_MAX_ATTEMPTS", default=5)
+MESSAGE_RETRY_BASE_SECONDS = env.float("MESSAGE_RETRY_BASE_SECONDS", default=2.0)
+MESSAGE_RETRY_MAX_SECONDS = env.float("MESSAGE_RETRY_MAX_SECONDS", default=600.0)
+# A worker leases a batch while it sends it; a lease outliving its worker expires.
+MESSAGE_LEASE_SECONDS = env.int("MESSAGE_LEASE_SECONDS", default=120)
+# Pending work not picked up this long after it was enqueued is enqueued again.
+MESSAGE_STALE_AFTER_SECONDS = env.int("MESSAGE_STALE_AFTER_SECONDS", default=300)
+MESSAGE_STATUS_LISTENERS: list[str] = []
 
 # --- Providers -----------------------------------------------------------------------------
 APNS_ENDPOINT = env("APNS_ENDPOINT", default="")  # empty: Apple's host per the app's sandbox flag

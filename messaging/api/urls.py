@@ -17,3 +17,19 @@ urlpatterns = [
         name="user-subscriptions",
     ),
 ]
+
+from . import message_views  # noqa: E402
+
+urlpatterns += [
+    path("messages", message_views.MessageCollectionApi.as_view(), name="messages"),
+    path(
+        "messages/<uuid:message_id>",
+        message_views.MessageDetailApi.as_view(),
+        name="message-detail",
+    ),
+    path(
+        "messages/<uuid:message_id>/status",
+        message_views.MessageStatusApi.as_view(),
+        name="message-status",
+    ),
+]

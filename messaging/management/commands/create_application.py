@@ -47,9 +47,11 @@ class Command(BaseCommand):
 
 def _read(path: str, what: str) -> str:
     try:
-        return Path(path).read_text()
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise CommandError(f"Cannot read the {what} {path!r}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise CommandError(f"Cannot read the {what} {path!r}: it is not UTF-8 text.") from exc
 
 
 def _apns_credentials(opts) -> dict:
@@ -80,6 +82,8 @@ def _fcm_credentials(path: str | None) -> dict:
         account = json.loads(_read(path, "FCM service account"))
     except json.JSONDecodeError as exc:
         raise CommandError(f"{path!r} is not JSON: {exc}") from exc
+    if not isinstance(account, dict):
+        raise CommandError(f"{path!r} is not a JSON object, as a service-account file is.")
     required = ("project_id", "client_email", "private_key", "token_uri")
     missing = [name for name in required if not account.get(name)]
     if missing:

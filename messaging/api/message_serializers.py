@@ -1,0 +1,141 @@
+"""Input and output serializers of the message endpoints."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from signal_project.api import StrictSerializer
+
+from ..models import Message, MessageEvent, MessageStatus, SubscriptionType
+
+MAX_TARGETS = 10_000
+MAX_TTL = 28 * 24 * 3600  # the longest either provider keeps a message
+
+
+class MessageCreateInput(StrictSerializer):
+    subscription_id = serializers.UUIDField(required=False)
+    subscription_ids = serializers.ListField(
+        child=serializers.UUIDField(), required=False, min_length=1, max_length=MAX_TARGETS
+    )
+    external_user_id = serializers.CharField(max_length=255, required=False)
+    channels = serializers.ListField(
+        child=serializers.ChoiceField(choices=SubscriptionType.choices),
+        required=False,
+        min_length=1,
+    )
+    title = serializers.CharField(max_length=1000, required=False, allow_blank=True)
+    body = serializers.CharField(max_length=4000, required=False, allow_blank=True)
+    data = serializers.DictField(required=False)
+    template_id = serializers.UUIDField(required=False)
+    variables = serializers.DictField(required=False)
+    language = serializers.CharField(max_length=16, required=False)
+    priority = serializers.ChoiceField(choices=Message.Priority.choices, default="normal")
+    ttl = serializers.IntegerField(required=False, min_value=0, max_value=MAX_TTL)
+    collapse_id = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    send_after = serializers.DateTimeField(required=False)
+
+    def validate(self, attrs):
+        forms = [
+            f for f in ("subscription_id", "subscription_ids", "external_user_id") if f in attrs
+        ]
+        if len(forms) != 1:
+            raise serializers.ValidationError(
+                {
+                    "non_field_errors": [
+                        "Give exactly one target: subscription_id, subscription_ids or "
+                        f"external_user_id (got {', '.join(forms) or 'none'})."
+                    ]
+                }
+            )
+        if "template_id" in attrs:
+            raise serializers.ValidationError(
+                {"template_id": ["Templates are not available in this version yet."]}
+            )
+        if "variables" in attrs or "language" in attrs:
+            raise serializers.ValidationError(
+                {"variables": ["`variables` and `language` go with `template_id`."]}
+            )
+        if not (attrs.get("title") or attrs.get("body") or attrs.get("data")):
+            raise serializers.ValidationError(
+                {"non_field_errors": ["A message needs a title, a body or data."]}
+            )
+        if "subscription_ids" in attrs:
+            attrs["subscription_ids"] = list(dict.fromkeys(attrs["subscription_ids"]))
+        return attrs
+
+
+class MessageAcceptedOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Message
+        fields = ["id", "subscription_id", "status"]
+
+
+class MessageErrorOutput(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    permanent = serializers.BooleanField(allow_null=True)
+
+
+class MessageEventOutput(serializers.ModelSerializer):
+    class Meta:
+        model = MessageEvent
+        fields = ["type", "status", "at", "details"]
+
+
+class MessageOutput(serializers.ModelSerializer):
+    error = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "subscription_id",
+            "channel",
+            "status",
+            "title",
+            "body",
+            "data",
+            "campaign_id",
+            "priority",
+            "ttl",
+            "collapse_id",
+            "send_after",
+            "attempts",
+            "error",
+            "provider_id",
+            "created_at",
+            "sent_at",
+        ]
+
+    @extend_schema_field(MessageErrorOutput(allow_null=True))
+    def get_error(self, message: Message) -> dict | None:
+        if not message.error_code:
+            return None
+        return {
+            "code": message.error_code,
+            "message": message.error_message,
+            "permanent": message.error_permanent,
+        }
+
+
+class MessageDetailOutput(MessageOutput):
+    events = MessageEventOutput(many=True, read_only=True)
+
+    class Meta(MessageOutput.Meta):
+        fields = [*MessageOutput.Meta.fields, "events"]
+
+
+class MessageListFilters(StrictSerializer):
+    status = serializers.ChoiceField(choices=MessageStatus.choices, required=False)
+    campaign_id = serializers.UUIDField(required=False)
+    subscription_id = serializers.UUIDField(required=False)
+    channel = serializers.ChoiceField(choices=SubscriptionType.choices, required=False)
+    cursor = serializers.CharField(required=False)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000)
+
+
+class MessageStatusInput(StrictSerializer):
+    status = serializers.ChoiceField(
+        choices=[MessageStatus.RECEIVED.value, MessageStatus.CONVERTED.value]
+    )

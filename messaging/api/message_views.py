@@ -1,0 +1,138 @@
+"""Message endpoints: send, read, list, and the client's status reports."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import message_selectors, sending
+from ..idempotency import idempotent_call
+from ..services import actor_of
+from .auth import IsServerOrClientKey
+from .message_serializers import (
+    MessageAcceptedOutput,
+    MessageCreateInput,
+    MessageDetailOutput,
+    MessageListFilters,
+    MessageOutput,
+    MessageStatusInput,
+)
+from .views import paginated
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description="The same key with the same body within 24 h returns the first response and "
+    "creates nothing new; with a different body, 422 idempotency_conflict.",
+)
+
+
+class MessageCollectionApi(APIView):
+    @extend_schema(
+        operation_id="messages_create",
+        request=MessageCreateInput,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            202: inline_serializer(
+                "MessagesAccepted",
+                {
+                    "messages": MessageAcceptedOutput(many=True),
+                    "skipped": serializers.IntegerField(),
+                },
+            )
+        },
+    )
+    def post(self, request: Request) -> Response:
+        application = request.auth.application
+
+        def produce() -> tuple[int, dict]:
+            data = MessageCreateInput(data=request.data)
+            data.is_valid(raise_exception=True)
+            outcome = _send(application, data.validated_data)
+            body = {
+                "messages": MessageAcceptedOutput(outcome.messages, many=True).data,
+                "skipped": outcome.skipped,
+            }
+            return status.HTTP_202_ACCEPTED, body
+
+        code, body = idempotent_call(
+            application=application,
+            endpoint="messages",
+            key=request.headers.get("Idempotency-Key"),
+            body=request.data,
+            produce=produce,
+        )
+        return Response(body, status=code)
+
+    @extend_schema(
+        operation_id="messages_list",
+        parameters=[MessageListFilters],
+        responses=MessageOutput(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        filters = MessageListFilters(data=request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        queryset = message_selectors.message_list(
+            application=request.auth.application, filters=filters.validated_data
+        )
+        return paginated(request, self, queryset, MessageOutput)
+
+
+def _send(application, data: dict) -> sending.SendOutcome:
+    targets, skipped = sending.resolve_targets(
+        application=application,
+        subscription_id=data.get("subscription_id"),
+        subscription_ids=data.get("subscription_ids"),
+        external_user_id=data.get("external_user_id"),
+        channels=data.get("channels"),
+    )
+    return sending.message_send(
+        application=application,
+        subscriptions=targets,
+        skipped=skipped,
+        content=sending.Content(
+            title=data.get("title", ""), body=data.get("body", ""), data=data.get("data", {})
+        ),
+        delivery=sending.Delivery(
+            priority=data["priority"],
+            ttl=data.get("ttl"),
+            collapse_id=data.get("collapse_id", ""),
+            send_after=data.get("send_after"),
+        ),
+    )
+
+
+class MessageDetailApi(APIView):
+    @extend_schema(operation_id="messages_retrieve", responses=MessageDetailOutput)
+    def get(self, request: Request, message_id) -> Response:
+        message = message_selectors.message_get(
+            application=request.auth.application, message_id=message_id, with_events=True
+        )
+        return Response(MessageDetailOutput(message).data)
+
+
+class MessageStatusApi(APIView):
+    permission_classes = [IsServerOrClientKey]
+
+    @extend_schema(
+        operation_id="messages_status_update",
+        request=MessageStatusInput,
+        responses=MessageOutput,
+        description="The client reports `received` or `converted`. Repeating the current "
+        "status is a no-op; a transition the state machine refuses is 409 invalid_transition.",
+    )
+    def put(self, request: Request, message_id) -> Response:
+        message = message_selectors.message_get(
+            application=request.auth.application, message_id=message_id
+        )
+        data = MessageStatusInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        message = sending.message_report_status(
+            message=message, status=data.validated_data["status"], actor=actor_of(request.auth)
+        )
+        return Response(MessageOutput(message).data)

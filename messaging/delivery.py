@@ -1,0 +1,348 @@
+"""The delivery pipeline: claim a batch of pending messages, send it through the adapters,
+write every status and event in bulk, retry what may succeed later."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from adapters import registry
+from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
+
+from .models import (
+    Application,
+    Message,
+    MessageEvent,
+    MessageStatus,
+    Subscription,
+    SubscriptionEvent,
+    SubscriptionType,
+)
+from .outbox import enqueue
+
+logger = logging.getLogger(__name__)
+
+QUEUE_FOR_PRIORITY = {Message.Priority.HIGH: "critical", Message.Priority.NORMAL: "messages"}
+RETRY_QUEUE = "retry"
+
+_UPDATED_FIELDS = [
+    "status",
+    "attempts",
+    "error_code",
+    "error_message",
+    "error_permanent",
+    "provider_id",
+    "sent_at",
+    "enqueued_at",
+    "lease_until",
+]
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    claimed: int
+    outcomes: Counter  # status (or "retry") -> count
+
+
+def retry_delay(attempt: int, retry_after: float | None = None) -> float:
+    """Exponential back-off with jitter, never sooner than the provider's Retry-After."""
+    base = settings.MESSAGE_RETRY_BASE_SECONDS * 2 ** max(attempt - 1, 0)
+    delay = min(settings.MESSAGE_RETRY_MAX_SECONDS, base) * random.uniform(0.8, 1.2)
+    return max(delay, retry_after or 0.0)
+
+
+def _credentials(application: Application, channel: str) -> Credentials:
+    values = {
+        SubscriptionType.IOS_PUSH: application.apns_credentials,
+        SubscriptionType.ANDROID_PUSH: application.fcm_credentials,
+    }.get(channel, application.settings.get("channels", {}).get(channel, {}))
+    digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+    return Credentials(key=f"{application.pk}:{channel}:{digest}", values=values)
+
+
+def _get_adapter(channel: str):
+    # The registry is the one seam between messaging and the providers.
+    try:
+        return registry.get_adapter(channel)
+    except registry.UnknownChannelError:
+        return None
+
+
+def _claim(message_ids: Sequence[str], now: datetime) -> list[Message]:
+    """Leases the batch's sendable messages to this worker; others skip them."""
+    lease_until = now + timedelta(seconds=settings.MESSAGE_LEASE_SECONDS)
+    with transaction.atomic():
+        ids = list(
+            Message.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=message_ids, status=MessageStatus.PENDING)
+            .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+            .filter(Q(send_after__isnull=True) | Q(send_after__lte=now))
+            .values_list("pk", flat=True)
+        )
+        if not ids:
+            return []
+        Message.objects.filter(pk__in=ids).update(lease_until=lease_until)
+    return list(
+        Message.objects.filter(pk__in=ids)
+        .select_related("subscription")
+        .only(
+            *[f.name for f in Message._meta.concrete_fields if f.name != "subscription"],
+            "subscription__id",
+            "subscription__token",
+            "subscription__enabled",
+        )
+    )
+
+
+def _send_group(application: Application, channel: str, messages: list[Message]):
+    """Sends one (application, channel) group; returns one SendResult per message."""
+    adapter = _get_adapter(channel)
+    if adapter is None:
+        return [
+            SendResult(
+                message_id=str(m.pk),
+                ok=False,
+                error_code="channel_unavailable",
+                error_message=f"No adapter is configured for {channel}.",
+                permanent=True,
+            )
+            for m in messages
+        ]
+    outbound = [
+        OutboundMessage(
+            message_id=str(m.pk),
+            token=m.subscription.token,
+            title=m.title,
+            body=m.body,
+            data=m.data,
+            priority=m.priority,
+            ttl=m.ttl,
+            collapse_id=m.collapse_id or None,
+        )
+        for m in messages
+    ]
+    try:
+        return adapter.send_batch(_credentials(application, channel), outbound)
+    except AdapterConfigurationError as exc:
+        code, permanent = "credentials_invalid", True
+        message = str(exc)
+    except Exception as exc:  # an adapter bug must not lose the batch: retry it
+        logger.exception("Adapter %s failed on a batch of %d", channel, len(messages))
+        code, permanent = "adapter_error", False
+        message = f"{type(exc).__name__}: {exc}"
+    return [
+        SendResult(
+            message_id=str(m.pk),
+            ok=False,
+            error_code=code,
+            error_message=message,
+            permanent=permanent,
+        )
+        for m in messages
+    ]
+
+
+def deliver_batch(message_ids: Sequence[str]) -> BatchReport:
+    """Sends the still-pending messages among `message_ids`; idempotent: messages already
+    terminal, leased by another worker or scheduled for later are left alone."""
+    now = timezone.now()
+    messages = _claim(message_ids, now)
+    if not messages:
+        return BatchReport(claimed=0, outcomes=Counter())
+    applications = {
+        a.pk: a for a in Application.objects.filter(pk__in={m.application_id for m in messages})
+    }
+    results: dict[str, SendResult] = {}
+    groups: dict[tuple, list[Message]] = defaultdict(list)
+    for message in messages:
+        if not message.subscription.enabled:
+            results[str(message.pk)] = SendResult(
+                message_id=str(message.pk),
+                ok=False,
+                error_code="subscription_disabled",
+                error_message="The subscription was disabled before the message was sent.",
+                permanent=True,
+            )
+        else:
+            groups[(message.application_id, message.channel)].append(message)
+    jobs = [(applications[app_id], channel, group) for (app_id, channel), group in groups.items()]
+    if len(jobs) == 1:
+        batches = [_send_group(*jobs[0])]
+    else:
+        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            batches = list(pool.map(lambda job: _send_group(*job), jobs))
+    for (_app, _channel, group), batch_results in zip(jobs, batches, strict=True):
+        for message, result in zip(group, batch_results, strict=True):
+            results[str(message.pk)] = result
+    return _record(messages, results, timezone.now())
+
+
+def _record(messages: list[Message], results: dict[str, SendResult], now: datetime):
+    max_attempts = settings.MESSAGE_MAX_ATTEMPTS
+    events: list[MessageEvent] = []
+    dead_subscriptions: set = set()
+    retries: dict[tuple[str, int], list[Message]] = defaultdict(list)
+    retry_after: dict[tuple[str, int], float] = defaultdict(float)
+    outcomes: Counter = Counter()
+    transitions: Counter = Counter()
+    for message in messages:
+        result = results[str(message.pk)]
+        message.lease_until = None
+        if result.error_code not in ("subscription_disabled",):
+            message.attempts += 1
+            events.append(
+                MessageEvent(
+                    message=message,
+                    type=MessageEvent.Type.ATTEMPT,
+                    at=now,
+                    details=_attempt_details(message.attempts, result),
+                )
+            )
+        if result.ok:
+            message.succeed()
+            message.sent_at = now
+            message.provider_id = result.provider_id or ""
+            message.error_code, message.error_message, message.error_permanent = "", "", None
+        else:
+            message.error_message = result.error_message or result.error_code or ""
+            message.error_code = result.error_code or "error"
+            if result.token_invalid:
+                message.error_code = "token_invalid"
+                message.error_message = f"{result.error_code}: {result.error_message}".strip(": ")
+                dead_subscriptions.add(message.subscription_id)
+            message.error_permanent = bool(result.permanent or result.token_invalid)
+            if message.error_permanent:
+                message.fail()
+            elif message.attempts >= max_attempts:
+                message.error_message = (
+                    f"Gave up after {message.attempts} attempts; last: {message.error_message}"
+                )
+                message.fail()
+            else:
+                queue = RETRY_QUEUE
+                key = (queue, message.attempts)
+                retries[key].append(message)
+                retry_after[key] = max(retry_after[key], result.retry_after or 0.0)
+                outcomes["retry"] += 1
+                continue
+        outcomes[message.status] += 1
+        transitions[(message.campaign_id, MessageStatus.PENDING, message.status)] += 1
+        events.append(
+            MessageEvent(
+                message=message,
+                type=MessageEvent.Type.STATUS,
+                status=message.status,
+                at=now,
+                details={"error": message.error_code} if message.error_code else {},
+            )
+        )
+    delays = {key: retry_delay(key[1], retry_after[key]) for key in retries}
+    for key, group in retries.items():
+        for message in group:
+            # Counted from the attempt, so the stale sweep leaves it alone until it is due.
+            message.enqueued_at = now + timedelta(seconds=delays[key])
+    with transaction.atomic():
+        # Only rows still pending are written: a message cancelled meanwhile stays cancelled.
+        Message.objects.filter(status=MessageStatus.PENDING).bulk_update(messages, _UPDATED_FIELDS)
+        MessageEvent.objects.bulk_create(events)
+        if dead_subscriptions:
+            _disable_dead(dead_subscriptions, now)
+        notify_status_listeners(transitions)
+        for key, group in retries.items():
+            ids = [str(m.pk) for m in group]
+            transaction.on_commit(
+                lambda ids=ids, key=key: enqueue(key[0], ids, countdown=delays[key])
+            )
+    return BatchReport(claimed=len(messages), outcomes=outcomes)
+
+
+def _attempt_details(attempt: int, result: SendResult) -> dict:
+    details = {"attempt": attempt, "ok": result.ok}
+    for name in ("status_code", "error_code", "provider_id", "retry_after"):
+        value = getattr(result, name)
+        if value is not None:
+            details[name] = value
+    if result.latency_ms is not None:
+        details["latency_ms"] = round(result.latency_ms, 2)
+    if not result.ok:
+        details["permanent"] = result.permanent
+        details["token_invalid"] = result.token_invalid
+        if result.error_message:
+            details["reason"] = result.error_message[:500]
+    return details
+
+
+def _disable_dead(subscription_ids: Iterable, now: datetime) -> None:
+    ids = list(
+        Subscription.objects.filter(pk__in=subscription_ids, enabled=True).values_list(
+            "pk", flat=True
+        )
+    )
+    Subscription.objects.filter(pk__in=ids).update(
+        enabled=False, disabled_reason="token_invalid", updated_at=now
+    )
+    SubscriptionEvent.objects.bulk_create(
+        SubscriptionEvent(
+            subscription_id=pk,
+            kind=SubscriptionEvent.Kind.DISABLED,
+            actor="system:delivery",
+            changes={"reason": "token_invalid"},
+        )
+        for pk in ids
+    )
+
+
+def notify_status_listeners(transitions: Counter) -> None:
+    """Tells interested apps (campaign statistics) how many messages moved between which
+    statuses, keyed (campaign_id, old, new), inside the transaction that wrote them. The
+    listeners are named in settings, so messaging imports none of them."""
+    if not transitions:
+        return
+    for path in settings.MESSAGE_STATUS_LISTENERS:
+        import_string(path)(transitions)
+
+
+# --- The stale-pending sweep ------------------------------------------------------------------
+
+
+def pending_sweep(*, now: datetime | None = None, limit: int = 200_000) -> int:
+    """Enqueues pending messages whose work never reached the broker (or was lost with a
+    worker), and scheduled messages that are due. Returns how many it enqueued."""
+    now = now or timezone.now()
+    stale_before = now - timedelta(seconds=settings.MESSAGE_STALE_AFTER_SECONDS)
+    candidates = (
+        Message.objects.filter(status=MessageStatus.PENDING)
+        .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale_before))
+        .filter(Q(send_after__isnull=True) | Q(send_after__lte=now))
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+    )
+    size = settings.MESSAGE_BATCH_SIZE
+    done = 0
+    while done < limit:
+        rows = list(candidates.values_list("pk", "priority")[:size])
+        if not rows:
+            break
+        ids = [pk for pk, _ in rows]
+        Message.objects.filter(pk__in=ids).update(enqueued_at=now)
+        by_queue: dict[str, list[str]] = defaultdict(list)
+        for pk, priority in rows:
+            by_queue[QUEUE_FOR_PRIORITY.get(priority, "messages")].append(str(pk))
+        for queue, queue_ids in by_queue.items():
+            enqueue(queue, queue_ids)
+        done += len(rows)
+    if done:
+        logger.info("Stale-pending sweep enqueued %d messages", done)
+    return done

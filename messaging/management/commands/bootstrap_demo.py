@@ -1,0 +1,76 @@
+"""`bootstrap_demo`: the first-run demo application and admin login of `make run`."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from messaging import services
+from messaging.models import ApiKey, Application
+
+DEMO_NAME = "demo"
+
+
+class Command(BaseCommand):
+    help = (
+        "Creates, once, an admin login and a demo application whose APNs/FCM credentials are "
+        "the fake providers' (from --fake-state-dir). Writes what it made to --output (a "
+        "local, git-ignored file readable only by you) and prints it."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--fake-state-dir", default="var/fake")
+        parser.add_argument("--output", default="var/demo.json")
+
+    def handle(self, *args, **opts):
+        output = Path(opts["output"])
+        if Application.objects.filter(name=DEMO_NAME).exists() and output.exists():
+            self.stdout.write(output.read_text())
+            return
+        state = Path(opts["fake_state_dir"])
+        with transaction.atomic():
+            demo = self._demo(state)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(demo, indent=2))
+        os.chmod(output, 0o600)
+        self.stdout.write(json.dumps(demo, indent=2))
+
+    def _demo(self, state: Path) -> dict:
+        apns_meta = json.loads((state / "apns.json").read_text())
+        application = services.application_create(
+            name=DEMO_NAME,
+            apns_credentials={
+                "auth": "token",
+                "key_id": apns_meta["key_id"],
+                "team_id": apns_meta["team_id"],
+                "topic": apns_meta["topic"],
+                "private_key": (state / "apns_key.p8").read_text(),
+                "sandbox": False,
+            },
+            fcm_credentials={
+                "service_account": json.loads((state / "fcm_service_account.json").read_text())
+            },
+        )
+        server = services.api_key_create(
+            application=application, scope=ApiKey.Scope.SERVER, name="demo"
+        )
+        client = services.api_key_create(
+            application=application, scope=ApiKey.Scope.CLIENT, name="demo"
+        )
+        demo = {
+            "application_id": str(application.pk),
+            "server_key": server.raw,
+            "client_key": client.raw,
+        }
+        User = get_user_model()
+        if not User.objects.filter(username="admin").exists():
+            password = secrets.token_urlsafe(12)
+            User.objects.create_superuser("admin", "admin@localhost", password)
+            demo["admin"] = {"username": "admin", "password": password}
+        return demo

@@ -1,0 +1,95 @@
+"""Hands message ids to Celery in batches.
+
+Many API requests each create one message; sending each as its own task would make the
+broker and the workers pay per message. The outbox gathers ids for a few milliseconds per
+process and sends them as one `deliver_batch` task. A process that dies with ids still in
+its outbox loses nothing: the messages are `pending` in PostgreSQL and the stale-pending
+sweep enqueues them again.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from collections import defaultdict
+from collections.abc import Iterable
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+
+def _publish(queue: str, ids: list[str], countdown: float | None = None) -> None:
+    from .tasks import deliver_batch
+
+    deliver_batch.apply_async(args=[ids], queue=queue, countdown=countdown)
+
+
+class Outbox:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._pending: dict[str, list[str]] = defaultdict(list)
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def add(self, queue: str, ids: Iterable[str]) -> None:
+        """Queues ids for delivery; full batches go at once, the rest within the flush
+        interval."""
+        ids = [str(i) for i in ids]
+        size = settings.MESSAGE_BATCH_SIZE
+        interval = settings.MESSAGE_OUTBOX_FLUSH_MS / 1000
+        cut = len(ids) - len(ids) % size if interval > 0 else len(ids)
+        for start in range(0, cut, size):
+            _publish(queue, ids[start : start + size])
+        if cut == len(ids):
+            return
+        with self._lock:
+            self._pending[queue].extend(ids[cut:])
+            self._ensure_thread()
+        self._wake.set()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, defaultdict(list)
+        size = settings.MESSAGE_BATCH_SIZE
+        for queue, ids in pending.items():
+            for start in range(0, len(ids), size):
+                try:
+                    _publish(queue, ids[start : start + size])
+                except Exception:
+                    # The messages stay pending in the database; the sweep re-enqueues them.
+                    logger.exception("Could not enqueue %d messages on %s", len(ids), queue)
+
+    def _ensure_thread(self) -> None:
+        # Threads do not survive fork: a forked web or worker process starts its own.
+        if self._thread is None or self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        interval = settings.MESSAGE_OUTBOX_FLUSH_MS / 1000
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            # Let more requests join the batch before it goes.
+            threading.Event().wait(interval)
+            self.flush()
+
+
+outbox = Outbox()
+atexit.register(outbox.flush)
+
+
+def enqueue(queue: str, ids: Iterable[str], countdown: float | None = None) -> None:
+    """Delivery work for these message ids, now (batched) or after `countdown` seconds."""
+    if countdown:
+        ids = [str(i) for i in ids]
+        size = settings.MESSAGE_BATCH_SIZE
+        for start in range(0, len(ids), size):
+            _publish(queue, ids[start : start + size], countdown=countdown)
+        return
+    outbox.add(queue, ids)

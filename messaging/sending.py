@@ -1,0 +1,150 @@
+"""Accepting messages: resolve the targets, count the quota, store one pending message per
+subscription, and hand them to delivery once the transaction commits."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from django_fsm import can_proceed
+
+from signal_project.api import InvalidTransition, NotFound
+
+from .delivery import QUEUE_FOR_PRIORITY, notify_status_listeners
+from .models import Application, Message, MessageEvent, MessageStatus, Subscription, User
+from .outbox import enqueue
+from .quotas import quota_consume
+
+
+@dataclass(frozen=True)
+class Content:
+    title: str = ""
+    body: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    priority: str = Message.Priority.NORMAL
+    ttl: int | None = None
+    collapse_id: str = ""
+    send_after: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    messages: list[Message]
+    skipped: int
+
+
+def resolve_targets(
+    *,
+    application: Application,
+    subscription_id=None,
+    subscription_ids: Sequence | None = None,
+    external_user_id: str | None = None,
+    channels: Sequence[str] | None = None,
+) -> tuple[list[Subscription], int]:
+    """The enabled subscriptions a request targets, and how many disabled ones it skips.
+    A named target that is missing or another application's raises NotFound."""
+    qs = Subscription.objects.filter(application=application).only("id", "type", "enabled")
+    if external_user_id is not None:
+        if not User.objects.filter(
+            application=application, external_user_id=external_user_id
+        ).exists():
+            raise NotFound(f"No user with external_user_id {external_user_id!r}.")
+        targets = list(qs.filter(user__external_user_id=external_user_id))
+    else:
+        wanted = {str(i) for i in (subscription_ids or [subscription_id])}
+        targets = list(qs.filter(pk__in=wanted))
+        if len(targets) != len(wanted):
+            found = {str(s.pk) for s in targets}
+            missing = sorted(wanted - found)
+            raise NotFound(
+                f"{len(missing)} target subscription(s) do not exist.",
+                details={"subscription_ids": missing},
+            )
+    if channels:
+        targets = [s for s in targets if s.type in set(channels)]
+    enabled = [s for s in targets if s.enabled]
+    return enabled, len(targets) - len(enabled)
+
+
+def message_send(
+    *,
+    application: Application,
+    subscriptions: Sequence[Subscription],
+    content: Content,
+    delivery: Delivery,
+    skipped: int = 0,
+    campaign_id=None,
+    campaign_run_id=None,
+) -> SendOutcome:
+    """Stores one pending message per subscription (counting the quota) and enqueues them
+    after commit; scheduled ones are left to the sweep, which sends them when due."""
+    now = timezone.now()
+    scheduled = delivery.send_after is not None and delivery.send_after > now
+    messages = [
+        Message(
+            application=application,
+            subscription_id=s.pk,
+            channel=s.type,
+            campaign_id=campaign_id,
+            campaign_run_id=campaign_run_id,
+            title=content.title,
+            body=content.body,
+            data=content.data,
+            priority=delivery.priority,
+            ttl=delivery.ttl,
+            collapse_id=delivery.collapse_id,
+            send_after=delivery.send_after,
+            enqueued_at=None if scheduled else now,
+        )
+        for s in subscriptions
+    ]
+    with transaction.atomic():
+        quota_consume(application=application, count=len(messages))
+        Message.objects.bulk_create(messages)
+        if not scheduled and messages:
+            ids = [str(m.pk) for m in messages]
+            queue = QUEUE_FOR_PRIORITY[delivery.priority]
+            transaction.on_commit(lambda: enqueue(queue, ids))
+    return SendOutcome(messages=messages, skipped=skipped)
+
+
+_CLIENT_TRANSITIONS = {
+    MessageStatus.RECEIVED: "receive",
+    MessageStatus.CONVERTED: "convert",
+}
+
+
+def message_report_status(*, message: Message, status: str, actor: str) -> Message:
+    """The client's report that a message was received or converted. Repeating the current
+    status is a no-op; a transition the state machine refuses raises InvalidTransition."""
+    with transaction.atomic():
+        message = Message.objects.select_for_update().get(pk=message.pk)
+        if message.status == status:
+            return message
+        transition = getattr(message, _CLIENT_TRANSITIONS[status])
+        if not can_proceed(transition):
+            raise InvalidTransition(
+                f"A message in status {message.status!r} cannot become {status!r}.",
+                details={"status": message.status, "requested": status},
+            )
+        old = message.status
+        transition()
+        message.save(update_fields=["status"])
+        MessageEvent.objects.create(
+            message=message,
+            type=MessageEvent.Type.STATUS,
+            status=status,
+            at=timezone.now(),
+            details={"actor": actor},
+        )
+        notify_status_listeners(Counter({(message.campaign_id, old, status): 1}))
+    return message

@@ -1,0 +1,39 @@
+"""Celery tasks of messaging: thin interfaces that take ids and call the pipeline."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import DatabaseError
+
+from . import delivery
+
+
+@shared_task(
+    name="messaging.deliver_batch",
+    autoretry_for=(DatabaseError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def deliver_batch(message_ids: list[str]) -> None:
+    """Sends the pending messages among these ids (a batch of up to MESSAGE_BATCH_SIZE)."""
+    delivery.deliver_batch(message_ids)
+
+
+@shared_task(name="messaging.sweep_pending")
+def sweep_pending() -> int:
+    """Re-enqueues pending messages whose work was lost, and scheduled ones now due."""
+    return delivery.pending_sweep()
+
+
+@shared_task(name="messaging.purge_idempotency_records")
+def purge_idempotency_records() -> int:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from .models import IdempotencyRecord
+
+    deleted, _ = IdempotencyRecord.objects.filter(
+        created_at__lt=timezone.now() - timedelta(hours=24)
+    ).delete()
+    return deleted

@@ -1,0 +1,220 @@
+"""`make run`: one command from a fresh clone to a running service.
+
+Uses PostgreSQL and Redis from the environment / `.env` when they answer; otherwise falls
+back to SQLite and a file-system broker, and says so. Then migrates, creates the demo
+application once, and runs the fake providers, the web app, a Celery worker and beat in the
+foreground; Ctrl-C stops them all.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+PY = sys.executable
+WEB_ADDRESS = os.environ.get("WEB_ADDRESS", "127.0.0.1:8000")
+APNS_PORT, FCM_PORT = 8443, 8089
+
+
+def say(text: str) -> None:
+    print(f"[make run] {text}", flush=True)
+
+
+def read_env_file() -> dict[str, str]:
+    """.env as a dict, created on first run with fresh secrets."""
+    path = ROOT / ".env"
+    if not path.exists():
+        from cryptography.fernet import Fernet
+
+        path.write_text(
+            "# Written by `make run` on first use. The environment overrides it.\n"
+            "DEBUG=true\n"
+            f"SECRET_KEY={secrets.token_urlsafe(40)}\n"
+            f"FIELD_ENCRYPTION_KEYS={Fernet.generate_key().decode()}\n"
+            "DATABASE_URL=postgres://postgres@127.0.0.1:5432/signal\n"
+            "REDIS_URL=redis://127.0.0.1:6379/0\n"
+        )
+        os.chmod(path, 0o600)
+        say("wrote .env with a new SECRET_KEY and FIELD_ENCRYPTION_KEYS")
+    values = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def answers(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=2
+        ):
+            return True
+    except OSError:
+        return False
+
+
+def ensure_database(url: str) -> None:
+    """Creates the database DATABASE_URL names when the server has no such database yet."""
+    import psycopg
+
+    parsed = urlparse(url)
+    name = parsed.path.lstrip("/") or "signal"
+    admin_url = parsed._replace(path="/postgres").geturl().replace("postgres://", "postgresql://")
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+            say(f"created database {name}")
+
+
+def configure() -> dict[str, str]:
+    env = {**read_env_file(), **os.environ}
+    database_url = env.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/signal")
+    redis_url = env.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    VAR.mkdir(exist_ok=True)
+    if database_url.startswith("postgres") and answers(database_url, 5432):
+        ensure_database(database_url)
+        say(f"database: PostgreSQL at {urlparse(database_url).hostname}")
+    elif database_url.startswith("postgres"):
+        env["DATABASE_URL"] = f"sqlite:///{VAR / 'signal.sqlite3'}"
+        say(
+            "PostgreSQL does not answer: FALLING BACK to SQLite (var/signal.sqlite3). "
+            "Fine for a first look; use PostgreSQL for anything real."
+        )
+    if answers(redis_url, 6379):
+        say(f"broker, cache, rate limits: Redis at {urlparse(redis_url).hostname}")
+    else:
+        env["CELERY_BROKER_URL"] = "filesystem://"
+        env["CACHE_URL"] = "locmem://"
+        say(
+            "Redis does not answer: FALLING BACK to a file-system broker (var/broker) and "
+            "per-process caches (rate limits are per process)."
+        )
+    env.setdefault("APNS_ENDPOINT", f"https://127.0.0.1:{APNS_PORT}")
+    env.setdefault("APNS_CA_FILE", str(VAR / "fake" / "ca.pem"))
+    env.setdefault("FCM_ENDPOINT", f"http://127.0.0.1:{FCM_PORT}")
+    return env
+
+
+def wait_for_file(path: Path, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{path} did not appear: did the fake providers start?")
+        time.sleep(0.2)
+
+
+def main() -> int:
+    env = configure()
+    manage = [PY, str(ROOT / "manage.py")]
+    children: list[subprocess.Popen] = []
+
+    def start(name: str, argv: list[str]) -> None:
+        say(f"starting {name}: {' '.join(argv[1:])}")
+        children.append(subprocess.Popen(argv, env=env, cwd=ROOT))
+
+    def stop(*_args) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+    signal.signal(signal.SIGTERM, lambda *a: (stop(), sys.exit(0)))
+    try:
+        subprocess.run([*manage, "migrate", "--no-input"], env=env, cwd=ROOT, check=True)
+        start(
+            "fake APNs and FCM",
+            [
+                *manage,
+                "run_fake_providers",
+                f"--apns-port={APNS_PORT}",
+                f"--fcm-port={FCM_PORT}",
+                f"--state-dir={VAR / 'fake'}",
+            ],
+        )
+        wait_for_file(VAR / "fake" / "fcm_service_account.json")
+        subprocess.run(
+            [*manage, "bootstrap_demo", f"--fake-state-dir={VAR / 'fake'}"],
+            env=env,
+            cwd=ROOT,
+            check=True,
+        )
+        start(
+            "web",
+            [
+                PY,
+                "-m",
+                "gunicorn",
+                "signal_project.wsgi:application",
+                "-b",
+                WEB_ADDRESS,
+                "-w",
+                "2",
+                "--access-logfile",
+                "-",
+            ],
+        )
+        start(
+            "worker",
+            [
+                PY,
+                "-m",
+                "celery",
+                "-A",
+                "signal_project",
+                "worker",
+                "-Q",
+                "critical,messages,campaigns,retry",
+                "-c",
+                "2",
+                "-l",
+                "info",
+            ],
+        )
+        start(
+            "beat",
+            [
+                PY,
+                "-m",
+                "celery",
+                "-A",
+                "signal_project",
+                "beat",
+                "-l",
+                "info",
+            ],
+        )
+        say(
+            f"ready: API http://{WEB_ADDRESS}/api/v1/docs/  admin http://{WEB_ADDRESS}/admin/ "
+            "(keys and login above, also in var/demo.json). Ctrl-C stops everything."
+        )
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        failed = [c for c in children if c.poll() is not None]
+        say(f"a process exited ({failed[0].args[2] if failed else '?'}); stopping the rest")
+        return 1
+    except KeyboardInterrupt:
+        say("stopping")
+        return 0
+    finally:
+        stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""End-to-end fixtures: the fake providers and real Celery worker processes, on the test
+database and a Redis database of the tests' own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+
+from adapters.fakes.process import running_fake_providers
+from messaging import services
+from messaging.models import ApiKey
+
+ROOT = Path(__file__).resolve().parents[2]
+QUEUES = "critical,messages,campaigns,retry"
+
+
+def wait_for(predicate: Callable[[], object], *, timeout: float = 30.0, what: str = "") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+
+
+@pytest.fixture(scope="session")
+def fake_providers():
+    with running_fake_providers() as fakes:
+        yield fakes
+
+
+class Worker:
+    """One `celery worker` process tree, started and ended by its PID."""
+
+    def __init__(self, env: dict[str, str], log: Path, name: str):
+        self.env, self.log, self.name = env, log, name
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Worker:
+        self.log.write_text("")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "signal_project",
+                "worker",
+                "-Q",
+                QUEUES,
+                "-c",
+                "2",
+                "-l",
+                "info",
+                "-n",
+                f"{self.name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a kill reaches the children
+        )
+        wait_for(
+            lambda: "ready." in self.log.read_text(errors="replace") or self._died(),
+            timeout=60,
+            what="the Celery worker to be ready",
+        )
+        if self._died():
+            raise RuntimeError(f"worker exited:\n{self.log.read_text()}")
+        return self
+
+    def _died(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process and pool children) at once."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def worker_env(django_db_setup, fake_providers, tmp_path_factory) -> dict[str, str]:
+    db = settings.DATABASES["default"]
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()  # no tasks left from an earlier run
+    return {
+        **os.environ,
+        "DATABASE_URL": (
+            f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        ),
+        "REDIS_URL": settings.REDIS_URL,
+        "APNS_ENDPOINT": fake_providers.apns_endpoint,
+        "APNS_CA_FILE": fake_providers.ca_file,
+        "FCM_ENDPOINT": fake_providers.fcm_endpoint,
+        "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
+        "TOKEN_HMAC_KEY": settings.TOKEN_HMAC_KEY,
+        "MESSAGE_RETRY_BASE_SECONDS": "0.2",
+        "MESSAGE_LEASE_SECONDS": "3",
+        "MESSAGE_STALE_AFTER_SECONDS": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture(scope="session")
+def celery_worker(worker_env, tmp_path_factory):
+    worker = Worker(worker_env, tmp_path_factory.mktemp("worker") / "worker.log", "e2e")
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def e2e(transactional_db, celery_worker, fake_providers, settings):
+    """A clean database the worker sees (every write commits) and the fakes' counters at 0."""
+    settings.MESSAGE_STALE_AFTER_SECONDS = 2
+    settings.MESSAGE_LEASE_SECONDS = 3
+    fake_providers.reset()
+    return fake_providers
+
+
+@pytest.fixture
+def live_app(e2e):
+    """An application whose credentials are the fake providers', with a server key and a
+    client key (raw values on .server_key / .client_key)."""
+    application = services.application_create(
+        name="e2e",
+        apns_credentials=dict(e2e.apns_credentials().values),
+        fcm_credentials=dict(e2e.fcm_credentials().values),
+    )
+    application.server_key = services.api_key_create(
+        application=application, scope=ApiKey.Scope.SERVER
+    ).raw
+    application.client_key = services.api_key_create(
+        application=application, scope=ApiKey.Scope.CLIENT
+    ).raw
+    return application
