@@ -1,0 +1,1 @@
+"""Fake APNs and FCM servers on loopback, for development, tests and benchmarks."""

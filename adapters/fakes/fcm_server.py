@@ -1,0 +1,252 @@
+"""A fake FCM HTTP v1 API and OAuth token endpoint on loopback (plain HTTP/1.1).
+
+`POST /token` exchanges a service-account JWT assertion (RS256) for an access token;
+`POST /v1/projects/{project}/messages:send` checks the bearer token and the message shape and
+answers like FCM. `GET /__stats`, `POST /__reset` and `POST /__revoke_tokens` serve tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import time
+import uuid
+from urllib.parse import parse_qs
+
+import jwt
+
+from adapters.fakes.http1 import HTTP1Protocol, Response
+from adapters.fakes.state import FCM_SERVICE_ACCOUNT_FILE, FakeState, load_fcm_public_key
+from adapters.fakes.stats import Stats
+
+# Registration-token prefixes that provoke a given answer.
+TOKEN_PREFIXES: dict[str, str] = {
+    "dead": "404 UNREGISTERED",
+    "mismatch": "403 SENDER_ID_MISMATCH",
+    "badtoken": "400 INVALID_ARGUMENT naming the registration token",
+    "badarg": "400 INVALID_ARGUMENT about another field (not the token)",
+    "flaky": "the first 2 attempts per token get 503 UNAVAILABLE, Retry-After: 1",
+    "slow": "answers 200 after 2 seconds",
+    "err500": "500 INTERNAL, always",
+    "quota": "429 QUOTA_EXCEEDED, Retry-After: 1",
+}
+FLAKY_FAILURES = 2
+SLOW_SECONDS = 2.0
+ACCESS_TOKEN_SECONDS = 3600
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"  # noqa: S105 (a URL)
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+_TTL = re.compile(r"^\d+(\.\d{1,9})?s$")
+_SEND_PATH = re.compile(r"^/v1/projects/([^/]+)/messages:send$")
+_FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+_BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
+
+
+def _error(
+    status: int,
+    message: str,
+    fcm_code: str | None = None,
+    *,
+    field: str | None = None,
+    headers: list[tuple[str, str]] | None = None,
+) -> Response:
+    details = []
+    if fcm_code:
+        details.append({"@type": _FCM_ERROR, "errorCode": fcm_code})
+    if field:
+        details.append(
+            {"@type": _BAD_REQUEST, "fieldViolations": [{"field": field, "description": message}]}
+        )
+    error = {"code": status, "message": message, "status": _STATUS_NAMES[status]}
+    if details:
+        error["details"] = details
+    return status, headers or [], json.dumps({"error": error}).encode()
+
+
+class FakeFCM:
+    """The token endpoint, the send endpoint's checks, the token-prefix behaviours, counters."""
+
+    def __init__(self, state: FakeState) -> None:
+        self.state = state
+        self.stats = Stats(tuple(TOKEN_PREFIXES))
+        self._public_key = load_fcm_public_key(state)
+        self._access_tokens: dict[str, float] = {}  # token -> expiry
+        self._flaky_attempts: dict[str, int] = {}
+
+    def reset(self) -> None:
+        self.stats.reset()
+        self._flaky_attempts.clear()
+
+    def protocol(self) -> asyncio.Protocol:
+        return HTTP1Protocol(self.handle)
+
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes):
+        if method == "POST":
+            match = _SEND_PATH.match(path)
+            if match:
+                return self._send(match.group(1), headers, body)
+            if path == "/token":
+                return self._token(body)
+            if path == "/__reset":
+                self.reset()
+                return 200, [], b"{}"
+            if path == "/__revoke_tokens":
+                self._access_tokens.clear()
+                return 200, [], b"{}"
+        elif method == "GET" and path == "/__stats":
+            return 200, [], json.dumps(self.stats.snapshot()).encode()
+        return _error(404, f"No route for {method} {path}")
+
+    def _token(self, body: bytes) -> Response:
+        self.stats.extra["token_requests"] += 1
+        form = parse_qs(body.decode("latin-1"))
+        if form.get("grant_type") != [JWT_BEARER] or not form.get("assertion"):
+            return 400, [], b'{"error": "unsupported_grant_type"}'
+        try:
+            claims = jwt.decode(
+                form["assertion"][0],
+                self._public_key,
+                algorithms=["RS256"],
+                # google-auth always names Google's endpoint, whatever the token_uri.
+                audience=[GOOGLE_TOKEN_AUDIENCE, f"{_origin(self.state)}/token"],
+                options={"require": ["iss", "aud", "iat", "exp"]},
+            )
+        except jwt.PyJWTError as exc:
+            return 400, [], json.dumps({"error": "invalid_grant", "detail": str(exc)}).encode()
+        if claims["iss"] != self.state.client_email:
+            return 400, [], b'{"error": "invalid_grant"}'
+        access_token = "fake." + secrets.token_urlsafe(24)
+        self._access_tokens[access_token] = time.time() + ACCESS_TOKEN_SECONDS
+        answer = {
+            "access_token": access_token,
+            "expires_in": ACCESS_TOKEN_SECONDS,
+            "token_type": "Bearer",
+        }
+        return 200, [], json.dumps(answer).encode()
+
+    def _send(self, project: str, headers: dict[str, str], body: bytes):
+        token = ""
+        answer = self._check(project, headers, body)
+        if isinstance(answer, str):
+            token, answer = answer, self._behaviour(answer)
+        prefix = self.stats.prefix_of(token)
+        if not isinstance(answer, tuple):
+            self.stats.record(200, "slow", prefix)
+            return answer
+        reason = None
+        if answer[0] != 200:
+            error = json.loads(answer[2])["error"]
+            codes = [d["errorCode"] for d in error.get("details", ()) if "errorCode" in d]
+            reason = codes[0] if codes else error["status"]
+        self.stats.record(answer[0], reason, prefix)
+        return answer
+
+    def _check(self, project: str, headers: dict[str, str], body: bytes) -> Response | str:
+        """An error answer, or the message's registration token when the request is valid."""
+        scheme, _, access_token = headers.get("authorization", "").partition(" ")
+        expiry = self._access_tokens.get(access_token)
+        if scheme.lower() != "bearer" or expiry is None or expiry < time.time():
+            return _error(
+                401,
+                "Request had invalid authentication credentials. Expected OAuth 2 access "
+                "token, login cookie or other valid authentication credential.",
+            )
+        if project != self.state.project_id:
+            return _error(403, f"Permission denied on project {project}.")
+        try:
+            message = json.loads(body)["message"]
+        except (ValueError, KeyError, TypeError):
+            return _error(400, "Invalid JSON payload received.")
+        if not isinstance(message, dict) or not isinstance(message.get("token"), str):
+            return _error(400, "Recipient of the message is not set.", "INVALID_ARGUMENT")
+        data = message.get("data") or {}
+        if not isinstance(data, dict):
+            return _error(400, "Invalid value at 'message.data'", field="message.data")
+        for key, value in data.items():
+            if not isinstance(value, str):
+                return _error(
+                    400,
+                    f"Invalid value at 'message.data[{key}].value' (TYPE_STRING)",
+                    field=f"message.data[{key}].value",
+                )
+        android = message.get("android") or {}
+        priority = str(android.get("priority", "normal")).upper()
+        if priority not in ("HIGH", "NORMAL"):
+            return _error(400, "Invalid value at 'message.android.priority'")
+        if "ttl" in android and not _TTL.match(str(android["ttl"])):
+            return _error(
+                400,
+                "Invalid value at 'message.android.ttl' (type.googleapis.com/"
+                "google.protobuf.Duration)",
+            )
+        return message["token"]
+
+    def _behaviour(self, token: str):
+        if token.startswith("dead"):
+            return _error(404, "Requested entity was not found.", "UNREGISTERED")
+        if token.startswith("mismatch"):
+            return _error(403, "SenderId mismatch", "SENDER_ID_MISMATCH")
+        if token.startswith("badtoken"):
+            return _error(
+                400,
+                "The registration token is not a valid FCM registration token",
+                "INVALID_ARGUMENT",
+                field="message.token",
+            )
+        if token.startswith("badarg"):
+            return _error(
+                400,
+                "Invalid value at 'message.android.collapse_key'",
+                "INVALID_ARGUMENT",
+                field="message.android.collapse_key",
+            )
+        if token.startswith("flaky"):
+            attempts = self._flaky_attempts.get(token, 0) + 1
+            self._flaky_attempts[token] = attempts
+            if attempts <= FLAKY_FAILURES:
+                return _error(
+                    503,
+                    "The service is unavailable.",
+                    "UNAVAILABLE",
+                    headers=[("Retry-After", "1")],
+                )
+        if token.startswith("err500"):
+            return _error(500, "Internal error encountered.", "INTERNAL")
+        if token.startswith("quota"):
+            return _error(
+                429,
+                "Quota exceeded for quota metric 'Send requests'.",
+                "QUOTA_EXCEEDED",
+                headers=[("Retry-After", "1")],
+            )
+        name = f"projects/{self.state.project_id}/messages/{uuid.uuid4().hex}"
+        success: Response = (200, [], json.dumps({"name": name}).encode())
+        if token.startswith("slow"):
+            return _after(SLOW_SECONDS, success)
+        return success
+
+
+async def _after(seconds: float, response: Response) -> Response:
+    await asyncio.sleep(seconds)
+    return response
+
+
+def _origin(state: FakeState) -> str:
+    account = json.loads(state.path(FCM_SERVICE_ACCOUNT_FILE).read_text())
+    return account["token_uri"].rsplit("/", 1)[0]
+
+
+async def serve_fcm(app: FakeFCM, host: str, port: int) -> asyncio.Server:
+    """Listen for plain HTTP; `port` 0 picks a free one."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(app.protocol, host, port)

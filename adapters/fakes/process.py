@@ -1,0 +1,142 @@
+"""Start the fake providers as a subprocess for tests: `with running_fake_providers() as fakes:`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from adapters.base import Credentials
+from adapters.fakes import client, state
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+READY_FILE = "ready.json"
+
+
+@dataclass(frozen=True)
+class FakeProviders:
+    """Where the running fakes listen and the credentials they accept."""
+
+    pid: int
+    state_dir: Path
+    apns_endpoint: str
+    fcm_endpoint: str
+    ca_file: str
+    apns_key_file: str
+    apns_key_id: str
+    apns_team_id: str
+    apns_topic: str
+    apns_client_cert_file: str
+    fcm_service_account_file: str
+
+    def apns_credentials(self, *, key_id: str | None = None, sandbox: bool = False) -> Credentials:
+        """Token-auth credentials; pass another `key_id` to get ones the fake rejects."""
+        values = {
+            "auth": "token",
+            "team_id": self.apns_team_id,
+            "key_id": key_id or self.apns_key_id,
+            "private_key": Path(self.apns_key_file).read_text(),
+            "topic": self.apns_topic,
+            "sandbox": sandbox,
+        }
+        return Credentials(key=f"fake-apns-token-{values['key_id']}", values=values)
+
+    def apns_certificate_credentials(self) -> Credentials:
+        values = {
+            "auth": "certificate",
+            "certificate": Path(self.apns_client_cert_file).read_text(),
+            "topic": self.apns_topic,
+            "sandbox": False,
+        }
+        return Credentials(key="fake-apns-certificate", values=values)
+
+    def fcm_credentials(self) -> Credentials:
+        account = json.loads(Path(self.fcm_service_account_file).read_text())
+        return Credentials(key="fake-fcm", values={"service_account": account})
+
+    def apns_stats(self) -> dict[str, Any]:
+        return client.fetch_stats(self.apns_endpoint, ca_file=self.ca_file)
+
+    def fcm_stats(self) -> dict[str, Any]:
+        return client.fetch_stats(self.fcm_endpoint)
+
+    def reset(self) -> None:
+        client.reset_stats(self.apns_endpoint, ca_file=self.ca_file)
+        client.reset_stats(self.fcm_endpoint)
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def running_fake_providers(
+    *, state_dir: Path | str | None = None, startup_timeout: float = 30.0
+) -> Iterator[FakeProviders]:
+    """Spawn `manage.py run_fake_providers` on free ports; terminate it by PID on exit."""
+    with contextlib.ExitStack() as stack:
+        if state_dir is None:
+            state_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="fake-providers-"))
+        state_dir = Path(state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        (state_dir / READY_FILE).unlink(missing_ok=True)
+        log = stack.enter_context(open(state_dir / "fake_providers.log", "wb"))  # noqa: SIM115
+        command = [
+            sys.executable,
+            str(PROJECT_DIR / "manage.py"),
+            "run_fake_providers",
+            "--apns-port=0",
+            "--fcm-port=0",
+            f"--state-dir={state_dir}",
+        ]
+        process = subprocess.Popen(command, cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            ready = _wait_until_ready(process, state_dir, startup_timeout)
+            info = state.ensure_state(state_dir)
+            yield FakeProviders(
+                pid=process.pid,
+                state_dir=state_dir,
+                apns_endpoint=f"https://127.0.0.1:{ready['apns_port']}",
+                fcm_endpoint=f"http://127.0.0.1:{ready['fcm_port']}",
+                ca_file=str(state_dir / state.CA_FILE),
+                apns_key_file=str(state_dir / state.APNS_KEY_FILE),
+                apns_key_id=info.key_id,
+                apns_team_id=info.team_id,
+                apns_topic=info.topic,
+                apns_client_cert_file=str(state_dir / state.APNS_CLIENT_CERT_FILE),
+                fcm_service_account_file=str(state_dir / state.FCM_SERVICE_ACCOUNT_FILE),
+            )
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+def _wait_until_ready(process: subprocess.Popen, state_dir: Path, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log = (state_dir / "fake_providers.log").read_text(errors="replace")
+            raise RuntimeError(f"run_fake_providers exited with {process.returncode}:\n{log}")
+        ready_path = state_dir / READY_FILE
+        if ready_path.exists():
+            ready = json.loads(ready_path.read_text())
+            if _answers(ready["apns_port"]) and _answers(ready["fcm_port"]):
+                return ready
+        time.sleep(0.05)
+    raise TimeoutError(f"the fake providers did not start within {timeout} s")

@@ -1,0 +1,183 @@
+"""The fake providers' key material: a CA, a TLS server cert, an APNs key, an FCM service account.
+
+Generated once into a state directory and reused, so the credentials a developer configured
+keep working across restarts. The fakes trust only the keys found here.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+APNS_TOPIC = "com.example.signal"
+FCM_PROJECT_ID = "signal-fake"
+
+CA_FILE = "ca.pem"
+SERVER_CERT_FILE = "server.pem"  # certificate chain then key, for the APNs fake's TLS
+APNS_KEY_FILE = "apns_key.p8"
+APNS_INFO_FILE = "apns.json"
+APNS_CLIENT_CERT_FILE = "apns_client.pem"  # certificate + key, for certificate-based auth
+FCM_SERVICE_ACCOUNT_FILE = "fcm_service_account.json"
+
+
+@dataclass(frozen=True)
+class FakeState:
+    """Paths and identifiers of a state directory."""
+
+    directory: Path
+    key_id: str
+    team_id: str
+    topic: str
+    project_id: str
+    client_email: str
+
+    def path(self, name: str) -> Path:
+        return self.directory / name
+
+
+def _write(path: Path, data: bytes) -> None:
+    # Private keys live here: owner-only from the moment the file exists.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def _pem_key(key) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _certificate(subject: str, public_key, issuer_key, issuer_name, *, ca: bool, sans=()):
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(issuer_name or x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        builder = builder.add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False
+        )
+    else:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _generate(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = _certificate("Automata-Signal fake CA", ca_key.public_key(), ca_key, None, ca=True)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_cert = _certificate(
+        "127.0.0.1",
+        server_key.public_key(),
+        ca_key,
+        ca_cert.subject,
+        ca=False,
+        sans=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+    )
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client_cert = _certificate(
+        APNS_TOPIC, client_key.public_key(), ca_key, ca_cert.subject, ca=False
+    )
+    pem = serialization.Encoding.PEM
+    _write(directory / CA_FILE, ca_cert.public_bytes(pem))
+    _write(directory / SERVER_CERT_FILE, server_cert.public_bytes(pem) + _pem_key(server_key))
+    _write(directory / APNS_CLIENT_CERT_FILE, client_cert.public_bytes(pem) + _pem_key(client_key))
+
+    apns_key = ec.generate_private_key(ec.SECP256R1())
+    _write(directory / APNS_KEY_FILE, _pem_key(apns_key))
+    apns_info = {
+        "key_id": secrets.token_hex(5).upper(),
+        "team_id": secrets.token_hex(5).upper(),
+        "topic": APNS_TOPIC,
+    }
+    _write(directory / APNS_INFO_FILE, json.dumps(apns_info, indent=2).encode())
+
+    # token_uri is filled in by set_token_uri() once the FCM port is known.
+    fcm_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    service_account = {
+        "type": "service_account",
+        "project_id": FCM_PROJECT_ID,
+        "private_key_id": secrets.token_hex(20),
+        "private_key": _pem_key(fcm_key).decode(),
+        "client_email": f"signal@{FCM_PROJECT_ID}.iam.gserviceaccount.com",
+        "client_id": str(secrets.randbelow(10**20)),
+        "token_uri": "",
+    }
+    _write(directory / FCM_SERVICE_ACCOUNT_FILE, json.dumps(service_account, indent=2).encode())
+
+
+def ensure_state(directory: Path | str) -> FakeState:
+    """Load the state directory, generating its keys and certificates first if missing."""
+    directory = Path(directory)
+    if not (directory / APNS_INFO_FILE).exists():
+        _generate(directory)
+    account = json.loads((directory / FCM_SERVICE_ACCOUNT_FILE).read_text())
+    apns_info = json.loads((directory / APNS_INFO_FILE).read_text())
+    return FakeState(
+        directory=directory,
+        key_id=apns_info["key_id"],
+        team_id=apns_info["team_id"],
+        topic=apns_info["topic"],
+        project_id=account["project_id"],
+        client_email=account["client_email"],
+    )
+
+
+def set_token_uri(state: FakeState, fcm_port: int) -> None:
+    """Point the service account's token_uri at the fake FCM, once its port is known."""
+    path = state.path(FCM_SERVICE_ACCOUNT_FILE)
+    account = json.loads(path.read_text())
+    token_uri = f"http://127.0.0.1:{fcm_port}/token"
+    if account.get("token_uri") != token_uri:
+        account["token_uri"] = token_uri
+        _write(path, json.dumps(account, indent=2).encode())
+
+
+def load_apns_public_key(state: FakeState):
+    key = serialization.load_pem_private_key(state.path(APNS_KEY_FILE).read_bytes(), None)
+    return key.public_key()
+
+
+def load_fcm_public_key(state: FakeState):
+    account = json.loads(state.path(FCM_SERVICE_ACCOUNT_FILE).read_text())
+    key = serialization.load_pem_private_key(account["private_key"].encode(), None)
+    return key.public_key()

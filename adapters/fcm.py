@@ -1,0 +1,287 @@
+"""Firebase Cloud Messaging adapter (HTTP v1), sending a batch concurrently over aiohttp.
+
+pyfcm 2.1.1 builds the message JSON here (`BaseAPI.parse_payload`), but does not send it. Read
+from its source (`pyfcm/baseapi.py`, `pyfcm/async_fcm.py`), its sending paths do not fit:
+the synchronous one sleeps on Retry-After inside the call and retries 503s itself; the async
+one opens a new event loop per call and a new aiohttp session per message, returns only the
+JSON body (no status, no Retry-After), and refreshes the OAuth token on every call; the
+endpoint is a class constant. So requests go from one pooled aiohttp session per credential
+per process to `{endpoint}/v1/projects/{project_id}/messages:send`, and the OAuth token comes
+from google-auth service-account credentials (the JSON's own `token_uri`), cached until it
+expires and refreshed once on a 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import google.auth.exceptions
+import google.auth.transport.requests
+from google.oauth2 import service_account
+from pyfcm.baseapi import BaseAPI
+
+from adapters import registry
+from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
+from adapters.errors import (
+    FCM_ERRORS,
+    classify_fcm,
+    is_credential_rejected,
+    local_failure,
+    parse_json_body,
+    parse_retry_after,
+)
+
+GOOGLE_ENDPOINT = "https://fcm.googleapis.com"
+SCOPES = ["https://www.googleapis.com/auth/firebase.messaging"]
+MAX_CLIENTS = 64
+
+
+class _TokenRequest(google.auth.transport.requests.Request):
+    """google-auth's transport with our timeout instead of its 120 s default."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self._timeout = timeout
+
+    def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs):
+        return super().__call__(
+            url, method=method, body=body, headers=headers, timeout=self._timeout, **kwargs
+        )
+
+
+@dataclass
+class _Client:
+    session: aiohttp.ClientSession
+    credentials: service_account.Credentials
+    builder: BaseAPI
+    url: str
+    token_request: _TokenRequest
+    token_lock: asyncio.Lock
+
+
+def stringify_data(data: Mapping[str, Any]) -> dict[str, str]:
+    """FCM data values must be strings: keep strings, JSON-encode everything else."""
+    return {
+        str(key): value
+        if isinstance(value, str)
+        else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        for key, value in data.items()
+    }
+
+
+class FCMAdapter:
+    """Sends Android pushes through FCM HTTP v1 (or an endpoint given for tests)."""
+
+    channel = "AndroidPush"
+
+    def __init__(
+        self,
+        endpoint: str | None = GOOGLE_ENDPOINT,
+        timeout: float = 10.0,
+        *,
+        max_concurrency: int = 100,
+    ) -> None:
+        self.endpoint = (endpoint or GOOGLE_ENDPOINT).rstrip("/")
+        self.timeout = timeout
+        self.max_concurrency = max_concurrency
+        self._clients: dict[str, _Client] = {}
+        self._clients_loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> FCMAdapter:
+        return cls(endpoint=getattr(settings, "FCM_ENDPOINT", "") or None)
+
+    def send_batch(
+        self, credentials: Credentials, messages: Sequence[OutboundMessage]
+    ) -> list[SendResult]:
+        if not messages:
+            return []
+        # Two token fetches and two send rounds at most, each bounded by the timeout.
+        return registry.run_in_loop(
+            self._send_batch(credentials, messages), timeout=4 * self.timeout + 30
+        )
+
+    def close(self) -> None:
+        """Close this process's HTTP sessions (at shutdown; sending again reopens them)."""
+        if self._clients_loop is not None and self._clients:
+            registry.run_in_loop(self._close(), timeout=self.timeout)
+
+    async def _close(self) -> None:
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            await client.session.close()
+
+    async def _send_batch(
+        self, credentials: Credentials, messages: Sequence[OutboundMessage]
+    ) -> list[SendResult]:
+        client = self._client(credentials)
+        payloads = [self._payload(client, message) for message in messages]
+        try:
+            token = await self._access_token(client, rejected=None)
+        except _TokenError as exc:
+            return [exc.result(message.message_id) for message in messages]
+        slots = asyncio.Semaphore(self.max_concurrency)
+        results = list(
+            await asyncio.gather(
+                *(
+                    self._send_one(client, token, message, payload, slots)
+                    for message, payload in zip(messages, payloads, strict=True)
+                )
+            )
+        )
+        rejected = [i for i, result in enumerate(results) if is_credential_rejected(result)]
+        if rejected:
+            try:
+                token = await self._access_token(client, rejected=token)
+            except _TokenError as exc:
+                for index in rejected:
+                    results[index] = exc.result(messages[index].message_id)
+                return results
+            retried = await asyncio.gather(
+                *(self._send_one(client, token, messages[i], payloads[i], slots) for i in rejected)
+            )
+            for index, result in zip(rejected, retried, strict=True):
+                results[index] = result
+        return results
+
+    @staticmethod
+    def _payload(client: _Client, message: OutboundMessage) -> bytes:
+        android: dict[str, Any] = {"priority": "high" if message.priority == "high" else "normal"}
+        if message.ttl is not None:
+            android["ttl"] = f"{int(message.ttl)}s"
+        if message.collapse_id:
+            android["collapse_key"] = message.collapse_id
+        return client.builder.parse_payload(
+            fcm_token=message.token,
+            notification_title=message.title or None,
+            notification_body=message.body or None,
+            data_payload=stringify_data(message.data) or None,
+            android_config=android,
+        )
+
+    async def _send_one(
+        self,
+        client: _Client,
+        token: str,
+        message: OutboundMessage,
+        payload: bytes,
+        slots: asyncio.Semaphore,
+    ) -> SendResult:
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        async with slots:
+            started = time.perf_counter()
+            try:
+                async with client.session.post(client.url, data=payload, headers=headers) as r:
+                    body = await r.read()
+                    status, retry_after = r.status, r.headers.get("Retry-After")
+            except TimeoutError:
+                return local_failure(
+                    message.message_id,
+                    "timeout",
+                    f"no answer within {self.timeout} s",
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                )
+            except (aiohttp.ClientError, OSError) as exc:
+                return local_failure(
+                    message.message_id,
+                    "network_error",
+                    f"{type(exc).__name__}: {exc}",
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                )
+            latency_ms = (time.perf_counter() - started) * 1000
+        return classify_fcm(
+            message.message_id,
+            status,
+            parse_json_body(body) if body else None,
+            retry_after=parse_retry_after(retry_after),
+            latency_ms=latency_ms,
+        )
+
+    async def _access_token(self, client: _Client, *, rejected: str | None) -> str:
+        """The cached access token; a new one when it expired or is the one FCM `rejected`."""
+        credentials = client.credentials
+        async with client.token_lock:
+            if credentials.valid and credentials.token != rejected:
+                return credentials.token
+            try:
+                # google-auth is synchronous (requests): keep it off the event loop.
+                await asyncio.wait_for(
+                    asyncio.to_thread(credentials.refresh, client.token_request),
+                    self.timeout + 1,
+                )
+            except TimeoutError as exc:
+                raise _TokenError("timeout", "OAuth token request timed out") from exc
+            except google.auth.exceptions.TransportError as exc:
+                raise _TokenError("network_error", f"OAuth token request failed: {exc}") from exc
+            except google.auth.exceptions.RefreshError as exc:
+                raise _TokenError("UNAUTHENTICATED", f"OAuth token refused: {exc}") from exc
+            return credentials.token
+
+    def _client(self, credentials: Credentials) -> _Client:
+        loop = asyncio.get_running_loop()
+        if self._clients_loop is not loop:  # first use, or a forked child's new loop
+            self._clients = {}
+            self._clients_loop = loop
+        client = self._clients.get(credentials.key)
+        if client is None:
+            if len(self._clients) >= MAX_CLIENTS:
+                # Credentials rotate (the key has a content digest): drop the oldest client.
+                oldest = self._clients.pop(next(iter(self._clients)))
+                loop.create_task(oldest.session.close())
+            client = self._clients[credentials.key] = self._build_client(credentials.values)
+        return client
+
+    def _build_client(self, values: Mapping[str, Any]) -> _Client:
+        info = values.get("service_account")
+        if isinstance(info, str):
+            info = json.loads(info)
+        if not isinstance(info, Mapping) or not info.get("project_id"):
+            raise AdapterConfigurationError(
+                "FCM credentials need a service_account with project_id"
+            )
+        try:
+            google_credentials = service_account.Credentials.from_service_account_info(
+                dict(info), scopes=SCOPES
+            )
+        except (ValueError, KeyError) as exc:
+            raise AdapterConfigurationError(f"FCM service account is unusable: {exc}") from exc
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.max_concurrency),
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            raise_for_status=False,
+        )
+        return _Client(
+            session=session,
+            credentials=google_credentials,
+            builder=BaseAPI(credentials=google_credentials, project_id=info["project_id"]),
+            url=f"{self.endpoint}/v1/projects/{info['project_id']}/messages:send",
+            token_request=_TokenRequest(self.timeout),
+            token_lock=asyncio.Lock(),
+        )
+
+
+class _TokenError(Exception):
+    """No access token: every message of the batch fails temporarily with this code."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+    def result(self, message_id: str) -> SendResult:
+        if self.code in FCM_ERRORS:
+            error = FCM_ERRORS[self.code]
+            return SendResult(
+                message_id=message_id,
+                ok=False,
+                error_code=error.code,
+                error_message=self.detail,
+                permanent=error.permanent,
+            )
+        return local_failure(message_id, self.code, self.detail)

@@ -1,0 +1,57 @@
+"""Run the fake APNs and FCM servers in the foreground until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from pathlib import Path
+
+from django.core.management.base import BaseCommand
+
+from adapters.fakes.apns_server import FakeAPNs, serve_apns
+from adapters.fakes.fcm_server import FakeFCM, serve_fcm
+from adapters.fakes.state import ensure_state, set_token_uri
+
+READY_FILE = "ready.json"
+
+
+class Command(BaseCommand):
+    help = "Run the fake APNs (HTTP/2 + TLS) and FCM (HTTP) servers on 127.0.0.1."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--apns-port", type=int, default=8443, help="0 picks a free port")
+        parser.add_argument("--fcm-port", type=int, default=8089, help="0 picks a free port")
+        parser.add_argument("--state-dir", default="var/fake", help="keys, certificates, CA")
+
+    def handle(self, *args, apns_port: int, fcm_port: int, state_dir: str, **options):
+        asyncio.run(self._serve(Path(state_dir), apns_port, fcm_port))
+
+    async def _serve(self, state_dir: Path, apns_port: int, fcm_port: int) -> None:
+        state = ensure_state(state_dir)
+        (state_dir / READY_FILE).unlink(missing_ok=True)
+        fcm = await serve_fcm(FakeFCM(state), "127.0.0.1", fcm_port)
+        fcm_port = fcm.sockets[0].getsockname()[1]
+        set_token_uri(state, fcm_port)
+        apns = await serve_apns(FakeAPNs(state), "127.0.0.1", apns_port)
+        apns_port = apns.sockets[0].getsockname()[1]
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        ready = {"apns_port": apns_port, "fcm_port": fcm_port, "pid": os.getpid()}
+        # Written last and atomically: its presence means both servers accept connections.
+        tmp = state_dir / (READY_FILE + ".tmp")
+        tmp.write_text(json.dumps(ready))
+        tmp.replace(state_dir / READY_FILE)
+        self.stdout.write(
+            f"fake APNs https://127.0.0.1:{apns_port} (CA {state.path('ca.pem')}), "
+            f"fake FCM http://127.0.0.1:{fcm_port}, state in {state_dir}",
+        )
+        self.stdout.flush()
+        await stop.wait()
+        fcm.close()
+        apns.close()
+        (state_dir / READY_FILE).unlink(missing_ok=True)

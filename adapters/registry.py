@@ -1,0 +1,120 @@
+"""What lives once per process: the adapters built from settings, and the event loop they share.
+
+Celery workers are synchronous prefork processes, while the provider clients are asyncio:
+`run_in_loop()` hands a coroutine to one event loop running in a daemon thread, created lazily
+and recreated in a forked child (the parent's thread does not survive the fork).
+`get_adapter()` is the single seam tests use; `reset_adapters()` drops the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextlib
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from adapters.base import AdapterConfigurationError, ChannelAdapter
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_adapters: dict[str, ChannelAdapter] = {}
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+class UnknownChannelError(AdapterConfigurationError):
+    """No adapter is configured for this subscription type."""
+
+
+def get_adapter(subscription_type: str) -> ChannelAdapter:
+    """The adapter for a subscription type, built once per process from settings."""
+    adapter = _adapters.get(subscription_type)
+    if adapter is not None:
+        return adapter
+    with _lock:
+        if subscription_type not in _adapters:
+            _adapters[subscription_type] = _build(subscription_type)
+        return _adapters[subscription_type]
+
+
+def reset_adapters() -> None:
+    """Forget the built adapters, e.g. after a test changed the provider settings."""
+    with _lock:
+        _adapters.clear()
+
+
+def _build(subscription_type: str) -> ChannelAdapter:
+    paths = getattr(settings, "CHANNEL_ADAPTERS", {})
+    if subscription_type not in paths:
+        known = ", ".join(sorted(paths)) or "none"
+        raise UnknownChannelError(
+            f"No adapter for subscription type {subscription_type!r} "
+            f"(settings.CHANNEL_ADAPTERS has: {known})"
+        )
+    adapter_class = import_string(paths[subscription_type])
+    # Each adapter picks its own settings (endpoints, CA file), so adding one needs no edit here.
+    from_settings = getattr(adapter_class, "from_settings", None)
+    return from_settings(settings) if from_settings else adapter_class()
+
+
+def event_loop() -> asyncio.AbstractEventLoop:
+    """This process's adapter event loop, started in a daemon thread on first use."""
+    global _loop
+    loop = _loop
+    if loop is not None:
+        return loop
+    with _lock:
+        if _loop is None:
+            started = threading.Event()
+            new_loop = asyncio.new_event_loop()
+
+            def run() -> None:
+                asyncio.set_event_loop(new_loop)
+                new_loop.call_soon(started.set)
+                new_loop.run_forever()
+
+            threading.Thread(target=run, name="adapters-event-loop", daemon=True).start()
+            started.wait(timeout=10)
+            _loop = new_loop
+        return _loop
+
+
+def run_in_loop(coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
+    """Run a coroutine on the adapter loop from synchronous code and wait for its result."""
+    future = asyncio.run_coroutine_threadsafe(coroutine, event_loop())
+    try:
+        return future.result(timeout=timeout)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        raise
+
+
+def _close_adapters_at_exit() -> None:
+    # Otherwise open HTTP sessions are reported as unclosed when the interpreter exits.
+    if _loop is None or _loop.is_closed():
+        return
+    for adapter in list(_adapters.values()):
+        close = getattr(adapter, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
+
+
+def _after_fork_in_child() -> None:
+    # The loop's thread exists only in the parent; its clients' sockets belong to the parent
+    # too. Start afresh; adapters notice the new loop and build new clients on it.
+    global _loop, _lock
+    _loop = None
+    _lock = threading.Lock()
+    _adapters.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_close_adapters_at_exit)
