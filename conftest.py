@@ -1,13 +1,8 @@
 """Test-wide set-up: real PostgreSQL and Redis, or a loud failure."""
 
-import os
 import socket
 
 import pytest
-
-# Tests get their own Redis database, so a running `make run` on the same Redis is untouched.
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
-os.environ.setdefault("API_RATE_LIMIT", "100")
 
 
 def _answers(url_host: str, port: int) -> bool:

@@ -135,7 +135,10 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 child.kill()
 
-    signal.signal(signal.SIGTERM, lambda *a: (stop(), sys.exit(0)))
+    # Ctrl-C (or a SIGTERM) ends the loop below and stops every child, also when this
+    # process was started in the background, where SIGINT would be ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         subprocess.run([*manage, "migrate", "--no-input"], env=env, cwd=ROOT, check=True)
         start(

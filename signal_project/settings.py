@@ -7,7 +7,7 @@ environment overrides); see `.env.example` and the README's configuration table.
 from pathlib import Path
 
 import environ
-from kombu import Queue
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -158,7 +158,9 @@ TOKEN_HMAC_KEY = env("TOKEN_HMAC_KEY", default=SECRET_KEY)
 # --- Celery --------------------------------------------------------------------------------
 CELERY_QUEUES = ("critical", "messages", "campaigns", "retry")
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
-CELERY_TASK_QUEUES = [Queue(name) for name in CELERY_QUEUES]
+# Each queue has its own exchange and routing key: a task published to one queue lands in
+# that queue only.
+CELERY_TASK_QUEUES = [Queue(name, Exchange(name), routing_key=name) for name in CELERY_QUEUES]
 CELERY_TASK_DEFAULT_QUEUE = "messages"
 CELERY_TASK_ACKS_LATE = True  # a task is acknowledged after it ran, so a crash re-delivers it
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -1,0 +1,111 @@
+"""Shared factories and fixtures: applications and keys made by the real services, and API
+clients that authenticate with `X-API-Key`."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import pytest
+from rest_framework.test import APIClient
+
+from messaging import services
+from messaging.models import ApiKey, Application, Subscription
+
+_sequence = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class AppWithKeys:
+    application: Application
+    server: services.NewApiKey
+    client: services.NewApiKey
+
+
+def application_with_keys(name: str = "") -> AppWithKeys:
+    """An application with one server and one client key, made the way production makes them."""
+    application = services.application_create(name=name or f"app-{next(_sequence)}")
+    return AppWithKeys(
+        application=application,
+        server=services.api_key_create(
+            application=application, scope=ApiKey.Scope.SERVER, name="server"
+        ),
+        client=services.api_key_create(
+            application=application, scope=ApiKey.Scope.CLIENT, name="client"
+        ),
+    )
+
+
+def api_client(raw_key: str | None = None) -> APIClient:
+    """An APIClient that sends `raw_key` as X-API-Key on every request (none if None)."""
+    client = APIClient()
+    if raw_key is not None:
+        client.credentials(HTTP_X_API_KEY=raw_key)
+    return client
+
+
+def apns_token(n: int | None = None) -> str:
+    """A valid APNs device token: 64 lowercase hex digits, different for each n."""
+    return f"{n if n is not None else next(_sequence):064x}"
+
+
+def fcm_token(n: int | None = None) -> str:
+    return f"fcm-token:APA91b{n if n is not None else next(_sequence):0140d}"
+
+
+def subscription_create(
+    application: Application,
+    *,
+    type: str = "iOSPush",
+    token: str | None = None,
+    external_user_id: str | None = None,
+    tags: dict | None = None,
+    **profile,
+) -> Subscription:
+    """A subscription registered through the service (token already normalized)."""
+    subscription, created = services.subscription_register(
+        application=application,
+        actor=services.SYSTEM,
+        type=type,
+        token=token if token is not None else apns_token(),
+        external_user_id=external_user_id,
+        tags=tags,
+        **profile,
+    )
+    assert created
+    return subscription
+
+
+@pytest.fixture
+def app(db) -> AppWithKeys:
+    return application_with_keys("first")
+
+
+@pytest.fixture
+def other_app(db) -> AppWithKeys:
+    return application_with_keys("second")
+
+
+@pytest.fixture
+def server_api(app) -> APIClient:
+    return api_client(app.server.raw)
+
+
+@pytest.fixture
+def client_api(app) -> APIClient:
+    return api_client(app.client.raw)
+
+
+@pytest.fixture
+def other_server_api(other_app) -> APIClient:
+    return api_client(other_app.server.raw)
+
+
+@pytest.fixture
+def other_client_api(other_app) -> APIClient:
+    return api_client(other_app.client.raw)
+
+
+@pytest.fixture
+def anonymous_api() -> APIClient:
+    return api_client(None)

@@ -157,6 +157,9 @@ class SubscriptionListFilters(StrictSerializer):
     cursor = serializers.CharField(required=False)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000)
 
+    def validate_country(self, value: str) -> str:
+        return value.upper()  # stored upper-case, as the input serializers normalize it
+
     def validate(self, attrs):
         if attrs.get("enabled") is None:
             attrs.pop("enabled", None)

@@ -18,6 +18,7 @@ READY_FILE = "ready.json"
 
 
 class Command(BaseCommand):
+    requires_system_checks = []  # the fakes need no database
     help = "Run the fake APNs (HTTP/2 + TLS) and FCM (HTTP) servers on 127.0.0.1."
 
     def add_arguments(self, parser):

@@ -1,0 +1,239 @@
+"""Encryption at rest: what the database holds, the token digest, key rotation, and the
+refusal to run with keys that cannot open the stored values."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+
+import pytest
+from cryptography.fernet import Fernet, InvalidToken
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.db import connection
+from django.test import override_settings
+
+from messaging import checks, crypto, services
+from messaging.models import Application, Subscription
+from tests.conftest import apns_token, subscription_create
+
+pytestmark = pytest.mark.django_db
+
+APNS_CREDENTIALS = {
+    "auth": "token",
+    "team_id": "TEAM123456",
+    "key_id": "KEY1234567",
+    "private_key": (
+        "-----BEGIN PRIVATE KEY-----\nMIGTAgEAMBMGByqGSM49-very-secret\n-----END PRIVATE KEY-----\n"
+    ),
+    "topic": "com.example.app",
+    "sandbox": True,
+}
+
+
+def raw_row(table: str, pk, *columns: str) -> tuple:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(columns)} FROM {table} WHERE id = %s",  # noqa: S608
+            [str(pk)],
+        )
+        return cursor.fetchone()
+
+
+@pytest.fixture
+def stored(db):
+    """An application with APNs credentials and a subscription, written under the current key."""
+    application = services.application_create(name="enc", apns_credentials=APNS_CREDENTIALS)
+    subscription = subscription_create(application, token=apns_token(7))
+    return application, subscription
+
+
+def test_the_token_is_not_stored_in_plain_text(stored):
+    _application, subscription = stored
+
+    token_column, digest_column = raw_row(
+        "messaging_subscription", subscription.pk, "token", "token_digest"
+    )
+
+    assert apns_token(7) not in token_column
+    assert token_column != apns_token(7)
+    # It is a Fernet token under the configured key.
+    key = Fernet(settings.FIELD_ENCRYPTION_KEYS[0].encode())
+    assert key.decrypt(token_column.encode()).decode() == apns_token(7)
+    assert apns_token(7) not in digest_column
+    # Reading through the model decrypts.
+    assert Subscription.objects.get(pk=subscription.pk).token == apns_token(7)
+
+
+def test_encrypting_the_same_token_twice_gives_different_ciphertexts(stored, db):
+    _application, subscription = stored
+    other = services.application_create(name="other")
+    twin = subscription_create(other, token=apns_token(7))
+
+    (first,) = raw_row("messaging_subscription", subscription.pk, "token")
+    (second,) = raw_row("messaging_subscription", twin.pk, "token")
+
+    assert first != second
+
+
+def test_provider_credentials_are_not_stored_in_plain_text(stored):
+    application, _subscription = stored
+
+    apns_column, fcm_column = raw_row(
+        "messaging_application", application.pk, "apns_credentials", "fcm_credentials"
+    )
+
+    for secret in ("very-secret", "PRIVATE KEY", "TEAM123456", "com.example.app"):
+        assert secret not in apns_column
+    assert fcm_column == ""  # nothing to hide
+    assert Application.objects.get(pk=application.pk).apns_credentials == APNS_CREDENTIALS
+
+
+def test_the_token_digest_is_a_keyed_hmac_of_type_and_token(stored):
+    _application, subscription = stored
+
+    (digest,) = raw_row("messaging_subscription", subscription.pk, "token_digest")
+
+    expected = hmac.new(
+        settings.TOKEN_HMAC_KEY.encode(), f"iOSPush\x00{apns_token(7)}".encode(), hashlib.sha256
+    ).hexdigest()
+    assert digest == expected == crypto.token_digest("iOSPush", apns_token(7))
+    # Not a bare hash that anyone could recompute from a known token.
+    assert digest != hashlib.sha256(apns_token(7).encode()).hexdigest()
+    assert crypto.token_digest("SMS", apns_token(7)) != digest
+    with override_settings(TOKEN_HMAC_KEY="another-key"):
+        assert crypto.token_digest("iOSPush", apns_token(7)) != digest
+
+
+def test_rotate_encryption_keys_re_encrypts_under_the_new_key(stored, capsys):
+    application, subscription = stored
+    old_key = settings.FIELD_ENCRYPTION_KEYS[0]
+    new_key = Fernet.generate_key().decode()
+    (token_before,) = raw_row("messaging_subscription", subscription.pk, "token")
+    (apns_before,) = raw_row("messaging_application", application.pk, "apns_credentials")
+
+    with override_settings(FIELD_ENCRYPTION_KEYS=[new_key, old_key]):
+        call_command("rotate_encryption_keys")
+
+    out = capsys.readouterr().out
+    assert "Application: 1 rows re-encrypted" in out
+    assert "Subscription: 1 rows re-encrypted" in out
+    (token_after,) = raw_row("messaging_subscription", subscription.pk, "token")
+    (apns_after,) = raw_row("messaging_application", application.pk, "apns_credentials")
+    assert token_after != token_before and apns_after != apns_before
+    assert Fernet(new_key.encode()).decrypt(token_after.encode()).decode() == apns_token(7)
+    with pytest.raises(InvalidToken):
+        Fernet(old_key.encode()).decrypt(token_after.encode())
+
+    with override_settings(FIELD_ENCRYPTION_KEYS=[old_key]):
+        with pytest.raises(crypto.DecryptionError):
+            Subscription.objects.get(pk=subscription.pk)
+        with pytest.raises(crypto.DecryptionError):
+            Application.objects.get(pk=application.pk)
+    with override_settings(FIELD_ENCRYPTION_KEYS=[new_key]):
+        assert Subscription.objects.get(pk=subscription.pk).token == apns_token(7)
+        assert Application.objects.get(pk=application.pk).apns_credentials == APNS_CREDENTIALS
+        # The digest does not depend on the encryption key: lookups still find the token.
+        again, created = services.subscription_register(
+            application=application, actor="test", type="iOSPush", token=apns_token(7)
+        )
+        assert (again.pk, created) == (subscription.pk, False)
+
+
+def test_rotation_walks_every_row_in_batches(db, monkeypatch):
+    from messaging.management.commands import rotate_encryption_keys
+
+    monkeypatch.setattr(rotate_encryption_keys, "BATCH", 2)
+    application = services.application_create(name="many")
+    made = [subscription_create(application, token=apns_token(n)) for n in range(5)]
+    new_key = Fernet.generate_key().decode()
+
+    with override_settings(FIELD_ENCRYPTION_KEYS=[new_key, settings.FIELD_ENCRYPTION_KEYS[0]]):
+        call_command("rotate_encryption_keys")
+    with override_settings(FIELD_ENCRYPTION_KEYS=[new_key]):
+        tokens = sorted(Subscription.objects.values_list("token", flat=True))
+
+    assert tokens == sorted(s.token for s in made)
+
+
+def test_rotation_stops_on_a_value_no_key_opens(stored):
+    _application, subscription = stored
+    (before,) = raw_row("messaging_subscription", subscription.pk, "token")
+    stranger = Fernet.generate_key().decode()
+
+    with (
+        override_settings(FIELD_ENCRYPTION_KEYS=[stranger]),
+        pytest.raises(crypto.DecryptionError),
+    ):
+        call_command("rotate_encryption_keys")
+
+    (after,) = raw_row("messaging_subscription", subscription.pk, "token")
+    assert after == before  # never overwritten with garbage
+
+
+@pytest.fixture
+def wrong_key(stored):
+    with override_settings(FIELD_ENCRYPTION_KEYS=[Fernet.generate_key().decode()]):
+        yield stored
+
+
+def test_reading_with_a_wrong_key_raises_decryption_error(wrong_key):
+    _application, subscription = wrong_key
+
+    with pytest.raises(crypto.DecryptionError, match="rotate_encryption_keys"):
+        Subscription.objects.get(pk=subscription.pk)
+
+
+def test_the_database_check_reports_e001_with_a_wrong_key(wrong_key, capsys):
+    with pytest.raises(SystemCheckError) as excinfo:
+        call_command("check", "--database", "default")
+
+    assert "messaging.E001" in str(excinfo.value)
+
+
+def test_the_database_check_passes_with_the_right_keys(stored, capsys):
+    call_command("check", "--database", "default")
+
+    assert "no issues" in capsys.readouterr().out
+    assert checks.check_encryption_keys(None) == []
+
+
+def test_verify_on_start_raises_with_a_wrong_key(wrong_key):
+    with pytest.raises(crypto.DecryptionError):
+        checks.verify_on_start()
+
+
+def test_verify_on_start_passes_with_the_right_keys(stored):
+    assert checks.verify_on_start() is None
+
+
+def test_an_older_key_still_decrypts_before_rotation(stored):
+    _application, subscription = stored
+
+    with override_settings(
+        FIELD_ENCRYPTION_KEYS=[Fernet.generate_key().decode(), settings.FIELD_ENCRYPTION_KEYS[0]]
+    ):
+        assert Subscription.objects.get(pk=subscription.pk).token == apns_token(7)
+
+
+@pytest.mark.parametrize("keys", [[], ["not-a-fernet-key"]])
+def test_bad_key_settings_are_improperly_configured(keys):
+    with override_settings(FIELD_ENCRYPTION_KEYS=keys), pytest.raises(ImproperlyConfigured):
+        crypto.encrypt("x")
+
+
+def test_json_credentials_round_trip_with_unicode(db):
+    application = services.application_create(
+        name="유니코드", fcm_credentials={"service_account": {"project_id": "앱", "n": 1}}
+    )
+
+    (column,) = raw_row("messaging_application", application.pk, "fcm_credentials")
+
+    assert "앱" not in column
+    assert json.loads(crypto.decrypt(column)) == {"service_account": {"project_id": "앱", "n": 1}}
+    assert Application.objects.get(pk=application.pk).fcm_credentials == {
+        "service_account": {"project_id": "앱", "n": 1}
+    }
