@@ -5,8 +5,17 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from . import services
-from .models import ApiKey, Application, MessageQuota, Subscription, SubscriptionEvent, User
+from . import sending, services
+from .models import (
+    ApiKey,
+    Application,
+    Message,
+    MessageEvent,
+    MessageQuota,
+    Subscription,
+    SubscriptionEvent,
+    User,
+)
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -185,3 +194,42 @@ class UserAdmin(admin.ModelAdmin):
     search_fields = ["external_user_id"]
     list_filter = ["application"]
     readonly_fields = ["id", "created_at"]
+
+
+class MessageEventInline(admin.TabularInline):
+    model = MessageEvent
+    extra = 0
+    fields = ["at", "type", "status", "details"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ["id", "channel", "status", "attempts", "error_code", "created_at", "sent_at"]
+    list_filter = ["status", "channel", "priority", "error_code"]
+    search_fields = ["=id", "=subscription__id", "=campaign_id"]
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in Message._meta.fields]
+    inlines = [MessageEventInline]
+    actions = ["cancel_pending", "send_again"]
+    show_full_result_count = False  # no COUNT(*) over millions of rows on every page
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Cancel the selected pending messages")
+    def cancel_pending(self, request, queryset):
+        count = sending.messages_cancel(
+            message_ids=queryset.values_list("pk", flat=True),
+            actor=f"admin:{request.user.get_username()}",
+        )
+        self.message_user(request, f"Cancelled {count} pending message(s).")
+
+    @admin.action(description="Send the selected pending messages now")
+    def send_again(self, request, queryset):
+        count = sending.messages_requeue(message_ids=queryset.values_list("pk", flat=True))
+        self.message_user(request, f"Enqueued {count} pending message(s).")

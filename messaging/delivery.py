@@ -155,7 +155,7 @@ def _send_group(application: Application, channel: str, messages: list[Message])
     ]
 
 
-def deliver_batch(message_ids: Sequence[str]) -> BatchReport:
+def deliver_batch(message_ids: Sequence[str], *, queue: str | None = None) -> BatchReport:
     """Sends the still-pending messages among `message_ids`; idempotent: messages already
     terminal, leased by another worker or scheduled for later are left alone."""
     now = timezone.now()
@@ -187,10 +187,12 @@ def deliver_batch(message_ids: Sequence[str]) -> BatchReport:
     for (_app, _channel, group), batch_results in zip(jobs, batches, strict=True):
         for message, result in zip(group, batch_results, strict=True):
             results[str(message.pk)] = result
-    return _record(messages, results, timezone.now())
+    return _record(messages, results, timezone.now(), queue)
 
 
-def _record(messages: list[Message], results: dict[str, SendResult], now: datetime):
+def _record(
+    messages: list[Message], results: dict[str, SendResult], now: datetime, queue: str | None
+):
     max_attempts = settings.MESSAGE_MAX_ATTEMPTS
     events: list[MessageEvent] = []
     dead_subscriptions: set = set()
@@ -208,7 +210,7 @@ def _record(messages: list[Message], results: dict[str, SendResult], now: dateti
                     message=message,
                     type=MessageEvent.Type.ATTEMPT,
                     at=now,
-                    details=_attempt_details(message.attempts, result),
+                    details=_attempt_details(message.attempts, result, queue),
                 )
             )
         if result.ok:
@@ -269,8 +271,10 @@ def _record(messages: list[Message], results: dict[str, SendResult], now: dateti
     return BatchReport(claimed=len(messages), outcomes=outcomes)
 
 
-def _attempt_details(attempt: int, result: SendResult) -> dict:
+def _attempt_details(attempt: int, result: SendResult, queue: str | None) -> dict:
     details = {"attempt": attempt, "ok": result.ok}
+    if queue:
+        details["queue"] = queue
     for name in ("status_code", "error_code", "provider_id", "retry_after"):
         value = getattr(result, name)
         if value is not None:

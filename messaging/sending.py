@@ -4,12 +4,13 @@ subscription, and hand them to delivery once the transaction commits."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django_fsm import can_proceed
 
@@ -148,3 +149,57 @@ def message_report_status(*, message: Message, status: str, actor: str) -> Messa
         )
         notify_status_listeners(Counter({(message.campaign_id, old, status): 1}))
     return message
+
+
+def messages_cancel(*, message_ids: Iterable, actor: str, chunk: int = 5000) -> int:
+    """Cancels the pending messages among `message_ids`, in chunks; returns how many. A
+    message a worker is sending at this moment may still reach the device; its status stays
+    `cancelled` all the same."""
+    pending = Message.objects.filter(pk__in=message_ids, status=MessageStatus.PENDING)
+    done = 0
+    while True:
+        with transaction.atomic():
+            rows = list(
+                pending.select_for_update(skip_locked=True).values_list("pk", "campaign_id")[:chunk]
+            )
+            if not rows:
+                return done
+            ids = [pk for pk, _ in rows]
+            Message.objects.filter(pk__in=ids, status=MessageStatus.PENDING).update(
+                status=MessageStatus.CANCELLED, lease_until=None
+            )
+            now = timezone.now()
+            MessageEvent.objects.bulk_create(
+                MessageEvent(
+                    message_id=pk,
+                    type=MessageEvent.Type.STATUS,
+                    status=MessageStatus.CANCELLED,
+                    at=now,
+                    details={"actor": actor},
+                )
+                for pk in ids
+            )
+            notify_status_listeners(
+                Counter(
+                    (campaign_id, MessageStatus.PENDING, MessageStatus.CANCELLED)
+                    for _, campaign_id in rows
+                )
+            )
+        done += len(rows)
+
+
+def messages_requeue(*, message_ids: Iterable) -> int:
+    """Hands the pending, due messages among `message_ids` to delivery again now."""
+    now = timezone.now()
+    rows = list(
+        Message.objects.filter(pk__in=message_ids, status=MessageStatus.PENDING)
+        .filter(Q(send_after__isnull=True) | Q(send_after__lte=now))
+        .values_list("pk", "priority")
+    )
+    by_queue: dict[str, list[str]] = {}
+    for pk, priority in rows:
+        by_queue.setdefault(QUEUE_FOR_PRIORITY[priority], []).append(str(pk))
+    Message.objects.filter(pk__in=[pk for pk, _ in rows]).update(enqueued_at=now)
+    for queue, ids in by_queue.items():
+        enqueue(queue, ids)
+    return len(rows)

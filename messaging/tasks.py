@@ -9,14 +9,16 @@ from . import delivery
 
 
 @shared_task(
+    bind=True,
     name="messaging.deliver_batch",
     autoretry_for=(DatabaseError,),
     retry_backoff=True,
     max_retries=5,
 )
-def deliver_batch(message_ids: list[str]) -> None:
+def deliver_batch(self, message_ids: list[str]) -> None:
     """Sends the pending messages among these ids (a batch of up to MESSAGE_BATCH_SIZE)."""
-    delivery.deliver_batch(message_ids)
+    queue = (self.request.delivery_info or {}).get("routing_key")
+    delivery.deliver_batch(message_ids, queue=queue)
 
 
 @shared_task(name="messaging.sweep_pending")

@@ -9,92 +9,194 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('messaging', '0002_subscription_tags_gin'),
+        ("messaging", "0002_subscription_tags_gin"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Message',
+            name="Message",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('channel', models.CharField(choices=[('iOSPush', 'iOS push'), ('AndroidPush', 'Android push'), ('Email', 'E-mail'), ('SMS', 'SMS'), ('KakaoTalk', 'KakaoTalk'), ('InAppMessage', 'In-app message')], max_length=20)),
-                ('campaign_id', models.UUIDField(blank=True, null=True)),
-                ('campaign_run_id', models.UUIDField(blank=True, null=True)),
-                ('title', models.TextField(blank=True)),
-                ('body', models.TextField(blank=True)),
-                ('data', models.JSONField(blank=True, default=dict)),
-                ('priority', models.CharField(choices=[('normal', 'Normal'), ('high', 'High')], default='normal', max_length=10)),
-                ('ttl', models.PositiveIntegerField(blank=True, help_text='Seconds.', null=True)),
-                ('collapse_id', models.CharField(blank=True, max_length=64)),
-                ('send_after', models.DateTimeField(blank=True, null=True)),
-                ('status', django_fsm.FSMField(choices=[('pending', 'Pending'), ('successful', 'Successful'), ('failed', 'Failed'), ('received', 'Received'), ('converted', 'Converted'), ('cancelled', 'Cancelled')], default='pending', max_length=50)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('error_code', models.CharField(blank=True, max_length=64)),
-                ('error_message', models.TextField(blank=True)),
-                ('error_permanent', models.BooleanField(blank=True, null=True)),
-                ('provider_id', models.CharField(blank=True, max_length=200)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('sent_at', models.DateTimeField(blank=True, null=True)),
-                ('enqueued_at', models.DateTimeField(blank=True, null=True)),
-                ('lease_until', models.DateTimeField(blank=True, null=True)),
-                ('application', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='messaging.application')),
-                ('subscription', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='messaging.subscription')),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                (
+                    "channel",
+                    models.CharField(
+                        choices=[
+                            ("iOSPush", "iOS push"),
+                            ("AndroidPush", "Android push"),
+                            ("Email", "E-mail"),
+                            ("SMS", "SMS"),
+                            ("KakaoTalk", "KakaoTalk"),
+                            ("InAppMessage", "In-app message"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("campaign_id", models.UUIDField(blank=True, null=True)),
+                ("campaign_run_id", models.UUIDField(blank=True, null=True)),
+                ("title", models.TextField(blank=True)),
+                ("body", models.TextField(blank=True)),
+                ("data", models.JSONField(blank=True, default=dict)),
+                (
+                    "priority",
+                    models.CharField(
+                        choices=[("normal", "Normal"), ("high", "High")],
+                        default="normal",
+                        max_length=10,
+                    ),
+                ),
+                ("ttl", models.PositiveIntegerField(blank=True, help_text="Seconds.", null=True)),
+                ("collapse_id", models.CharField(blank=True, max_length=64)),
+                ("send_after", models.DateTimeField(blank=True, null=True)),
+                (
+                    "status",
+                    django_fsm.FSMField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("successful", "Successful"),
+                            ("failed", "Failed"),
+                            ("received", "Received"),
+                            ("converted", "Converted"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="pending",
+                        max_length=50,
+                    ),
+                ),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("error_code", models.CharField(blank=True, max_length=64)),
+                ("error_message", models.TextField(blank=True)),
+                ("error_permanent", models.BooleanField(blank=True, null=True)),
+                ("provider_id", models.CharField(blank=True, max_length=200)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
+                ("enqueued_at", models.DateTimeField(blank=True, null=True)),
+                ("lease_until", models.DateTimeField(blank=True, null=True)),
+                (
+                    "application",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="messaging.application",
+                    ),
+                ),
+                (
+                    "subscription",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="messages",
+                        to="messaging.subscription",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='MessageEvent',
+            name="MessageEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('type', models.CharField(choices=[('status', 'Status'), ('attempt', 'Attempt')], max_length=10)),
-                ('status', models.CharField(blank=True, help_text='For status events.', max_length=12)),
-                ('at', models.DateTimeField()),
-                ('details', models.JSONField(blank=True, default=dict)),
-                ('message', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='events', to='messaging.message')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "type",
+                    models.CharField(
+                        choices=[("status", "Status"), ("attempt", "Attempt")], max_length=10
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(blank=True, help_text="For status events.", max_length=12),
+                ),
+                ("at", models.DateTimeField()),
+                ("details", models.JSONField(blank=True, default=dict)),
+                (
+                    "message",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="messaging.message",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['at', 'id'],
+                "ordering": ["at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='IdempotencyRecord',
+            name="IdempotencyRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('endpoint', models.CharField(max_length=50)),
-                ('key', models.CharField(max_length=255)),
-                ('request_digest', models.CharField(max_length=64)),
-                ('response_status', models.PositiveSmallIntegerField()),
-                ('response_body', models.JSONField(encoder=django.core.serializers.json.DjangoJSONEncoder)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('application', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='messaging.application')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("endpoint", models.CharField(max_length=50)),
+                ("key", models.CharField(max_length=255)),
+                ("request_digest", models.CharField(max_length=64)),
+                ("response_status", models.PositiveSmallIntegerField()),
+                (
+                    "response_body",
+                    models.JSONField(encoder=django.core.serializers.json.DjangoJSONEncoder),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "application",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="messaging.application",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('application', 'endpoint', 'key'), name='idempotency_key_unique')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("application", "endpoint", "key"), name="idempotency_key_unique"
+                    )
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['application', '-created_at'], name='msg_app_created'),
+            model_name="message",
+            index=models.Index(fields=["application", "-created_at"], name="msg_app_created"),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['subscription', '-created_at'], name='msg_sub_created'),
+            model_name="message",
+            index=models.Index(fields=["subscription", "-created_at"], name="msg_sub_created"),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['campaign_id', 'status'], name='msg_campaign_status'),
+            model_name="message",
+            index=models.Index(fields=["campaign_id", "status"], name="msg_campaign_status"),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(condition=models.Q(('status', 'pending')), fields=['enqueued_at'], name='msg_pending_enqueued'),
+            model_name="message",
+            index=models.Index(
+                condition=models.Q(("status", "pending")),
+                fields=["enqueued_at"],
+                name="msg_pending_enqueued",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='message',
-            constraint=models.UniqueConstraint(condition=models.Q(('campaign_run_id__isnull', False)), fields=('campaign_run_id', 'subscription'), name='msg_one_per_run_and_subscription'),
+            model_name="message",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("campaign_run_id__isnull", False)),
+                fields=("campaign_run_id", "subscription"),
+                name="msg_one_per_run_and_subscription",
+            ),
         ),
         migrations.AddIndex(
-            model_name='messageevent',
-            index=models.Index(fields=['message', 'at'], name='msgevent_message_at'),
+            model_name="messageevent",
+            index=models.Index(fields=["message", "at"], name="msgevent_message_at"),
         ),
     ]

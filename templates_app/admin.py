@@ -1,0 +1,202 @@
+"""The campaign managers' template editor: every save is a new version (through the same
+services as the API), old versions are listed, and the change page previews a rendering."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+
+from . import selectors, services
+from .models import MessageTemplate, TemplateVersion
+from .rendering import compiled, normalize_language, render
+
+CONTENT_FIELDS = (
+    "title_template",
+    "body_template",
+    "data_template",
+    "translations",
+    "default_language",
+)
+
+
+def _messages(problems: Any, path: str = "") -> list[str]:
+    """TemplateInvalid details (lists, or dicts of them by language and field) as flat form
+    messages that name where each problem is."""
+    if isinstance(problems, dict):
+        return [
+            message
+            for key, value in problems.items()
+            for message in _messages(value, f"{path}.{key}" if path else str(key))
+        ]
+    return [f"{path}: {problem}" if path else str(problem) for problem in problems]
+
+
+class MessageTemplateForm(forms.ModelForm):
+    title_template = forms.CharField(
+        required=False, strip=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    body_template = forms.CharField(strip=False, widget=forms.Textarea(attrs={"rows": 4}))
+    data_template = forms.JSONField(required=False, initial=dict)
+    translations = forms.JSONField(
+        required=False,
+        initial=dict,
+        help_text='{"en": {"title_template": "...", "body_template": "...", '
+        '"data_template": {...}}}; data_template is optional.',
+    )
+    default_language = forms.CharField(max_length=35, help_text="e.g. ko, en, en-US")
+
+    class Meta:
+        model = MessageTemplate
+        fields = ["application", "name"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        current = None if self.instance._state.adding else self.instance.current
+        if current is not None:
+            for field in CONTENT_FIELDS:
+                self.initial.setdefault(field, getattr(current, field))
+
+    def clean(self):
+        cleaned = super().clean()
+        adding = self.instance._state.adding
+        application = cleaned.get("application") if adding else self.instance.application
+        name = (cleaned.get("name") or "").strip()
+        if (
+            application
+            and name
+            and selectors.template_name_taken(
+                application=application, name=name, exclude=None if adding else self.instance
+            )
+        ):
+            self.add_error("name", services.NAME_TAKEN)
+        if any(field in self.errors for field in CONTENT_FIELDS):
+            return cleaned
+        try:
+            content = services.template_content_clean(
+                **{field: cleaned.get(field) for field in CONTENT_FIELDS}
+            )
+        except services.TemplateInvalid as exc:
+            for field, problems in exc.details.items():
+                self.add_error(field, _messages(problems))
+        else:
+            cleaned.update(content)
+        return cleaned
+
+
+class TemplateVersionInline(admin.TabularInline):
+    model = TemplateVersion
+    fk_name = "template"
+    extra = 0
+    fields = ["version", "name", "default_language", "title_template", "created_at"]
+    readonly_fields = fields
+    ordering = ["-version"]
+    can_delete = False
+    verbose_name_plural = "versions (every save adds one; messages keep the one they used)"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(MessageTemplate)
+class MessageTemplateAdmin(admin.ModelAdmin):
+    form = MessageTemplateForm
+    list_display = ["name", "application", "current_version", "updated_at"]
+    list_filter = ["application"]
+    search_fields = ["name", "id"]
+    readonly_fields = ["id", "current_version", "created_at", "updated_at"]
+    inlines = [TemplateVersionInline]
+    change_form_template = "admin/templates_app/messagetemplate/change_form.html"
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .filter(deleted_at__isnull=True)
+            .select_related("application", "current")
+        )
+
+    def get_fields(self, request, obj=None):
+        head = ["id", "application", "name"] if obj else ["application", "name"]
+        tail = ["current_version", "created_at", "updated_at"] if obj else []
+        return [*head, *CONTENT_FIELDS, *tail]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A template stays with its application: its versions are that application's records.
+        return [*self.readonly_fields, "application"] if obj else self.readonly_fields
+
+    @admin.display(description="version")
+    def current_version(self, obj: MessageTemplate) -> int | None:
+        return obj.current.version if obj.current else None
+
+    def save_model(self, request, obj, form, change):
+        content = {field: form.cleaned_data[field] for field in CONTENT_FIELDS}
+        if change:
+            services.template_update(template=obj, name=obj.name, **content)
+            return
+        version = services.template_create(application=obj.application, name=obj.name, **content)
+        obj.pk = version.template_id
+        obj.refresh_from_db()
+
+    def get_deleted_objects(self, objs, request):
+        # Deleting only marks templates; their versions stay for the records that used them,
+        # so the protected versions do not block it.
+        objs = list(objs)
+        return [str(obj) for obj in objs], {self.opts.verbose_name_plural: len(objs)}, set(), []
+
+    def delete_model(self, request, obj):
+        services.template_delete(template=obj)
+
+    def delete_queryset(self, request, queryset):
+        for template in queryset:
+            services.template_delete(template=template)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "preview": self._preview(request, object_id)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _preview(self, request, object_id) -> dict | None:
+        """Renders the current version (or `preview_version`) with the sample variables and
+        language given in the query string."""
+        template = self.get_object(request, object_id)
+        if template is None or template.current is None:
+            return None
+        preview: dict[str, Any] = {"error": None, "rendered": None}
+        try:
+            number = int(request.GET.get("preview_version") or template.current.version)
+            version = selectors.template_get(
+                application=template.application, template_id=template.pk, version=number
+            )
+        except (ValueError, services.ApiError):
+            preview["error"] = "No such version."
+            version = template.current
+            version.template = template
+        names = sorted(compiled(version).variables)
+        raw = request.GET.get("preview_variables")
+        if raw is None:
+            raw = json.dumps({name: f"[{name}]" for name in names}, indent=2, ensure_ascii=False)
+        language = request.GET.get("preview_language", "").strip()
+        preview.update(
+            variables_json=raw,
+            language=language,
+            version=version.version,
+            versions=list(template.versions.values_list("version", flat=True)),
+            languages=[version.default_language, *version.translations],
+        )
+        try:
+            variables = json.loads(raw or "{}")
+        except ValueError as exc:
+            preview["error"] = f"The sample variables are not valid JSON: {exc}"
+            return preview
+        if not isinstance(variables, dict):
+            preview["error"] = "The sample variables must be a JSON object."
+            return preview
+        if language and normalize_language(language) is None:
+            preview["error"] = f"{language!r} is not a language tag."
+            return preview
+        rendered = render(version, variables, language or None)
+        preview["rendered"] = rendered
+        preview["data_json"] = json.dumps(rendered.data, indent=2, ensure_ascii=False)
+        return preview

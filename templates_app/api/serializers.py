@@ -1,0 +1,122 @@
+"""Input and output serializers of the template endpoints.
+
+Types are checked here; the template rules (syntax, language tags, translations) are checked
+by the services, so that the admin and the API enforce the same ones.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from signal_project.api import StrictSerializer
+
+from ..models import TemplateVersion
+from ..rendering import MAX_LANGUAGE_LENGTH, compiled, normalize_language
+from ..services import MAX_TEXT_LENGTH
+
+_JSON_OBJECT = {"type": "object", "additionalProperties": True}
+_TRANSLATIONS = {
+    "type": "object",
+    "description": "Language tag -> texts in that language.",
+    "additionalProperties": {
+        "type": "object",
+        "required": ["title_template", "body_template"],
+        "properties": {
+            "title_template": {"type": "string"},
+            "body_template": {"type": "string"},
+            "data_template": _JSON_OBJECT,
+        },
+        "additionalProperties": False,
+    },
+}
+
+
+@extend_schema_field(_JSON_OBJECT)
+class JSONObjectField(serializers.JSONField):
+    """Any JSON; the service insists on an object and says where it is wrong."""
+
+
+@extend_schema_field(_TRANSLATIONS)
+class TranslationsField(serializers.JSONField):
+    pass
+
+
+def _text_field(**kwargs) -> serializers.CharField:
+    return serializers.CharField(max_length=MAX_TEXT_LENGTH, trim_whitespace=False, **kwargs)
+
+
+class TemplateInput(StrictSerializer):
+    """POST and PUT take the same fields; PUT replaces the whole template (fields left out take
+    their defaults) as a new version."""
+
+    name = serializers.CharField(max_length=200)
+    title_template = _text_field(allow_blank=True)
+    body_template = _text_field()
+    data_template = JSONObjectField(required=False, default=dict)
+    translations = TranslationsField(required=False, default=dict)
+    default_language = serializers.CharField(max_length=MAX_LANGUAGE_LENGTH)
+
+
+class TemplateVersionQuery(StrictSerializer):
+    version = serializers.IntegerField(required=False, min_value=1)
+
+
+class TemplateListQuery(StrictSerializer):
+    cursor = serializers.CharField(required=False)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000)
+
+
+class TemplateOutput(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="template_id")
+    latest_version = serializers.IntegerField(source="template.current.version")
+    data_template = JSONObjectField()
+    translations = TranslationsField()
+    variables = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField(source="template.created_at")
+    version_created_at = serializers.DateTimeField(source="created_at")
+
+    class Meta:
+        model = TemplateVersion
+        fields = [
+            "id",
+            "name",
+            "version",
+            "latest_version",
+            "title_template",
+            "body_template",
+            "data_template",
+            "translations",
+            "default_language",
+            "variables",
+            "created_at",
+            "version_created_at",
+        ]
+
+    def get_variables(self, version: TemplateVersion) -> list[str]:
+        """Every variable the version uses, in any language."""
+        return sorted(compiled(version).variables)
+
+
+class RenderInput(StrictSerializer):
+    variables = serializers.DictField(required=False, default=dict)
+    language = serializers.CharField(
+        max_length=MAX_LANGUAGE_LENGTH, required=False, allow_null=True, allow_blank=True
+    )
+    version = serializers.IntegerField(
+        required=False, min_value=1, help_text="A version to render; the newest when left out."
+    )
+
+    def validate_language(self, value: str | None) -> str | None:
+        if value and normalize_language(value) is None:
+            raise serializers.ValidationError("A language is a BCP 47 tag such as 'ko' or 'en-US'.")
+        return value or None
+
+
+class RenderedOutput(serializers.Serializer):
+    title = serializers.CharField()
+    body = serializers.CharField()
+    data = JSONObjectField()
+    missing_variables = serializers.ListField(child=serializers.CharField())
+    language = serializers.CharField(help_text="The language whose texts were used.")
+    version = serializers.IntegerField(help_text="The template version rendered.")

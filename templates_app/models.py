@@ -1,0 +1,70 @@
+"""Message templates and their immutable versions."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+
+class MessageTemplate(models.Model):
+    """A named template of one application; its content lives in versions, and `current`
+    is the newest. Deleting only marks it, so records keep pointing at its versions."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    application = models.ForeignKey(
+        "messaging.Application", on_delete=models.CASCADE, related_name="templates"
+    )
+    name = models.CharField(max_length=200)
+    current = models.ForeignKey(
+        "TemplateVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        editable=False,
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["application", "name"],
+                condition=Q(deleted_at__isnull=True),
+                name="template_name_unique",
+                violation_error_message="A template with this name already exists.",
+            )
+        ]
+        indexes = [models.Index(fields=["application", "created_at"], name="template_app_created")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TemplateVersion(models.Model):
+    """One version of a template, never changed once written; messages and campaigns record
+    the version they rendered."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    template = models.ForeignKey(MessageTemplate, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    name = models.CharField(max_length=200)
+    title_template = models.TextField(blank=True)
+    body_template = models.TextField()
+    data_template = models.JSONField(blank=True, default=dict)
+    # {"en": {"title_template", "body_template", "data_template"?}}; keys are normalized tags
+    translations = models.JSONField(blank=True, default=dict)
+    default_language = models.CharField(max_length=35)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["template", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["template", "version"], name="template_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"

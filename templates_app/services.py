@@ -1,0 +1,226 @@
+"""Writes of templates: create, update (a new version each time) and delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from messaging.models import Application
+from signal_project.api import ApiError
+
+from . import selectors
+from .models import MessageTemplate, TemplateVersion
+from .rendering import (
+    normalize_language,
+    validate_data_template,
+    validate_template_text,
+)
+
+MAX_TEXT_LENGTH = 10_000
+MAX_TRANSLATIONS = 200
+TRANSLATION_FIELDS = ("title_template", "body_template", "data_template")
+NAME_TAKEN = "A template with this name already exists."
+
+
+class TemplateInvalid(ApiError):
+    """Template content that breaks the rules; `details` maps each field to its errors."""
+
+    status_code = 400
+    default_code = "validation_error"
+    default_detail = "The request has invalid fields."
+
+
+def _text_errors(value: Any, *, required: bool) -> list[str]:
+    if not isinstance(value, str):
+        return ["A template must be a string."]
+    if required and not value.strip():
+        return ["This field may not be blank."]
+    if len(value) > MAX_TEXT_LENGTH:
+        return [f"At most {MAX_TEXT_LENGTH} characters."]
+    return validate_template_text(value)
+
+
+def _translation_errors(translation: Any) -> list[str] | dict[str, list[str]]:
+    if not isinstance(translation, dict):
+        return [
+            "A translation is an object with title_template, body_template and optionally "
+            "data_template."
+        ]
+    errors: dict[str, list[str]] = {
+        field: ["Unknown field."] for field in sorted(set(translation) - set(TRANSLATION_FIELDS))
+    }
+    for field, required in (("title_template", False), ("body_template", True)):
+        if field not in translation:
+            errors[field] = ["This field is required."]
+        elif problems := _text_errors(translation[field], required=required):
+            errors[field] = problems
+    if "data_template" in translation and (
+        problems := validate_data_template(translation["data_template"])
+    ):
+        errors["data_template"] = problems
+    return errors
+
+
+def template_content_clean(
+    *,
+    title_template: Any,
+    body_template: Any,
+    default_language: Any,
+    data_template: Any = None,
+    translations: Any = None,
+) -> dict[str, Any]:
+    """Checks template content and returns it normalized (language tags in their usual case);
+    raises TemplateInvalid with every problem per field."""
+    errors: dict[str, Any] = {}
+    if problems := _text_errors(title_template, required=False):
+        errors["title_template"] = problems
+    if problems := _text_errors(body_template, required=True):
+        errors["body_template"] = problems
+    data_template = {} if data_template is None else data_template
+    if problems := validate_data_template(data_template):
+        errors["data_template"] = problems
+    default = normalize_language(default_language)
+    if default is None:
+        errors["default_language"] = [
+            "A language is a BCP 47 tag such as 'ko' or 'en-US'."
+            if default_language
+            else "This field is required."
+        ]
+    translations = {} if translations is None else translations
+    normalized: dict[str, Any] = {}
+    if not isinstance(translations, dict):
+        errors["translations"] = ["Translations are an object: language tag -> texts."]
+    elif len(translations) > MAX_TRANSLATIONS:
+        errors["translations"] = [f"At most {MAX_TRANSLATIONS} translations."]
+    else:
+        translation_errors: dict[str, Any] = {}
+        for tag, translation in translations.items():
+            language = normalize_language(tag)
+            if language is None:
+                translation_errors[tag] = [
+                    f"{tag!r} is not a language tag such as 'en' or 'en-US'."
+                ]
+            elif language == default:
+                translation_errors[tag] = [
+                    "This is the default language, whose texts are the top-level "
+                    "title_template, body_template and data_template."
+                ]
+            elif language in normalized:
+                translation_errors[tag] = [f"{language!r} is given more than once."]
+            elif problems := _translation_errors(translation):
+                translation_errors[tag] = problems
+            else:
+                normalized[language] = translation
+        if translation_errors:
+            errors["translations"] = translation_errors
+    if errors:
+        raise TemplateInvalid(details=errors)
+    return {
+        "title_template": title_template,
+        "body_template": body_template,
+        "data_template": data_template,
+        "translations": normalized,
+        "default_language": default,
+    }
+
+
+def _name_clean(*, application: Application, name: Any, exclude=None) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise TemplateInvalid(details={"name": ["This field is required."]})
+    name = name.strip()
+    if selectors.template_name_taken(application=application, name=name, exclude=exclude):
+        raise TemplateInvalid(details={"name": [NAME_TAKEN]})
+    return name
+
+
+def _is_name_taken(exc: IntegrityError) -> bool:
+    # Two writers raced past the check; the constraint decides.
+    return "template_name_unique" in str(exc)
+
+
+def template_create(
+    *,
+    application: Application,
+    name: str,
+    title_template: str,
+    body_template: str,
+    default_language: str,
+    data_template: dict | None = None,
+    translations: dict | None = None,
+) -> TemplateVersion:
+    """Creates a template and its version 1; returns that version (with `.template`)."""
+    content = template_content_clean(
+        title_template=title_template,
+        body_template=body_template,
+        default_language=default_language,
+        data_template=data_template,
+        translations=translations,
+    )
+    name = _name_clean(application=application, name=name)
+    try:
+        with transaction.atomic():
+            template = MessageTemplate.objects.create(application=application, name=name)
+            version = TemplateVersion.objects.create(
+                template=template, version=1, name=name, **content
+            )
+            template.current = version
+            template.save(update_fields=["current", "updated_at"])
+    except IntegrityError as exc:
+        if not _is_name_taken(exc):
+            raise
+        raise TemplateInvalid(details={"name": [NAME_TAKEN]}) from exc
+    return version
+
+
+def template_update(
+    *,
+    template: MessageTemplate,
+    name: str,
+    title_template: str,
+    body_template: str,
+    default_language: str,
+    data_template: dict | None = None,
+    translations: dict | None = None,
+) -> TemplateVersion:
+    """Replaces the whole content (fields left out take their defaults) as a new version,
+    numbered one above the newest; earlier versions stay readable."""
+    content = template_content_clean(
+        title_template=title_template,
+        body_template=body_template,
+        default_language=default_language,
+        data_template=data_template,
+        translations=translations,
+    )
+    name = _name_clean(application=template.application, name=name, exclude=template)
+    try:
+        with transaction.atomic():
+            locked = MessageTemplate.objects.select_for_update().get(pk=template.pk)
+            newest = (
+                TemplateVersion.objects.filter(template=locked)
+                .order_by("-version")
+                .values_list("version", flat=True)
+                .first()
+            ) or 0
+            version = TemplateVersion.objects.create(
+                template=locked, version=newest + 1, name=name, **content
+            )
+            locked.name = name
+            locked.current = version
+            locked.save(update_fields=["name", "current", "updated_at"])
+    except IntegrityError as exc:
+        if not _is_name_taken(exc):
+            raise
+        raise TemplateInvalid(details={"name": [NAME_TAKEN]}) from exc
+    template.name, template.current, template.updated_at = name, version, locked.updated_at
+    version.template = template
+    return version
+
+
+def template_delete(*, template: MessageTemplate) -> None:
+    """Marks the template deleted: it disappears from the API and its name is free again,
+    while the messages and campaigns that used its versions still find them."""
+    if template.deleted_at is None:
+        template.deleted_at = timezone.now()
+        template.save(update_fields=["deleted_at", "updated_at"])
