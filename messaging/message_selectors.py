@@ -11,7 +11,9 @@ from .models import Application, Message, MessageEvent
 
 def message_get(*, application: Application, message_id, with_events: bool = False) -> Message:
     """One of the application's messages; another application's is simply not found."""
-    qs = Message.objects.filter(application=application, pk=message_id)
+    qs = Message.objects.filter(application=application, pk=message_id).select_related(
+        "template_version"
+    )
     if with_events:
         qs = qs.prefetch_related(Prefetch("events", MessageEvent.objects.order_by("at", "id")))
     message = qs.first()
@@ -21,7 +23,7 @@ def message_get(*, application: Application, message_id, with_events: bool = Fal
 
 
 def message_list(*, application: Application, filters: dict) -> QuerySet[Message]:
-    qs = Message.objects.filter(application=application)
+    qs = Message.objects.filter(application=application).select_related("template_version")
     for name in ("status", "campaign_id", "subscription_id", "channel"):
         if name in filters:
             qs = qs.filter(**{name: filters[name]})

@@ -215,6 +215,15 @@ class Message(models.Model):
     title = models.TextField(blank=True)
     body = models.TextField(blank=True)
     data = models.JSONField(blank=True, default=dict)
+    # The template version the content was rendered from, if any.
+    template_version = models.ForeignKey(
+        "templates_app.TemplateVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+    )
     priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
     ttl = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds.")
     collapse_id = models.CharField(max_length=64, blank=True)

@@ -4,7 +4,7 @@ subscription, and hand them to delivery once the transaction commits."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,6 +15,8 @@ from django.utils import timezone
 from django_fsm import can_proceed
 
 from signal_project.api import InvalidTransition, NotFound
+from templates_app.rendering import render
+from templates_app.selectors import template_get
 
 from .delivery import QUEUE_FOR_PRIORITY, notify_status_listeners
 from .models import Application, Message, MessageEvent, MessageStatus, Subscription, User
@@ -27,6 +29,34 @@ class Content:
     title: str = ""
     body: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    template_version_id: Any = None
+
+
+ContentFor = Callable[[Subscription], Content]
+
+
+def template_content(
+    *, application: Application, template_id, variables: dict, language: str | None = None
+) -> ContentFor:
+    """Content rendered from the application's template: in `language` when given, else in
+    each subscription's own language, falling back to the template's default. Renders once
+    per language."""
+    version = template_get(application=application, template_id=template_id)
+    rendered: dict[str, Content] = {}
+
+    def content_for(subscription: Subscription) -> Content:
+        wanted = language or subscription.language or None
+        if wanted not in rendered:
+            result = render(version, variables, wanted)
+            rendered[wanted] = Content(
+                title=result.title,
+                body=result.body,
+                data=result.data,
+                template_version_id=version.pk,
+            )
+        return rendered[wanted]
+
+    return content_for
 
 
 @dataclass(frozen=True)
@@ -53,7 +83,9 @@ def resolve_targets(
 ) -> tuple[list[Subscription], int]:
     """The enabled subscriptions a request targets, and how many disabled ones it skips.
     A named target that is missing or another application's raises NotFound."""
-    qs = Subscription.objects.filter(application=application).only("id", "type", "enabled")
+    qs = Subscription.objects.filter(application=application).only(
+        "id", "type", "enabled", "language"
+    )
     if external_user_id is not None:
         if not User.objects.filter(
             application=application, external_user_id=external_user_id
@@ -76,11 +108,21 @@ def resolve_targets(
     return enabled, len(targets) - len(enabled)
 
 
+def _message(*, content: Content, **fields) -> Message:
+    return Message(
+        title=content.title,
+        body=content.body,
+        data=content.data,
+        template_version_id=content.template_version_id,
+        **fields,
+    )
+
+
 def message_send(
     *,
     application: Application,
     subscriptions: Sequence[Subscription],
-    content: Content,
+    content: Content | ContentFor,
     delivery: Delivery,
     skipped: int = 0,
     campaign_id=None,
@@ -90,16 +132,15 @@ def message_send(
     after commit; scheduled ones are left to the sweep, which sends them when due."""
     now = timezone.now()
     scheduled = delivery.send_after is not None and delivery.send_after > now
+    content_for = content if callable(content) else (lambda _subscription: content)
     messages = [
-        Message(
+        _message(
             application=application,
             subscription_id=s.pk,
             channel=s.type,
             campaign_id=campaign_id,
             campaign_run_id=campaign_run_id,
-            title=content.title,
-            body=content.body,
-            data=content.data,
+            content=content_for(s),
             priority=delivery.priority,
             ttl=delivery.ttl,
             collapse_id=delivery.collapse_id,

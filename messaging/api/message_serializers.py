@@ -48,17 +48,26 @@ class MessageCreateInput(StrictSerializer):
                     ]
                 }
             )
+        literal = [f for f in ("title", "body", "data") if f in attrs]
         if "template_id" in attrs:
+            if literal:
+                raise serializers.ValidationError(
+                    {
+                        name: ["Give either template_id or title/body/data, not both."]
+                        for name in literal
+                    }
+                )
+        elif "variables" in attrs or "language" in attrs:
             raise serializers.ValidationError(
-                {"template_id": ["Templates are not available in this version yet."]}
+                {
+                    name: ["Only with template_id."]
+                    for name in ("variables", "language")
+                    if name in attrs
+                }
             )
-        if "variables" in attrs or "language" in attrs:
+        elif not (attrs.get("title") or attrs.get("body") or attrs.get("data")):
             raise serializers.ValidationError(
-                {"variables": ["`variables` and `language` go with `template_id`."]}
-            )
-        if not (attrs.get("title") or attrs.get("body") or attrs.get("data")):
-            raise serializers.ValidationError(
-                {"non_field_errors": ["A message needs a title, a body or data."]}
+                {"non_field_errors": ["A message needs a title, a body, data or a template_id."]}
             )
         if "subscription_ids" in attrs:
             attrs["subscription_ids"] = list(dict.fromkeys(attrs["subscription_ids"]))
@@ -85,6 +94,12 @@ class MessageEventOutput(serializers.ModelSerializer):
 
 class MessageOutput(serializers.ModelSerializer):
     error = serializers.SerializerMethodField()
+    template_id = serializers.UUIDField(
+        source="template_version.template_id", default=None, allow_null=True, read_only=True
+    )
+    template_version = serializers.IntegerField(
+        source="template_version.version", default=None, allow_null=True, read_only=True
+    )
 
     class Meta:
         model = Message
@@ -97,6 +112,8 @@ class MessageOutput(serializers.ModelSerializer):
             "body",
             "data",
             "campaign_id",
+            "template_id",
+            "template_version",
             "priority",
             "ttl",
             "collapse_id",

@@ -95,15 +95,26 @@ def _send(application, data: dict) -> sending.SendOutcome:
         application=application,
         subscriptions=targets,
         skipped=skipped,
-        content=sending.Content(
-            title=data.get("title", ""), body=data.get("body", ""), data=data.get("data", {})
-        ),
+        content=_content(application, data),
         delivery=sending.Delivery(
             priority=data["priority"],
             ttl=data.get("ttl"),
             collapse_id=data.get("collapse_id", ""),
             send_after=data.get("send_after"),
         ),
+    )
+
+
+def _content(application, data: dict) -> sending.Content | sending.ContentFor:
+    if "template_id" in data:
+        return sending.template_content(
+            application=application,
+            template_id=data["template_id"],
+            variables=data.get("variables", {}),
+            language=data.get("language"),
+        )
+    return sending.Content(
+        title=data.get("title", ""), body=data.get("body", ""), data=data.get("data", {})
     )
 
 

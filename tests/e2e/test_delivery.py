@@ -35,6 +35,7 @@ def subscribe(app, type_: str, token: str) -> Subscription:
 def send(app, **body) -> list[str]:
     body.setdefault("title", "Hello")
     body.setdefault("body", "World")
+    body = {key: value for key, value in body.items() if value is not None}
     response = api(app.server_key).post("/api/v1/messages", body, format="json")
     assert response.status_code == 202, response.content
     return [m["id"] for m in response.json()["messages"]]
@@ -203,3 +204,41 @@ def test_worker_killed_mid_batch_loses_nothing(live_app, worker_env, celery_work
         celery_worker.start()
 
     assert Message.objects.filter(pk__in=ids, status="successful").count() == len(ids)
+
+
+def test_template_message_renders_in_each_subscriptions_language(live_app):
+    from templates_app.services import template_create
+
+    version = template_create(
+        application=live_app,
+        name="welcome",
+        title_template="Hello {{ name }}",
+        body_template="Welcome to {{ place }}",
+        data_template={"screen": "home", "who": "{{ name }}"},
+        translations={"ko": {"title_template": "안녕 {{ name }}", "body_template": "{{ place }}"}},
+        default_language="en",
+    )
+    korean, _ = services.subscription_register(
+        application=live_app, actor="t", type="iOSPush", token="cd" * 32, language="ko"
+    )
+    other, _ = services.subscription_register(
+        application=live_app, actor="t", type="AndroidPush", token=ANDROID_OK, language="fr"
+    )
+    ids = send(
+        live_app,
+        title=None,
+        body=None,
+        subscription_ids=[str(korean.pk), str(other.pk)],
+        template_id=str(version.template_id),
+        variables={"name": "Kim"},
+    )
+    wait_for(terminal(ids), what="template messages to finish")
+    by_sub = {m.subscription_id: m for m in Message.objects.filter(pk__in=ids)}
+    assert by_sub[korean.pk].title == "안녕 Kim"
+    assert by_sub[other.pk].title == "Hello Kim"  # no French: the default language
+    assert by_sub[other.pk].body == "Welcome to "  # a missing variable renders empty
+    assert by_sub[other.pk].data == {"screen": "home", "who": "Kim"}
+    assert {m.status for m in by_sub.values()} == {"successful"}
+    detail = api(live_app.server_key).get(f"/api/v1/messages/{ids[0]}").json()
+    assert detail["template_id"] == str(version.template_id)
+    assert detail["template_version"] == 1
