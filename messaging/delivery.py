@@ -241,7 +241,8 @@ def _record(
                 outcomes["retry"] += 1
                 continue
         outcomes[message.status] += 1
-        transitions[(message.campaign_id, MessageStatus.PENDING, message.status)] += 1
+        if message.campaign_run_id:
+            transitions[(message.campaign_run_id, MessageStatus.PENDING, message.status)] += 1
         events.append(
             MessageEvent(
                 message=message,
@@ -311,7 +312,7 @@ def _disable_dead(subscription_ids: Iterable, now: datetime) -> None:
 
 def notify_status_listeners(transitions: Counter) -> None:
     """Tells interested apps (campaign statistics) how many messages moved between which
-    statuses, keyed (campaign_id, old, new), inside the transaction that wrote them. The
+    statuses, keyed (campaign_run_id, old, new), inside the transaction that wrote them. The
     listeners are named in settings, so messaging imports none of them."""
     if not transitions:
         return

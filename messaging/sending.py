@@ -127,6 +127,7 @@ def message_send(
     skipped: int = 0,
     campaign_id=None,
     campaign_run_id=None,
+    queue: str | None = None,
 ) -> SendOutcome:
     """Stores one pending message per subscription (counting the quota) and enqueues them
     after commit; scheduled ones are left to the sweep, which sends them when due."""
@@ -154,8 +155,8 @@ def message_send(
         Message.objects.bulk_create(messages)
         if not scheduled and messages:
             ids = [str(m.pk) for m in messages]
-            queue = QUEUE_FOR_PRIORITY[delivery.priority]
-            transaction.on_commit(lambda: enqueue(queue, ids))
+            target = queue or QUEUE_FOR_PRIORITY[delivery.priority]
+            transaction.on_commit(lambda: enqueue(target, ids))
     return SendOutcome(messages=messages, skipped=skipped)
 
 
@@ -188,7 +189,8 @@ def message_report_status(*, message: Message, status: str, actor: str) -> Messa
             at=timezone.now(),
             details={"actor": actor},
         )
-        notify_status_listeners(Counter({(message.campaign_id, old, status): 1}))
+        if message.campaign_run_id:
+            notify_status_listeners(Counter({(message.campaign_run_id, old, status): 1}))
     return message
 
 
@@ -201,7 +203,7 @@ def messages_cancel(*, message_ids: Iterable, actor: str, chunk: int = 5000) -> 
     while True:
         with transaction.atomic():
             rows = list(
-                pending.select_for_update(skip_locked=True).values_list("pk", "campaign_id")[:chunk]
+                pending.select_for_update().values_list("pk", "campaign_run_id")[:chunk]
             )
             if not rows:
                 return done
@@ -222,8 +224,9 @@ def messages_cancel(*, message_ids: Iterable, actor: str, chunk: int = 5000) -> 
             )
             notify_status_listeners(
                 Counter(
-                    (campaign_id, MessageStatus.PENDING, MessageStatus.CANCELLED)
-                    for _, campaign_id in rows
+                    (run_id, MessageStatus.PENDING, MessageStatus.CANCELLED)
+                    for _, run_id in rows
+                    if run_id
                 )
             )
         done += len(rows)

@@ -192,6 +192,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("MESSAGE_SWEEP_INTERVAL_SECONDS", default=10.0),
         "options": {"queue": "critical", "expires": 60},
     },
+    "resume-stalled-campaign-runs": {
+        "task": "campaigns.resume_stalled_runs",
+        "schedule": 30.0,
+        "options": {"queue": "critical", "expires": 60},
+    },
     "purge-idempotency-records": {
         "task": "messaging.purge_idempotency_records",
         "schedule": 3600.0,
@@ -209,7 +214,12 @@ MESSAGE_RETRY_MAX_SECONDS = env.float("MESSAGE_RETRY_MAX_SECONDS", default=600.0
 MESSAGE_LEASE_SECONDS = env.int("MESSAGE_LEASE_SECONDS", default=120)
 # Pending work not picked up this long after it was enqueued is enqueued again.
 MESSAGE_STALE_AFTER_SECONDS = env.int("MESSAGE_STALE_AFTER_SECONDS", default=300)
-MESSAGE_STATUS_LISTENERS: list[str] = []
+MESSAGE_STATUS_LISTENERS = ["campaigns.services.run_stats_apply"]
+
+# --- Campaigns -----------------------------------------------------------------------------
+CAMPAIGN_BATCH_SIZE = env.int("CAMPAIGN_BATCH_SIZE", default=1000)
+# A running fan-out that has not moved for this long is enqueued again.
+CAMPAIGN_STALL_SECONDS = env.int("CAMPAIGN_STALL_SECONDS", default=60)
 
 # --- Providers -----------------------------------------------------------------------------
 APNS_ENDPOINT = env("APNS_ENDPOINT", default="")  # empty: Apple's host per the app's sandbox flag

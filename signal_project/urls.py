@@ -7,6 +7,7 @@ _public = {"authentication_classes": [], "permission_classes": [], "throttle_cla
 api_v1 = [
     path("", include("messaging.api.urls")),
     path("", include("templates_app.api.urls")),
+    path("", include("campaigns.api.urls")),
     path("schema/", SpectacularAPIView.as_view(**_public), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema", **_public), name="docs"),
 ]

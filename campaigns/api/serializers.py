@@ -1,0 +1,184 @@
+"""Input and output serializers of the campaign endpoints."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from messaging.api.message_serializers import MAX_TTL
+from messaging.models import Message
+from signal_project.api import StrictSerializer
+
+from ..models import Campaign, CampaignRun, CampaignStatus
+from ..schedules import ScheduleInvalid, schedule_clean
+from ..targeting import CriteriaInvalid, criteria_clean
+
+
+class ScheduleSerializer(StrictSerializer):
+    crontab = serializers.CharField(help_text='Five fields, e.g. "0 9 * * 1".')
+    timezone = serializers.CharField(default="UTC")
+
+
+class CampaignInput(StrictSerializer):
+    """POST takes every field (name required); PUT any of them."""
+
+    name = serializers.CharField(max_length=200)
+    template_id = serializers.UUIDField(required=False, allow_null=True)
+    variables = serializers.DictField(required=False)
+    title = serializers.CharField(max_length=1000, required=False, allow_blank=True)
+    body = serializers.CharField(max_length=4000, required=False, allow_blank=True)
+    data = serializers.DictField(required=False)
+    targeting_criteria = serializers.JSONField(required=False)
+    scheduled_at = serializers.DateTimeField(required=False, allow_null=True)
+    schedule = serializers.JSONField(required=False, allow_null=True)
+    throttle_per_minute = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=10_000_000
+    )
+    priority = serializers.ChoiceField(choices=Message.Priority.choices, required=False)
+    ttl = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=MAX_TTL)
+
+    def validate_targeting_criteria(self, value):
+        try:
+            return criteria_clean(value)
+        except CriteriaInvalid as exc:
+            raise serializers.ValidationError(exc.errors) from exc
+
+    def validate_schedule(self, value):
+        try:
+            return schedule_clean(value)
+        except ScheduleInvalid as exc:
+            raise serializers.ValidationError(exc.errors) from exc
+
+    def validate_scheduled_at(self, value):
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError("Must be in the future.")
+        return value
+
+    def validate(self, attrs):
+        current: Campaign | None = self.context.get("campaign")
+        merged = {
+            "template_id": current.template_id if current else None,
+            "scheduled_at": current.scheduled_at if current else None,
+            "schedule": current.schedule if current else None,
+            **attrs,
+        }
+        errors = {}
+        literal = [f for f in ("title", "body", "data") if attrs.get(f)]
+        if attrs.get("template_id") and literal:
+            errors |= {
+                f: ["Give either template_id or title/body/data, not both."] for f in literal
+            }
+        if merged["scheduled_at"] and merged["schedule"]:
+            errors["schedule"] = ["Give scheduled_at (once) or schedule (recurring), not both."]
+        if not current and not attrs.get("template_id") and not literal:
+            errors["non_field_errors"] = [
+                "A campaign needs a template_id, a title, a body or data."
+            ]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class StatsOutput(serializers.Serializer):
+    targeted = serializers.IntegerField()
+    pending = serializers.IntegerField()
+    successful = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    received = serializers.IntegerField()
+    converted = serializers.IntegerField()
+    cancelled = serializers.IntegerField()
+
+
+class RunOutput(serializers.ModelSerializer):
+    stats = serializers.SerializerMethodField()
+    progress = serializers.SerializerMethodField()
+    template_version = serializers.IntegerField(
+        source="template_version.version", default=None, allow_null=True, read_only=True
+    )
+
+    class Meta:
+        model = CampaignRun
+        fields = [
+            "id",
+            "number",
+            "trigger",
+            "status",
+            "template_version",
+            "batches_done",
+            "audience_estimate",
+            "fanout_done",
+            "progress",
+            "error",
+            "stats",
+            "started_at",
+            "finished_at",
+        ]
+
+    @extend_schema_field(StatsOutput)
+    def get_stats(self, run: CampaignRun) -> dict:
+        return run.stats()
+
+    @extend_schema_field(serializers.FloatField())
+    def get_progress(self, run: CampaignRun) -> float:
+        """Share of the audience whose messages are terminal, 0..1."""
+        if run.status == "completed":
+            return 1.0
+        if not run.audience_estimate:
+            return 0.0
+        done = run.targeted - run.pending
+        return round(min(1.0, done / run.audience_estimate), 4)
+
+
+class CampaignOutput(serializers.ModelSerializer):
+    template_id = serializers.UUIDField(allow_null=True, read_only=True)
+    stats = serializers.SerializerMethodField()
+    latest_run = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "id",
+            "name",
+            "status",
+            "template_id",
+            "variables",
+            "title",
+            "body",
+            "data",
+            "targeting_criteria",
+            "scheduled_at",
+            "schedule",
+            "throttle_per_minute",
+            "priority",
+            "ttl",
+            "stats",
+            "latest_run",
+            "created_at",
+            "updated_at",
+        ]
+
+    @extend_schema_field(StatsOutput)
+    def get_stats(self, campaign: Campaign) -> dict:
+        from ..selectors import campaign_stats
+
+        return campaign_stats(campaign=campaign)
+
+    @extend_schema_field(RunOutput(allow_null=True))
+    def get_latest_run(self, campaign: Campaign) -> dict | None:
+        from ..selectors import campaign_latest_run
+
+        run = campaign_latest_run(campaign=campaign)
+        return RunOutput(run).data if run else None
+
+
+class CampaignListFilters(StrictSerializer):
+    status = serializers.ChoiceField(choices=CampaignStatus.choices, required=False)
+    cursor = serializers.CharField(required=False)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000)
+
+
+class PreviewOutput(serializers.Serializer):
+    audience_size = serializers.IntegerField()
+    by_channel = serializers.DictField(child=serializers.IntegerField())
+    sample = serializers.ListField(child=serializers.DictField())

@@ -1,0 +1,151 @@
+"""Campaign endpoints: parse, call one service, reply."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from messaging.api.message_views import IDEMPOTENCY_HEADER
+from messaging.api.views import paginated
+from messaging.idempotency import idempotent_call
+from messaging.services import actor_of
+from signal_project.api import ResultsCursorPagination
+from templates_app.selectors import template_get
+
+from .. import selectors, services
+from .serializers import (
+    CampaignInput,
+    CampaignListFilters,
+    CampaignOutput,
+    PreviewOutput,
+    RunOutput,
+)
+
+
+def _fields(application, data: dict) -> dict:
+    """Validated input -> model fields (the template resolved within the application)."""
+    fields = dict(data)
+    if "template_id" in fields:
+        template_id = fields.pop("template_id")
+        fields["template"] = (
+            template_get(application=application, template_id=template_id).template
+            if template_id
+            else None
+        )
+    return fields
+
+
+class CampaignCollectionApi(APIView):
+    @extend_schema(
+        operation_id="campaigns_create",
+        request=CampaignInput,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={201: CampaignOutput},
+    )
+    def post(self, request: Request) -> Response:
+        application = request.auth.application
+
+        def produce() -> tuple[int, dict]:
+            data = CampaignInput(data=request.data)
+            data.is_valid(raise_exception=True)
+            campaign = services.campaign_create(
+                application=application, **_fields(application, data.validated_data)
+            )
+            return status.HTTP_201_CREATED, CampaignOutput(campaign).data
+
+        code, body = idempotent_call(
+            application=application,
+            endpoint="campaigns",
+            key=request.headers.get("Idempotency-Key"),
+            body=request.data,
+            produce=produce,
+        )
+        return Response(body, status=code)
+
+    @extend_schema(
+        operation_id="campaigns_list",
+        parameters=[CampaignListFilters],
+        responses=CampaignOutput(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        filters = CampaignListFilters(data=request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        queryset = selectors.campaign_list(
+            application=request.auth.application, filters=filters.validated_data
+        )
+        return paginated(request, self, queryset, CampaignOutput)
+
+
+class CampaignDetailApi(APIView):
+    @extend_schema(operation_id="campaigns_retrieve", responses=CampaignOutput)
+    def get(self, request: Request, campaign_id) -> Response:
+        campaign = selectors.campaign_get(
+            application=request.auth.application, campaign_id=campaign_id
+        )
+        return Response(CampaignOutput(campaign).data)
+
+    @extend_schema(
+        operation_id="campaigns_update",
+        request=CampaignInput,
+        responses=CampaignOutput,
+        description="Changes any of the given fields while the campaign is draft or "
+        "scheduled; otherwise 409 invalid_transition.",
+    )
+    def put(self, request: Request, campaign_id) -> Response:
+        application = request.auth.application
+        campaign = selectors.campaign_get(application=application, campaign_id=campaign_id)
+        data = CampaignInput(data=request.data, partial=True, context={"campaign": campaign})
+        data.is_valid(raise_exception=True)
+        campaign = services.campaign_update(
+            campaign=campaign, **_fields(application, data.validated_data)
+        )
+        return Response(CampaignOutput(campaign).data)
+
+
+class CampaignExecuteApi(APIView):
+    @extend_schema(operation_id="campaigns_execute", request=None, responses={202: CampaignOutput})
+    def post(self, request: Request, campaign_id) -> Response:
+        campaign = selectors.campaign_get(
+            application=request.auth.application, campaign_id=campaign_id
+        )
+        run = services.campaign_execute(campaign=campaign)
+        return Response(CampaignOutput(run.campaign).data, status=status.HTTP_202_ACCEPTED)
+
+
+class CampaignCancelApi(APIView):
+    @extend_schema(operation_id="campaigns_cancel", request=None, responses=CampaignOutput)
+    def post(self, request: Request, campaign_id) -> Response:
+        campaign = selectors.campaign_get(
+            application=request.auth.application, campaign_id=campaign_id
+        )
+        campaign = services.campaign_cancel(campaign=campaign, actor=actor_of(request.auth))
+        return Response(CampaignOutput(campaign).data)
+
+
+class CampaignPreviewApi(APIView):
+    @extend_schema(operation_id="campaigns_preview", request=None, responses=PreviewOutput)
+    def post(self, request: Request, campaign_id) -> Response:
+        campaign = selectors.campaign_get(
+            application=request.auth.application, campaign_id=campaign_id
+        )
+        return Response(services.campaign_preview(campaign=campaign))
+
+
+class RunPagination(ResultsCursorPagination):
+    ordering = "-started_at"
+
+
+class CampaignRunListApi(APIView):
+    @extend_schema(operation_id="campaigns_runs_list", responses=RunOutput(many=True))
+    def get(self, request: Request, campaign_id) -> Response:
+        campaign = selectors.campaign_get(
+            application=request.auth.application, campaign_id=campaign_id
+        )
+        paginator = RunPagination()
+        page = paginator.paginate_queryset(
+            selectors.campaign_runs(campaign=campaign), request, self
+        )
+        return paginator.get_paginated_response(RunOutput(page, many=True).data)

@@ -1,0 +1,159 @@
+"""Campaigns: content, an audience, a schedule; each execution is a run with its own
+statistics."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django_fsm import FSMField, transition
+
+
+class CampaignStatus(models.TextChoices):
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class Campaign(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    application = models.ForeignKey(
+        "messaging.Application", on_delete=models.CASCADE, related_name="campaigns"
+    )
+    name = models.CharField(max_length=200)
+    status = FSMField(default=CampaignStatus.DRAFT, choices=CampaignStatus.choices)
+    # Content: a template and its variables, or literal title/body/data.
+    template = models.ForeignKey(
+        "templates_app.MessageTemplate",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="campaigns",
+    )
+    variables = models.JSONField(blank=True, default=dict)
+    title = models.TextField(blank=True)
+    body = models.TextField(blank=True)
+    data = models.JSONField(blank=True, default=dict)
+    priority = models.CharField(max_length=10, default="normal")
+    ttl = models.PositiveIntegerField(null=True, blank=True)
+    targeting_criteria = models.JSONField(blank=True, default=dict)
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    # {"crontab": "0 9 * * 1", "timezone": "Asia/Seoul"}
+    schedule = models.JSONField(null=True, blank=True)
+    throttle_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["application", "-created_at"], name="campaign_app_created")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_recurring(self) -> bool:
+        return bool(self.schedule)
+
+    @transition(field=status, source=CampaignStatus.DRAFT, target=CampaignStatus.SCHEDULED)
+    def schedule_runs(self) -> None:
+        pass
+
+    @transition(field=status, source=CampaignStatus.SCHEDULED, target=CampaignStatus.DRAFT)
+    def unschedule(self) -> None:
+        pass
+
+    @transition(
+        field=status,
+        source=[CampaignStatus.DRAFT, CampaignStatus.SCHEDULED],
+        target=CampaignStatus.RUNNING,
+    )
+    def start(self) -> None:
+        pass
+
+    @transition(field=status, source=CampaignStatus.RUNNING, target=CampaignStatus.COMPLETED)
+    def complete(self) -> None:
+        pass
+
+    # A recurring campaign waits for its next run between runs.
+    @transition(field=status, source=CampaignStatus.RUNNING, target=CampaignStatus.SCHEDULED)
+    def await_next_run(self) -> None:
+        pass
+
+    @transition(field=status, source=CampaignStatus.RUNNING, target=CampaignStatus.FAILED)
+    def fail(self) -> None:
+        pass
+
+    @transition(
+        field=status,
+        source=[CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.RUNNING],
+        target=CampaignStatus.CANCELLED,
+    )
+    def cancel(self) -> None:
+        pass
+
+
+class RunStatus(models.TextChoices):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+STAT_FIELDS = ("targeted", "pending", "successful", "failed", "received", "converted", "cancelled")
+
+
+class CampaignRun(models.Model):
+    """One execution of a campaign. Its counters move with its messages' statuses (in the
+    transactions that change them), so reading them never counts messages."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="runs")
+    number = models.PositiveIntegerField()
+    trigger = models.CharField(max_length=20)  # "execute", "scheduled_at", "crontab"
+    status = models.CharField(max_length=12, choices=RunStatus.choices, default=RunStatus.RUNNING)
+    template_version = models.ForeignKey(
+        "templates_app.TemplateVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    # Fan-out progress: the audience is read in subscription-id order after `cursor`.
+    cursor = models.UUIDField(null=True, blank=True)
+    batches_done = models.PositiveIntegerField(default=0)
+    fanout_done = models.BooleanField(default=False)
+    audience_estimate = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    targeted = models.BigIntegerField(default=0)
+    pending = models.BigIntegerField(default=0)
+    successful = models.BigIntegerField(default=0)
+    failed = models.BigIntegerField(default=0)
+    received = models.BigIntegerField(default=0)
+    converted = models.BigIntegerField(default=0)
+    cancelled = models.BigIntegerField(default=0)
+    started_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "number"], name="campaign_run_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign} run {self.number}"
+
+    def stats(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in STAT_FIELDS}

@@ -1,0 +1,334 @@
+"""Campaign writes: create, update, execute, cancel; the fan-out of a run in batches; and the
+statistics that follow its messages."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, F
+from django.utils import timezone
+
+from messaging import sending
+from messaging.models import Application, Message, MessageStatus
+from signal_project.api import InvalidTransition, QuotaExceeded
+from templates_app.rendering import render
+from templates_app.selectors import template_get
+
+from . import schedules, targeting
+from .models import Campaign, CampaignRun, CampaignStatus, RunStatus
+
+logger = logging.getLogger(__name__)
+
+CONTENT_FIELDS = ("template", "variables", "title", "body", "data")
+EDITABLE_FIELDS = (
+    "name",
+    *CONTENT_FIELDS,
+    "targeting_criteria",
+    "scheduled_at",
+    "schedule",
+    "throttle_per_minute",
+    "priority",
+    "ttl",
+)
+
+
+def _refuse(campaign: Campaign, action: str) -> InvalidTransition:
+    return InvalidTransition(
+        f"A {campaign.status} campaign cannot be {action}.",
+        details={"status": campaign.status},
+    )
+
+
+def campaign_create(*, application: Application, **fields: Any) -> Campaign:
+    """Creates a campaign, `scheduled` when it has scheduled_at or a schedule (with its beat
+    task), else `draft`. Fields must be cleaned (targeting.criteria_clean,
+    schedules.schedule_clean)."""
+    with transaction.atomic():
+        campaign = Campaign(application=application, **fields)
+        if campaign.scheduled_at or campaign.schedule:
+            campaign.schedule_runs()
+        campaign.save()
+        schedules.periodic_task_sync(campaign)
+        campaign.save(update_fields=["periodic_task"])
+    return campaign
+
+
+def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
+    """Changes a draft or scheduled campaign (moving or dropping its schedule too)."""
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
+            raise _refuse(campaign, "changed")
+        for name, value in fields.items():
+            setattr(campaign, name, value)
+        has_schedule = bool(campaign.scheduled_at or campaign.schedule)
+        if has_schedule and campaign.status == CampaignStatus.DRAFT:
+            campaign.schedule_runs()
+        elif not has_schedule and campaign.status == CampaignStatus.SCHEDULED:
+            campaign.unschedule()
+        schedules.periodic_task_sync(campaign)
+        campaign.save()
+    return campaign
+
+
+def campaign_execute(*, campaign: Campaign, trigger: str = "execute") -> CampaignRun:
+    """Starts a run now: the campaign becomes `running` and the fan-out begins after commit."""
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
+            raise _refuse(campaign, "executed")
+        campaign.start()
+        campaign.save(update_fields=["status", "updated_at"])
+        if not campaign.is_recurring:
+            # A one-off campaign runs once, whether by hand or at its time.
+            schedules.periodic_task_disable(campaign)
+        version = None
+        if campaign.template_id:
+            version = template_get(
+                application=campaign.application, template_id=campaign.template_id
+            )
+        number = (
+            campaign.runs.order_by("-number").values_list("number", flat=True).first() or 0
+        ) + 1
+        run = CampaignRun.objects.create(
+            campaign=campaign, number=number, trigger=trigger, template_version=version
+        )
+        transaction.on_commit(lambda: _enqueue_fanout(run.pk, step=0))
+    return run
+
+
+def campaign_cancel(*, campaign: Campaign, actor: str) -> Campaign:
+    """Cancels the campaign: no further runs or batches, and its unsent messages become
+    `cancelled` (in a task on the critical queue, moments later)."""
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if campaign.status not in (
+            CampaignStatus.DRAFT,
+            CampaignStatus.SCHEDULED,
+            CampaignStatus.RUNNING,
+        ):
+            raise _refuse(campaign, "cancelled")
+        campaign.cancel()
+        campaign.save(update_fields=["status", "updated_at"])
+        schedules.periodic_task_disable(campaign)
+        runs = list(
+            CampaignRun.objects.select_for_update()
+            .filter(campaign=campaign, status=RunStatus.RUNNING)
+            .values_list("pk", flat=True)
+        )
+        CampaignRun.objects.filter(pk__in=runs).update(
+            status=RunStatus.CANCELLED, finished_at=timezone.now()
+        )
+        for run_id in runs:
+            transaction.on_commit(lambda run_id=run_id: _enqueue_cancel(run_id, actor))
+    return campaign
+
+
+def run_cancel_messages(*, run_id, actor: str) -> int:
+    """Cancels every pending message of a cancelled run."""
+    pending = Message.objects.filter(campaign_run_id=run_id, status=MessageStatus.PENDING)
+    return sending.messages_cancel(message_ids=pending.values("pk"), actor=actor)
+
+
+def _enqueue_fanout(run_id, *, step: int, countdown: float | None = None) -> None:
+    from .tasks import campaign_fanout
+
+    campaign_fanout.apply_async(args=[str(run_id), step], queue="campaigns", countdown=countdown)
+
+
+def _enqueue_cancel(run_id, actor: str) -> None:
+    from .tasks import campaign_run_cancel_messages
+
+    campaign_run_cancel_messages.apply_async(args=[str(run_id), actor], queue="critical")
+
+
+# --- Fan-out -----------------------------------------------------------------------------------
+
+
+def _batch_plan(campaign: Campaign) -> tuple[int, float | None]:
+    """How many subscriptions a fan-out step takes, and the pause before the next step."""
+    size = settings.CAMPAIGN_BATCH_SIZE
+    throttle = campaign.throttle_per_minute
+    if not throttle:
+        return size, None
+    size = max(1, min(size, throttle))
+    return size, 60.0 * size / throttle
+
+
+def _content(campaign: Campaign, run: CampaignRun) -> sending.Content | sending.ContentFor:
+    if run.template_version_id is None:
+        return sending.Content(title=campaign.title, body=campaign.body, data=campaign.data)
+    version = run.template_version
+    rendered: dict = {}
+
+    def content_for(subscription) -> sending.Content:
+        language = subscription.language or None
+        if language not in rendered:
+            result = render(version, campaign.variables, language)
+            rendered[language] = sending.Content(
+                title=result.title,
+                body=result.body,
+                data=result.data,
+                template_version_id=version.pk,
+            )
+        return rendered[language]
+
+    return content_for
+
+
+def run_fanout_step(*, run_id, step: int | None = None) -> bool:
+    """Turns the next batch of the run's audience into pending messages and delivery work.
+    Returns whether more batches remain. `step` is the number of batches done when the step
+    was enqueued: a duplicate step (the watchdog re-enqueued one that was only slow) finds it
+    moved on and stops, so one run never grows two chains of steps.
+
+    The batch's messages and the run's cursor commit together, under a lock on the run: a
+    crash rolls both back, and a re-delivered or concurrent step starts from the committed
+    cursor, so no subscription gets two messages in one run (the unique constraint on run
+    and subscription guards it too)."""
+    with transaction.atomic():
+        run = (
+            CampaignRun.objects.select_for_update(of=("self",))
+            .select_related("campaign__application", "template_version")
+            .get(pk=run_id)
+        )
+        if run.status != RunStatus.RUNNING or run.fanout_done:
+            return False
+        if step is not None and step != run.batches_done:
+            return False
+        campaign = run.campaign
+        audience = targeting.audience(campaign.application, campaign.targeting_criteria)
+        if run.batches_done == 0 and run.cursor is None:
+            run.audience_estimate = audience.count()
+        if run.cursor is not None:
+            audience = audience.filter(pk__gt=run.cursor)
+        size, pause = _batch_plan(campaign)
+        batch = list(audience.order_by("pk").only("id", "type", "language")[:size])
+        if batch:
+            try:
+                sending.message_send(
+                    application=campaign.application,
+                    subscriptions=batch,
+                    content=_content(campaign, run),
+                    delivery=sending.Delivery(priority=campaign.priority, ttl=campaign.ttl),
+                    campaign_id=campaign.pk,
+                    campaign_run_id=run.pk,
+                    queue="campaigns",
+                )
+            except QuotaExceeded as exc:
+                _finish(run, RunStatus.FAILED, error=exc.message)
+                return False
+            run.cursor = batch[-1].pk
+            run.batches_done += 1
+            run.targeted += len(batch)
+            run.pending += len(batch)
+        run.fanout_done = len(batch) < size
+        run.save()
+        if run.fanout_done and run.pending == 0:
+            _finish(run, RunStatus.COMPLETED)
+        if not run.fanout_done:
+            transaction.on_commit(
+                lambda: _enqueue_fanout(run.pk, step=run.batches_done, countdown=pause)
+            )
+    return not run.fanout_done
+
+
+def _finish(run: CampaignRun, status: str, error: str = "") -> None:
+    """Ends a run (the caller holds its lock) and moves its campaign on."""
+    CampaignRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+        status=status, error=error, finished_at=timezone.now()
+    )
+    campaign = Campaign.objects.select_for_update().get(pk=run.campaign_id)
+    if campaign.status != CampaignStatus.RUNNING:
+        return
+    if status == RunStatus.FAILED:
+        campaign.fail()
+    elif campaign.is_recurring:
+        campaign.await_next_run()
+    else:
+        campaign.complete()
+    campaign.save(update_fields=["status", "updated_at"])
+
+
+def runs_resume_stalled(*, now: datetime | None = None) -> int:
+    """Re-enqueues the fan-out of running runs that made no progress for a while (their next
+    step was lost with a worker, or never reached the broker)."""
+    now = now or timezone.now()
+    stalled_before = now - timedelta(seconds=settings.CAMPAIGN_STALL_SECONDS)
+    count = 0
+    for run in CampaignRun.objects.filter(
+        status=RunStatus.RUNNING, fanout_done=False, updated_at__lt=stalled_before
+    ).select_related("campaign"):
+        _size, pause = _batch_plan(run.campaign)
+        if pause and run.updated_at > now - timedelta(seconds=2 * pause):
+            continue  # a throttled run is waiting on purpose
+        _enqueue_fanout(run.pk, step=run.batches_done)
+        count += 1
+    return count
+
+
+# --- Statistics --------------------------------------------------------------------------------
+
+
+def run_stats_apply(transitions: Counter) -> None:
+    """The messaging status listener: moves run counters by (run_id, old, new) counts, in
+    the transaction that changed the messages, and completes runs with nothing pending."""
+    deltas: dict = defaultdict(Counter)
+    for (run_id, old, new), count in transitions.items():
+        deltas[run_id][old] -= count
+        deltas[run_id][new] += count
+    for run_id, delta in deltas.items():
+        changes = {name: F(name) + value for name, value in delta.items() if value}
+        if changes:
+            CampaignRun.objects.filter(pk=run_id).update(**changes)
+    finished = CampaignRun.objects.filter(
+        pk__in=list(deltas), status=RunStatus.RUNNING, fanout_done=True, pending__lte=0
+    )
+    for run in finished.select_for_update():
+        _finish(run, RunStatus.COMPLETED)
+
+
+# --- Preview -----------------------------------------------------------------------------------
+
+
+def campaign_preview(*, campaign: Campaign, sample_size: int = 3) -> dict:
+    """Audience size, its split by channel, and the content a few of its members would get."""
+    audience = targeting.audience(campaign.application, campaign.targeting_criteria)
+    by_channel = dict(
+        audience.order_by()
+        .values_list("type")
+        .annotate(count=Count("id"))
+        .values_list("type", "count")
+    )
+    version = None
+    if campaign.template_id:
+        version = template_get(application=campaign.application, template_id=campaign.template_id)
+    sample = []
+    for subscription in audience.order_by("pk").only("id", "type", "language")[:sample_size]:
+        item = {
+            "subscription_id": str(subscription.pk),
+            "channel": subscription.type,
+            "language": subscription.language,
+        }
+        if version is not None:
+            result = render(version, campaign.variables, subscription.language or None)
+            item |= {
+                "title": result.title,
+                "body": result.body,
+                "data": result.data,
+                "missing_variables": result.missing_variables,
+                "template_version": result.version,
+            }
+        else:
+            item |= {"title": campaign.title, "body": campaign.body, "data": campaign.data}
+        sample.append(item)
+    return {
+        "audience_size": sum(by_channel.values()),
+        "by_channel": by_channel,
+        "sample": sample,
+    }
