@@ -10,7 +10,7 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -179,8 +179,8 @@ def deliver_batch(message_ids: Sequence[str], *, queue: str | None = None) -> Ba
         else:
             groups[(message.application_id, message.channel)].append(message)
     jobs = [(applications[app_id], channel, group) for (app_id, channel), group in groups.items()]
-    if len(jobs) == 1:
-        batches = [_send_group(*jobs[0])]
+    if len(jobs) <= 1:  # none: every subscription was disabled, nothing goes out
+        batches = [_send_group(*job) for job in jobs]
     else:
         with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
             batches = list(pool.map(lambda job: _send_group(*job), jobs))
@@ -190,22 +190,30 @@ def deliver_batch(message_ids: Sequence[str], *, queue: str | None = None) -> Ba
     return _record(messages, results, timezone.now(), queue)
 
 
-def _record(
+@dataclass
+class _Outcome:
+    """What a batch's results mean, worked out in memory before anything is written."""
+
+    events: list[MessageEvent] = field(default_factory=list)
+    dead_subscriptions: set = field(default_factory=set)
+    retries: dict[tuple[str, int], list[Message]] = field(default_factory=lambda: defaultdict(list))
+    retry_after: dict[tuple[str, int], float] = field(default_factory=lambda: defaultdict(float))
+    outcomes: Counter = field(default_factory=Counter)
+    transitions: Counter = field(default_factory=Counter)
+
+
+def _apply_results(
     messages: list[Message], results: dict[str, SendResult], now: datetime, queue: str | None
-):
+) -> _Outcome:
+    """Runs each message's transition (pure) and collects events, retries and counters."""
     max_attempts = settings.MESSAGE_MAX_ATTEMPTS
-    events: list[MessageEvent] = []
-    dead_subscriptions: set = set()
-    retries: dict[tuple[str, int], list[Message]] = defaultdict(list)
-    retry_after: dict[tuple[str, int], float] = defaultdict(float)
-    outcomes: Counter = Counter()
-    transitions: Counter = Counter()
+    out = _Outcome()
     for message in messages:
         result = results[str(message.pk)]
         message.lease_until = None
-        if result.error_code not in ("subscription_disabled",):
+        if result.error_code != "subscription_disabled":
             message.attempts += 1
-            events.append(
+            out.events.append(
                 MessageEvent(
                     message=message,
                     type=MessageEvent.Type.ATTEMPT,
@@ -224,7 +232,7 @@ def _record(
             if result.token_invalid:
                 message.error_code = "token_invalid"
                 message.error_message = f"{result.error_code}: {result.error_message}".strip(": ")
-                dead_subscriptions.add(message.subscription_id)
+                out.dead_subscriptions.add(message.subscription_id)
             message.error_permanent = bool(result.permanent or result.token_invalid)
             if message.error_permanent:
                 message.fail()
@@ -234,16 +242,15 @@ def _record(
                 )
                 message.fail()
             else:
-                queue = RETRY_QUEUE
-                key = (queue, message.attempts)
-                retries[key].append(message)
-                retry_after[key] = max(retry_after[key], result.retry_after or 0.0)
-                outcomes["retry"] += 1
+                key = (RETRY_QUEUE, message.attempts)
+                out.retries[key].append(message)
+                out.retry_after[key] = max(out.retry_after[key], result.retry_after or 0.0)
+                out.outcomes["retry"] += 1
                 continue
-        outcomes[message.status] += 1
+        out.outcomes[message.status] += 1
         if message.campaign_run_id:
-            transitions[(message.campaign_run_id, MessageStatus.PENDING, message.status)] += 1
-        events.append(
+            out.transitions[(message.campaign_run_id, MessageStatus.PENDING, message.status)] += 1
+        out.events.append(
             MessageEvent(
                 message=message,
                 type=MessageEvent.Type.STATUS,
@@ -252,24 +259,38 @@ def _record(
                 details={"error": message.error_code} if message.error_code else {},
             )
         )
-    delays = {key: retry_delay(key[1], retry_after[key]) for key in retries}
-    for key, group in retries.items():
-        for message in group:
-            # Counted from the attempt, so the stale sweep leaves it alone until it is due.
-            message.enqueued_at = now + timedelta(seconds=delays[key])
+    return out
+
+
+def _record(
+    messages: list[Message], results: dict[str, SendResult], now: datetime, queue: str | None
+) -> BatchReport:
     with transaction.atomic():
-        # Only rows still pending are written: a message cancelled meanwhile stays cancelled.
-        Message.objects.filter(status=MessageStatus.PENDING).bulk_update(messages, _UPDATED_FIELDS)
-        MessageEvent.objects.bulk_create(events)
-        if dead_subscriptions:
-            _disable_dead(dead_subscriptions, now)
-        notify_status_listeners(transitions)
-        for key, group in retries.items():
+        # Only rows still pending are written or counted: a message cancelled while it was
+        # being sent stays cancelled, and campaign statistics count it once.
+        still_pending = set(
+            Message.objects.select_for_update()
+            .filter(pk__in=[m.pk for m in messages], status=MessageStatus.PENDING)
+            .values_list("pk", flat=True)
+        )
+        messages = [m for m in messages if m.pk in still_pending]
+        out = _apply_results(messages, results, now, queue)
+        delays = {key: retry_delay(key[1], out.retry_after[key]) for key in out.retries}
+        for key, group in out.retries.items():
+            for message in group:
+                # Counted from the attempt, so the stale sweep leaves it alone until it is due.
+                message.enqueued_at = now + timedelta(seconds=delays[key])
+        Message.objects.bulk_update(messages, _UPDATED_FIELDS)
+        MessageEvent.objects.bulk_create(out.events)
+        if out.dead_subscriptions:
+            _disable_dead(out.dead_subscriptions, now)
+        notify_status_listeners(out.transitions)
+        for key, group in out.retries.items():
             ids = [str(m.pk) for m in group]
             transaction.on_commit(
                 lambda ids=ids, key=key: enqueue(key[0], ids, countdown=delays[key])
             )
-    return BatchReport(claimed=len(messages), outcomes=outcomes)
+    return BatchReport(claimed=len(messages), outcomes=out.outcomes)
 
 
 def _attempt_details(attempt: int, result: SendResult, queue: str | None) -> dict:

@@ -119,6 +119,8 @@ def worker_env(django_db_setup, fake_providers, tmp_path_factory) -> dict[str, s
         "MESSAGE_RETRY_BASE_SECONDS": "0.2",
         "MESSAGE_LEASE_SECONDS": "3",
         "MESSAGE_STALE_AFTER_SECONDS": "2",
+        "CAMPAIGN_BATCH_SIZE": "200",
+        "CAMPAIGN_STALL_SECONDS": "2",
         "PYTHONUNBUFFERED": "1",
     }
 
@@ -136,6 +138,8 @@ def e2e(transactional_db, celery_worker, fake_providers, settings):
     """A clean database the worker sees (every write commits) and the fakes' counters at 0."""
     settings.MESSAGE_STALE_AFTER_SECONDS = 2
     settings.MESSAGE_LEASE_SECONDS = 3
+    settings.CAMPAIGN_BATCH_SIZE = 200
+    settings.CAMPAIGN_STALL_SECONDS = 2
     fake_providers.reset()
     return fake_providers
 
