@@ -29,6 +29,9 @@ def _publish(queue: str, ids: list[str], countdown: float | None = None) -> None
 
 class Outbox:
     def __init__(self) -> None:
+        # Worker processes publish at once: their batches are already large, and a pool
+        # child may exit without running atexit handlers.
+        self.immediate = False
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._pending: dict[str, list[str]] = defaultdict(list)
@@ -40,7 +43,7 @@ class Outbox:
         interval."""
         ids = [str(i) for i in ids]
         size = settings.MESSAGE_BATCH_SIZE
-        interval = settings.MESSAGE_OUTBOX_FLUSH_MS / 1000
+        interval = 0 if self.immediate else settings.MESSAGE_OUTBOX_FLUSH_MS / 1000
         cut = len(ids) - len(ids) % size if interval > 0 else len(ids)
         for start in range(0, cut, size):
             _publish(queue, ids[start : start + size])
@@ -71,12 +74,12 @@ class Outbox:
             self._thread.start()
 
     def _run(self) -> None:
-        interval = settings.MESSAGE_OUTBOX_FLUSH_MS / 1000
         while True:
             self._wake.wait()
             self._wake.clear()
-            # Let more requests join the batch before it goes.
-            threading.Event().wait(interval)
+            # Let more requests join the batch before it goes. Read each time: the thread
+            # outlives any one configuration (tests override the setting).
+            threading.Event().wait(settings.MESSAGE_OUTBOX_FLUSH_MS / 1000)
             self.flush()
 
 

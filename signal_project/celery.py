@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signal_project.settings")
 
@@ -17,3 +17,10 @@ def _refuse_undecryptable_data(**kwargs) -> None:
     from messaging.checks import verify_on_start
 
     verify_on_start()
+
+
+@worker_process_init.connect
+def _publish_without_delay(**kwargs) -> None:
+    from messaging.outbox import outbox
+
+    outbox.immediate = True
