@@ -51,7 +51,10 @@ def criteria_clean(criteria) -> dict:
             clean["tags"] = tags
     if "last_active_after" in criteria:
         value = criteria["last_active_after"]
-        moment = parse_datetime(value) if isinstance(value, str) else None
+        try:
+            moment = parse_datetime(value) if isinstance(value, str) else None
+        except ValueError:  # well formed but impossible, e.g. month 13
+            moment = None
         if moment is None or moment.tzinfo is None:
             errors["last_active_after"] = ["An ISO 8601 date-time with a time zone."]
         else:

@@ -71,7 +71,13 @@ class CampaignInput(StrictSerializer):
             }
         if merged["scheduled_at"] and merged["schedule"]:
             errors["schedule"] = ["Give scheduled_at (once) or schedule (recurring), not both."]
-        if not current and not attrs.get("template_id") and not literal:
+        # On PUT, the content left after the change (clearing the template of a template
+        # campaign would leave it with nothing to send).
+        has_template = merged["template_id"]
+        has_literal = any(
+            attrs[f] if f in attrs else getattr(current, f, None) for f in ("title", "body", "data")
+        )
+        if not has_template and not has_literal:
             errors["non_field_errors"] = [
                 "A campaign needs a template_id, a title, a body or data."
             ]

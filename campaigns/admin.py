@@ -1,0 +1,426 @@
+"""The campaign managers' console: write a campaign (through the same services as the API, so
+its beat task follows), preview its audience, execute or cancel it, watch its runs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, Subquery
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils import timezone
+
+from messaging.api.message_serializers import MAX_TTL
+from messaging.models import Message
+from signal_project.api import ApiError
+from templates_app.models import MessageTemplate
+
+from . import selectors, services
+from .api.serializers import RunOutput
+from .models import Campaign, CampaignRun, CampaignStatus
+from .schedules import ScheduleInvalid, schedule_clean
+from .targeting import CriteriaInvalid, criteria_clean
+
+EDITABLE_STATUSES = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
+FORM_FIELDS = (
+    "name",
+    "template",
+    "variables",
+    "title",
+    "body",
+    "data",
+    "targeting_criteria",
+    "scheduled_at",
+    "schedule",
+    "throttle_per_minute",
+    "priority",
+    "ttl",
+)
+LATEST_RUN_FIELDS = ("status", "targeted", "pending", "audience_estimate")
+
+
+def _problems(errors: dict) -> list[str]:
+    """{key: [messages]} from criteria_clean / schedule_clean as form messages naming the key."""
+    return [f"{key}: {message}" for key, problems in errors.items() for message in problems]
+
+
+def _actor(request) -> str:
+    return f"admin:{request.user.get_username()}"
+
+
+def run_progress(run: CampaignRun) -> float:
+    """The API's progress of a run (share of its audience whose messages are terminal)."""
+    return RunOutput().get_progress(run)
+
+
+def schedule_summary(campaign: Campaign) -> str:
+    if campaign.schedule:
+        return f"cron {campaign.schedule['crontab']} ({campaign.schedule['timezone']})"
+    if campaign.scheduled_at:
+        moment = timezone.localtime(campaign.scheduled_at)
+        return f"once at {moment:%Y-%m-%d %H:%M %Z}"
+    return "—"
+
+
+class TemplateChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: MessageTemplate) -> str:
+        return f"{obj.name} ({obj.application})"
+
+
+class CampaignForm(forms.ModelForm):
+    template = TemplateChoiceField(
+        queryset=MessageTemplate.objects.filter(deleted_at__isnull=True).select_related(
+            "application"
+        ),
+        required=False,
+        help_text="A template of the same application, or leave empty and give title/body/data.",
+    )
+    variables = forms.JSONField(
+        required=False, initial=dict, help_text='The template\'s variables: {"name": "value"}.'
+    )
+    title = forms.CharField(required=False, max_length=1000)
+    body = forms.CharField(required=False, max_length=4000, widget=forms.Textarea({"rows": 3}))
+    data = forms.JSONField(required=False, initial=dict)
+    targeting_criteria = forms.JSONField(
+        required=False,
+        initial=dict,
+        help_text='e.g. {"tags": {"plan": "gold"}, "last_active_after": '
+        '"2026-10-01T00:00:00Z", "countries": ["KR"], "languages": ["ko"], '
+        '"channels": ["iOSPush", "AndroidPush"]}; {} targets every enabled subscription.',
+    )
+    schedule = forms.JSONField(
+        required=False,
+        help_text='Recurring: {"crontab": "0 9 * * 1", "timezone": "Asia/Seoul"}. '
+        "Leave empty for a one-off campaign.",
+    )
+    throttle_per_minute = forms.IntegerField(required=False, min_value=1, max_value=10_000_000)
+    priority = forms.ChoiceField(choices=Message.Priority.choices, initial="normal")
+    ttl = forms.IntegerField(required=False, min_value=0, max_value=MAX_TTL, help_text="Seconds.")
+
+    class Meta:
+        model = Campaign
+        fields = ["application", *FORM_FIELDS]
+
+    def clean_variables(self):
+        return self._object("variables")
+
+    def clean_data(self):
+        return self._object("data")
+
+    def _object(self, name: str) -> dict:
+        value = self.cleaned_data.get(name)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise forms.ValidationError("A JSON object.")
+        return value
+
+    def clean_targeting_criteria(self):
+        try:
+            return criteria_clean(self.cleaned_data.get("targeting_criteria") or {})
+        except CriteriaInvalid as exc:
+            raise forms.ValidationError(_problems(exc.errors)) from exc
+
+    def clean_schedule(self):
+        try:
+            return schedule_clean(self.cleaned_data.get("schedule") or None)
+        except ScheduleInvalid as exc:
+            raise forms.ValidationError(_problems(exc.errors)) from exc
+
+    def clean_scheduled_at(self):
+        value = self.cleaned_data.get("scheduled_at")
+        # An unchanged time that has passed is the record of a run that happened.
+        if value and "scheduled_at" in self.changed_data and value <= timezone.now():
+            raise forms.ValidationError("Must be in the future.")
+        return value
+
+    def clean(self):
+        cleaned = super().clean()
+        adding = self.instance._state.adding
+        if not adding and self.instance.status not in EDITABLE_STATUSES:
+            raise forms.ValidationError(
+                f"A {self.instance.status} campaign cannot be changed; "
+                "only draft and scheduled ones can."
+            )
+        application = cleaned.get("application") if adding else self.instance.application
+        template = cleaned.get("template")
+        if template and application and template.application_id != application.pk:
+            self.add_error("template", "Choose a template of the campaign's application.")
+        literal = [name for name in ("title", "body", "data") if cleaned.get(name)]
+        if template and literal:
+            for name in literal:
+                self.add_error(name, "Give either a template or title/body/data, not both.")
+        if not template and not literal and "template" not in self.errors:
+            raise forms.ValidationError("A campaign needs a template, a title, a body or data.")
+        if cleaned.get("scheduled_at") and cleaned.get("schedule"):
+            self.add_error(
+                "schedule", "Give a scheduled time (once) or a schedule (recurring), not both."
+            )
+        return cleaned
+
+    def service_fields(self) -> dict[str, Any]:
+        return {name: self.cleaned_data[name] for name in FORM_FIELDS}
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    form = CampaignForm
+    list_display = [
+        "name",
+        "status",
+        "application",
+        "schedule_display",
+        "latest_run_progress",
+        "created_at",
+    ]
+    list_filter = ["status", "application"]
+    search_fields = ["name"]
+    list_select_related = ["application"]
+    readonly_fields = ["id", "status", "created_at", "updated_at"]
+    actions = ["execute_selected", "cancel_selected"]
+    change_form_template = "admin/campaigns/campaign/change_form.html"
+
+    def get_queryset(self, request):
+        latest = CampaignRun.objects.filter(campaign=OuterRef("pk")).order_by("-number")
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("application", "template")
+            .annotate(
+                **{
+                    f"latest_run_{name}": Subquery(latest.values(name)[:1])
+                    for name in LATEST_RUN_FIELDS
+                }
+            )
+        )
+
+    def get_fieldsets(self, request, obj=None):
+        head = ["id", "application", "name", "status"] if obj else ["application", "name"]
+        return [
+            (None, {"fields": head}),
+            (
+                "Content",
+                {
+                    "fields": ["template", "variables", "title", "body", "data"],
+                    "description": "A template with its variables, or literal title/body/data.",
+                },
+            ),
+            ("Audience", {"fields": ["targeting_criteria"]}),
+            (
+                "Schedule",
+                {
+                    "fields": ["scheduled_at", "schedule"],
+                    "description": "Neither: the campaign runs only when executed.",
+                },
+            ),
+            ("Delivery", {"fields": ["throttle_per_minute", "priority", "ttl"]}),
+            *([("Record", {"fields": ["created_at", "updated_at"]})] if obj else []),
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A campaign stays with its application, like its template and its messages.
+        return [*self.readonly_fields, "application"] if obj else self.readonly_fields
+
+    def has_change_permission(self, request, obj=None):
+        # Running and finished campaigns are shown read-only: their content is what was sent.
+        if obj is not None and obj.status not in EDITABLE_STATUSES:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.status == CampaignStatus.RUNNING:
+            return False  # cancel it first
+        return super().has_delete_permission(request, obj)
+
+    # --- Changelist ------------------------------------------------------------------------
+
+    @admin.display(description="schedule")
+    def schedule_display(self, obj: Campaign) -> str:
+        return schedule_summary(obj)
+
+    @admin.display(description="latest run")
+    def latest_run_progress(self, obj: Campaign) -> str:
+        status = getattr(obj, "latest_run_status", None)
+        if status is None:
+            return "—"
+        run = CampaignRun(
+            **{name: getattr(obj, f"latest_run_{name}") for name in LATEST_RUN_FIELDS}
+        )
+        return f"{status} {run_progress(run):.0%}"
+
+    # --- Saving through the services ---------------------------------------------------------
+
+    def save_model(self, request, obj, form, change):
+        fields = form.service_fields()
+        if change:
+            services.campaign_update(campaign=obj, **fields)
+            obj.refresh_from_db()
+            return
+        campaign = services.campaign_create(application=form.cleaned_data["application"], **fields)
+        obj.pk = campaign.pk
+        obj.refresh_from_db()
+
+    def save_related(self, request, form, formsets, change):
+        pass  # no relations are edited here; the runs are the service's
+
+    def delete_model(self, request, obj):
+        task = obj.periodic_task
+        super().delete_model(request, obj)
+        if task is not None:
+            task.delete()
+
+    def delete_queryset(self, request, queryset):
+        for campaign in queryset.select_related("periodic_task"):
+            self.delete_model(request, campaign)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ApiError as exc:
+            # The campaign moved on (executed elsewhere) between the page and the save.
+            self.message_user(request, exc.message, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    # --- The change page: preview, progress, runs, buttons ----------------------------------
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        campaign = self.get_object(request, object_id)
+        if campaign is not None:
+            extra_context = {**(extra_context or {}), **self._console(request, campaign)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _console(self, request, campaign: Campaign) -> dict[str, Any]:
+        try:
+            preview = services.campaign_preview(campaign=campaign)
+            preview_error = None
+        except ApiError as exc:
+            preview, preview_error = None, exc.message
+        if preview:
+            for item in preview["sample"]:
+                item["data_json"] = json.dumps(item.get("data") or {}, ensure_ascii=False)
+        runs = list(selectors.campaign_runs(campaign=campaign))
+        history = [
+            {"run": run, "progress": run_progress(run), "stats": run.stats()} for run in runs
+        ]
+        return {
+            "campaign": campaign,
+            "preview": preview,
+            "preview_error": preview_error,
+            "latest": history[0] if history else None,
+            "history": history,
+            "totals": selectors.campaign_stats(campaign=campaign),
+            "schedule_summary": schedule_summary(campaign),
+            "auto_refresh": campaign.status == CampaignStatus.RUNNING,
+            "can_edit": campaign.status in EDITABLE_STATUSES,
+            "can_execute": campaign.status in EDITABLE_STATUSES,
+            "can_cancel": campaign.status in (*EDITABLE_STATUSES, CampaignStatus.RUNNING),
+            "execute_url": reverse("admin:campaigns_campaign_execute", args=[campaign.pk]),
+            "cancel_url": reverse("admin:campaigns_campaign_cancel", args=[campaign.pk]),
+        }
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/execute/",
+                self.admin_site.admin_view(self.execute_view),
+                name="campaigns_campaign_execute",
+            ),
+            path(
+                "<path:object_id>/cancel/",
+                self.admin_site.admin_view(self.cancel_view),
+                name="campaigns_campaign_cancel",
+            ),
+            *super().get_urls(),
+        ]
+
+    def execute_view(self, request, object_id):
+        return self._button(request, object_id, self._execute)
+
+    def cancel_view(self, request, object_id):
+        return self._button(request, object_id, self._cancel)
+
+    def _button(self, request, object_id, operation):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not super().has_change_permission(request):
+            raise PermissionDenied
+        campaign = get_object_or_404(Campaign, pk=object_id)
+        try:
+            message = operation(request, campaign)
+        except ApiError as exc:
+            self.message_user(request, f"{campaign}: {exc.message}", messages.ERROR)
+        else:
+            self.message_user(request, message, messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
+
+    def _execute(self, request, campaign: Campaign) -> str:
+        run = services.campaign_execute(campaign=campaign)
+        return f"{campaign}: run {run.number} started."
+
+    def _cancel(self, request, campaign: Campaign) -> str:
+        services.campaign_cancel(campaign=campaign, actor=_actor(request))
+        return f"{campaign}: cancelled; its unsent messages are being cancelled."
+
+    # --- Changelist actions ----------------------------------------------------------------
+
+    def _each(self, request, queryset, operation, done: str) -> None:
+        succeeded = 0
+        for campaign in queryset:
+            try:
+                operation(request, campaign)
+            except ApiError as exc:
+                self.message_user(request, f"{campaign}: {exc.message}", messages.ERROR)
+            else:
+                succeeded += 1
+        if succeeded:
+            self.message_user(request, f"{done} {succeeded} campaign(s).", messages.SUCCESS)
+
+    @admin.action(description="Execute the selected campaigns now")
+    def execute_selected(self, request, queryset):
+        self._each(request, queryset, self._execute, "Executed")
+
+    @admin.action(description="Cancel the selected campaigns")
+    def cancel_selected(self, request, queryset):
+        self._each(request, queryset, self._cancel, "Cancelled")
+
+
+@admin.register(CampaignRun)
+class CampaignRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "campaign",
+        "number",
+        "trigger",
+        "status",
+        "progress",
+        "targeted",
+        "pending",
+        "successful",
+        "failed",
+        "received",
+        "converted",
+        "cancelled",
+        "started_at",
+        "finished_at",
+    ]
+    list_filter = ["status", "trigger"]
+    search_fields = ["campaign__name", "=campaign__id"]
+    list_select_related = ["campaign"]
+    readonly_fields = [f.name for f in CampaignRun._meta.fields]
+
+    def has_add_permission(self, request):
+        return False  # runs are started by executing their campaign
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="progress")
+    def progress(self, obj: CampaignRun) -> str:
+        return f"{run_progress(obj):.0%}"

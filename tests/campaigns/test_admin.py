@@ -1,0 +1,493 @@
+"""The campaign managers' console in the admin: writing campaigns through the services, the
+change page's preview, progress and runs, and the execute and cancel buttons and actions."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.contrib.messages import get_messages
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+
+from campaigns import services
+from campaigns.models import Campaign, CampaignRun, CampaignStatus, RunStatus
+from campaigns.schedules import schedule_clean
+from tests.conftest import fcm_token, subscription_create
+
+from .conftest import (
+    beat_rows,
+    campaign_create,
+    fanout,
+    in_an_hour,
+    messages_succeed,
+    run_messages,
+    template_create,
+)
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "/admin/campaigns/campaign/"
+ADD_URL = CHANGELIST + "add/"
+
+
+def change_url(campaign) -> str:
+    return f"{CHANGELIST}{campaign.pk}/change/"
+
+
+def form_data(application, **overrides) -> dict:
+    data = {
+        "application": str(application.pk),
+        "name": "summer-sale",
+        "template": "",
+        "variables": "{}",
+        "title": "Sale",
+        "body": "Half price",
+        "data": "{}",
+        "targeting_criteria": "{}",
+        "scheduled_at_0": "",
+        "scheduled_at_1": "",
+        "schedule": "",
+        "throttle_per_minute": "",
+        "priority": "normal",
+        "ttl": "",
+    }
+    data.update(overrides)
+    return data
+
+
+def counts() -> tuple[int, ...]:
+    return (Campaign.objects.count(), *beat_rows())
+
+
+def notices(response) -> list[tuple[str, str]]:
+    return [(m.level_tag, str(m)) for m in get_messages(response.wsgi_request)]
+
+
+# --- Changelist --------------------------------------------------------------------------------
+
+
+def test_the_changelist_shows_status_schedule_and_progress(admin_client, app, other_app):
+    for _ in range(4):
+        subscription_create(app.application)
+    weekly = campaign_create(
+        app.application,
+        name="weekly-digest",
+        schedule=schedule_clean({"crontab": "0 9 * * 1", "timezone": "Asia/Seoul"}),
+    )
+    running = campaign_create(app.application, name="flash-sale")
+    run = services.campaign_execute(campaign=running)
+    fanout(run.pk)
+    messages_succeed(list(run_messages(run))[:1])
+    campaign_create(other_app.application, name="other-apps-campaign")
+
+    response = admin_client.get(CHANGELIST)
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "weekly-digest" in html and "flash-sale" in html and "other-apps-campaign" in html
+    assert "cron 0 9 * * 1 (Asia/Seoul)" in html
+    assert "running 25%" in html
+    rows = {c.name: c for c in response.context["cl"].result_list}
+    assert rows["weekly-digest"].status == CampaignStatus.SCHEDULED
+    assert rows["flash-sale"].latest_run_status == RunStatus.RUNNING
+    assert weekly.pk in {c.pk for c in rows.values()}
+
+
+def test_the_changelist_filters_by_status_and_application_and_searches_names(
+    admin_client, app, other_app
+):
+    draft = campaign_create(app.application, name="spring-sale")
+    campaign_create(app.application, name="autumn-sale", scheduled_at=in_an_hour())
+    foreign = campaign_create(other_app.application, name="spring-other")
+
+    def names(**params) -> set[str]:
+        response = admin_client.get(CHANGELIST, params)
+        assert response.status_code == 200
+        return {c.name for c in response.context["cl"].result_list}
+
+    assert names(status__exact="draft") == {"spring-sale", "spring-other"}
+    assert names(application__id__exact=str(app.application.pk)) == {"spring-sale", "autumn-sale"}
+    assert names(q="spring") == {draft.name, foreign.name}
+
+
+# --- Add ---------------------------------------------------------------------------------------
+
+
+def test_the_add_page_loads(admin_client, app):
+    response = admin_client.get(ADD_URL)
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'name="targeting_criteria"' in html and 'name="schedule"' in html
+    assert 'id="campaign-console"' not in html  # nothing to preview before it exists
+
+
+def test_adding_a_recurring_campaign_goes_through_the_service_with_its_beat_task(admin_client, app):
+    response = admin_client.post(
+        ADD_URL,
+        form_data(
+            app.application,
+            targeting_criteria=json.dumps({"countries": ["kr"], "tags": {"plan": "gold"}}),
+            schedule=json.dumps({"crontab": "0 9 * * 1", "timezone": "Asia/Seoul"}),
+            throttle_per_minute="600",
+        ),
+    )
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    campaign = Campaign.objects.get()
+    assert (campaign.application_id, campaign.name, campaign.status) == (
+        app.application.pk,
+        "summer-sale",
+        CampaignStatus.SCHEDULED,
+    )
+    assert campaign.targeting_criteria == {"countries": ["KR"], "tags": {"plan": "gold"}}
+    assert campaign.throttle_per_minute == 600
+    task = PeriodicTask.objects.select_related("crontab").get(pk=campaign.periodic_task_id)
+    assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week) == ("0", "9", "1")
+    assert str(task.crontab.timezone) == "Asia/Seoul"
+    assert json.loads(task.args) == [str(campaign.pk), "crontab"]
+
+
+def test_adding_a_one_off_campaign_from_a_template_schedules_its_time(admin_client, app):
+    version = template_create(app.application)
+    when = (timezone.now() + timedelta(days=1)).replace(second=0, microsecond=0)
+
+    response = admin_client.post(
+        ADD_URL,
+        form_data(
+            app.application,
+            template=str(version.template_id),
+            variables=json.dumps({"user_name": "Kim"}),
+            title="",
+            body="",
+            scheduled_at_0=when.strftime("%Y-%m-%d"),
+            scheduled_at_1=when.strftime("%H:%M:%S"),
+        ),
+    )
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    campaign = Campaign.objects.get()
+    assert (campaign.template_id, campaign.variables, campaign.scheduled_at) == (
+        version.template_id,
+        {"user_name": "Kim"},
+        when,
+    )
+    assert campaign.status == CampaignStatus.SCHEDULED
+    task = PeriodicTask.objects.select_related("clocked").get(pk=campaign.periodic_task_id)
+    assert task.clocked.clocked_time == when
+
+
+def test_adding_a_draft_creates_no_beat_task(admin_client, app):
+    before = beat_rows()
+
+    assert admin_client.post(ADD_URL, form_data(app.application)).status_code == 302
+
+    assert Campaign.objects.get().status == CampaignStatus.DRAFT
+    assert beat_rows() == before
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "text"),
+    [
+        ({"targeting_criteria": json.dumps({"segment": "vip"})}, "targeting_criteria", "segment"),
+        ({"targeting_criteria": json.dumps({"countries": ["KOR"]})}, "targeting_criteria", "KOR"),
+        ({"targeting_criteria": "{tags: gold"}, "targeting_criteria", "JSON"),
+        ({"schedule": json.dumps({"crontab": "61 9 * * 1"})}, "schedule", "crontab"),
+        (
+            {"schedule": json.dumps({"crontab": "0 9 * * 1", "timezone": "Mars/Olympus"})},
+            "schedule",
+            "Mars/Olympus",
+        ),
+        ({"scheduled_at_0": "2020-01-01", "scheduled_at_1": "09:00:00"}, "scheduled_at", "future"),
+        (
+            {
+                "scheduled_at_0": (timezone.now() + timedelta(days=1)).strftime("%Y-%m-%d"),
+                "scheduled_at_1": "09:00:00",
+                "schedule": json.dumps({"crontab": "0 9 * * 1"}),
+            },
+            "schedule",
+            "not both",
+        ),
+        ({"title": "", "body": ""}, "__all__", "needs a template"),
+        ({"throttle_per_minute": "0"}, "throttle_per_minute", "1"),
+        ({"variables": "[1, 2]"}, "variables", "object"),
+    ],
+)
+def test_an_invalid_campaign_shows_form_errors_and_creates_nothing(
+    admin_client, app, overrides, field, text
+):
+    before = counts()
+
+    response = admin_client.post(ADD_URL, form_data(app.application, **overrides))
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert field in errors, errors
+    assert any(text in message for message in errors[field]), errors
+    assert 'class="errornote"' in response.content.decode()
+    assert counts() == before
+
+
+def test_a_template_of_another_application_is_refused(admin_client, app, other_app):
+    foreign = template_create(other_app.application)
+
+    response = admin_client.post(
+        ADD_URL, form_data(app.application, template=str(foreign.template_id), title="", body="")
+    )
+
+    assert response.status_code == 200
+    assert "template" in response.context["adminform"].form.errors
+    assert Campaign.objects.count() == 0
+
+
+# --- Change page -------------------------------------------------------------------------------
+
+
+def test_the_change_page_previews_the_audience_and_shows_runs_and_stats(admin_client, app):
+    version = template_create(app.application)
+    for _ in range(3):
+        subscription_create(app.application, language="en", tags={"plan": "gold"})
+    subscription_create(
+        app.application, type="AndroidPush", token=fcm_token(), language="ko", tags={"plan": "gold"}
+    )
+    subscription_create(app.application, tags={"plan": "silver"})
+    campaign = campaign_create(
+        app.application,
+        template=version.template,
+        variables={"user_name": "<Kim>"},
+        targeting_criteria={"tags": {"plan": "gold"}},
+        schedule=schedule_clean({"crontab": "0 9 * * *"}),
+    )
+    run = services.campaign_execute(campaign=campaign)
+    fanout(run.pk)
+    messages_succeed(list(run_messages(run))[:2])
+
+    response = admin_client.get(change_url(campaign))
+
+    assert response.status_code == 200
+    context = response.context
+    assert context["preview"]["audience_size"] == 4
+    assert context["preview"]["by_channel"] == {"iOSPush": 3, "AndroidPush": 1}
+    assert len(context["preview"]["sample"]) == 3
+    assert context["latest"]["progress"] == 0.5
+    assert context["latest"]["stats"]["successful"] == 2
+    html = response.content.decode()
+    assert '<strong id="campaign-audience-size">4</strong>' in html
+    assert "iOSPush: 3" in html and "AndroidPush: 1" in html
+    assert "Hello &lt;Kim&gt;" in html  # rendered, escaped, in the subscriber's language
+    assert "event_id, event_name" in html  # the missing variables
+    assert '<progress value="0.5000" max="1">' in html
+    assert "50% done" in html
+    assert html.count('class="campaign-run"') == 1
+    assert '<meta http-equiv="refresh" content="5">' in html  # running: it refreshes
+    assert "<script src=" not in html.split('id="campaign-console"')[1]  # no external JS
+
+
+def test_the_run_history_lists_every_run_with_its_stats(admin_client, app):
+    subscription_create(app.application)
+    campaign = campaign_create(app.application, schedule=schedule_clean({"crontab": "0 9 * * *"}))
+    for _ in range(2):
+        run = services.campaign_execute(campaign=campaign)
+        fanout(run.pk)
+        messages_succeed(run_messages(run))
+
+    response = admin_client.get(change_url(campaign))
+
+    history = response.context["history"]
+    assert [row["run"].number for row in history] == [2, 1]
+    assert [row["run"].status for row in history] == [RunStatus.COMPLETED] * 2
+    assert [row["stats"]["successful"] for row in history] == [1, 1]
+    assert response.context["totals"]["targeted"] == 2
+    html = response.content.decode()
+    assert html.count('class="campaign-run"') == 2
+    assert "<meta http-equiv" not in html  # scheduled, not running: no refresh
+
+
+def test_a_draft_is_edited_through_the_service(admin_client, app):
+    campaign = campaign_create(app.application)
+
+    response = admin_client.post(
+        change_url(campaign),
+        form_data(
+            app.application,
+            name="renamed",
+            schedule=json.dumps({"crontab": "30 7 * * *", "timezone": "Europe/Paris"}),
+        ),
+    )
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    campaign.refresh_from_db()
+    assert (campaign.name, campaign.status) == ("renamed", CampaignStatus.SCHEDULED)
+    task = PeriodicTask.objects.select_related("crontab").get(pk=campaign.periodic_task_id)
+    assert (task.crontab.hour, str(task.crontab.timezone)) == ("7", "Europe/Paris")
+
+
+def test_clearing_the_schedule_in_the_form_returns_to_draft(admin_client, app):
+    campaign = campaign_create(app.application, schedule=schedule_clean({"crontab": "0 9 * * *"}))
+    task_id = campaign.periodic_task_id
+
+    response = admin_client.post(change_url(campaign), form_data(app.application))
+
+    assert response.status_code == 302
+    campaign.refresh_from_db()
+    assert (campaign.status, campaign.periodic_task_id) == (CampaignStatus.DRAFT, None)
+    assert not PeriodicTask.objects.filter(pk=task_id).exists()
+
+
+def test_a_running_campaign_is_read_only(admin_client, app):
+    campaign = campaign_create(app.application)
+    services.campaign_execute(campaign=campaign)
+
+    page = admin_client.get(change_url(campaign))
+    post = admin_client.post(change_url(campaign), form_data(app.application, name="late"))
+
+    assert page.status_code == 200
+    assert 'name="_save"' not in page.content.decode()
+    assert "A running campaign is read-only" in page.content.decode()
+    assert post.status_code == 403
+    campaign.refresh_from_db()
+    assert (campaign.name, campaign.status) == ("summer-sale", CampaignStatus.RUNNING)
+
+
+# --- Buttons ---------------------------------------------------------------------------------
+
+
+def test_the_execute_button_starts_a_run(admin_client, app):
+    subscription_create(app.application)
+    campaign = campaign_create(app.application)
+    page = admin_client.get(change_url(campaign)).content.decode()
+    assert f'action="{CHANGELIST}{campaign.pk}/execute/"' in page
+    assert "csrfmiddlewaretoken" in page.split('id="campaign-execute"')[1].split("</form>")[0]
+
+    response = admin_client.post(f"{CHANGELIST}{campaign.pk}/execute/")
+
+    assert response.status_code == 302
+    assert response["Location"] == change_url(campaign)
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.RUNNING
+    run = CampaignRun.objects.get(campaign=campaign)
+    assert (run.status, run.trigger, run.number) == (RunStatus.RUNNING, "execute", 1)
+    assert notices(response) == [("success", "summer-sale: run 1 started.")]
+
+
+def test_the_cancel_button_cancels(admin_client, app):
+    campaign = campaign_create(app.application, scheduled_at=in_an_hour())
+
+    response = admin_client.post(f"{CHANGELIST}{campaign.pk}/cancel/")
+
+    assert response.status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.CANCELLED
+    assert PeriodicTask.objects.get(pk=campaign.periodic_task_id).enabled is False
+    assert notices(response)[0][0] == "success"
+
+
+def test_executing_a_completed_campaign_shows_an_error_not_a_500(admin_client, app):
+    campaign = campaign_create(app.application)  # nobody to send to: completes at once
+    fanout(services.campaign_execute(campaign=campaign).pk)
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.COMPLETED
+
+    response = admin_client.post(f"{CHANGELIST}{campaign.pk}/execute/", follow=True)
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "A completed campaign cannot be executed." in html
+    assert CampaignRun.objects.filter(campaign=campaign).count() == 1
+    assert 'id="campaign-execute"' not in html  # no button for what cannot be done
+
+
+def test_cancelling_a_cancelled_campaign_shows_an_error(admin_client, app):
+    campaign = campaign_create(app.application)
+    services.campaign_cancel(campaign=campaign, actor="test")
+
+    response = admin_client.post(f"{CHANGELIST}{campaign.pk}/cancel/")
+
+    assert notices(response) == [
+        ("error", "summer-sale: A cancelled campaign cannot be cancelled.")
+    ]
+
+
+def test_the_buttons_take_only_post(admin_client, app):
+    campaign = campaign_create(app.application)
+
+    assert admin_client.get(f"{CHANGELIST}{campaign.pk}/execute/").status_code == 405
+    assert admin_client.get(f"{CHANGELIST}{campaign.pk}/cancel/").status_code == 405
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.DRAFT
+
+
+def test_the_buttons_need_a_staff_login(client, app):
+    campaign = campaign_create(app.application)
+
+    response = client.post(f"{CHANGELIST}{campaign.pk}/execute/")
+
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.DRAFT
+
+
+# --- Changelist actions ------------------------------------------------------------------------
+
+
+def test_execute_selected_reports_each_refusal(admin_client, app):
+    draft = campaign_create(app.application, name="draft-one")
+    cancelled = campaign_create(app.application, name="cancelled-one")
+    services.campaign_cancel(campaign=cancelled, actor="test")
+
+    response = admin_client.post(
+        CHANGELIST,
+        {"action": "execute_selected", "_selected_action": [str(draft.pk), str(cancelled.pk)]},
+    )
+
+    assert response.status_code == 302
+    draft.refresh_from_db()
+    assert draft.status == CampaignStatus.RUNNING
+    assert not CampaignRun.objects.filter(campaign=cancelled).exists()
+    assert sorted(notices(response)) == [
+        ("error", "cancelled-one: A cancelled campaign cannot be executed."),
+        ("success", "Executed 1 campaign(s)."),
+    ]
+
+
+def test_cancel_selected_cancels_through_the_service(admin_client, app):
+    scheduled = campaign_create(app.application, name="a", scheduled_at=in_an_hour())
+    running = campaign_create(app.application, name="b")
+    run = services.campaign_execute(campaign=running)
+
+    response = admin_client.post(
+        CHANGELIST,
+        {"action": "cancel_selected", "_selected_action": [str(scheduled.pk), str(running.pk)]},
+    )
+
+    assert response.status_code == 302
+    assert set(Campaign.objects.values_list("status", flat=True)) == {CampaignStatus.CANCELLED}
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED
+    assert PeriodicTask.objects.get(pk=scheduled.periodic_task_id).enabled is False
+    assert notices(response) == [("success", "Cancelled 2 campaign(s).")]
+
+
+# --- Runs --------------------------------------------------------------------------------------
+
+
+def test_runs_are_listed_read_only_with_a_status_filter(admin_client, app):
+    first = campaign_create(app.application, name="first")
+    second = campaign_create(app.application, name="second")
+    fanout(services.campaign_execute(campaign=first).pk)  # empty audience: completed
+    services.campaign_execute(campaign=second)
+
+    everything = admin_client.get("/admin/campaigns/campaignrun/")
+    running = admin_client.get("/admin/campaigns/campaignrun/", {"status__exact": "running"})
+    run = CampaignRun.objects.get(campaign=second)
+    detail = admin_client.get(f"/admin/campaigns/campaignrun/{run.pk}/change/")
+
+    assert everything.status_code == 200
+    assert len(everything.context["cl"].result_list) == 2
+    assert [r.campaign.name for r in running.context["cl"].result_list] == ["second"]
+    assert admin_client.get("/admin/campaigns/campaignrun/add/").status_code == 403
+    assert detail.status_code == 200
+    assert 'name="_save"' not in detail.content.decode()
