@@ -66,6 +66,12 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
             raise _refuse(campaign, "changed")
         for name, value in fields.items():
             setattr(campaign, name, value)
+        # Content is a template or literal text, never both: the newer choice replaces the
+        # other.
+        if fields.get("template") is not None:
+            campaign.title, campaign.body, campaign.data = "", "", {}
+        elif any(fields.get(name) for name in ("title", "body", "data")):
+            campaign.template, campaign.variables = None, {}
         has_schedule = bool(campaign.scheduled_at or campaign.schedule)
         if has_schedule and campaign.status == CampaignStatus.DRAFT:
             campaign.schedule_runs()

@@ -838,3 +838,31 @@ def test_put_may_swap_a_template_for_a_literal_title(server_api, app):
 
     assert response.status_code == 200, response.content
     assert (response.json()["template_id"], response.json()["title"]) == (None, "Plain")
+
+
+def test_put_switching_content_form_drops_the_other(app, server_api):
+    from templates_app.services import template_create
+
+    version = template_create(
+        application=app.application,
+        name="switch",
+        title_template="T {{ x }}",
+        body_template="B",
+        default_language="en",
+    )
+    created = server_api.post(
+        "/api/v1/campaigns", {"name": "switch", "title": "literal", "body": "b"}, format="json"
+    ).json()
+    to_template = server_api.put(
+        f"/api/v1/campaigns/{created['id']}",
+        {"template_id": str(version.template_id), "variables": {"x": "1"}},
+        format="json",
+    ).json()
+    assert to_template["template_id"] == str(version.template_id)
+    assert (to_template["title"], to_template["body"], to_template["data"]) == ("", "", {})
+    back = server_api.put(
+        f"/api/v1/campaigns/{created['id']}", {"title": "literal again"}, format="json"
+    ).json()
+    assert back["template_id"] is None
+    assert back["variables"] == {}
+    assert back["title"] == "literal again"
