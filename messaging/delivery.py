@@ -60,7 +60,7 @@ class BatchReport:
 def retry_delay(attempt: int, retry_after: float | None = None) -> float:
     """Exponential back-off with jitter, never sooner than the provider's Retry-After."""
     base = settings.MESSAGE_RETRY_BASE_SECONDS * 2 ** max(attempt - 1, 0)
-    delay = min(settings.MESSAGE_RETRY_MAX_SECONDS, base) * random.uniform(0.8, 1.2)
+    delay = min(settings.MESSAGE_RETRY_MAX_SECONDS, base * random.uniform(0.8, 1.2))
     return max(delay, retry_after or 0.0)
 
 

@@ -202,9 +202,7 @@ def messages_cancel(*, message_ids: Iterable, actor: str, chunk: int = 5000) -> 
     done = 0
     while True:
         with transaction.atomic():
-            rows = list(
-                pending.select_for_update().values_list("pk", "campaign_run_id")[:chunk]
-            )
+            rows = list(pending.select_for_update().values_list("pk", "campaign_run_id")[:chunk])
             if not rows:
                 return done
             ids = [pk for pk, _ in rows]

@@ -5,16 +5,22 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('messaging', '0003_messages'),
-        ('templates_app', '0001_templates'),
+        ("messaging", "0003_messages"),
+        ("templates_app", "0001_templates"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='message',
-            name='template_version',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='templates_app.templateversion'),
+            model_name="message",
+            name="template_version",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="templates_app.templateversion",
+            ),
         ),
     ]

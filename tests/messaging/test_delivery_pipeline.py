@@ -1,0 +1,433 @@
+"""The delivery pipeline run in-process: real adapters over real HTTP to the fake providers,
+no worker. Claims, skips, statuses, events, retries, the stale-pending sweep and the status
+listeners."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from messaging import delivery, sending, services
+from messaging.models import Message, MessageEvent, MessageStatus, SubscriptionEvent
+from tests.conftest import subscription_create
+
+pytestmark = pytest.mark.django_db
+
+IOS_OK = "ab" * 32
+ANDROID_OK = "fcm-ok:" + "A" * 140
+_tokens = iter(range(1, 1_000_000))
+
+
+def ios_token(prefix: str = "ab") -> str:
+    """A distinct APNs token starting with a fake provider's prefix."""
+    return f"{prefix}{next(_tokens):0{64 - len(prefix)}x}"
+
+
+def send(application, subscriptions, **options) -> list[Message]:
+    run = options.pop("campaign_run_id", None)
+    return sending.message_send(
+        application=application,
+        subscriptions=subscriptions,
+        content=sending.Content(title="Hello", body="World", data={"n": "1"}),
+        delivery=sending.Delivery(**options),
+        campaign_run_id=run,
+    ).messages
+
+
+def ids(messages) -> list[str]:
+    return [str(m.pk) for m in messages]
+
+
+def fresh(message: Message) -> Message:
+    return Message.objects.get(pk=message.pk)
+
+
+def events(message) -> list[tuple[str, str]]:
+    return list(
+        MessageEvent.objects.filter(message=message)
+        .order_by("at", "id")
+        .values_list("type", "status")
+    )
+
+
+def requests(providers) -> tuple[int, int]:
+    return providers.apns_stats()["requests"], providers.fcm_stats()["requests"]
+
+
+recorded: list[Counter] = []
+
+
+def record_transitions(transitions: Counter) -> None:
+    recorded.append(Counter(transitions))
+
+
+@pytest.fixture
+def listener(settings):
+    settings.MESSAGE_STATUS_LISTENERS = [f"{__name__}.record_transitions"]
+    recorded.clear()
+    yield recorded
+    recorded.clear()
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    """What the pipeline hands to the broker: (queue, ids, countdown) per call."""
+    calls: list[tuple[str, list[str], float | None]] = []
+
+    def enqueue(queue, message_ids, countdown=None):
+        calls.append((queue, [str(i) for i in message_ids], countdown))
+
+    monkeypatch.setattr(delivery, "enqueue", enqueue)
+    monkeypatch.setattr(sending, "enqueue", enqueue)
+    return calls
+
+
+# --- Success and idempotency ----------------------------------------------------------------
+
+
+def test_a_batch_is_sent_and_recorded_with_events(fake_app, providers):
+    ios = subscription_create(fake_app, token=IOS_OK)
+    android = subscription_create(fake_app, type="AndroidPush", token=ANDROID_OK)
+    messages = send(fake_app, [ios, android])
+
+    report = delivery.deliver_batch(ids(messages), queue="messages")
+
+    assert (report.claimed, report.outcomes) == (2, Counter({"successful": 2}))
+    for message in map(fresh, messages):
+        assert message.status == MessageStatus.SUCCESSFUL
+        assert message.attempts == 1
+        assert message.sent_at is not None and message.lease_until is None
+        assert message.provider_id
+        assert (message.error_code, message.error_permanent) == ("", None)
+        assert events(message) == [("attempt", ""), ("status", "successful")]
+        attempt = message.events.get(type="attempt").details
+        assert attempt["ok"] is True and attempt["attempt"] == 1
+        assert attempt["status_code"] == 200 and attempt["queue"] == "messages"
+        assert attempt["provider_id"] == message.provider_id
+    assert requests(providers) == (1, 1)
+
+
+def test_a_batch_delivered_twice_sends_nothing_twice(fake_app, providers):
+    messages = send(fake_app, [subscription_create(fake_app, token=ios_token())])
+    delivery.deliver_batch(ids(messages))
+    before = (requests(providers), MessageEvent.objects.count())
+
+    report = delivery.deliver_batch(ids(messages))
+
+    assert report.claimed == 0
+    assert (requests(providers), MessageEvent.objects.count()) == before
+    assert fresh(messages[0]).attempts == 1
+
+
+def test_a_message_leased_by_another_worker_is_skipped(fake_app, providers):
+    [message] = send(fake_app, [subscription_create(fake_app, token=ios_token())])
+    lease = timezone.now() + timedelta(seconds=60)
+    Message.objects.filter(pk=message.pk).update(lease_until=lease)
+
+    assert delivery.deliver_batch([str(message.pk)]).claimed == 0
+
+    assert requests(providers) == (0, 0)
+    assert (fresh(message).status, fresh(message).lease_until) == ("pending", lease)
+    # Once the other worker's lease ran out, the message is anyone's again.
+    Message.objects.filter(pk=message.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert delivery.deliver_batch([str(message.pk)]).claimed == 1
+    assert fresh(message).status == MessageStatus.SUCCESSFUL
+
+
+def test_a_message_not_yet_due_is_skipped(fake_app, providers):
+    later = timezone.now() + timedelta(minutes=5)
+    [message] = send(fake_app, [subscription_create(fake_app, token=ios_token())], send_after=later)
+
+    assert delivery.deliver_batch([str(message.pk)]).claimed == 0
+
+    assert requests(providers) == (0, 0)
+    assert fresh(message).status == MessageStatus.PENDING
+    Message.objects.filter(pk=message.pk).update(send_after=timezone.now())
+    assert delivery.deliver_batch([str(message.pk)]).claimed == 1
+    assert requests(providers) == (1, 0)
+
+
+def test_unknown_ids_are_ignored(fake_app, providers):
+    [message] = send(fake_app, [subscription_create(fake_app, token=ios_token())])
+
+    report = delivery.deliver_batch([str(uuid.uuid4()), str(message.pk)])
+
+    assert report.claimed == 1
+    assert requests(providers) == (1, 0)
+
+
+# --- Failures that never reach a provider -------------------------------------------------------
+
+
+def test_a_subscription_disabled_after_the_send_fails_the_message_unsent(fake_app, providers):
+    subscription = subscription_create(fake_app, token=ios_token())
+    [message] = send(fake_app, [subscription])
+    services.subscription_disable(subscription_id=subscription.pk, reason="user_opt_out")
+
+    report = delivery.deliver_batch([str(message.pk)])
+
+    assert report.outcomes == Counter({"failed": 1})
+    message = fresh(message)
+    assert message.status == MessageStatus.FAILED
+    assert (message.error_code, message.error_permanent) == ("subscription_disabled", True)
+    assert message.attempts == 0
+    assert events(message) == [("status", "failed")]
+    assert requests(providers) == (0, 0)
+
+
+def test_a_channel_without_an_adapter_fails_permanently(fake_app, providers):
+    email = subscription_create(fake_app, type="Email", token="kim@example.com")
+    [message] = send(fake_app, [email])
+
+    delivery.deliver_batch([str(message.pk)])
+
+    message = fresh(message)
+    assert message.status == MessageStatus.FAILED
+    assert (message.error_code, message.error_permanent) == ("channel_unavailable", True)
+    assert "Email" in message.error_message
+    assert requests(providers) == (0, 0)
+
+
+def test_missing_credentials_fail_the_group_not_the_batch(providers, app):
+    # `app` has no provider credentials at all; the fake-backed adapters refuse to send.
+    [message] = send(app.application, [subscription_create(app.application, token=ios_token())])
+
+    delivery.deliver_batch([str(message.pk)])
+
+    message = fresh(message)
+    assert message.status == MessageStatus.FAILED
+    assert message.error_permanent is True
+    assert message.error_code == "credentials_invalid"
+    assert requests(providers) == (0, 0)
+
+
+# --- Provider answers -----------------------------------------------------------------------------
+
+
+def test_a_dead_token_fails_and_disables_the_subscription(fake_app, providers):
+    dead = subscription_create(fake_app, token=ios_token("dead"))
+    [message] = send(fake_app, [dead])
+
+    delivery.deliver_batch([str(message.pk)])
+
+    message = fresh(message)
+    assert (message.status, message.error_code) == ("failed", "token_invalid")
+    assert message.error_permanent is True
+    dead.refresh_from_db()
+    assert (dead.enabled, dead.disabled_reason) == (False, "token_invalid")
+    assert SubscriptionEvent.objects.filter(
+        subscription=dead, kind="disabled", actor="system:delivery"
+    ).exists()
+
+
+def test_a_permanent_error_fails_at_once_without_a_retry(fake_app, providers, enqueued):
+    [message] = send(fake_app, [subscription_create(fake_app, token=ios_token("0413"))])
+
+    delivery.deliver_batch([str(message.pk)])
+
+    message = fresh(message)
+    assert (message.status, message.error_code) == ("failed", "PayloadTooLarge")
+    assert (message.attempts, message.error_permanent) == (1, True)
+    assert enqueued == []
+
+
+def test_a_temporary_error_is_retried_on_the_retry_queue_after_retry_after(
+    fake_app, providers, enqueued, django_capture_on_commit_callbacks
+):
+    [message] = send(fake_app, [subscription_create(fake_app, token=ios_token("0429"))])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        report = delivery.deliver_batch([str(message.pk)], queue="messages")
+
+    assert report.outcomes == Counter({"retry": 1})
+    message = fresh(message)
+    assert message.status == MessageStatus.PENDING
+    assert (message.attempts, message.error_code, message.error_permanent) == (
+        1,
+        "TooManyRequests",
+        False,
+    )
+    assert message.lease_until is None
+    assert message.enqueued_at > timezone.now()  # the sweep leaves it alone until it is due
+    [(queue, retried, countdown)] = enqueued
+    assert (queue, retried) == ("retry", [str(message.pk)])
+    assert countdown >= 1.0  # the provider's Retry-After
+    assert events(message) == [("attempt", "")]
+    assert message.events.get().details["retry_after"] == 1
+
+
+def test_attempts_keep_the_queue_they_ran_on(fake_app, providers):
+    # Failing and succeeding messages interleaved in one batch from the `messages` queue: a
+    # retry scheduled for one must not relabel the attempts of the others.
+    subscriptions = []
+    for _ in range(3):
+        subscriptions.append(subscription_create(fake_app, token=ios_token("0500")))
+        subscriptions.append(subscription_create(fake_app, token=ios_token()))
+    messages = send(fake_app, subscriptions)
+
+    delivery.deliver_batch(ids(messages), queue="messages")
+
+    queues = MessageEvent.objects.filter(message__in=messages, type="attempt").values_list(
+        "details__queue", flat=True
+    )
+    assert list(queues) == ["messages"] * 6
+
+
+def test_retries_give_up_after_the_last_attempt(fake_app, providers, settings):
+    settings.MESSAGE_MAX_ATTEMPTS = 2
+    [message] = send(fake_app, [subscription_create(fake_app, token=ios_token("0500"))])
+
+    first = delivery.deliver_batch([str(message.pk)], queue="messages")
+    Message.objects.filter(pk=message.pk).update(lease_until=None)
+    second = delivery.deliver_batch([str(message.pk)], queue="retry")
+
+    assert (first.outcomes, second.outcomes) == (Counter({"retry": 1}), Counter({"failed": 1}))
+    message = fresh(message)
+    assert message.status == MessageStatus.FAILED
+    assert (message.attempts, message.error_permanent) == (2, False)
+    assert message.error_code == "InternalServerError"
+    assert "2 attempts" in message.error_message
+    assert events(message) == [("attempt", ""), ("attempt", ""), ("status", "failed")]
+    queues = [e.details["queue"] for e in message.events.filter(type="attempt").order_by("at")]
+    assert queues == ["messages", "retry"]
+    assert requests(providers) == (2, 0)
+
+
+@pytest.mark.parametrize("retry_after", [None, 0.0, 1.0, 30.0, 5000.0])
+def test_retry_delay_is_never_below_retry_after(settings, retry_after):
+    settings.MESSAGE_RETRY_BASE_SECONDS = 2.0
+    settings.MESSAGE_RETRY_MAX_SECONDS = 600.0
+    for attempt in range(1, 12):
+        for _ in range(50):
+            assert delivery.retry_delay(attempt, retry_after) >= (retry_after or 0.0)
+
+
+def test_retry_delay_grows_with_attempts_up_to_the_cap(settings):
+    settings.MESSAGE_RETRY_BASE_SECONDS = 2.0
+    settings.MESSAGE_RETRY_MAX_SECONDS = 100.0
+    samples = {a: [delivery.retry_delay(a) for _ in range(200)] for a in range(1, 9)}
+
+    for attempt in range(1, 6):  # 2, 4, 8, 16, 32 s, each with +-20 % jitter
+        assert max(samples[attempt]) < min(samples[attempt + 1])
+        assert 2.0 * 2 ** (attempt - 1) * 0.8 <= min(samples[attempt])
+    assert max(max(s) for s in samples.values()) <= 100.0 * 1.2
+    assert len({round(s, 6) for s in samples[3]}) > 1  # jittered, not lock-step
+
+
+# --- Cancelled while in flight --------------------------------------------------------------------
+
+
+def test_a_message_cancelled_while_in_flight_stays_cancelled(
+    fake_app, providers, listener, monkeypatch
+):
+    run = uuid.uuid4()
+    [message] = send(
+        fake_app, [subscription_create(fake_app, token=ios_token())], campaign_run_id=run
+    )
+    real_send_group = delivery._send_group
+
+    def cancel_then_send(application, channel, messages):
+        # Claimed (leased) already, not yet recorded: an operator cancels it now.
+        assert fresh(message).lease_until is not None
+        assert sending.messages_cancel(message_ids=[message.pk], actor="operator") == 1
+        return real_send_group(application, channel, messages)
+
+    monkeypatch.setattr(delivery, "_send_group", cancel_then_send)
+
+    delivery.deliver_batch([str(message.pk)])
+
+    message = fresh(message)
+    assert message.status == MessageStatus.CANCELLED
+    assert message.sent_at is None
+    assert ("status", "successful") not in events(message)
+    assert events(message)[-1] == ("status", "cancelled")
+    assert requests(providers) == (1, 0)  # it may still reach the device
+    assert sum(listener, Counter()) == Counter({(run, "pending", "cancelled"): 1})
+
+
+# --- Status listeners -------------------------------------------------------------------------
+
+
+def test_the_listeners_hear_each_batchs_transitions_per_campaign_run(fake_app, providers, listener):
+    run = uuid.uuid4()
+    ok = [subscription_create(fake_app, token=ios_token()) for _ in range(2)]
+    dead = subscription_create(fake_app, token=ios_token("dead"))
+    flaky = subscription_create(fake_app, token=ios_token("0500"))
+    messages = send(fake_app, [*ok, dead, flaky], campaign_run_id=run)
+    outside = send(fake_app, [subscription_create(fake_app, token=ios_token())])
+
+    delivery.deliver_batch(ids(messages + outside))
+
+    # One call per batch; a retry is no transition; a message of no run is not counted.
+    assert listener == [Counter({(run, "pending", "successful"): 2, (run, "pending", "failed"): 1})]
+
+
+# --- The stale-pending sweep ----------------------------------------------------------------------
+
+
+def test_the_sweep_enqueues_lost_and_due_messages_only(app, settings, enqueued):
+    settings.MESSAGE_STALE_AFTER_SECONDS = 300
+    now = timezone.now()
+    long_ago = now - timedelta(seconds=301)
+    subscriptions = [subscription_create(app.application) for _ in range(7)]
+
+    def one(i, **fields):
+        priority = fields.pop("priority", "normal")
+        [message] = send(app.application, [subscriptions[i]], priority=priority)
+        Message.objects.filter(pk=message.pk).update(**fields)
+        return fresh(message)
+
+    lost = one(0, enqueued_at=long_ago)
+    lost_high = one(1, enqueued_at=long_ago, priority="high")
+    due = one(2, enqueued_at=None, send_after=now - timedelta(seconds=1))
+    recent = one(3, enqueued_at=now - timedelta(seconds=299))
+    leased = one(4, enqueued_at=long_ago, lease_until=now + timedelta(seconds=60))
+    not_due = one(5, enqueued_at=None, send_after=now + timedelta(seconds=60))
+    finished = one(6, enqueued_at=long_ago, status="failed")
+
+    assert delivery.pending_sweep(now=now) == 3
+
+    assert {(queue, frozenset(batch), countdown) for queue, batch, countdown in enqueued} == {
+        ("messages", frozenset(ids([lost, due])), None),
+        ("critical", frozenset(ids([lost_high])), None),
+    }
+    assert len(enqueued) == 2
+    for message in (lost, lost_high, due):
+        assert fresh(message).enqueued_at == now
+    for message in (recent, leased, not_due, finished):
+        assert fresh(message).enqueued_at == message.enqueued_at
+    # Handed over again, they are no longer stale.
+    assert delivery.pending_sweep(now=now) == 0
+
+
+def test_the_sweep_works_in_batches(app, settings, enqueued):
+    settings.MESSAGE_BATCH_SIZE = 2
+    long_ago = timezone.now() - timedelta(seconds=settings.MESSAGE_STALE_AFTER_SECONDS + 1)
+    messages = send(app.application, [subscription_create(app.application) for _ in range(5)])
+    Message.objects.filter(pk__in=[m.pk for m in messages]).update(enqueued_at=long_ago)
+
+    assert delivery.pending_sweep() == 5
+
+    assert sorted(len(batch) for _, batch, _ in enqueued) == [1, 2, 2]
+    assert sorted(i for _, batch, _ in enqueued for i in batch) == sorted(ids(messages))
+
+
+def test_requeue_hands_pending_due_messages_over_now(app, enqueued):
+    pending = send(app.application, [subscription_create(app.application)])[0]
+    later = send(
+        app.application,
+        [subscription_create(app.application)],
+        send_after=timezone.now() + timedelta(hours=1),
+    )[0]
+    done = send(app.application, [subscription_create(app.application)])[0]
+    Message.objects.filter(pk=done.pk).update(status="successful")
+
+    assert sending.messages_requeue(message_ids=ids([pending, later, done])) == 1
+
+    assert enqueued == [("messages", [str(pending.pk)], None)]
+    assert fresh(pending).enqueued_at > pending.enqueued_at
+    assert fresh(later).enqueued_at is None
