@@ -1,0 +1,332 @@
+"""Campaign throughput: one campaign over N subscriptions (half iOS, half Android) through the
+real pipeline (API, Celery workers, Redis, PostgreSQL, the fake providers), from execute until
+every message is terminal; then the same through a naive design (bench/naive.py), for a ratio.
+
+    python bench/campaign.py --n 100000 [--workers 2 --concurrency 2] \
+        [--baseline-n 20000 | --no-baseline] [--repeat 3]
+
+Prints progress, and as its last line one JSON object: messages_per_second, p50/p95
+created-to-successful, worker peak RSS, CPU shares (fakes, workers, web, postgres, redis),
+the baseline's rate and the speedup, "ok" (every message successful).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (  # noqa: E402
+    CpuMeter,
+    add_stack_arguments,
+    config_from,
+    emit,
+    http_json,
+    machine,
+    median_of,
+    rounded,
+    setup_django,
+)
+
+POLL_SECONDS = 0.1
+RSS_EVERY = 1.0
+TRUNCATE = (
+    "TRUNCATE messaging_messageevent, messaging_message, messaging_subscriptionevent, "
+    "messaging_subscription, campaigns_campaignrun, campaigns_campaign CASCADE"
+)
+
+
+def reset_data() -> None:
+    """Empties the tables a run fills, so every run starts from the same state."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(TRUNCATE)
+
+
+def message_figures(**where) -> dict:
+    """Counts and created-to-sent percentiles (ms) of the messages matching `where`."""
+    from django.db import connection
+
+    column, value = next(iter(where.items()))
+    sql = f"""
+        SELECT count(*),
+               count(*) FILTER (WHERE status = 'successful'),
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY ms),
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY ms),
+               extract(epoch FROM max(sent_at) - min(created_at))
+        FROM (SELECT status, sent_at, created_at,
+                     extract(epoch FROM sent_at - created_at) * 1000 AS ms
+              FROM messaging_message WHERE {column} = %s) AS m
+    """  # noqa: S608 (the column name is ours)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value])
+        count, successful, p50, p95, span = cursor.fetchone()
+    return {
+        "messages": count,
+        "successful": successful,
+        "p50_created_to_successful_ms": rounded(p50),
+        "p95_created_to_successful_ms": rounded(p95),
+        "db_span_s": rounded(float(span) if span is not None else None, 2),
+    }
+
+
+def wait_until(done, stack, timeout: float, progress) -> bool:
+    """Polls `done()` until true or timeout; samples worker RSS and checks the stack lives."""
+    deadline = time.monotonic() + timeout
+    next_rss = next_report = 0.0
+    while time.monotonic() < deadline:
+        if done():
+            return True
+        now = time.monotonic()
+        if now >= next_rss:
+            stack.sample_rss()
+            stack.check_alive()
+            next_rss = now + RSS_EVERY
+        if now >= next_report:
+            print(progress(), flush=True)
+            next_report = now + 5.0
+        time.sleep(POLL_SECONDS)
+    return False
+
+
+def create_campaign(stack, key: str) -> str:
+    status, body = http_json(
+        "POST",
+        f"{stack.web_url}/api/v1/campaigns",
+        key,
+        {
+            "name": "bench",
+            "title": "Summer sale",
+            "body": "Everything 20% off until Sunday. Have a look!",
+            "data": {"screen": "sale"},
+            "targeting_criteria": {"tags": {"plan": "gold"}},
+        },
+    )
+    if status != 201:
+        raise RuntimeError(f"POST /campaigns answered {status}: {body}")
+    return body["id"]
+
+
+def run_ours(stack, n: int, number: int, timeout: float) -> dict:
+    """One campaign over n fresh subscriptions; its figures."""
+    from bench.seed import create_application, seed_subscriptions
+    from campaigns.models import CampaignRun, RunStatus
+
+    if number > 1:
+        reset_data()
+    application, key = create_application(stack.fakes, f"bench-campaign-{number}")
+    seeded = seed_subscriptions(application, n)
+    print(f"run {number}: seeded {n} in {seeded['seconds']} s", flush=True)
+    campaign_id = create_campaign(stack, key)
+    stack.fakes.reset()
+    stack.sample_rss()
+    meter = CpuMeter(stack.cpu_roots()).start()
+    status, body = http_json("POST", f"{stack.web_url}/api/v1/campaigns/{campaign_id}/execute", key)
+    if status != 202:
+        raise RuntimeError(f"execute answered {status}: {body}")
+    started = time.monotonic()
+    state = {}
+
+    def done() -> bool:
+        run = CampaignRun.objects.filter(campaign_id=campaign_id).first()
+        state["run"] = run
+        if run is None:
+            return False
+        return run.status != RunStatus.RUNNING or (run.fanout_done and run.pending <= 0)
+
+    def progress() -> str:
+        run = state.get("run")
+        if run is None:
+            return "  waiting for the run"
+        return (
+            f"  {time.monotonic() - started:5.1f} s: targeted {run.targeted}, pending "
+            f"{run.pending}, successful {run.successful}, failed {run.failed}"
+        )
+
+    finished = wait_until(done, stack, timeout, progress)
+    elapsed = time.monotonic() - started
+    meter.stop()
+    stack.sample_rss()
+    run = state.get("run")
+    figures = message_figures(campaign_run_id=run.pk) if run else {}
+    ok = bool(
+        finished
+        and run.status == RunStatus.COMPLETED
+        and figures.get("messages") == n
+        and figures.get("successful") == n
+    )
+    result = {
+        "run": number,
+        "n": n,
+        "ok": ok,
+        "finished": finished,
+        "run_status": run.status if run else None,
+        "elapsed_s": round(elapsed, 2),
+        "messages_per_second": round(n / elapsed) if finished else None,
+        **figures,
+        "cpu_share": meter.shares(),
+        "fake_requests": _fake_requests(stack),
+        "seed_rows_per_second": seeded["rows_per_second"],
+    }
+    print(
+        f"run {number}: {n} messages in {elapsed:.2f} s = {result['messages_per_second']} msg/s; "
+        f"created->successful p50 {figures.get('p50_created_to_successful_ms')} ms, "
+        f"p95 {figures.get('p95_created_to_successful_ms')} ms; ok={ok}",
+        flush=True,
+    )
+    return result
+
+
+def _fake_requests(stack) -> dict:
+    try:
+        return {
+            "apns": stack.fakes.apns_stats().get("requests"),
+            "fcm": stack.fakes.fcm_stats().get("requests"),
+        }
+    except Exception as exc:  # the figures matter more than the counters
+        return {"error": str(exc)}
+
+
+def run_baseline(stack, m: int, timeout: float) -> dict:
+    """The naive design over m fresh subscriptions: one task and one row write per step."""
+    from django.db.models import Count, Q
+
+    from bench.naive import FANOUT_TASK
+    from bench.seed import TAGS, create_application, seed_subscriptions
+    from messaging.models import Message, MessageStatus
+    from signal_project.celery import app
+
+    reset_data()
+    application, _key = create_application(stack.fakes, "bench-baseline")
+    seed_subscriptions(application, m)
+    campaign_id = str(uuid.uuid4())
+    stack.fakes.reset()
+    meter = CpuMeter(stack.cpu_roots()).start()
+    started = time.monotonic()
+    app.send_task(
+        FANOUT_TASK,
+        args=[str(application.pk), campaign_id, TAGS, "Summer sale", "Everything 20% off"],
+        queue="campaigns",
+    )
+    messages = Message.objects.filter(campaign_id=campaign_id)
+    counts = {}
+
+    def done() -> bool:
+        counts.update(
+            messages.aggregate(
+                total=Count("pk"), terminal=Count("pk", filter=~Q(status=MessageStatus.PENDING))
+            )
+        )
+        return counts["terminal"] >= m
+
+    def progress() -> str:
+        return (
+            f"  baseline {time.monotonic() - started:5.1f} s: created {counts.get('total')}, "
+            f"terminal {counts.get('terminal')}"
+        )
+
+    finished = wait_until(done, stack, timeout, progress)
+    elapsed = time.monotonic() - started
+    meter.stop()
+    figures = message_figures(campaign_id=campaign_id)
+    ok = finished and figures["messages"] == m and figures["successful"] == m
+    result = {
+        "n": m,
+        "ok": ok,
+        "finished": finished,
+        "elapsed_s": round(elapsed, 2),
+        "messages_per_second": round(m / elapsed) if finished else None,
+        **figures,
+        "cpu_share": meter.shares(),
+    }
+    print(
+        f"baseline: {m} messages in {elapsed:.2f} s = {result['messages_per_second']} msg/s; "
+        f"ok={ok}",
+        flush=True,
+    )
+    return result
+
+
+def summary(runs: list[dict], baseline: dict | None, stack, args) -> dict:
+    """The JSON figures: the median over runs at the top, every run and the baseline below."""
+    rss = sorted(stack.rss_peaks.values(), reverse=True)
+    mps = median_of(runs, "messages_per_second")
+    figures = {
+        "benchmark": "campaign",
+        "ok": all(r["ok"] for r in runs) and (baseline is None or baseline["ok"]),
+        "n": args.n,
+        "repeat": len(runs),
+        "messages_per_second": round(mps) if mps else None,
+        "elapsed_s": median_of(runs, "elapsed_s"),
+        "p50_created_to_successful_ms": median_of(runs, "p50_created_to_successful_ms"),
+        "p95_created_to_successful_ms": median_of(runs, "p95_created_to_successful_ms"),
+        "worker_peak_rss_mb": round(rss[0], 1) if rss else None,
+        "worker_peak_rss_mb_each": [round(v, 1) for v in rss],
+        "fakes_cpu_share": median_of([r["cpu_share"] for r in runs], "fakes"),
+        "cpu_share": {
+            name: median_of([r["cpu_share"] for r in runs], name) for name in runs[0]["cpu_share"]
+        },
+        "baseline_n": baseline["n"] if baseline else None,
+        "baseline_messages_per_second": baseline["messages_per_second"] if baseline else None,
+        "speedup": (
+            round(mps / baseline["messages_per_second"], 2)
+            if baseline and mps and baseline["messages_per_second"]
+            else None
+        ),
+        "workers": args.workers,
+        "concurrency": args.concurrency,
+        "pool": args.pool,
+        "runs": runs,
+        "baseline": baseline,
+        "machine": machine(),
+    }
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000, help="subscriptions (100000)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs on fresh data (1)")
+    parser.add_argument("--baseline-n", type=int, default=None, help="default min(N, 20000)")
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds per run")
+    add_stack_arguments(parser)
+    args = parser.parse_args()
+    baseline_n = 0 if args.no_baseline else args.baseline_n or min(args.n, 20_000)
+    timeout = args.timeout or max(60.0, args.n / 200)
+
+    config = config_from(args)
+    setup_django(config)  # before any Django import; the database is (re)made by the stack
+    from bench.stack import running_stack
+
+    with running_stack(
+        config,
+        workers=args.workers,
+        concurrency=args.concurrency,
+        pool=args.pool,
+        web_workers=args.web_workers,
+        keep_logs=args.keep_logs,
+    ) as stack:
+        runs = [run_ours(stack, args.n, i + 1, timeout) for i in range(max(args.repeat, 1))]
+        baseline = None
+        if baseline_n:
+            baseline = run_baseline(stack, baseline_n, max(60.0, baseline_n / 20))
+        figures = summary(runs, baseline, stack, args)
+    print(
+        f"campaign N={args.n}: {figures['messages_per_second']} msg/s (median of {len(runs)}), "
+        f"baseline {figures['baseline_messages_per_second']} msg/s, speedup "
+        f"{figures['speedup']}x; worker peak RSS {figures['worker_peak_rss_mb']} MB; fakes "
+        f"{figures['fakes_cpu_share']} of the CPU; ok={figures['ok']}",
+        flush=True,
+    )
+    emit(figures)
+    return 0 if figures["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""A NAIVE delivery design, written only as the benchmark's baseline: one Celery task per
+message, one row written per status change. Never used by the application.
+
+The bench workers load it with `celery worker --include bench.naive`; it also tells the bench
+when a worker is ready (a file in $BENCH_READY_DIR), so the workers can log at WARNING.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from celery import shared_task
+from celery.signals import worker_ready
+
+FANOUT_TASK = "bench.naive_fanout"
+SEND_TASK = "bench.naive_send"
+
+
+@worker_ready.connect
+def _announce_ready(**kwargs) -> None:
+    ready_dir = os.environ.get("BENCH_READY_DIR")
+    if ready_dir:
+        (Path(ready_dir) / f"{os.getpid()}.ready").write_text("ready")
+
+
+@shared_task(name=FANOUT_TASK)
+def naive_fanout(application_id: str, campaign_id: str, tags: dict, title: str, body: str) -> int:
+    """One message row at a time, each committed alone, and one send task per message."""
+    from messaging.models import Message, Subscription
+
+    audience = Subscription.objects.filter(
+        application_id=application_id, enabled=True, tags__contains=tags
+    ).only("id", "type")
+    count = 0
+    for subscription in audience.iterator(chunk_size=2000):
+        message = Message.objects.create(
+            application_id=application_id,
+            subscription_id=subscription.pk,
+            channel=subscription.type,
+            campaign_id=campaign_id,
+            title=title,
+            body=body,
+        )
+        naive_send.apply_async(args=[str(message.pk)], queue="messages")
+        count += 1
+    return count
+
+
+@shared_task(name=SEND_TASK)
+def naive_send(message_id: str) -> str:
+    """Loads one message, sends it alone, saves its status and each event row by row."""
+    from django.utils import timezone
+
+    from adapters import registry
+    from adapters.base import Credentials, OutboundMessage
+    from messaging.models import Message, MessageEvent
+
+    message = Message.objects.select_related("subscription", "application").get(pk=message_id)
+    application = message.application
+    values = (
+        application.apns_credentials
+        if message.channel == "iOSPush"
+        else application.fcm_credentials
+    )
+    credentials = Credentials(key=f"naive:{application.pk}:{message.channel}", values=values)
+    outbound = OutboundMessage(
+        message_id=str(message.pk),
+        token=message.subscription.token,
+        title=message.title,
+        body=message.body,
+        data=message.data,
+    )
+    [result] = registry.get_adapter(message.channel).send_batch(credentials, [outbound])
+    now = timezone.now()
+    message.attempts += 1
+    MessageEvent.objects.create(
+        message=message,
+        type=MessageEvent.Type.ATTEMPT,
+        at=now,
+        details={"ok": result.ok, "status_code": result.status_code},
+    )
+    if result.ok:
+        message.succeed()
+        message.sent_at = now
+        message.provider_id = result.provider_id or ""
+    else:
+        message.fail()
+        message.error_code = result.error_code or "error"
+    message.save()
+    MessageEvent.objects.create(
+        message=message, type=MessageEvent.Type.STATUS, status=message.status, at=now
+    )
+    return message.status

@@ -1,0 +1,69 @@
+"""The benchmarks run once at a tiny size, so the harness never rots. No timing is asserted:
+only that each script finishes, delivers everything and ends with its JSON figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run_bench(script: str, *args: str, timeout: float = 120) -> dict:
+    """Runs bench/<script> in a subprocess; returns its last line, parsed."""
+    env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGINT)  # the script tears its stack down on Ctrl-C
+        stdout, stderr = process.communicate(timeout=60)
+        pytest.fail(f"{script} took over {timeout} s\n{stdout[-4000:]}\n{stderr[-4000:]}")
+    lines = stdout.strip().splitlines()
+    assert process.returncode == 0 and lines, (
+        f"{script} exited {process.returncode}\n{stdout[-4000:]}\n{stderr[-4000:]}"
+    )
+    return json.loads(lines[-1])
+
+
+@pytest.mark.e2e
+def test_campaign_bench_runs_at_a_tiny_size():
+    figures = _run_bench(
+        "campaign.py",
+        *("--n", "200", "--baseline-n", "100", "--repeat", "1"),
+        *("--workers", "1", "--db-name", "signal_bench_smoke_campaign", "--redis-db", "12"),
+    )
+    assert figures["ok"] is True
+    assert figures["n"] == 200 and figures["runs"][0]["messages"] == 200
+    assert figures["messages_per_second"] > 0
+    assert figures["p50_created_to_successful_ms"] > 0
+    assert figures["worker_peak_rss_mb"] > 0
+    assert figures["fakes_cpu_share"] > 0
+    assert figures["baseline_messages_per_second"] > 0 and figures["speedup"] > 0
+    assert figures["machine"]["cpu_count"] >= 1
+
+
+@pytest.mark.e2e
+def test_api_bench_runs_at_a_tiny_size():
+    figures = _run_bench(
+        "api.py",
+        *("--rate", "20", "--duration", "3", "--subscriptions", "50"),
+        *("--workers", "1", "--db-name", "signal_bench_smoke_api", "--redis-db", "13"),
+    )
+    assert figures["ok"] is True
+    assert figures["requests"] == 60 and figures["errors"] == 0
+    assert figures["p50_latency_ms"] > 0 and figures["p99_latency_ms"] > 0
+    assert figures["p50_accepted_to_successful_ms"] > 0
