@@ -35,5 +35,14 @@ fmt: $(VENV)/.dev
 migrate: $(VENV)/.runtime
 	$(PY) manage.py migrate
 
+## bench-campaign / bench-api: the throughput and latency benchmarks (see bench/RESULTS.md)
+bench-campaign: $(VENV)/.dev
+	./scripts/ensure_services.sh
+	$(PY) bench/campaign.py $(BENCH_ARGS)
+
+bench-api: $(VENV)/.dev
+	./scripts/ensure_services.sh
+	$(PY) bench/api.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
@@ -144,7 +144,9 @@ def run_cancel_messages(*, run_id, actor: str) -> int:
 def _enqueue_fanout(run_id, *, step: int, countdown: float | None = None) -> None:
     from .tasks import campaign_fanout
 
-    campaign_fanout.apply_async(args=[str(run_id), step], queue="campaigns", countdown=countdown)
+    # Steps are small control tasks: on `critical` they never wait behind the delivery work
+    # they create on `campaigns`.
+    campaign_fanout.apply_async(args=[str(run_id), step], queue="critical", countdown=countdown)
 
 
 def _enqueue_cancel(run_id, actor: str) -> None:
@@ -187,36 +189,51 @@ def _content(campaign: Campaign, run: CampaignRun) -> sending.Content | sending.
     return content_for
 
 
+class _StepSuperseded(Exception):
+    """The run was cancelled, or another step advanced it, while this step worked."""
+
+
 def run_fanout_step(*, run_id, step: int | None = None) -> bool:
     """Turns the next batch of the run's audience into pending messages and delivery work.
     Returns whether more batches remain. `step` is the number of batches done when the step
     was enqueued: a duplicate step (the watchdog re-enqueued one that was only slow) finds it
     moved on and stops, so one run never grows two chains of steps.
 
-    The batch's messages and the run's cursor commit together, under a lock on the run: a
-    crash rolls both back, and a re-delivered or concurrent step starts from the committed
-    cursor, so no subscription gets two messages in one run (the unique constraint on run
-    and subscription guards it too)."""
-    with transaction.atomic():
-        run = (
-            CampaignRun.objects.select_for_update(of=("self",))
-            .select_related("campaign__application", "template_version")
-            .get(pk=run_id)
-        )
-        if run.status != RunStatus.RUNNING or run.fanout_done:
-            return False
-        if step is not None and step != run.batches_done:
-            return False
-        campaign = run.campaign
-        audience = targeting.audience(campaign.application, campaign.targeting_criteria)
-        if run.batches_done == 0 and run.cursor is None:
-            run.audience_estimate = audience.count()
-        if run.cursor is not None:
-            audience = audience.filter(pk__gt=run.cursor)
-        size, pause = _batch_plan(campaign)
-        batch = list(audience.order_by("pk").only("id", "type", "language")[:size])
-        if batch:
-            try:
+    The batch's messages and the run's cursor commit together: the run advances with one
+    compare-and-set UPDATE at the end (the row is locked only from there to the commit, so
+    delivery keeps moving the run's counters meanwhile). A crash rolls both back; a step that
+    finds the run cancelled or advanced by another rolls its batch back; and the unique
+    constraint on run and subscription makes a second message for one subscription in one
+    run impossible."""
+    run = (
+        CampaignRun.objects.select_related("campaign__application", "template_version")
+        .filter(pk=run_id)
+        .first()
+    )
+    if run is None or run.status != RunStatus.RUNNING or run.fanout_done:
+        return False
+    if step is not None and step != run.batches_done:
+        return False
+    campaign = run.campaign
+    audience = targeting.audience(campaign.application, campaign.targeting_criteria)
+    changes: dict[str, Any] = {"updated_at": timezone.now()}
+    if run.batches_done == 0 and run.cursor is None:
+        changes["audience_estimate"] = audience.count()
+    if run.cursor is not None:
+        audience = audience.filter(pk__gt=run.cursor)
+    size, pause = _batch_plan(campaign)
+    batch = list(audience.order_by("pk").only("id", "type", "language")[:size])
+    changes["fanout_done"] = len(batch) < size
+    if batch:
+        changes |= {
+            "cursor": batch[-1].pk,
+            "batches_done": F("batches_done") + 1,
+            "targeted": F("targeted") + len(batch),
+            "pending": F("pending") + len(batch),
+        }
+    try:
+        with transaction.atomic():
+            if batch:
                 sending.message_send(
                     application=campaign.application,
                     subscriptions=batch,
@@ -226,22 +243,36 @@ def run_fanout_step(*, run_id, step: int | None = None) -> bool:
                     campaign_run_id=run.pk,
                     queue="campaigns",
                 )
-            except QuotaExceeded as exc:
-                _finish(run, RunStatus.FAILED, error=exc.message)
-                return False
-            run.cursor = batch[-1].pk
-            run.batches_done += 1
-            run.targeted += len(batch)
-            run.pending += len(batch)
-        run.fanout_done = len(batch) < size
-        run.save()
-        if run.fanout_done and run.pending == 0:
-            _finish(run, RunStatus.COMPLETED)
-        if not run.fanout_done:
-            transaction.on_commit(
-                lambda: _enqueue_fanout(run.pk, step=run.batches_done, countdown=pause)
-            )
-    return not run.fanout_done
+            advanced = CampaignRun.objects.filter(
+                pk=run.pk, status=RunStatus.RUNNING, batches_done=run.batches_done
+            ).update(**changes)
+            if not advanced:
+                raise _StepSuperseded
+            if changes["fanout_done"]:
+                _complete_if_done([run.pk])
+    except (_StepSuperseded, IntegrityError):
+        return False
+    except QuotaExceeded as exc:
+        with transaction.atomic():
+            _finish(run, RunStatus.FAILED, error=exc.message)
+        return False
+    if changes["fanout_done"]:
+        return False
+    if run.pending + len(batch) > settings.CAMPAIGN_MAX_PENDING:
+        # Delivery is behind: let it catch up rather than pile up work in the broker.
+        pause = max(pause or 0.0, 0.5)
+    _enqueue_fanout(run.pk, step=run.batches_done + 1, countdown=pause)
+    return True
+
+
+def _complete_if_done(run_ids) -> None:
+    """Completes the running runs among `run_ids` whose fan-out is done and whose messages
+    are all terminal."""
+    finished = CampaignRun.objects.filter(
+        pk__in=list(run_ids), status=RunStatus.RUNNING, fanout_done=True, pending__lte=0
+    )
+    for run in finished.select_for_update():
+        _finish(run, RunStatus.COMPLETED)
 
 
 def _finish(run: CampaignRun, status: str, error: str = "") -> None:
@@ -292,11 +323,7 @@ def run_stats_apply(transitions: Counter) -> None:
         changes = {name: F(name) + value for name, value in delta.items() if value}
         if changes:
             CampaignRun.objects.filter(pk=run_id).update(**changes)
-    finished = CampaignRun.objects.filter(
-        pk__in=list(deltas), status=RunStatus.RUNNING, fanout_done=True, pending__lte=0
-    )
-    for run in finished.select_for_update():
-        _finish(run, RunStatus.COMPLETED)
+    _complete_if_done(deltas)
 
 
 # --- Preview -----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from signal_project.api import QuotaExceeded
@@ -18,44 +18,44 @@ def _seconds_until(moment: dt.datetime) -> int:
 
 def quota_consume(*, application: Application, count: int) -> None:
     """Adds `count` to today's and this month's usage, or raises QuotaExceeded and adds
-    nothing. Must run inside the transaction that creates the messages, so a rollback
-    returns the quota too.
+    nothing. Call it inside the transaction that creates the messages, as late as possible:
+    a rollback returns the quota too, and the row lock it takes lasts until the commit.
 
-    The check and the increment are one conditional UPDATE: the row lock it takes makes
-    concurrent requests queue, so the counters never pass the limits.
+    Rolling the day and month over, checking both limits and counting are one UPDATE, so
+    concurrent requests queue on the row and the counters never pass the limits.
     """
     if count <= 0:
         return
-    now = timezone.now()
-    today = now.date()
+    today = timezone.now().date()
     month = today.replace(day=1)
-    quota, _ = MessageQuota.objects.get_or_create(application=application)
-    # Roll the windows over first; both statements are no-ops when nothing changed.
-    MessageQuota.objects.filter(pk=application.pk).exclude(day=today).update(day=today, day_used=0)
-    MessageQuota.objects.filter(pk=application.pk).exclude(month=month).update(
-        month=month, month_used=0
-    )
+    day_used = Case(When(day=today, then=F("day_used")), default=Value(0))
+    month_used = Case(When(month=month, then=F("month_used")), default=Value(0))
     granted = (
         MessageQuota.objects.filter(pk=application.pk)
-        .filter(Q(daily_limit__isnull=True) | Q(day_used__lte=F("daily_limit") - count))
-        .filter(Q(monthly_limit__isnull=True) | Q(month_used__lte=F("monthly_limit") - count))
-        .update(day_used=F("day_used") + count, month_used=F("month_used") + count)
+        .filter(Q(daily_limit__isnull=True) | Q(daily_limit__gte=day_used + count))
+        .filter(Q(monthly_limit__isnull=True) | Q(monthly_limit__gte=month_used + count))
+        .update(day=today, day_used=day_used + count, month=month, month_used=month_used + count)
     )
     if granted:
         return
-    quota.refresh_from_db()
-    if quota.daily_limit is not None and quota.day_used + count > quota.daily_limit:
+    quota, created = MessageQuota.objects.get_or_create(application=application)
+    if created:  # an application made before it had a quota row: unlimited
+        quota_consume(application=application, count=count)
+        return
+    used_today = quota.day_used if quota.day == today else 0
+    used_month = quota.month_used if quota.month == month else 0
+    if quota.daily_limit is not None and used_today + count > quota.daily_limit:
         tomorrow = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), dt.UTC)
         raise QuotaExceeded(
             f"The daily quota of {quota.daily_limit} messages would be exceeded "
-            f"({quota.day_used} used, {count} requested).",
+            f"({used_today} used, {count} requested).",
             retry_after=_seconds_until(tomorrow),
-            details={"limit": quota.daily_limit, "used": quota.day_used, "requested": count},
+            details={"limit": quota.daily_limit, "used": used_today, "requested": count},
         )
     next_month = (month + dt.timedelta(days=32)).replace(day=1)
     raise QuotaExceeded(
         f"The monthly quota of {quota.monthly_limit} messages would be exceeded "
-        f"({quota.month_used} used, {count} requested).",
+        f"({used_month} used, {count} requested).",
         retry_after=_seconds_until(dt.datetime.combine(next_month, dt.time(), dt.UTC)),
-        details={"limit": quota.monthly_limit, "used": quota.month_used, "requested": count},
+        details={"limit": quota.monthly_limit, "used": used_month, "requested": count},
     )

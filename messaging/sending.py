@@ -151,8 +151,9 @@ def message_send(
         for s in subscriptions
     ]
     with transaction.atomic():
-        quota_consume(application=application, count=len(messages))
         Message.objects.bulk_create(messages)
+        # Last, so the quota row stays locked only until the commit.
+        quota_consume(application=application, count=len(messages))
         if not scheduled and messages:
             ids = [str(m.pk) for m in messages]
             target = queue or QUEUE_FOR_PRIORITY[delivery.priority]

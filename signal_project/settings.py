@@ -170,6 +170,9 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=4)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fixup closes the database connection around every task unless told to
+# reuse it: a new PostgreSQL connection per task would cost more than many a task itself.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=10_000)
 # One visibility timeout, longer than any task runs: an unacknowledged task is re-delivered
 # after it, and the stale-pending sweep (messaging.tasks) waits at least as long.
 CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
@@ -220,6 +223,8 @@ MESSAGE_STATUS_LISTENERS = ["campaigns.services.run_stats_apply"]
 CAMPAIGN_BATCH_SIZE = env.int("CAMPAIGN_BATCH_SIZE", default=1000)
 # A running fan-out that has not moved for this long is enqueued again.
 CAMPAIGN_STALL_SECONDS = env.int("CAMPAIGN_STALL_SECONDS", default=60)
+# A run with more pending messages than this waits a moment before its next fan-out step.
+CAMPAIGN_MAX_PENDING = env.int("CAMPAIGN_MAX_PENDING", default=50_000)
 
 # --- Providers -----------------------------------------------------------------------------
 APNS_ENDPOINT = env("APNS_ENDPOINT", default="")  # empty: Apple's host per the app's sandbox flag
