@@ -22,6 +22,7 @@ from django.utils.module_loading import import_string
 from adapters import registry
 from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
 
+from .bulk import copy_models
 from .models import (
     Application,
     Message,
@@ -281,7 +282,7 @@ def _record(
                 # Counted from the attempt, so the stale sweep leaves it alone until it is due.
                 message.enqueued_at = now + timedelta(seconds=delays[key])
         _write_messages(messages)
-        _insert_events(out.events)
+        copy_models(out.events)
         if out.dead_subscriptions:
             _disable_dead(out.dead_subscriptions, now)
         notify_status_listeners(out.transitions)
@@ -320,28 +321,6 @@ def _write_messages(messages: list[Message]) -> None:
     columns = [[getattr(m, name) for m in messages] for name in ("pk", *_UPDATED_FIELDS[:-1])]
     with connection.cursor() as cursor:
         cursor.execute(_UPDATE_FROM_ARRAYS, columns)
-
-
-def _insert_events(events: list[MessageEvent]) -> None:
-    """The batch's events through COPY on PostgreSQL (a few thousand rows a batch)."""
-    if not events:
-        return
-    if connection.vendor != "postgresql":
-        MessageEvent.objects.bulk_create(events)
-        return
-    with connection.cursor() as cursor:
-        copy_sql = "COPY messaging_messageevent (message_id, type, status, at, details) FROM STDIN"
-        with cursor.cursor.copy(copy_sql) as copy:
-            for event in events:
-                copy.write_row(
-                    (
-                        event.message_id,
-                        event.type,
-                        event.status,
-                        event.at,
-                        json.dumps(event.details),
-                    )
-                )
 
 
 def _attempt_details(attempt: int, result: SendResult, queue: str | None) -> dict:

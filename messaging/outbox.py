@@ -67,8 +67,9 @@ class Outbox:
                     logger.exception("Could not enqueue %d messages on %s", len(ids), queue)
 
     def _ensure_thread(self) -> None:
-        # Threads do not survive fork: a forked web or worker process starts its own.
-        if self._thread is None or self._pid != os.getpid():
+        # Threads do not survive fork: a forked web or worker process starts its own; and a
+        # thread that died is replaced rather than leaving ids to wait for the sweep.
+        if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
             self._pid = os.getpid()
             self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
             self._thread.start()
@@ -79,8 +80,11 @@ class Outbox:
             self._wake.clear()
             # Let more requests join the batch before it goes. Read each time: the thread
             # outlives any one configuration (tests override the setting).
-            threading.Event().wait(settings.MESSAGE_OUTBOX_FLUSH_MS / 1000)
-            self.flush()
+            try:
+                threading.Event().wait(settings.MESSAGE_OUTBOX_FLUSH_MS / 1000)
+                self.flush()
+            except Exception:
+                logger.exception("The outbox could not flush; the sweep will enqueue the rest")
 
 
 outbox = Outbox()

@@ -18,6 +18,7 @@ from signal_project.api import InvalidTransition, NotFound
 from templates_app.rendering import render
 from templates_app.selectors import template_get
 
+from .bulk import copy_models
 from .delivery import QUEUE_FOR_PRIORITY, notify_status_listeners
 from .models import Application, Message, MessageEvent, MessageStatus, Subscription, User
 from .outbox import enqueue
@@ -147,11 +148,12 @@ def message_send(
             collapse_id=delivery.collapse_id,
             send_after=delivery.send_after,
             enqueued_at=None if scheduled else now,
+            created_at=now,
         )
         for s in subscriptions
     ]
     with transaction.atomic():
-        Message.objects.bulk_create(messages)
+        copy_models(messages)
         # Last, so the quota row stays locked only until the commit.
         quota_consume(application=application, count=len(messages))
         if not scheduled and messages:

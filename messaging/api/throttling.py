@@ -9,6 +9,12 @@ from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
 
 
+def clock() -> float:
+    """The wall clock the windows are cut from (a seam for tests, which must not patch the
+    process-wide time.time)."""
+    return time.time()
+
+
 class ApiKeyRateThrottle(BaseThrottle):
     """At most settings.API_RATE_LIMIT requests in each wall-clock second per key.
 
@@ -20,7 +26,7 @@ class ApiKeyRateThrottle(BaseThrottle):
         limit = settings.API_RATE_LIMIT
         if api_key is None or limit <= 0:
             return True
-        now = time.time()
+        now = clock()
         window = int(now)
         key = f"ratelimit:{api_key.pk}:{window}"
         # add() sets the counter with a TTL only if absent; incr() is atomic in Redis.

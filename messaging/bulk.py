@@ -1,0 +1,45 @@
+"""Bulk writes of many rows, the pipeline's hottest SQL: PostgreSQL's COPY where available
+(an order of magnitude cheaper than a multi-row INSERT built by the ORM), the ORM elsewhere."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from django.db import connection
+from django.db.models import JSONField, Model
+from django.db.models.fields import AutoFieldMixin
+
+
+def copy_models(objs: Sequence[Model]) -> None:
+    """Inserts model instances as they are: their values are not pre-saved, so fields such as
+    auto_now_add must already be set. Auto-increment keys come from the database."""
+    if not objs:
+        return
+    model = type(objs[0])
+    if connection.vendor != "postgresql":
+        model.objects.bulk_create(objs)
+        return
+    concrete = [f for f in model._meta.concrete_fields if not isinstance(f, AutoFieldMixin)]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in concrete)
+    json_fields = {f.attname for f in concrete if isinstance(f, JSONField)}
+    attnames = [f.attname for f in concrete]
+    encoded: dict[int, str] = {}  # many rows share one content dict: encode it once
+
+    def value(obj: Model, attname: str):
+        raw = getattr(obj, attname)
+        if attname in json_fields:
+            key = id(raw)
+            if key not in encoded:
+                encoded[key] = json.dumps(raw)
+            return encoded[key]
+        return raw
+
+    with connection.cursor() as cursor:
+        sql = f"COPY {model._meta.db_table} ({columns}) FROM STDIN"  # noqa: S608 (names are ours)
+        with cursor.cursor.copy(sql) as copy:
+            for obj in objs:
+                copy.write_row([value(obj, name) for name in attnames])
+    for obj in objs:  # as bulk_create leaves them: saved, so a later save() updates
+        obj._state.adding = False
+        obj._state.db = connection.alias
