@@ -59,6 +59,12 @@ def tree_cpu(root: int) -> float:
     return total / CLOCK_TICKS
 
 
+def user_system(pid: int) -> tuple[float, float]:
+    """utime and stime of one process, in seconds."""
+    fields = _stat_fields(Path(f"/proc/{pid}/stat")) or ["0"] * 15
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
+
+
 def thread_cpu(pid: int) -> dict[str, float]:
     """Per-thread utime+stime of one process: {"tid name": seconds}."""
     threads = {}
@@ -106,6 +112,7 @@ def _phase(name, adapter, credentials, pid, n, batch) -> dict:
         raise SystemExit(f"{name}: warm-up batch failed: {[r for r in warm if not r.ok][:3]}")
     batches = [_messages(batch, token) for _ in range(-(-n // batch))]
     threads_before = thread_cpu(pid)
+    user_system_before = user_system(pid)
     cpu_before, started = tree_cpu(pid), time.perf_counter()
     sent = failed = 0
     failures = []
@@ -118,6 +125,9 @@ def _phase(name, adapter, credentials, pid, n, batch) -> dict:
     wall = time.perf_counter() - started
     cpu = tree_cpu(pid) - cpu_before
     threads_after = thread_cpu(pid)
+    user, system = (
+        after - before for after, before in zip(user_system(pid), user_system_before, strict=True)
+    )
     per_thread = {
         tid: round(threads_after[tid] - threads_before.get(tid, 0.0), 3)
         for tid in threads_after
@@ -131,6 +141,8 @@ def _phase(name, adapter, credentials, pid, n, batch) -> dict:
         "us_per_request": round(cpu / sent * 1e6, 1),
         "rps": round(sent / wall, 1),
         "fake_cpu_share": round(cpu / wall, 3),
+        "user_s": round(user, 3),
+        "system_s": round(system, 3),
         "threads": per_thread,
     }
     print(f"{name}: {json.dumps(result)}", flush=True)

@@ -43,3 +43,25 @@ def copy_models(objs: Sequence[Model]) -> None:
     for obj in objs:  # as bulk_create leaves them: saved, so a later save() updates
         obj._state.adding = False
         obj._state.db = connection.alias
+
+
+def copy_rows(model: type[Model], columns: Sequence[str], rows: Sequence[tuple]) -> None:
+    """Inserts plain tuples into `columns` (attribute names) of `model`'s table; dicts go to
+    JSON columns as JSON."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        model.objects.bulk_create(model(**dict(zip(columns, row, strict=True))) for row in rows)
+        return
+    fields = [model._meta.get_field(name) for name in columns]
+    names = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    json_at = [i for i, f in enumerate(fields) if isinstance(f, JSONField)]
+    with connection.cursor() as cursor:
+        sql = f"COPY {model._meta.db_table} ({names}) FROM STDIN"  # noqa: S608 (names are ours)
+        with cursor.cursor.copy(sql) as copy:
+            for row in rows:
+                if json_at:
+                    row = list(row)
+                    for i in json_at:
+                        row[i] = json.dumps(row[i])
+                copy.write_row(row)

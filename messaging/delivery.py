@@ -7,22 +7,26 @@ import hashlib
 import json
 import logging
 import random
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from django_fsm import TransitionNotAllowed
 
 from adapters import registry
 from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
 
-from .bulk import copy_models
+from . import crypto
+from .bulk import copy_rows
 from .models import (
     Application,
     Message,
@@ -38,18 +42,6 @@ logger = logging.getLogger(__name__)
 
 QUEUE_FOR_PRIORITY = {Message.Priority.HIGH: "critical", Message.Priority.NORMAL: "messages"}
 RETRY_QUEUE = "retry"
-
-_UPDATED_FIELDS = [
-    "status",
-    "attempts",
-    "error_code",
-    "error_message",
-    "error_permanent",
-    "provider_id",
-    "sent_at",
-    "enqueued_at",
-    "lease_until",
-]
 
 
 @dataclass(frozen=True)
@@ -82,9 +74,80 @@ def _get_adapter(channel: str):
         return None
 
 
-def _claim(message_ids: Sequence[str], now: datetime) -> list[Message]:
-    """Leases the batch's sendable messages to this worker; others skip them."""
+@dataclass(slots=True)
+class Outgoing:
+    """A claimed message as the hot path handles it: the columns it reads and writes, and
+    nothing of a model instance's machinery (a batch has hundreds)."""
+
+    id: uuid.UUID
+    application_id: uuid.UUID
+    subscription_id: uuid.UUID
+    channel: str
+    campaign_run_id: uuid.UUID | None
+    title: str
+    body: str
+    data: dict
+    priority: str
+    ttl: int | None
+    collapse_id: str
+    attempts: int
+    token: str
+    subscription_enabled: bool
+    status: str = MessageStatus.PENDING
+    error_code: str = ""
+    error_message: str = ""
+    error_permanent: bool | None = None
+    provider_id: str = ""
+    sent_at: datetime | None = None
+    enqueued_at: datetime | None = None
+
+
+@lru_cache(maxsize=1)
+def _allowed_transitions() -> frozenset[tuple[str, str]]:
+    """(source, target) pairs, read from the django-fsm transitions declared on Message: the
+    state machine stays the one definition, and the hot path checks it without a model
+    instance or signals per message."""
+    field_ = Message._meta.get_field("status")
+    return frozenset((t.source, t.target) for t in field_.get_all_transitions(Message))
+
+
+def _move(message: Outgoing, target: str) -> None:
+    if (message.status, target) not in _allowed_transitions():
+        raise TransitionNotAllowed(f"Message {message.id}: {message.status} -> {target}")
+    message.status = target
+
+
+_CLAIM = """
+WITH claimable AS (
+    SELECT id FROM messaging_message
+    WHERE id = ANY(%(ids)s::uuid[]) AND status = 'pending'
+      AND (lease_until IS NULL OR lease_until < %(now)s)
+      AND (send_after IS NULL OR send_after <= %(now)s)
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE messaging_message AS m SET lease_until = %(lease_until)s
+FROM claimable, messaging_subscription AS s
+WHERE m.id = claimable.id AND s.id = m.subscription_id
+RETURNING m.id, m.application_id, m.subscription_id, m.channel, m.campaign_run_id, m.title,
+          m.body, m.data, m.priority, m.ttl, m.collapse_id, m.attempts, s.token, s.enabled
+"""
+
+
+def _claim(message_ids: Sequence[str], now: datetime) -> list[Outgoing]:
+    """Leases the batch's sendable messages to this worker (others skip them) and loads
+    them with their tokens: one statement on PostgreSQL."""
     lease_until = now + timedelta(seconds=settings.MESSAGE_LEASE_SECONDS)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _CLAIM,
+                {"ids": list(message_ids), "now": now, "lease_until": lease_until},
+            )
+            rows = cursor.fetchall()
+        return [
+            Outgoing(*row[:7], json.loads(row[7]), *row[8:12], crypto.decrypt(row[12]), row[13])
+            for row in rows
+        ]
     with transaction.atomic():
         ids = list(
             Message.objects.select_for_update(skip_locked=True)
@@ -93,39 +156,41 @@ def _claim(message_ids: Sequence[str], now: datetime) -> list[Message]:
             .filter(Q(send_after__isnull=True) | Q(send_after__lte=now))
             .values_list("pk", flat=True)
         )
-        if not ids:
-            return []
         Message.objects.filter(pk__in=ids).update(lease_until=lease_until)
-    return list(
-        Message.objects.filter(pk__in=ids)
-        .select_related("subscription")
-        .only(
-            *[f.name for f in Message._meta.concrete_fields if f.name != "subscription"],
-            "subscription__id",
-            "subscription__token",
-            "subscription__enabled",
+    return [
+        Outgoing(
+            m.pk, m.application_id, m.subscription_id, m.channel, m.campaign_run_id, m.title,
+            m.body, m.data, m.priority, m.ttl, m.collapse_id, m.attempts,
+            m.subscription.token, m.subscription.enabled,
         )
-    )
+        for m in Message.objects.filter(pk__in=ids).select_related("subscription")
+    ]  # fmt: skip
 
 
-def _send_group(application: Application, channel: str, messages: list[Message]):
+def _failures(messages: list[Outgoing], code: str, text: str, *, permanent: bool):
+    return [
+        SendResult(
+            message_id=str(m.id), ok=False, error_code=code, error_message=text,
+            permanent=permanent,
+        )
+        for m in messages
+    ]  # fmt: skip
+
+
+def _send_group(application: Application, channel: str, messages: list[Outgoing]):
     """Sends one (application, channel) group; returns one SendResult per message."""
     adapter = _get_adapter(channel)
     if adapter is None:
-        return [
-            SendResult(
-                message_id=str(m.pk),
-                ok=False,
-                error_code="channel_unavailable",
-                error_message=f"No adapter is configured for {channel}.",
-                permanent=True,
-            )
-            for m in messages
-        ]
+        return _failures(
+            messages,
+            "channel_unavailable",
+            f"No adapter is configured for {channel}.",
+            permanent=True,
+        )
     outbound = [
         OutboundMessage(
-            message_id=str(m.pk),
-            token=m.subscription.token,
+            message_id=str(m.id),
+            token=m.token,
             title=m.title,
             body=m.body,
             data=m.data,
@@ -138,22 +203,14 @@ def _send_group(application: Application, channel: str, messages: list[Message])
     try:
         return adapter.send_batch(_credentials(application, channel), outbound)
     except AdapterConfigurationError as exc:
-        code, permanent = "credentials_invalid", True
-        message = str(exc)
+        return _failures(messages, "credentials_invalid", str(exc), permanent=True)
     except Exception as exc:  # an adapter bug must not lose the batch: retry it
         logger.exception("Adapter %s failed on a batch of %d", channel, len(messages))
-        code, permanent = "adapter_error", False
-        message = f"{type(exc).__name__}: {exc}"
-    return [
-        SendResult(
-            message_id=str(m.pk),
-            ok=False,
-            error_code=code,
-            error_message=message,
-            permanent=permanent,
-        )
-        for m in messages
-    ]
+        return _failures(messages, "adapter_error", f"{type(exc).__name__}: {exc}", permanent=False)
+
+
+# Channel groups of one batch go out side by side (each adapter is itself concurrent).
+_group_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="deliver")
 
 
 def deliver_batch(message_ids: Sequence[str], *, queue: str | None = None) -> BatchReport:
@@ -166,28 +223,26 @@ def deliver_batch(message_ids: Sequence[str], *, queue: str | None = None) -> Ba
     applications = {
         a.pk: a for a in Application.objects.filter(pk__in={m.application_id for m in messages})
     }
-    results: dict[str, SendResult] = {}
-    groups: dict[tuple, list[Message]] = defaultdict(list)
+    results: dict[uuid.UUID, SendResult] = {}
+    groups: dict[tuple, list[Outgoing]] = defaultdict(list)
     for message in messages:
-        if not message.subscription.enabled:
-            results[str(message.pk)] = SendResult(
-                message_id=str(message.pk),
-                ok=False,
-                error_code="subscription_disabled",
-                error_message="The subscription was disabled before the message was sent.",
+        if message.subscription_enabled:
+            groups[(message.application_id, message.channel)].append(message)
+        else:
+            [results[message.id]] = _failures(
+                [message],
+                "subscription_disabled",
+                "The subscription was disabled before the message was sent.",
                 permanent=True,
             )
-        else:
-            groups[(message.application_id, message.channel)].append(message)
     jobs = [(applications[app_id], channel, group) for (app_id, channel), group in groups.items()]
     if len(jobs) <= 1:  # none: every subscription was disabled, nothing goes out
         batches = [_send_group(*job) for job in jobs]
     else:
-        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-            batches = list(pool.map(lambda job: _send_group(*job), jobs))
+        batches = list(_group_pool.map(lambda job: _send_group(*job), jobs))
     for (_app, _channel, group), batch_results in zip(jobs, batches, strict=True):
         for message, result in zip(group, batch_results, strict=True):
-            results[str(message.pk)] = result
+            results[message.id] = result
     return _record(messages, results, timezone.now(), queue)
 
 
@@ -195,35 +250,34 @@ def deliver_batch(message_ids: Sequence[str], *, queue: str | None = None) -> Ba
 class _Outcome:
     """What a batch's results mean, worked out in memory before anything is written."""
 
-    events: list[MessageEvent] = field(default_factory=list)
+    events: list[tuple] = field(default_factory=list)  # EVENT_COLUMNS
     dead_subscriptions: set = field(default_factory=set)
-    retries: dict[tuple[str, int], list[Message]] = field(default_factory=lambda: defaultdict(list))
+    retries: dict[tuple[str, int], list[Outgoing]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
     retry_after: dict[tuple[str, int], float] = field(default_factory=lambda: defaultdict(float))
     outcomes: Counter = field(default_factory=Counter)
     transitions: Counter = field(default_factory=Counter)
 
 
+EVENT_COLUMNS = ("message_id", "type", "status", "at", "details")
+_ATTEMPT, _STATUS = MessageEvent.Type.ATTEMPT.value, MessageEvent.Type.STATUS.value
+
+
 def _apply_results(
-    messages: list[Message], results: dict[str, SendResult], now: datetime, queue: str | None
+    messages: list[Outgoing], results: dict, now: datetime, queue: str | None
 ) -> _Outcome:
     """Runs each message's transition (pure) and collects events, retries and counters."""
     max_attempts = settings.MESSAGE_MAX_ATTEMPTS
     out = _Outcome()
     for message in messages:
-        result = results[str(message.pk)]
-        message.lease_until = None
+        result = results[message.id]
         if result.error_code != "subscription_disabled":
             message.attempts += 1
-            out.events.append(
-                MessageEvent(
-                    message=message,
-                    type=MessageEvent.Type.ATTEMPT,
-                    at=now,
-                    details=_attempt_details(message.attempts, result, queue),
-                )
-            )
+            details = _attempt_details(message.attempts, result, queue)
+            out.events.append((message.id, _ATTEMPT, "", now, details))
         if result.ok:
-            message.succeed()
+            _move(message, MessageStatus.SUCCESSFUL)
             message.sent_at = now
             message.provider_id = result.provider_id or ""
             message.error_code, message.error_message, message.error_permanent = "", "", None
@@ -236,12 +290,12 @@ def _apply_results(
                 out.dead_subscriptions.add(message.subscription_id)
             message.error_permanent = bool(result.permanent or result.token_invalid)
             if message.error_permanent:
-                message.fail()
+                _move(message, MessageStatus.FAILED)
             elif message.attempts >= max_attempts:
                 message.error_message = (
                     f"Gave up after {message.attempts} attempts; last: {message.error_message}"
                 )
-                message.fail()
+                _move(message, MessageStatus.FAILED)
             else:
                 key = (RETRY_QUEUE, message.attempts)
                 out.retries[key].append(message)
@@ -251,30 +305,23 @@ def _apply_results(
         out.outcomes[message.status] += 1
         if message.campaign_run_id:
             out.transitions[(message.campaign_run_id, MessageStatus.PENDING, message.status)] += 1
-        out.events.append(
-            MessageEvent(
-                message=message,
-                type=MessageEvent.Type.STATUS,
-                status=message.status,
-                at=now,
-                details={"error": message.error_code} if message.error_code else {},
-            )
-        )
+        details = {"error": message.error_code} if message.error_code else {}
+        out.events.append((message.id, _STATUS, message.status, now, details))
     return out
 
 
 def _record(
-    messages: list[Message], results: dict[str, SendResult], now: datetime, queue: str | None
+    messages: list[Outgoing], results: dict, now: datetime, queue: str | None
 ) -> BatchReport:
     with transaction.atomic():
         # Only rows still pending are written or counted: a message cancelled while it was
         # being sent stays cancelled, and campaign statistics count it once.
         still_pending = set(
             Message.objects.select_for_update()
-            .filter(pk__in=[m.pk for m in messages], status=MessageStatus.PENDING)
+            .filter(pk__in=[m.id for m in messages], status=MessageStatus.PENDING)
             .values_list("pk", flat=True)
         )
-        messages = [m for m in messages if m.pk in still_pending]
+        messages = [m for m in messages if m.id in still_pending]
         out = _apply_results(messages, results, now, queue)
         delays = {key: retry_delay(key[1], out.retry_after[key]) for key in out.retries}
         for key, group in out.retries.items():
@@ -282,12 +329,12 @@ def _record(
                 # Counted from the attempt, so the stale sweep leaves it alone until it is due.
                 message.enqueued_at = now + timedelta(seconds=delays[key])
         _write_messages(messages)
-        copy_models(out.events)
+        copy_rows(MessageEvent, EVENT_COLUMNS, out.events)
         if out.dead_subscriptions:
             _disable_dead(out.dead_subscriptions, now)
         notify_status_listeners(out.transitions)
         for key, group in out.retries.items():
-            ids = [str(m.pk) for m in group]
+            ids = [str(m.id) for m in group]
             transaction.on_commit(
                 lambda ids=ids, key=key: enqueue(key[0], ids, countdown=delays[key])
             )
@@ -307,18 +354,33 @@ FROM unnest(
        sent_at, enqueued_at)
 WHERE m.id = v.id
 """
+_WRITTEN = (
+    "status",
+    "attempts",
+    "error_code",
+    "error_message",
+    "error_permanent",
+    "provider_id",
+    "sent_at",
+    "enqueued_at",
+)
 
 
-def _write_messages(messages: list[Message]) -> None:
-    """One UPDATE for the whole batch. On PostgreSQL the new values travel as one array per
-    column (Django's bulk_update builds a CASE per row and column, which costs seconds per
-    batch); elsewhere bulk_update does."""
+def _write_messages(messages: list[Outgoing]) -> None:
+    """One UPDATE for the whole batch, which also ends the lease. On PostgreSQL the values
+    travel as one array per column (Django's bulk_update builds a CASE per row and column,
+    which costs seconds per batch); elsewhere bulk_update does."""
     if not messages:
         return
     if connection.vendor != "postgresql":
-        Message.objects.bulk_update(messages, _UPDATED_FIELDS)
+        rows = [
+            Message(id=m.id, lease_until=None, **{name: getattr(m, name) for name in _WRITTEN})
+            for m in messages
+        ]
+        Message.objects.bulk_update(rows, [*_WRITTEN, "lease_until"])
         return
-    columns = [[getattr(m, name) for m in messages] for name in ("pk", *_UPDATED_FIELDS[:-1])]
+    columns = [[m.id for m in messages]]
+    columns += [[getattr(m, name) for m in messages] for name in _WRITTEN]
     with connection.cursor() as cursor:
         cursor.execute(_UPDATE_FROM_ARRAYS, columns)
 

@@ -1,7 +1,8 @@
 """A fake APNs: HTTP/2 over TLS on loopback that checks requests the way Apple does.
 
-Raw `h2` on an asyncio protocol, not a framework, so that a benchmark's thousands of requests
-per second cost little CPU. Provider JWTs are verified once and cached by their raw string.
+A hand-written HTTP/2 layer (`http2.py`) on an asyncio protocol, not `h2` or a framework, so
+that a benchmark's thousands of requests per second cost little CPU. Provider JWTs are verified
+once and cached by their raw header; only the `iat` expiry is checked per request.
 Clients that negotiate `http/1.1` by ALPN get `GET /__stats` and `POST /__reset` instead.
 """
 
@@ -15,13 +16,9 @@ import time
 import uuid
 
 import jwt
-from h2.config import H2Configuration
-from h2.connection import H2Connection
-from h2.events import ConnectionTerminated, DataReceived, RequestReceived, StreamEnded
-from h2.exceptions import H2Error
 
-from adapters.fakes import huffman
 from adapters.fakes.http1 import HTTP1Protocol
+from adapters.fakes.http2 import HTTP2ServerProtocol, encode_literal, encode_status
 from adapters.fakes.state import CA_FILE, SERVER_CERT_FILE, FakeState, load_apns_public_key
 from adapters.fakes.stats import Stats
 
@@ -40,25 +37,42 @@ SLOW_SECONDS = 2.0
 MAX_PAYLOAD_BYTES = 4096
 PROVIDER_TOKEN_MAX_AGE = 3600
 PUSH_TYPES = frozenset(
-    ["alert", "background", "location", "voip", "complication", "fileprovider", "mdm"]
-    + ["liveactivity", "pushtotalk"]
+    [b"alert", b"background", b"location", b"voip", b"complication", b"fileprovider", b"mdm"]
+    + [b"liveactivity", b"pushtotalk"]
 )
-_HEX = frozenset(string.hexdigits)
+_PRIORITIES = frozenset([b"1", b"5", b"10"])
+_HEX = string.hexdigits.encode()
 _JWT_CACHE_LIMIT = 10_000
 
 # (status, reason or None, extra response headers)
-Answer = tuple[int, str | None, list[tuple[bytes, bytes]]]
+Answer = tuple[int, str | None, tuple[tuple[bytes, bytes], ...]]
+
+_RETRY_AFTER = ((b"retry-after", b"1"),)
+_SUCCESS: tuple[Answer, float] = ((200, None, ()), 0.0)
+_METHOD_NOT_ALLOWED: tuple[Answer, float] = ((405, "MethodNotAllowed", ()), 0.0)
+_BAD_PATH: tuple[Answer, float] = ((404, "BadPath", ()), 0.0)
+_MISSING_DEVICE_TOKEN: tuple[Answer, float] = ((400, "MissingDeviceToken", ()), 0.0)
+_MISSING_TOPIC: tuple[Answer, float] = ((400, "MissingTopic", ()), 0.0)
+_NOT_FOR_TOPIC: tuple[Answer, float] = ((400, "DeviceTokenNotForTopic", ()), 0.0)
+_INVALID_PUSH_TYPE: tuple[Answer, float] = ((400, "InvalidPushType", ()), 0.0)
+_BAD_PRIORITY: tuple[Answer, float] = ((400, "BadPriority", ()), 0.0)
+_BAD_EXPIRATION: tuple[Answer, float] = ((400, "BadExpirationDate", ()), 0.0)
+_BAD_COLLAPSE_ID: tuple[Answer, float] = ((400, "BadCollapseId", ()), 0.0)
+_BAD_DEVICE_TOKEN: tuple[Answer, float] = ((400, "BadDeviceToken", ()), 0.0)
+_PAYLOAD_EMPTY: tuple[Answer, float] = ((400, "PayloadEmpty", ()), 0.0)
+_PAYLOAD_TOO_LARGE: tuple[Answer, float] = ((413, "PayloadTooLarge", ()), 0.0)
 
 
 class FakeAPNs:
     """The request checks, the token-prefix behaviours and the counters of the fake APNs."""
 
     def __init__(self, state: FakeState) -> None:
-        huffman.install()
         self.state = state
         self.stats = Stats(tuple(TOKEN_PREFIXES))
         self._public_key = load_apns_public_key(state)
-        self._verified: dict[str, tuple[str | None, int]] = {}  # raw JWT -> (error, iat)
+        self._topic = state.topic.encode("latin-1")
+        # raw authorization header -> (error, expiry): each distinct token is verified once.
+        self._verified: dict[bytes, tuple[str | None, float]] = {}
         self._flaky_attempts: dict[str, int] = {}
 
     def reset(self) -> None:
@@ -74,27 +88,31 @@ class FakeAPNs:
         context.set_alpn_protocols(["h2", "http/1.1"])
         return context
 
-    def protocol(self) -> asyncio.Protocol:
+    def protocol(self) -> asyncio.BaseProtocol:
         return _Connection(self)
 
     def _provider_token_error(self, authorization: bytes | None) -> str | None:
-        if not authorization:
-            return "MissingProviderToken"
-        scheme, _, raw = authorization.decode("latin-1").partition(" ")
-        if scheme.lower() != "bearer" or not raw:
-            return "MissingProviderToken"
-        cached = self._verified.get(raw)
+        cached = self._verified.get(authorization)
         if cached is None:
-            cached = self._verify(raw)
+            cached = self._verify_header(authorization)
             if len(self._verified) >= _JWT_CACHE_LIMIT:
                 self._verified.clear()
-            self._verified[raw] = cached
-        error, issued_at = cached
+            self._verified[authorization] = cached
+        error, expiry = cached
         if error:
             return error
-        if time.time() - issued_at > PROVIDER_TOKEN_MAX_AGE:
+        if time.time() > expiry:  # iat more than PROVIDER_TOKEN_MAX_AGE ago
             return "ExpiredProviderToken"
         return None
+
+    def _verify_header(self, authorization: bytes | None) -> tuple[str | None, float]:
+        if not authorization:
+            return "MissingProviderToken", 0
+        scheme, _, raw = authorization.decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer" or not raw:
+            return "MissingProviderToken", 0
+        error, issued_at = self._verify(raw)
+        return error, issued_at + PROVIDER_TOKEN_MAX_AGE
 
     def _verify(self, raw: str) -> tuple[str | None, int]:
         try:
@@ -117,73 +135,75 @@ class FakeAPNs:
         self, headers: dict[bytes, bytes], body: bytes, *, client_certificate: bool
     ) -> tuple[Answer, float]:
         """Check one request; return the answer and how long to wait before sending it."""
-        path = headers.get(b":path", b"").decode("latin-1")
-        token = path[len("/3/device/") :] if path.startswith("/3/device/") else ""
-        prefix = self.stats.prefix_of(token)
+        path = headers.get(b":path", b"")
+        token = path[10:] if path.startswith(b"/3/device/") else b""
+        prefix = self.stats.prefix_of(token.decode("latin-1"))
         answer, delay = self._check(headers, body, token, prefix, client_certificate)
         self.stats.record(answer[0], answer[1], prefix)
         return answer, delay
 
     def _check(self, headers, body, token, prefix, client_certificate) -> tuple[Answer, float]:
         if headers.get(b":method") != b"POST":
-            return (405, "MethodNotAllowed", []), 0.0
+            return _METHOD_NOT_ALLOWED
         if not headers.get(b":path", b"").startswith(b"/3/device/"):
-            return (404, "BadPath", []), 0.0
+            return _BAD_PATH
         if not token:
-            return (400, "MissingDeviceToken", []), 0.0
+            return _MISSING_DEVICE_TOKEN
         if not client_certificate:
             error = self._provider_token_error(headers.get(b"authorization"))
             if error:
-                return (403, error, []), 0.0
+                return (403, error, ()), 0.0
         topic = headers.get(b"apns-topic")
         if not topic and not client_certificate:
-            return (400, "MissingTopic", []), 0.0
-        if topic and topic.decode("latin-1") != self.state.topic:
-            return (400, "DeviceTokenNotForTopic", []), 0.0
-        push_type = headers.get(b"apns-push-type", b"alert").decode("latin-1")
+            return _MISSING_TOPIC
+        if topic and topic != self._topic:
+            return _NOT_FOR_TOPIC
+        push_type = headers.get(b"apns-push-type", b"alert")
         if push_type not in PUSH_TYPES:
-            return (400, "InvalidPushType", []), 0.0
+            return _INVALID_PUSH_TYPE
         priority = headers.get(b"apns-priority", b"10")
-        if priority not in (b"1", b"5", b"10") or (push_type == "background" and priority != b"5"):
-            return (400, "BadPriority", []), 0.0
+        if priority not in _PRIORITIES or (push_type == b"background" and priority != b"5"):
+            return _BAD_PRIORITY
         expiration = headers.get(b"apns-expiration")
         if expiration is not None and not expiration.isdigit():
-            return (400, "BadExpirationDate", []), 0.0
+            return _BAD_EXPIRATION
         if len(headers.get(b"apns-collapse-id", b"")) > 64:
-            return (400, "BadCollapseId", []), 0.0
-        if not set(token) <= _HEX or len(token) % 2:
-            return (400, "BadDeviceToken", []), 0.0
+            return _BAD_COLLAPSE_ID
+        if token.translate(None, _HEX) or len(token) % 2:
+            return _BAD_DEVICE_TOKEN
         if not body:
-            return (400, "PayloadEmpty", []), 0.0
+            return _PAYLOAD_EMPTY
         if len(body) > MAX_PAYLOAD_BYTES:
-            return (413, "PayloadTooLarge", []), 0.0
+            return _PAYLOAD_TOO_LARGE
         try:
             payload = json.loads(body)
         except ValueError:
             payload = None
         if not isinstance(payload, dict) or not isinstance(payload.get("aps"), dict):
-            return (400, "PayloadEmpty", []), 0.0
-        return self._behaviour(token, prefix)
+            return _PAYLOAD_EMPTY
+        if prefix == "other":
+            return _SUCCESS
+        return self._behaviour(token.decode("latin-1"), prefix)
 
     def _behaviour(self, token: str, prefix: str) -> tuple[Answer, float]:
         if prefix == "dead":
-            return (410, "Unregistered", []), 0.0
+            return (410, "Unregistered", ()), 0.0
         if prefix == "bad0":
-            return (400, "BadDeviceToken", []), 0.0
+            return _BAD_DEVICE_TOKEN
         if prefix == "f1a0":
             attempts = self._flaky_attempts.get(token, 0) + 1
             self._flaky_attempts[token] = attempts
             if attempts <= FLAKY_FAILURES:
-                return (503, "ServiceUnavailable", [(b"retry-after", b"1")]), 0.0
+                return (503, "ServiceUnavailable", _RETRY_AFTER), 0.0
         if prefix == "5104":
-            return (200, None, []), SLOW_SECONDS
+            return (200, None, ()), SLOW_SECONDS
         if prefix == "0413":
-            return (413, "PayloadTooLarge", []), 0.0
+            return _PAYLOAD_TOO_LARGE
         if prefix == "0500":
-            return (500, "InternalServerError", []), 0.0
+            return (500, "InternalServerError", ()), 0.0
         if prefix == "0429":
-            return (429, "TooManyRequests", [(b"retry-after", b"1")]), 0.0
-        return (200, None, []), 0.0
+            return (429, "TooManyRequests", _RETRY_AFTER), 0.0
+        return _SUCCESS
 
     def admin(self, method: str, path: str, headers, body: bytes):
         """The HTTP/1.1 side: stats and reset."""
@@ -195,121 +215,89 @@ class FakeAPNs:
         return 404, [], b""
 
 
-_H2_CONFIG = H2Configuration(
-    client_side=False,
-    header_encoding=None,
-    validate_inbound_headers=False,
-    normalize_inbound_headers=False,
-    validate_outbound_headers=False,
-    normalize_outbound_headers=False,
-)
+class _Connection(HTTP2ServerProtocol):
+    """One client connection: HTTP/2 unless ALPN chose http/1.1 (then the admin endpoints)."""
 
-
-class _Connection(asyncio.Protocol):
-    """One client connection: HTTP/2 unless ALPN chose http/1.1."""
+    max_body = MAX_PAYLOAD_BYTES  # a longer body is answered 413 whatever its content
 
     def __init__(self, app: FakeAPNs) -> None:
+        super().__init__()
         self._app = app
-        self._transport: asyncio.Transport | None = None
         self._http1: HTTP1Protocol | None = None
-        self._streams: dict[int, tuple[dict[bytes, bytes], bytearray]] = {}
         self._client_certificate = False
-        self._conn = H2Connection(config=_H2_CONFIG)
 
     def connection_made(self, transport) -> None:
-        self._transport = transport
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None and ssl_object.selected_alpn_protocol() == "http/1.1":
             self._http1 = HTTP1Protocol(self._app.admin)
             self._http1.connection_made(transport)
             return
         self._client_certificate = bool(ssl_object and ssl_object.getpeercert())
-        self._conn.local_settings.max_concurrent_streams = 1000
-        self._conn.initiate_connection()
-        transport.write(self._conn.data_to_send())
+        super().connection_made(transport)
 
     def connection_lost(self, exc) -> None:
-        self._transport = None
+        super().connection_lost(exc)
         if self._http1 is not None:
             self._http1.connection_lost(exc)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
         if self._http1 is not None:
-            self._http1.data_received(data)
-            return
-        try:
-            events = self._conn.receive_data(data)
-        except H2Error:
-            self._transport.close()
-            return
-        for event in events:
-            if isinstance(event, RequestReceived):
-                self._streams[event.stream_id] = (dict(event.headers), bytearray())
-                if event.stream_ended is not None:
-                    self._respond(event.stream_id)
-            elif isinstance(event, DataReceived):
-                stream = self._streams.get(event.stream_id)
-                if stream is not None:
-                    stream[1].extend(event.data)
-                self._conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            elif isinstance(event, StreamEnded):
-                if event.stream_id in self._streams:
-                    self._respond(event.stream_id)
-            elif isinstance(event, ConnectionTerminated):
-                self._transport.close()
-                return
-        self._flush()
+            return self._http1.get_buffer(sizehint)
+        return super().get_buffer(sizehint)
 
-    def _flush(self) -> None:
-        if self._transport is not None:
-            self._transport.write(self._conn.data_to_send())
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._http1 is not None:
+            self._http1.buffer_updated(nbytes)
+        else:
+            super().buffer_updated(nbytes)
 
-    def _respond(self, stream_id: int) -> None:
-        headers, body = self._streams.pop(stream_id)
-        if headers.get(b":path") == b"/__stats":
+    def request_received(self, stream_id: int, headers: dict[bytes, bytes], body: bytes) -> None:
+        path = headers.get(b":path")
+        if path == b"/__stats":
             stats = json.dumps(self._app.stats.snapshot()).encode()
-            self._send(stream_id, (200, None, [(b"content-type", b"application/json")]), stats)
+            self.send_response(stream_id, _STATS_BLOCK, stats)
             return
-        if headers.get(b":path") == b"/__reset":
+        if path == b"/__reset":
             self._app.reset()
-            self._send(stream_id, (200, None, []), b"{}")
+            self.send_response(stream_id, _EMPTY_OK_BLOCK, b"{}")
             return
-        answer, delay = self._app.answer(
-            headers, bytes(body), client_certificate=self._client_certificate
-        )
+        answer, delay = self._app.answer(headers, body, client_certificate=self._client_certificate)
         apns_id = headers.get(b"apns-id") or str(uuid.uuid4()).encode()
-        answer = (answer[0], answer[1], [(b"apns-id", apns_id), *answer[2]])
-        payload = b""
-        if answer[1]:
-            error = {"reason": answer[1]}
-            if answer[0] == 410:
-                error["timestamp"] = int(time.time() * 1000)
-            payload = json.dumps(error).encode()
+        block, payload = _encode(answer, apns_id)
         if delay:
             asyncio.get_running_loop().call_later(
-                delay, self._send_later, stream_id, answer, payload
+                delay, self._send_later, stream_id, block, payload
             )
         else:
-            self._send(stream_id, answer, payload)
+            self.send_response(stream_id, block, payload)
 
-    def _send_later(self, stream_id: int, answer: Answer, payload: bytes) -> None:
-        if self._transport is None:
-            return
-        try:
-            self._send(stream_id, answer, payload)
-        except H2Error:
-            return  # the client reset the stream meanwhile
-        self._flush()
+    def _send_later(self, stream_id: int, block: bytes, payload: bytes) -> None:
+        # False when the client reset the stream (gave up) or the connection closed meanwhile.
+        if self.send_response(stream_id, block, payload):
+            self.flush()
 
-    def _send(self, stream_id: int, answer: Answer, payload: bytes) -> None:
-        status, _, extra = answer
-        headers = [(b":status", str(status).encode()), *extra]
-        if payload:
-            headers.append((b"content-type", b"application/json"))
-            self._conn.send_headers(stream_id, headers)
-            self._conn.send_data(stream_id, payload, end_stream=True)
-        else:
-            self._conn.send_headers(stream_id, headers, end_stream=True)
+
+_STATS_BLOCK = encode_status(200) + encode_literal(b"content-type", b"application/json")
+_EMPTY_OK_BLOCK = encode_status(200)
+_answer_parts: dict[tuple, tuple[bytes, bytes, bytes]] = {}
+
+
+def _encode(answer: Answer, apns_id: bytes) -> tuple[bytes, bytes]:
+    """The response's HPACK block (:status, apns-id, extra headers, content-type) and body."""
+    status, reason, extra = answer
+    key = (status, reason, tuple(extra))
+    parts = _answer_parts.get(key)
+    if parts is None:
+        tail = b"".join(encode_literal(name, value) for name, value in extra)
+        body = b""
+        if reason:
+            body = json.dumps({"reason": reason}).encode()
+            tail += encode_literal(b"content-type", b"application/json")
+        parts = _answer_parts[key] = (encode_status(status), tail, body)
+    head, tail, body = parts
+    if status == 410:
+        body = json.dumps({"reason": reason, "timestamp": int(time.time() * 1000)}).encode()
+    return head + encode_literal(b"apns-id", apns_id) + tail, body
 
 
 async def serve_apns(app: FakeAPNs, host: str, port: int) -> asyncio.Server:

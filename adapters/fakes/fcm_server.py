@@ -8,11 +8,12 @@ answers like FCM. `GET /__stats`, `POST /__reset` and `POST /__revoke_tokens` se
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import json
 import re
 import secrets
 import time
-import uuid
 from urllib.parse import parse_qs
 
 import jwt
@@ -38,7 +39,6 @@ ACCESS_TOKEN_SECONDS = 3600
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"  # noqa: S105 (a URL)
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _TTL = re.compile(r"^\d+(\.\d{1,9})?s$")
-_SEND_PATH = re.compile(r"^/v1/projects/([^/]+)/messages:send$")
 _FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 _BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 _STATUS_NAMES = {
@@ -52,14 +52,16 @@ _STATUS_NAMES = {
 }
 
 
+@functools.lru_cache(maxsize=512)
 def _error(
     status: int,
     message: str,
     fcm_code: str | None = None,
     *,
     field: str | None = None,
-    headers: list[tuple[str, str]] | None = None,
-) -> Response:
+    headers: tuple[tuple[str, str], ...] = (),
+) -> tuple[Response, str]:
+    """Google's error JSON, and the reason the counters file it under (built once per error)."""
     details = []
     if fcm_code:
         details.append({"@type": _FCM_ERROR, "errorCode": fcm_code})
@@ -70,7 +72,16 @@ def _error(
     error = {"code": status, "message": message, "status": _STATUS_NAMES[status]}
     if details:
         error["details"] = details
-    return status, headers or [], json.dumps({"error": error}).encode()
+    response = (status, headers, json.dumps({"error": error}).encode())
+    return response, fcm_code or _STATUS_NAMES[status]
+
+
+_UNAUTHENTICATED = (
+    401,
+    "Request had invalid authentication credentials. Expected OAuth 2 access "
+    "token, login cookie or other valid authentication credential.",
+)
+_RETRY_AFTER = (("Retry-After", "1"),)
 
 
 class FakeFCM:
@@ -82,36 +93,43 @@ class FakeFCM:
         self._public_key = load_fcm_public_key(state)
         self._access_tokens: dict[str, float] = {}  # token -> expiry
         self._flaky_attempts: dict[str, int] = {}
+        # Message names: a random per-process prefix and a counter, 32 hex digits like a UUID.
+        self._message_ids = itertools.count(secrets.randbits(63) << 64)
+        self._name_format = (
+            json.dumps({"name": f"projects/{state.project_id}/messages/"})[:-2].replace("%", "%%")
+            + '%032x"}'
+        ).encode()
 
     def reset(self) -> None:
         self.stats.reset()
         self._flaky_attempts.clear()
 
-    def protocol(self) -> asyncio.Protocol:
+    def protocol(self) -> asyncio.BaseProtocol:
         return HTTP1Protocol(self.handle)
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes):
         if method == "POST":
-            match = _SEND_PATH.match(path)
-            if match:
-                return self._send(match.group(1), headers, body)
+            if path.startswith("/v1/projects/") and path.endswith("/messages:send"):
+                project = path[13:-14]
+                if project and "/" not in project:
+                    return self._send(project, headers, body)
             if path == "/token":
                 return self._token(body)
             if path == "/__reset":
                 self.reset()
-                return 200, [], b"{}"
+                return 200, (), b"{}"
             if path == "/__revoke_tokens":
                 self._access_tokens.clear()
-                return 200, [], b"{}"
+                return 200, (), b"{}"
         elif method == "GET" and path == "/__stats":
-            return 200, [], json.dumps(self.stats.snapshot()).encode()
-        return _error(404, f"No route for {method} {path}")
+            return 200, (), json.dumps(self.stats.snapshot()).encode()
+        return _error(404, f"No route for {method} {path}")[0]
 
     def _token(self, body: bytes) -> Response:
         self.stats.extra["token_requests"] += 1
         form = parse_qs(body.decode("latin-1"))
         if form.get("grant_type") != [JWT_BEARER] or not form.get("assertion"):
-            return 400, [], b'{"error": "unsupported_grant_type"}'
+            return 400, (), b'{"error": "unsupported_grant_type"}'
         try:
             claims = jwt.decode(
                 form["assertion"][0],
@@ -122,9 +140,9 @@ class FakeFCM:
                 options={"require": ["iss", "aud", "iat", "exp"]},
             )
         except jwt.PyJWTError as exc:
-            return 400, [], json.dumps({"error": "invalid_grant", "detail": str(exc)}).encode()
+            return 400, (), json.dumps({"error": "invalid_grant", "detail": str(exc)}).encode()
         if claims["iss"] != self.state.client_email:
-            return 400, [], b'{"error": "invalid_grant"}'
+            return 400, (), b'{"error": "invalid_grant"}'
         access_token = "fake." + secrets.token_urlsafe(24)
         self._access_tokens[access_token] = time.time() + ACCESS_TOKEN_SECONDS
         answer = {
@@ -132,35 +150,35 @@ class FakeFCM:
             "expires_in": ACCESS_TOKEN_SECONDS,
             "token_type": "Bearer",
         }
-        return 200, [], json.dumps(answer).encode()
+        return 200, (), json.dumps(answer).encode()
 
     def _send(self, project: str, headers: dict[str, str], body: bytes):
-        token = ""
-        answer = self._check(project, headers, body)
-        if isinstance(answer, str):
-            token, answer = answer, self._behaviour(answer)
+        checked = self._check(project, headers, body)
+        if not isinstance(checked, str):  # an error answer
+            response, reason = checked
+            self.stats.record(response[0], reason, "other")
+            return response
+        token = checked
         prefix = self.stats.prefix_of(token)
+        if prefix == "other":
+            self.stats.record(200, None, prefix)
+            return 200, (), self._name_format % next(self._message_ids)
+        answer = self._behaviour(token, prefix)
         if not isinstance(answer, tuple):
             self.stats.record(200, "slow", prefix)
             return answer
-        reason = None
-        if answer[0] != 200:
-            error = json.loads(answer[2])["error"]
-            codes = [d["errorCode"] for d in error.get("details", ()) if "errorCode" in d]
-            reason = codes[0] if codes else error["status"]
-        self.stats.record(answer[0], reason, prefix)
-        return answer
+        response, reason = answer
+        self.stats.record(response[0], reason, prefix)
+        return response
 
-    def _check(self, project: str, headers: dict[str, str], body: bytes) -> Response | str:
-        """An error answer, or the message's registration token when the request is valid."""
+    def _check(
+        self, project: str, headers: dict[str, str], body: bytes
+    ) -> tuple[Response, str] | str:
+        """An error answer and its reason, or the message's registration token when valid."""
         scheme, _, access_token = headers.get("authorization", "").partition(" ")
         expiry = self._access_tokens.get(access_token)
-        if scheme.lower() != "bearer" or expiry is None or expiry < time.time():
-            return _error(
-                401,
-                "Request had invalid authentication credentials. Expected OAuth 2 access "
-                "token, login cookie or other valid authentication credential.",
-            )
+        if expiry is None or expiry < time.time() or scheme.lower() != "bearer":
+            return _error(*_UNAUTHENTICATED)
         if project != self.state.project_id:
             return _error(403, f"Permission denied on project {project}.")
         try:
@@ -191,49 +209,46 @@ class FakeFCM:
             )
         return message["token"]
 
-    def _behaviour(self, token: str):
-        if token.startswith("dead"):
+    def _behaviour(self, token: str, prefix: str):
+        """The answer a prefixed token provokes: (response, reason), or an awaitable (slow)."""
+        if prefix == "dead":
             return _error(404, "Requested entity was not found.", "UNREGISTERED")
-        if token.startswith("mismatch"):
+        if prefix == "mismatch":
             return _error(403, "SenderId mismatch", "SENDER_ID_MISMATCH")
-        if token.startswith("badtoken"):
+        if prefix == "badtoken":
             return _error(
                 400,
                 "The registration token is not a valid FCM registration token",
                 "INVALID_ARGUMENT",
                 field="message.token",
             )
-        if token.startswith("badarg"):
+        if prefix == "badarg":
             return _error(
                 400,
                 "Invalid value at 'message.android.collapse_key'",
                 "INVALID_ARGUMENT",
                 field="message.android.collapse_key",
             )
-        if token.startswith("flaky"):
+        if prefix == "flaky":
             attempts = self._flaky_attempts.get(token, 0) + 1
             self._flaky_attempts[token] = attempts
             if attempts <= FLAKY_FAILURES:
                 return _error(
-                    503,
-                    "The service is unavailable.",
-                    "UNAVAILABLE",
-                    headers=[("Retry-After", "1")],
+                    503, "The service is unavailable.", "UNAVAILABLE", headers=_RETRY_AFTER
                 )
-        if token.startswith("err500"):
+        if prefix == "err500":
             return _error(500, "Internal error encountered.", "INTERNAL")
-        if token.startswith("quota"):
+        if prefix == "quota":
             return _error(
                 429,
                 "Quota exceeded for quota metric 'Send requests'.",
                 "QUOTA_EXCEEDED",
-                headers=[("Retry-After", "1")],
+                headers=_RETRY_AFTER,
             )
-        name = f"projects/{self.state.project_id}/messages/{uuid.uuid4().hex}"
-        success: Response = (200, [], json.dumps({"name": name}).encode())
-        if token.startswith("slow"):
+        success: Response = (200, (), self._name_format % next(self._message_ids))
+        if prefix == "slow":
             return _after(SLOW_SECONDS, success)
-        return success
+        return success, None
 
 
 async def _after(seconds: float, response: Response) -> Response:

@@ -7,36 +7,55 @@ from typing import Any
 
 
 class Stats:
-    """Counters of requests by outcome, status and token prefix."""
+    """Counters of requests by outcome, status and token prefix.
+
+    `record` is on every request's path, so it bumps one counter keyed by (status, reason,
+    prefix); `snapshot` adds them up into the published shape.
+    """
 
     def __init__(self, prefixes: tuple[str, ...]) -> None:
         self._prefixes = prefixes
+        # When no prefix starts another, a token has at most one: look it up by length.
+        overlapping = any(a != b and b.startswith(a) for a in prefixes for b in prefixes)
+        self._lengths = None if overlapping else sorted({len(p) for p in prefixes})
+        self._prefix_set = frozenset(prefixes)
         self.reset()
 
     def reset(self) -> None:
-        self.requests = 0
-        self.by_status: Counter[str] = Counter()
-        self.by_reason: Counter[str] = Counter()
-        self.by_prefix: Counter[str] = Counter()
+        self._counts: Counter[tuple[int, str | None, str]] = Counter()
         self.extra: Counter[str] = Counter()
 
+    @property
+    def requests(self) -> int:
+        return sum(self._counts.values())
+
     def prefix_of(self, token: str) -> str:
+        if self._lengths is not None:
+            prefixes = self._prefix_set
+            for length in self._lengths:
+                if token[:length] in prefixes:
+                    return token[:length]
+            return "other"
         for prefix in self._prefixes:
             if token.startswith(prefix):
                 return prefix
         return "other"
 
     def record(self, status: int, reason: str | None, prefix: str) -> None:
-        self.requests += 1
-        self.by_status[str(status)] += 1
-        self.by_reason[reason or "Success"] += 1
-        self.by_prefix[prefix] += 1
+        self._counts[status, reason, prefix] += 1
 
     def snapshot(self) -> dict[str, Any]:
+        by_status: Counter[str] = Counter()
+        by_reason: Counter[str] = Counter()
+        by_prefix: Counter[str] = Counter()
+        for (status, reason, prefix), count in self._counts.items():
+            by_status[str(status)] += count
+            by_reason[reason or "Success"] += count
+            by_prefix[prefix] += count
         return {
             "requests": self.requests,
-            "by_status": dict(self.by_status),
-            "by_reason": dict(self.by_reason),
-            "by_prefix": dict(self.by_prefix),
+            "by_status": dict(by_status),
+            "by_reason": dict(by_reason),
+            "by_prefix": dict(by_prefix),
             **dict(self.extra),
         }
