@@ -44,6 +44,8 @@ from aioapns.connection import (
 )
 from aioapns.exceptions import ConnectionClosed, MaxAttemptsExceeded
 from aioapns.exceptions import ConnectionError as APNsConnectionError
+from h2.config import H2Configuration
+from h2.connection import H2Connection
 from h2.events import (
     ConnectionTerminated,
     DataReceived,
@@ -52,8 +54,6 @@ from h2.events import (
     StreamEnded,
     StreamReset,
 )
-from h2.config import H2Configuration
-from h2.connection import H2Connection
 from h2.exceptions import H2Error
 from hpack import Encoder
 
