@@ -368,9 +368,9 @@ class APNsAdapter:
         async with slots:
             started = time.perf_counter()
             try:
-                response = await asyncio.wait_for(
-                    client.pool.send_notification(request), self.timeout
-                )
+                # A deadline on this task, not wait_for's extra task per request.
+                async with asyncio.timeout(self.timeout):
+                    response = await client.pool.send_notification(request)
             except TimeoutError:
                 return local_failure(
                     message.message_id,

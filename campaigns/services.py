@@ -242,6 +242,7 @@ def run_fanout_step(*, run_id, step: int | None = None) -> bool:
                     campaign_id=campaign.pk,
                     campaign_run_id=run.pk,
                     queue="campaigns",
+                    return_messages=False,
                 )
             advanced = CampaignRun.objects.filter(
                 pk=run.pk, status=RunStatus.RUNNING, batches_done=run.batches_done

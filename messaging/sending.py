@@ -3,6 +3,7 @@ subscription, and hand them to delivery once the transaction commits."""
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from signal_project.api import InvalidTransition, NotFound
 from templates_app.rendering import render
 from templates_app.selectors import template_get
 
-from .bulk import copy_models
+from .bulk import copy_models, copy_rows
 from .delivery import QUEUE_FOR_PRIORITY, notify_status_listeners
 from .models import Application, Message, MessageEvent, MessageStatus, Subscription, User
 from .outbox import enqueue
@@ -119,6 +120,15 @@ def _message(*, content: Content, **fields) -> Message:
     )
 
 
+# The columns of a new message, in the order _message_rows builds them.
+_NEW_MESSAGE_COLUMNS = (
+    "id", "application_id", "subscription_id", "channel", "campaign_id", "campaign_run_id",
+    "title", "body", "data", "template_version_id", "priority", "ttl", "collapse_id",
+    "send_after", "status", "attempts", "error_code", "error_message", "error_permanent",
+    "provider_id", "created_at", "sent_at", "enqueued_at", "lease_until",
+)  # fmt: skip
+
+
 def message_send(
     *,
     application: Application,
@@ -129,35 +139,57 @@ def message_send(
     campaign_id=None,
     campaign_run_id=None,
     queue: str | None = None,
+    return_messages: bool = True,
 ) -> SendOutcome:
     """Stores one pending message per subscription (counting the quota) and enqueues them
-    after commit; scheduled ones are left to the sweep, which sends them when due."""
+    after commit; scheduled ones are left to the sweep, which sends them when due.
+
+    With return_messages=False (a campaign's fan-out) no model instances are made: the rows
+    go straight to COPY, and the outcome lists no messages."""
     now = timezone.now()
     scheduled = delivery.send_after is not None and delivery.send_after > now
     content_for = content if callable(content) else (lambda _subscription: content)
-    messages = [
-        _message(
-            application=application,
-            subscription_id=s.pk,
-            channel=s.type,
-            campaign_id=campaign_id,
-            campaign_run_id=campaign_run_id,
-            content=content_for(s),
-            priority=delivery.priority,
-            ttl=delivery.ttl,
-            collapse_id=delivery.collapse_id,
-            send_after=delivery.send_after,
-            enqueued_at=None if scheduled else now,
-            created_at=now,
-        )
-        for s in subscriptions
-    ]
+    enqueued_at = None if scheduled else now
+    messages: list[Message] = []
     with transaction.atomic():
-        copy_models(messages)
-        # Last, so the quota row stays locked only until the commit.
-        quota_consume(application=application, count=len(messages))
-        if not scheduled and messages:
+        if return_messages:
+            messages = [
+                _message(
+                    application=application,
+                    subscription_id=s.pk,
+                    channel=s.type,
+                    campaign_id=campaign_id,
+                    campaign_run_id=campaign_run_id,
+                    content=content_for(s),
+                    priority=delivery.priority,
+                    ttl=delivery.ttl,
+                    collapse_id=delivery.collapse_id,
+                    send_after=delivery.send_after,
+                    enqueued_at=enqueued_at,
+                    created_at=now,
+                )
+                for s in subscriptions
+            ]
+            copy_models(messages)
             ids = [str(m.pk) for m in messages]
+        else:
+            rows = []
+            for s in subscriptions:
+                c = content_for(s)
+                rows.append(
+                    (
+                        uuid.uuid4(), application.pk, s.pk, s.type, campaign_id,
+                        campaign_run_id, c.title, c.body, c.data, c.template_version_id,
+                        delivery.priority, delivery.ttl, delivery.collapse_id,
+                        delivery.send_after, MessageStatus.PENDING.value, 0, "", "", None, "",
+                        now, None, enqueued_at, None,
+                    )
+                )  # fmt: skip
+            copy_rows(Message, _NEW_MESSAGE_COLUMNS, rows)
+            ids = [str(row[0]) for row in rows]
+        # Last, so the quota row stays locked only until the commit.
+        quota_consume(application=application, count=len(ids))
+        if not scheduled and ids:
             target = queue or QUEUE_FOR_PRIORITY[delivery.priority]
             transaction.on_commit(lambda: enqueue(target, ids))
     return SendOutcome(messages=messages, skipped=skipped)

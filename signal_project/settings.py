@@ -70,7 +70,9 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/signal"),
 }
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
-DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+# No per-request health check: it costs a round trip on every request, and a connection
+# that died is replaced after the error it causes.
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("DB_CONN_HEALTH_CHECKS", False))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The zero-setup fallback: web, worker and beat share one file, so wait for locks.
     DATABASES["default"]["CONN_MAX_AGE"] = 0

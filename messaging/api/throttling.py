@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 
+import redis
 from django.conf import settings
 from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
@@ -15,11 +17,37 @@ def clock() -> float:
     return time.time()
 
 
+@lru_cache(maxsize=1)
+def _redis() -> redis.Redis | None:
+    """The cache's Redis, or None when the cache is not Redis (the zero-setup fallback)."""
+    if not settings.CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    return redis.Redis.from_url(settings.CACHE_URL, socket_timeout=2)
+
+
+def _count(key: str) -> int:
+    """Increments the window's counter; one round trip to Redis (INCR and a TTL set only by
+    the first request of the window)."""
+    client = _redis()
+    if client is None:
+        cache.add(key, 0, timeout=2)
+        try:
+            return cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.add(key, 1, timeout=2)
+            return 1
+    pipe = client.pipeline(transaction=False)
+    pipe.incr(key)
+    pipe.expire(key, 2, nx=True)
+    count, _ = pipe.execute()
+    return count
+
+
 class ApiKeyRateThrottle(BaseThrottle):
     """At most settings.API_RATE_LIMIT requests in each wall-clock second per key.
 
-    One atomic INCR per request, so concurrent web workers share the count exactly.
-    """
+    Counted with atomic increments in Redis, so concurrent web processes share the count
+    exactly."""
 
     def allow_request(self, request, view) -> bool:
         api_key = getattr(request, "auth", None)
@@ -28,14 +56,7 @@ class ApiKeyRateThrottle(BaseThrottle):
             return True
         now = clock()
         window = int(now)
-        key = f"ratelimit:{api_key.pk}:{window}"
-        # add() sets the counter with a TTL only if absent; incr() is atomic in Redis.
-        cache.add(key, 0, timeout=2)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.add(key, 1, timeout=2)
-            count = 1
+        count = _count(f"signal:ratelimit:{api_key.pk}:{window}")
         self._wait = (window + 1) - now
         return count <= limit
 
