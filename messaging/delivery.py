@@ -118,52 +118,36 @@ def _move(message: Outgoing, target: str) -> None:
 
 
 _CLAIM = """
-WITH claimable AS (
-    SELECT id FROM messaging_message
-    WHERE id = ANY(%(ids)s::uuid[]) AND status = 'pending'
-      AND (lease_until IS NULL OR lease_until < %(now)s)
-      AND (send_after IS NULL OR send_after <= %(now)s)
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE messaging_message AS m SET lease_until = %(lease_until)s
-FROM claimable, messaging_subscription AS s
-WHERE m.id = claimable.id AND s.id = m.subscription_id
-RETURNING m.id, m.application_id, m.subscription_id, m.channel, m.campaign_run_id, m.title,
-          m.body, m.data, m.priority, m.ttl, m.collapse_id, m.attempts, s.token, s.enabled
+SELECT m.id, m.application_id, m.subscription_id, m.channel, m.campaign_run_id, m.title,
+       m.body, m.data, m.priority, m.ttl, m.collapse_id, m.attempts, s.token, s.enabled
+FROM messaging_message AS m JOIN messaging_subscription AS s ON s.id = m.subscription_id
+WHERE m.id = ANY(%(ids)s::uuid[]) AND m.status = 'pending'
+  AND (m.send_after IS NULL OR m.send_after <= %(now)s)
+FOR UPDATE OF m SKIP LOCKED
 """
 
 
 def _claim(message_ids: Sequence[str], now: datetime) -> list[Outgoing]:
-    """Leases the batch's sendable messages to this worker (others skip them) and loads
-    them with their tokens: one statement on PostgreSQL."""
-    lease_until = now + timedelta(seconds=settings.MESSAGE_LEASE_SECONDS)
+    """Locks the batch's sendable messages for this worker's transaction (other workers skip
+    them; if this worker dies, PostgreSQL releases them) and loads them with their tokens,
+    in one statement. Must run inside the transaction that records the results."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(
-                _CLAIM,
-                {"ids": list(message_ids), "now": now, "lease_until": lease_until},
-            )
+            cursor.execute(_CLAIM, {"ids": list(message_ids), "now": now})
             rows = cursor.fetchall()
         return [
             Outgoing(*row[:7], json.loads(row[7]), *row[8:12], crypto.decrypt(row[12]), row[13])
             for row in rows
         ]
-    with transaction.atomic():
-        ids = list(
-            Message.objects.select_for_update(skip_locked=True)
-            .filter(pk__in=message_ids, status=MessageStatus.PENDING)
-            .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-            .filter(Q(send_after__isnull=True) | Q(send_after__lte=now))
-            .values_list("pk", flat=True)
-        )
-        Message.objects.filter(pk__in=ids).update(lease_until=lease_until)
     return [
         Outgoing(
             m.pk, m.application_id, m.subscription_id, m.channel, m.campaign_run_id, m.title,
             m.body, m.data, m.priority, m.ttl, m.collapse_id, m.attempts,
             m.subscription.token, m.subscription.enabled,
         )
-        for m in Message.objects.filter(pk__in=ids).select_related("subscription")
+        for m in Message.objects.filter(pk__in=message_ids, status=MessageStatus.PENDING)
+        .filter(Q(send_after__isnull=True) | Q(send_after__lte=now))
+        .select_related("subscription")
     ]  # fmt: skip
 
 
@@ -215,9 +199,17 @@ _group_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="deliver")
 
 def deliver_batch(message_ids: Sequence[str], *, queue: str | None = None) -> BatchReport:
     """Sends the still-pending messages among `message_ids`; idempotent: messages already
-    terminal, leased by another worker or scheduled for later are left alone."""
-    now = timezone.now()
-    messages = _claim(message_ids, now)
+    terminal, being sent by another worker or scheduled for later are left alone.
+
+    One transaction spans the claim, the sending and the recording: the row locks are the
+    claim, so no row is written to claim it, and a worker that dies releases its batch at
+    once (its messages stay pending, and the sweep enqueues them again)."""
+    with transaction.atomic():
+        return _deliver(message_ids, queue)
+
+
+def _deliver(message_ids: Sequence[str], queue: str | None) -> BatchReport:
+    messages = _claim(message_ids, timezone.now())
     if not messages:
         return BatchReport(claimed=0, outcomes=Counter())
     applications = {
@@ -313,13 +305,14 @@ def _apply_results(
 def _record(
     messages: list[Outgoing], results: dict, now: datetime, queue: str | None
 ) -> BatchReport:
-    with transaction.atomic():
-        # Only rows still pending are written or counted: a message cancelled while it was
-        # being sent stays cancelled, and campaign statistics count it once.
+    with transaction.atomic(savepoint=False):
+        # Only rows still pending are written or counted (a message cancelled within this
+        # transaction, or on a database without row locks, stays cancelled), so campaign
+        # statistics count each message once.
         still_pending = set(
-            Message.objects.select_for_update()
-            .filter(pk__in=[m.id for m in messages], status=MessageStatus.PENDING)
-            .values_list("pk", flat=True)
+            Message.objects.filter(
+                pk__in=[m.id for m in messages], status=MessageStatus.PENDING
+            ).values_list("pk", flat=True)
         )
         messages = [m for m in messages if m.id in still_pending]
         out = _apply_results(messages, results, now, queue)
@@ -345,8 +338,7 @@ _UPDATE_FROM_ARRAYS = """
 UPDATE messaging_message AS m SET
     status = v.status, attempts = v.attempts, error_code = v.error_code,
     error_message = v.error_message, error_permanent = v.error_permanent,
-    provider_id = v.provider_id, sent_at = v.sent_at, enqueued_at = v.enqueued_at,
-    lease_until = NULL
+    provider_id = v.provider_id, sent_at = v.sent_at, enqueued_at = v.enqueued_at
 FROM unnest(
     %s::uuid[], %s::varchar[], %s::smallint[], %s::varchar[], %s::text[], %s::boolean[],
     %s::varchar[], %s::timestamptz[], %s::timestamptz[]
@@ -367,17 +359,14 @@ _WRITTEN = (
 
 
 def _write_messages(messages: list[Outgoing]) -> None:
-    """One UPDATE for the whole batch, which also ends the lease. On PostgreSQL the values
+    """One UPDATE for the whole batch. On PostgreSQL the values
     travel as one array per column (Django's bulk_update builds a CASE per row and column,
     which costs seconds per batch); elsewhere bulk_update does."""
     if not messages:
         return
     if connection.vendor != "postgresql":
-        rows = [
-            Message(id=m.id, lease_until=None, **{name: getattr(m, name) for name in _WRITTEN})
-            for m in messages
-        ]
-        Message.objects.bulk_update(rows, [*_WRITTEN, "lease_until"])
+        rows = [Message(id=m.id, **{name: getattr(m, name) for name in _WRITTEN}) for m in messages]
+        Message.objects.bulk_update(rows, list(_WRITTEN))
         return
     columns = [[m.id for m in messages]]
     columns += [[getattr(m, name) for m in messages] for name in _WRITTEN]
@@ -445,7 +434,6 @@ def pending_sweep(*, now: datetime | None = None, limit: int = 200_000) -> int:
         Message.objects.filter(status=MessageStatus.PENDING)
         .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale_before))
         .filter(Q(send_after__isnull=True) | Q(send_after__lte=now))
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
     )
     size = settings.MESSAGE_BATCH_SIZE
     done = 0

@@ -236,10 +236,9 @@ class Message(models.Model):
     provider_id = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
-    # Delivery bookkeeping: when work for it was last handed to the broker (the stale sweep
-    # re-enqueues what never got there), and the lease of the worker sending it now.
+    # When work for it was last handed to the broker: the stale sweep re-enqueues what never
+    # got there. (A worker sending it holds its row lock; no column records that.)
     enqueued_at = models.DateTimeField(null=True, blank=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [

@@ -125,7 +125,7 @@ _NEW_MESSAGE_COLUMNS = (
     "id", "application_id", "subscription_id", "channel", "campaign_id", "campaign_run_id",
     "title", "body", "data", "template_version_id", "priority", "ttl", "collapse_id",
     "send_after", "status", "attempts", "error_code", "error_message", "error_permanent",
-    "provider_id", "created_at", "sent_at", "enqueued_at", "lease_until",
+    "provider_id", "created_at", "sent_at", "enqueued_at",
 )  # fmt: skip
 
 
@@ -182,7 +182,7 @@ def message_send(
                         campaign_run_id, c.title, c.body, c.data, c.template_version_id,
                         delivery.priority, delivery.ttl, delivery.collapse_id,
                         delivery.send_after, MessageStatus.PENDING.value, 0, "", "", None, "",
-                        now, None, enqueued_at, None,
+                        now, None, enqueued_at,
                     )
                 )  # fmt: skip
             copy_rows(Message, _NEW_MESSAGE_COLUMNS, rows)
@@ -242,7 +242,7 @@ def messages_cancel(*, message_ids: Iterable, actor: str, chunk: int = 5000) -> 
                 return done
             ids = [pk for pk, _ in rows]
             Message.objects.filter(pk__in=ids, status=MessageStatus.PENDING).update(
-                status=MessageStatus.CANCELLED, lease_until=None
+                status=MessageStatus.CANCELLED
             )
             now = timezone.now()
             MessageEvent.objects.bulk_create(

@@ -215,9 +215,8 @@ MESSAGE_OUTBOX_FLUSH_MS = env.float("MESSAGE_OUTBOX_FLUSH_MS", default=5.0)
 MESSAGE_MAX_ATTEMPTS = env.int("MESSAGE_MAX_ATTEMPTS", default=5)
 MESSAGE_RETRY_BASE_SECONDS = env.float("MESSAGE_RETRY_BASE_SECONDS", default=2.0)
 MESSAGE_RETRY_MAX_SECONDS = env.float("MESSAGE_RETRY_MAX_SECONDS", default=600.0)
-# A worker leases a batch while it sends it; a lease outliving its worker expires.
-MESSAGE_LEASE_SECONDS = env.int("MESSAGE_LEASE_SECONDS", default=120)
-# Pending work not picked up this long after it was enqueued is enqueued again.
+# Pending work not picked up this long after it was enqueued is enqueued again (a worker
+# sending it holds its row lock, so a copy enqueued meanwhile skips it).
 MESSAGE_STALE_AFTER_SECONDS = env.int("MESSAGE_STALE_AFTER_SECONDS", default=300)
 MESSAGE_STATUS_LISTENERS = ["campaigns.services.run_stats_apply"]
 

@@ -113,8 +113,10 @@ def test_campaign_reaches_exactly_the_matching_subscriptions_once(live_app):
 
 
 def test_cancel_in_the_middle_leaves_no_message_pending(live_app):
-    # Slow tokens (the fake FCM answers after 2 s) keep the first batch in flight, and the
-    # throttle spaces the fan-out out (200 every 10 s), so the cancel lands in the middle.
+    # Slow tokens (the fake FCM answers after 2 s) keep the first deliveries in flight while
+    # the rest of the first 200 wait in the queue, and the throttle spaces the fan-out out
+    # (200 every 10 s), so the cancel lands in the middle. Messages being sent finish; the
+    # ones not yet sent become cancelled.
     seed(live_app, 3_000, kind="AndroidPush", tags={"slow": "yes"}, prefix="slow")
     campaign = create_campaign(
         live_app,

@@ -176,14 +176,16 @@ def test_client_status_reports_move_the_state_machine(live_app):
     assert statuses == ["successful", "received", "converted"]
 
 
-def test_worker_killed_mid_batch_loses_nothing(live_app, worker_env, celery_worker, tmp_path):
+def test_worker_killed_mid_batch_loses_nothing(
+    live_app, worker_env, celery_worker, tmp_path, fake_providers
+):
     # Slow tokens keep the batch in flight (the fake answers after 2 s) when the kill lands.
     slow = [subscribe(live_app, "iOSPush", f"5104{i:060x}") for i in range(40)]
     fast = [subscribe(live_app, "AndroidPush", f"fcm-{i}-" + "E" * 140) for i in range(200)]
     ids = send(live_app, subscription_ids=[str(s.pk) for s in slow + fast])
     wait_for(
-        lambda: Message.objects.filter(pk__in=ids, lease_until__isnull=False).exists(),
-        what="a worker to claim the batch",
+        lambda: fake_providers.apns_stats()["requests"] > 0,
+        what="a worker to be sending the batch",
     )
     celery_worker.kill()
     assert Message.objects.filter(pk__in=ids, status="pending").exists(), (
@@ -192,8 +194,8 @@ def test_worker_killed_mid_batch_loses_nothing(live_app, worker_env, celery_work
 
     replacement = Worker(worker_env, tmp_path / "worker2.log", "e2e-restarted").start()
     try:
-        # The lost work is found by the stale-pending sweep (beat runs it every few seconds
-        # in production), once the dead worker's lease has run out.
+        # The dead worker's row locks went with its connection; its work is found again by
+        # the stale-pending sweep (beat runs it every few seconds in production).
         def swept_and_done():
             delivery.pending_sweep()
             return terminal(ids)()

@@ -8,7 +8,9 @@ import uuid
 from collections import Counter
 from datetime import timedelta
 
+import psycopg
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from messaging import delivery, sending, services
@@ -100,7 +102,7 @@ def test_a_batch_is_sent_and_recorded_with_events(fake_app, providers):
     for message in map(fresh, messages):
         assert message.status == MessageStatus.SUCCESSFUL
         assert message.attempts == 1
-        assert message.sent_at is not None and message.lease_until is None
+        assert message.sent_at is not None
         assert message.provider_id
         assert (message.error_code, message.error_permanent) == ("", None)
         assert events(message) == [("attempt", ""), ("status", "successful")]
@@ -123,17 +125,25 @@ def test_a_batch_delivered_twice_sends_nothing_twice(fake_app, providers):
     assert fresh(messages[0]).attempts == 1
 
 
-def test_a_message_leased_by_another_worker_is_skipped(fake_app, providers):
+@pytest.mark.django_db(transaction=True)
+def test_a_message_another_worker_is_sending_is_skipped(fake_app, providers):
     [message] = send(fake_app, [subscription_create(fake_app, token=ios_token())])
-    lease = timezone.now() + timedelta(seconds=60)
-    Message.objects.filter(pk=message.pk).update(lease_until=lease)
-
-    assert delivery.deliver_batch([str(message.pk)]).claimed == 0
-
-    assert requests(providers) == (0, 0)
-    assert (fresh(message).status, fresh(message).lease_until) == ("pending", lease)
-    # Once the other worker's lease ran out, the message is anyone's again.
-    Message.objects.filter(pk=message.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    db = connection.settings_dict
+    other_worker = psycopg.connect(
+        host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"],
+        dbname=db["NAME"],
+    )  # fmt: skip
+    try:
+        # Another worker's claim: its transaction holds the row lock while it sends.
+        other_worker.execute(
+            "SELECT id FROM messaging_message WHERE id = %s FOR UPDATE", [message.pk]
+        )
+        assert delivery.deliver_batch([str(message.pk)]).claimed == 0
+        assert requests(providers) == (0, 0)
+        assert fresh(message).status == "pending"
+    finally:
+        other_worker.rollback()  # that worker died: PostgreSQL releases its lock
+        other_worker.close()
     assert delivery.deliver_batch([str(message.pk)]).claimed == 1
     assert fresh(message).status == MessageStatus.SUCCESSFUL
 
@@ -251,7 +261,6 @@ def test_a_temporary_error_is_retried_on_the_retry_queue_after_retry_after(
         "TooManyRequests",
         False,
     )
-    assert message.lease_until is None
     assert message.enqueued_at > timezone.now()  # the sweep leaves it alone until it is due
     [(queue, retried, countdown)] = enqueued
     assert (queue, retried) == ("retry", [str(message.pk)])
@@ -282,7 +291,6 @@ def test_retries_give_up_after_the_last_attempt(fake_app, providers, settings):
     [message] = send(fake_app, [subscription_create(fake_app, token=ios_token("0500"))])
 
     first = delivery.deliver_batch([str(message.pk)], queue="messages")
-    Message.objects.filter(pk=message.pk).update(lease_until=None)
     second = delivery.deliver_batch([str(message.pk)], queue="retry")
 
     assert (first.outcomes, second.outcomes) == (Counter({"retry": 1}), Counter({"failed": 1}))
@@ -331,8 +339,9 @@ def test_a_message_cancelled_while_in_flight_stays_cancelled(
     real_send_group = delivery._send_group
 
     def cancel_then_send(application, channel, messages):
-        # Claimed (leased) already, not yet recorded: an operator cancels it now.
-        assert fresh(message).lease_until is not None
+        # Claimed already (this transaction holds its lock), not yet recorded: it is
+        # cancelled now.
+        assert fresh(message).status == "pending"
         assert sending.messages_cancel(message_ids=[message.pk], actor="operator") == 1
         return real_send_group(application, channel, messages)
 
@@ -385,7 +394,6 @@ def test_the_sweep_enqueues_lost_and_due_messages_only(app, settings, enqueued):
     lost_high = one(1, enqueued_at=long_ago, priority="high")
     due = one(2, enqueued_at=None, send_after=now - timedelta(seconds=1))
     recent = one(3, enqueued_at=now - timedelta(seconds=299))
-    leased = one(4, enqueued_at=long_ago, lease_until=now + timedelta(seconds=60))
     not_due = one(5, enqueued_at=None, send_after=now + timedelta(seconds=60))
     finished = one(6, enqueued_at=long_ago, status="failed")
 
@@ -398,7 +406,7 @@ def test_the_sweep_enqueues_lost_and_due_messages_only(app, settings, enqueued):
     assert len(enqueued) == 2
     for message in (lost, lost_high, due):
         assert fresh(message).enqueued_at == now
-    for message in (recent, leased, not_due, finished):
+    for message in (recent, not_due, finished):
         assert fresh(message).enqueued_at == message.enqueued_at
     # Handed over again, they are no longer stale.
     assert delivery.pending_sweep(now=now) == 0
