@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.db import connection
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
@@ -14,6 +15,38 @@ from .models import Application, MessageQuota
 
 def _seconds_until(moment: dt.datetime) -> int:
     return max(1, int((moment - timezone.now()).total_seconds()) + 1)
+
+
+_CONSUME = """
+UPDATE messaging_messagequota SET
+    day_used = CASE WHEN day = %(today)s THEN day_used ELSE 0 END + %(n)s,
+    month_used = CASE WHEN month = %(month)s THEN month_used ELSE 0 END + %(n)s,
+    day = %(today)s,
+    month = %(month)s
+WHERE application_id = %(application)s
+  AND (daily_limit IS NULL
+       OR CASE WHEN day = %(today)s THEN day_used ELSE 0 END + %(n)s <= daily_limit)
+  AND (monthly_limit IS NULL
+       OR CASE WHEN month = %(month)s THEN month_used ELSE 0 END + %(n)s <= monthly_limit)
+"""
+
+
+def _consume(application: Application, count: int, today, month) -> bool:
+    """The one conditional UPDATE; True when it counted. Written as SQL on PostgreSQL: on
+    the API's hottest path, building it through the ORM cost more CPU than running it."""
+    if connection.vendor == "postgresql":
+        params = {"today": today, "month": month, "n": count, "application": application.pk}
+        with connection.cursor() as cursor:
+            cursor.execute(_CONSUME, params)
+            return cursor.rowcount == 1
+    day_used = Case(When(day=today, then=F("day_used")), default=Value(0))
+    month_used = Case(When(month=month, then=F("month_used")), default=Value(0))
+    return bool(
+        MessageQuota.objects.filter(pk=application.pk)
+        .filter(Q(daily_limit__isnull=True) | Q(daily_limit__gte=day_used + count))
+        .filter(Q(monthly_limit__isnull=True) | Q(monthly_limit__gte=month_used + count))
+        .update(day=today, day_used=day_used + count, month=month, month_used=month_used + count)
+    )
 
 
 def quota_consume(*, application: Application, count: int) -> None:
@@ -28,14 +61,7 @@ def quota_consume(*, application: Application, count: int) -> None:
         return
     today = timezone.now().date()
     month = today.replace(day=1)
-    day_used = Case(When(day=today, then=F("day_used")), default=Value(0))
-    month_used = Case(When(month=month, then=F("month_used")), default=Value(0))
-    granted = (
-        MessageQuota.objects.filter(pk=application.pk)
-        .filter(Q(daily_limit__isnull=True) | Q(daily_limit__gte=day_used + count))
-        .filter(Q(monthly_limit__isnull=True) | Q(monthly_limit__gte=month_used + count))
-        .update(day=today, day_used=day_used + count, month=month, month_used=month_used + count)
-    )
+    granted = _consume(application, count, today, month)
     if granted:
         return
     quota, created = MessageQuota.objects.get_or_create(application=application)

@@ -16,11 +16,16 @@ def api_key_digest(raw: str) -> str:
 
 def api_key_get_active(*, raw: str) -> ApiKey | None:
     """The unrevoked key whose secret is `raw`, with its application, or None."""
-    return (
-        ApiKey.objects.select_related("application")
-        .filter(digest=api_key_digest(raw), revoked_at__isnull=True)
-        .first()
-    )
+    # The application's encrypted credentials are deferred: requests don't need them, and
+    # decrypting them on every request would.
+    try:
+        return (
+            ApiKey.objects.select_related("application")
+            .defer("application__apns_credentials", "application__fcm_credentials")
+            .get(digest=api_key_digest(raw), revoked_at__isnull=True)
+        )
+    except ApiKey.DoesNotExist:
+        return None
 
 
 def subscription_get(*, application: Application, subscription_id) -> Subscription:
