@@ -58,6 +58,7 @@ from h2.exceptions import H2Error
 from hpack import Encoder
 
 from adapters import registry
+from adapters.asyncio_adapter import AsyncBatchAdapter
 from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
 from adapters.errors import (
     classify_apns,
@@ -268,7 +269,7 @@ def _apns_id(message_id: str) -> str:
         return str(uuid.uuid4())
 
 
-class APNsAdapter:
+class APNsAdapter(AsyncBatchAdapter):
     """Sends iOS pushes through APNs (or an endpoint given for tests), one batch at a time."""
 
     channel = "iOSPush"
@@ -287,8 +288,7 @@ class APNsAdapter:
         self.timeout = timeout
         self.max_concurrency = max_concurrency
         self.max_connections = max_connections
-        self._clients: dict[str, _Client] = {}
-        self._clients_loop: asyncio.AbstractEventLoop | None = None
+        super().__init__()
         self._protocols: dict[tuple[str, int], type[_Protocol]] = {}
 
     @classmethod
@@ -298,25 +298,8 @@ class APNsAdapter:
             ca_file=getattr(settings, "APNS_CA_FILE", "") or None,
         )
 
-    def send_batch(
-        self, credentials: Credentials, messages: Sequence[OutboundMessage]
-    ) -> list[SendResult]:
-        if not messages:
-            return []
-        # Two rounds at most (the credential retry), each bounded by the per-request timeout.
-        return registry.run_in_loop(
-            self._send_batch(credentials, messages), timeout=2 * self.timeout + 30
-        )
-
-    def close(self) -> None:
-        """Close this process's APNs connections (at shutdown; sending again reopens them)."""
-        if self._clients_loop is not None and self._clients:
-            registry.run_in_loop(self._close(), timeout=self.timeout)
-
-    async def _close(self) -> None:
-        clients, self._clients = self._clients, {}
-        for client in clients.values():
-            client.pool.close()
+    async def _close_client(self, client: _Client) -> None:
+        client.pool.close()
 
     def provider_token(self, credentials: Credentials) -> ProviderToken | None:
         """The provider token in use for these credentials (None for certificate auth)."""

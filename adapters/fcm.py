@@ -26,7 +26,7 @@ import google.auth.transport.requests
 from google.oauth2 import service_account
 from pyfcm.baseapi import BaseAPI
 
-from adapters import registry
+from adapters.asyncio_adapter import AsyncBatchAdapter
 from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
 from adapters.errors import (
     FCM_ERRORS,
@@ -75,10 +75,11 @@ def stringify_data(data: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-class FCMAdapter:
+class FCMAdapter(AsyncBatchAdapter):
     """Sends Android pushes through FCM HTTP v1 (or an endpoint given for tests)."""
 
     channel = "AndroidPush"
+    send_rounds = 4  # two token fetches and two send rounds at most
 
     def __init__(
         self,
@@ -90,32 +91,14 @@ class FCMAdapter:
         self.endpoint = (endpoint or GOOGLE_ENDPOINT).rstrip("/")
         self.timeout = timeout
         self.max_concurrency = max_concurrency
-        self._clients: dict[str, _Client] = {}
-        self._clients_loop: asyncio.AbstractEventLoop | None = None
+        super().__init__()
 
     @classmethod
     def from_settings(cls, settings: Any) -> FCMAdapter:
         return cls(endpoint=getattr(settings, "FCM_ENDPOINT", "") or None)
 
-    def send_batch(
-        self, credentials: Credentials, messages: Sequence[OutboundMessage]
-    ) -> list[SendResult]:
-        if not messages:
-            return []
-        # Two token fetches and two send rounds at most, each bounded by the timeout.
-        return registry.run_in_loop(
-            self._send_batch(credentials, messages), timeout=4 * self.timeout + 30
-        )
-
-    def close(self) -> None:
-        """Close this process's HTTP sessions (at shutdown; sending again reopens them)."""
-        if self._clients_loop is not None and self._clients:
-            registry.run_in_loop(self._close(), timeout=self.timeout)
-
-    async def _close(self) -> None:
-        clients, self._clients = self._clients, {}
-        for client in clients.values():
-            await client.session.close()
+    async def _close_client(self, client: _Client) -> None:
+        await client.session.close()
 
     async def _send_batch(
         self, credentials: Credentials, messages: Sequence[OutboundMessage]

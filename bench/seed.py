@@ -85,9 +85,11 @@ def seed_subscriptions(application, n: int, *, processes: int | None = None) -> 
     sql = f"COPY messaging_subscription ({COLUMNS}) FROM STDIN"
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         if processes > 1:
-            # fork: the children inherit the configured Django (keys) and encrypt in parallel
-            # while this process streams finished chunks to PostgreSQL.
-            context = multiprocessing.get_context("fork")
+            # spawn, not fork: the bench process has threads (samplers, the outbox), and a
+            # child forked while one of them held a lock hangs. The children read the keys
+            # from the environment the bench set, and encrypt in parallel while this process
+            # streams finished chunks to PostgreSQL.
+            context = multiprocessing.get_context("spawn")
             with context.Pool(processes) as pool:
                 for data in pool.imap(_chunk_rows, jobs):
                     copy.write(data)

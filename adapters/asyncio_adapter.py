@@ -1,0 +1,50 @@
+"""What the asyncio-based adapters share: a synchronous `send_batch` that runs the batch on
+this process's adapter event loop, and one long-lived client per credential set."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from adapters import registry
+from adapters.base import Credentials, OutboundMessage, SendResult
+
+
+class AsyncBatchAdapter:
+    """Subclasses implement `_send_batch` (async) and `_close_client`, and set `timeout` and
+    `send_rounds`: how many timeouts one batch may spend at most (credential retries)."""
+
+    send_rounds = 2
+    timeout: float
+
+    def __init__(self) -> None:
+        self._clients: dict[str, Any] = {}
+        self._clients_loop: asyncio.AbstractEventLoop | None = None
+
+    def send_batch(
+        self, credentials: Credentials, messages: Sequence[OutboundMessage]
+    ) -> list[SendResult]:
+        if not messages:
+            return []
+        return registry.run_in_loop(
+            self._send_batch(credentials, messages), timeout=self.send_rounds * self.timeout + 30
+        )
+
+    def close(self) -> None:
+        """Closes this process's connections (at shutdown; sending again reopens them)."""
+        if self._clients_loop is not None and self._clients:
+            registry.run_in_loop(self._close(), timeout=self.timeout)
+
+    async def _close(self) -> None:
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            await self._close_client(client)
+
+    async def _send_batch(
+        self, credentials: Credentials, messages: Sequence[OutboundMessage]
+    ) -> list[SendResult]:
+        raise NotImplementedError
+
+    async def _close_client(self, client: Any) -> None:
+        raise NotImplementedError
