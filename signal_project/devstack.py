@@ -98,6 +98,8 @@ def configure() -> dict[str, str]:
     else:
         env["CELERY_BROKER_URL"] = "filesystem://"
         env["CACHE_URL"] = "locmem://"
+        for folder in ("broker", "broker-processed"):
+            (VAR / folder).mkdir(exist_ok=True)
         say(
             "Redis does not answer: FALLING BACK to a file-system broker (var/broker) and "
             "per-process caches (rate limits are per process)."
