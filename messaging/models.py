@@ -178,17 +178,6 @@ class MessageStatus(models.TextChoices):
     CANCELLED = "cancelled"
 
 
-TERMINAL_STATUSES = frozenset(
-    {
-        MessageStatus.SUCCESSFUL,
-        MessageStatus.FAILED,
-        MessageStatus.RECEIVED,
-        MessageStatus.CONVERTED,
-        MessageStatus.CANCELLED,
-    }
-)
-
-
 class Message(models.Model):
     """One delivery of content to one subscription.
 

@@ -188,7 +188,6 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": _broker_dir + "-processed",
         "store_processed": False,
     }
-CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
