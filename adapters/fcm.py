@@ -1,14 +1,16 @@
-"""Firebase Cloud Messaging adapter (HTTP v1), sending a batch concurrently over aiohttp.
+"""Firebase Cloud Messaging adapter (HTTP v1), sending a batch as concurrent HTTP/2 streams.
 
 pyfcm 2.1.1 builds the message JSON here (`BaseAPI.parse_payload`), but does not send it. Read
 from its source (`pyfcm/baseapi.py`, `pyfcm/async_fcm.py`), its sending paths do not fit:
 the synchronous one sleeps on Retry-After inside the call and retries 503s itself; the async
 one opens a new event loop per call and a new aiohttp session per message, returns only the
 JSON body (no status, no Retry-After), and refreshes the OAuth token on every call; the
-endpoint is a class constant. So requests go from one pooled aiohttp session per credential
-per process to `{endpoint}/v1/projects/{project_id}/messages:send`, and the OAuth token comes
-from google-auth service-account credentials (the JSON's own `token_uri`), cached until it
-expires and refreshed once on a 401.
+endpoint is a class constant. So requests go to `{endpoint}/v1/projects/{project_id}/
+messages:send` over HTTP/2 (`adapters/http2_client.py`: a few long-lived connections per
+credential per process, many streams each; TLS with ALPN h2 for https, cleartext with prior
+knowledge for an http endpoint such as the fake), and the OAuth token comes from google-auth
+service-account credentials (the JSON's own `token_uri`), cached until it expires and
+refreshed once on a 401.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import google.auth.exceptions
 import google.auth.transport.requests
 from google.oauth2 import service_account
+from h2.exceptions import H2Error
 from pyfcm.baseapi import BaseAPI
 
 from adapters.asyncio_adapter import AsyncBatchAdapter
@@ -36,6 +38,7 @@ from adapters.errors import (
     parse_json_body,
     parse_retry_after,
 )
+from adapters.http2_client import Headers, HTTP2Pool
 
 GOOGLE_ENDPOINT = "https://fcm.googleapis.com"
 SCOPES = ["https://www.googleapis.com/auth/firebase.messaging"]
@@ -57,12 +60,29 @@ class _TokenRequest(google.auth.transport.requests.Request):
 
 @dataclass
 class _Client:
-    session: aiohttp.ClientSession
+    pool: HTTP2Pool
     credentials: service_account.Credentials
     builder: BaseAPI
-    url: str
+    path: bytes
     token_request: _TokenRequest
     token_lock: asyncio.Lock
+    headers: tuple[str, Headers] | None = None  # request headers for the current token
+
+    def request_headers(self, token: str) -> Headers:
+        if self.headers is None or self.headers[0] != token:
+            pool = self.pool
+            self.headers = (
+                token,
+                (
+                    (b":method", b"POST"),
+                    (b":scheme", pool.scheme),
+                    (b":authority", pool.authority),
+                    (b":path", self.path),
+                    (b"authorization", f"Bearer {token}".encode("latin-1")),
+                    (b"content-type", b"application/json"),
+                ),
+            )
+        return self.headers[1]
 
 
 def stringify_data(data: Mapping[str, Any]) -> dict[str, str]:
@@ -86,11 +106,15 @@ class FCMAdapter(AsyncBatchAdapter):
         endpoint: str | None = GOOGLE_ENDPOINT,
         timeout: float = 10.0,
         *,
-        max_concurrency: int = 100,
+        max_concurrency: int = 500,
+        max_connections: int = 2,
+        ca_file: str | None = None,
     ) -> None:
         self.endpoint = (endpoint or GOOGLE_ENDPOINT).rstrip("/")
         self.timeout = timeout
-        self.max_concurrency = max_concurrency
+        self.max_concurrency = max_concurrency  # streams per connection, if the server allows
+        self.max_connections = max_connections
+        self.ca_file = ca_file or None
         super().__init__()
 
     @classmethod
@@ -98,7 +122,7 @@ class FCMAdapter(AsyncBatchAdapter):
         return cls(endpoint=getattr(settings, "FCM_ENDPOINT", "") or None)
 
     async def _close_client(self, client: _Client) -> None:
-        await client.session.close()
+        client.pool.close()
 
     async def _send_batch(
         self, credentials: Credentials, messages: Sequence[OutboundMessage]
@@ -109,11 +133,10 @@ class FCMAdapter(AsyncBatchAdapter):
             token = await self._access_token(client, rejected=None)
         except _TokenError as exc:
             return [exc.result(message.message_id) for message in messages]
-        slots = asyncio.Semaphore(self.max_concurrency)
         results = list(
             await asyncio.gather(
                 *(
-                    self._send_one(client, token, message, payload, slots)
+                    self._send_one(client, token, message, payload)
                     for message, payload in zip(messages, payloads, strict=True)
                 )
             )
@@ -127,7 +150,7 @@ class FCMAdapter(AsyncBatchAdapter):
                     results[index] = exc.result(messages[index].message_id)
                 return results
             retried = await asyncio.gather(
-                *(self._send_one(client, token, messages[i], payloads[i], slots) for i in rejected)
+                *(self._send_one(client, token, messages[i], payloads[i]) for i in rejected)
             )
             for index, result in zip(rejected, retried, strict=True):
                 results[index] = result
@@ -154,30 +177,28 @@ class FCMAdapter(AsyncBatchAdapter):
         token: str,
         message: OutboundMessage,
         payload: bytes,
-        slots: asyncio.Semaphore,
     ) -> SendResult:
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        async with slots:
-            started = time.perf_counter()
-            try:
-                async with client.session.post(client.url, data=payload, headers=headers) as r:
-                    body = await r.read()
-                    status, retry_after = r.status, r.headers.get("Retry-After")
-            except TimeoutError:
-                return local_failure(
-                    message.message_id,
-                    "timeout",
-                    f"no answer within {self.timeout} s",
-                    latency_ms=(time.perf_counter() - started) * 1000,
-                )
-            except (aiohttp.ClientError, OSError) as exc:
-                return local_failure(
-                    message.message_id,
-                    "network_error",
-                    f"{type(exc).__name__}: {exc}",
-                    latency_ms=(time.perf_counter() - started) * 1000,
-                )
-            latency_ms = (time.perf_counter() - started) * 1000
+        headers = client.request_headers(token)
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.timeout):
+                status, response_headers, body = await client.pool.request(headers, payload)
+        except TimeoutError:
+            return local_failure(
+                message.message_id,
+                "timeout",
+                f"no answer within {self.timeout} s",
+                latency_ms=(time.perf_counter() - started) * 1000,
+            )
+        except (OSError, H2Error) as exc:
+            return local_failure(
+                message.message_id,
+                "network_error",
+                f"{type(exc).__name__}: {exc}",
+                latency_ms=(time.perf_counter() - started) * 1000,
+            )
+        latency_ms = (time.perf_counter() - started) * 1000
+        retry_after = response_headers.get(b"retry-after")
         return classify_fcm(
             message.message_id,
             status,
@@ -216,7 +237,7 @@ class FCMAdapter(AsyncBatchAdapter):
             if len(self._clients) >= MAX_CLIENTS:
                 # Credentials rotate (the key has a content digest): drop the oldest client.
                 oldest = self._clients.pop(next(iter(self._clients)))
-                loop.create_task(oldest.session.close())
+                oldest.pool.close()
             client = self._clients[credentials.key] = self._build_client(credentials.values)
         return client
 
@@ -234,16 +255,21 @@ class FCMAdapter(AsyncBatchAdapter):
             )
         except (ValueError, KeyError) as exc:
             raise AdapterConfigurationError(f"FCM service account is unusable: {exc}") from exc
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.max_concurrency),
-            timeout=aiohttp.ClientTimeout(total=self.timeout),
-            raise_for_status=False,
-        )
+        try:
+            pool = HTTP2Pool(
+                self.endpoint,
+                timeout=self.timeout,
+                max_connections=self.max_connections,
+                max_streams=self.max_concurrency,
+                ca_file=self.ca_file,
+            )
+        except (ValueError, OSError) as exc:
+            raise AdapterConfigurationError(f"FCM endpoint is unusable: {exc}") from exc
         return _Client(
-            session=session,
+            pool=pool,
             credentials=google_credentials,
             builder=BaseAPI(credentials=google_credentials, project_id=info["project_id"]),
-            url=f"{self.endpoint}/v1/projects/{info['project_id']}/messages:send",
+            path=f"/v1/projects/{info['project_id']}/messages:send".encode(),
             token_request=_TokenRequest(self.timeout),
             token_lock=asyncio.Lock(),
         )

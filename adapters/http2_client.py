@@ -1,0 +1,557 @@
+"""A small asyncio HTTP/2 client on `h2`: a few long-lived connections to one origin, many
+concurrent streams each, for request/response APIs with small bodies (FCM HTTP v1).
+
+`HTTP2Pool.request(headers, body)` sends one request (HEADERS, then DATA with END_STREAM) and
+returns `(status, headers, body)`. Per connection, at most the server's
+SETTINGS_MAX_CONCURRENT_STREAMS (and our own cap) streams are open; more requests wait in a
+queue and start as streams end. A pool opens another connection only when every connection
+is full, up to `max_connections`.
+
+Cheap by construction, as the APNs adapter's protocol: h2 does not re-validate or normalise
+the headers we build ourselves, HPACK skips Huffman coding, and everything a loop pass
+produced leaves in one `transport.write` (scheduled with `loop.call_soon`). h2 counts open
+streams by walking all of them on every new stream; this connection keeps that count itself.
+
+`https://` origins use TLS with ALPN `h2` (a server that does not pick h2 is refused with a
+clear error); `http://` origins use HTTP/2 over cleartext with prior knowledge (h2c: the
+connection preface right away, no Upgrade). Connection failures, a connection lost with
+streams open, protocol errors and streams reset by the server raise `HTTP2ConnectionError`
+(an `OSError`). After a GOAWAY, requests the server did not process (queued ones, and streams
+above its last stream id) are sent again on another connection, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ssl
+from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
+
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    RemoteSettingsChanged,
+    ResponseReceived,
+    StreamEnded,
+    StreamReset,
+    WindowUpdated,
+)
+from h2.exceptions import H2Error
+from h2.settings import SettingCodes
+from hpack import Encoder
+from hpack.table import HeaderTable
+
+Headers = Sequence[tuple[bytes, bytes]]
+Response = tuple[int, dict[bytes, bytes], bytes]
+
+_RECEIVE_WINDOW = 2**24  # connection window we open upfront: many small answers in flight
+_MAX_RESENDS = 1
+
+
+class HTTP2ConnectionError(ConnectionError):
+    """The request did not get an answer: the connection failed, closed or reset the stream."""
+
+
+class _CountingTable(HeaderTable):
+    """HPACK's dynamic table, counting insertions (to know when an encoding changed it)."""
+
+    additions = 0
+
+    def add(self, name, value):
+        self.additions += 1
+        return super().add(name, value)
+
+
+class _PlainEncoder(Encoder):
+    """HPACK without Huffman coding (cheaper in pure Python than the bytes it saves), and
+    the last header block kept: a request's headers are the same for every message of a
+    batch (same path, same token), so once they are all in the dynamic table, encoding them
+    changes no state and gives the same bytes; hpack would search its tables each time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.header_table = _CountingTable()
+        self._last: tuple | None = None
+        self._last_block = b""
+
+    def encode(self, headers, huffman: bool = False) -> bytes:
+        headers = tuple(headers)
+        table = self.header_table
+        if headers == self._last and not table.resized:
+            return self._last_block
+        additions = table.additions
+        block = super().encode(headers, huffman=False)
+        # Reusable only if encoding added nothing to the table (all fields were indexed).
+        self._last = headers if table.additions == additions else None
+        self._last_block = block
+        return block
+
+
+class _H2Connection(H2Connection):
+    """h2's connection with the open-stream count taken from our own bookkeeping.
+
+    h2 counts open streams by iterating over all of them whenever a stream opens; with
+    hundreds in flight that is quadratic per batch. `_Connection` never opens more streams
+    than the server allows and forgets ended streams itself (as `_open_streams` would)."""
+
+    open_count = 0
+
+    @property
+    def open_outbound_streams(self) -> int:
+        return self.open_count
+
+    def forget_stream(self, stream_id: int) -> None:
+        stream = self.streams.pop(stream_id, None)
+        if stream is not None:
+            self._closed_streams[stream_id] = stream.closed_by
+
+
+class _Request:
+    __slots__ = (
+        "headers",
+        "body",
+        "future",
+        "stream_id",
+        "response",
+        "data",
+        "sent",
+        "connection",
+        "started",
+    )
+
+    def __init__(self, headers: Headers, body: bytes, future: asyncio.Future) -> None:
+        self.headers = headers
+        self.body = body
+        self.future = future
+        self.stream_id = 0
+        self.response: dict[bytes, bytes] | None = None
+        self.data: list[bytes] = []
+        self.sent = 0  # times handed to a connection
+        self.connection: _Connection | None = None
+        self.started = 0.0  # loop time its stream opened
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        label: str,
+        max_streams: int,
+        resend: Callable[[list[_Request]], None],
+        lost: Callable[[_Connection], None],
+    ) -> None:
+        self.loop = loop
+        self.label = label
+        self.ready: asyncio.Future[None] = loop.create_future()
+        self.transport: asyncio.Transport | None = None
+        self.usable = False  # new streams may start here
+        self.conn = _H2Connection(
+            config=H2Configuration(
+                client_side=True,
+                header_encoding=None,
+                validate_outbound_headers=False,
+                normalize_outbound_headers=False,
+                validate_inbound_headers=False,
+            )
+        )
+        self.conn.encoder = _PlainEncoder()
+        self.streams: dict[int, _Request] = {}
+        self.queue: collections.deque[_Request] = collections.deque()
+        self._max_streams = max_streams  # our cap; the server's may be lower
+        self._blocked: dict[int, bytes] = {}  # request body waiting for flow-control window
+        self._flush_scheduled = False
+        self._resend = resend
+        self._lost = lost
+        self._last_received = 0.0  # loop time of the last bytes from the server
+
+    # -- pool interface --
+
+    @property
+    def capacity(self) -> int:
+        """Streams that could start now (negative: requests queued beyond the limit)."""
+        limit = min(self._max_streams, self.conn.remote_settings.max_concurrent_streams)
+        return limit - len(self.streams) - len(self.queue)
+
+    def submit(self, request: _Request) -> None:
+        request.sent += 1
+        request.connection = self
+        if self.capacity > 0:
+            self._start(request)
+        else:
+            self.queue.append(request)
+
+    def cancel(self, request: _Request) -> None:
+        """The sender gave up (timeout): reset the stream, or drop the queued request.
+
+        If the server sent nothing at all since that stream opened, the connection is taken
+        for dead (a peer gone without a FIN would otherwise time out every later batch)."""
+        if request.stream_id and self.streams.get(request.stream_id) is request:
+            if self._last_received < request.started:
+                self._abort(HTTP2ConnectionError(f"{self.label}: server stopped answering"))
+                return
+            self._end_stream(request.stream_id)
+            if self.transport is not None:
+                with contextlib.suppress(H2Error):
+                    self.conn.reset_stream(request.stream_id, ErrorCodes.CANCEL)
+                self.conn.forget_stream(request.stream_id)
+                self._schedule_flush()
+            self._start_queued()
+        else:
+            with contextlib.suppress(ValueError):
+                self.queue.remove(request)
+
+    def close(self) -> None:
+        self.usable = False
+        if self.transport is not None:
+            try:
+                self.conn.close_connection()
+                self.transport.write(self.conn.data_to_send())
+            except H2Error:
+                pass
+            self.transport.close()
+
+    # -- asyncio --
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.conn.initiate_connection()
+        self.conn.update_settings({SettingCodes.ENABLE_PUSH: 0})
+        self.conn.increment_flow_control_window(_RECEIVE_WINDOW)
+        transport.write(self.conn.data_to_send())
+
+    def data_received(self, data: bytes) -> None:
+        if not self.ready.done() and data[:5] == b"HTTP/":
+            # h2 would wait for the rest of a "frame" of several megabytes.
+            self._abort(HTTP2ConnectionError(f"{self.label}: not an HTTP/2 server (HTTP/1 answer)"))
+            return
+        self._last_received = self.loop.time()
+        try:
+            events = self.conn.receive_data(data)
+        except (H2Error, ValueError) as exc:
+            detail = "not an HTTP/2 server?" if not self.ready.done() else "protocol error"
+            self._abort(HTTP2ConnectionError(f"{self.label}: {detail} ({exc})"))
+            return
+        streams = self.streams
+        for event in events:
+            event_type = type(event)
+            if event_type is ResponseReceived:
+                request = streams.get(event.stream_id)
+                if request is not None:
+                    request.response = dict(event.headers)
+            elif event_type is DataReceived:
+                request = streams.get(event.stream_id)
+                if request is not None:
+                    request.data.append(event.data)
+                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif event_type is StreamEnded:
+                self._complete(event.stream_id)
+            elif event_type is StreamReset:
+                self._reset_by_server(event.stream_id, event.error_code)
+            elif event_type is WindowUpdated:
+                if self._blocked:
+                    self._send_blocked()
+            elif event_type is RemoteSettingsChanged:
+                if not self.ready.done():
+                    self.usable = True
+                    self.ready.set_result(None)
+                if self._blocked:  # the initial window may have grown
+                    self._send_blocked()
+                self._start_queued()
+            elif event_type is ConnectionTerminated:
+                self._goaway(event.last_stream_id, event.error_code)
+        self._schedule_flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.usable = False
+        error = HTTP2ConnectionError(
+            f"{self.label}: connection lost" + (f" ({exc})" if exc else "")
+        )
+        if not self.ready.done():
+            self.ready.set_exception(
+                HTTP2ConnectionError(
+                    f"{self.label}: connection closed before the server's HTTP/2 SETTINGS "
+                    "(not an HTTP/2 server?)"
+                )
+            )
+        streams, self.streams = self.streams, {}
+        queued, self.queue = list(self.queue), collections.deque()
+        for request in [*streams.values(), *queued]:
+            if not request.future.done():
+                request.future.set_exception(error)
+        self._lost(self)
+
+    # -- internals --
+
+    def _start(self, request: _Request) -> None:
+        conn = self.conn
+        try:
+            stream_id = conn.get_next_available_stream_id()
+            conn.send_headers(stream_id, request.headers)
+        except H2Error as exc:
+            if not request.future.done():
+                request.future.set_exception(
+                    HTTP2ConnectionError(f"{self.label}: cannot open a stream ({exc!r})")
+                )
+            return
+        conn.open_count += 1
+        request.stream_id = stream_id
+        request.started = self.loop.time()
+        self.streams[stream_id] = request
+        body = request.body
+        size = len(body)
+        if size <= conn.max_outbound_frame_size and size <= conn.local_flow_control_window(
+            stream_id
+        ):
+            conn.send_data(stream_id, body, end_stream=True)
+        else:
+            self._blocked[stream_id] = body
+            self._send_blocked()
+        self._schedule_flush()
+
+    def _start_queued(self) -> None:
+        queue = self.queue
+        while queue and self.usable and self.capacity + len(queue) > 0:
+            request = queue.popleft()
+            if not request.future.done():
+                self._start(request)
+        if not self.usable and not self.streams and self.ready.done():
+            # After a GOAWAY: the last answer is in, close.
+            self._flush()
+            if self.transport is not None:
+                self.transport.close()
+
+    def _send_blocked(self) -> None:
+        conn = self.conn
+        for stream_id in list(self._blocked):
+            body = self._blocked[stream_id]
+            while body:
+                size = min(
+                    len(body),
+                    conn.local_flow_control_window(stream_id),
+                    conn.max_outbound_frame_size,
+                )
+                if size <= 0:
+                    break
+                chunk, body = body[:size], body[size:]
+                conn.send_data(stream_id, chunk, end_stream=not body)
+            if body:
+                self._blocked[stream_id] = body
+            else:
+                del self._blocked[stream_id]
+
+    def _end_stream(self, stream_id: int) -> _Request | None:
+        request = self.streams.pop(stream_id, None)
+        if request is not None:
+            self.conn.open_count -= 1
+            self._blocked.pop(stream_id, None)
+        return request
+
+    def _complete(self, stream_id: int) -> None:
+        if stream_id in self._blocked:  # answered before its body was sent: stop sending it
+            with contextlib.suppress(H2Error):
+                self.conn.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+        request = self._end_stream(stream_id)
+        self.conn.forget_stream(stream_id)
+        if request is not None and not request.future.done():
+            headers = request.response or {}
+            try:
+                status = int(headers.get(b":status", b"0"))
+            except ValueError:
+                status = 0
+            request.future.set_result((status, headers, b"".join(request.data)))
+        self._start_queued()
+
+    def _reset_by_server(self, stream_id: int, error_code: int) -> None:
+        request = self._end_stream(stream_id)
+        self.conn.forget_stream(stream_id)
+        if request is not None and not request.future.done():
+            if error_code == ErrorCodes.REFUSED_STREAM and request.sent <= _MAX_RESENDS:
+                request.stream_id, request.response, request.data = 0, None, []
+                self._resend([request])  # refused: not processed, safe to send again
+            else:
+                request.future.set_exception(
+                    HTTP2ConnectionError(f"{self.label}: stream reset by the server ({error_code})")
+                )
+        self._start_queued()
+
+    def _goaway(self, last_stream_id: int, error_code: int) -> None:
+        self.usable = False
+        unprocessed = [self.queue.popleft() for _ in range(len(self.queue))]
+        for stream_id in [s for s in self.streams if s > last_stream_id]:
+            request = self._end_stream(stream_id)
+            self.conn.forget_stream(stream_id)
+            request.stream_id, request.response, request.data = 0, None, []
+            unprocessed.append(request)
+        retry = [r for r in unprocessed if r.sent <= _MAX_RESENDS and not r.future.done()]
+        error = HTTP2ConnectionError(f"{self.label}: server closed the connection ({error_code})")
+        for request in unprocessed:
+            if request not in retry and not request.future.done():
+                request.future.set_exception(error)
+        if retry:
+            self._resend(retry)
+        if not self.streams and self.transport is not None:
+            self.transport.close()
+
+    def _abort(self, error: Exception) -> None:
+        self.usable = False
+        if not self.ready.done():
+            self.ready.set_exception(error)
+        for request in [*self.streams.values(), *self.queue]:
+            if not request.future.done():
+                request.future.set_exception(error)
+        self.streams.clear()
+        self.queue.clear()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self.transport is not None and not self.transport.is_closing():
+            data = self.conn.data_to_send()
+            if data:
+                self.transport.write(data)
+
+
+class HTTP2Pool:
+    """Connections to one origin (`https://host[:port]` or `http://host[:port]`)."""
+
+    def __init__(
+        self,
+        origin: str,
+        *,
+        timeout: float,
+        max_connections: int = 2,
+        max_streams: int = 1000,
+        ca_file: str | None = None,
+    ) -> None:
+        url = urlsplit(origin)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"HTTP/2 origin must be http(s)://host[:port]: {origin}")
+        self.scheme = url.scheme.encode()
+        self.host = url.hostname
+        self.port = url.port or (443 if url.scheme == "https" else 80)
+        default_port = 443 if url.scheme == "https" else 80
+        self.authority = (
+            self.host if self.port == default_port else f"{self.host}:{self.port}"
+        ).encode()
+        self.label = f"{url.scheme}://{self.host}:{self.port}"
+        self.timeout = timeout
+        self.max_connections = max_connections
+        self.max_streams = max_streams
+        self._ssl: ssl.SSLContext | None = None
+        if url.scheme == "https":
+            self._ssl = ssl.create_default_context(cafile=ca_file)
+            self._ssl.set_alpn_protocols(["h2"])
+        self._connections: list[_Connection] = []
+        self._connecting: asyncio.Future[_Connection] | None = None
+        self._closed = False
+
+    async def request(self, headers: Headers, body: bytes) -> Response:
+        """Send one request; the caller bounds the wait (asyncio.timeout)."""
+        request = _Request(headers, body, asyncio.get_running_loop().create_future())
+        try:
+            await self._dispatch(request)
+            return await request.future
+        except asyncio.CancelledError:
+            if request.connection is not None:  # the latest, after any resend
+                request.connection.cancel(request)
+            raise
+
+    def close(self) -> None:
+        self._closed = True
+        connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+
+    async def _dispatch(self, request: _Request) -> None:
+        connection = self._pick()
+        if connection is None:
+            connection = await self._connect()
+        connection.submit(request)
+
+    def _pick(self) -> _Connection | None:
+        """The connection with the most room; None when another should open."""
+        best, best_capacity = None, None
+        for connection in self._connections:
+            if connection.usable:
+                capacity = connection.capacity
+                if capacity > 0:
+                    return connection
+                if best_capacity is None or capacity > best_capacity:
+                    best, best_capacity = connection, capacity
+        if best is not None and len(self._connections) >= self.max_connections:
+            return best  # queue on the least loaded
+        return None
+
+    async def _connect(self) -> _Connection:
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._open())
+            self._connecting.add_done_callback(self._connected)
+        return await asyncio.shield(self._connecting)
+
+    def _connected(self, future: asyncio.Future) -> None:
+        self._connecting = None
+        if not future.cancelled() and future.exception() is None:
+            self._connections.append(future.result())
+
+    async def _open(self) -> _Connection:
+        if self._closed:
+            raise HTTP2ConnectionError(f"{self.label}: pool closed")
+        loop = asyncio.get_running_loop()
+
+        def factory() -> _Connection:
+            return _Connection(loop, self.label, self.max_streams, self._resend, self._forget)
+
+        async with asyncio.timeout(self.timeout):
+            transport, connection = await loop.create_connection(
+                factory,
+                self.host,
+                self.port,
+                ssl=self._ssl,
+                server_hostname=self.host if self._ssl else None,
+            )
+            if self._ssl is not None:
+                ssl_object = transport.get_extra_info("ssl_object")
+                protocol = ssl_object.selected_alpn_protocol() if ssl_object else None
+                if protocol != "h2":
+                    transport.close()
+                    raise HTTP2ConnectionError(
+                        f"{self.label} does not speak HTTP/2 (ALPN chose {protocol!r}, not 'h2')"
+                    )
+            try:
+                await connection.ready  # the server's SETTINGS: its stream limit
+            except BaseException:
+                transport.abort()
+                raise
+        return connection
+
+    def _resend(self, requests: list[_Request]) -> None:
+        for request in requests:
+            task = asyncio.ensure_future(self._dispatch(request))
+            task.add_done_callback(lambda done, request=request: _fail_if_raised(done, request))
+
+    def _forget(self, connection: _Connection) -> None:
+        if connection in self._connections:
+            self._connections.remove(connection)
+
+
+def _fail_if_raised(task: asyncio.Future, request: _Request) -> None:
+    if task.cancelled():
+        error: BaseException = HTTP2ConnectionError("request cancelled")
+    else:
+        error = task.exception()
+        if error is None:
+            return
+    if not request.future.done():
+        request.future.set_exception(error)
