@@ -3,7 +3,6 @@ subscription, and hand them to delivery once the transaction commits."""
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from templates_app.selectors import template_get
 
 from .bulk import copy_models, copy_rows
 from .delivery import QUEUE_FOR_PRIORITY, notify_status_listeners
+from .ids import uuid7
 from .models import Application, Message, MessageEvent, MessageStatus, Subscription, User
 from .outbox import enqueue
 from .quotas import quota_consume
@@ -112,6 +112,7 @@ def resolve_targets(
 
 def _message(*, content: Content, **fields) -> Message:
     return Message(
+        id=uuid7(),
         title=content.title,
         body=content.body,
         data=content.data,
@@ -178,7 +179,7 @@ def message_send(
                 c = content_for(s)
                 rows.append(
                     (
-                        uuid.uuid4(), application.pk, s.pk, s.type, campaign_id,
+                        uuid7(), application.pk, s.pk, s.type, campaign_id,
                         campaign_run_id, c.title, c.body, c.data, c.template_version_id,
                         delivery.priority, delivery.ttl, delivery.collapse_id,
                         delivery.send_after, MessageStatus.PENDING.value, 0, "", "", None, "",
