@@ -171,22 +171,7 @@ def _batch_plan(campaign: Campaign) -> tuple[int, float | None]:
 def _content(campaign: Campaign, run: CampaignRun) -> sending.Content | sending.ContentFor:
     if run.template_version_id is None:
         return sending.Content(title=campaign.title, body=campaign.body, data=campaign.data)
-    version = run.template_version
-    rendered: dict = {}
-
-    def content_for(subscription) -> sending.Content:
-        language = subscription.language or None
-        if language not in rendered:
-            result = render(version, campaign.variables, language)
-            rendered[language] = sending.Content(
-                title=result.title,
-                body=result.body,
-                data=result.data,
-                template_version_id=version.pk,
-            )
-        return rendered[language]
-
-    return content_for
+    return sending.rendered_content(run.template_version, campaign.variables)
 
 
 class _StepSuperseded(Exception):

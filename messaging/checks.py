@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from django.core import checks
 from django.db import DatabaseError
 
@@ -24,12 +26,8 @@ def verify_encrypted_values(sample: int = 20) -> None:
 def verify_on_start() -> None:
     """For process start-up: a decryption failure stops the process; an unreachable or
     unmigrated database is left to the code that needs it."""
-    try:
+    with contextlib.suppress(DatabaseError):
         verify_encrypted_values()
-    except DecryptionError:
-        raise
-    except DatabaseError:
-        pass
 
 
 @checks.register(checks.Tags.database)

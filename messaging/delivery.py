@@ -425,6 +425,16 @@ def notify_status_listeners(transitions: Counter) -> None:
 # --- The stale-pending sweep ------------------------------------------------------------------
 
 
+def hand_over(rows: Sequence[tuple], now: datetime) -> None:
+    """Enqueues (pk, priority) rows on their priority's queue and records when."""
+    Message.objects.filter(pk__in=[pk for pk, _ in rows]).update(enqueued_at=now)
+    by_queue: dict[str, list[str]] = defaultdict(list)
+    for pk, priority in rows:
+        by_queue[QUEUE_FOR_PRIORITY.get(priority, "messages")].append(str(pk))
+    for queue, ids in by_queue.items():
+        enqueue(queue, ids)
+
+
 def pending_sweep(*, now: datetime | None = None, limit: int = 200_000) -> int:
     """Enqueues pending messages whose work never reached the broker (or was lost with a
     worker), and scheduled messages that are due. Returns how many it enqueued."""
@@ -441,13 +451,7 @@ def pending_sweep(*, now: datetime | None = None, limit: int = 200_000) -> int:
         rows = list(candidates.values_list("pk", "priority")[:size])
         if not rows:
             break
-        ids = [pk for pk, _ in rows]
-        Message.objects.filter(pk__in=ids).update(enqueued_at=now)
-        by_queue: dict[str, list[str]] = defaultdict(list)
-        for pk, priority in rows:
-            by_queue[QUEUE_FOR_PRIORITY.get(priority, "messages")].append(str(pk))
-        for queue, queue_ids in by_queue.items():
-            enqueue(queue, queue_ids)
+        hand_over(rows, now)
         done += len(rows)
     if done:
         logger.info("Stale-pending sweep enqueued %d messages", done)

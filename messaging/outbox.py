@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from django.conf import settings
 
@@ -25,6 +25,12 @@ def _publish(queue: str, ids: list[str], countdown: float | None = None) -> None
     from .tasks import deliver_batch
 
     deliver_batch.apply_async(args=[ids], queue=queue, countdown=countdown)
+
+
+def _batches(ids: list[str]) -> Iterator[list[str]]:
+    size = settings.MESSAGE_BATCH_SIZE
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
 
 
 class Outbox:
@@ -45,8 +51,8 @@ class Outbox:
         size = settings.MESSAGE_BATCH_SIZE
         interval = 0 if self.immediate else settings.MESSAGE_OUTBOX_FLUSH_MS / 1000
         cut = len(ids) - len(ids) % size if interval > 0 else len(ids)
-        for start in range(0, cut, size):
-            _publish(queue, ids[start : start + size])
+        for batch in _batches(ids[:cut]):
+            _publish(queue, batch)
         if cut == len(ids):
             return
         with self._lock:
@@ -57,14 +63,13 @@ class Outbox:
     def flush(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, defaultdict(list)
-        size = settings.MESSAGE_BATCH_SIZE
         for queue, ids in pending.items():
-            for start in range(0, len(ids), size):
+            for batch in _batches(ids):
                 try:
-                    _publish(queue, ids[start : start + size])
+                    _publish(queue, batch)
                 except Exception:
                     # The messages stay pending in the database; the sweep re-enqueues them.
-                    logger.exception("Could not enqueue %d messages on %s", len(ids), queue)
+                    logger.exception("Could not enqueue %d messages on %s", len(batch), queue)
 
     def _ensure_thread(self) -> None:
         # Threads do not survive fork: a forked web or worker process starts its own; and a
@@ -94,9 +99,7 @@ atexit.register(outbox.flush)
 def enqueue(queue: str, ids: Iterable[str], countdown: float | None = None) -> None:
     """Delivery work for these message ids, now (batched) or after `countdown` seconds."""
     if countdown:
-        ids = [str(i) for i in ids]
-        size = settings.MESSAGE_BATCH_SIZE
-        for start in range(0, len(ids), size):
-            _publish(queue, ids[start : start + size], countdown=countdown)
+        for batch in _batches([str(i) for i in ids]):
+            _publish(queue, batch, countdown=countdown)
         return
     outbox.add(queue, ids)

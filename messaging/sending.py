@@ -19,7 +19,7 @@ from templates_app.rendering import render
 from templates_app.selectors import template_get
 
 from .bulk import copy_models, copy_rows
-from .delivery import QUEUE_FOR_PRIORITY, notify_status_listeners
+from .delivery import QUEUE_FOR_PRIORITY, hand_over, notify_status_listeners
 from .ids import uuid7
 from .models import Application, Message, MessageEvent, MessageStatus, Subscription, User
 from .outbox import enqueue
@@ -37,14 +37,11 @@ class Content:
 ContentFor = Callable[[Subscription], Content]
 
 
-def template_content(
-    *, application: Application, template_id, variables: dict, language: str | None = None
-) -> ContentFor:
-    """Content rendered from the application's template: in `language` when given, else in
-    each subscription's own language, falling back to the template's default. Renders once
-    per language."""
-    version = template_get(application=application, template_id=template_id)
-    rendered: dict[str, Content] = {}
+def rendered_content(version, variables: dict, language: str | None = None) -> ContentFor:
+    """Content rendered from a template version: in `language` when given, else in each
+    subscription's own language, falling back to the template's default. Renders once per
+    language."""
+    rendered: dict[str | None, Content] = {}
 
     def content_for(subscription: Subscription) -> Content:
         wanted = language or subscription.language or None
@@ -59,6 +56,14 @@ def template_content(
         return rendered[wanted]
 
     return content_for
+
+
+def template_content(
+    *, application: Application, template_id, variables: dict, language: str | None = None
+) -> ContentFor:
+    """Content rendered from the current version of one of the application's templates."""
+    version = template_get(application=application, template_id=template_id)
+    return rendered_content(version, variables, language)
 
 
 @dataclass(frozen=True)
@@ -274,10 +279,5 @@ def messages_requeue(*, message_ids: Iterable) -> int:
         .filter(Q(send_after__isnull=True) | Q(send_after__lte=now))
         .values_list("pk", "priority")
     )
-    by_queue: dict[str, list[str]] = {}
-    for pk, priority in rows:
-        by_queue.setdefault(QUEUE_FOR_PRIORITY[priority], []).append(str(pk))
-    Message.objects.filter(pk__in=[pk for pk, _ in rows]).update(enqueued_at=now)
-    for queue, ids in by_queue.items():
-        enqueue(queue, ids)
+    hand_over(rows, now)
     return len(rows)

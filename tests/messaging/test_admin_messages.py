@@ -30,9 +30,13 @@ def admin_client(db) -> Client:
 @pytest.fixture
 def enqueued(monkeypatch):
     calls = []
-    monkeypatch.setattr(
-        sending, "enqueue", lambda queue, ids, countdown=None: calls.append((queue, list(ids)))
-    )
+
+    def record(queue, ids, countdown=None):
+        calls.append((queue, list(ids)))
+
+    # Sending enqueues new messages; re-enqueueing goes through delivery.hand_over.
+    monkeypatch.setattr(sending, "enqueue", record)
+    monkeypatch.setattr(delivery, "enqueue", record)
     return calls
 
 
