@@ -51,7 +51,10 @@ def test_campaign_bench_runs_at_a_tiny_size():
     assert figures["messages_per_second"] > 0
     assert figures["p50_created_to_successful_ms"] > 0
     assert figures["worker_peak_rss_mb"] > 0
-    assert figures["fakes_cpu_share"] > 0
+    # At 200 messages the fakes may use less than one clock tick of CPU: a share of 0.0 is a
+    # true reading there. What must hold is that it is a share and the fakes were reached.
+    assert 0 <= figures["fakes_cpu_share"] <= 1
+    assert sum(figures["runs"][0]["fake_requests"].values()) == 200
     assert figures["baseline_messages_per_second"] > 0 and figures["speedup"] > 0
     assert figures["machine"]["cpu_count"] >= 1
 
