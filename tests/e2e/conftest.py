@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 import redis
 from django.conf import settings
+from django.db import connection
 
 from adapters.fakes.process import running_fake_providers
 from messaging import services
 from messaging.models import ApiKey
+from messaging.outbox import outbox
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUES = "critical,messages,campaigns,retry"
@@ -127,7 +129,10 @@ def worker_env(django_db_setup, fake_providers, tmp_path_factory) -> dict[str, s
     }
 
 
-@pytest.fixture(scope="session")
+# Package scope: the worker ends with the last e2e test. A worker left running would take
+# the tasks that later (non-e2e) tests enqueue and hold row locks while pytest-django
+# truncates the tables under it (a deadlock that failed a CI run).
+@pytest.fixture(scope="package")
 def celery_worker(worker_env, tmp_path_factory):
     worker = Worker(worker_env, tmp_path_factory.mktemp("worker") / "worker.log", "e2e")
     worker.start()
@@ -135,15 +140,43 @@ def celery_worker(worker_env, tmp_path_factory):
     worker.stop()
 
 
+def _other_sessions_busy() -> int:
+    """Sessions on the test database, other than ours, that are running a statement or hold
+    a transaction open (and so may hold locks that TRUNCATE needs)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            " AND state <> 'idle'"
+        )
+        return cursor.fetchone()[0]
+
+
+def quiesce(timeout: float = 20.0) -> None:
+    """Lets the worker finish what a test left: nothing more is queued, and no session of
+    the worker is inside a transaction, twice in a row 0.2 s apart."""
+    outbox.flush()
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while quiet < 2:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the worker was still busy {timeout} s after the test")
+        quiet = quiet + 1 if _other_sessions_busy() == 0 else 0
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def e2e(transactional_db, celery_worker, fake_providers, settings):
-    """A clean database the worker sees (every write commits) and the fakes' counters at 0."""
+    """A clean database the worker sees (every write commits) and the fakes' counters at 0.
+    Afterwards the worker is left with nothing to do before the tables are truncated."""
     settings.MESSAGE_STALE_AFTER_SECONDS = 2
     settings.CAMPAIGN_BATCH_SIZE = 200
     settings.MESSAGE_BATCH_SIZE = 20
     settings.CAMPAIGN_STALL_SECONDS = 2
     fake_providers.reset()
-    return fake_providers
+    yield fake_providers
+    quiesce()
 
 
 @pytest.fixture
