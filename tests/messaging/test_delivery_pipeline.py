@@ -4,13 +4,14 @@ listeners."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import Counter
 from datetime import timedelta
 
 import psycopg
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 
 from messaging import delivery, sending, services
@@ -329,33 +330,45 @@ def test_retry_delay_grows_with_attempts_up_to_the_cap(settings):
 # --- Cancelled while in flight --------------------------------------------------------------------
 
 
-def test_a_message_cancelled_while_in_flight_stays_cancelled(
+@pytest.mark.django_db(transaction=True)
+def test_a_cancel_while_a_batch_is_in_flight_waits_for_it_and_finds_it_sent(
     fake_app, providers, listener, monkeypatch
 ):
+    """The claim's row lock is what keeps a message from being both cancelled and sent: a
+    cancel (another connection) that arrives mid-send waits for the batch's commit, then
+    finds the message no longer pending. Statistics count it once, as successful."""
     run = uuid.uuid4()
     [message] = send(
         fake_app, [subscription_create(fake_app, token=ios_token())], campaign_run_id=run
     )
     real_send_group = delivery._send_group
+    cancelled: list[int] = []
+
+    def cancel() -> None:
+        try:
+            cancelled.append(sending.messages_cancel(message_ids=[message.pk], actor="operator"))
+        finally:
+            connections.close_all()
+
+    canceller = threading.Thread(target=cancel)
 
     def cancel_then_send(application, channel, messages):
-        # Claimed already (this transaction holds its lock), not yet recorded: it is
-        # cancelled now.
-        assert fresh(message).status == "pending"
-        assert sending.messages_cancel(message_ids=[message.pk], actor="operator") == 1
+        canceller.start()
+        canceller.join(timeout=0.5)
+        assert canceller.is_alive(), "the cancel did not wait for the claimed row"
         return real_send_group(application, channel, messages)
 
     monkeypatch.setattr(delivery, "_send_group", cancel_then_send)
 
     delivery.deliver_batch([str(message.pk)])
+    canceller.join(timeout=10)
 
+    assert cancelled == [0]
     message = fresh(message)
-    assert message.status == MessageStatus.CANCELLED
-    assert message.sent_at is None
-    assert ("status", "successful") not in events(message)
-    assert events(message)[-1] == ("status", "cancelled")
-    assert requests(providers) == (1, 0)  # it may still reach the device
-    assert sum(listener, Counter()) == Counter({(run, "pending", "cancelled"): 1})
+    assert message.status == MessageStatus.SUCCESSFUL
+    assert ("status", "cancelled") not in events(message)
+    assert requests(providers) == (1, 0)
+    assert sum(listener, Counter()) == Counter({(run, "pending", "successful"): 1})
 
 
 # --- Status listeners -------------------------------------------------------------------------
