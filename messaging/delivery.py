@@ -26,7 +26,7 @@ from adapters import registry
 from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
 
 from . import crypto
-from .bulk import copy_rows
+from .bulk import COPY_FROM_ROWS, copy_rows, insert_statement
 from .models import (
     Application,
     Message,
@@ -340,11 +340,9 @@ def _record(
     messages: list[Outgoing], results: dict, now: datetime, queue: str | None
 ) -> BatchReport:
     with transaction.atomic(savepoint=False):
-        # Only rows still pending are written or counted (a message cancelled within this
-        # transaction, or on a database without row locks, stays cancelled), so campaign
-        # statistics count each message once.
-        # On PostgreSQL the claim's row locks already guarantee it: nothing else can change a
-        # locked row before this transaction ends.
+        # Only rows still pending are written or counted, so campaign statistics count each
+        # message once. On PostgreSQL the claim's row locks guarantee it (nothing else can
+        # change a locked row before this transaction ends); elsewhere it is checked.
         if connection.vendor != "postgresql":
             still_pending = set(
                 Message.objects.filter(
@@ -358,8 +356,7 @@ def _record(
             for message in group:
                 # Counted from the attempt, so the stale sweep leaves it alone until it is due.
                 message.enqueued_at = now + timedelta(seconds=delays[key])
-        _write_messages(messages)
-        copy_rows(MessageEvent, EVENT_COLUMNS, out.events)
+        _write_messages(messages, out.events)
         if out.dead_subscriptions:
             _disable_dead(out.dead_subscriptions, now)
         notify_status_listeners(out.transitions)
@@ -377,8 +374,9 @@ UPDATE messaging_message AS m SET
     error_message = v.error_message, error_permanent = v.error_permanent,
     provider_id = v.provider_id, sent_at = v.sent_at, enqueued_at = v.enqueued_at
 FROM unnest(
-    %s::uuid[], %s::varchar[], %s::smallint[], %s::varchar[], %s::text[], %s::boolean[],
-    %s::varchar[], %s::timestamptz[], %s::timestamptz[]
+    %(id)s::uuid[], %(status)s::varchar[], %(attempts)s::smallint[], %(error_code)s::varchar[],
+    %(error_message)s::text[], %(error_permanent)s::boolean[], %(provider_id)s::varchar[],
+    %(sent_at)s::timestamptz[], %(enqueued_at)s::timestamptz[]
 ) AS v(id, status, attempts, error_code, error_message, error_permanent, provider_id,
        sent_at, enqueued_at)
 WHERE m.id = v.id
@@ -395,20 +393,28 @@ _WRITTEN = (
 )
 
 
-def _write_messages(messages: list[Outgoing]) -> None:
-    """One UPDATE for the whole batch. On PostgreSQL the values
-    travel as one array per column (Django's bulk_update builds a CASE per row and column,
-    which costs seconds per batch); elsewhere bulk_update does."""
+def _write_messages(messages: list[Outgoing], events: list[tuple]) -> None:
+    """The batch's new statuses in one UPDATE and its events (EVENT_COLUMNS rows). On
+    PostgreSQL the values travel as one array per column (Django's bulk_update builds a CASE
+    per row and column, which costs seconds per batch), and a small batch's events ride in
+    the same statement (one round trip less per batch); elsewhere bulk_update does."""
     if not messages:
+        copy_rows(MessageEvent, EVENT_COLUMNS, events)
         return
     if connection.vendor != "postgresql":
         rows = [Message(id=m.id, **{name: getattr(m, name) for name in _WRITTEN}) for m in messages]
         Message.objects.bulk_update(rows, list(_WRITTEN))
+        copy_rows(MessageEvent, EVENT_COLUMNS, events)
         return
-    columns = [[m.id for m in messages]]
-    columns += [[getattr(m, name) for m in messages] for name in _WRITTEN]
+    params = {"id": [m.id for m in messages]}
+    params.update({name: [getattr(m, name) for m in messages] for name in _WRITTEN})
     with connection.cursor() as cursor:
-        cursor.execute(_UPDATE_FROM_ARRAYS, columns)
+        if 0 < len(events) < COPY_FROM_ROWS:
+            insert, values = insert_statement(MessageEvent, EVENT_COLUMNS, events)
+            cursor.execute(f"WITH written AS ({_UPDATE_FROM_ARRAYS}) {insert}", params | values)
+            return
+        cursor.execute(_UPDATE_FROM_ARRAYS, params)
+    copy_rows(MessageEvent, EVENT_COLUMNS, events)
 
 
 def _attempt_details(attempt: int, result: SendResult, queue: str | None) -> dict:
