@@ -217,7 +217,7 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Delivery ------------------------------------------------------------------------------
 MESSAGE_BATCH_SIZE = env.int("MESSAGE_BATCH_SIZE", default=500)
-MESSAGE_OUTBOX_FLUSH_MS = env.float("MESSAGE_OUTBOX_FLUSH_MS", default=5.0)
+MESSAGE_OUTBOX_FLUSH_MS = env.float("MESSAGE_OUTBOX_FLUSH_MS", default=20.0)
 MESSAGE_MAX_ATTEMPTS = env.int("MESSAGE_MAX_ATTEMPTS", default=5)
 MESSAGE_RETRY_BASE_SECONDS = env.float("MESSAGE_RETRY_BASE_SECONDS", default=2.0)
 MESSAGE_RETRY_MAX_SECONDS = env.float("MESSAGE_RETRY_MAX_SECONDS", default=600.0)

@@ -1,5 +1,6 @@
-"""The outbox: ids from many sends within the flush interval leave as one task; full batches
-leave at once. Read from the real Redis broker, on queues no worker listens to."""
+"""The outbox: at most one flush per interval, so ids from many sends within it leave as one
+task; after a quiet interval the first ids leave at once; full batches leave at once. Read
+from the real Redis broker, on queues no worker listens to."""
 
 from __future__ import annotations
 
@@ -47,7 +48,13 @@ def wait_past_the_flush(settings) -> None:
     time.sleep(settings.MESSAGE_OUTBOX_FLUSH_MS / 1000 + 0.3)
 
 
-def test_single_adds_within_the_interval_leave_as_one_task(broker, queue, settings):
+@pytest.fixture
+def just_flushed():
+    """As under load: the outbox flushed a moment ago, so the next flush waits."""
+    outbox.last_flush = time.monotonic()
+
+
+def test_single_adds_within_the_interval_leave_as_one_task(broker, queue, settings, just_flushed):
     settings.MESSAGE_OUTBOX_FLUSH_MS = 50
     ids = [str(uuid.uuid4()) for _ in range(20)]
 
@@ -59,7 +66,7 @@ def test_single_adds_within_the_interval_leave_as_one_task(broker, queue, settin
     assert tasks_on(broker, queue) == [("messaging.deliver_batch", ids, None)]
 
 
-def test_nothing_leaves_before_the_interval(broker, queue, settings):
+def test_nothing_leaves_within_the_interval_after_a_flush(broker, queue, settings, just_flushed):
     settings.MESSAGE_OUTBOX_FLUSH_MS = 400
     outbox.add(queue, [str(uuid.uuid4())])
     time.sleep(0.1)
@@ -68,7 +75,23 @@ def test_nothing_leaves_before_the_interval(broker, queue, settings):
     assert broker.llen(queue) == 1
 
 
-def test_a_full_batch_leaves_at_once(broker, queue, settings):
+def test_after_a_quiet_interval_the_first_ids_leave_at_once(broker, queue, settings):
+    settings.MESSAGE_OUTBOX_FLUSH_MS = 400
+    outbox.last_flush = time.monotonic() - 1.0  # quiet for longer than the interval
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+
+    outbox.add(queue, [first])
+    time.sleep(0.1)
+    assert [task[1] for task in tasks_on(broker, queue)] == [[first]]
+
+    outbox.add(queue, [second])  # within the interval of that flush: it waits
+    time.sleep(0.1)
+    assert broker.llen(queue) == 1
+    wait_past_the_flush(settings)
+    assert [task[1] for task in tasks_on(broker, queue)] == [[first], [second]]
+
+
+def test_a_full_batch_leaves_at_once(broker, queue, settings, just_flushed):
     settings.MESSAGE_BATCH_SIZE = 5
     settings.MESSAGE_OUTBOX_FLUSH_MS = 400
     ids = [str(uuid.uuid4()) for _ in range(7)]
@@ -80,7 +103,7 @@ def test_a_full_batch_leaves_at_once(broker, queue, settings):
     assert [task[1] for task in tasks_on(broker, queue)] == [ids[:5], ids[5:]]
 
 
-def test_a_flush_splits_into_batches(broker, queue, settings):
+def test_a_flush_splits_into_batches(broker, queue, settings, just_flushed):
     settings.MESSAGE_BATCH_SIZE = 5
     settings.MESSAGE_OUTBOX_FLUSH_MS = 50
     ids = [str(uuid.uuid4()) for _ in range(12)]
@@ -103,7 +126,7 @@ def test_with_no_flush_interval_everything_leaves_at_once(broker, queue, setting
     assert [task[1] for task in tasks_on(broker, queue)] == [ids[:1], ids[1:6], ids[6:]]
 
 
-def test_each_queue_gets_its_own_tasks(broker, queue, settings):
+def test_each_queue_gets_its_own_tasks(broker, queue, settings, just_flushed):
     settings.MESSAGE_OUTBOX_FLUSH_MS = 50
     other = f"{queue}-other"
     try:
@@ -129,7 +152,9 @@ def test_a_delayed_enqueue_skips_the_outbox_and_carries_its_countdown(broker, qu
     assert all(task[2] is not None for task in tasks)  # an eta: delivered later
 
 
-def test_a_broker_failure_in_a_flush_loses_no_other_queue(broker, queue, settings, monkeypatch):
+def test_a_broker_failure_in_a_flush_loses_no_other_queue(
+    broker, queue, settings, monkeypatch, just_flushed
+):
     settings.MESSAGE_OUTBOX_FLUSH_MS = 50
     real_publish = outbox_module._publish
     broken = f"{queue}-broken"
