@@ -114,8 +114,21 @@ def emit(figures: dict) -> None:
 # --- Machine ------------------------------------------------------------------------------------
 
 
+def cpu_calibration_ms() -> float:
+    """CPU milliseconds a fixed pure-Python loop takes here, best of three: the same code
+    on the same 'machine' can run at very different speeds from one day (or host) to the
+    next, and figures are only comparable next to this."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.process_time()
+        sum(i * i for i in range(2_000_000))
+        best = min(best, time.process_time() - start)
+    return round(best * 1000, 1)
+
+
 def machine() -> dict:
-    """CPU count and model, memory, software versions and the git commit."""
+    """CPU count and model, memory, software versions, the git commit and a CPU
+    calibration (see cpu_calibration_ms)."""
     model = ""
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -133,6 +146,7 @@ def machine() -> dict:
         "kernel": os.uname().release,
         "git_commit": _git("rev-parse", "--short", "HEAD"),
         "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "cpu_calibration_ms": cpu_calibration_ms(),
     }
 
 
