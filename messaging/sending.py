@@ -174,60 +174,38 @@ def message_send(
     scheduled = delivery.send_after is not None and delivery.send_after > now
     content_for = content if callable(content) else (lambda _subscription: content)
     enqueued_at = None if scheduled else now
-    messages: list[Message] = []
     target = queue or QUEUE_FOR_PRIORITY[delivery.priority]
-    if (
-        return_messages
-        and connection.vendor == "postgresql"
-        and len(subscriptions) < COPY_FROM_ROWS
-    ):
+    messages = [
+        _message(
+            application=application,
+            subscription_id=s.pk,
+            channel=s.type,
+            campaign_id=campaign_id,
+            campaign_run_id=campaign_run_id,
+            content=content_for(s),
+            priority=delivery.priority,
+            ttl=delivery.ttl,
+            collapse_id=delivery.collapse_id,
+            send_after=delivery.send_after,
+            enqueued_at=enqueued_at,
+            created_at=now,
+        )
+        for s in (subscriptions if return_messages else ())
+    ]
+    if messages and connection.vendor == "postgresql" and len(messages) < COPY_FROM_ROWS:
         # The API's usual send (a few targets): the messages and their quota in one statement.
-        messages = [
-            _message(
-                application=application,
-                subscription_id=s.pk,
-                channel=s.type,
-                campaign_id=campaign_id,
-                campaign_run_id=campaign_run_id,
-                content=content_for(s),
-                priority=delivery.priority,
-                ttl=delivery.ttl,
-                collapse_id=delivery.collapse_id,
-                send_after=delivery.send_after,
-                enqueued_at=enqueued_at,
-                created_at=now,
-            )
-            for s in subscriptions
-        ]
         rows_ = [tuple(getattr(m, name) for name in _NEW_MESSAGE_COLUMNS) for m in messages]
         quota_insert(
             application=application, model=Message, columns=_NEW_MESSAGE_COLUMNS, rows=rows_
         )
         for m in messages:  # saved, as bulk_create leaves them
             m._state.adding, m._state.db = False, connection.alias
-        if not scheduled and messages:
+        if not scheduled:
             ids = [str(m.pk) for m in messages]
             transaction.on_commit(lambda: enqueue(target, ids))
         return SendOutcome(messages=messages, skipped=skipped)
     with transaction.atomic():
         if return_messages:
-            messages = [
-                _message(
-                    application=application,
-                    subscription_id=s.pk,
-                    channel=s.type,
-                    campaign_id=campaign_id,
-                    campaign_run_id=campaign_run_id,
-                    content=content_for(s),
-                    priority=delivery.priority,
-                    ttl=delivery.ttl,
-                    collapse_id=delivery.collapse_id,
-                    send_after=delivery.send_after,
-                    enqueued_at=enqueued_at,
-                    created_at=now,
-                )
-                for s in subscriptions
-            ]
             copy_models(messages)
             ids = [str(m.pk) for m in messages]
         else:
