@@ -171,7 +171,8 @@ WHERE id = ANY(%s::uuid[])
 def _decrypted_json(ciphertext: str) -> dict:
     """Credentials as stored (encrypted JSON), decrypted once per process and value: a
     batch needs them every time, and Fernet's decryption would cost on every batch. A
-    changed credential is a new ciphertext, so it is never served stale."""
+    changed credential is a new ciphertext, so it is never served stale. The dict is
+    shared between batches: adapters read credentials and never change them."""
     return json.loads(crypto.decrypt(ciphertext)) if ciphertext else {}
 
 
