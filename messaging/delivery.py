@@ -26,7 +26,7 @@ from adapters import registry
 from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
 
 from . import crypto
-from .bulk import COPY_FROM_ROWS, copy_rows, insert_statement
+from .bulk import COPY_FROM_ROWS, copy_rows, insert_statement, uuid_array
 from .models import (
     Application,
     Message,
@@ -133,7 +133,7 @@ def _claim(message_ids: Sequence[str], now: datetime) -> list[Outgoing]:
     in one statement. Must run inside the transaction that records the results."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(_CLAIM, {"ids": list(message_ids), "now": now})
+            cursor.execute(_CLAIM, {"ids": uuid_array(message_ids), "now": now})
             rows = cursor.fetchall()
         return [
             Outgoing(*row[:7], json.loads(row[7]), *row[8:12], crypto.decrypt(row[12]), row[13])
@@ -369,17 +369,18 @@ def _record(
     return BatchReport(claimed=len(messages), outcomes=out.outcomes)
 
 
-_UPDATE_FROM_ARRAYS = """
+# The new values travel as one JSON document, read back by jsonb_to_recordset: json.dumps
+# encodes a batch in C, where psycopg adapts a Python list per column element by element
+# (about 3.5 us per element: 15 ms per 500-message batch).
+_UPDATE_FROM_JSON = """
 UPDATE messaging_message AS m SET
     status = v.status, attempts = v.attempts, error_code = v.error_code,
     error_message = v.error_message, error_permanent = v.error_permanent,
     provider_id = v.provider_id, sent_at = v.sent_at, enqueued_at = v.enqueued_at
-FROM unnest(
-    %(id)s::uuid[], %(status)s::varchar[], %(attempts)s::smallint[], %(error_code)s::varchar[],
-    %(error_message)s::text[], %(error_permanent)s::boolean[], %(provider_id)s::varchar[],
-    %(sent_at)s::timestamptz[], %(enqueued_at)s::timestamptz[]
-) AS v(id, status, attempts, error_code, error_message, error_permanent, provider_id,
-       sent_at, enqueued_at)
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS v(
+    id uuid, status varchar, attempts smallint, error_code varchar, error_message text,
+    error_permanent boolean, provider_id varchar, sent_at timestamptz, enqueued_at timestamptz
+)
 WHERE m.id = v.id
 """
 _WRITTEN = (
@@ -407,15 +408,29 @@ def _write_messages(messages: list[Outgoing], events: list[tuple]) -> None:
         Message.objects.bulk_update(rows, list(_WRITTEN))
         copy_rows(MessageEvent, EVENT_COLUMNS, events)
         return
-    params = {"id": [m.id for m in messages]}
-    params.update({name: [getattr(m, name) for m in messages] for name in _WRITTEN})
+    params = {"rows": json.dumps([_written(m) for m in messages])}
     with connection.cursor() as cursor:
         if 0 < len(events) < COPY_FROM_ROWS:
             insert, values = insert_statement(MessageEvent, EVENT_COLUMNS, events)
-            cursor.execute(f"WITH written AS ({_UPDATE_FROM_ARRAYS}) {insert}", params | values)
+            cursor.execute(f"WITH written AS ({_UPDATE_FROM_JSON}) {insert}", params | values)
             return
-        cursor.execute(_UPDATE_FROM_ARRAYS, params)
+        cursor.execute(_UPDATE_FROM_JSON, params)
     copy_rows(MessageEvent, EVENT_COLUMNS, events)
+
+
+def _written(m: Outgoing) -> dict:
+    """A message's written columns as JSON values (timestamps in ISO 8601, with offset)."""
+    return {
+        "id": str(m.id),
+        "status": m.status,
+        "attempts": m.attempts,
+        "error_code": m.error_code,
+        "error_message": m.error_message,
+        "error_permanent": m.error_permanent,
+        "provider_id": m.provider_id,
+        "sent_at": m.sent_at.isoformat() if m.sent_at else None,
+        "enqueued_at": m.enqueued_at.isoformat() if m.enqueued_at else None,
+    }
 
 
 def _attempt_details(attempt: int, result: SendResult, queue: str | None) -> dict:

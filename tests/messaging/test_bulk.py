@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.db import DataError, connection, transaction
 from django.utils import timezone
 
-from messaging.bulk import copy_rows, insert_statement
+from messaging.bulk import copy_rows, insert_statement, uuid_array
 from messaging.models import SubscriptionEvent
 from tests.conftest import application_with_keys, subscription_create
 
@@ -35,3 +37,15 @@ def test_a_too_long_value_is_refused_not_cut(db):
     with pytest.raises(DataError), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params)
     assert not SubscriptionEvent.objects.filter(subscription=subscription, actor="test").exists()
+
+
+def test_uuid_array_is_a_literal_of_uuids_only(db):
+    ids = [uuid.uuid4(), uuid.uuid4()]
+    literal = uuid_array([ids[0], str(ids[1])])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT %s::uuid[]", [literal])
+        assert cursor.fetchone()[0] == ids
+    assert uuid_array([]) == "{}"
+    for bad in (["x"], [f"{ids[0]}}}"], [f"{ids[0]},NULL"], [f'"{ids[0]}"']):
+        with pytest.raises(ValueError):
+            uuid_array(bad)
