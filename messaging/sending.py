@@ -19,7 +19,7 @@ from templates_app.rendering import render
 from templates_app.selectors import template_get
 
 from . import rows
-from .bulk import COPY_FROM_ROWS, copy_models, copy_rows
+from .bulk import COPY_FROM_ROWS, copy_models, copy_rows, uuid_array
 from .delivery import QUEUE_FOR_PRIORITY, hand_over, notify_status_listeners
 from .ids import uuid7
 from .models import Application, Message, MessageEvent, MessageStatus, Subscription, User
@@ -129,7 +129,7 @@ def _subscriptions_by_id(application: Application, ids: set[str], qs) -> list[Su
         " WHERE s.application_id = %s AND s.id = ANY(%s::uuid[])"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [application.pk, list(ids)])
+        cursor.execute(sql, [application.pk, uuid_array(ids)])
         return [rows.instance(Subscription, _TARGET_FIELDS, row) for row in cursor.fetchall()]
 
 
