@@ -173,7 +173,10 @@ def _decrypted_json(ciphertext: str) -> dict:
     batch needs them every time, and Fernet's decryption would cost on every batch. A
     changed credential is a new ciphertext, so it is never served stale. The dict is
     shared between batches: adapters read credentials and never change them."""
-    return json.loads(crypto.decrypt(ciphertext)) if ciphertext else {}
+    # The field's own reading of its column: one definition of the stored format.
+    return Application._meta.get_field("apns_credentials").from_db_value(
+        ciphertext, None, connection
+    )
 
 
 def _applications(ids: set) -> dict:
@@ -181,7 +184,7 @@ def _applications(ids: set) -> dict:
     if connection.vendor != "postgresql":
         return {a.pk: a for a in Application.objects.filter(pk__in=ids)}
     with connection.cursor() as cursor:
-        cursor.execute(_SENDERS, [list(ids)])
+        cursor.execute(_SENDERS, [uuid_array(ids)])
         return {
             pk: _Sender(pk, _decrypted_json(apns), _decrypted_json(fcm), json.loads(extra))
             for pk, apns, fcm, extra in cursor.fetchall()
