@@ -44,6 +44,7 @@ from h2.events import (
 from h2.exceptions import H2Error
 from h2.settings import SettingCodes
 from hpack import Encoder
+from hpack.hpack import encode_integer
 from hpack.table import HeaderTable
 
 Headers = Sequence[tuple[bytes, bytes]]
@@ -68,16 +69,24 @@ class _CountingTable(HeaderTable):
 
 
 class _PlainEncoder(Encoder):
-    """HPACK without Huffman coding (cheaper in pure Python than the bytes it saves), and
-    the last header block kept: a request's headers are the same for every message of a
-    batch (same path, same token), so once they are all in the dynamic table, encoding them
-    changes no state and gives the same bytes; hpack would search its tables each time."""
+    """HPACK without Huffman coding (cheaper in pure Python than the bytes it saves), with
+    two shortcuts hpack does not take:
 
-    def __init__(self) -> None:
+    * Values in `never_indexed` (a request's own: an APNs device-token path, an apns-id) are
+      sent as literals that never enter the dynamic table (RFC 7541 6.2.3): indexing them
+      would only evict useful entries, and hpack would search its tables for them first.
+    * Every other field, once the table holds it, encodes to the same bytes until the table
+      changes: those bytes are kept (per field, and the last whole block), where hpack would
+      search its tables each time. A request's other headers are the same for a batch."""
+
+    def __init__(self, never_indexed: frozenset[bytes] = frozenset()) -> None:
         super().__init__()
         self.header_table = _CountingTable()
+        self.never_indexed = never_indexed
         self._last: tuple | None = None
         self._last_block = b""
+        self._fields: dict[tuple[bytes, bytes], bytes] = {}  # valid for _fields_at additions
+        self._fields_at = 0
 
     def encode(self, headers, huffman: bool = False) -> bytes:
         headers = tuple(headers)
@@ -85,11 +94,49 @@ class _PlainEncoder(Encoder):
         if headers == self._last and not table.resized:
             return self._last_block
         additions = table.additions
-        block = super().encode(headers, huffman=False)
+        if self.never_indexed:
+            block = self._encode_fields(headers)
+        else:
+            block = super().encode(headers, huffman=False)
         # Reusable only if encoding added nothing to the table (all fields were indexed).
         self._last = headers if table.additions == additions else None
         self._last_block = block
         return block
+
+    def _encode_fields(self, headers: tuple) -> bytes:
+        table = self.header_table
+        pieces = []
+        if table.resized:  # the new size may have evicted entries: indexes shift
+            pieces.append(self._encode_table_size_change())
+            table.resized = False
+            self._fields_at = -1
+        if self._fields_at != table.additions:
+            self._fields.clear()
+            self._fields_at = table.additions
+        fields = self._fields
+        never_indexed = self.never_indexed
+        for field in headers:
+            name, value = field
+            if name in never_indexed:
+                pieces.append(_never_indexed_literal(name, value))
+                continue
+            piece = fields.get(field)
+            if piece is None:
+                piece = self.add(field, False, False)
+                if table.additions == self._fields_at:
+                    fields[field] = piece  # an index: the same bytes while the table stands
+                else:
+                    fields.clear()
+                    self._fields_at = table.additions
+            pieces.append(piece)
+        return b"".join(pieces)
+
+
+def _never_indexed_literal(name: bytes, value: bytes) -> bytes:
+    """`Literal Header Field Never Indexed -- New Name`, without Huffman coding."""
+    return b"".join(
+        (b"\x10", encode_integer(len(name), 7), name, encode_integer(len(value), 7), value)
+    )
 
 
 class _H2Connection(H2Connection):
@@ -144,6 +191,7 @@ class _Connection(asyncio.Protocol):
         max_streams: int,
         resend: Callable[[list[_Request]], None],
         lost: Callable[[_Connection], None],
+        never_indexed: frozenset[bytes] = frozenset(),
     ) -> None:
         self.loop = loop
         self.label = label
@@ -159,7 +207,7 @@ class _Connection(asyncio.Protocol):
                 validate_inbound_headers=False,
             )
         )
-        self.conn.encoder = _PlainEncoder()
+        self.conn.encoder = _PlainEncoder(never_indexed)
         self.streams: dict[int, _Request] = {}
         self.queue: collections.deque[_Request] = collections.deque()
         self._max_streams = max_streams  # our cap; the server's may be lower
@@ -434,7 +482,13 @@ class HTTP2Pool:
         max_connections: int = 2,
         max_streams: int = 1000,
         ca_file: str | None = None,
+        client_certificate: str | None = None,
+        never_indexed: Sequence[bytes] = (),
     ) -> None:
+        """`client_certificate`: a PEM file with a certificate and its key, for TLS client
+        authentication (loaded here; the file may go once the pool exists).
+        `never_indexed`: header names whose values are the request's own (HPACK literals that
+        never enter the dynamic table)."""
         url = urlsplit(origin)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"HTTP/2 origin must be http(s)://host[:port]: {origin}")
@@ -449,10 +503,15 @@ class HTTP2Pool:
         self.timeout = timeout
         self.max_connections = max_connections
         self.max_streams = max_streams
+        self.never_indexed = frozenset(never_indexed)
         self._ssl: ssl.SSLContext | None = None
         if url.scheme == "https":
             self._ssl = ssl.create_default_context(cafile=ca_file)
             self._ssl.set_alpn_protocols(["h2"])
+            if client_certificate:
+                self._ssl.load_cert_chain(client_certificate)
+        elif client_certificate:
+            raise ValueError(f"a client certificate needs an https:// origin: {origin}")
         self._connections: list[_Connection] = []
         self._connecting: asyncio.Future[_Connection] | None = None
         self._closed = False
@@ -511,7 +570,14 @@ class HTTP2Pool:
         loop = asyncio.get_running_loop()
 
         def factory() -> _Connection:
-            return _Connection(loop, self.label, self.max_streams, self._resend, self._forget)
+            return _Connection(
+                loop,
+                self.label,
+                self.max_streams,
+                self._resend,
+                self._forget,
+                self.never_indexed,
+            )
 
         async with asyncio.timeout(self.timeout):
             transport, connection = await loop.create_connection(
