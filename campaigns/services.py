@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -174,6 +174,15 @@ def _content(campaign: Campaign, run: CampaignRun) -> sending.Content | sending.
     return sending.rendered_content(run.template_version, campaign.variables)
 
 
+class _Member(NamedTuple):
+    """An audience member as fan-out needs it: what message_send reads of a subscription,
+    without a model instance per row."""
+
+    pk: Any
+    type: str
+    language: str
+
+
 class _StepSuperseded(Exception):
     """The run was cancelled, or another step advanced it, while this step worked."""
 
@@ -207,7 +216,8 @@ def run_fanout_step(*, run_id, step: int | None = None) -> bool:
     if run.cursor is not None:
         audience = audience.filter(pk__gt=run.cursor)
     size, pause = _batch_plan(campaign)
-    batch = list(audience.order_by("pk").only("id", "type", "language")[:size])
+    rows = audience.order_by("pk").values_list("id", "type", "language")[:size]
+    batch = [_Member(*row) for row in rows]
     changes["fanout_done"] = len(batch) < size
     if batch:
         changes |= {
