@@ -35,6 +35,7 @@ from .models import (
     Subscription,
     SubscriptionEvent,
     SubscriptionType,
+    SweepMark,
 )
 from .outbox import enqueue
 
@@ -119,7 +120,8 @@ def _move(message: Outgoing, target: str) -> None:
 
 _CLAIM = """
 SELECT m.id, m.application_id, m.subscription_id, m.channel, m.campaign_run_id, m.title,
-       m.body, m.data, m.priority, m.ttl, m.collapse_id, m.attempts, s.token, s.enabled
+       m.body, m.data, m.priority, m.ttl, m.collapse_id, m.attempts, s.token, s.enabled,
+       m.enqueued_at
 FROM messaging_message AS m JOIN messaging_subscription AS s ON s.id = m.subscription_id
 WHERE m.id = ANY(%(ids)s::uuid[]) AND m.status = 'pending'
   AND (m.send_after IS NULL OR m.send_after <= %(now)s)
@@ -136,14 +138,17 @@ def _claim(message_ids: Sequence[str], now: datetime) -> list[Outgoing]:
             cursor.execute(_CLAIM, {"ids": uuid_array(message_ids), "now": now})
             rows = cursor.fetchall()
         return [
-            Outgoing(*row[:7], json.loads(row[7]), *row[8:12], crypto.decrypt(row[12]), row[13])
+            Outgoing(
+                *row[:7], json.loads(row[7]), *row[8:12], crypto.decrypt(row[12]), row[13],
+                enqueued_at=row[14],
+            )
             for row in rows
-        ]
+        ]  # fmt: skip
     return [
         Outgoing(
             m.pk, m.application_id, m.subscription_id, m.channel, m.campaign_run_id, m.title,
             m.body, m.data, m.priority, m.ttl, m.collapse_id, m.attempts,
-            m.subscription.token, m.subscription.enabled,
+            m.subscription.token, m.subscription.enabled, enqueued_at=m.enqueued_at,
         )
         for m in Message.objects.filter(pk__in=message_ids, status=MessageStatus.PENDING)
         .filter(Q(send_after__isnull=True) | Q(send_after__lte=now))
@@ -499,22 +504,43 @@ def hand_over(rows: Sequence[tuple], now: datetime) -> None:
 
 def pending_sweep(*, now: datetime | None = None, limit: int = 200_000) -> int:
     """Enqueues pending messages whose work never reached the broker (or was lost with a
-    worker), and scheduled messages that are due. Returns how many it enqueued."""
+    worker), and scheduled messages that are due. Returns how many it enqueued.
+
+    No index lists the pending messages (it would make every send's update a non-HOT one,
+    see Message.Meta): each sweep reads two time windows that continue where the last
+    complete sweep stopped (SweepMark). "stale": enqueued_at from the last upper end, less
+    MESSAGE_SWEEP_OVERLAP_SECONDS for clocks that differ between hosts, up to now less
+    MESSAGE_STALE_AFTER_SECONDS; a message becomes a candidate that long after its hand-over,
+    so a transaction that was still open at the last sweep is caught as long as it lasted
+    less than that. "due": send_after from the last sweep, less MESSAGE_STALE_AFTER_SECONDS,
+    up to now. Either window starts at the beginning when it has no mark yet (the first
+    sweep after an upgrade reads all messages once). A sweep that stops at `limit` keeps
+    its marks, so the next one reads the same windows again."""
     now = now or timezone.now()
-    stale_before = now - timedelta(seconds=settings.MESSAGE_STALE_AFTER_SECONDS)
-    candidates = (
-        Message.objects.filter(status=MessageStatus.PENDING)
-        .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale_before))
-        .filter(Q(send_after__isnull=True) | Q(send_after__lte=now))
+    stale_after = timedelta(seconds=settings.MESSAGE_STALE_AFTER_SECONDS)
+    overlap = timedelta(seconds=settings.MESSAGE_SWEEP_OVERLAP_SECONDS)
+    marks = dict(SweepMark.objects.values_list("name", "position"))
+    stale_before = now - stale_after
+    stale = Message.objects.filter(
+        status=MessageStatus.PENDING, enqueued_at__lt=stale_before
+    ).filter(Q(send_after__isnull=True) | Q(send_after__lte=now))
+    if "stale" in marks:
+        stale = stale.filter(enqueued_at__gte=marks["stale"] - overlap)
+    due = Message.objects.filter(
+        status=MessageStatus.PENDING, enqueued_at__isnull=True, send_after__lte=now
     )
+    if "due" in marks:
+        due = due.filter(send_after__gte=marks["due"] - max(stale_after, overlap))
     size = settings.MESSAGE_BATCH_SIZE
     done = 0
-    while done < limit:
-        rows = list(candidates.values_list("pk", "priority")[:size])
-        if not rows:
-            break
-        hand_over(rows, now)
-        done += len(rows)
+    for name, candidates, upper in (("stale", stale, stale_before), ("due", due, now)):
+        while done < limit:
+            rows = list(candidates.values_list("pk", "priority")[:size])
+            if not rows:
+                SweepMark.objects.update_or_create(name=name, defaults={"position": upper})
+                break
+            hand_over(rows, now)
+            done += len(rows)
     if done:
         logger.info("Stale-pending sweep enqueued %d messages", done)
     return done

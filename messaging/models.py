@@ -230,14 +230,21 @@ class Message(models.Model):
     enqueued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        # No index holds a column that sending changes (status, attempts, errors, provider id,
+        # sent_at; enqueued_at only on a retry), not even in a condition: the update that
+        # records a send is then a heap-only (HOT) update, written in place on the row's page
+        # with no new index entries. The table keeps room for it (fillfactor, migration 0006).
+        # The stale-pending sweep finds its candidates by time windows over enqueued_at and
+        # send_after instead of an index of pending rows (delivery.pending_sweep).
         indexes = [
             models.Index(fields=["application", "-created_at"], name="msg_app_created"),
             models.Index(fields=["subscription", "-created_at"], name="msg_sub_created"),
-            models.Index(fields=["campaign_id", "status"], name="msg_campaign_status"),
+            models.Index(fields=["campaign_id", "-created_at"], name="msg_campaign_created"),
+            models.Index(fields=["enqueued_at"], name="msg_enqueued"),
             models.Index(
-                fields=["enqueued_at"],
-                condition=Q(status="pending"),
-                name="msg_pending_enqueued",
+                fields=["send_after"],
+                condition=Q(send_after__isnull=False),
+                name="msg_scheduled",
             ),
         ]
         constraints = [
@@ -298,6 +305,18 @@ class MessageEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.status} at {self.at}"
+
+
+class SweepMark(models.Model):
+    """How far the stale-pending sweep has looked: the upper end of its last complete window,
+    per kind ("stale": enqueued_at, "due": send_after). The next window starts there, less an
+    overlap for transactions that were still open."""
+
+    name = models.CharField(max_length=20, primary_key=True)
+    position = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} swept up to {self.position}"
 
 
 class IdempotencyRecord(models.Model):

@@ -224,6 +224,8 @@ MESSAGE_RETRY_MAX_SECONDS = env.float("MESSAGE_RETRY_MAX_SECONDS", default=600.0
 # Pending work not picked up this long after it was enqueued is enqueued again (a worker
 # sending it holds its row lock, so a copy enqueued meanwhile skips it).
 MESSAGE_STALE_AFTER_SECONDS = env.int("MESSAGE_STALE_AFTER_SECONDS", default=300)
+# The sweep's windows overlap by this much, for clocks that differ between hosts.
+MESSAGE_SWEEP_OVERLAP_SECONDS = env.int("MESSAGE_SWEEP_OVERLAP_SECONDS", default=15)
 MESSAGE_STATUS_LISTENERS = ["campaigns.services.run_stats_apply"]
 
 # --- Campaigns -----------------------------------------------------------------------------
