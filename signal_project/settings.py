@@ -217,7 +217,10 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Delivery ------------------------------------------------------------------------------
 MESSAGE_BATCH_SIZE = env.int("MESSAGE_BATCH_SIZE", default=500)
-MESSAGE_OUTBOX_FLUSH_MS = env.float("MESSAGE_OUTBOX_FLUSH_MS", default=20.0)
+# Under load, sends from many requests share one delivery task per interval. At 200 requests/s
+# the workers spent 2.1-2.2 ms of CPU per message with 20 ms, 1.4-1.5 ms with 50 ms (each
+# task's fixed cost shared by more messages); accepted-to-successful p50 25 -> 41 ms.
+MESSAGE_OUTBOX_FLUSH_MS = env.float("MESSAGE_OUTBOX_FLUSH_MS", default=50.0)
 MESSAGE_MAX_ATTEMPTS = env.int("MESSAGE_MAX_ATTEMPTS", default=5)
 MESSAGE_RETRY_BASE_SECONDS = env.float("MESSAGE_RETRY_BASE_SECONDS", default=2.0)
 MESSAGE_RETRY_MAX_SECONDS = env.float("MESSAGE_RETRY_MAX_SECONDS", default=600.0)
