@@ -30,10 +30,9 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import jwt
-from h2.exceptions import H2Error
 
 from adapters import registry
-from adapters.asyncio_adapter import AsyncBatchAdapter
+from adapters.asyncio_adapter import AsyncBatchAdapter, timed_request
 from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
 from adapters.errors import (
     classify_apns,
@@ -214,26 +213,12 @@ class APNsAdapter(AsyncBatchAdapter):
         background = not (message.title or message.body)
         notification_id = _apns_id(message.message_id)
         headers = client.request_headers(message, notification_id, background, auth)
-        started = time.perf_counter()
-        try:
-            # A deadline on this task, not wait_for's extra task per request.
-            async with asyncio.timeout(self.timeout):
-                status, response_headers, answer = await client.pool.request(headers, body)
-        except TimeoutError:
-            return local_failure(
-                message.message_id,
-                "timeout",
-                f"no answer within {self.timeout} s",
-                latency_ms=(time.perf_counter() - started) * 1000,
-            )
-        except (OSError, H2Error) as exc:
-            return local_failure(
-                message.message_id,
-                "network_error",
-                f"{type(exc).__name__}: {exc}",
-                latency_ms=(time.perf_counter() - started) * 1000,
-            )
-        latency_ms = (time.perf_counter() - started) * 1000
+        answered = await timed_request(
+            client.pool, headers, body, timeout=self.timeout, message_id=message.message_id
+        )
+        if isinstance(answered, SendResult):
+            return answered
+        (status, response_headers, answer), latency_ms = answered
         error = (parse_json_body(answer) or {}) if answer else {}
         return classify_apns(
             message.message_id,

@@ -4,11 +4,16 @@ this process's adapter event loop, and one long-lived client per credential set.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
+from h2.exceptions import H2Error
+
 from adapters import registry
 from adapters.base import Credentials, OutboundMessage, SendResult
+from adapters.errors import local_failure
+from adapters.http2_client import Headers, HTTP2Pool, Response
 
 
 class AsyncBatchAdapter:
@@ -48,3 +53,30 @@ class AsyncBatchAdapter:
 
     async def _close_client(self, client: Any) -> None:
         raise NotImplementedError
+
+
+async def timed_request(
+    pool: HTTP2Pool, headers: Headers, body: bytes, *, timeout: float, message_id: str
+) -> tuple[Response, float] | SendResult:
+    """One request with a deadline: the answer and its latency in ms, or the message's local
+    failure (`timeout`, `network_error`) when there was no answer."""
+    started = time.perf_counter()
+    try:
+        # A deadline on this task, not wait_for's extra task per request.
+        async with asyncio.timeout(timeout):
+            response = await pool.request(headers, body)
+    except TimeoutError:
+        return local_failure(
+            message_id,
+            "timeout",
+            f"no answer within {timeout} s",
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+    except (OSError, H2Error) as exc:
+        return local_failure(
+            message_id,
+            "network_error",
+            f"{type(exc).__name__}: {exc}",
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+    return response, (time.perf_counter() - started) * 1000

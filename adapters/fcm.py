@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,10 +24,9 @@ from typing import Any
 import google.auth.exceptions
 import google.auth.transport.requests
 from google.oauth2 import service_account
-from h2.exceptions import H2Error
 from pyfcm.baseapi import BaseAPI
 
-from adapters.asyncio_adapter import AsyncBatchAdapter
+from adapters.asyncio_adapter import AsyncBatchAdapter, timed_request
 from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
 from adapters.errors import (
     FCM_ERRORS,
@@ -179,25 +177,12 @@ class FCMAdapter(AsyncBatchAdapter):
         payload: bytes,
     ) -> SendResult:
         headers = client.request_headers(token)
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(self.timeout):
-                status, response_headers, body = await client.pool.request(headers, payload)
-        except TimeoutError:
-            return local_failure(
-                message.message_id,
-                "timeout",
-                f"no answer within {self.timeout} s",
-                latency_ms=(time.perf_counter() - started) * 1000,
-            )
-        except (OSError, H2Error) as exc:
-            return local_failure(
-                message.message_id,
-                "network_error",
-                f"{type(exc).__name__}: {exc}",
-                latency_ms=(time.perf_counter() - started) * 1000,
-            )
-        latency_ms = (time.perf_counter() - started) * 1000
+        answered = await timed_request(
+            client.pool, headers, payload, timeout=self.timeout, message_id=message.message_id
+        )
+        if isinstance(answered, SendResult):
+            return answered
+        (status, response_headers, body), latency_ms = answered
         retry_after = response_headers.get(b"retry-after")
         return classify_fcm(
             message.message_id,
