@@ -533,14 +533,24 @@ def pending_sweep(*, now: datetime | None = None, limit: int = 200_000) -> int:
         due = due.filter(send_after__gte=marks["due"] - max(stale_after, overlap))
     size = settings.MESSAGE_BATCH_SIZE
     done = 0
-    for name, candidates, upper in (("stale", stale, stale_before), ("due", due, now)):
+    windows = (
+        ("stale", stale, "enqueued_at", stale_before),
+        ("due", due, "send_after", now),
+    )
+    for name, candidates, column, upper in windows:
+        # One pass along the window's column: each read starts where the last one ended
+        # (rows handed over leave the window), not again over the finished rows before it.
+        candidates = candidates.order_by(column)
+        after = None
         while done < limit:
-            rows = list(candidates.values_list("pk", "priority")[:size])
+            page = candidates if after is None else candidates.filter(**{f"{column}__gte": after})
+            rows = list(page.values_list("pk", "priority", column)[:size])
             if not rows:
                 SweepMark.objects.update_or_create(name=name, defaults={"position": upper})
                 break
-            hand_over(rows, now)
+            hand_over([(pk, priority) for pk, priority, _ in rows], now)
             done += len(rows)
+            after = rows[-1][2]
     if done:
         logger.info("Stale-pending sweep enqueued %d messages", done)
     return done
