@@ -93,7 +93,7 @@ class Outgoing:
     collapse_id: str
     attempts: int
     token: str
-    subscription_enabled: bool
+    subscription_enabled: bool | None  # None: the subscription no longer exists
     status: str = MessageStatus.PENDING
     error_code: str = ""
     error_message: str = ""
@@ -122,7 +122,7 @@ _CLAIM = """
 SELECT m.id, m.application_id, m.subscription_id, m.channel, m.campaign_run_id, m.title,
        m.body, m.data, m.priority, m.ttl, m.collapse_id, m.attempts, s.token, s.enabled,
        m.enqueued_at
-FROM messaging_message AS m JOIN messaging_subscription AS s ON s.id = m.subscription_id
+FROM messaging_message AS m LEFT JOIN messaging_subscription AS s ON s.id = m.subscription_id
 WHERE m.id = ANY(%(ids)s::uuid[]) AND m.status = 'pending'
   AND (m.send_after IS NULL OR m.send_after <= %(now)s)
 FOR UPDATE OF m SKIP LOCKED
@@ -137,22 +137,31 @@ def _claim(message_ids: Sequence[str], now: datetime) -> list[Outgoing]:
         with connection.cursor() as cursor:
             cursor.execute(_CLAIM, {"ids": uuid_array(message_ids), "now": now})
             rows = cursor.fetchall()
+        # A subscription deleted after its message was stored (no constraint ties them, see
+        # Message.subscription): no token, enabled None, and the message fails.
         return [
             Outgoing(
-                *row[:7], json.loads(row[7]), *row[8:12], crypto.decrypt(row[12]), row[13],
+                *row[:7], json.loads(row[7]), *row[8:12],
+                crypto.decrypt(row[12]) if row[12] is not None else "", row[13],
                 enqueued_at=row[14],
             )
             for row in rows
         ]  # fmt: skip
+    found = list(
+        Message.objects.filter(pk__in=message_ids, status=MessageStatus.PENDING).filter(
+            Q(send_after__isnull=True) | Q(send_after__lte=now)
+        )
+    )
+    subscriptions = Subscription.objects.in_bulk({m.subscription_id for m in found})
+    gone = Subscription(token="", enabled=None)
     return [
         Outgoing(
             m.pk, m.application_id, m.subscription_id, m.channel, m.campaign_run_id, m.title,
             m.body, m.data, m.priority, m.ttl, m.collapse_id, m.attempts,
-            m.subscription.token, m.subscription.enabled, enqueued_at=m.enqueued_at,
+            subscriptions.get(m.subscription_id, gone).token,
+            subscriptions.get(m.subscription_id, gone).enabled, enqueued_at=m.enqueued_at,
         )
-        for m in Message.objects.filter(pk__in=message_ids, status=MessageStatus.PENDING)
-        .filter(Q(send_after__isnull=True) | Q(send_after__lte=now))
-        .select_related("subscription")
+        for m in found
     ]  # fmt: skip
 
 
@@ -263,6 +272,13 @@ def _deliver(message_ids: Sequence[str], queue: str | None) -> BatchReport:
     for message in messages:
         if message.subscription_enabled:
             groups[(message.application_id, message.channel)].append(message)
+        elif message.subscription_enabled is None:
+            [results[message.id]] = _failures(
+                [message],
+                "subscription_deleted",
+                "The subscription was deleted before the message was sent.",
+                permanent=True,
+            )
         else:
             [results[message.id]] = _failures(
                 [message],
@@ -296,6 +312,8 @@ class _Outcome:
 
 
 EVENT_COLUMNS = ("message_id", "type", "status", "at", "details")
+# Failures decided before any provider was asked: no attempt is counted or recorded.
+_NOT_ATTEMPTED = frozenset({"subscription_disabled", "subscription_deleted"})
 _ATTEMPT, _STATUS = MessageEvent.Type.ATTEMPT.value, MessageEvent.Type.STATUS.value
 
 
@@ -307,7 +325,7 @@ def _apply_results(
     out = _Outcome()
     for message in messages:
         result = results[message.id]
-        if result.error_code != "subscription_disabled":
+        if result.error_code not in _NOT_ATTEMPTED:
             message.attempts += 1
             details = _attempt_details(message.attempts, result, queue)
             out.events.append((message.id, _ATTEMPT, "", now, details))

@@ -194,8 +194,17 @@ class Message(models.Model):
     application = models.ForeignKey(
         Application, on_delete=models.CASCADE, related_name="+", db_index=False
     )
+    # No foreign key constraint in the database: its check locks the subscription's row (FOR
+    # KEY SHARE) for every message inserted, a WAL record and a dirtied page of the large
+    # subscription table per message of a campaign. Deleting a subscription still deletes its
+    # messages (Django's collector); a message whose subscription went away meanwhile fails
+    # when it is claimed (delivery._claim).
     subscription = models.ForeignKey(
-        Subscription, on_delete=models.CASCADE, related_name="messages", db_index=False
+        Subscription,
+        on_delete=models.CASCADE,
+        related_name="messages",
+        db_index=False,
+        db_constraint=False,
     )
     channel = models.CharField(max_length=20, choices=SubscriptionType.choices)
     # Campaigns depend on messaging, not the other way round: plain ids, no foreign keys.

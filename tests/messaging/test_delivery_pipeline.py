@@ -174,6 +174,27 @@ def test_unknown_ids_are_ignored(fake_app, providers):
 # --- Failures that never reach a provider -------------------------------------------------------
 
 
+def test_a_message_whose_subscription_was_deleted_meanwhile_fails_unsent(fake_app, providers):
+    # No constraint ties a message to its subscription (Message.subscription): a delete that
+    # raced the insert leaves the message, and its claim must end it rather than skip it.
+    subscription = subscription_create(fake_app, token=ios_token())
+    [message] = send(fake_app, [subscription])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM messaging_subscriptionevent WHERE subscription_id = %s", [subscription.pk]
+        )
+        cursor.execute("DELETE FROM messaging_subscription WHERE id = %s", [subscription.pk])
+
+    report = delivery.deliver_batch([str(message.pk)])
+
+    assert report.outcomes == Counter({"failed": 1})
+    message = fresh(message)
+    assert (message.status, message.error_code) == (MessageStatus.FAILED, "subscription_deleted")
+    assert message.attempts == 0
+    assert events(message) == [("status", "failed")]
+    assert requests(providers) == (0, 0)
+
+
 def test_a_subscription_disabled_after_the_send_fails_the_message_unsent(fake_app, providers):
     subscription = subscription_create(fake_app, token=ios_token())
     [message] = send(fake_app, [subscription])
