@@ -272,20 +272,9 @@ def _deliver(message_ids: Sequence[str], queue: str | None) -> BatchReport:
     for message in messages:
         if message.subscription_enabled:
             groups[(message.application_id, message.channel)].append(message)
-        elif message.subscription_enabled is None:
-            [results[message.id]] = _failures(
-                [message],
-                "subscription_deleted",
-                "The subscription was deleted before the message was sent.",
-                permanent=True,
-            )
         else:
-            [results[message.id]] = _failures(
-                [message],
-                "subscription_disabled",
-                "The subscription was disabled before the message was sent.",
-                permanent=True,
-            )
+            code, text = _UNSENDABLE[message.subscription_enabled]
+            [results[message.id]] = _failures([message], code, text, permanent=True)
     jobs = [(applications[app_id], channel, group) for (app_id, channel), group in groups.items()]
     if len(jobs) <= 1:  # none: every subscription was disabled, nothing goes out
         batches = [_send_group(*job) for job in jobs]
@@ -312,8 +301,13 @@ class _Outcome:
 
 
 EVENT_COLUMNS = ("message_id", "type", "status", "at", "details")
-# Failures decided before any provider was asked: no attempt is counted or recorded.
-_NOT_ATTEMPTED = frozenset({"subscription_disabled", "subscription_deleted"})
+# Failures decided before any provider was asked (by the subscription's `enabled`, None when
+# it no longer exists): no attempt is counted or recorded.
+_UNSENDABLE = {
+    False: ("subscription_disabled", "The subscription was disabled before the message was sent."),
+    None: ("subscription_deleted", "The subscription was deleted before the message was sent."),
+}
+_NOT_ATTEMPTED = frozenset(code for code, _text in _UNSENDABLE.values())
 _ATTEMPT, _STATUS = MessageEvent.Type.ATTEMPT.value, MessageEvent.Type.STATUS.value
 
 
