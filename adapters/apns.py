@@ -48,7 +48,6 @@ APPLE_SANDBOX = "https://api.sandbox.push.apple.com"
 MAX_PAYLOAD_BYTES = 4096
 # Apple: renew the provider token no more often than every 20 minutes and at least every 60.
 PROVIDER_TOKEN_RENEW_SECONDS = 40 * 60
-MAX_CLIENTS = 64
 
 
 class ProviderToken:
@@ -172,9 +171,6 @@ class APNsAdapter(AsyncBatchAdapter):
             ca_file=getattr(settings, "APNS_CA_FILE", "") or None,
         )
 
-    async def _close_client(self, client: _Client) -> None:
-        client.pool.close()
-
     def provider_token(self, credentials: Credentials) -> ProviderToken | None:
         """The provider token in use for these credentials (None for certificate auth)."""
         return registry.run_in_loop(self._provider_token(credentials), timeout=self.timeout)
@@ -228,20 +224,6 @@ class APNsAdapter(AsyncBatchAdapter):
             retry_after=parse_retry_after(response_headers.get(b"retry-after")),
             latency_ms=latency_ms,
         )
-
-    def _client(self, credentials: Credentials) -> _Client:
-        loop = asyncio.get_running_loop()
-        if self._clients_loop is not loop:  # first use, or a forked child's new loop
-            self._clients = {}
-            self._clients_loop = loop
-        client = self._clients.get(credentials.key)
-        if client is None:
-            if len(self._clients) >= MAX_CLIENTS:
-                # Credentials rotate (the key has a content digest): drop the oldest client.
-                oldest = next(iter(self._clients))
-                self._clients.pop(oldest).pool.close()
-            client = self._clients[credentials.key] = self._build_client(credentials.values)
-        return client
 
     def _build_client(self, values: Mapping[str, Any]) -> _Client:
         try:

@@ -17,11 +17,13 @@ from adapters.http2_client import Headers, HTTP2Pool, Response
 
 
 class AsyncBatchAdapter:
-    """Subclasses implement `_send_batch` (async) and `_close_client`, and set `timeout` and
-    `send_rounds`: how many timeouts one batch may spend at most (credential retries)."""
+    """Subclasses implement `_send_batch` (async) and `_build_client` (from credential values
+    to a client whose `pool` is an HTTP2Pool), and set `timeout` and `send_rounds`: how many
+    timeouts one batch may spend at most (credential retries)."""
 
     send_rounds = 2
     timeout: float
+    max_clients = 64  # credential sets with open connections; the oldest goes first
 
     def __init__(self) -> None:
         self._clients: dict[str, Any] = {}
@@ -52,7 +54,24 @@ class AsyncBatchAdapter:
         raise NotImplementedError
 
     async def _close_client(self, client: Any) -> None:
+        client.pool.close()
+
+    def _build_client(self, values: Any) -> Any:
         raise NotImplementedError
+
+    def _client(self, credentials: Credentials) -> Any:
+        """The client of these credentials on this loop, built on first use."""
+        loop = asyncio.get_running_loop()
+        if self._clients_loop is not loop:  # first use, or a forked child's new loop
+            self._clients = {}
+            self._clients_loop = loop
+        client = self._clients.get(credentials.key)
+        if client is None:
+            if len(self._clients) >= self.max_clients:
+                # Credentials rotate (the key has a content digest): drop the oldest client.
+                self._clients.pop(next(iter(self._clients))).pool.close()
+            client = self._clients[credentials.key] = self._build_client(credentials.values)
+        return client
 
 
 async def timed_request(

@@ -40,7 +40,6 @@ from adapters.http2_client import Headers, HTTP2Pool
 
 GOOGLE_ENDPOINT = "https://fcm.googleapis.com"
 SCOPES = ["https://www.googleapis.com/auth/firebase.messaging"]
-MAX_CLIENTS = 64
 
 
 class _TokenRequest(google.auth.transport.requests.Request):
@@ -118,9 +117,6 @@ class FCMAdapter(AsyncBatchAdapter):
     @classmethod
     def from_settings(cls, settings: Any) -> FCMAdapter:
         return cls(endpoint=getattr(settings, "FCM_ENDPOINT", "") or None)
-
-    async def _close_client(self, client: _Client) -> None:
-        client.pool.close()
 
     async def _send_batch(
         self, credentials: Credentials, messages: Sequence[OutboundMessage]
@@ -211,20 +207,6 @@ class FCMAdapter(AsyncBatchAdapter):
             except google.auth.exceptions.RefreshError as exc:
                 raise _TokenError("UNAUTHENTICATED", f"OAuth token refused: {exc}") from exc
             return credentials.token
-
-    def _client(self, credentials: Credentials) -> _Client:
-        loop = asyncio.get_running_loop()
-        if self._clients_loop is not loop:  # first use, or a forked child's new loop
-            self._clients = {}
-            self._clients_loop = loop
-        client = self._clients.get(credentials.key)
-        if client is None:
-            if len(self._clients) >= MAX_CLIENTS:
-                # Credentials rotate (the key has a content digest): drop the oldest client.
-                oldest = self._clients.pop(next(iter(self._clients)))
-                oldest.pool.close()
-            client = self._clients[credentials.key] = self._build_client(credentials.values)
-        return client
 
     def _build_client(self, values: Mapping[str, Any]) -> _Client:
         info = values.get("service_account")

@@ -152,14 +152,16 @@ def _claim(message_ids: Sequence[str], now: datetime) -> list[Outgoing]:
             Q(send_after__isnull=True) | Q(send_after__lte=now)
         )
     )
-    subscriptions = Subscription.objects.in_bulk({m.subscription_id for m in found})
-    gone = Subscription(token="", enabled=None)
+    # (token, enabled) by subscription; a deleted one's is ("", None), as on PostgreSQL.
+    known = {
+        pk: (s.token, s.enabled)
+        for pk, s in Subscription.objects.in_bulk({m.subscription_id for m in found}).items()
+    }
     return [
         Outgoing(
             m.pk, m.application_id, m.subscription_id, m.channel, m.campaign_run_id, m.title,
             m.body, m.data, m.priority, m.ttl, m.collapse_id, m.attempts,
-            subscriptions.get(m.subscription_id, gone).token,
-            subscriptions.get(m.subscription_id, gone).enabled, enqueued_at=m.enqueued_at,
+            *known.get(m.subscription_id, ("", None)), enqueued_at=m.enqueued_at,
         )
         for m in found
     ]  # fmt: skip

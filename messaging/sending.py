@@ -92,21 +92,17 @@ def resolve_targets(
     """The enabled subscriptions a request targets, and how many disabled ones it skips.
     A named target that is missing or another application's raises NotFound."""
 
-    # Built only where used: making a queryset costs more than the plain SELECT by id.
-    def qs():
-        return Subscription.objects.filter(application=application).only(
-            "id", "type", "enabled", "language"
-        )
-
     if external_user_id is not None:
         if not User.objects.filter(
             application=application, external_user_id=external_user_id
         ).exists():
             raise NotFound(f"No user with external_user_id {external_user_id!r}.")
-        targets = list(qs().filter(user__external_user_id=external_user_id))
+        targets = list(
+            _target_queryset(application).filter(user__external_user_id=external_user_id)
+        )
     else:
         wanted = {str(i) for i in (subscription_ids or [subscription_id])}
-        targets = _subscriptions_by_id(application, wanted, qs)
+        targets = _subscriptions_by_id(application, wanted)
         if len(targets) != len(wanted):
             found = {str(s.pk) for s in targets}
             missing = sorted(wanted - found)
@@ -120,15 +116,21 @@ def resolve_targets(
     return enabled, len(targets) - len(enabled)
 
 
-_TARGET_FIELDS = rows.fields_of(Subscription, ("id", "type", "enabled", "language"))
+_TARGET_COLUMNS = ("id", "type", "enabled", "language")
+_TARGET_FIELDS = rows.fields_of(Subscription, _TARGET_COLUMNS)
 
 
-def _subscriptions_by_id(application: Application, ids: set[str], qs) -> list[Subscription]:
-    """The application's subscriptions among `ids` (the columns sending reads; `qs()` makes
-    their queryset). Plain SQL on PostgreSQL: it runs on every POST /messages (see
-    messaging.rows)."""
+def _target_queryset(application: Application):
+    """The application's subscriptions, with the columns sending reads. Made only where used:
+    building a queryset costs more than the plain SELECT by id."""
+    return Subscription.objects.filter(application=application).only(*_TARGET_COLUMNS)
+
+
+def _subscriptions_by_id(application: Application, ids: set[str]) -> list[Subscription]:
+    """The application's subscriptions among `ids`. Plain SQL on PostgreSQL: it runs on every
+    POST /messages (see messaging.rows)."""
     if connection.vendor != "postgresql":
-        return list(qs().filter(pk__in=ids))
+        return list(_target_queryset(application).filter(pk__in=ids))
     sql = (
         f"SELECT {rows.columns('s', _TARGET_FIELDS)} FROM {Subscription._meta.db_table} s"  # noqa: S608 (names are ours)
         " WHERE s.application_id = %s AND s.id = ANY(%s::uuid[])"
