@@ -64,17 +64,22 @@ def settle_audience() -> dict:
     return {"settle_seconds": round(time.perf_counter() - started, 2)}
 
 
-def wal_counters() -> tuple[int, int] | None:
-    """PostgreSQL's WAL written since its statistics reset: (bytes, full-page images)."""
+def pg_counters() -> tuple[int, int, int] | None:
+    """PostgreSQL's counters since their reset: WAL bytes, full-page images, and this
+    database's blocks read from outside shared buffers (the OS cache or the disk). The block
+    count of a backend can lag by up to a second of its work (it reports when idle)."""
     from django.db import connection
 
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT wal_bytes, wal_fpi FROM pg_stat_wal")
-            wal_bytes, fpi = cursor.fetchone()
+            cursor.execute(
+                "SELECT wal_bytes, wal_fpi, (SELECT blks_read FROM pg_stat_database"
+                " WHERE datname = current_database()) FROM pg_stat_wal"
+            )
+            wal_bytes, fpi, blocks_read = cursor.fetchone()
     except Exception:
         return None
-    return int(wal_bytes), int(fpi)
+    return int(wal_bytes), int(fpi), int(blocks_read)
 
 
 def message_figures(**where) -> dict:
@@ -155,7 +160,7 @@ def run_ours(stack, n: int, number: int, timeout: float) -> dict:
     campaign_id = create_campaign(stack, key)
     stack.fakes.reset()
     stack.sample_rss()
-    wal_before = wal_counters()
+    counters_before = pg_counters()
     meter = CpuMeter(stack.cpu_roots()).start()
     status, body = http_json("POST", f"{stack.web_url}/api/v1/campaigns/{campaign_id}/execute", key)
     if status != 202:
@@ -182,7 +187,7 @@ def run_ours(stack, n: int, number: int, timeout: float) -> dict:
     finished = wait_until(done, stack, timeout, progress)
     elapsed = time.monotonic() - started
     meter.stop()
-    wal_after = wal_counters()
+    counters_after = pg_counters()
     stack.sample_rss()
     run = state.get("run")
     figures = message_figures(campaign_run_id=run.pk) if run else {}
@@ -206,11 +211,14 @@ def run_ours(stack, n: int, number: int, timeout: float) -> dict:
         "seed_rows_per_second": seeded["rows_per_second"],
         **settled,
     }
-    if wal_before and wal_after:
+    if counters_before and counters_after:
         result["wal_mb_per_1000_messages"] = round(
-            (wal_after[0] - wal_before[0]) / 1e6 / (n / 1000), 2
+            (counters_after[0] - counters_before[0]) / 1e6 / (n / 1000), 2
         )
-        result["wal_full_page_images"] = wal_after[1] - wal_before[1]
+        result["wal_full_page_images"] = counters_after[1] - counters_before[1]
+        result["blocks_read_per_1000_messages"] = round(
+            (counters_after[2] - counters_before[2]) / (n / 1000), 1
+        )
     print(
         f"run {number}: {n} messages in {elapsed:.2f} s = {result['messages_per_second']} msg/s; "
         f"created->successful p50 {figures.get('p50_created_to_successful_ms')} ms, "

@@ -15,7 +15,6 @@ import multiprocessing
 import random
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,8 +46,9 @@ def android_token(salt: int, index: int) -> str:
 def _chunk_rows(job: tuple) -> bytes:
     """COPY text rows for subscriptions start..stop (runs in a pool process too)."""
     from messaging import crypto
+    from messaging.ids import uuid7
 
-    application_id, salt, start, stop, stamp = job
+    application_id, salt, start, stop, stamp, first_ms = job
     tags = json.dumps(TAGS)
     lines = []
     for index in range(start, stop):
@@ -56,9 +56,11 @@ def _chunk_rows(job: tuple) -> bytes:
             kind, token = "AndroidPush", android_token(salt, index)
         else:
             kind, token = "iOSPush", ios_token(salt, index)
+        # Ids as the model gives them (time-ordered), as if registered one per millisecond:
+        # the table's order is its ids' order, as for subscriptions registered over time.
         # Tokens, digests, JSON and timestamps hold no tab, newline or backslash: no escaping.
         lines.append(
-            f"{uuid.uuid4()}\t{application_id}\t\\N\t{kind}\t{crypto.encrypt(token)}\t"
+            f"{uuid7(first_ms + index)}\t{application_id}\t\\N\t{kind}\t{crypto.encrypt(token)}\t"
             f"{crypto.token_digest(kind, token)}\tt\t\t{tags}\tko\tKR\t\t{{}}\t\\N\t"
             f"{stamp}\t{stamp}\n"
         )
@@ -66,9 +68,10 @@ def _chunk_rows(job: tuple) -> bytes:
 
 
 def _jobs(application_id, n: int, salt: int) -> list[tuple]:
-    stamp = datetime.now(UTC).isoformat()
+    now = datetime.now(UTC)
+    first_ms = int(now.timestamp() * 1000) - n
     return [
-        (str(application_id), salt, start, min(start + CHUNK, n), stamp)
+        (str(application_id), salt, start, min(start + CHUNK, n), now.isoformat(), first_ms)
         for start in range(0, n, CHUNK)
     ]
 

@@ -10,6 +10,7 @@ from django.db.models import Q
 from django_fsm import FSMField, transition
 
 from .fields import EncryptedJSONField, EncryptedTextField
+from .ids import uuid7
 
 
 class Application(models.Model):
@@ -84,7 +85,8 @@ class SubscriptionType(models.TextChoices):
 
 
 class Subscription(models.Model):
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Time-ordered: an audience walked in id order reads the table in the order it was written.
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     application = models.ForeignKey(
         Application, on_delete=models.CASCADE, related_name="subscriptions"
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from messaging import services
@@ -65,6 +67,21 @@ def test_register_returns_201_with_the_single_object_form(server_api, app):
     assert subscription.application == app.application
     assert subscription.user.external_user_id == "user-123"
     assert events(subscription.pk) == [("created", actor(app))]
+
+
+def test_subscription_ids_are_time_ordered(server_api):
+    """Version 7 ids, in registration order: an audience walked by id reads the table in the
+    order it was written."""
+    ids = []
+    for index in range(5):
+        response = server_api.post(
+            URL, {"type": "iOSPush", "token": apns_token(index)}, format="json"
+        )
+        assert response.status_code == 201, response.json()
+        ids.append(uuid.UUID(response.json()["id"]))
+
+    assert {i.version for i in ids} == {7}
+    assert [i.bytes[:6] for i in ids] == sorted(i.bytes[:6] for i in ids)  # milliseconds
 
 
 def test_a_client_key_may_register(client_api, app):
