@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ from bench.common import (  # noqa: E402
 )
 
 WAIT_TERMINAL_SECONDS = 60.0
+WARM_UP_SECONDS = 1.0
 
 
 async def _one(session, url: str, key: str, subscription_id: str, scheduled: float) -> dict:
@@ -50,6 +52,7 @@ async def _one(session, url: str, key: str, subscription_id: str, scheduled: flo
         "status": status,
         "latency": (done - sent) * 1000,
         "lag": (sent - scheduled) * 1000,
+        "sent_at": time.time() - (done - sent),  # wall clock, to line up with other logs
         "message_id": message_id,
     }
 
@@ -117,13 +120,16 @@ def run(stack, args) -> dict:
         for pk in Subscription.objects.filter(application=application).values_list("pk", flat=True)
     ]
     url = f"{stack.web_url}/api/v1/messages"
-    # Warm-up (not counted): each web worker's first request imports and connects.
-    asyncio.run(load(url, key, ids, rate=20, duration=1))
+    # Warm-up (not counted), at the measured rate: every web thread the load will use has
+    # served a request (imported, connected to PostgreSQL and Redis) before the clock starts.
+    asyncio.run(load(url, key, ids, rate=args.rate, duration=WARM_UP_SECONDS))
     meter = CpuMeter(stack.cpu_roots()).start()
     print(f"sending {int(args.rate * args.duration)} requests at {args.rate}/s ...", flush=True)
     results, sent_for = asyncio.run(load(url, key, ids, args.rate, args.duration))
     meter.stop()
     latencies = [r["latency"] for r in results if r["status"] == 202]
+    if args.latencies_file:
+        Path(args.latencies_file).write_text(json.dumps(results))
     lags = [r["lag"] for r in results if r.get("lag") is not None]
     errors = [r for r in results if r["status"] != 202]
     message_ids = [r["message_id"] for r in results if r.get("message_id")]
@@ -163,6 +169,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second (200)")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load (20)")
     parser.add_argument("--subscriptions", type=int, default=2000, help="seeded (2000)")
+    parser.add_argument(
+        "--latencies-file", help="write every request (sent_at, latency, lag, status) as JSON"
+    )
     add_stack_arguments(parser)
     args = parser.parse_args()
 
