@@ -118,6 +118,24 @@ def test_many_streams_beyond_the_servers_limit_queue_on_one_connection(fakes):
     assert fakes.fcm_stats()["by_status"] == {"200": 2500}
 
 
+def test_a_busy_connection_remembers_a_bounded_number_of_closed_streams(fakes):
+    """h2 keeps how each of its last 65,536 closed streams ended, ~15 MB per connection that
+    worker processes kept for every credential set; ours keeps the last 4,096."""
+    fakes.reset()
+    adapter = FCMAdapter(endpoint=fakes.fcm_endpoint, timeout=10, max_connections=1)
+    try:
+        results = adapter.send_batch(
+            fakes.fcm_credentials(), [_message(fcm_token()) for _ in range(5000)]
+        )
+        [client] = adapter._clients.values()
+        [connection] = client.pool._connections
+        remembered = len(connection.conn._closed_streams)
+    finally:
+        adapter.close()
+    assert all(r.ok for r in results), [r for r in results if not r.ok][:3]
+    assert remembered == 4096
+
+
 def test_a_401_over_h2_refreshes_the_token_and_retries_once(fcm, fakes):
     credentials = fakes.fcm_credentials()
     assert fcm.send_batch(credentials, [_message(fcm_token())])[0].ok
