@@ -29,12 +29,12 @@ def _publish_without_delay(**kwargs) -> None:
 
 # A worker's loaded code (Django, Celery, our modules: about 130,000 objects) never becomes
 # garbage, yet each full collection walks it: with 500-message batches promoting objects
-# steadily, that was 1.0-1.2 s of every 15 s per prefork child (a gc callback's count),
+# steadily, that was 0.8-1.2 s of a 15 s campaign per prefork child (a gc callback's count),
 # about a seventh of a campaign's CPU. Frozen, a full collection walks the 10,000-20,000
 # objects made since. A larger young generation (10,000 allocations, not 700) lets a batch's
-# short-lived objects die before a collection sees them: 1,189 -> 50 collections per child
-# in the same run. Set in the main process (inherited by forked children, and what solo and
-# thread pools run in) and again in each prefork child for what its start-up made.
+# short-lived objects die before a collection sees them: about 1,100 -> 50 collections per
+# child in the same run. Set in the main process (inherited by forked children; what solo
+# and thread pools run in) and again in each prefork child, for what its start-up made.
 GC_YOUNG_THRESHOLD = 10_000
 
 
