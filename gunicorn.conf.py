@@ -13,10 +13,7 @@ keepalive = 5
 
 
 def post_worker_init(worker):
-    """Once the app is loaded, its objects (modules, classes, Django's and DRF's set-up: about
-    100,000) move to the collector's permanent generation. Otherwise every full collection
-    walks them all while holding the GIL: 40-90 ms in which this process answers nothing, the
-    API's slowest requests under load (bench/RESULTS.md)."""
-    import gc
+    """Once the app is loaded: see signal_project/gc_settings.py."""
+    from signal_project.gc_settings import freeze_loaded_code
 
-    gc.freeze()
+    freeze_loaded_code()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from signal_project import celery as celery_module
+from signal_project.gc_settings import YOUNG_THRESHOLD
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,7 +29,7 @@ def test_a_celery_worker_freezes_its_loaded_code_and_collects_young_objects_less
     assert gc.get_freeze_count() == 0
     celery_module._collect_less()
     assert gc.get_freeze_count() > 10_000  # Django, Celery and our modules
-    assert gc.get_threshold()[0] == celery_module.GC_YOUNG_THRESHOLD == 10_000
+    assert gc.get_threshold()[0] == YOUNG_THRESHOLD == 10_000
 
 
 def test_a_gunicorn_worker_freezes_the_loaded_app(collector_state):
@@ -36,3 +37,4 @@ def test_a_gunicorn_worker_freezes_the_loaded_app(collector_state):
     assert gc.get_freeze_count() == 0
     config["post_worker_init"](worker=None)
     assert gc.get_freeze_count() > 10_000
+    assert gc.get_threshold()[0] == YOUNG_THRESHOLD
