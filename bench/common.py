@@ -24,13 +24,16 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """Where the bench's data lives: its own PostgreSQL database and Redis database."""
+    """Where the bench's data lives: its own PostgreSQL database and Redis database, and the
+    broker (the same Redis unless `broker_url` names another)."""
 
     db_name: str = "signal_bench"
     db_host: str = "127.0.0.1"
     db_port: int = 5432
     db_user: str = "postgres"
     redis_db: int = 11
+    redis_port: int = 6379
+    broker_url: str = ""
 
     @property
     def database_url(self) -> str:
@@ -38,7 +41,7 @@ class BenchConfig:
 
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:6379/{self.redis_db}"
+        return f"redis://127.0.0.1:{self.redis_port}/{self.redis_db}"
 
 
 def base_env(config: BenchConfig) -> dict[str, str]:
@@ -48,7 +51,7 @@ def base_env(config: BenchConfig) -> dict[str, str]:
         "DATABASE_URL": config.database_url,
         "REDIS_URL": config.redis_url,
         # Named explicitly: a .env or the test settings could point them elsewhere.
-        "CELERY_BROKER_URL": config.redis_url,
+        "CELERY_BROKER_URL": config.broker_url or config.redis_url,
         "CACHE_URL": config.redis_url,
         "FIELD_ENCRYPTION_KEYS": BENCH_FERNET_KEY,
         "TOKEN_HMAC_KEY": BENCH_HMAC_KEY,

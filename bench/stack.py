@@ -222,6 +222,23 @@ class Stack:
     postgres_pid: int | None
     redis_pid: int | None
     rss_peaks: dict[int, float] = field(default_factory=dict)
+    beat: Service | None = None
+    worker_commands: list[list[str]] = field(default_factory=list)
+    restarts: int = 0
+
+    def restart_dead_workers(self) -> list[str]:
+        """Starts again every worker whose process exited, as a supervisor would; returns the
+        names of those it restarted."""
+        restarted = []
+        for index, worker in enumerate(self.workers):
+            if not worker.alive():
+                stop_all([worker])  # pool children its death left behind
+                self.workers[index] = spawn(
+                    worker.name, self.worker_commands[index], self.env, self.log_dir
+                )
+                restarted.append(worker.name)
+        self.restarts += len(restarted)
+        return restarted
 
     def worker_pids(self) -> list[int]:
         """Every worker process: the main ones and their pool children."""
@@ -250,7 +267,14 @@ class Stack:
                 raise RuntimeError(f"{service.name} died:\n{service.log_tail()}")
 
 
-def _worker_command(index: int, concurrency: int, pool: str) -> list[str]:
+# What the bench's workers leave out by default: the cluster chatter (gossip, mingle, event
+# heartbeats) costs broker round trips and tells a benchmark nothing.
+QUIET_WORKER = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+
+
+def _worker_command(
+    index: int, concurrency: int, pool: str, extra: list[str] | None = None
+) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -270,9 +294,22 @@ def _worker_command(index: int, concurrency: int, pool: str) -> list[str]:
         "warning",
         "--include",
         "bench.naive",  # the baseline's tasks; also writes the ready file
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
+        *(QUIET_WORKER if extra is None else extra),
+    ]
+
+
+def _beat_command(schedule_dir: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "signal_project",
+        "beat",
+        "-l",
+        "warning",
+        "--pidfile",
+        str(schedule_dir / "beat.pid"),
     ]
 
 
@@ -301,6 +338,8 @@ def running_stack(
     web_workers: int = 2,
     keep_logs: bool = False,
     extra_env: dict[str, str] | None = None,
+    worker_options: list[str] | None = None,
+    beat: bool = False,
 ) -> Iterator[Stack]:
     """Brings the whole stack up on fresh data; tears everything down by PID, always."""
     from adapters.fakes.process import running_fake_providers
@@ -329,22 +368,31 @@ def running_stack(
             port = free_port()
             web = spawn("web", _web_command(port, web_workers), env, log_dir)
             services.append(web)
-            for index in range(workers):
-                command = _worker_command(index, concurrency, pool)
+            commands = [
+                _worker_command(index, concurrency, pool, worker_options)
+                for index in range(workers)
+            ]
+            for index, command in enumerate(commands):
                 services.append(spawn(f"worker{index}", command, env, log_dir))
             web_url = f"http://127.0.0.1:{port}"
             _wait(lambda: _web_answers(web_url), 60, "gunicorn", services)
             _wait(lambda: len(list(ready_dir.iterdir())) >= workers, 90, "Celery workers", services)
+            beat_service = None
+            if beat:
+                beat_service = spawn("beat", _beat_command(log_dir), env, log_dir)
+                services.append(beat_service)
             stack = Stack(
                 config=config,
                 log_dir=log_dir,
                 env=env,
                 fakes=fakes,
                 web=web,
-                workers=services[1:],
+                workers=services[1 : 1 + workers],
                 web_url=web_url,
                 postgres_pid=postmaster_pid(config),
                 redis_pid=redis_pid,
+                beat=beat_service,
+                worker_commands=commands,
             )
             print(
                 f"stack up in {time.monotonic() - started:.1f} s: web {web_url} "
@@ -356,7 +404,7 @@ def running_stack(
                 yield stack
                 failed = False
             finally:
-                stop_all(services)
+                stop_all([stack.web, *stack.workers, *([beat_service] if beat_service else [])])
     finally:
         stop_all(services)
         if keep_logs or failed:
