@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from messaging import sending
 from messaging.models import Application, Message, MessageStatus
+from messaging.outbox import publish
 from signal_project.api import InvalidTransition, QuotaExceeded
 from templates_app.rendering import render
 from templates_app.selectors import template_get
@@ -146,13 +147,13 @@ def _enqueue_fanout(run_id, *, step: int, countdown: float | None = None) -> Non
 
     # Steps are small control tasks: on `critical` they never wait behind the delivery work
     # they create on `campaigns`.
-    campaign_fanout.apply_async(args=[str(run_id), step], queue="critical", countdown=countdown)
+    publish(campaign_fanout, args=[str(run_id), step], queue="critical", countdown=countdown)
 
 
 def _enqueue_cancel(run_id, actor: str) -> None:
     from .tasks import campaign_run_cancel_messages
 
-    campaign_run_cancel_messages.apply_async(args=[str(run_id), actor], queue="critical")
+    publish(campaign_run_cancel_messages, args=[str(run_id), actor], queue="critical")
 
 
 # --- Fan-out -----------------------------------------------------------------------------------
@@ -302,6 +303,22 @@ def runs_resume_stalled(*, now: datetime | None = None) -> int:
             continue  # a throttled run is waiting on purpose
         _enqueue_fanout(run.pk, step=run.batches_done)
         count += 1
+    return count
+
+
+def runs_resume_after_broker_loss(*, now: datetime | None = None, **_signal) -> int:
+    """The broker came back without its queued tasks: every running fan-out's next step was
+    among them. Enqueues each again now (a throttled run after its pause), without waiting
+    for CAMPAIGN_STALL_SECONDS; a step that was not lost makes the copy a no-op."""
+    count = 0
+    for run in CampaignRun.objects.filter(
+        status=RunStatus.RUNNING, fanout_done=False
+    ).select_related("campaign"):
+        _size, pause = _batch_plan(run.campaign)
+        _enqueue_fanout(run.pk, step=run.batches_done, countdown=pause)
+        count += 1
+    if count:
+        logger.warning("Enqueued the fan-out of %d running campaign runs again", count)
     return count
 
 

@@ -1,31 +1,69 @@
-"""Hands message ids to Celery in batches.
+"""Hands work to Celery: message ids in batches, and any task through `publish`.
 
 Many API requests each create one message; sending each as its own task would make the
 broker and the workers pay per message. The outbox sends at most one `deliver_batch` task
 per queue and flush interval per process, carrying every id gathered since the last one. A
 process that dies with ids still in its outbox loses nothing: the messages are `pending` in
 PostgreSQL and the stale-pending sweep enqueues them again.
+
+A publish the broker does not take (it is down or restarting) never fails the caller: the
+task is kept in the process and offered again every second, with its countdown counted from
+the first attempt, for up to MESSAGE_PUBLISH_DEFER_SECONDS, so a broker that comes back within
+that time gets all of it; what a process could not hand over by then (or held when it died) is
+still pending in PostgreSQL, for the sweep.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
+# Deferred publishes held per process at most; beyond it the oldest are dropped (their work is
+# pending in PostgreSQL, and the sweep or the campaign watchdog enqueues it again).
+MAX_DEFERRED = 10_000
+DEFER_RETRY_SECONDS = 1.0
+
+
+@dataclass(slots=True)
+class _Deferred:
+    """A publish the broker did not take, to be offered again."""
+
+    task: Any
+    args: list
+    queue: str
+    due: float  # time.monotonic() when it was meant to run
+    given_up_at: float
+
 
 def _publish(queue: str, ids: list[str], countdown: float | None = None) -> None:
     from .tasks import deliver_batch
 
-    deliver_batch.apply_async(args=[ids], queue=queue, countdown=countdown)
+    publish(deliver_batch, args=[ids], queue=queue, countdown=countdown)
+
+
+def _apply(task, args: list, queue: str, countdown: float | None) -> None:
+    task.apply_async(args=args, queue=queue, countdown=countdown or None)
+
+
+def publish(task, *, args: list, queue: str, countdown: float | None = None) -> None:
+    """Publishes a Celery task; when the broker does not take it, keeps it for a later try
+    (see the module's docstring) instead of raising."""
+    try:
+        _apply(task, args, queue, countdown)
+    except Exception as exc:
+        outbox.defer(task, args, queue, countdown, exc)
 
 
 def _batches(ids: list[str]) -> Iterator[list[str]]:
@@ -46,6 +84,47 @@ class Outbox:
         self._pid = 0
         # When the last flush began (time.monotonic()): the next waits for the interval.
         self.last_flush = float("-inf")
+        self._deferred: deque[_Deferred] = deque()
+
+    @property
+    def deferred(self) -> int:
+        """Publishes waiting for the broker."""
+        return len(self._deferred)
+
+    def defer(self, task, args: list, queue: str, countdown: float | None, exc) -> None:
+        now = time.monotonic()
+        keep = settings.MESSAGE_PUBLISH_DEFER_SECONDS
+        with self._lock:
+            if not self._deferred:
+                logger.warning("The broker did not take a task (%s); retrying every second", exc)
+            self._deferred.append(_Deferred(task, args, queue, now + (countdown or 0), now + keep))
+            while len(self._deferred) > MAX_DEFERRED:
+                dropped = self._deferred.popleft()
+                logger.error("Dropped a deferred %s for %s: too many waiting", dropped.task.name,
+                             dropped.queue)  # fmt: skip
+            self._ensure_thread()
+        self._wake.set()
+
+    def retry_deferred(self) -> int:
+        """Offers the deferred publishes to the broker again, oldest first, until one fails.
+        Returns how many are still waiting."""
+        while True:
+            with self._lock:
+                if not self._deferred:
+                    return 0
+                item = self._deferred[0]
+            now = time.monotonic()
+            if now > item.given_up_at:
+                logger.error("Gave up publishing %s to %s: the sweep will enqueue its work",
+                             item.task.name, item.queue)  # fmt: skip
+            else:
+                try:
+                    _apply(item.task, item.args, item.queue, max(item.due - now, 0.0))
+                except Exception:
+                    return len(self._deferred)
+            with self._lock:
+                if self._deferred and self._deferred[0] is item:
+                    self._deferred.popleft()
 
     def add(self, queue: str, ids: Iterable[str]) -> None:
         """Queues ids for delivery; full batches go at once, the rest within the flush
@@ -68,11 +147,7 @@ class Outbox:
             pending, self._pending = self._pending, defaultdict(list)
         for queue, ids in pending.items():
             for batch in _batches(ids):
-                try:
-                    _publish(queue, batch)
-                except Exception:
-                    # The messages stay pending in the database; the sweep re-enqueues them.
-                    logger.exception("Could not enqueue %d messages on %s", len(batch), queue)
+                _publish(queue, batch)
 
     def _ensure_thread(self) -> None:
         # Threads do not survive fork: a forked web or worker process starts its own; and a
@@ -84,8 +159,15 @@ class Outbox:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait()
+            self._wake.wait(DEFER_RETRY_SECONDS if self._deferred else None)
             self._wake.clear()
+            if self._deferred:
+                try:
+                    self.retry_deferred()
+                except Exception:
+                    logger.exception("The outbox could not retry its deferred publishes")
+            if not self._pending:
+                continue
             # At most one flush per interval: under load the ids of many requests share
             # each task, while after a quiet interval the first ids leave at once, so an
             # idle service adds no latency. Read each time: the thread outlives any one
@@ -112,3 +194,64 @@ def enqueue(queue: str, ids: Iterable[str], countdown: float | None = None) -> N
             _publish(queue, batch, countdown=countdown)
         return
     outbox.add(queue, ids)
+
+
+# --- Did the broker lose its queues? -----------------------------------------------------------
+
+BROKER_MARKER = "signal.broker-marker"
+
+
+def _marker_queue():
+    from kombu import Exchange, Queue
+
+    exchange = Exchange(BROKER_MARKER, type="direct", durable=True)
+    return Queue(
+        BROKER_MARKER, exchange, routing_key=BROKER_MARKER, durable=True, auto_delete=False
+    )
+
+
+def broker_marker_present() -> bool | None:
+    """Whether the broker still holds the marker: a queue of ours with one message that no
+    worker consumes. A broker that restarted without its data (Redis without persistence, a
+    RabbitMQ node rebuilt) has lost it together with every queued task. None: the broker
+    could not be asked."""
+    from celery import current_app
+
+    try:
+        with current_app.connection_for_write() as connection:
+            channel = connection.channel()
+            try:
+                _name, messages, _consumers = channel.queue_declare(BROKER_MARKER, passive=True)
+            except connection.channel_errors:
+                return False
+            finally:
+                with contextlib.suppress(Exception):
+                    channel.close()
+            return messages > 0
+    except Exception as exc:
+        logger.warning("Could not look for the broker marker: %s", exc)
+        return None
+
+
+def broker_marker_place() -> None:
+    """Puts the marker (one persistent message in a durable queue) in the broker."""
+    from celery import current_app
+    from kombu import Producer
+
+    queue = _marker_queue()
+    with current_app.connection_for_write() as connection:
+        channel = connection.channel()
+        try:
+            bound = queue(channel)
+            bound.declare()
+            bound.purge()
+            Producer(channel).publish(
+                {"placed_at": time.time()},
+                exchange=queue.exchange,
+                routing_key=BROKER_MARKER,
+                delivery_mode=2,
+                serializer="json",
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                channel.close()

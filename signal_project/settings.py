@@ -227,6 +227,8 @@ MESSAGE_BATCH_SIZE = env.int("MESSAGE_BATCH_SIZE", default=500)
 # the workers spent 2.1-2.2 ms of CPU per message with 20 ms, 1.4-1.5 ms with 50 ms (each
 # task's fixed cost shared by more messages); accepted-to-successful p50 25 -> 41 ms.
 MESSAGE_OUTBOX_FLUSH_MS = env.float("MESSAGE_OUTBOX_FLUSH_MS", default=50.0)
+# A publish the broker refused is offered again every second for this long (messaging.outbox).
+MESSAGE_PUBLISH_DEFER_SECONDS = env.int("MESSAGE_PUBLISH_DEFER_SECONDS", default=600)
 MESSAGE_MAX_ATTEMPTS = env.int("MESSAGE_MAX_ATTEMPTS", default=5)
 MESSAGE_RETRY_BASE_SECONDS = env.float("MESSAGE_RETRY_BASE_SECONDS", default=2.0)
 MESSAGE_RETRY_MAX_SECONDS = env.float("MESSAGE_RETRY_MAX_SECONDS", default=600.0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import socket
 import time
 from collections import Counter
 
@@ -335,6 +336,25 @@ def test_unauthenticated_requests_are_not_counted(server_api, anonymous_api, mon
 
     assert server_api.get(URL).status_code == 200
     assert_error(server_api.get(URL), 429, "rate_limited")
+
+
+def test_requests_pass_uncounted_while_the_rate_limit_store_does_not_answer(
+    server_api, settings, monkeypatch
+):
+    settings.API_RATE_LIMIT = 1
+    monkeypatch.setattr(throttling, "clock", lambda: 1_900_000_000.5)
+    with socket.socket() as closed:  # a port nothing listens on: Redis is down
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    settings.CACHE_URL = f"redis://127.0.0.1:{port}/0"
+    throttling._redis.cache_clear()
+    monkeypatch.setitem(throttling._state, "skip_until", 0.0)
+    try:
+        statuses = [server_api.get(URL).status_code for _ in range(3)]
+    finally:
+        throttling._redis.cache_clear()
+
+    assert statuses == [200, 200, 200]  # over the limit of 1, but nothing could count them
 
 
 # --- Schema and docs ---------------------------------------------------------------------------

@@ -11,10 +11,12 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+import redis
+from django.conf import settings as django_settings
 from django.db import connection, connections
 from django.utils import timezone
 
-from messaging import delivery, sending, services
+from messaging import delivery, outbox, sending, services, signals
 from messaging.models import Message, MessageEvent, MessageStatus, SubscriptionEvent
 from tests.conftest import subscription_create
 
@@ -77,7 +79,18 @@ def listener(settings):
 
 
 @pytest.fixture
-def enqueued(monkeypatch):
+def broker_kept():
+    """The broker holds the marker the sweep looks for: it lost nothing."""
+    outbox.broker_marker_place()
+
+
+def broker_loses_its_data() -> None:
+    """As a Redis restart without persistence: every key of the broker's database is gone."""
+    redis.Redis.from_url(django_settings.CELERY_BROKER_URL).flushdb()
+
+
+@pytest.fixture
+def enqueued(monkeypatch, broker_kept):
     """What the pipeline hands to the broker: (queue, ids, countdown) per call."""
     calls: list[tuple[str, list[str], float | None]] = []
 
@@ -491,6 +504,47 @@ def test_a_sweep_stopped_by_its_limit_reads_the_same_window_again(app, settings,
     assert delivery.pending_sweep(limit=2) == 2
     assert delivery.pending_sweep(limit=2) == 1  # the first left its mark where it was
     assert sorted(i for _, batch, _ in enqueued for i in batch) == sorted(ids(messages))
+
+
+def test_after_the_broker_lost_its_data_the_sweep_hands_over_all_pending_work(
+    app, settings, enqueued
+):
+    settings.MESSAGE_STALE_AFTER_SECONDS = 300
+    settings.MESSAGE_SWEEP_OVERLAP_SECONDS = 15
+    now = timezone.now()
+    subscriptions = [subscription_create(app.application) for _ in range(5)]
+    sent = send(app.application, subscriptions)
+    just_now, a_minute_ago, retry_later, old, done = sent
+    Message.objects.filter(pk=just_now.pk).update(enqueued_at=now - timedelta(seconds=1))
+    Message.objects.filter(pk=a_minute_ago.pk).update(enqueued_at=now - timedelta(seconds=60))
+    Message.objects.filter(pk=retry_later.pk).update(enqueued_at=now + timedelta(seconds=40))
+    Message.objects.filter(pk=old.pk).update(enqueued_at=now - timedelta(seconds=400))
+    Message.objects.filter(pk=done.pk).update(status="successful")
+    assert delivery.pending_sweep(now=now) == 1  # the broker kept its data: only the stale
+    enqueued.clear()
+    lost_runs = []
+
+    def receiver(sender, now, **kwargs):
+        lost_runs.append(now)
+
+    signals.broker_data_lost.connect(receiver)
+    try:
+        broker_loses_its_data()
+        assert outbox.broker_marker_present() is False
+        assert delivery.pending_sweep(now=now) == 2
+    finally:
+        signals.broker_data_lost.disconnect(receiver)
+
+    handed = sorted((queue, i, countdown) for queue, batch, countdown in enqueued for i in batch)
+    [(retry_queue, retried, countdown)] = [h for h in handed if h[2]]
+    assert (retry_queue, retried) == ("retry", str(retry_later.pk)) and 38 <= countdown <= 40
+    assert sorted(h[1] for h in handed if not h[2]) == sorted(ids([just_now, a_minute_ago]))
+    assert fresh(retry_later).enqueued_at == now + timedelta(seconds=40)  # still due then
+    assert lost_runs == [now]
+    # Put back once the work was handed over: the next sweep finds nothing lost.
+    assert outbox.broker_marker_present() is True
+    enqueued.clear()
+    assert delivery.pending_sweep(now=now) == 0 and enqueued == []
 
 
 def test_recording_a_send_is_a_heap_only_update(fake_app, providers):

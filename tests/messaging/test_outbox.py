@@ -152,24 +152,69 @@ def test_a_delayed_enqueue_skips_the_outbox_and_carries_its_countdown(broker, qu
     assert all(task[2] is not None for task in tasks)  # an eta: delivered later
 
 
-def test_a_broker_failure_in_a_flush_loses_no_other_queue(
-    broker, queue, settings, monkeypatch, just_flushed
+@pytest.fixture
+def broker_refuses(monkeypatch, queue):
+    """The broker refuses what is published to `queue` (as while it restarts) until the
+    returned switch is cleared; everything else reaches the real broker."""
+    real_apply = outbox_module._apply
+    refusing = {"on": True}
+
+    def apply(task, args, name, countdown):
+        if refusing["on"] and name == queue:
+            raise ConnectionError("broker down")
+        real_apply(task, args, name, countdown)
+
+    monkeypatch.setattr(outbox_module, "_apply", apply)
+    yield refusing
+    outbox._deferred.clear()
+
+
+def test_a_refused_publish_is_kept_and_sent_once_the_broker_takes_it(
+    broker, queue, settings, just_flushed, broker_refuses
 ):
     settings.MESSAGE_OUTBOX_FLUSH_MS = 50
-    real_publish = outbox_module._publish
-    broken = f"{queue}-broken"
+    other = f"{queue}-other"
+    try:
+        outbox.add(queue, ["kept"])
+        outbox.add(other, ["sent"])
+        wait_past_the_flush(settings)
+        assert [task[1] for task in tasks_on(broker, other)] == [["sent"]]
+        assert broker.llen(queue) == 0 and outbox.deferred == 1
 
-    def publish(name, ids, countdown=None):
-        if name == broken:
-            raise ConnectionError("broker down")
-        real_publish(name, ids, countdown)
+        broker_refuses["on"] = False
+        time.sleep(outbox_module.DEFER_RETRY_SECONDS + 0.5)
 
-    monkeypatch.setattr(outbox_module, "_publish", publish)
-    outbox.add(broken, ["lost-for-now"])
-    outbox.add(queue, ["kept"])
-    wait_past_the_flush(settings)
+        assert [task[1] for task in tasks_on(broker, queue)] == [["kept"]]
+        assert outbox.deferred == 0
+    finally:
+        broker.delete(other, *broker.keys(f"*{other}*"))
 
-    assert [task[1] for task in tasks_on(broker, queue)] == [["kept"]]
+
+def test_a_refused_delayed_publish_keeps_its_time(broker, queue, settings, broker_refuses):
+    settings.MESSAGE_BATCH_SIZE = 10
+    outbox_module.enqueue(queue, ["later"], countdown=30)  # a retry's back-off
+    assert outbox.deferred == 1
+    time.sleep(1.2)
+    broker_refuses["on"] = False
+    outbox.retry_deferred()
+
+    [(name, ids, eta)] = tasks_on(broker, queue)
+    assert ids == ["later"] and eta is not None
+    # Counted from the first attempt: about 29 s left, not a new 30 s.
+    from datetime import datetime
+
+    left = datetime.fromisoformat(eta) - datetime.now(datetime.fromisoformat(eta).tzinfo)
+    assert 25 < left.total_seconds() < 29.5
+
+
+def test_a_publish_the_broker_never_takes_is_given_up_after_its_time(
+    broker, queue, settings, broker_refuses
+):
+    settings.MESSAGE_PUBLISH_DEFER_SECONDS = 0
+    outbox_module.enqueue(queue, ["gone"], countdown=5)
+    time.sleep(0.05)
+    assert outbox.retry_deferred() == 0  # dropped: the sweep enqueues its work
+    assert broker.llen(queue) == 0
 
 
 def test_a_worker_process_publishes_at_once(broker, queue, settings, monkeypatch):

@@ -1,0 +1,235 @@
+"""A broker that restarts without its data: the worker reconnects instead of exiting, and the
+work the broker lost moves again within seconds, not after MESSAGE_STALE_AFTER_SECONDS.
+
+Each test runs its own Redis server (killed and started again here) and its own web, worker and
+beat processes pointed at it; the tests' own Redis and the machine's are never touched."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from bench.servers import PrivateRedis, answers, free_port
+from campaigns.models import CampaignRun, RunStatus
+from messaging import services
+from messaging.models import Message, MessageStatus
+
+from .conftest import QUEUES, ROOT, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+class Process:
+    """One process tree of ours, started and ended by its PID."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path):
+        self.name, self.argv, self.env = name, argv, env
+        self.log = log_dir / f"{name}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Process:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                self.argv, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.alive():
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+
+def celery(*args: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "signal_project", *args]
+
+
+@pytest.fixture
+def broker():
+    with PrivateRedis() as server:
+        yield server
+
+
+@pytest.fixture
+def stack(e2e, worker_env, broker, tmp_path):
+    """Web, worker and beat on the private broker. The stale-pending sweep runs every second
+    but counts work as lost only after 300 s, and the campaign watchdog after 300 s, so what
+    moves within the tests' deadlines was recovered because the broker lost it."""
+    port = free_port()
+    env = {
+        **worker_env,
+        "REDIS_URL": broker.url,
+        "CELERY_BROKER_URL": broker.url,
+        "MESSAGE_BATCH_SIZE": "5",
+        "MESSAGE_STALE_AFTER_SECONDS": "300",
+        "CAMPAIGN_STALL_SECONDS": "300",
+        "MESSAGE_SWEEP_INTERVAL_SECONDS": "1",
+        "API_RATE_LIMIT": "10000",
+    }
+    processes = {
+        "web": Process(
+            "web",
+            [sys.executable, "-m", "gunicorn", "signal_project.wsgi:application",
+             "-b", f"127.0.0.1:{port}", "-w", "1", "--threads", "4"],
+            env, tmp_path,
+        ),
+        # As `make run` and compose run it: with gossip, mingle and heartbeats.
+        "worker": Process(
+            "worker", celery("worker", "-Q", QUEUES, "-c", "2", "-l", "info", "-n", "restart@%h"),
+            env, tmp_path,
+        ),
+        "beat": Process(
+            "beat",
+            celery("beat", "-l", "info", "--pidfile", str(tmp_path / "beat.pid"),
+                   "-s", str(tmp_path / "beat-schedule")),
+            env, tmp_path,
+        ),
+    }  # fmt: skip
+    processes["web"].url = f"http://127.0.0.1:{port}"
+    yield processes
+    for process in processes.values():
+        process.stop()
+
+
+def start(process: Process, ready: str) -> None:
+    process.start()
+    wait_for(lambda: ready in process.text() or not process.alive(), timeout=60, what=ready)
+    assert process.alive(), process.text()[-3000:]
+
+
+def start_web(web: Process) -> None:
+    web.start()
+    port = int(web.url.rsplit(":", 1)[1])
+    wait_for(lambda: answers(port) or not web.alive(), timeout=30, what="gunicorn")
+    assert web.alive(), web.text()[-3000:]
+
+
+def api(web: Process, key: str, method: str, path: str, body: dict | None = None) -> tuple:
+    import json
+
+    request = urllib.request.Request(  # noqa: S310 (our own loopback server)
+        web.url + path,
+        data=json.dumps(body).encode() if body is not None else None,
+        method=method,
+        headers={"X-API-Key": key, "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def subscriptions(application, prefix: str, count: int, **fields) -> list[str]:
+    return [
+        str(
+            services.subscription_register(
+                application=application, actor=services.SYSTEM, type="iOSPush",
+                token=f"{prefix}{i:060x}", **fields,
+            )[0].pk
+        )
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def statuses(ids) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for status in Message.objects.filter(pk__in=ids).values_list("status", flat=True):
+        found[status] = found.get(status, 0) + 1
+    return found
+
+
+def test_the_worker_reconnects_when_the_broker_restarts_under_it(live_app, stack, broker):
+    start_web(stack["web"])
+    start(stack["beat"], "beat: Starting")
+    start(stack["worker"], "ready.")
+    key = live_app.server_key
+    # Three batches of slow sends (2 s each at the fake): two run, one waits in the worker,
+    # fewer than its prefetch limit, so it is still polling Redis when Redis goes away.
+    slow = subscriptions(live_app, "5104", 15)
+    status, body = api(stack["web"], key, "POST", "/api/v1/messages",
+                       {"subscription_ids": slow, "title": "t", "body": "b"})  # fmt: skip
+    assert status == 202, body
+    first = [m["id"] for m in body["messages"]]
+    wait_for(lambda: stack["worker"].text().count("received") >= 3, timeout=20,
+             what="three delivery tasks received")  # fmt: skip
+    time.sleep(0.5)  # the worker is back to waiting on Redis (BRPOP and its pub/sub)
+
+    broker.restart(down_seconds=2)
+
+    wait_for(lambda: stack["worker"].text().count("Connected to") >= 2 or not
+             stack["worker"].alive(), timeout=30, what="the worker to reconnect")  # fmt: skip
+    assert stack["worker"].alive(), stack["worker"].text()[-4000:]
+    assert "Unrecoverable error" not in stack["worker"].text()
+    # It delivers what is sent after the restart.
+    fresh = subscriptions(live_app, "abcd", 3)
+    status, body = api(stack["web"], key, "POST", "/api/v1/messages",
+                       {"subscription_ids": fresh, "title": "t", "body": "b"})  # fmt: skip
+    assert status == 202, body
+    after = [m["id"] for m in body["messages"]]
+    wait_for(lambda: statuses(after) == {"successful": 3}, timeout=20, what="sends after it")
+    # The batches in flight at the restart finished, and the one the worker held but had not
+    # started (gone with the broker's data) was enqueued again: none is left pending.
+    wait_for(lambda: MessageStatus.PENDING not in statuses(first), timeout=20, what="in flight")
+    assert stack["worker"].alive()
+
+
+def test_work_the_broker_lost_moves_again_without_waiting_for_the_stale_sweep(
+    live_app, stack, broker
+):
+    start_web(stack["web"])
+    start(stack["beat"], "beat: Starting")
+    key = live_app.server_key
+    # No worker yet: what is sent and started now waits in Redis.
+    targets = subscriptions(live_app, "abcd", 12)
+    status, body = api(stack["web"], key, "POST", "/api/v1/messages",
+                       {"subscription_ids": targets, "title": "t", "body": "b"})  # fmt: skip
+    assert status == 202, body
+    sent = [m["id"] for m in body["messages"]]
+    subscriptions(live_app, "abce", 30, tags={"plan": "gold"})
+    status, body = api(stack["web"], key, "POST", "/api/v1/campaigns", {
+        "name": "lost", "title": "t", "body": "b", "targeting_criteria": {"tags": {"plan": "gold"}},
+    })  # fmt: skip
+    assert status == 201, body
+    campaign_id = body["id"]
+    status, body = api(stack["web"], key, "POST", f"/api/v1/campaigns/{campaign_id}/execute")
+    assert status == 202, body
+    wait_for(lambda: broker_queued(broker) >= 2, timeout=10, what="the tasks to reach Redis")
+
+    broker.restart(down_seconds=1)  # every queued task is gone
+    assert broker_queued(broker) == 0
+    start(stack["worker"], "ready.")
+
+    wait_for(lambda: statuses(sent) == {"successful": 12}, timeout=30, what="the lost sends")
+    wait_for(
+        lambda: CampaignRun.objects.filter(campaign_id=campaign_id, status=RunStatus.COMPLETED,
+                                           successful=30).exists(),
+        timeout=30, what="the campaign to complete",
+    )  # fmt: skip
+    assert "The broker lost its queued tasks" in stack["worker"].text()
+
+
+def broker_queued(broker) -> int:
+    import redis
+
+    client = redis.Redis.from_url(broker.url)
+    return sum(client.llen(queue) for queue in QUEUES.split(","))
