@@ -16,7 +16,13 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(
-    name="campaigns.fanout", autoretry_for=(DatabaseError,), retry_backoff=True, max_retries=10
+    name="campaigns.fanout",
+    autoretry_for=(DatabaseError,),
+    retry_backoff=True,
+    max_retries=10,
+    # One step inserts one batch (CAMPAIGN_BATCH_SIZE messages): seconds at most.
+    soft_time_limit=60,
+    time_limit=90,
 )
 def campaign_fanout(run_id: str, step: int | None = None) -> bool:
     """One fan-out step of a run; it enqueues the next one itself."""

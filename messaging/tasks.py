@@ -7,6 +7,13 @@ from django.db import DatabaseError
 
 from . import delivery
 
+# A batch's transaction stays open while it sends: the adapters give a batch at most
+# `send_rounds x timeout + 30 s` (APNs 50 s, FCM 70 s with its OAuth token fetches). The
+# soft limit lies beyond that, the hard one beyond the soft one, and PostgreSQL's
+# DB_IDLE_IN_TRANSACTION_TIMEOUT (300 s) beyond both.
+DELIVER_SOFT_TIME_LIMIT = 120
+DELIVER_TIME_LIMIT = 150
+
 
 @shared_task(
     bind=True,
@@ -14,6 +21,8 @@ from . import delivery
     autoretry_for=(DatabaseError,),
     retry_backoff=True,
     max_retries=5,
+    soft_time_limit=DELIVER_SOFT_TIME_LIMIT,
+    time_limit=DELIVER_TIME_LIMIT,
 )
 def deliver_batch(self, message_ids: list[str]) -> None:
     """Sends the pending messages among these ids (a batch of up to MESSAGE_BATCH_SIZE)."""

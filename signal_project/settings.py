@@ -80,6 +80,17 @@ if "postgresql" in DATABASES["default"]["ENGINE"]:
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
         "server_side_binding", env.bool("DB_SERVER_SIDE_BINDING", default=True)
     )
+# A transaction left open by a stuck process is ended by PostgreSQL after this long, releasing
+# its row locks (a delivery batch holds its messages' locks while it sends: the longest a
+# batch may send is bounded far below this, see the Celery time limits). 0 turns it off (a
+# pooler in transaction mode may not pass the option on).
+DB_IDLE_IN_TRANSACTION_TIMEOUT = env.int("DB_IDLE_IN_TRANSACTION_TIMEOUT", default=300)
+if "postgresql" in DATABASES["default"]["ENGINE"] and DB_IDLE_IN_TRANSACTION_TIMEOUT:
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _options["options"] = (
+        _options.get("options", "")
+        + f" -c idle_in_transaction_session_timeout={DB_IDLE_IN_TRANSACTION_TIMEOUT * 1000}"
+    ).strip()
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The zero-setup fallback: web, worker and beat share one file, so wait for locks.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -182,6 +193,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A worker that lost its broker keeps trying to reconnect (Celery gives up after 100 tries,
 # about 50 minutes, and exits); the stale-pending sweep picks up what was lost meanwhile.
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# Every task has a soft limit (SoftTimeLimitExceeded inside the task: its transaction rolls
+# back) and a hard one (the pool child is killed, as a crash would). Tasks that must end sooner
+# set their own (messaging.tasks, campaigns.tasks).
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # kombu's Redis transport, made to survive a broker restart (signal_project/broker.py).
     CELERY_BROKER_TRANSPORT = "signal_project.broker:RedisTransport"
