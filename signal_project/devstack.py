@@ -3,7 +3,9 @@
 Uses PostgreSQL and Redis from the environment / `.env` when they answer; otherwise falls
 back to SQLite and a file-system broker, and says so. Then migrates, creates the demo
 application once, and runs the fake providers, the web app, a Celery worker and beat in the
-foreground; Ctrl-C stops them all.
+foreground, as their supervisor: a process that exits is started again (after a pause that
+grows while it keeps exiting soon after its start), and the output says so. Ctrl-C stops
+them all.
 """
 
 from __future__ import annotations
@@ -118,24 +120,73 @@ def wait_for_file(path: Path, seconds: float = 20) -> None:
         time.sleep(0.2)
 
 
+class Child:
+    """One supervised process: started again whenever it exits."""
+
+    # A child that ran this long is healthy again: its next restart comes at once.
+    HEALTHY_AFTER = 60.0
+    MAX_PAUSE = 30.0
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        self.name, self.argv, self.env = name, argv, env
+        self.process: subprocess.Popen | None = None
+        self.started_at = 0.0
+        self.restarts = 0
+        self.pause = 0.0
+        self.restart_at: float | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.argv, env=self.env, cwd=ROOT)
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    def check(self) -> None:
+        """Notices an exit and schedules the restart; restarts when its pause is over."""
+        now = time.monotonic()
+        if self.restart_at is None and self.process.poll() is not None:
+            ran = now - self.started_at
+            self.pause = (
+                0.0 if ran >= self.HEALTHY_AFTER else min(max(self.pause * 2, 1.0), self.MAX_PAUSE)
+            )
+            self.restart_at = now + self.pause
+            say(
+                f"{self.name} exited with code {self.process.returncode} after {ran:.0f} s; "
+                f"restarting it in {self.pause:.0f} s"
+            )
+        if self.restart_at is not None and now >= self.restart_at:
+            self.restarts += 1
+            say(f"restarting {self.name} (restart {self.restarts})")
+            self.start()
+
+    def terminate(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+
+    def wait(self) -> None:
+        if self.process is None:
+            return
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
 def main() -> int:
     env = configure()
     manage = [PY, str(ROOT / "manage.py")]
-    children: list[subprocess.Popen] = []
+    children: list[Child] = []
 
     def start(name: str, argv: list[str]) -> None:
         say(f"starting {name}: {' '.join(argv[1:])}")
-        children.append(subprocess.Popen(argv, env=env, cwd=ROOT))
+        child = Child(name, argv, env)
+        child.start()
+        children.append(child)
 
     def stop(*_args) -> None:
         for child in children:
-            if child.poll() is None:
-                child.terminate()
+            child.terminate()
         for child in children:
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
+            child.wait()
 
     # Ctrl-C (or a SIGTERM) ends the loop below and stops every child, also when this
     # process was started in the background, where SIGINT would be ignored.
@@ -209,11 +260,10 @@ def main() -> int:
             f"ready: API http://{WEB_ADDRESS}/api/v1/docs/  admin http://{WEB_ADDRESS}/admin/ "
             "(keys and login above, also in var/demo.json). Ctrl-C stops everything."
         )
-        while all(child.poll() is None for child in children):
+        while True:
+            for child in children:
+                child.check()
             time.sleep(0.5)
-        failed = [c for c in children if c.poll() is not None]
-        say(f"a process exited ({failed[0].args[2] if failed else '?'}); stopping the rest")
-        return 1
     except KeyboardInterrupt:
         say("stopping")
         return 0
