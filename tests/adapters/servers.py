@@ -409,6 +409,12 @@ class Proxy:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         try:
+            await self._serve(reader, writer)
+        except asyncio.CancelledError:  # at shutdown; Python 3.11's stream callback would log it
+            writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        try:
             head = await reader.readuntil(b"\r\n\r\n")
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             writer.close()
