@@ -7,12 +7,14 @@ each, with flow control, timeouts (a stream reset, the connection kept), GOAWAY 
 `apns-id`, topic, push type, priority, expiration, collapse id, the provider token), the
 payload, and the answer's classification (`adapters.errors`).
 
-Until the third session this adapter sent through aioapns 4.0, with narrow overrides of its
-protocol (per-stream response handling, Retry-After, flow-control acknowledgement, a shared
-provider token). Profiled in the campaign benchmark, aioapns' send path (its stream-slot
+With `HTTPS_PROXY` set (and NO_PROXY not covering the endpoint), read when a credential
+set's client is built, each connection is a CONNECT tunnel through that proxy with TLS and
+ALPN h2 inside it, end to end with APNs (`adapters.proxy`).
+
+aioapns 4.0 is not used: profiled in the campaign benchmark, its send path (a stream-slot
 semaphore, h2 stream bookkeeping, HPACK table search for each request's unique path and
-apns-id, a second JSON encoding) cost 2.7 times the CPU of an FCM send over our client;
-see the README's Performance section for the figures and the decision.
+apns-id, a second JSON encoding) cost 2.7 times the CPU of an FCM send over our client; see
+the README's Performance section for the figures.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from adapters.errors import (
     parse_retry_after,
 )
 from adapters.http2_client import Headers, HTTP2Pool
+from adapters.proxy import proxy_for
 
 APPLE_PRODUCTION = "https://api.push.apple.com"
 APPLE_SANDBOX = "https://api.sandbox.push.apple.com"
@@ -263,6 +266,10 @@ class APNsAdapter(AsyncBatchAdapter):
         raise AdapterConfigurationError(f"unknown APNs auth {auth_kind!r}")
 
     def _pool(self, origin: str, client_certificate: str | None = None) -> HTTP2Pool:
+        try:
+            proxy = proxy_for(origin)
+        except ValueError as exc:
+            raise AdapterConfigurationError(f"APNs proxy setting is unusable: {exc}") from exc
         return HTTP2Pool(
             origin,
             timeout=self.timeout,
@@ -271,4 +278,5 @@ class APNsAdapter(AsyncBatchAdapter):
             ca_file=self.ca_file,
             client_certificate=client_certificate,
             never_indexed=_NEVER_INDEXED,
+            proxy=proxy,
         )

@@ -1,24 +1,35 @@
 """What the asyncio-based adapters share: a synchronous `send_batch` that runs the batch on
-this process's adapter event loop, and one long-lived client per credential set."""
+this process's adapter event loop, and one long-lived client per credential set (built, and
+the environment's proxy settings read, on its first use)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, Protocol
 
 from h2.exceptions import H2Error
 
 from adapters import registry
 from adapters.base import Credentials, OutboundMessage, SendResult
 from adapters.errors import local_failure
-from adapters.http2_client import Headers, HTTP2Pool, Response
+from adapters.http2_client import Headers, Response
+
+
+class Pool(Protocol):
+    """What a client's `pool` offers: `HTTP2Pool` or `adapters.http_client.HTTPPool`."""
+
+    def request(self, headers: Headers, body: bytes) -> Awaitable[Response]: ...
+
+    def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class AsyncBatchAdapter:
     """Subclasses implement `_send_batch` (async) and `_build_client` (from credential values
-    to a client whose `pool` is an HTTP2Pool), and set `timeout` and `send_rounds`: how many
+    to a client whose `pool` is a `Pool`), and set `timeout` and `send_rounds`: how many
     timeouts one batch may spend at most (credential retries)."""
 
     send_rounds = 2
@@ -54,7 +65,7 @@ class AsyncBatchAdapter:
         raise NotImplementedError
 
     async def _close_client(self, client: Any) -> None:
-        client.pool.close()
+        await client.pool.aclose()
 
     def _build_client(self, values: Any) -> Any:
         raise NotImplementedError
@@ -75,7 +86,7 @@ class AsyncBatchAdapter:
 
 
 async def timed_request(
-    pool: HTTP2Pool, headers: Headers, body: bytes, *, timeout: float, message_id: str
+    pool: Pool, headers: Headers, body: bytes, *, timeout: float, message_id: str
 ) -> tuple[Response, float] | SendResult:
     """One request with a deadline: the answer and its latency in ms, or the message's local
     failure (`timeout`, `network_error`) when there was no answer."""

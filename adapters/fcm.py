@@ -1,4 +1,5 @@
-"""Firebase Cloud Messaging adapter (HTTP v1), sending a batch as concurrent HTTP/2 streams.
+"""Firebase Cloud Messaging adapter (HTTP v1), sending a batch as concurrent requests: HTTP/2
+streams, or HTTP/1.1 keep-alive connections where the endpoint speaks only that.
 
 pyfcm 2.1.1 builds the message JSON here (`BaseAPI.parse_payload`), but does not send it. Read
 from its source (`pyfcm/baseapi.py`, `pyfcm/async_fcm.py`), its sending paths do not fit:
@@ -6,23 +7,31 @@ the synchronous one sleeps on Retry-After inside the call and retries 503s itsel
 one opens a new event loop per call and a new aiohttp session per message, returns only the
 JSON body (no status, no Retry-After), and refreshes the OAuth token on every call; the
 endpoint is a class constant. So requests go to `{endpoint}/v1/projects/{project_id}/
-messages:send` over HTTP/2 (`adapters/http2_client.py`: a few long-lived connections per
-credential per process, many streams each; TLS with ALPN h2 for https, cleartext with prior
-knowledge for an http endpoint such as the fake), and the OAuth token comes from google-auth
-service-account credentials (the JSON's own `token_uri`), cached until it expires and
-refreshed once on a 401.
+messages:send` through `adapters.http_client.HTTPPool`, one per credential set per process:
+HTTP/2 where the server speaks it (a few long-lived connections, many streams each; over
+TLS as ALPN decides, as with Google's endpoint; over cleartext with prior knowledge when the
+server answers the preface, as the fake does), else HTTP/1.1 (aiohttp, a bounded keep-alive
+pool; e.g. a staging mock). Both give the same (status, headers, body) to one error table.
+The OAuth token comes from google-auth service-account credentials (the JSON's own
+`token_uri`), cached until it expires and refreshed once on a 401.
+
+`HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` (`adapters.proxy`) are read when a credential
+set's client is built, for the endpoint and for the token request alike.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import google.auth.exceptions
 import google.auth.transport.requests
+import requests
 from google.oauth2 import service_account
 from pyfcm.baseapi import BaseAPI
 
@@ -36,17 +45,33 @@ from adapters.errors import (
     parse_json_body,
     parse_retry_after,
 )
-from adapters.http2_client import Headers, HTTP2Pool
+from adapters.http2_client import Headers
+from adapters.http_client import HTTPPool
+from adapters.proxy import proxy_for
 
 GOOGLE_ENDPOINT = "https://fcm.googleapis.com"
 SCOPES = ["https://www.googleapis.com/auth/firebase.messaging"]
 
 
 class _TokenRequest(google.auth.transport.requests.Request):
-    """google-auth's transport with our timeout instead of its 120 s default."""
+    """google-auth's transport with our timeout instead of its 120 s default, and the proxy
+    chosen for `token_uri` when the client was built (requests' own reading of the
+    environment is off; its CA bundle variables still apply when `ca_file` is not given)."""
 
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
+    def __init__(self, timeout: float, token_uri: str, ca_file: str | None) -> None:
+        session = requests.Session()
+        session.trust_env = False
+        url = urlsplit(token_uri)
+        proxy = proxy_for(f"{url.scheme}://{url.netloc}") if url.hostname else None
+        if proxy is not None:
+            session.proxies = {url.scheme: proxy.url_with_credentials}
+        session.verify = (
+            ca_file
+            or os.environ.get("REQUESTS_CA_BUNDLE")
+            or os.environ.get("CURL_CA_BUNDLE")
+            or True
+        )
+        super().__init__(session)
         self._timeout = timeout
 
     def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs):
@@ -57,7 +82,7 @@ class _TokenRequest(google.auth.transport.requests.Request):
 
 @dataclass
 class _Client:
-    pool: HTTP2Pool
+    pool: HTTPPool
     credentials: service_account.Credentials
     builder: BaseAPI
     path: bytes
@@ -105,13 +130,20 @@ class FCMAdapter(AsyncBatchAdapter):
         *,
         max_concurrency: int = 500,
         max_connections: int = 2,
+        http1_connections: int = 100,
         ca_file: str | None = None,
     ) -> None:
+        """`max_concurrency`, `max_connections`: HTTP/2 streams per connection (if the server
+        allows) and connections; `http1_connections`: the bound of keep-alive connections to
+        an HTTP/1.1-only endpoint. `ca_file`: CA bundle to verify the endpoint and the token
+        URI (default: the system's CAs, and requests' bundle for the token)."""
         self.endpoint = (endpoint or GOOGLE_ENDPOINT).rstrip("/")
         self.timeout = timeout
-        self.max_concurrency = max_concurrency  # streams per connection, if the server allows
+        self.max_concurrency = max_concurrency
         self.max_connections = max_connections
+        self.http1_connections = http1_connections
         self.ca_file = ca_file or None
+        self._protocols: dict[str, str] = {}  # endpoint origin -> protocol, for all clients
         super().__init__()
 
     @classmethod
@@ -149,6 +181,10 @@ class FCMAdapter(AsyncBatchAdapter):
             for index, result in zip(rejected, retried, strict=True):
                 results[index] = result
         return results
+
+    async def _close_client(self, client: _Client) -> None:
+        await client.pool.aclose()
+        client.token_request.session.close()
 
     @staticmethod
     def _payload(client: _Client, message: OutboundMessage) -> bytes:
@@ -223,12 +259,20 @@ class FCMAdapter(AsyncBatchAdapter):
         except (ValueError, KeyError) as exc:
             raise AdapterConfigurationError(f"FCM service account is unusable: {exc}") from exc
         try:
-            pool = HTTP2Pool(
+            proxy = proxy_for(self.endpoint)
+            token_request = _TokenRequest(self.timeout, info["token_uri"], self.ca_file)
+        except ValueError as exc:
+            raise AdapterConfigurationError(f"FCM proxy setting is unusable: {exc}") from exc
+        try:
+            pool = HTTPPool(
                 self.endpoint,
                 timeout=self.timeout,
                 max_connections=self.max_connections,
                 max_streams=self.max_concurrency,
+                http1_connections=self.http1_connections,
                 ca_file=self.ca_file,
+                proxy=proxy,
+                protocols=self._protocols,
             )
         except (ValueError, OSError) as exc:
             raise AdapterConfigurationError(f"FCM endpoint is unusable: {exc}") from exc
@@ -237,7 +281,7 @@ class FCMAdapter(AsyncBatchAdapter):
             credentials=google_credentials,
             builder=BaseAPI(credentials=google_credentials, project_id=info["project_id"]),
             path=f"/v1/projects/{info['project_id']}/messages:send".encode(),
-            token_request=_TokenRequest(self.timeout),
+            token_request=token_request,
             token_lock=asyncio.Lock(),
         )
 

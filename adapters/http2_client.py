@@ -12,12 +12,18 @@ the headers we build ourselves, HPACK skips Huffman coding, and everything a loo
 produced leaves in one `transport.write` (scheduled with `loop.call_soon`). h2 counts open
 streams by walking all of them on every new stream; this connection keeps that count itself.
 
-`https://` origins use TLS with ALPN `h2` (a server that does not pick h2 is refused with a
-clear error); `http://` origins use HTTP/2 over cleartext with prior knowledge (h2c: the
-connection preface right away, no Upgrade). Connection failures, a connection lost with
-streams open, protocol errors and streams reset by the server raise `HTTP2ConnectionError`
-(an `OSError`). After a GOAWAY, requests the server did not process (queued ones, and streams
-above its last stream id) are sent again on another connection, once.
+`https://` origins use TLS with ALPN (`h2` by default: a server that picks anything else is
+refused with a clear error); `http://` origins use HTTP/2 over cleartext with prior knowledge
+(h2c: the connection preface right away, no Upgrade). Given a `Proxy`, each connection is a
+CONNECT tunnel through it (`adapters.proxy`), with TLS inside the tunnel. No request is
+written to a connection before the server's SETTINGS frame: a server that turns out not to
+speak HTTP/2 (ALPN chose another protocol; over cleartext, an HTTP/1 answer to the preface, or
+the connection closed before SETTINGS) raises `NotHTTP2Error` having seen no request, so with
+`http1_fallback` (`adapters.http_client`) those requests go there instead, each once.
+Connection failures, a connection lost with streams open, protocol errors and streams reset
+by the server raise `HTTP2ConnectionError` (an `OSError`), and the request is not sent again:
+the server may have processed it. After a GOAWAY, requests the server did not process
+(queued ones, and streams above its last stream id) are sent again on another connection, once.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import asyncio
 import collections
 import contextlib
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
 from h2.config import H2Configuration
@@ -47,6 +53,8 @@ from hpack import Encoder
 from hpack.hpack import encode_integer
 from hpack.table import HeaderTable
 
+from adapters.proxy import Proxy, open_tunnel
+
 Headers = Sequence[tuple[bytes, bytes]]
 Response = tuple[int, dict[bytes, bytes], bytes]
 
@@ -56,6 +64,10 @@ _MAX_RESENDS = 1
 
 class HTTP2ConnectionError(ConnectionError):
     """The request did not get an answer: the connection failed, closed or reset the stream."""
+
+
+class NotHTTP2Error(HTTP2ConnectionError):
+    """The server does not speak HTTP/2; it was sent no request."""
 
 
 class _CountingTable(HeaderTable):
@@ -199,9 +211,12 @@ class _Connection(asyncio.Protocol):
         resend: Callable[[list[_Request]], None],
         lost: Callable[[_Connection], None],
         never_indexed: frozenset[bytes] = frozenset(),
+        cleartext: bool = False,
     ) -> None:
         self.loop = loop
         self.label = label
+        # Over TLS, ALPN said h2; over cleartext, only the server's SETTINGS will say it.
+        self._not_http2 = NotHTTP2Error if cleartext else HTTP2ConnectionError
         self.ready: asyncio.Future[None] = loop.create_future()
         self.transport: asyncio.Transport | None = None
         self.usable = False  # new streams may start here
@@ -274,6 +289,9 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None and ssl_object.selected_alpn_protocol() != "h2":
+            return  # not a word of HTTP/2 to it: the pool closes this connection
         self.conn.initiate_connection()
         self.conn.update_settings({SettingCodes.ENABLE_PUSH: 0})
         self.conn.increment_flow_control_window(_RECEIVE_WINDOW)
@@ -282,14 +300,16 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if not self.ready.done() and data[:5] == b"HTTP/":
             # h2 would wait for the rest of a "frame" of several megabytes.
-            self._abort(HTTP2ConnectionError(f"{self.label}: not an HTTP/2 server (HTTP/1 answer)"))
+            self._abort(self._not_http2(f"{self.label}: not an HTTP/2 server (HTTP/1 answer)"))
             return
         self._last_received = self.loop.time()
         try:
             events = self.conn.receive_data(data)
         except (H2Error, ValueError) as exc:
-            detail = "not an HTTP/2 server?" if not self.ready.done() else "protocol error"
-            self._abort(HTTP2ConnectionError(f"{self.label}: {detail} ({exc})"))
+            if self.ready.done():
+                self._abort(HTTP2ConnectionError(f"{self.label}: protocol error ({exc})"))
+            else:
+                self._abort(self._not_http2(f"{self.label}: not an HTTP/2 server? ({exc})"))
             return
         streams = self.streams
         for event in events:
@@ -329,7 +349,7 @@ class _Connection(asyncio.Protocol):
         )
         if not self.ready.done():
             self.ready.set_exception(
-                HTTP2ConnectionError(
+                self._not_http2(
                     f"{self.label}: connection closed before the server's HTTP/2 SETTINGS "
                     "(not an HTTP/2 server?)"
                 )
@@ -491,11 +511,18 @@ class HTTP2Pool:
         ca_file: str | None = None,
         client_certificate: str | None = None,
         never_indexed: Sequence[bytes] = (),
+        alpn: Sequence[str] = ("h2",),
+        proxy: Proxy | None = None,
+        http1_fallback: Callable[[Headers, bytes], Awaitable[Response]] | None = None,
     ) -> None:
         """`client_certificate`: a PEM file with a certificate and its key, for TLS client
         authentication (loaded here; the file may go once the pool exists).
         `never_indexed`: header names whose values are the request's own (HPACK literals that
-        never enter the dynamic table)."""
+        never enter the dynamic table).
+        `alpn`: the protocols offered over TLS (only `h2` is spoken here).
+        `proxy`: tunnel each connection through it (HTTP CONNECT).
+        `http1_fallback`: where a request goes when the server turns out not to speak HTTP/2
+        (without it, such a request fails with `NotHTTP2Error`)."""
         url = urlsplit(origin)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"HTTP/2 origin must be http(s)://host[:port]: {origin}")
@@ -511,10 +538,12 @@ class HTTP2Pool:
         self.max_connections = max_connections
         self.max_streams = max_streams
         self.never_indexed = frozenset(never_indexed)
+        self.proxy = proxy
+        self._http1_fallback = http1_fallback
         self._ssl: ssl.SSLContext | None = None
         if url.scheme == "https":
             self._ssl = ssl.create_default_context(cafile=ca_file)
-            self._ssl.set_alpn_protocols(["h2"])
+            self._ssl.set_alpn_protocols(list(alpn))
             if client_certificate:
                 self._ssl.load_cert_chain(client_certificate)
         elif client_certificate:
@@ -533,12 +562,30 @@ class HTTP2Pool:
             if request.connection is not None:  # the latest, after any resend
                 request.connection.cancel(request)
             raise
+        except NotHTTP2Error:
+            # Raised only by a connection that had not been sent this request.
+            if self._http1_fallback is None:
+                raise
+            return await self._http1_fallback(headers, body)
+
+    @property
+    def has_connection(self) -> bool:
+        return any(connection.usable for connection in self._connections)
+
+    async def connect(self) -> None:
+        """Open a connection now, unless one is usable (`NotHTTP2Error`: the server does not
+        speak HTTP/2)."""
+        if not self.has_connection:
+            await self._connect()
 
     def close(self) -> None:
         self._closed = True
         connections, self._connections = self._connections, []
         for connection in connections:
             connection.close()
+
+    async def aclose(self) -> None:
+        self.close()
 
     async def _dispatch(self, request: _Request) -> None:
         connection = self._pick()
@@ -584,22 +631,27 @@ class HTTP2Pool:
                 self._resend,
                 self._forget,
                 self.never_indexed,
+                cleartext=self._ssl is None,
             )
 
         async with asyncio.timeout(self.timeout):
+            if self.proxy is None:
+                where = {"host": self.host, "port": self.port}
+            else:
+                where = {"sock": await open_tunnel(self.proxy, self.host, self.port)}
             transport, connection = await loop.create_connection(
                 factory,
-                self.host,
-                self.port,
                 ssl=self._ssl,
                 server_hostname=self.host if self._ssl else None,
+                **where,
             )
             if self._ssl is not None:
                 ssl_object = transport.get_extra_info("ssl_object")
                 protocol = ssl_object.selected_alpn_protocol() if ssl_object else None
                 if protocol != "h2":
+                    connection.ready.cancel()  # nobody waits for its SETTINGS
                     transport.close()
-                    raise HTTP2ConnectionError(
+                    raise NotHTTP2Error(
                         f"{self.label} does not speak HTTP/2 (ALPN chose {protocol!r}, not 'h2')"
                     )
             try:

@@ -20,7 +20,6 @@ from google.oauth2 import service_account
 
 from adapters.base import OutboundMessage
 from adapters.fakes.client import revoke_fcm_access_tokens
-from adapters.fakes.http1 import HTTP1Protocol
 from adapters.fakes.http2 import GOAWAY, HTTP2ServerProtocol, encode_status, frame
 from adapters.fcm import SCOPES, FCMAdapter
 from tests.adapters.conftest import fcm_token
@@ -110,7 +109,7 @@ def test_many_streams_beyond_the_servers_limit_queue_on_one_connection(fakes):
         messages = [_message(fcm_token()) for _ in range(2500)]  # the fake allows 1000 streams
         results = adapter.send_batch(fakes.fcm_credentials(), messages)
         [client] = adapter._clients.values()
-        assert len(client.pool._connections) == 1
+        assert len(client.pool.http2._connections) == 1
     finally:
         adapter.close()
     assert [r.message_id for r in results] == [m.message_id for m in messages]
@@ -128,7 +127,7 @@ def test_a_busy_connection_remembers_a_bounded_number_of_closed_streams(fakes):
             fakes.fcm_credentials(), [_message(fcm_token()) for _ in range(5000)]
         )
         [client] = adapter._clients.values()
-        [connection] = client.pool._connections
+        [connection] = client.pool.http2._connections
         remembered = len(connection.conn._closed_streams)
     finally:
         adapter.close()
@@ -140,12 +139,12 @@ def test_a_401_over_h2_refreshes_the_token_and_retries_once(fcm, fakes):
     credentials = fakes.fcm_credentials()
     assert fcm.send_batch(credentials, [_message(fcm_token())])[0].ok
     [client] = fcm._clients.values()
-    [connection] = client.pool._connections
+    [connection] = client.pool.http2._connections
     revoke_fcm_access_tokens(fakes.fcm_endpoint)
     fakes.reset()
     results = fcm.send_batch(credentials, [_message(fcm_token()) for _ in range(30)])
     assert all(r.ok for r in results), results
-    assert client.pool._connections == [connection]  # the same HTTP/2 connection throughout
+    assert client.pool.http2._connections == [connection]  # the same HTTP/2 connection throughout
     stats = fakes.fcm_stats()
     assert stats["token_requests"] == 1
     assert stats["by_status"] == {"401": 30, "200": 30}
@@ -197,17 +196,6 @@ def test_a_connection_lost_mid_batch_gives_network_errors(fakes):
     for result in results[5:]:
         assert (result.ok, result.error_code, result.permanent) == (False, "network_error", False)
         assert "connection lost" in result.error_message
-
-
-def test_a_server_without_http2_is_a_clear_network_error(fakes):
-    with _server(lambda: HTTP1Protocol(lambda *request: (200, (), b"{}"))) as endpoint:
-        adapter = FCMAdapter(endpoint=endpoint, timeout=5)
-        try:
-            [result] = adapter.send_batch(fakes.fcm_credentials(), [_message(fcm_token())])
-        finally:
-            adapter.close()
-    assert (result.ok, result.error_code, result.permanent) == (False, "network_error", False)
-    assert "not an HTTP/2 server" in result.error_message
 
 
 class _GoesAway(HTTP2ServerProtocol):
