@@ -237,3 +237,16 @@ def test_json_credentials_round_trip_with_unicode(db):
     assert Application.objects.get(pk=application.pk).fcm_credentials == {
         "service_account": {"project_id": "앱", "n": 1}
     }
+
+
+def test_an_unusable_proxy_variable_stops_the_process(monkeypatch, db):
+    monkeypatch.setenv("HTTPS_PROXY", "https://proxy.example:3128")  # only http:// proxies
+    with pytest.raises(ImproperlyConfigured, match="https_proxy is unusable"):
+        checks.verify_on_start()
+    [error] = checks.check_proxies(None)
+    assert error.id == "messaging.E002"
+
+
+def test_a_usable_proxy_variable_passes(monkeypatch, db):
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:secret@proxy.example:3128")
+    assert checks.verify_on_start() is None and checks.check_proxies(None) == []
