@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from messaging import sending
 from messaging.models import Application, Message, MessageStatus
-from messaging.outbox import publish
+from messaging.outbox import enqueue, publish
 from signal_project.api import InvalidTransition, QuotaExceeded
 from templates_app.rendering import render
 from templates_app.selectors import template_get
@@ -205,9 +205,16 @@ def run_fanout_step(*, run_id, step: int | None = None) -> bool:
         .filter(pk=run_id)
         .first()
     )
-    if run is None or run.status != RunStatus.RUNNING or run.fanout_done:
+    if run is None or run.status != RunStatus.RUNNING:
         return False
-    if step is not None and step != run.batches_done:
+    if step is not None and step == run.batches_done - 1:
+        # This very step committed already: it runs again because its worker died after the
+        # commit (Celery re-delivers a task whose worker was lost), perhaps before it handed
+        # its batch over or enqueued the next step. Both are done again; copies of work that
+        # did leave are harmless (the claim, the step check).
+        _hand_over_last_step(run)
+        return False
+    if run.fanout_done or (step is not None and step != run.batches_done):
         return False
     campaign = run.campaign
     audience = targeting.audience(campaign.application, campaign.targeting_criteria)
@@ -260,6 +267,23 @@ def run_fanout_step(*, run_id, step: int | None = None) -> bool:
         pause = max(pause or 0.0, 0.5)
     _enqueue_fanout(run.pk, step=run.batches_done + 1, countdown=pause)
     return True
+
+
+def _hand_over_last_step(run: CampaignRun) -> None:
+    """Enqueues the pending messages of the run's last step again (created since the step
+    began, which set the run's updated_at), and its next step."""
+    pending = Message.objects.filter(
+        campaign_id=run.campaign_id,
+        campaign_run_id=run.pk,
+        status=MessageStatus.PENDING,
+        created_at__gte=run.updated_at,
+    ).values_list("pk", flat=True)
+    ids = [str(pk) for pk in pending]
+    if ids:
+        enqueue("campaigns", ids)
+    if not run.fanout_done:
+        _size, pause = _batch_plan(run.campaign)
+        _enqueue_fanout(run.pk, step=run.batches_done, countdown=pause)
 
 
 def _complete_if_done(run_ids) -> None:

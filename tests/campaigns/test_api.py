@@ -866,3 +866,32 @@ def test_put_switching_content_form_drops_the_other(app, server_api):
     assert back["template_id"] is None
     assert back["variables"] == {}
     assert back["title"] == "literal again"
+
+
+def test_a_step_run_again_after_its_commit_hands_its_batch_over_again(
+    server_api, app, settings, monkeypatch
+):
+    """A worker died after the step committed, before its batch and the next step reached the
+    broker; Celery re-delivers the step, which finds the run already past it."""
+    settings.CAMPAIGN_BATCH_SIZE = 2
+    handed, published = [], []
+    monkeypatch.setattr(services, "enqueue", lambda queue, ids: handed.append((queue, ids)))
+    monkeypatch.setattr(
+        services, "publish", lambda task, **kw: published.append((task.name, kw["args"]))
+    )
+    for _ in range(3):
+        subscription_create(app.application)
+    created = create(server_api)
+    server_api.post(url(created["id"], "execute"))
+    run = CampaignRun.objects.get(campaign_id=created["id"])
+    published.clear()
+
+    assert services.run_fanout_step(run_id=run.pk, step=0) is True
+    first_batch = sorted(str(m.pk) for m in run_messages(run))
+    published.clear()
+
+    assert services.run_fanout_step(run_id=run.pk, step=0) is False
+
+    assert [(queue, sorted(ids)) for queue, ids in handed] == [("campaigns", first_batch)]
+    assert published == [("campaigns.fanout", [str(run.pk), 1])]
+    assert run_messages(run).count() == 2  # nothing was created twice
