@@ -15,10 +15,11 @@ def _answers(url_host: str, port: int) -> bool:
 
 def pytest_sessionstart(session):
     from django.conf import settings
+    from django.db import connection
 
     db = settings.DATABASES["default"]
     problems = []
-    if db["ENGINE"] != "django.db.backends.postgresql":
+    if connection.vendor != "postgresql":
         problems.append(f"the tests need PostgreSQL, DATABASE_URL gives {db['ENGINE']}")
     elif not _answers(db.get("HOST") or "127.0.0.1", int(db.get("PORT") or 5432)):
         problems.append(f"PostgreSQL does not answer at {db.get('HOST')}:{db.get('PORT')}")

@@ -20,6 +20,8 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
+from signal_project.db import database_unavailable, retry_after_seconds
+
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
@@ -73,6 +75,23 @@ class QuotaExceeded(ApiError):
         self.retry_after = retry_after
 
 
+class ServiceUnavailable(ApiError):
+    status_code = 503
+    default_code = "service_unavailable"
+    default_detail = "The database cannot be reached at the moment; retry shortly."
+
+    def __init__(self, message=None, *, retry_after: int, details=None):
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+
+def database_unavailable_error(exc: BaseException) -> ServiceUnavailable:
+    """The 503 a request gets while the database cannot be reached (logged without a
+    traceback: during an outage every request would print one)."""
+    logger.warning("Database unavailable: %s: %s", type(exc).__name__, exc)
+    return ServiceUnavailable(retry_after=retry_after_seconds())
+
+
 class IdempotencyConflict(ApiError):
     status_code = 422
     default_code = "idempotency_conflict"
@@ -113,10 +132,12 @@ def exception_handler(exc, context):
     """DRF's EXCEPTION_HANDLER: every exception becomes the contract's error shape."""
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
+    elif database_unavailable(exc):
+        exc = database_unavailable_error(exc)
     headers = {}
     if isinstance(exc, ApiError):
         body = error_body(exc.code, exc.message, exc.details)
-        if isinstance(exc, QuotaExceeded):
+        if isinstance(exc, QuotaExceeded | ServiceUnavailable):
             headers["Retry-After"] = str(exc.retry_after)
         return Response(body, status=exc.status_code, headers=headers)
     if isinstance(exc, exceptions.APIException):
@@ -153,6 +174,7 @@ class ApiErrorMiddleware:
         405: ("method_not_allowed", "Method not allowed."),
         413: ("payload_too_large", "The request body is larger than the limit."),
         500: ("internal_error", "An internal error occurred; it has been logged."),
+        503: ("service_unavailable", ServiceUnavailable.default_detail),
     }
 
     def __init__(self, get_response):
@@ -179,12 +201,21 @@ class ApiErrorMiddleware:
             return None
         if isinstance(exc, Http404):
             return self._error(404, "Not found.")
+        if database_unavailable(exc):
+            return service_unavailable_response(database_unavailable_error(exc))
         logger.exception("Unhandled error at %s", request.path)
         return self._error(500, self._DEFAULTS[500][1])
 
     def _error(self, status: int, message: str, code: str | None = None) -> JsonResponse:
         code = code or self._DEFAULTS.get(status, ("error",))[0]
         return JsonResponse(error_body(code, message), status=status)
+
+
+def service_unavailable_response(exc: ServiceUnavailable) -> JsonResponse:
+    """The error shape of a 503, with its Retry-After, outside DRF."""
+    response = JsonResponse(error_body(exc.code, exc.message, exc.details), status=503)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 class BoundedJSONParser(JSONParser):

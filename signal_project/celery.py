@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init
+from celery.signals import task_prerun, worker_init, worker_process_init
 
 from signal_project.gc_settings import freeze_loaded_code
 
@@ -34,3 +34,12 @@ def _collect_less(**kwargs) -> None:
     """In the main process (inherited by forked children; what solo and thread pools run in)
     and again in each prefork child, for what its start-up made."""
     freeze_loaded_code()
+
+
+@task_prerun.connect
+def _check_connections_before_task(**kwargs) -> None:
+    """A connection the database closed since the last task is replaced before this task's
+    first statement, not found dead by it (see signal_project/db/base.py)."""
+    from signal_project.db import check_connections_before_next_use
+
+    check_connections_before_next_use()

@@ -70,16 +70,22 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/signal"),
 }
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
-# No per-request health check: it costs a round trip on every request, and a connection
-# that died is replaced after the error it causes.
+# No per-request SELECT 1 (a round trip on every request): the PostgreSQL backend below
+# finds connections the server closed with a poll() of their socket instead.
 DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("DB_CONN_HEALTH_CHECKS", False))
 if "postgresql" in DATABASES["default"]["ENGINE"]:
+    _db_options = DATABASES["default"].setdefault("OPTIONS", {})
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend, whose persistent connections are checked for a server that
+        # closed them before each request or task uses them (signal_project/db/base.py).
+        DATABASES["default"]["ENGINE"] = "signal_project.db"
+    # A connection attempt to a server that does not answer gives up after this many
+    # seconds (libpq waits forever by default): a request answers 503 instead of hanging.
+    _db_options.setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5))
     # Parameters travel apart from the SQL and psycopg prepares statements a connection runs
     # often: less quoting in Python, no re-planning in PostgreSQL (about 10 % less CPU per
     # delivery batch on the bench machine). Turn off behind a pooler in transaction mode.
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
-        "server_side_binding", env.bool("DB_SERVER_SIDE_BINDING", default=True)
-    )
+    _db_options.setdefault("server_side_binding", env.bool("DB_SERVER_SIDE_BINDING", default=True))
 # A transaction left open by a stuck process is ended by PostgreSQL after this long, releasing
 # its row locks (a delivery batch holds its messages' locks while it sends: the longest a
 # batch may send is bounded far below this, see the Celery time limits). 0 turns it off (a
@@ -95,6 +101,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The zero-setup fallback: web, worker and beat share one file, so wait for locks.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+
+# While the database cannot be reached, requests answer 503 with this Retry-After (seconds).
+DB_UNAVAILABLE_RETRY_AFTER = env.int("DB_UNAVAILABLE_RETRY_AFTER", default=5)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

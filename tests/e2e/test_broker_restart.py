@@ -6,61 +6,20 @@ beat processes pointed at it; the tests' own Redis and the machine's are never t
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-from bench.servers import PrivateRedis, answers, free_port
+from bench.servers import PrivateRedis, free_port
 from campaigns.models import CampaignRun, RunStatus
 from messaging import services
 from messaging.models import Message, MessageStatus
 
-from .conftest import QUEUES, ROOT, wait_for
+from .conftest import QUEUES, wait_for
+from .processes import Process, api, celery, start, start_web
 
 pytestmark = pytest.mark.e2e
-
-
-class Process:
-    """One process tree of ours, started and ended by its PID."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path):
-        self.name, self.argv, self.env = name, argv, env
-        self.log = log_dir / f"{name}.log"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> Process:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                self.argv, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        return self
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.alive():
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-
-
-def celery(*args: str) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "signal_project", *args]
 
 
 @pytest.fixture
@@ -108,35 +67,6 @@ def stack(e2e, worker_env, broker, tmp_path):
     yield processes
     for process in processes.values():
         process.stop()
-
-
-def start(process: Process, ready: str) -> None:
-    process.start()
-    wait_for(lambda: ready in process.text() or not process.alive(), timeout=60, what=ready)
-    assert process.alive(), process.text()[-3000:]
-
-
-def start_web(web: Process) -> None:
-    web.start()
-    port = int(web.url.rsplit(":", 1)[1])
-    wait_for(lambda: answers(port) or not web.alive(), timeout=30, what="gunicorn")
-    assert web.alive(), web.text()[-3000:]
-
-
-def api(web: Process, key: str, method: str, path: str, body: dict | None = None) -> tuple:
-    import json
-
-    request = urllib.request.Request(  # noqa: S310 (our own loopback server)
-        web.url + path,
-        data=json.dumps(body).encode() if body is not None else None,
-        method=method,
-        headers={"X-API-Key": key, "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
 
 
 def subscriptions(application, prefix: str, count: int, **fields) -> list[str]:
