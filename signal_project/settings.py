@@ -73,7 +73,8 @@ DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", defau
 # No per-request SELECT 1 (a round trip on every request): the PostgreSQL backend below
 # finds connections the server closed with a poll() of their socket instead.
 DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("DB_CONN_HEALTH_CHECKS", False))
-if "postgresql" in DATABASES["default"]["ENGINE"]:
+_ON_POSTGRESQL = "postgresql" in DATABASES["default"]["ENGINE"]
+if _ON_POSTGRESQL:
     _db_options = DATABASES["default"].setdefault("OPTIONS", {})
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # Django's backend, whose persistent connections are checked for a server that
@@ -91,7 +92,7 @@ if "postgresql" in DATABASES["default"]["ENGINE"]:
 # batch may send is bounded far below this, see the Celery time limits). 0 turns it off (a
 # pooler in transaction mode may not pass the option on).
 DB_IDLE_IN_TRANSACTION_TIMEOUT = env.int("DB_IDLE_IN_TRANSACTION_TIMEOUT", default=300)
-if "postgresql" in DATABASES["default"]["ENGINE"] and DB_IDLE_IN_TRANSACTION_TIMEOUT:
+if _ON_POSTGRESQL and DB_IDLE_IN_TRANSACTION_TIMEOUT:
     _options = DATABASES["default"].setdefault("OPTIONS", {})
     _options["options"] = (
         _options.get("options", "")

@@ -32,11 +32,17 @@ class TemplateInvalid(ApiError):
     default_detail = "The request has invalid fields."
 
 
-def _text_errors(value: Any, *, required: bool) -> list[str]:
+DEFAULT_LANGUAGE = "en"
+ONE_OF_TITLE_OR_BODY = "Give a title_template or a body_template (or both)."
+
+
+def _has_text(*values: Any) -> bool:
+    return any(isinstance(value, str) and value.strip() for value in values)
+
+
+def _text_errors(value: Any) -> list[str]:
     if not isinstance(value, str):
         return ["A template must be a string."]
-    if required and not value.strip():
-        return ["This field may not be blank."]
     if len(value) > MAX_TEXT_LENGTH:
         return [f"At most {MAX_TEXT_LENGTH} characters."]
     return validate_template_text(value)
@@ -51,11 +57,13 @@ def _translation_errors(translation: Any) -> list[str] | dict[str, list[str]]:
     errors: dict[str, list[str]] = {
         field: ["Unknown field."] for field in sorted(set(translation) - set(TRANSLATION_FIELDS))
     }
-    for field, required in (("title_template", False), ("body_template", True)):
-        if field not in translation:
-            errors[field] = ["This field is required."]
-        elif problems := _text_errors(translation[field], required=required):
+    for field in ("title_template", "body_template"):
+        if field in translation and (problems := _text_errors(translation[field])):
             errors[field] = problems
+    if not errors and not _has_text(
+        translation.get("title_template"), translation.get("body_template")
+    ):
+        errors["body_template"] = [ONE_OF_TITLE_OR_BODY]
     if "data_template" in translation and (
         problems := validate_data_template(translation["data_template"])
     ):
@@ -65,19 +73,22 @@ def _translation_errors(translation: Any) -> list[str] | dict[str, list[str]]:
 
 def template_content_clean(
     *,
-    title_template: Any,
-    body_template: Any,
-    default_language: Any,
+    title_template: Any = "",
+    body_template: Any = "",
+    default_language: Any = DEFAULT_LANGUAGE,
     data_template: Any = None,
     translations: Any = None,
 ) -> dict[str, Any]:
     """Checks template content and returns it normalized (language tags in their usual case);
-    raises TemplateInvalid with every problem per field."""
+    raises TemplateInvalid with every problem per field. A template needs a title or a body
+    (or both); its default language is `en` unless given."""
     errors: dict[str, Any] = {}
-    if problems := _text_errors(title_template, required=False):
+    if problems := _text_errors(title_template):
         errors["title_template"] = problems
-    if problems := _text_errors(body_template, required=True):
+    if problems := _text_errors(body_template):
         errors["body_template"] = problems
+    if not errors and not _has_text(title_template, body_template):
+        errors["title_template"] = errors["body_template"] = [ONE_OF_TITLE_OR_BODY]
     data_template = {} if data_template is None else data_template
     if problems := validate_data_template(data_template):
         errors["data_template"] = problems
@@ -144,9 +155,9 @@ def template_create(
     *,
     application: Application,
     name: str,
-    title_template: str,
-    body_template: str,
-    default_language: str,
+    title_template: str = "",
+    body_template: str = "",
+    default_language: str = DEFAULT_LANGUAGE,
     data_template: dict | None = None,
     translations: dict | None = None,
 ) -> TemplateVersion:
@@ -174,26 +185,30 @@ def template_create(
     return version
 
 
-def template_update(
-    *,
-    template: MessageTemplate,
-    name: str,
-    title_template: str,
-    body_template: str,
-    default_language: str,
-    data_template: dict | None = None,
-    translations: dict | None = None,
-) -> TemplateVersion:
-    """Replaces the whole content (fields left out take their defaults) as a new version,
-    numbered one above the newest; earlier versions stay readable."""
+CONTENT_FIELDS = (
+    "title_template",
+    "body_template",
+    "data_template",
+    "translations",
+    "default_language",
+)
+
+
+def template_update(*, template: MessageTemplate, **changes: Any) -> TemplateVersion:
+    """Stores the template with `changes` (any of `name` and the content fields; the others
+    keep their current values) as a new version, numbered one above the newest; earlier
+    versions stay readable."""
+    unknown = set(changes) - {"name", *CONTENT_FIELDS}
+    if unknown:
+        raise TypeError(f"template_update() got unknown fields: {sorted(unknown)}")
+    current = template.current
     content = template_content_clean(
-        title_template=title_template,
-        body_template=body_template,
-        default_language=default_language,
-        data_template=data_template,
-        translations=translations,
+        **{field: changes.get(field, getattr(current, field)) for field in CONTENT_FIELDS}
     )
-    name = _name_clean(application=template.application, name=name, exclude=template)
+    name = _name_clean(
+        application=template.application, name=changes.get("name", template.name),
+        exclude=template,
+    )  # fmt: skip
     try:
         with transaction.atomic():
             locked = MessageTemplate.objects.select_for_update().get(pk=template.pk)

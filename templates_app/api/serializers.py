@@ -21,7 +21,7 @@ _TRANSLATIONS = {
     "description": "Language tag -> texts in that language.",
     "additionalProperties": {
         "type": "object",
-        "required": ["title_template", "body_template"],
+        "description": "A title_template or a body_template (or both).",
         "properties": {
             "title_template": {"type": "string"},
             "body_template": {"type": "string"},
@@ -47,15 +47,28 @@ def _text_field(**kwargs) -> serializers.CharField:
 
 
 class TemplateInput(StrictSerializer):
-    """POST and PUT take the same fields; PUT replaces the whole template (fields left out take
-    their defaults) as a new version."""
+    """POST: `name` and a title or a body template (or both); `default_language` is `en`
+    unless given."""
 
     name = serializers.CharField(max_length=200)
-    title_template = _text_field(allow_blank=True)
-    body_template = _text_field()
+    title_template = _text_field(allow_blank=True, required=False, default="")
+    body_template = _text_field(allow_blank=True, required=False, default="")
     data_template = JSONObjectField(required=False, default=dict)
     translations = TranslationsField(required=False, default=dict)
-    default_language = serializers.CharField(max_length=MAX_LANGUAGE_LENGTH)
+    default_language = serializers.CharField(
+        max_length=MAX_LANGUAGE_LENGTH, required=False, default="en"
+    )
+
+
+class TemplateUpdate(StrictSerializer):
+    """PUT: any subset of the fields; the others keep their current values."""
+
+    name = serializers.CharField(max_length=200, required=False)
+    title_template = _text_field(allow_blank=True, required=False)
+    body_template = _text_field(allow_blank=True, required=False)
+    data_template = JSONObjectField(required=False)
+    translations = TranslationsField(required=False)
+    default_language = serializers.CharField(max_length=MAX_LANGUAGE_LENGTH, required=False)
 
 
 class TemplateVersionQuery(StrictSerializer):

@@ -18,6 +18,7 @@ from .serializers import (
     TemplateInput,
     TemplateListQuery,
     TemplateOutput,
+    TemplateUpdate,
     TemplateVersionQuery,
 )
 
@@ -79,15 +80,15 @@ class TemplateDetailApi(APIView):
 
     @extend_schema(
         operation_id="templates_update",
-        request=TemplateInput,
+        request=TemplateUpdate,
         responses=TemplateOutput,
-        description="Replaces the whole template (the same fields as POST; optional fields "
-        "left out take their defaults) and stores it as a new version, numbered one above the "
-        "newest. Earlier versions stay readable with `?version=N`.",
+        description="Changes any subset of the fields (the others keep their values) and "
+        "stores the result as a new version, numbered one above the newest. Earlier versions "
+        "stay readable with `?version=N`.",
     )
     def put(self, request: Request, template_id) -> Response:
         template = self._version(request, template_id).template
-        data = _valid(TemplateInput, request.data)
+        data = _valid(TemplateUpdate, request.data)
         version = services.template_update(template=template, **data)
         return Response(TemplateOutput(version).data)
 
