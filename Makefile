@@ -4,7 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: run test lint fmt migrate bench-campaign bench-api clean
+# The end-to-end tests run a second time with RabbitMQ as the broker.
+TEST_RABBITMQ_URL ?= amqp://guest:guest@127.0.0.1:5672//
+
+.PHONY: run test test-e2e-rabbitmq lint fmt migrate bench-campaign bench-api bench-faults clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,10 +22,17 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
 run: $(VENV)/.runtime
 	$(PY) -m signal_project.devstack
 
-## test: start local PostgreSQL/Redis if installed but down, then run the whole suite
+## test: start local PostgreSQL/Redis/RabbitMQ if installed but down, then run the whole suite
+## (its end-to-end tests on Redis), then the end-to-end tests again on RabbitMQ. With
+## PYTEST_ARGS (a subset), only the first run.
 test: $(VENV)/.dev
 	./scripts/ensure_services.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
+	@if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory test-e2e-rabbitmq; fi
+
+test-e2e-rabbitmq: $(VENV)/.dev
+	./scripts/ensure_services.sh
+	CELERY_BROKER_URL=$(TEST_RABBITMQ_URL) $(PY) -m pytest tests/e2e $(E2E_ARGS)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
@@ -43,6 +53,9 @@ bench-campaign: $(VENV)/.dev
 bench-api: $(VENV)/.dev
 	./scripts/ensure_services.sh
 	$(PY) bench/api.py $(BENCH_ARGS)
+
+bench-faults: $(VENV)/.dev
+	$(PY) bench/faults.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,4 +1,5 @@
-"""Test-wide set-up: real PostgreSQL and Redis, or a loud failure."""
+"""Test-wide set-up: real PostgreSQL and Redis (and RabbitMQ when it is the broker), or a loud
+failure."""
 
 import socket
 
@@ -29,6 +30,15 @@ def pytest_sessionstart(session):
         redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2).ping()
     except redis.RedisError as exc:
         problems.append(f"Redis does not answer at {settings.REDIS_URL}: {exc}")
+    broker = settings.CELERY_BROKER_URL
+    if broker.startswith(("amqp://", "amqps://", "pyamqp://")):
+        from kombu import Connection
+
+        try:
+            with Connection(broker, connect_timeout=5) as connection:
+                connection.ensure_connection(max_retries=1)
+        except Exception as exc:
+            problems.append(f"RabbitMQ does not answer at {broker}: {exc}")
     if problems:
         pytest.exit("Cannot run the tests: " + "; ".join(problems), returncode=3)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import math
 import os
 import threading
 import time
@@ -54,6 +55,10 @@ def _publish(queue: str, ids: list[str], countdown: float | None = None) -> None
 
 
 def _apply(task, args: list, queue: str, countdown: float | None) -> None:
+    if countdown and settings.BROKER_COUNTDOWN_WHOLE_SECONDS:
+        # Delays kept in the broker (RabbitMQ quorum queues) count whole seconds and refuse
+        # less than one: round up, so a retry never goes sooner than its back-off.
+        countdown = math.ceil(countdown)
     task.apply_async(args=args, queue=queue, countdown=countdown or None)
 
 

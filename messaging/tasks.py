@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from celery import shared_task
 from django.db import DatabaseError
 
@@ -13,6 +15,16 @@ from . import delivery
 # DB_IDLE_IN_TRANSACTION_TIMEOUT (300 s) beyond both.
 DELIVER_SOFT_TIME_LIMIT = 120
 DELIVER_TIME_LIMIT = 150
+
+# On RabbitMQ quorum queues a countdown task travels through Celery's native delayed delivery,
+# and arrives with the delay in front of its queue's routing key as 28 bits
+# ("0.0. ... .1.retry"); the queue is what follows them.
+_DELAY_PREFIX = re.compile(r"^(?:[01]\.){28}")
+
+
+def _delivered_from(request) -> str | None:
+    routing_key = (request.delivery_info or {}).get("routing_key")
+    return _DELAY_PREFIX.sub("", routing_key, count=1) if routing_key else routing_key
 
 
 @shared_task(
@@ -26,8 +38,7 @@ DELIVER_TIME_LIMIT = 150
 )
 def deliver_batch(self, message_ids: list[str]) -> None:
     """Sends the pending messages among these ids (a batch of up to MESSAGE_BATCH_SIZE)."""
-    queue = (self.request.delivery_info or {}).get("routing_key")
-    delivery.deliver_batch(message_ids, queue=queue)
+    delivery.deliver_batch(message_ids, queue=_delivered_from(self.request))
 
 
 @shared_task(name="messaging.sweep_pending")

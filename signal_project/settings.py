@@ -188,9 +188,32 @@ TOKEN_HMAC_KEY = env("TOKEN_HMAC_KEY", default=SECRET_KEY)
 # --- Celery --------------------------------------------------------------------------------
 CELERY_QUEUES = ("critical", "messages", "campaigns", "retry")
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
+_ON_RABBITMQ = CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://"))
+# On RabbitMQ the four queues are durable and their tasks persistent, so queued work outlives
+# a broker restart. `quorum` (the default there) makes them quorum queues: replicated across
+# a cluster's nodes, and the queue type RabbitMQ develops further (classic mirrored queues are
+# gone in 4.0). Celery then disables global QoS and delays countdown tasks (retry back-off) in
+# the broker itself (native delayed delivery), which needs topic exchanges; a topic exchange
+# with the queue's name as routing key routes exactly like a direct one. `classic` keeps
+# single-node durable queues with direct exchanges, for nodes older than 3.10.
+RABBITMQ_QUEUE_TYPE = env("RABBITMQ_QUEUE_TYPE", default="quorum")
+if RABBITMQ_QUEUE_TYPE not in ("quorum", "classic"):
+    raise ValueError(f"RABBITMQ_QUEUE_TYPE must be quorum or classic, not {RABBITMQ_QUEUE_TYPE!r}")
+_QUORUM = _ON_RABBITMQ and RABBITMQ_QUEUE_TYPE == "quorum"
 # Each queue has its own exchange and routing key: a task published to one queue lands in
-# that queue only.
-CELERY_TASK_QUEUES = [Queue(name, Exchange(name), routing_key=name) for name in CELERY_QUEUES]
+# that queue only. Priorities are queues: `high` goes to `critical`, retries to `retry`.
+CELERY_TASK_QUEUES = [
+    Queue(
+        name,
+        Exchange(name, type="topic" if _QUORUM else "direct", durable=True),
+        routing_key=name,
+        durable=True,
+        queue_arguments={"x-queue-type": "quorum"} if _QUORUM else None,
+    )
+    for name in CELERY_QUEUES
+]
+# Celery's native delayed delivery (quorum queues) delays countdown tasks in whole seconds.
+BROKER_COUNTDOWN_WHOLE_SECONDS = _QUORUM
 CELERY_TASK_DEFAULT_QUEUE = "messages"
 CELERY_TASK_ACKS_LATE = True  # a task is acknowledged after it ran, so a crash re-delivers it
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -1,8 +1,12 @@
 """End-to-end fixtures: the fake providers and real Celery worker processes, on the test
-database and a Redis database of the tests' own."""
+database and a Redis database of the tests' own.
+
+The broker is the one the settings name: Redis by default, RabbitMQ when CELERY_BROKER_URL is
+an amqp:// URL (`make test` runs this package a second time that way)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -103,16 +107,75 @@ class Worker:
                 self.process.wait(timeout=10)
 
 
+ON_RABBITMQ = settings.CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://"))
+
+
+def private_broker():
+    """A broker server of a test's own, of the kind the suite runs on, that it may kill."""
+    from bench.servers import PrivateRabbitMQ, PrivateRedis
+
+    return PrivateRabbitMQ() if ON_RABBITMQ else PrivateRedis()
+
+
+def broker_env(broker) -> dict[str, str]:
+    """The environment that points a process at a private broker (on Redis, its cache and
+    rate limits go there too; on RabbitMQ they stay in the tests' Redis)."""
+    env = {"CELERY_BROKER_URL": broker.url}
+    if not ON_RABBITMQ:
+        env["REDIS_URL"] = broker.url
+    return env
+
+
+def queued(broker_url: str) -> int:
+    """Tasks waiting in the four queues of the broker at `broker_url`."""
+    from kombu import Connection
+
+    total = 0
+    with Connection(broker_url) as connection:
+        for queue in QUEUES.split(","):
+            channel = connection.channel()
+            try:
+                total += channel.queue_declare(queue, passive=True).message_count
+            except connection.channel_errors:
+                pass  # not declared (yet, or any more): nothing in it
+            finally:
+                with contextlib.suppress(Exception):
+                    channel.close()
+    return total
+
+
+def empty_broker() -> None:
+    """Drops every task waiting in the four queues (and, on Redis, the tests' whole database:
+    its unacknowledged set and the cache of the same database)."""
+    if not ON_RABBITMQ:
+        redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+        return
+    from celery import current_app
+
+    with current_app.connection_for_write() as broker:
+        for queue in QUEUES.split(","):
+            channel = broker.channel()
+            try:
+                channel.queue_purge(queue)
+            except broker.channel_errors:
+                pass  # not declared yet: nothing in it
+            finally:
+                with contextlib.suppress(Exception):
+                    channel.close()
+
+
 @pytest.fixture(scope="session")
 def worker_env(django_db_setup, fake_providers, tmp_path_factory) -> dict[str, str]:
     db = settings.DATABASES["default"]
-    redis.Redis.from_url(settings.REDIS_URL).flushdb()  # no tasks left from an earlier run
+    empty_broker()  # no tasks left from an earlier run
     return {
         **os.environ,
         "DATABASE_URL": (
             f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
         ),
         "REDIS_URL": settings.REDIS_URL,
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "RABBITMQ_QUEUE_TYPE": settings.RABBITMQ_QUEUE_TYPE,
         "APNS_ENDPOINT": fake_providers.apns_endpoint,
         "APNS_CA_FILE": fake_providers.ca_file,
         "FCM_ENDPOINT": fake_providers.fcm_endpoint,
@@ -156,7 +219,7 @@ def quiesce(timeout: float = 20.0) -> None:
     """Lets the worker finish what a test left: nothing more is queued, and no session of
     the worker is inside a transaction, twice in a row 0.2 s apart."""
     outbox.flush()
-    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    empty_broker()
     deadline = time.monotonic() + timeout
     quiet = 0
     while quiet < 2:

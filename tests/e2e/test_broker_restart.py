@@ -1,8 +1,9 @@
 """A broker that restarts without its data: the worker reconnects instead of exiting, and the
 work the broker lost moves again within seconds, not after MESSAGE_STALE_AFTER_SECONDS.
 
-Each test runs its own Redis server (killed and started again here) and its own web, worker and
-beat processes pointed at it; the tests' own Redis and the machine's are never touched."""
+Each test runs its own broker server, Redis or a RabbitMQ node as the suite runs on (killed and
+started again here, its data lost), and its own web, worker and beat processes pointed at it;
+the tests' own broker and the machine's are never touched."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import time
 
 import pytest
 
-from bench.servers import PrivateRedis, free_port
+from bench.servers import free_port
 from campaigns.models import CampaignRun, RunStatus
 from messaging import services
 from messaging.models import Message, MessageStatus
 
-from .conftest import QUEUES, wait_for
+from .conftest import QUEUES, broker_env, private_broker, queued, wait_for
 from .processes import Process, api, celery, start, start_web
 
 pytestmark = pytest.mark.e2e
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def broker():
-    with PrivateRedis() as server:
+    with private_broker() as server:
         yield server
 
 
@@ -36,8 +37,7 @@ def stack(e2e, worker_env, broker, tmp_path):
     port = free_port()
     env = {
         **worker_env,
-        "REDIS_URL": broker.url,
-        "CELERY_BROKER_URL": broker.url,
+        **broker_env(broker),
         "MESSAGE_BATCH_SIZE": "5",
         "MESSAGE_STALE_AFTER_SECONDS": "300",
         "CAMPAIGN_STALL_SECONDS": "300",
@@ -94,7 +94,7 @@ def test_the_worker_reconnects_when_the_broker_restarts_under_it(live_app, stack
     start(stack["worker"], "ready.")
     key = live_app.server_key
     # Three batches of slow sends (2 s each at the fake): two run, one waits in the worker,
-    # fewer than its prefetch limit, so it is still polling Redis when Redis goes away.
+    # fewer than its prefetch limit, so it is still waiting on the broker when it goes away.
     slow = subscriptions(live_app, "5104", 15)
     status, body = api(stack["web"], key, "POST", "/api/v1/messages",
                        {"subscription_ids": slow, "title": "t", "body": "b"})  # fmt: skip
@@ -102,9 +102,9 @@ def test_the_worker_reconnects_when_the_broker_restarts_under_it(live_app, stack
     first = [m["id"] for m in body["messages"]]
     wait_for(lambda: stack["worker"].text().count("received") >= 3, timeout=20,
              what="three delivery tasks received")  # fmt: skip
-    time.sleep(0.5)  # the worker is back to waiting on Redis (BRPOP and its pub/sub)
+    time.sleep(0.5)  # the worker is back to waiting on the broker
 
-    broker.restart(down_seconds=2)
+    broker.restart(down_seconds=2, lose_data=True)
 
     wait_for(lambda: stack["worker"].text().count("Connected to") >= 2 or not
              stack["worker"].alive(), timeout=30, what="the worker to reconnect")  # fmt: skip
@@ -129,7 +129,7 @@ def test_work_the_broker_lost_moves_again_without_waiting_for_the_stale_sweep(
     start_web(stack["web"])
     start(stack["beat"], "beat: Starting")
     key = live_app.server_key
-    # No worker yet: what is sent and started now waits in Redis.
+    # No worker yet: what is sent and started now waits in the broker.
     targets = subscriptions(live_app, "abcd", 12)
     status, body = api(stack["web"], key, "POST", "/api/v1/messages",
                        {"subscription_ids": targets, "title": "t", "body": "b"})  # fmt: skip
@@ -143,9 +143,9 @@ def test_work_the_broker_lost_moves_again_without_waiting_for_the_stale_sweep(
     campaign_id = body["id"]
     status, body = api(stack["web"], key, "POST", f"/api/v1/campaigns/{campaign_id}/execute")
     assert status == 202, body
-    wait_for(lambda: broker_queued(broker) >= 2, timeout=10, what="the tasks to reach Redis")
+    wait_for(lambda: broker_queued(broker) >= 2, timeout=10, what="the tasks to reach the broker")
 
-    broker.restart(down_seconds=1)  # every queued task is gone
+    broker.restart(down_seconds=1, lose_data=True)  # every queued task is gone
     assert broker_queued(broker) == 0
     start(stack["worker"], "ready.")
 
@@ -159,7 +159,4 @@ def test_work_the_broker_lost_moves_again_without_waiting_for_the_stale_sweep(
 
 
 def broker_queued(broker) -> int:
-    import redis
-
-    client = redis.Redis.from_url(broker.url)
-    return sum(client.llen(queue) for queue in QUEUES.split(","))
+    return queued(broker.url)

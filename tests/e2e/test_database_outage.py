@@ -14,12 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.conf import settings
 
-from bench.servers import PrivateRedis, free_port
+from bench.servers import free_port
 from messaging import services
 from messaging.models import Message
 from tests.tcp_proxy import TcpProxy
 
-from .conftest import QUEUES, wait_for
+from .conftest import QUEUES, broker_env, private_broker, wait_for
 from .processes import Process, api, celery, request, start, start_web
 
 pytestmark = pytest.mark.e2e
@@ -39,13 +39,12 @@ def stack(e2e, worker_env, proxy, tmp_path):
     """Web, worker and beat on the proxied database, with a broker of their own (the suite's
     worker must not take their tasks)."""
     db = settings.DATABASES["default"]
-    with PrivateRedis() as broker:
+    with private_broker() as broker:
         port = free_port()
         env = {
             **worker_env,
             "DATABASE_URL": f"postgres://{db['USER']}@{proxy.url_host_port}/{db['NAME']}",
-            "REDIS_URL": broker.url,
-            "CELERY_BROKER_URL": broker.url,
+            **broker_env(broker),
             "DB_CONNECT_TIMEOUT": "2",
             "MESSAGE_SWEEP_INTERVAL_SECONDS": "1",
             "API_RATE_LIMIT": "10000",
