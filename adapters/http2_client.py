@@ -1,16 +1,48 @@
 """A small asyncio HTTP/2 client on `h2`: a few long-lived connections to one origin, many
-concurrent streams each, for request/response APIs with small bodies (FCM HTTP v1).
+concurrent streams each, for request/response APIs with small bodies (APNs, FCM HTTP v1).
+
+Why not a library: the send path's CPU, measured (`bench/RESULTS.md`). Through aioapns an
+APNs send cost 2.7 times the CPU of an FCM send over this client (29 % of the campaign
+workers' samples against 11 %; client CPU per APNs message 274-293 us, here 136-182 us), and
+FCM over aiohttp's HTTP/1.1 cost 118-134 us per message, here 89-100 us. The savings: a
+request's own header values (the APNs device-token `:path`, `apns-id`) go out as
+never-indexed HPACK literals instead of being searched for and added to the dynamic table;
+every other field's encoding is kept while the table stands; no Huffman coding; h2 neither
+re-validates nor normalises headers we built; we count open streams instead of h2 walking
+them all on every new stream; what a loop pass produced leaves in one `transport.write`
+(scheduled with `loop.call_soon`).
+
+That takes internals of h2 4.4.1 and hpack 4.2.0, pinned in requirements.txt. Either may
+change them in any release; `tests/adapters/test_h2_internals.py` checks each one, and this
+module must be reviewed before either is upgraded:
+
+* hpack `Encoder.__init__` sets `header_table` (a `hpack.table.HeaderTable`), which
+  `_PlainEncoder` replaces with a `_CountingTable`.
+* hpack `Encoder.add(to_add, sensitive, huffman=False) -> bytes` encodes one field and
+  changes the dynamic table only through `self.header_table.add(name, value)`;
+  `Encoder.encode(headers, huffman=True)`; the private `Encoder._encode_table_size_change()`
+  (the pending size updates in `Encoder.table_size_changes`).
+* hpack `HeaderTable.add(name, value)` (overridden, to count insertions) and
+  `HeaderTable.resized`, set when `maxsize` changes, cleared by the encoder that emits the
+  size update; `dynamic_entries` changes only through `add` and a resize.
+* `hpack.hpack.encode_integer(integer, prefix_bits) -> bytearray` (not exported by hpack).
+* h2 `H2Connection.encoder`: `send_headers` encodes with it (`encoder.encode(headers)`) and a
+  peer's SETTINGS_HEADER_TABLE_SIZE sets its `header_table_size`; replaced by `_PlainEncoder`.
+* h2 `H2Connection.open_outbound_streams`, a property, overridden: `send_headers` compares
+  it with the peer's SETTINGS_MAX_CONCURRENT_STREAMS. h2's own (via the private
+  `_open_streams`) is where h2 moves closed streams out of `streams`; ours does not.
+* h2 `H2Connection.streams` (stream id -> `H2Stream`), `H2Stream.closed_by`, and the private
+  `H2Connection._closed_streams`, an `h2.utilities.SizeLimitDict` that `_stream_closed_by`
+  reads to ignore late frames on a stream we reset; `_H2Connection.forget_stream` moves an
+  ended stream there as `_open_streams` would.
+* h2 `H2Connection.MAX_CLOSED_STREAMS`, the class attribute `__init__` sizes
+  `_closed_streams` with (65,536 in h2, 4,096 here).
 
 `HTTP2Pool.request(headers, body)` sends one request (HEADERS, then DATA with END_STREAM) and
 returns `(status, headers, body)`. Per connection, at most the server's
 SETTINGS_MAX_CONCURRENT_STREAMS (and our own cap) streams are open; more requests wait in a
 queue and start as streams end. A pool opens another connection only when every connection
 is full, up to `max_connections`.
-
-Cheap by construction, as the APNs adapter's protocol: h2 does not re-validate or normalise
-the headers we build ourselves, HPACK skips Huffman coding, and everything a loop pass
-produced leaves in one `transport.write` (scheduled with `loop.call_soon`). h2 counts open
-streams by walking all of them on every new stream; this connection keeps that count itself.
 
 `https://` origins use TLS with ALPN (`h2` by default: a server that picks anything else is
 refused with a clear error); `http://` origins use HTTP/2 over cleartext with prior knowledge

@@ -3,7 +3,7 @@ push N messages to each, in 500-message batches.
 
     .venv/bin/python bench/fakes_cost.py [-n 20000] [--batch 500]
 
-Starts `adapters.fakes.process.running_fake_providers`, warms each adapter up with one batch
+Starts `fakes.process.running_fake_providers`, warms each adapter up with one batch
 (TLS handshake, provider JWT, OAuth token), then sends N messages through APNsAdapter and
 then N through FCMAdapter, reading utime+stime of the fakes' process tree (and its threads)
 from /proc before and after each phase. The last line printed is one JSON object.
@@ -164,8 +164,8 @@ def main() -> None:
 
     django.setup()
     from adapters.apns import APNsAdapter
-    from adapters.fakes.process import running_fake_providers
     from adapters.fcm import FCMAdapter
+    from fakes.process import running_fake_providers
 
     with running_fake_providers() as fakes:
         print(f"fakes pid {fakes.pid}, {os.cpu_count()} CPUs", flush=True)

@@ -342,7 +342,7 @@ def running_stack(
     beat: bool = False,
 ) -> Iterator[Stack]:
     """Brings the whole stack up on fresh data; tears everything down by PID, always."""
-    from adapters.fakes.process import running_fake_providers
+    from fakes.process import running_fake_providers
 
     # SIGTERM unwinds like Ctrl-C, so the teardown below runs.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

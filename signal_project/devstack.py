@@ -197,8 +197,9 @@ def main() -> int:
         start(
             "fake APNs and FCM",
             [
-                *manage,
-                "run_fake_providers",
+                PY,
+                "-m",
+                "fakes",
                 f"--apns-port={APNS_PORT}",
                 f"--fcm-port={FCM_PORT}",
                 f"--state-dir={VAR / 'fake'}",

@@ -3,8 +3,8 @@ import uuid
 import pytest
 
 from adapters.apns import APNsAdapter
-from adapters.fakes.process import running_fake_providers
 from adapters.fcm import FCMAdapter
+from fakes.process import running_fake_providers
 
 
 @pytest.fixture(scope="session")

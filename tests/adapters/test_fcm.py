@@ -8,8 +8,8 @@ import pytest
 from google.oauth2 import service_account
 
 from adapters.base import OutboundMessage
-from adapters.fakes.client import revoke_fcm_access_tokens
 from adapters.fcm import SCOPES, FCMAdapter, stringify_data
+from fakes.client import revoke_fcm_access_tokens
 from tests.adapters.conftest import fcm_token
 
 

@@ -19,9 +19,9 @@ import pytest
 from google.oauth2 import service_account
 
 from adapters.base import OutboundMessage
-from adapters.fakes.client import revoke_fcm_access_tokens
-from adapters.fakes.http2 import GOAWAY, HTTP2ServerProtocol, encode_status, frame
 from adapters.fcm import SCOPES, FCMAdapter
+from fakes.client import revoke_fcm_access_tokens
+from fakes.http2 import GOAWAY, HTTP2ServerProtocol, encode_status, frame
 from tests.adapters.conftest import fcm_token
 
 

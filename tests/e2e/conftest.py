@@ -20,7 +20,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from adapters.fakes.process import running_fake_providers
+from fakes.process import running_fake_providers
 from messaging import services
 from messaging.models import ApiKey
 from messaging.outbox import outbox

@@ -23,10 +23,10 @@ from urllib.parse import parse_qs
 
 import jwt
 
-from adapters.fakes.http1 import MAX_BODY_BYTES, HTTP1Protocol, Response
-from adapters.fakes.http2 import PREFACE, HTTP2ServerProtocol, encode_literal, encode_status
-from adapters.fakes.state import FCM_SERVICE_ACCOUNT_FILE, FakeState, load_fcm_public_key
-from adapters.fakes.stats import Stats
+from fakes.http1 import MAX_BODY_BYTES, HTTP1Protocol, Response
+from fakes.http2 import PREFACE, HTTP2ServerProtocol, encode_literal, encode_status
+from fakes.state import FCM_SERVICE_ACCOUNT_FILE, FakeState, load_fcm_public_key
+from fakes.stats import Stats
 
 # Registration-token prefixes that provoke a given answer.
 TOKEN_PREFIXES: dict[str, str] = {

@@ -17,10 +17,10 @@ import uuid
 
 import jwt
 
-from adapters.fakes.http1 import HTTP1Protocol
-from adapters.fakes.http2 import HTTP2ServerProtocol, encode_literal, encode_status
-from adapters.fakes.state import CA_FILE, SERVER_CERT_FILE, FakeState, load_apns_public_key
-from adapters.fakes.stats import Stats
+from fakes.http1 import HTTP1Protocol
+from fakes.http2 import HTTP2ServerProtocol, encode_literal, encode_status
+from fakes.state import CA_FILE, SERVER_CERT_FILE, FakeState, load_apns_public_key
+from fakes.stats import Stats
 
 # Device-token prefixes (hex, as real tokens are) that provoke a given answer.
 TOKEN_PREFIXES: dict[str, str] = {

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from adapters.base import Credentials
-from adapters.fakes import client, state
+from fakes import client, state
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 READY_FILE = "ready.json"
 
 
@@ -85,7 +85,7 @@ def _answers(port: int) -> bool:
 def running_fake_providers(
     *, state_dir: Path | str | None = None, startup_timeout: float = 30.0
 ) -> Iterator[FakeProviders]:
-    """Spawn `manage.py run_fake_providers` on free ports; terminate it by PID on exit."""
+    """Spawn `python -m fakes` on free ports; terminate it by PID on exit."""
     with contextlib.ExitStack() as stack:
         if state_dir is None:
             state_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="fake-providers-"))
@@ -95,8 +95,8 @@ def running_fake_providers(
         log = stack.enter_context(open(state_dir / "fake_providers.log", "wb"))  # noqa: SIM115
         command = [
             sys.executable,
-            str(PROJECT_DIR / "manage.py"),
-            "run_fake_providers",
+            "-m",
+            "fakes",
             "--apns-port=0",
             "--fcm-port=0",
             f"--state-dir={state_dir}",
@@ -132,7 +132,7 @@ def _wait_until_ready(process: subprocess.Popen, state_dir: Path, timeout: float
     while time.monotonic() < deadline:
         if process.poll() is not None:
             log = (state_dir / "fake_providers.log").read_text(errors="replace")
-            raise RuntimeError(f"run_fake_providers exited with {process.returncode}:\n{log}")
+            raise RuntimeError(f"python -m fakes exited with {process.returncode}:\n{log}")
         ready_path = state_dir / READY_FILE
         if ready_path.exists():
             ready = json.loads(ready_path.read_text())

@@ -5,11 +5,11 @@ import json
 import socket
 import time
 
-from adapters.fakes import loop as fake_loop
-from adapters.fakes.fcm_server import FakeFCM
-from adapters.fakes.http1 import HTTP1Protocol
-from adapters.fakes.state import ensure_state
-from adapters.fakes.stats import Stats
+from fakes import loop as fake_loop
+from fakes.fcm_server import FakeFCM
+from fakes.http1 import HTTP1Protocol
+from fakes.state import ensure_state
+from fakes.stats import Stats
 
 
 class _Transport:

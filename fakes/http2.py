@@ -26,7 +26,7 @@ import struct
 from hpack.exceptions import HPACKDecodingError
 from hpack.table import HeaderTable
 
-from adapters.fakes.huffman import decode_huffman
+from fakes.huffman import decode_huffman
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 

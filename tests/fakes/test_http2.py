@@ -1,4 +1,4 @@
-"""The fake APNs' hand-written HTTP/2 layer (`adapters/fakes/http2.py`), driven by the `h2`
+"""The fake APNs' hand-written HTTP/2 layer (`fakes/http2.py`), driven by the `h2`
 library as a client: in process over a fake transport, and over TLS against the running fake."""
 
 import json
@@ -28,10 +28,10 @@ from hpack.huffman import HuffmanEncoder
 from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
 from hpack.huffman_table import decode_huffman as hpack_decode_huffman
 
-from adapters.fakes import http2
-from adapters.fakes.apns_server import FakeAPNs
-from adapters.fakes.huffman import decode_huffman
-from adapters.fakes.state import ensure_state
+from fakes import http2
+from fakes.apns_server import FakeAPNs
+from fakes.huffman import decode_huffman
+from fakes.state import ensure_state
 from tests.adapters.conftest import hex_token
 
 PAYLOAD = json.dumps({"aps": {"alert": {"title": "Hi"}}}).encode()
