@@ -50,13 +50,34 @@ def application_create(
 ) -> Application:
     """Creates an application with an unlimited quota row."""
     with transaction.atomic():
-        application = Application.objects.create(
-            name=name,
-            apns_credentials=apns_credentials or {},
-            fcm_credentials=fcm_credentials or {},
-            settings=settings or {},
-        )
+        application = Application.objects.create(name=name, settings=settings or {})
         MessageQuota.objects.create(application=application)
+        application_set_credentials(
+            application=application,
+            apns_credentials=apns_credentials or None,
+            fcm_credentials=fcm_credentials or None,
+        )
+    return application
+
+
+def application_set_credentials(
+    *,
+    application: Application,
+    apns_credentials: dict[str, Any] | None = None,
+    fcm_credentials: dict[str, Any] | None = None,
+) -> Application:
+    """Replaces a provider's credentials and records when; None leaves them as they are, {}
+    removes them. Check them first (messaging.credentials)."""
+    fields = []
+    now = timezone.now()
+    for provider, credentials in (("apns", apns_credentials), ("fcm", fcm_credentials)):
+        if credentials is None:
+            continue
+        setattr(application, f"{provider}_credentials", credentials)
+        setattr(application, f"{provider}_credentials_set_at", now if credentials else None)
+        fields += [f"{provider}_credentials", f"{provider}_credentials_set_at"]
+    if fields:
+        application.save(update_fields=fields)
     return application
 
 
