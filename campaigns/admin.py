@@ -17,7 +17,12 @@ from django.utils import timezone
 
 from messaging.api.message_serializers import MAX_TTL
 from messaging.models import Message
-from signal_project.admin_kit import StorableTextForm, add_serializer_errors, confirmation
+from signal_project.admin_kit import (
+    StorableJSONField,
+    StorableTextForm,
+    add_serializer_errors,
+    confirmation,
+)
 from signal_project.api import ApiError
 from templates_app.models import MessageTemplate
 
@@ -81,20 +86,20 @@ class CampaignForm(StorableTextForm):
         required=False,
         help_text="A template of the same application, or leave empty and give title/body/data.",
     )
-    variables = forms.JSONField(
+    variables = StorableJSONField(
         required=False, initial=dict, help_text='The template\'s variables: {"name": "value"}.'
     )
     title = forms.CharField(required=False, max_length=1000)
     body = forms.CharField(required=False, max_length=4000, widget=forms.Textarea({"rows": 3}))
-    data = forms.JSONField(required=False, initial=dict)
-    targeting_criteria = forms.JSONField(
+    data = StorableJSONField(required=False, initial=dict)
+    targeting_criteria = StorableJSONField(
         required=False,
         initial=dict,
         help_text='e.g. {"tags": {"plan": "gold"}, "last_active_after": '
         '"2026-10-01T00:00:00Z", "countries": ["KR"], "languages": ["ko"], '
         '"channels": ["iOSPush", "AndroidPush"]}; {} targets every enabled subscription.',
     )
-    schedule = forms.JSONField(
+    schedule = StorableJSONField(
         required=False,
         help_text='Recurring: {"crontab": "0 9 * * 1", "timezone": "Asia/Seoul"}. '
         "Leave empty for a one-off campaign.",

@@ -239,10 +239,13 @@ def subscription_update(
     enabled: bool | None = None,
     token: str | None = None,
     tags: dict | None = None,
+    touch: bool = True,
     **profile: Any,
 ) -> Subscription:
     """Updates a subscription; `tags` merge (None or "" removes a tag). `token` must already be
-    normalized; a token another subscription of the same type has raises TokenTaken."""
+    normalized; a token another subscription of the same type has raises TokenTaken. `touch`:
+    the change is the device's own activity (an operator's edit is not, and leaves
+    last_active_at, which campaigns target by, alone)."""
     with transaction.atomic():
         subscription = (
             Subscription.objects.select_for_update(of=("self",)).select_related(
@@ -271,7 +274,8 @@ def subscription_update(
             subscription.disabled_reason = "" if enabled else "disabled_by_request"
             kind = SubscriptionEvent.Kind.ENABLED if enabled else SubscriptionEvent.Kind.DISABLED
             _record(subscription, kind, actor, {"reason": subscription.disabled_reason})
-        subscription.last_active_at = timezone.now()
+        if touch:
+            subscription.last_active_at = timezone.now()
         subscription.save()
         if changes:
             _record(subscription, SubscriptionEvent.Kind.UPDATED, actor, changes)

@@ -18,6 +18,23 @@ CONFIRM_TEMPLATE = "admin/confirm_action.html"
 LISTED = 100  # objects named on a confirmation page
 
 
+class StorableJSONField(forms.JSONField):
+    """A JSON form field that refuses what the database cannot store (see StorableTextForm),
+    and that can put any value back into the page."""
+
+    def validate(self, value):
+        super().validate(value)
+        problem = untrusted_text_problem(value)
+        if problem:
+            raise forms.ValidationError(problem, code="invalid")
+
+    def prepare_value(self, value):
+        text = super().prepare_value(value)
+        # A lone surrogate (sent as a `\ud800` escape) goes back as that escape: the page is
+        # UTF-8, which cannot carry it, and the re-sent form then reads the same value.
+        return text.encode("utf-8", "backslashreplace").decode() if isinstance(text, str) else text
+
+
 class StorableTextForm(forms.ModelForm):
     """Turns text the database cannot store (NUL, lone surrogates; in plain fields and inside
     JSON) into a form error on its field, instead of a failed write and a 500."""

@@ -9,6 +9,8 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 
+from signal_project.admin_kit import StorableJSONField, StorableTextForm
+
 from . import selectors, services
 from .models import MessageTemplate, TemplateVersion
 from .rendering import compiled, normalize_language, render
@@ -34,13 +36,13 @@ def _messages(problems: Any, path: str = "") -> list[str]:
     return [f"{path}: {problem}" if path else str(problem) for problem in problems]
 
 
-class MessageTemplateForm(forms.ModelForm):
+class MessageTemplateForm(StorableTextForm):
     title_template = forms.CharField(
         required=False, strip=False, widget=forms.Textarea(attrs={"rows": 2})
     )
     body_template = forms.CharField(strip=False, widget=forms.Textarea(attrs={"rows": 4}))
-    data_template = forms.JSONField(required=False, initial=dict)
-    translations = forms.JSONField(
+    data_template = StorableJSONField(required=False, initial=dict)
+    translations = StorableJSONField(
         required=False,
         initial=dict,
         help_text='{"en": {"title_template": "...", "body_template": "...", '

@@ -193,7 +193,7 @@ def test_an_apns_key_file_that_is_not_a_key_is_a_command_error(tmp_path):
     ("content", "message"),
     [
         (
-            "-----BEGIN PRIVATE KEY-----\nMIGTAgEAMBMGByqGSM49-not-a-key\n-----END PRIVATE KEY-----\n",
+            "-----BEGIN PRIVATE KEY-----\nMIGTAgEA-not-a-key\n-----END PRIVATE KEY-----\n",
             "not a PEM",
         ),
         (pem(rsa.generate_private_key(public_exponent=65537, key_size=2048)), "not an EC"),

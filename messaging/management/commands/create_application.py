@@ -79,8 +79,6 @@ def _fcm_credentials(path: str | None) -> dict:
     if not path:
         return {}
     try:
-        return credentials.fcm_credentials_clean(
-            service_account=_read(path, "FCM service account")
-        )
+        return credentials.fcm_credentials_clean(service_account=_read(path, "FCM service account"))
     except credentials.CredentialsInvalid as exc:
         raise CommandError(f"{path!r}: {exc}") from exc
