@@ -10,6 +10,7 @@ from django import forms
 from django.contrib import admin
 
 from signal_project.admin_kit import StorableJSONField, StorableTextForm
+from signal_project.validation import untrusted_text_problem
 
 from . import selectors, services
 from .models import MessageTemplate, TemplateVersion
@@ -194,6 +195,12 @@ class MessageTemplateAdmin(admin.ModelAdmin):
             return preview
         if not isinstance(variables, dict):
             preview["error"] = "The sample variables must be a JSON object."
+            return preview
+        problem = untrusted_text_problem(variables)
+        if problem:
+            # The page is UTF-8: a lone surrogate rendered into it would fail the response.
+            preview["error"] = f"The sample variables cannot be used: {problem}"
+            preview["variables_json"] = raw.encode("utf-8", "backslashreplace").decode()
             return preview
         if language and normalize_language(language) is None:
             preview["error"] = f"{language!r} is not a language tag."

@@ -214,6 +214,11 @@ def test_adding_a_draft_creates_no_beat_task(admin_client, app):
         ({"title": "", "body": ""}, "__all__", "needs a template"),
         ({"throttle_per_minute": "0"}, "throttle_per_minute", "1"),
         ({"variables": "[1, 2]"}, "variables", "object"),
+        ({"targeting_criteria": json.dumps({"countries": ["ZZ"]})}, "targeting_criteria", "ZZ"),
+        ({"data": '{"screen": "a\\u0000"}'}, "data", "Null characters"),
+        ({"variables": '{"name": "\\ud800"}'}, "variables", "Unpaired surrogate"),
+        ({"targeting_criteria": '{"tags": {"plan": "\\u0000"}}'}, "targeting_criteria", "Null"),
+        ({"body": "Half\x00price"}, "body", "Null characters"),
     ],
 )
 def test_an_invalid_campaign_shows_form_errors_and_creates_nothing(
