@@ -10,18 +10,24 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils import timezone
 
 from messaging.api.message_serializers import MAX_TTL
 from messaging.models import Message
+from signal_project.admin_kit import (
+    StorableJSONField,
+    StorableTextForm,
+    add_serializer_errors,
+    confirmation,
+)
 from signal_project.api import ApiError
 from templates_app.models import MessageTemplate
 
 from . import selectors, services
-from .api.serializers import RunOutput
+from .api.serializers import CampaignInput, RunOutput
 from .models import Campaign, CampaignRun, CampaignStatus
 from .schedules import ScheduleInvalid, schedule_clean
 from .targeting import CriteriaInvalid, criteria_clean
@@ -72,7 +78,7 @@ class TemplateChoiceField(forms.ModelChoiceField):
         return f"{obj.name} ({obj.application})"
 
 
-class CampaignForm(forms.ModelForm):
+class CampaignForm(StorableTextForm):
     template = TemplateChoiceField(
         queryset=MessageTemplate.objects.filter(deleted_at__isnull=True).select_related(
             "application"
@@ -80,20 +86,20 @@ class CampaignForm(forms.ModelForm):
         required=False,
         help_text="A template of the same application, or leave empty and give title/body/data.",
     )
-    variables = forms.JSONField(
+    variables = StorableJSONField(
         required=False, initial=dict, help_text='The template\'s variables: {"name": "value"}.'
     )
     title = forms.CharField(required=False, max_length=1000)
     body = forms.CharField(required=False, max_length=4000, widget=forms.Textarea({"rows": 3}))
-    data = forms.JSONField(required=False, initial=dict)
-    targeting_criteria = forms.JSONField(
+    data = StorableJSONField(required=False, initial=dict)
+    targeting_criteria = StorableJSONField(
         required=False,
         initial=dict,
         help_text='e.g. {"tags": {"plan": "gold"}, "last_active_after": '
         '"2026-10-01T00:00:00Z", "countries": ["KR"], "languages": ["ko"], '
         '"channels": ["iOSPush", "AndroidPush"]}; {} targets every enabled subscription.',
     )
-    schedule = forms.JSONField(
+    schedule = StorableJSONField(
         required=False,
         help_text='Recurring: {"crontab": "0 9 * * 1", "timezone": "Asia/Seoul"}. '
         "Leave empty for a one-off campaign.",
@@ -161,7 +167,26 @@ class CampaignForm(forms.ModelForm):
             self.add_error(
                 "schedule", "Give a scheduled time (once) or a schedule (recurring), not both."
             )
+        if not self.errors:
+            self._check_as_the_api(cleaned, adding)
         return cleaned
+
+    def _check_as_the_api(self, cleaned, adding: bool) -> None:
+        """Runs the API's input serializer over the values (all of them for a new campaign,
+        the changed ones as a PUT would carry them), so that whatever the API refuses, the
+        console refuses too, with the API's messages."""
+        names = [n for n in FORM_FIELDS if adding or n in self.changed_data]
+        payload = {name: cleaned.get(name) for name in names if name != "template"}
+        if "template" in names:
+            template = cleaned.get("template")
+            payload["template_id"] = str(template.pk) if template else None
+        serializer = CampaignInput(
+            data=payload,
+            partial=not adding,
+            context={"campaign": None if adding else self.instance},
+        )
+        if not serializer.is_valid():
+            add_serializer_errors(self, serializer.errors, {"template_id": "template"})
 
     def service_fields(self) -> dict[str, Any]:
         return {name: self.cleaned_data[name] for name in FORM_FIELDS}
@@ -339,17 +364,28 @@ class CampaignAdmin(admin.ModelAdmin):
         ]
 
     def execute_view(self, request, object_id):
-        return self._button(request, object_id, self._execute)
+        return self._button(request, object_id, self._execute, "Execute", self._will_execute)
 
     def cancel_view(self, request, object_id):
-        return self._button(request, object_id, self._cancel)
+        return self._button(request, object_id, self._cancel, "Cancel", self._will_cancel)
 
-    def _button(self, request, object_id, operation):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
+    def _button(self, request, object_id, operation, verb: str, consequences):
+        """The change page's buttons: a GET, or a POST without `confirm`, gets the page that
+        says what will happen; only the confirmed POST acts."""
         if not super().has_change_permission(request):
             raise PermissionDenied
         campaign = get_object_or_404(Campaign, pk=object_id)
+        page = confirmation(
+            self,
+            request,
+            title=f"{verb} campaign {campaign}",
+            consequences=consequences(campaign),
+            objects=[campaign],
+            action_url=request.path,
+            button=f"{verb} the campaign",
+        )
+        if page:
+            return page
         try:
             message = operation(request, campaign)
         except ApiError as exc:
@@ -366,6 +402,32 @@ class CampaignAdmin(admin.ModelAdmin):
         services.campaign_cancel(campaign=campaign, actor=_actor(request))
         return f"{campaign}: cancelled; its unsent messages are being cancelled."
 
+    def _will_execute(self, campaign: Campaign) -> list[str]:
+        if campaign.status not in EDITABLE_STATUSES:
+            return [f"Nothing: a {campaign.status} campaign cannot be executed."]
+        try:
+            preview = services.campaign_preview(campaign=campaign, sample_size=0)
+        except ApiError as exc:
+            return [f"{campaign}: start a run now; its audience cannot be counted: {exc.message}"]
+        channels = ", ".join(f"{name}: {n}" for name, n in preview["by_channel"].items())
+        return [
+            f"{campaign}: start a run now, sending one message to each of about "
+            f"{preview['audience_size']} subscriptions" + (f" ({channels})." if channels else "."),
+            "Messages handed to the providers cannot be called back; cancelling stops the rest.",
+        ]
+
+    def _will_cancel(self, campaign: Campaign) -> list[str]:
+        if campaign.status not in (*EDITABLE_STATUSES, CampaignStatus.RUNNING):
+            return [f"Nothing: a {campaign.status} campaign cannot be cancelled."]
+        will = [f"{campaign}: becomes cancelled and is never run again by its schedule."]
+        if campaign.status == CampaignStatus.RUNNING:
+            run = selectors.campaign_latest_run(campaign=campaign)
+            pending = run.pending if run else 0
+            will.append(
+                f"Its {pending} message(s) not yet sent are cancelled; those already sent stay."
+            )
+        return will
+
     # --- Changelist actions ----------------------------------------------------------------
 
     def _each(self, request, queryset, operation, done: str) -> None:
@@ -380,13 +442,47 @@ class CampaignAdmin(admin.ModelAdmin):
         if succeeded:
             self.message_user(request, f"{done} {succeeded} campaign(s).", messages.SUCCESS)
 
+    def _confirmed_each(
+        self, request, queryset, action: str, verb: str, done: str, operation, consequences
+    ):
+        campaigns = list(queryset)
+        page = confirmation(
+            self,
+            request,
+            title=f"{verb} campaigns",
+            consequences=[line for c in campaigns for line in consequences(c)],
+            objects=campaigns,
+            action=action,
+            button=f"{verb} {len(campaigns)} campaign(s)",
+        )
+        if page:
+            return page
+        self._each(request, campaigns, operation, done)
+        return None
+
     @admin.action(description="Execute the selected campaigns now")
     def execute_selected(self, request, queryset):
-        self._each(request, queryset, self._execute, "Executed")
+        return self._confirmed_each(
+            request,
+            queryset,
+            "execute_selected",
+            "Execute",
+            "Executed",
+            self._execute,
+            self._will_execute,
+        )
 
     @admin.action(description="Cancel the selected campaigns")
     def cancel_selected(self, request, queryset):
-        self._each(request, queryset, self._cancel, "Cancelled")
+        return self._confirmed_each(
+            request,
+            queryset,
+            "cancel_selected",
+            "Cancel",
+            "Cancelled",
+            self._cancel,
+            self._will_cancel,
+        )
 
 
 @admin.register(CampaignRun)

@@ -8,6 +8,7 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils.dateparse import parse_datetime
 
+from messaging.countries import is_country_code
 from messaging.models import Application, Subscription, SubscriptionType
 
 KNOWN_KEYS = ("tags", "last_active_after", "countries", "languages", "channels")
@@ -60,9 +61,7 @@ def criteria_clean(criteria) -> dict:
         else:
             clean["last_active_after"] = moment.isoformat()
     if "countries" in criteria:
-        countries = _string_list(
-            criteria["countries"], "countries", errors, lambda v: len(v) == 2 and v.isalpha()
-        )
+        countries = _string_list(criteria["countries"], "countries", errors, is_country_code)
         clean["countries"] = sorted({c.upper() for c in countries})
     if "languages" in criteria:
         clean["languages"] = _string_list(criteria["languages"], "languages", errors)

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from django.contrib import admin, messages
-from django.utils.html import format_html
+from typing import Any
 
-from . import sending, services
+from django import forms
+from django.contrib import admin, messages
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from signal_project.admin_kit import (
+    StorableJSONField,
+    StorableTextForm,
+    add_serializer_errors,
+    confirmation,
+)
+
+from . import credentials, sending, services
+from .api.serializers import SubscriptionUpdateInput
 from .models import (
     ApiKey,
     Application,
@@ -37,12 +49,162 @@ class MessageQuotaInline(admin.StackedInline):
     readonly_fields = ["day", "day_used", "month", "month_used"]
 
 
+def _actor(request) -> str:
+    return f"admin:{request.user.get_username()}"
+
+
+MAX_CREDENTIALS_FILE = 64 * 1024  # a .p8 key is about 250 bytes, a service account 2-3 KB
+
+
+def _uploaded_text(upload, what: str) -> str:
+    if upload.size > MAX_CREDENTIALS_FILE:
+        raise forms.ValidationError(f"The {what} is larger than {MAX_CREDENTIALS_FILE} bytes.")
+    try:
+        return upload.read().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise forms.ValidationError(f"The {what} is not UTF-8 text.") from exc
+
+
+class ApplicationForm(StorableTextForm):
+    """Credentials come in as files and are never put back into the page: the stored ones are
+    shown by the admin as fingerprints (credentials_display). An empty upload keeps them."""
+
+    apns_key_file = forms.FileField(
+        required=False,
+        label="APNs key file (.p8)",
+        help_text="Upload to set or replace the key; leave empty to keep the stored one.",
+    )
+    apns_key_id = forms.CharField(required=False, max_length=20, label="APNs key id")
+    apns_team_id = forms.CharField(required=False, max_length=20, label="APNs team id")
+    apns_topic = forms.CharField(
+        required=False, max_length=255, label="APNs topic", help_text="The app's bundle id."
+    )
+    apns_sandbox = forms.BooleanField(required=False, label="APNs sandbox")
+    apns_clear = forms.BooleanField(required=False, label="Remove the APNs credentials")
+    fcm_service_account_file = forms.FileField(
+        required=False,
+        label="FCM service-account JSON file",
+        help_text="Upload to set or replace it; leave empty to keep the stored one.",
+    )
+    fcm_clear = forms.BooleanField(required=False, label="Remove the FCM credentials")
+
+    APNS_DETAILS = ("apns_key_id", "apns_team_id", "apns_topic", "apns_sandbox")
+
+    class Meta:
+        model = Application
+        fields = ["name", "settings"]
+        field_classes = {"settings": StorableJSONField}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        stored = self.instance.apns_credentials if self.instance.pk else {}
+        if stored.get("auth", "token") == "token":
+            for name in self.APNS_DETAILS:
+                self.initial.setdefault(name, stored.get(name.removeprefix("apns_")))
+        # What the service is to store: None keeps a provider's credentials, {} removes them.
+        self.apns_credentials: dict[str, Any] | None = None
+        self.fcm_credentials: dict[str, Any] | None = None
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.errors:
+            self._clean_apns(cleaned)
+            self._clean_fcm(cleaned)
+        return cleaned
+
+    def _clean_apns(self, cleaned) -> None:
+        upload = cleaned.get("apns_key_file")
+        stored = self.instance.apns_credentials if self.instance.pk else {}
+        if cleaned.get("apns_clear"):
+            if upload:
+                self.add_error("apns_clear", "Upload a key or remove the credentials, not both.")
+            else:
+                self.apns_credentials = {}
+            return
+        details_changed = any(name in self.changed_data for name in self.APNS_DETAILS)
+        if upload:
+            try:
+                private_key = _uploaded_text(upload, "APNs key file")
+            except forms.ValidationError as exc:
+                self.add_error("apns_key_file", exc)
+                return
+        elif details_changed and stored.get("auth", "token") == "token" and stored:
+            private_key = stored["private_key"]  # new ids or topic for the key already stored
+        elif details_changed and any(cleaned.get(name) for name in self.APNS_DETAILS):
+            self.add_error("apns_key_file", "Upload the .p8 key file that goes with these.")
+            return
+        else:
+            return
+        try:
+            self.apns_credentials = credentials.apns_credentials_clean(
+                private_key=private_key,
+                key_id=cleaned.get("apns_key_id") or "",
+                team_id=cleaned.get("apns_team_id") or "",
+                topic=cleaned.get("apns_topic") or "",
+                sandbox=bool(cleaned.get("apns_sandbox")),
+            )
+        except credentials.CredentialsInvalid as exc:
+            self.add_error("apns_key_file" if upload else None, str(exc))
+
+    def _clean_fcm(self, cleaned) -> None:
+        upload = cleaned.get("fcm_service_account_file")
+        if cleaned.get("fcm_clear"):
+            if upload:
+                self.add_error("fcm_clear", "Upload a file or remove the credentials, not both.")
+            else:
+                self.fcm_credentials = {}
+            return
+        if not upload:
+            return
+        try:
+            self.fcm_credentials = credentials.fcm_credentials_clean(
+                service_account=_uploaded_text(upload, "service-account file")
+            )
+        except forms.ValidationError as exc:
+            self.add_error("fcm_service_account_file", exc)
+        except credentials.CredentialsInvalid as exc:
+            self.add_error("fcm_service_account_file", str(exc))
+
+
+def credentials_summary(values: dict, set_at, *, secret_keys) -> str:
+    """Stored credentials as an HTML list with secrets fingerprinted, and when they were set."""
+    if not values:
+        return "None stored."
+    when = f"{timezone.localtime(set_at):%Y-%m-%d %H:%M %Z}" if set_at else "before dates were kept"
+    rows = [*credentials.credentials_display(values, secret_keys=secret_keys), ("set on", when)]
+    return format_html(
+        '<dl class="credentials">{}</dl>',
+        format_html_join("", "<dt>{}</dt><dd><code>{}</code></dd>", rows),
+    )
+
+
 @admin.register(Application)
 class ApplicationAdmin(admin.ModelAdmin):
+    form = ApplicationForm
     list_display = ["name", "id", "created_at", "active_keys"]
     search_fields = ["name", "id"]
-    readonly_fields = ["id", "created_at"]
-    fields = ["id", "name", "apns_credentials", "fcm_credentials", "settings", "created_at"]
+    readonly_fields = ["id", "created_at", "apns_summary", "fcm_summary"]
+    fieldsets = [
+        (None, {"fields": ["id", "name", "settings", "created_at"]}),
+        (
+            "APNs (iOS push, token auth)",
+            {
+                "fields": [
+                    "apns_summary",
+                    "apns_key_file",
+                    "apns_key_id",
+                    "apns_team_id",
+                    "apns_topic",
+                    "apns_sandbox",
+                    "apns_clear",
+                ]
+            },
+        ),
+        (
+            "FCM (Android push)",
+            {"fields": ["fcm_summary", "fcm_service_account_file", "fcm_clear"]},
+        ),
+    ]
     inlines = [MessageQuotaInline, ApiKeyInline]
     actions = ["create_server_key", "create_client_key"]
 
@@ -50,9 +212,36 @@ class ApplicationAdmin(admin.ModelAdmin):
     def active_keys(self, obj: Application) -> int:
         return obj.api_keys.filter(revoked_at__isnull=True).count()
 
+    @admin.display(description="stored APNs credentials")
+    def apns_summary(self, obj: Application) -> str:
+        return credentials_summary(
+            obj.apns_credentials, obj.apns_credentials_set_at, secret_keys=credentials.APNS_SECRETS
+        )
+
+    @admin.display(description="stored FCM credentials")
+    def fcm_summary(self, obj: Application) -> str:
+        return credentials_summary(
+            obj.fcm_credentials, obj.fcm_credentials_set_at, secret_keys=credentials.FCM_SECRETS
+        )
+
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        MessageQuota.objects.get_or_create(application=obj)
+        if not change:
+            application = services.application_create(
+                name=obj.name,
+                settings=obj.settings,
+                apns_credentials=form.apns_credentials,
+                fcm_credentials=form.fcm_credentials,
+            )
+            obj.pk = application.pk
+            obj.refresh_from_db()
+            return
+        # Only the fields of the form: the credentials are written by their service alone.
+        obj.save(update_fields=["name", "settings"])
+        services.application_set_credentials(
+            application=obj,
+            apns_credentials=form.apns_credentials,
+            fcm_credentials=form.fcm_credentials,
+        )
 
     def _create_key(self, request, queryset, scope: str):
         for application in queryset:
@@ -107,9 +296,25 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected keys")
     def revoke(self, request, queryset):
+        page = confirmation(
+            self,
+            request,
+            title="Revoke API keys",
+            consequences=[
+                "Revoke these keys at once: every request made with them gets 401 from now on.",
+                "A revoked key cannot be restored; the application needs a new key.",
+            ],
+            objects=queryset,
+            action="revoke",
+            button="Revoke",
+        )
+        if page:
+            return page
+        count = 0
         for api_key in queryset:
             services.api_key_revoke(api_key=api_key)
-        self.message_user(request, f"Revoked {queryset.count()} key(s).")
+            count += 1
+        self.message_user(request, f"Revoked {count} key(s).")
 
 
 class SubscriptionEventInline(admin.TabularInline):
@@ -124,8 +329,48 @@ class SubscriptionEventInline(admin.TabularInline):
         return False
 
 
+API_FIELDS = ("enabled", "tags", "language", "country", "timezone", "device")
+
+
+class SubscriptionForm(StorableTextForm):
+    """Checks its changes with the API's own input serializer (a PUT of the changed fields),
+    so the console stores nothing the API would refuse; the admin saves through the services,
+    which record the subscription's events."""
+
+    class Meta:
+        model = Subscription
+        fields = ["user", *API_FIELDS]
+        field_classes = {"tags": StorableJSONField, "device": StorableJSONField}
+
+    def clean(self):
+        cleaned = super().clean()
+        self.service_changes: dict[str, Any] = {}
+        changed = [n for n in API_FIELDS if n in self.changed_data and n not in self.errors]
+        # The form edits the whole tag object; the API and the service merge, so tags the
+        # operator deleted go in as removals (None).
+        payload = {name: cleaned.get(name) for name in changed}
+        if "tags" in payload and payload["tags"] is None:
+            payload["tags"] = {}
+        if "device" in payload and payload["device"] is None:
+            payload["device"] = {}
+        serializer = SubscriptionUpdateInput(data=payload, context={"subscription": self.instance})
+        if not serializer.is_valid():
+            add_serializer_errors(self, serializer.errors)
+            return cleaned
+        self.service_changes = dict(serializer.validated_data)
+        if "tags" in self.service_changes:
+            new = {k: v for k, v in self.service_changes["tags"].items() if v not in (None, "")}
+            removed = {key: None for key in self.instance.tags if key not in new}
+            self.service_changes["tags"] = {**removed, **new}
+        user = cleaned.get("user")
+        if user is not None and user.application_id != self.instance.application_id:
+            self.add_error("user", "Choose a user of the subscription's application.")
+        return cleaned
+
+
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
+    form = SubscriptionForm
     list_display = [
         "id",
         "type",
@@ -143,6 +388,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
         "id",
         "application",
         "type",
+        "disabled_reason",
         "token_digest",
         "created_at",
         "updated_at",
@@ -176,9 +422,48 @@ class SubscriptionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # devices register themselves through the API
 
+    def save_model(self, request, obj, form, change):
+        # The services write the row and its events; `obj` holds the form's values unsaved.
+        actor = _actor(request)
+        changes = dict(form.service_changes)
+        enabled = changes.pop("enabled", None)
+        if enabled is False:
+            # As the disable action does: the reason says an operator did it.
+            services.subscription_disable(
+                subscription_id=obj.pk, reason="disabled_by_operator", actor=actor
+            )
+        if changes or enabled:
+            services.subscription_update(
+                subscription=obj, actor=actor, enabled=enabled or None, touch=False, **changes
+            )
+        if "user" in form.changed_data:
+            subscription = Subscription.objects.select_related("user", "application").get(pk=obj.pk)
+            user = form.cleaned_data["user"]
+            if user is None:
+                services.user_logout(subscription=subscription, actor=actor)
+            else:
+                services.user_identify(
+                    subscription=subscription, external_user_id=user.external_user_id, actor=actor
+                )
+        obj.refresh_from_db()
+
     @admin.action(description="Disable the selected subscriptions")
     def disable(self, request, queryset):
-        actor = f"admin:{request.user.get_username()}"
+        page = confirmation(
+            self,
+            request,
+            title="Disable subscriptions",
+            consequences=[
+                "Disable these subscriptions: no message or campaign is sent to them until "
+                "they are enabled again or their device registers again.",
+            ],
+            objects=queryset,
+            action="disable",
+            button="Disable",
+        )
+        if page:
+            return page
+        actor = _actor(request)
         count = sum(
             services.subscription_disable(
                 subscription_id=pk, reason="disabled_by_operator", actor=actor
@@ -193,7 +478,13 @@ class UserAdmin(admin.ModelAdmin):
     list_display = ["external_user_id", "application", "created_at"]
     search_fields = ["external_user_id"]
     list_filter = ["application"]
-    readonly_fields = ["id", "created_at"]
+    # Users come and go with their subscriptions through the API (identify, logout); the
+    # console shows them. Renaming one here would cut it off from the app that knows it.
+    fields = ["id", "application", "external_user_id", "created_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
 
 
 class MessageEventInline(admin.TabularInline):
@@ -223,13 +514,42 @@ class MessageAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel the selected pending messages")
     def cancel_pending(self, request, queryset):
+        page = confirmation(
+            self,
+            request,
+            title="Cancel messages",
+            consequences=[
+                "Cancel those of these messages that are still pending: they are not sent.",
+                "Messages already sent or failed are left as they are.",
+            ],
+            objects=queryset,
+            action="cancel_pending",
+            button="Cancel the messages",
+        )
+        if page:
+            return page
         count = sending.messages_cancel(
             message_ids=queryset.values_list("pk", flat=True),
-            actor=f"admin:{request.user.get_username()}",
+            actor=_actor(request),
         )
         self.message_user(request, f"Cancelled {count} pending message(s).")
 
     @admin.action(description="Send the selected pending messages now")
     def send_again(self, request, queryset):
+        page = confirmation(
+            self,
+            request,
+            title="Send messages now",
+            consequences=[
+                "Hand those of these messages that are pending and due to the workers again: "
+                "they are sent to their devices now.",
+                "Messages already sent, failed, cancelled or scheduled for later are left alone.",
+            ],
+            objects=queryset,
+            action="send_again",
+            button="Send now",
+        )
+        if page:
+            return page
         count = sending.messages_requeue(message_ids=queryset.values_list("pk", flat=True))
         self.message_user(request, f"Enqueued {count} pending message(s).")

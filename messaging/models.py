@@ -21,6 +21,10 @@ class Application(models.Model):
     apns_credentials = EncryptedJSONField(blank=True, default=dict)
     # {"service_account": {...}}
     fcm_credentials = EncryptedJSONField(blank=True, default=dict)
+    # When each provider's credentials were last set (null: none stored); shown in the admin
+    # in place of the secrets themselves.
+    apns_credentials_set_at = models.DateTimeField(null=True, blank=True, editable=False)
+    fcm_credentials_set_at = models.DateTimeField(null=True, blank=True, editable=False)
     settings = models.JSONField(blank=True, default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -50,13 +50,34 @@ def application_create(
 ) -> Application:
     """Creates an application with an unlimited quota row."""
     with transaction.atomic():
-        application = Application.objects.create(
-            name=name,
-            apns_credentials=apns_credentials or {},
-            fcm_credentials=fcm_credentials or {},
-            settings=settings or {},
-        )
+        application = Application.objects.create(name=name, settings=settings or {})
         MessageQuota.objects.create(application=application)
+        application_set_credentials(
+            application=application,
+            apns_credentials=apns_credentials or None,
+            fcm_credentials=fcm_credentials or None,
+        )
+    return application
+
+
+def application_set_credentials(
+    *,
+    application: Application,
+    apns_credentials: dict[str, Any] | None = None,
+    fcm_credentials: dict[str, Any] | None = None,
+) -> Application:
+    """Replaces a provider's credentials and records when; None leaves them as they are, {}
+    removes them. Check them first (messaging.credentials)."""
+    fields = []
+    now = timezone.now()
+    for provider, credentials in (("apns", apns_credentials), ("fcm", fcm_credentials)):
+        if credentials is None:
+            continue
+        setattr(application, f"{provider}_credentials", credentials)
+        setattr(application, f"{provider}_credentials_set_at", now if credentials else None)
+        fields += [f"{provider}_credentials", f"{provider}_credentials_set_at"]
+    if fields:
+        application.save(update_fields=fields)
     return application
 
 
@@ -218,10 +239,13 @@ def subscription_update(
     enabled: bool | None = None,
     token: str | None = None,
     tags: dict | None = None,
+    touch: bool = True,
     **profile: Any,
 ) -> Subscription:
     """Updates a subscription; `tags` merge (None or "" removes a tag). `token` must already be
-    normalized; a token another subscription of the same type has raises TokenTaken."""
+    normalized; a token another subscription of the same type has raises TokenTaken. `touch`:
+    the change is the device's own activity (an operator's edit is not, and leaves
+    last_active_at, which campaigns target by, alone)."""
     with transaction.atomic():
         subscription = (
             Subscription.objects.select_for_update(of=("self",)).select_related(
@@ -250,7 +274,8 @@ def subscription_update(
             subscription.disabled_reason = "" if enabled else "disabled_by_request"
             kind = SubscriptionEvent.Kind.ENABLED if enabled else SubscriptionEvent.Kind.DISABLED
             _record(subscription, kind, actor, {"reason": subscription.disabled_reason})
-        subscription.last_active_at = timezone.now()
+        if touch:
+            subscription.last_active_at = timezone.now()
         subscription.save()
         if changes:
             _record(subscription, SubscriptionEvent.Kind.UPDATED, actor, changes)

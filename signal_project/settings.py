@@ -52,7 +52,8 @@ ROOT_URLCONF = "signal_project.urls"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # The admin pages every app shares (the action confirmation page).
+        "DIRS": [BASE_DIR / "signal_project" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

@@ -9,6 +9,9 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 
+from signal_project.admin_kit import StorableJSONField, StorableTextForm
+from signal_project.validation import untrusted_text_problem
+
 from . import selectors, services
 from .models import MessageTemplate, TemplateVersion
 from .rendering import compiled, normalize_language, render
@@ -34,13 +37,13 @@ def _messages(problems: Any, path: str = "") -> list[str]:
     return [f"{path}: {problem}" if path else str(problem) for problem in problems]
 
 
-class MessageTemplateForm(forms.ModelForm):
+class MessageTemplateForm(StorableTextForm):
     title_template = forms.CharField(
         required=False, strip=False, widget=forms.Textarea(attrs={"rows": 2})
     )
     body_template = forms.CharField(strip=False, widget=forms.Textarea(attrs={"rows": 4}))
-    data_template = forms.JSONField(required=False, initial=dict)
-    translations = forms.JSONField(
+    data_template = StorableJSONField(required=False, initial=dict)
+    translations = StorableJSONField(
         required=False,
         initial=dict,
         help_text='{"en": {"title_template": "...", "body_template": "...", '
@@ -192,6 +195,12 @@ class MessageTemplateAdmin(admin.ModelAdmin):
             return preview
         if not isinstance(variables, dict):
             preview["error"] = "The sample variables must be a JSON object."
+            return preview
+        problem = untrusted_text_problem(variables)
+        if problem:
+            # The page is UTF-8: a lone surrogate rendered into it would fail the response.
+            preview["error"] = f"The sample variables cannot be used: {problem}"
+            preview["variables_json"] = raw.encode("utf-8", "backslashreplace").decode()
             return preview
         if language and normalize_language(language) is None:
             preview["error"] = f"{language!r} is not a language tag."

@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from signal_project.api import StrictSerializer
 
+from ..countries import is_country_code
 from ..models import Subscription, SubscriptionType, User
 from ..tokens import normalize_token
 
@@ -28,6 +29,15 @@ class TagsField(serializers.DictField):
         )
 
     def to_internal_value(self, data):
+        if isinstance(data, dict):
+            # CharField would turn 5 into "5": a tag is a string as sent, or it is refused.
+            wrong = {
+                str(key): ["Not a valid string."]
+                for key, item in data.items()
+                if not isinstance(item, str) and not (item is None and self.allow_removal)
+            }
+            if wrong:
+                raise serializers.ValidationError(wrong)
         value = super().to_internal_value(data)
         if len(value) > MAX_TAGS:
             raise serializers.ValidationError(f"At most {MAX_TAGS} tags.")
@@ -51,7 +61,7 @@ class ProfileFieldsMixin(serializers.Serializer):
     device = DeviceSerializer(required=False)
 
     def validate_country(self, value: str) -> str:
-        if value and not (len(value) == 2 and value.isalpha()):
+        if value and not is_country_code(value):
             raise serializers.ValidationError("A country is an ISO 3166-1 alpha-2 code.")
         return value.upper()
 

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.django_db
 
 CHANGELIST = "/admin/campaigns/campaign/"
 ADD_URL = CHANGELIST + "add/"
+CONFIRM = {"confirm": "yes"}  # what the confirmation page posts
 
 
 def change_url(campaign) -> str:
@@ -213,6 +214,11 @@ def test_adding_a_draft_creates_no_beat_task(admin_client, app):
         ({"title": "", "body": ""}, "__all__", "needs a template"),
         ({"throttle_per_minute": "0"}, "throttle_per_minute", "1"),
         ({"variables": "[1, 2]"}, "variables", "object"),
+        ({"targeting_criteria": json.dumps({"countries": ["ZZ"]})}, "targeting_criteria", "ZZ"),
+        ({"data": '{"screen": "a\\u0000"}'}, "data", "Null characters"),
+        ({"variables": '{"name": "\\ud800"}'}, "variables", "Unpaired surrogate"),
+        ({"targeting_criteria": '{"tags": {"plan": "\\u0000"}}'}, "targeting_criteria", "Null"),
+        ({"body": "Half\x00price"}, "body", "Null characters"),
     ],
 )
 def test_an_invalid_campaign_shows_form_errors_and_creates_nothing(
@@ -330,7 +336,7 @@ def test_clearing_the_schedule_in_the_form_returns_to_draft(admin_client, app):
 
     response = admin_client.post(change_url(campaign), form_data(app.application))
 
-    assert response.status_code == 302
+    assert response.status_code == 302, response.context["adminform"].form.errors
     campaign.refresh_from_db()
     assert (campaign.status, campaign.periodic_task_id) == (CampaignStatus.DRAFT, None)
     assert not PeriodicTask.objects.filter(pk=task_id).exists()
@@ -361,7 +367,7 @@ def test_the_execute_button_starts_a_run(admin_client, app):
     assert f'action="{CHANGELIST}{campaign.pk}/execute/"' in page
     assert "csrfmiddlewaretoken" in page.split('id="campaign-execute"')[1].split("</form>")[0]
 
-    response = admin_client.post(f"{CHANGELIST}{campaign.pk}/execute/")
+    response = admin_client.post(f"{CHANGELIST}{campaign.pk}/execute/", CONFIRM)
 
     assert response.status_code == 302
     assert response["Location"] == change_url(campaign)
@@ -375,7 +381,7 @@ def test_the_execute_button_starts_a_run(admin_client, app):
 def test_the_cancel_button_cancels(admin_client, app):
     campaign = campaign_create(app.application, scheduled_at=in_an_hour())
 
-    response = admin_client.post(f"{CHANGELIST}{campaign.pk}/cancel/")
+    response = admin_client.post(f"{CHANGELIST}{campaign.pk}/cancel/", CONFIRM)
 
     assert response.status_code == 302
     campaign.refresh_from_db()
@@ -390,7 +396,7 @@ def test_executing_a_completed_campaign_shows_an_error_not_a_500(admin_client, a
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.COMPLETED
 
-    response = admin_client.post(f"{CHANGELIST}{campaign.pk}/execute/", follow=True)
+    response = admin_client.post(f"{CHANGELIST}{campaign.pk}/execute/", CONFIRM, follow=True)
 
     assert response.status_code == 200
     html = response.content.decode()
@@ -403,26 +409,89 @@ def test_cancelling_a_cancelled_campaign_shows_an_error(admin_client, app):
     campaign = campaign_create(app.application)
     services.campaign_cancel(campaign=campaign, actor="test")
 
-    response = admin_client.post(f"{CHANGELIST}{campaign.pk}/cancel/")
+    response = admin_client.post(f"{CHANGELIST}{campaign.pk}/cancel/", CONFIRM)
 
     assert notices(response) == [
         ("error", "summer-sale: A cancelled campaign cannot be cancelled.")
     ]
 
 
-def test_the_buttons_take_only_post(admin_client, app):
-    campaign = campaign_create(app.application)
+def confirmation_of(response) -> str:
+    """The consequences and the form of a confirmation page (its HTML)."""
+    assert response.status_code == 200, response.content[:300]
+    html = response.content.decode()
+    return html.split('id="confirmation"')[1]
 
-    assert admin_client.get(f"{CHANGELIST}{campaign.pk}/execute/").status_code == 405
-    assert admin_client.get(f"{CHANGELIST}{campaign.pk}/cancel/").status_code == 405
+
+@pytest.mark.parametrize("button", ["execute", "cancel"])
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_a_button_asks_for_confirmation_and_changes_nothing_until_then(
+    admin_client, app, button, method
+):
+    for _ in range(3):
+        subscription_create(app.application)
+    subscription_create(app.application, type="AndroidPush", token=fcm_token(1))
+    campaign = campaign_create(app.application, scheduled_at=in_an_hour())
+    url = f"{CHANGELIST}{campaign.pk}/{button}/"
+
+    page = confirmation_of(getattr(admin_client, method)(url))
+
     campaign.refresh_from_db()
-    assert campaign.status == CampaignStatus.DRAFT
+    assert campaign.status == CampaignStatus.SCHEDULED
+    assert not CampaignRun.objects.exists()
+    assert PeriodicTask.objects.get(pk=campaign.periodic_task_id).enabled is True
+    assert "summer-sale" in page
+    if button == "execute":
+        assert "about 4 subscriptions (AndroidPush: 1, iOSPush: 3)" in page
+    else:
+        assert "becomes cancelled and is never run again by its schedule" in page
+    # The page posts the confirmation back to the same URL.
+    form = page.split("<form")[1].split("</form>")[0]
+    assert f'action="{url}"' in form
+    assert 'name="confirm" value="yes"' in form and "csrfmiddlewaretoken" in form
+
+
+def test_the_cancel_confirmation_counts_the_unsent_messages_of_a_running_campaign(
+    admin_client, app
+):
+    for _ in range(2):
+        subscription_create(app.application)
+    campaign = campaign_create(app.application)
+    fanout(services.campaign_execute(campaign=campaign).pk)
+
+    page = confirmation_of(admin_client.post(f"{CHANGELIST}{campaign.pk}/cancel/"))
+
+    assert "Its 2 message(s) not yet sent are cancelled" in page
+    assert Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.RUNNING
+
+
+@pytest.mark.parametrize("action", ["execute_selected", "cancel_selected"])
+def test_the_changelist_actions_ask_for_confirmation_first(admin_client, app, action):
+    first = campaign_create(app.application, name="first-one")
+    second = campaign_create(app.application, name="second-one")
+    selected = [str(first.pk), str(second.pk)]
+
+    response = admin_client.post(CHANGELIST, {"action": action, "_selected_action": selected})
+
+    page = confirmation_of(response)
+    assert set(Campaign.objects.values_list("status", flat=True)) == {CampaignStatus.DRAFT}
+    assert not CampaignRun.objects.exists()
+    assert "first-one" in page and "second-one" in page
+    for pk in selected:
+        assert f'name="_selected_action" value="{pk}"' in page
+    assert f'name="action" value="{action}"' in page
+
+    # What the page's button posts.
+    admin_client.post(CHANGELIST, {"action": action, "_selected_action": selected, **CONFIRM})
+
+    expected = CampaignStatus.RUNNING if action == "execute_selected" else CampaignStatus.CANCELLED
+    assert set(Campaign.objects.values_list("status", flat=True)) == {expected}
 
 
 def test_the_buttons_need_a_staff_login(client, app):
     campaign = campaign_create(app.application)
 
-    response = client.post(f"{CHANGELIST}{campaign.pk}/execute/")
+    response = client.post(f"{CHANGELIST}{campaign.pk}/execute/", CONFIRM)
 
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
@@ -440,7 +509,11 @@ def test_execute_selected_reports_each_refusal(admin_client, app):
 
     response = admin_client.post(
         CHANGELIST,
-        {"action": "execute_selected", "_selected_action": [str(draft.pk), str(cancelled.pk)]},
+        {
+            "action": "execute_selected",
+            "_selected_action": [str(draft.pk), str(cancelled.pk)],
+            **CONFIRM,
+        },
     )
 
     assert response.status_code == 302
@@ -460,7 +533,11 @@ def test_cancel_selected_cancels_through_the_service(admin_client, app):
 
     response = admin_client.post(
         CHANGELIST,
-        {"action": "cancel_selected", "_selected_action": [str(scheduled.pk), str(running.pk)]},
+        {
+            "action": "cancel_selected",
+            "_selected_action": [str(scheduled.pk), str(running.pk)],
+            **CONFIRM,
+        },
     )
 
     assert response.status_code == 302

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from django.utils import timezone
 
-from messaging import services
-from messaging.models import ApiKey, Subscription, SubscriptionEvent
+from messaging import credentials, services
+from messaging.models import (
+    ApiKey,
+    Application,
+    MessageQuota,
+    Subscription,
+    SubscriptionEvent,
+)
+from tests.admin_pages import p8_key, page_data, pem_body_lines, rsa_key, service_account
 from tests.assertions import assert_error
 from tests.conftest import api_client, apns_token, fcm_token, subscription_create
 
@@ -62,28 +73,30 @@ def test_the_application_change_page_loads_with_keys_and_quota(admin_client, app
     assert app.server.api_key.digest not in html
 
 
+def change_url(application) -> str:
+    return f"/admin/messaging/application/{application.pk}/change/"
+
+
+def upload(name: str, content: str) -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, content.encode())
+
+
+@pytest.fixture
+def p8() -> str:
+    return p8_key()
+
+
+@pytest.fixture
+def account() -> dict:
+    return service_account()
+
+
 def test_saving_the_application_page_keeps_the_credentials(admin_client, db):
     application = services.application_create(name="ios", apns_credentials=APNS_CREDENTIALS)
-    url = f"/admin/messaging/application/{application.pk}/change/"
-    form = admin_client.get(url).context["adminform"].form
-    data = {name: form[name].value() for name in ("name", "apns_credentials", "fcm_credentials")}
-    data.update(
-        {
-            "name": "ios renamed",
-            "settings": "{}",
-            "quota-TOTAL_FORMS": "1",
-            "quota-INITIAL_FORMS": "1",
-            "quota-MIN_NUM_FORMS": "0",
-            "quota-MAX_NUM_FORMS": "1",
-            "quota-0-application": str(application.pk),
-            "quota-0-daily_limit": "1000",
-            "quota-0-monthly_limit": "",
-            "api_keys-TOTAL_FORMS": "0",
-            "api_keys-INITIAL_FORMS": "0",
-            "api_keys-MIN_NUM_FORMS": "0",
-            "api_keys-MAX_NUM_FORMS": "0",
-        }
-    )
+    set_at = application.apns_credentials_set_at
+    url = change_url(application)
+    data = page_data(admin_client.get(url))
+    data.update({"name": "ios renamed", "quota-0-daily_limit": "1000"})
 
     response = admin_client.post(url, data)
 
@@ -91,43 +104,198 @@ def test_saving_the_application_page_keeps_the_credentials(admin_client, db):
     application.refresh_from_db()
     assert application.name == "ios renamed"
     assert application.apns_credentials == APNS_CREDENTIALS
+    assert application.apns_credentials_set_at == set_at
     assert application.fcm_credentials == {}
     assert application.quota.daily_limit == 1000
 
 
-def test_new_credentials_can_be_entered_as_json(admin_client, db):
-    application = services.application_create(name="android")
-    url = f"/admin/messaging/application/{application.pk}/change/"
-    data = {
-        "name": "android",
-        "apns_credentials": "",
-        "fcm_credentials": '{"service_account": {"project_id": "p"}}',
-        "settings": "{}",
-        "quota-TOTAL_FORMS": "1",
-        "quota-INITIAL_FORMS": "1",
-        "quota-MIN_NUM_FORMS": "0",
-        "quota-MAX_NUM_FORMS": "1",
-        "quota-0-application": str(application.pk),
-        "quota-0-daily_limit": "",
-        "quota-0-monthly_limit": "",
-        "api_keys-TOTAL_FORMS": "0",
-        "api_keys-INITIAL_FORMS": "0",
-        "api_keys-MIN_NUM_FORMS": "0",
-        "api_keys-MAX_NUM_FORMS": "0",
+def test_credentials_are_uploaded_as_files_and_shown_only_by_fingerprint(
+    admin_client, db, p8, account
+):
+    application = services.application_create(name="both")
+    url = change_url(application)
+    data = page_data(admin_client.get(url))
+    data.update(
+        {
+            "apns_key_file": upload("AuthKey_KEY1234567.p8", p8),
+            "apns_key_id": "KEY1234567",
+            "apns_team_id": "TEAM123456",
+            "apns_topic": "com.example.app",
+            "apns_sandbox": "on",
+            "fcm_service_account_file": upload("service-account.json", json.dumps(account)),
+        }
+    )
+
+    response = admin_client.post(url, data)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    application.refresh_from_db()
+    assert application.apns_credentials == {
+        "auth": "token",
+        "key_id": "KEY1234567",
+        "team_id": "TEAM123456",
+        "topic": "com.example.app",
+        "private_key": p8,
+        "sandbox": True,
     }
+    assert application.fcm_credentials == {"service_account": account}
+    assert application.apns_credentials_set_at is not None
+    assert application.fcm_credentials_set_at is not None
+
+    html = admin_client.get(url).content.decode()
+    for shown in (
+        "KEY1234567",
+        "TEAM123456",
+        "com.example.app",
+        credentials.fingerprint(p8),
+        "signal-admin",
+        account["client_email"],
+        account["private_key_id"],
+        credentials.fingerprint(account["private_key"]),
+        f"{timezone.localtime(application.apns_credentials_set_at):%Y-%m-%d %H:%M}",
+    ):
+        assert shown in html, shown
+    for secret in [*pem_body_lines(p8), *pem_body_lines(account["private_key"])]:
+        assert secret not in html
+    assert "PRIVATE KEY" not in html
+
+
+def test_the_fingerprint_is_that_of_the_public_key(p8):
+    from cryptography.hazmat.primitives import serialization
+
+    public = (
+        serialization.load_pem_private_key(p8.encode(), None)
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+
+    assert credentials.fingerprint(p8) == "sha256:" + hashlib.sha256(public).hexdigest()[:16]
+
+
+def test_new_ids_for_the_stored_key_keep_the_key(admin_client, db, p8):
+    application = services.application_create(
+        name="ios",
+        apns_credentials=credentials.apns_credentials_clean(
+            private_key=p8, key_id="KEY1", team_id="TEAM1", topic="com.example.old"
+        ),
+    )
+    url = change_url(application)
+    data = page_data(admin_client.get(url))
+    assert data["apns_topic"] == "com.example.old"  # the ids are shown; the key is not
+    data["apns_topic"] = "com.example.new"
 
     assert admin_client.post(url, data).status_code == 302
     application.refresh_from_db()
-    assert application.fcm_credentials == {"service_account": {"project_id": "p"}}
-    assert application.apns_credentials == {}
+    assert application.apns_credentials["topic"] == "com.example.new"
+    assert application.apns_credentials["private_key"] == p8
 
-    for invalid in ("{not json", "[1]"):
-        data["fcm_credentials"] = invalid
-        response = admin_client.post(url, data)
-        assert response.status_code == 200
-        assert "fcm_credentials" in response.context["adminform"].form.errors
+
+def test_the_clear_boxes_remove_the_credentials(admin_client, db, p8, account):
+    application = services.application_create(
+        name="both",
+        apns_credentials=credentials.apns_credentials_clean(
+            private_key=p8, key_id="K", team_id="T", topic="com.example.app"
+        ),
+        fcm_credentials={"service_account": account},
+    )
+    url = change_url(application)
+    data = page_data(admin_client.get(url))
+    data.update({"apns_clear": "on", "fcm_clear": "on"})
+
+    assert admin_client.post(url, data).status_code == 302
     application.refresh_from_db()
-    assert application.fcm_credentials == {"service_account": {"project_id": "p"}}
+    assert (application.apns_credentials, application.fcm_credentials) == ({}, {})
+    assert (application.apns_credentials_set_at, application.fcm_credentials_set_at) == (None, None)
+    assert "None stored." in admin_client.get(url).content.decode()
+
+
+def _bad_uploads():
+    account = service_account()
+    no_key = {k: v for k, v in account.items() if k != "private_key"}
+    return [
+        ({"apns_key_file": "hello"}, "apns_key_file", "not a PEM"),
+        ({"apns_key_file": rsa_key()}, "apns_key_file", "not an EC private key"),
+        ({"apns_key_file": p8_key(), "apns_team_id": ""}, "apns_key_file", "team id"),
+        ({"apns_key_id": "KEY9"}, "apns_key_file", "Upload the .p8 key file"),
+        ({"fcm_service_account_file": "{not json"}, "fcm_service_account_file", "not JSON"),
+        ({"fcm_service_account_file": "[1]"}, "fcm_service_account_file", "not a JSON object"),
+        (
+            {"fcm_service_account_file": json.dumps(no_key)},
+            "fcm_service_account_file",
+            "lacks private_key",
+        ),
+        (
+            {"fcm_service_account_file": json.dumps({**account, "type": "authorized_user"})},
+            "fcm_service_account_file",
+            "not a service account",
+        ),
+        ({"apns_key_file": "\udcff"}, "apns_key_file", "not UTF-8"),
+    ]
+
+
+@pytest.mark.parametrize(("fields", "field", "fragment"), _bad_uploads())
+def test_bad_credential_uploads_are_form_errors_and_store_nothing(
+    admin_client, db, fields, field, fragment
+):
+    application = services.application_create(name="empty")
+    url = change_url(application)
+    data = page_data(admin_client.get(url))
+    data.update(
+        {"apns_key_id": "KEY1234567", "apns_team_id": "TEAM123456", "apns_topic": "com.x"}
+        if "apns_key_file" in fields
+        else {}
+    )
+    for name, value in fields.items():
+        if name.endswith("_file"):
+            raw = value.encode("utf-8", "surrogateescape")
+            data[name] = SimpleUploadedFile(f"{name}.upload", raw)
+        else:
+            data[name] = value
+
+    response = admin_client.post(url, data)
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert fragment in " ".join(errors.get(field, [])), errors
+    application.refresh_from_db()
+    assert (application.apns_credentials, application.fcm_credentials) == ({}, {})
+    assert application.apns_credentials_set_at is None
+
+
+def test_an_application_is_added_with_uploaded_credentials_and_a_quota(admin_client, db, p8):
+    response = admin_client.get("/admin/messaging/application/add/")
+    data = page_data(response)
+    data.update(
+        {
+            "name": "new ios app",
+            "settings": "{}",
+            "apns_key_file": upload("AuthKey.p8", p8),
+            "apns_key_id": "KEY1234567",
+            "apns_team_id": "TEAM123456",
+            "apns_topic": "com.example.new",
+        }
+    )
+
+    response = admin_client.post("/admin/messaging/application/add/", data)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    application = Application.objects.get(name="new ios app")
+    assert application.apns_credentials["private_key"] == p8
+    assert application.apns_credentials_set_at is not None
+    assert MessageQuota.objects.filter(application=application).exists()
+
+
+def test_text_the_database_cannot_store_is_a_form_error_on_the_application_page(admin_client, app):
+    url = change_url(app.application)
+    data = page_data(admin_client.get(url))
+    data["settings"] = '{"note": "a\\u0000b"}'
+
+    response = admin_client.post(url, data)
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["settings"] == [
+        "Null characters are not allowed."
+    ]
 
 
 @pytest.mark.parametrize("scope", ["server", "client"])
@@ -176,10 +344,14 @@ def test_the_revoke_action_makes_the_key_get_401(admin_client, app):
     api = api_client(app.server.raw)
     assert api.get("/api/v1/subscriptions").status_code == 200
 
+    selected = {"action": "revoke", "_selected_action": [str(app.server.api_key.pk)]}
+    page = admin_client.post("/admin/messaging/apikey/", selected)
+    assert page.status_code == 200
+    assert "every request made with them gets 401" in page.content.decode()
+    assert api.get("/api/v1/subscriptions").status_code == 200  # not yet
+
     response = admin_client.post(
-        "/admin/messaging/apikey/",
-        {"action": "revoke", "_selected_action": [str(app.server.api_key.pk)]},
-        follow=True,
+        "/admin/messaging/apikey/", {**selected, "confirm": "yes"}, follow=True
     )
 
     assert response.status_code == 200
@@ -287,10 +459,14 @@ def test_the_subscription_change_page_shows_its_events(admin_client, app, subscr
 def test_the_disable_action_disables_with_the_operator_as_actor(admin_client, subscriptions):
     target = subscriptions["alice_ios"]
 
+    selected = {"action": "disable", "_selected_action": [str(target.pk)]}
+    page = admin_client.post("/admin/messaging/subscription/", selected)
+    assert page.status_code == 200 and "Disable these subscriptions" in page.content.decode()
+    target.refresh_from_db()
+    assert target.enabled
+
     response = admin_client.post(
-        "/admin/messaging/subscription/",
-        {"action": "disable", "_selected_action": [str(target.pk)]},
-        follow=True,
+        "/admin/messaging/subscription/", {**selected, "confirm": "yes"}, follow=True
     )
 
     assert "Disabled 1 subscription(s)." in [m.message for m in response.context["messages"]]
@@ -298,6 +474,169 @@ def test_the_disable_action_disables_with_the_operator_as_actor(admin_client, su
     assert (target.enabled, target.disabled_reason) == (False, "disabled_by_operator")
     event = SubscriptionEvent.objects.filter(subscription=target).last()
     assert (event.kind, event.actor) == ("disabled", "admin:root")
+
+
+def subscription_url(subscription) -> str:
+    return f"/admin/messaging/subscription/{subscription.pk}/change/"
+
+
+def stored(subscription) -> tuple:
+    subscription.refresh_from_db()
+    return (
+        subscription.tags,
+        subscription.language,
+        subscription.country,
+        subscription.timezone,
+        subscription.device,
+        subscription.enabled,
+        subscription.last_active_at,
+        subscription.events.count(),
+    )
+
+
+def strings(value):
+    """Every string in a nested error detail."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from strings(item)
+    else:
+        for item in value:
+            yield from strings(item)
+
+
+# Each value the API refuses on PUT /subscriptions/{id}, as typed into the admin form.
+REFUSED = [
+    ("tags", '{"plan": 5}', {"tags": {"plan": 5}}),
+    ("tags", '{"nested": {"a": "b"}}', {"tags": {"nested": {"a": "b"}}}),
+    ("tags", '{"": "x"}', {"tags": {"": "x"}}),
+    ("tags", '["gold"]', {"tags": ["gold"]}),
+    ("tags", '{"plan": "a\\u0000b"}', {"tags": {"plan": "a\x00b"}}),
+    ("language", "not a language!!", {"language": "not a language!!"}),
+    ("country", "zz", {"country": "zz"}),
+    ("timezone", "Mars/Olympus", {"timezone": "Mars/Olympus"}),
+    ("device", '{"model": 5, "color": "red"}', {"device": {"model": 5, "color": "red"}}),
+]
+
+
+@pytest.mark.parametrize(("field", "typed", "body"), REFUSED)
+def test_the_admin_refuses_what_the_api_refuses(admin_client, app, field, typed, body):
+    subscription = subscription_create(app.application, tags={"plan": "gold"}, country="KR")
+    before = stored(subscription)
+    api = api_client(app.server.raw).put(
+        f"/api/v1/subscriptions/{subscription.pk}", body, format="json"
+    )
+    details = assert_error(api, 400, "validation_error")
+    data = page_data(admin_client.get(subscription_url(subscription)))
+    data[field] = typed
+
+    response = admin_client.post(subscription_url(subscription), data)
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert field in errors, errors
+    # In the API's own words.
+    api_messages = list(strings(details[field]))
+    assert any(message.split(": ")[-1] in api_messages for message in errors[field]), (
+        errors[field],
+        api_messages,
+    )
+    assert stored(subscription) == before
+
+
+@pytest.mark.parametrize(
+    ("field", "typed"),
+    [
+        ("tags", '{"plan": "\\ud800"}'),
+        ("tags", '{"\\u0000": "x"}'),
+        ("device", '{"model": "\\u0000"}'),
+        ("language", "ko\x00"),
+        ("timezone", "Asia/Seoul\x00"),
+    ],
+)
+def test_text_the_database_cannot_store_is_a_form_error_not_a_500(admin_client, app, field, typed):
+    subscription = subscription_create(app.application)
+    before = stored(subscription)
+    data = page_data(admin_client.get(subscription_url(subscription)))
+    data[field] = typed
+
+    response = admin_client.post(subscription_url(subscription), data)
+
+    assert response.status_code == 200
+    assert field in response.context["adminform"].form.errors
+    assert stored(subscription) == before
+
+
+def test_an_admin_edit_writes_the_event_the_api_writes(admin_client, app):
+    by_api = subscription_create(app.application, tags={"plan": "gold", "city": "Seoul"})
+    by_admin = subscription_create(app.application, tags={"plan": "gold", "city": "Seoul"})
+    active_before = stored(by_admin)[6]
+    api_client(app.server.raw).put(
+        f"/api/v1/subscriptions/{by_api.pk}",
+        {"tags": {"plan": "silver", "city": None}, "country": "jp", "timezone": "Asia/Tokyo"},
+        format="json",
+    )
+    data = page_data(admin_client.get(subscription_url(by_admin)))
+    data.update({"tags": '{"plan": "silver"}', "country": "jp", "timezone": "Asia/Tokyo"})
+
+    response = admin_client.post(subscription_url(by_admin), data)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    api_event = by_api.events.last()
+    admin_event = by_admin.events.last()
+    assert (admin_event.kind, admin_event.changes) == (api_event.kind, api_event.changes)
+    assert admin_event.changes["tags"] == [{"plan": "gold", "city": "Seoul"}, {"plan": "silver"}]
+    assert admin_event.actor == "admin:root"
+    by_admin.refresh_from_db()
+    assert (by_admin.tags, by_admin.country) == ({"plan": "silver"}, "JP")  # as the API stores
+    # An operator's edit is not the device's activity.
+    assert by_admin.last_active_at == active_before
+
+
+def test_disabling_in_the_form_records_the_operator(admin_client, app):
+    subscription = subscription_create(app.application)
+    data = page_data(admin_client.get(subscription_url(subscription)))
+    del data["enabled"]
+
+    assert admin_client.post(subscription_url(subscription), data).status_code == 302
+    subscription.refresh_from_db()
+    assert (subscription.enabled, subscription.disabled_reason) == (False, "disabled_by_operator")
+    event = subscription.events.last()
+    assert (event.kind, event.actor) == ("disabled", "admin:root")
+
+
+def test_moving_a_subscription_to_another_user_records_it(admin_client, app, other_app):
+    subscription = subscription_create(app.application, external_user_id="alice")
+    bob = subscription_create(app.application, external_user_id="bob").user
+    stranger = subscription_create(other_app.application, external_user_id="carol").user
+    url = subscription_url(subscription)
+    data = page_data(admin_client.get(url))
+
+    refused = admin_client.post(url, {**data, "user": str(stranger.pk)})
+    moved = admin_client.post(url, {**data, "user": str(bob.pk)})
+
+    assert "user" in refused.context["adminform"].form.errors
+    assert moved.status_code == 302
+    subscription.refresh_from_db()
+    assert subscription.user == bob
+    event = subscription.events.last()
+    assert (event.kind, event.actor, event.changes) == (
+        "identified",
+        "admin:root",
+        {"external_user_id": ["alice", "bob"]},
+    )
+
+
+def test_users_are_shown_not_edited(admin_client, subscriptions):
+    user = subscriptions["alice_ios"].user
+    url = f"/admin/messaging/user/{user.pk}/change/"
+
+    admin_client.post(url, {"external_user_id": "mallory", "application": "x"})
+
+    user.refresh_from_db()
+    assert user.external_user_id == "alice"
+    assert admin_client.get("/admin/messaging/user/add/").status_code == 403
 
 
 def test_the_user_changelist_loads(admin_client, subscriptions):

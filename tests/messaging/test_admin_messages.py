@@ -49,12 +49,50 @@ def send(app, count=1, **options) -> list[Message]:
     ).messages
 
 
-def act(admin_client, action: str, messages):
-    return admin_client.post(
+def act(admin_client, action: str, messages, confirm: bool = True):
+    """Runs a changelist action as its confirmation page's button does (or, without
+    `confirm`, as the changelist's own form does)."""
+    data = {"action": action, "_selected_action": [str(m.pk) for m in messages]}
+    return admin_client.post(URL, {**data, "confirm": "yes"} if confirm else data, follow=True)
+
+
+@pytest.mark.parametrize("action", ["cancel_pending", "send_again"])
+def test_the_sending_actions_ask_for_confirmation_first(admin_client, app, enqueued, action):
+    messages = send(app, 2)
+    Message.objects.update(enqueued_at=timezone.now() - timedelta(hours=1))
+
+    response = act(admin_client, action, messages, confirm=False)
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'name="confirm" value="yes"' in html
+    for message in messages:
+        assert f'name="_selected_action" value="{message.pk}"' in html
+    assert enqueued == []
+    assert set(Message.objects.values_list("status", flat=True)) == {MessageStatus.PENDING}
+    assert not MessageEvent.objects.filter(status="cancelled").exists()
+
+
+def test_select_all_carries_the_selection_to_the_confirmation(admin_client, app):
+    messages = send(app, 3)
+
+    page = admin_client.post(
         URL,
-        {"action": action, "_selected_action": [str(m.pk) for m in messages]},
+        {"action": "cancel_pending", "select_across": "1", "_selected_action": [messages[0].pk]},
+    )
+    assert 'name="select_across" value="1"' in page.content.decode()
+    response = admin_client.post(
+        URL,
+        {
+            "action": "cancel_pending",
+            "select_across": "1",
+            "_selected_action": [messages[0].pk],
+            "confirm": "yes",
+        },
         follow=True,
     )
+
+    assert "Cancelled 3 pending message(s)." in response.content.decode()
 
 
 def test_the_changelist_loads(admin_client, app):

@@ -144,6 +144,8 @@ def test_malformed_tokens_are_rejected_per_type(server_api, type_, token):
     [
         ("country", "KOR"),
         ("country", "K1"),
+        ("country", "zz"),  # user-assigned: no country
+        ("country", "XX"),
         ("timezone", "Asia/Nowhere"),
         ("timezone", "../etc/passwd"),
         ("language", "ko!"),
@@ -172,6 +174,19 @@ def test_type_and_token_are_required(server_api):
     details = assert_error(server_api.post(URL, {}, format="json"), 400, "validation_error")
 
     assert set(details) == {"type", "token"}
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [{"plan": 5}, {"plan": True}, {"nested": {"a": "b"}}, {"": "x"}, {"plan": "x\x00y"}],
+)
+def test_tags_are_strings_with_names_as_sent(server_api, tags):
+    response = server_api.post(
+        URL, {"type": "iOSPush", "token": apns_token(1), "tags": tags}, format="json"
+    )
+
+    assert "tags" in assert_error(response, 400, "validation_error")
+    assert not Subscription.objects.exists()
 
 
 def test_tags_must_map_strings_to_strings(server_api):

@@ -6,6 +6,8 @@ import io
 import json
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
@@ -16,11 +18,16 @@ from tests.conftest import api_client, apns_token
 
 pytestmark = pytest.mark.django_db
 
-P8_KEY = (
-    "-----BEGIN PRIVATE KEY-----\n"
-    "MIGTAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBHkwdwIBAQQg-not-a-real-key\n"
-    "-----END PRIVATE KEY-----\n"
-)
+
+def pem(key) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+# What Apple's .p8 file holds: a P-256 private key in PKCS#8 PEM.
+P8_KEY = pem(ec.generate_private_key(ec.SECP256R1()))
+P8_BODY = P8_KEY.splitlines()[1]
 SERVICE_ACCOUNT = {
     "type": "service_account",
     "project_id": "signal-test",
@@ -125,12 +132,15 @@ def test_apns_credentials_are_stored_encrypted(p8_file):
         "private_key": P8_KEY,
         "sandbox": True,
     }
+    # The admin shows when they were set, in place of the key.
+    assert application.apns_credentials_set_at is not None
+    assert application.fcm_credentials_set_at is None
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT apns_credentials FROM messaging_application WHERE id = %s", [result["id"]]
         )
         (raw,) = cursor.fetchone()
-    for secret in ("PRIVATE KEY", "not-a-real-key", "KEY1234567", "com.example.app"):
+    for secret in ("PRIVATE KEY", P8_BODY, "KEY1234567", "com.example.app"):
         assert secret not in raw
 
 
@@ -172,6 +182,28 @@ def test_an_apns_key_file_that_is_not_a_key_is_a_command_error(tmp_path):
     path.write_text("hello")
 
     with pytest.raises(CommandError, match="not a PEM"):
+        call_command(
+            "create_application", "--name", "x", *apns_args(str(path)), stdout=io.StringIO()
+        )
+
+    assert not Application.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            "-----BEGIN PRIVATE KEY-----\nMIGTAgEA-not-a-key\n-----END PRIVATE KEY-----\n",
+            "not a PEM",
+        ),
+        (pem(rsa.generate_private_key(public_exponent=65537, key_size=2048)), "not an EC"),
+    ],
+)
+def test_an_apns_key_that_is_no_ec_private_key_is_a_command_error(tmp_path, content, message):
+    path = tmp_path / "AuthKey.p8"
+    path.write_text(content)
+
+    with pytest.raises(CommandError, match=message):
         call_command(
             "create_application", "--name", "x", *apns_args(str(path)), stdout=io.StringIO()
         )
@@ -226,6 +258,7 @@ def test_both_providers_at_once(p8_file, service_account_file):
         (json.dumps({"project_id": "p"}), "lacks client_email, private_key, token_uri"),
         (json.dumps({**SERVICE_ACCOUNT, "private_key": ""}), "lacks private_key"),
         (json.dumps([SERVICE_ACCOUNT]), "not a JSON object"),
+        (json.dumps({**SERVICE_ACCOUNT, "type": "authorized_user"}), "not a service account"),
         ('"just a string"', "not a JSON object"),
     ],
 )

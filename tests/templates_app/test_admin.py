@@ -84,6 +84,7 @@ def test_the_preview_can_show_an_old_version(admin_client, app):
         ({"preview_variables": "[1]"}, "JSON object"),
         ({"preview_language": "not a tag!"}, "not a language tag"),
         ({"preview_version": "99"}, "No such version"),
+        ({"preview_variables": '{"name": "\\ud800"}'}, "Unpaired surrogate"),
     ],
 )
 def test_bad_preview_input_is_reported_on_the_page(admin_client, app, query, error):
@@ -132,6 +133,10 @@ def test_saving_in_the_admin_adds_a_version(admin_client, app):
         ({"translations": json.dumps({"xx!": {}})}, "translations", "not a language tag"),
         ({"default_language": "!"}, "default_language", "BCP 47"),
         ({"name": "taken"}, "name", "already exists"),
+        ({"data_template": '{"screen": "a\\u0000"}'}, "data_template", "Null characters"),
+        ({"data_template": '{"screen": "\\ud800"}'}, "data_template", "Unpaired surrogate"),
+        ({"translations": '{"en": {"body_template": "\\u0000"}}'}, "translations", "Null"),
+        ({"title_template": "Hi\x00"}, "title_template", "Null characters"),
     ],
 )
 def test_the_admin_refuses_invalid_templates(admin_client, app, overrides, field, fragment):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from messaging import services
+from messaging import credentials, services
 from messaging.models import ApiKey
 
 
@@ -63,29 +63,22 @@ def _apns_credentials(opts) -> dict:
     if missing:
         raise CommandError(f"APNs token auth also needs {', '.join(missing)}.")
     key = _read(opts["apns_key_file"], "APNs key file")
-    if "PRIVATE KEY" not in key:
-        raise CommandError(f"{opts['apns_key_file']!r} is not a PEM (.p8) private key.")
-    return {
-        "auth": "token",
-        "key_id": opts["apns_key_id"],
-        "team_id": opts["apns_team_id"],
-        "topic": opts["apns_topic"],
-        "private_key": key,
-        "sandbox": bool(opts.get("apns_sandbox")),
-    }
+    try:
+        return credentials.apns_credentials_clean(
+            private_key=key,
+            key_id=opts["apns_key_id"],
+            team_id=opts["apns_team_id"],
+            topic=opts["apns_topic"],
+            sandbox=bool(opts.get("apns_sandbox")),
+        )
+    except credentials.CredentialsInvalid as exc:
+        raise CommandError(f"{opts['apns_key_file']!r}: {exc}") from exc
 
 
 def _fcm_credentials(path: str | None) -> dict:
     if not path:
         return {}
     try:
-        account = json.loads(_read(path, "FCM service account"))
-    except json.JSONDecodeError as exc:
-        raise CommandError(f"{path!r} is not JSON: {exc}") from exc
-    if not isinstance(account, dict):
-        raise CommandError(f"{path!r} is not a JSON object, as a service-account file is.")
-    required = ("project_id", "client_email", "private_key", "token_uri")
-    missing = [name for name in required if not account.get(name)]
-    if missing:
-        raise CommandError(f"The service account {path!r} lacks {', '.join(missing)}.")
-    return {"service_account": account}
+        return credentials.fcm_credentials_clean(service_account=_read(path, "FCM service account"))
+    except credentials.CredentialsInvalid as exc:
+        raise CommandError(f"{path!r}: {exc}") from exc

@@ -1,0 +1,135 @@
+"""No admin page carries a stored secret: every registered model's changelist, add page,
+change pages, history, delete confirmation and extra object pages, and every changelist
+action's first response, are searched for the secrets stored by the fixtures."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import Client
+
+from campaigns import services as campaign_services
+from campaigns.schedules import schedule_clean
+from messaging import credentials, sending, services
+from templates_app import services as template_services
+from tests.admin_pages import p8_key, pem_body_lines, service_account
+from tests.conftest import application_with_keys, subscription_create
+
+pytestmark = pytest.mark.django_db
+
+OBJECTS_PER_MODEL = 5
+
+
+@pytest.fixture
+def admin_client(db) -> Client:
+    user = get_user_model().objects.create_superuser("root", "root@example.com", None)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def secrets(db) -> list[str]:
+    """An application with APNs and FCM credentials, keys, a subscription, a message, a
+    template and campaigns (a beat task too): something on every page. Returns what must
+    never appear on one."""
+    p8, account = p8_key(), service_account()
+    made = application_with_keys("secretive")
+    application = made.application
+    services.application_set_credentials(
+        application=application,
+        apns_credentials=credentials.apns_credentials_clean(
+            private_key=p8, key_id="KEY1234567", team_id="TEAM123456", topic="com.example.app"
+        ),
+        fcm_credentials={"service_account": account},
+    )
+    subscription = subscription_create(application, external_user_id="alice")
+    sending.message_send(
+        application=application,
+        subscriptions=[subscription],
+        content=sending.Content(title="Hello", body="World"),
+        delivery=sending.Delivery(),
+    )
+    version = template_services.template_create(
+        application=application, name="welcome", title_template="Hi", body_template="{{name}}"
+    )
+    campaign_services.campaign_create(application=application, name="once", title="Sale")
+    campaign_services.campaign_create(
+        application=application,
+        name="weekly",
+        template=version.template,
+        schedule=schedule_clean({"crontab": "0 9 * * 1", "timezone": "Asia/Seoul"}),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT apns_credentials, fcm_credentials FROM messaging_application WHERE id = %s",
+            [application.pk],
+        )
+        ciphertexts = list(cursor.fetchone())
+        cursor.execute("SELECT token FROM messaging_subscription")
+        ciphertexts += [row[0] for row in cursor.fetchall()]
+    return [
+        *pem_body_lines(p8),
+        *pem_body_lines(account["private_key"]),
+        *ciphertexts,
+        made.server.raw,
+        made.client.raw,
+        made.server.api_key.digest,
+        subscription.token,
+    ]
+
+
+def _admin_urls() -> list[tuple[str, str]]:
+    """(url, what) for every page of every registered model, objects' pages included."""
+    urls = []
+    for model, model_admin in admin.site._registry.items():
+        base = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+        urls += [(base, "changelist"), (f"{base}add/", "add")]
+        object_pages = [
+            str(pattern.pattern).lstrip("^").rstrip("$")
+            for pattern in model_admin.get_urls()
+            if "<path:object_id>" in str(pattern.pattern)
+        ]
+        for pk in model._default_manager.values_list("pk", flat=True)[:OBJECTS_PER_MODEL]:
+            urls += [
+                (base + page.replace("<path:object_id>", str(pk)), page) for page in object_pages
+            ]
+    return urls
+
+
+def _assert_free_of(html: str, secrets: list[str], where: str) -> None:
+    for secret in secrets:
+        assert secret not in html, f"{where} shows a secret: {secret[:20]}…"
+    assert "PRIVATE KEY" not in html, where
+
+
+def test_no_admin_page_shows_a_stored_secret(admin_client, secrets):
+    urls = _admin_urls()
+    assert any("/messaging/application/" in url and "change" in url for url, _ in urls)
+    assert any(url.endswith("/execute/") for url, _ in urls)
+
+    for url, what in urls:
+        response = admin_client.get(url, follow=True)
+        assert response.status_code in (200, 403), (url, response.status_code)
+        _assert_free_of(response.content.decode(), secrets, f"{url} ({what})")
+
+
+def test_no_changelist_action_shows_a_stored_secret(admin_client, secrets):
+    """Each action's first answer (a confirmation page, or the changelist after it acted),
+    with every object of its model selected."""
+    for model in admin.site._registry:
+        url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+        selected = [str(pk) for pk in model._default_manager.values_list("pk", flat=True)]
+        if not selected:
+            continue
+        page = admin_client.get(url).content.decode()
+        for action in re.findall(r'<option value="(\w+)"', page):
+            response = admin_client.post(
+                url, {"action": action, "_selected_action": selected}, follow=True
+            )
+            assert response.status_code == 200, (url, action)
+            _assert_free_of(response.content.decode(), secrets, f"{url} action {action}")
