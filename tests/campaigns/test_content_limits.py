@@ -199,3 +199,16 @@ def test_a_scheduled_run_whose_content_breaks_the_limits_fails_with_the_reason(a
     assert f"The rendered title of template {version.template_id} is 1500 characters" in run.error
     assert campaign.status == CampaignStatus.FAILED
     assert not Message.objects.exists()
+
+
+def test_the_admin_page_of_such_a_campaign_shows_the_reason(admin_client, app):
+    version = title_template(app)
+    campaign = campaign_create(
+        app.application, template=version.template, variables={"a": "v" * 50}
+    )
+    template_services.template_update(template=version.template, title_template=TEN_TIMES * 3)
+
+    response = admin_client.get(f"/admin/campaigns/campaign/{campaign.pk}/change/")
+
+    assert response.status_code == 200
+    assert "is 1500 characters; the limit is 1000." in response.content.decode()
