@@ -11,10 +11,12 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from signal_project.api import IdempotencyConflict
+from signal_project.validation import check_text
 
 from .models import Application, IdempotencyRecord
 
 WINDOW = timedelta(hours=24)
+MAX_KEY_LENGTH = 255  # IdempotencyRecord.key
 
 
 def request_digest(body) -> str:
@@ -37,6 +39,7 @@ def idempotent_call(
     """
     if not key:
         return produce()
+    check_text(key, field="Idempotency-Key", max_length=MAX_KEY_LENGTH)
     digest = request_digest(body)
     replay = _replay(application, endpoint, key, digest)
     if replay is not None:

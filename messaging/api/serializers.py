@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from signal_project.api import StrictSerializer
+from signal_project.validation import text_problem
 
 from ..countries import is_country_code
 from ..models import Subscription, SubscriptionType, User
@@ -44,6 +45,8 @@ class TagsField(serializers.DictField):
         for key in value:
             if not key or len(key) > 64:
                 raise serializers.ValidationError("A tag name is 1-64 characters.")
+            if problem := text_problem(key):
+                raise serializers.ValidationError(f"The tag name {key!r} {problem}.")
         return value
 
 
