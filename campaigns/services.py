@@ -201,7 +201,8 @@ def _content(campaign: Campaign, run: CampaignRun) -> sending.Content | sending.
 
 class _Member(NamedTuple):
     """An audience member as fan-out needs it: what message_send reads of a subscription,
-    without a model instance per row."""
+    without a model instance per row. The fields are Subscription's names; the step selects
+    them in this order."""
 
     pk: Any
     type: str
@@ -248,8 +249,8 @@ def run_fanout_step(*, run_id, step: int | None = None) -> bool:
     if run.cursor is not None:
         audience = audience.filter(pk__gt=run.cursor)
     size, pause = _batch_plan(campaign)
-    rows = audience.order_by("pk").values_list("id", "type", "language")[:size]
-    batch = [_Member(*row) for row in rows]
+    rows = audience.order_by("pk").values_list(*_Member._fields)[:size]
+    batch = [_Member._make(row) for row in rows]
     changes["fanout_done"] = len(batch) < size
     if batch:
         changes |= {

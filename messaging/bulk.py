@@ -90,6 +90,12 @@ def insert_statement(
     return sql, params
 
 
+def cast_types(model: type[Model], columns: Sequence[str]) -> list[str]:
+    """The types `columns` (attribute names) of `model` are cast to in the statements built
+    here: the columns' own, varchar without its length."""
+    return _insert_columns(model, tuple(columns))[2]
+
+
 @lru_cache(maxsize=64)
 def _insert_columns(model: type[Model], columns: tuple[str, ...]) -> tuple[list, str, list[str]]:
     """The fields, quoted column names and cast types of `columns` (Django builds a field's

@@ -1,4 +1,7 @@
-"""Time-ordered UUIDs (the layout of RFC 9562's version 7) for messages and subscriptions.
+"""Time-ordered UUIDs (the layout of RFC 9562's version 7) for subscriptions (Subscription.id's
+default) and messages (sending.message_send, which makes every message the service sends,
+gives each one; Message.id's own default is still uuid4, so a message made another way, as
+with Message.objects.create, gets a random key).
 
 Random (version 4) keys scatter every insert across the whole primary-key index, and across
 every index that leads with the key (events by message): at millions of rows each insert

@@ -195,6 +195,8 @@ class Message(models.Model):
         NORMAL = "normal"
         HIGH = "high"
 
+    # Random by default; sending.message_send gives every message it makes a time-ordered
+    # key (messaging.ids.uuid7) instead.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # The composite indexes below lead with these keys, so no separate FK indexes.
     application = models.ForeignKey(

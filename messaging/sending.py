@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from django.db import connection, transaction
@@ -23,6 +24,7 @@ from . import rows
 from .bulk import COPY_FROM_ROWS, copy_models, copy_rows, uuid_array
 from .delivery import QUEUE_FOR_PRIORITY, hand_over, notify_status_listeners
 from .ids import uuid7
+from .message_columns import INSERTED
 from .models import Application, Message, MessageEvent, MessageStatus, Subscription, User
 from .outbox import enqueue
 from .quotas import quota_consume, quota_insert
@@ -199,13 +201,9 @@ def _message(*, content: Content, **fields) -> Message:
     )
 
 
-# The columns of a new message, in the order _message_rows builds them.
-_NEW_MESSAGE_COLUMNS = (
-    "id", "application_id", "subscription_id", "channel", "campaign_id", "campaign_run_id",
-    "title", "body", "data", "template_version_id", "priority", "ttl", "collapse_id",
-    "send_after", "status", "attempts", "error_code", "error_message", "error_permanent",
-    "provider_id", "created_at", "sent_at", "enqueued_at",
-)  # fmt: skip
+_inserted = attrgetter(*INSERTED)
+_inserted_from_dict = itemgetter(*INSERTED)
+_ID = INSERTED.index("id")
 
 
 def message_send(
@@ -249,10 +247,8 @@ def message_send(
     ]
     if messages and connection.vendor == "postgresql" and len(messages) < COPY_FROM_ROWS:
         # The API's usual send (a few targets): the messages and their quota in one statement.
-        rows_ = [tuple(getattr(m, name) for name in _NEW_MESSAGE_COLUMNS) for m in messages]
-        quota_insert(
-            application=application, model=Message, columns=_NEW_MESSAGE_COLUMNS, rows=rows_
-        )
+        rows_ = [_inserted(m) for m in messages]
+        quota_insert(application=application, model=Message, columns=INSERTED, rows=rows_)
         for m in messages:  # saved, as bulk_create leaves them
             m._state.adding, m._state.db = False, connection.alias
         if not scheduled:
@@ -264,20 +260,29 @@ def message_send(
             copy_models(messages)
             ids = [str(m.pk) for m in messages]
         else:
+            # The batch's columns, then each message's own, by name.
+            batch = {
+                "application_id": application.pk, "campaign_id": campaign_id,
+                "campaign_run_id": campaign_run_id, "priority": delivery.priority,
+                "ttl": delivery.ttl, "collapse_id": delivery.collapse_id,
+                "send_after": delivery.send_after, "status": MessageStatus.PENDING.value,
+                "attempts": 0, "error_code": "", "error_message": "", "error_permanent": None,
+                "provider_id": "", "created_at": now, "sent_at": None, "enqueued_at": enqueued_at,
+            }  # fmt: skip
             rows = []
             for s in subscriptions:
                 c = content_for(s)
                 rows.append(
-                    (
-                        uuid7(), application.pk, s.pk, s.type, campaign_id,
-                        campaign_run_id, c.title, c.body, c.data, c.template_version_id,
-                        delivery.priority, delivery.ttl, delivery.collapse_id,
-                        delivery.send_after, MessageStatus.PENDING.value, 0, "", "", None, "",
-                        now, None, enqueued_at,
+                    _inserted_from_dict(
+                        batch | {
+                            "id": uuid7(), "subscription_id": s.pk, "channel": s.type,
+                            "title": c.title, "body": c.body, "data": c.data,
+                            "template_version_id": c.template_version_id,
+                        }
                     )
                 )  # fmt: skip
-            copy_rows(Message, _NEW_MESSAGE_COLUMNS, rows)
-            ids = [str(row[0]) for row in rows]
+            copy_rows(Message, INSERTED, rows)
+            ids = [str(row[_ID]) for row in rows]
         # Last, so the quota row stays locked only until the commit.
         quota_consume(application=application, count=len(ids))
         if not scheduled and ids:
