@@ -39,6 +39,8 @@ def _fields(application, data: dict) -> dict:
 
 
 class CampaignCollectionApi(APIView):
+    pagination_class = ResultsCursorPagination
+
     @extend_schema(
         operation_id="campaigns_create",
         request=CampaignInput,
@@ -139,12 +141,14 @@ class RunPagination(ResultsCursorPagination):
 
 
 class CampaignRunListApi(APIView):
+    pagination_class = RunPagination
+
     @extend_schema(operation_id="campaigns_runs_list", responses=RunOutput(many=True))
     def get(self, request: Request, campaign_id) -> Response:
         campaign = selectors.campaign_get(
             application=request.auth.application, campaign_id=campaign_id
         )
-        paginator = RunPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(
             selectors.campaign_runs(campaign=campaign), request, self
         )

@@ -8,6 +8,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from signal_project.api import ResultsCursorPagination
+
 from .. import message_selectors, sending
 from ..idempotency import idempotent_call
 from ..services import actor_of
@@ -33,6 +35,8 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 
 
 class MessageCollectionApi(APIView):
+    pagination_class = ResultsCursorPagination
+
     @extend_schema(
         operation_id="messages_create",
         request=MessageCreateInput,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,12 +25,14 @@ from .serializers import (
 
 
 def paginated(request: Request, view: APIView, queryset, serializer_class) -> Response:
-    paginator = ResultsCursorPagination()
+    paginator = view.pagination_class()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
 
 class SubscriptionCollectionApi(APIView):
+    pagination_class = ResultsCursorPagination
+
     def get_permissions(self):
         # Client keys may register subscriptions, but listing them is for servers.
         return [IsServerOrClientKey()] if self.request.method == "POST" else [IsServerKey()]
@@ -150,11 +152,9 @@ class UserLogoutApi(APIView):
 
 
 class UserSubscriptionListApi(APIView):
-    @extend_schema(
-        operation_id="users_subscriptions_list",
-        parameters=[OpenApiParameter("cursor", str), OpenApiParameter("limit", int)],
-        responses=SubscriptionOutput(many=True),
-    )
+    pagination_class = ResultsCursorPagination
+
+    @extend_schema(operation_id="users_subscriptions_list", responses=SubscriptionOutput(many=True))
     def get(self, request: Request, external_user_id: str) -> Response:
         user = selectors.user_get(
             application=request.auth.application, external_user_id=external_user_id
