@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from messaging.api.message_serializers import MAX_TTL
 from messaging.models import Message
-from signal_project.api import StrictSerializer
+from signal_project.api import StrictQuerySerializer, StrictSerializer
 
 from ..models import Campaign, CampaignRun, CampaignStatus
 from ..schedules import ScheduleInvalid, schedule_clean
@@ -178,7 +178,7 @@ class CampaignOutput(serializers.ModelSerializer):
         return RunOutput(run).data if run else None
 
 
-class CampaignListFilters(StrictSerializer):
+class CampaignListFilters(StrictQuerySerializer):
     status = serializers.ChoiceField(choices=CampaignStatus.choices, required=False)
     cursor = serializers.CharField(required=False)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000)

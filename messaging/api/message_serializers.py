@@ -5,7 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from signal_project.api import FieldsReusedPerThread, StrictSerializer
+from signal_project.api import FieldsReusedPerThread, StrictQuerySerializer, StrictSerializer
 
 from ..models import Message, MessageEvent, MessageStatus, SubscriptionType
 
@@ -143,7 +143,7 @@ class MessageDetailOutput(MessageOutput):
         fields = [*MessageOutput.Meta.fields, "events"]
 
 
-class MessageListFilters(StrictSerializer):
+class MessageListFilters(StrictQuerySerializer):
     status = serializers.ChoiceField(choices=MessageStatus.choices, required=False)
     campaign_id = serializers.UUIDField(required=False)
     subscription_id = serializers.UUIDField(required=False)

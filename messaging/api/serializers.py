@@ -7,7 +7,7 @@ import zoneinfo
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from signal_project.api import StrictSerializer
+from signal_project.api import StrictQuerySerializer, StrictSerializer
 
 from ..models import Subscription, SubscriptionType, User
 from ..tokens import normalize_token
@@ -149,7 +149,7 @@ class UserOutput(serializers.ModelSerializer):
         return [str(pk) for pk in user.subscriptions.values_list("pk", flat=True)]
 
 
-class SubscriptionListFilters(StrictSerializer):
+class SubscriptionListFilters(StrictQuerySerializer):
     type = serializers.ChoiceField(choices=SubscriptionType.choices, required=False)
     enabled = serializers.BooleanField(required=False, allow_null=True, default=None)
     country = serializers.CharField(max_length=2, required=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from signal_project.api import StrictSerializer
+from signal_project.api import StrictQuerySerializer, StrictSerializer
 
 from ..models import TemplateVersion
 from ..rendering import MAX_LANGUAGE_LENGTH, compiled, normalize_language
@@ -71,11 +71,11 @@ class TemplateUpdate(StrictSerializer):
     default_language = serializers.CharField(max_length=MAX_LANGUAGE_LENGTH, required=False)
 
 
-class TemplateVersionQuery(StrictSerializer):
+class TemplateVersionQuery(StrictQuerySerializer):
     version = serializers.IntegerField(required=False, min_value=1)
 
 
-class TemplateListQuery(StrictSerializer):
+class TemplateListQuery(StrictQuerySerializer):
     cursor = serializers.CharField(required=False)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000)
 
