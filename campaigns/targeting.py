@@ -61,7 +61,10 @@ def criteria_clean(criteria) -> dict:
             clean["last_active_after"] = moment.isoformat()
     if "countries" in criteria:
         countries = _string_list(
-            criteria["countries"], "countries", errors, lambda v: len(v) == 2 and v.isalpha()
+            criteria["countries"],
+            "countries",
+            errors,
+            lambda v: len(v) == 2 and v.isascii() and v.isalpha(),
         )
         clean["countries"] = sorted({c.upper() for c in countries})
     if "languages" in criteria:
