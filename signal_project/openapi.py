@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.plumbing import ResolvedComponent
+from drf_spectacular.plumbing import ResolvedComponent, force_instance
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
@@ -53,7 +53,11 @@ RETRY_AFTER = {
     }
 }
 
-NON_BLANK = r"\S"  # a trimmed string field refuses text that is all whitespace
+# What Python's str.strip() removes (a trimmed string field refuses text of only these), spelled
+# out: JSON Schema's `\s` (ECMA 262) is another set.
+WHITESPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NON_BLANK = f"[^{WHITESPACE}]"  # some text besides whitespace
+BLANK = f"^[{WHITESPACE}]*$"
 
 
 def error_response(description: str) -> OpenApiResponse:
@@ -134,8 +138,18 @@ class SignalAutoSchema(AutoSchema):
         )
         return errors
 
+    def _get_request_for_media_type(self, serializer, direction="request"):
+        schema, required = super()._get_request_for_media_type(serializer, direction)
+        rules = OpenApiSerializerExtension.get_match(force_instance(serializer))
+        if isinstance(rules, RequestRules) and rules.body_required:
+            required = True
+        return schema, required
+
     def _map_basic_serializer(self, serializer, direction):
         schema = super()._map_basic_serializer(serializer, direction)
+        if type(serializer).__doc__ is None:
+            # drf-spectacular would describe it with a base class's docstring.
+            schema.pop("description", None)
         if direction == "request" and isinstance(serializer, StrictSerializer):
             schema["additionalProperties"] = False
         return schema
@@ -157,9 +171,11 @@ class SignalAutoSchema(AutoSchema):
 
 class RequestRules(OpenApiSerializerExtension):
     """The request schema of `target_class` with the JSON Schema keywords of `rules` added:
-    for what its validate() checks across fields (one of several fields, not both)."""
+    for what its validate() checks across fields (one of several fields, not both).
+    `body_required`: the rules refuse an empty body, though no single field is required."""
 
     rules: dict = {}
+    body_required = False
 
     def map_serializer(self, auto_schema, direction):
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)

@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from signal_project.api import FieldsReusedPerThread, StrictQuerySerializer, StrictSerializer
+from signal_project.openapi import NON_BLANK, RequestRules
 
 from ..models import Message, MessageEvent, MessageStatus, SubscriptionType
 
@@ -72,6 +73,43 @@ class MessageCreateInput(FieldsReusedPerThread, StrictSerializer):
         if "subscription_ids" in attrs:
             attrs["subscription_ids"] = list(dict.fromkeys(attrs["subscription_ids"]))
         return attrs
+
+
+def _present(*names: str) -> list[dict]:
+    return [{"required": [name]} for name in names]
+
+
+def _with_text(name: str, text: dict) -> dict:
+    return {"required": [name], "properties": {name: text}}
+
+
+class MessageCreateRules(RequestRules):
+    """What validate() requires, in JSON Schema: exactly one target form; either a template
+    (with its variables and language) or content of one's own, not both."""
+
+    target_class = MessageCreateInput
+    body_required = True
+    rules = {
+        "allOf": [
+            {"oneOf": _present("subscription_id", "subscription_ids", "external_user_id")},
+            {
+                "oneOf": [
+                    {
+                        "required": ["template_id"],
+                        "not": {"anyOf": _present("title", "body", "data")},
+                    },
+                    {
+                        "not": {"anyOf": _present("template_id", "variables", "language")},
+                        "anyOf": [
+                            _with_text("title", {"pattern": NON_BLANK}),
+                            _with_text("body", {"pattern": NON_BLANK}),
+                            _with_text("data", {"minProperties": 1}),
+                        ],
+                    },
+                ]
+            },
+        ]
+    }
 
 
 class MessageAcceptedOutput(serializers.ModelSerializer):

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from signal_project.api import ResultsCursorPagination
+from signal_project.openapi import error_response
 
 from .. import selectors, services
 from .auth import IsServerKey, IsServerOrClientKey
@@ -113,10 +114,19 @@ class SubscriptionDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+NO_SUCH_SUBSCRIPTION = error_response(
+    "not_found: the subscription is not one of this application's."
+)
+
+
 class UserIdentifyApi(APIView):
     permission_classes = [IsServerOrClientKey]
 
-    @extend_schema(operation_id="users_identify", request=IdentifyInput, responses=UserOutput)
+    @extend_schema(
+        operation_id="users_identify",
+        request=IdentifyInput,
+        responses={200: UserOutput, 404: NO_SUCH_SUBSCRIPTION},
+    )
     def post(self, request: Request) -> Response:
         data = IdentifyInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -136,7 +146,9 @@ class UserLogoutApi(APIView):
     permission_classes = [IsServerOrClientKey]
 
     @extend_schema(
-        operation_id="users_logout", request=LogoutInput, responses=SubscriptionDetailOutput
+        operation_id="users_logout",
+        request=LogoutInput,
+        responses={200: SubscriptionDetailOutput, 404: NO_SUCH_SUBSCRIPTION},
     )
     def post(self, request: Request) -> Response:
         data = LogoutInput(data=request.data)
