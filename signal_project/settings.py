@@ -162,6 +162,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Multi-channel messaging: subscriptions, users, messages, templates and "
     "campaigns. Authenticate with the `X-API-Key` header (server or client key).",
     "VERSION": "1.0.0",
+    # 3.1: full JSON Schema (propertyNames, type lists), so the document can say what is refused.
+    "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,

@@ -7,17 +7,60 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from messaging.api.message_serializers import MAX_TTL
-from messaging.models import Message
+from messaging.api.serializers import TimeZoneField
+from messaging.models import Message, SubscriptionType
 from signal_project.api import StrictQuerySerializer, StrictSerializer
+from signal_project.openapi import NON_BLANK, RequestRules
 
 from ..models import Campaign, CampaignRun, CampaignStatus
 from ..schedules import ScheduleInvalid, schedule_clean
 from ..targeting import CriteriaInvalid, criteria_clean
 
+_NON_EMPTY_STRINGS = {"type": "array", "minItems": 1, "items": {"type": "string"}}
+_CRITERIA = {
+    "type": "object",
+    "description": "Who the campaign targets; every given criterion must hold.",
+    "additionalProperties": False,
+    "properties": {
+        "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+        "last_active_after": {"type": "string", "format": "date-time"},
+        "countries": {
+            **_NON_EMPTY_STRINGS,
+            "items": {"type": "string", "pattern": "^[A-Za-z]{2}$"},
+        },
+        "languages": _NON_EMPTY_STRINGS,
+        "channels": {
+            **_NON_EMPTY_STRINGS,
+            "items": {"type": "string", "enum": list(SubscriptionType.values)},
+        },
+    },
+}
+# The crontab fields as numbers or `*`; Celery's parser also takes ranges, steps and names.
+_CRONTAB = (
+    r"^\s*(?:\*|[0-5]?[0-9])\s+(?:\*|[01]?[0-9]|2[0-3])\s+(?:\*|0?[1-9]|[12][0-9]|3[01])"
+    r"\s+(?:\*|0?[1-9]|1[0-2])\s+(?:\*|[0-6])\s*$"
+)
 
-class ScheduleSerializer(StrictSerializer):
-    crontab = serializers.CharField(help_text='Five fields, e.g. "0 9 * * 1".')
-    timezone = serializers.CharField(default="UTC")
+
+@extend_schema_field(_CRITERIA)
+class CriteriaField(serializers.JSONField):
+    """Checked by campaigns.targeting.criteria_clean."""
+
+
+# The OpenAPI schema of ScheduleField; campaigns.schedules.schedule_clean does the checking.
+class ScheduleSchema(StrictSerializer):
+    """A recurring schedule: a crontab in a time zone."""
+
+    crontab = serializers.RegexField(
+        _CRONTAB,
+        help_text='Five fields: minute hour day-of-month month day-of-week, e.g. "0 9 * * 1".',
+    )
+    timezone = TimeZoneField(default="UTC")
+
+
+@extend_schema_field(ScheduleSchema)
+class ScheduleField(serializers.JSONField):
+    """A recurring schedule, or null for none."""
 
 
 class CampaignInput(StrictSerializer):
@@ -29,9 +72,9 @@ class CampaignInput(StrictSerializer):
     title = serializers.CharField(max_length=1000, required=False, allow_blank=True)
     body = serializers.CharField(max_length=4000, required=False, allow_blank=True)
     data = serializers.DictField(required=False)
-    targeting_criteria = serializers.JSONField(required=False)
+    targeting_criteria = CriteriaField(required=False)
     scheduled_at = serializers.DateTimeField(required=False, allow_null=True)
-    schedule = serializers.JSONField(required=False, allow_null=True)
+    schedule = ScheduleField(required=False, allow_null=True)
     throttle_per_minute = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, max_value=10_000_000
     )
@@ -86,6 +129,52 @@ class CampaignInput(StrictSerializer):
         return attrs
 
 
+class CampaignUpdate(CampaignInput):
+    """PUT: any of the fields; the campaign keeps the others."""
+
+    name = serializers.CharField(max_length=200, required=False)
+
+
+def _given(name: str, value: dict) -> dict:
+    return {"required": [name], "properties": {name: value}}
+
+
+# A template and content of one's own (title, body or data with something in it) exclude
+# each other; so do scheduled_at and schedule, when neither is null.
+_TEMPLATE = _given("template_id", {"type": "string"})
+_OWN_CONTENT = [
+    _given("title", {"pattern": NON_BLANK}),
+    _given("body", {"pattern": NON_BLANK}),
+    _given("data", {"minProperties": 1}),
+]
+_EXCLUSIONS = [
+    {"not": {"allOf": [_TEMPLATE, {"anyOf": _OWN_CONTENT}]}},
+    {
+        "not": {
+            "allOf": [
+                _given("scheduled_at", {"type": "string"}),
+                _given("schedule", {"type": "object"}),
+            ]
+        }
+    },
+]
+
+
+class CampaignInputRules(RequestRules):
+    """POST: a template or content of one's own, not both."""
+
+    target_class = CampaignInput
+    rules = {"anyOf": [_TEMPLATE, *_OWN_CONTENT], "allOf": _EXCLUSIONS}
+
+
+class CampaignUpdateRules(RequestRules):
+    """PUT: what the change leaves must still be a template or content of one's own, which
+    depends on the stored campaign and cannot be said here."""
+
+    target_class = CampaignUpdate
+    rules = {"allOf": _EXCLUSIONS}
+
+
 class StatsOutput(serializers.Serializer):
     targeted = serializers.IntegerField()
     pending = serializers.IntegerField()
@@ -138,6 +227,8 @@ class RunOutput(serializers.ModelSerializer):
 
 class CampaignOutput(serializers.ModelSerializer):
     template_id = serializers.UUIDField(allow_null=True, read_only=True)
+    targeting_criteria = CriteriaField(read_only=True)
+    schedule = ScheduleField(allow_null=True, read_only=True)
     stats = serializers.SerializerMethodField()
     latest_run = serializers.SerializerMethodField()
 
