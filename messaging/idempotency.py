@@ -10,11 +10,12 @@ from datetime import timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from signal_project.api import IdempotencyConflict
+from signal_project.api import ApiError, IdempotencyConflict
 
 from .models import Application, IdempotencyRecord
 
 WINDOW = timedelta(hours=24)
+MAX_KEY_LENGTH = IdempotencyRecord._meta.get_field("key").max_length
 
 
 def request_digest(body) -> str:
@@ -37,6 +38,12 @@ def idempotent_call(
     """
     if not key:
         return produce()
+    if len(key) > MAX_KEY_LENGTH:
+        raise ApiError(
+            "The Idempotency-Key header is too long.",
+            code="validation_error",
+            details={"Idempotency-Key": [f"At most {MAX_KEY_LENGTH} characters."]},
+        )
     digest = request_digest(body)
     replay = _replay(application, endpoint, key, digest)
     if replay is not None:

@@ -12,7 +12,7 @@ from signal_project.api import ResultsCursorPagination
 from signal_project.openapi import error_response
 
 from .. import message_selectors, sending
-from ..idempotency import idempotent_call
+from ..idempotency import MAX_KEY_LENGTH, idempotent_call
 from ..services import actor_of
 from .auth import IsServerOrClientKey
 from .message_serializers import (
@@ -27,7 +27,7 @@ from .views import paginated
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
-    str,
+    {"type": "string", "maxLength": MAX_KEY_LENGTH},
     location=OpenApiParameter.HEADER,
     required=False,
     description="The same key with the same body within 24 h returns the first response and "
