@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.plumbing import ResolvedComponent, force_instance
+from drf_spectacular.plumbing import ResolvedComponent, force_instance, is_serializer
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
@@ -140,9 +140,15 @@ class SignalAutoSchema(AutoSchema):
 
     def _get_request_for_media_type(self, serializer, direction="request"):
         schema, required = super()._get_request_for_media_type(serializer, direction)
-        rules = OpenApiSerializerExtension.get_match(force_instance(serializer))
-        if isinstance(rules, RequestRules) and rules.body_required:
-            required = True
+        serializer = force_instance(serializer)
+        if is_serializer(serializer) and not required:
+            # drf-spectacular looks for required fields in the component, which a schema of
+            # oneOf variants does not have at its top.
+            rules = OpenApiSerializerExtension.get_match(serializer)
+            required = (isinstance(rules, RequestRules) and rules.body_required) or any(
+                field.required and not field.read_only
+                for field in getattr(serializer, "fields", {}).values()
+            )
         return schema, required
 
     def _map_basic_serializer(self, serializer, direction):
@@ -188,6 +194,10 @@ def _link(operation_id: str, description: str, **parameters: str) -> dict:
     return {"operationId": operation_id, "description": description, "parameters": parameters}
 
 
+def _body_link(operation_id: str, description: str, body: dict) -> dict:
+    return {"operationId": operation_id, "description": description, "requestBody": body}
+
+
 # operationId -> its success status -> links to operations on the object it returned.
 _ID = "$response.body#/id"
 _LINKS = {
@@ -198,8 +208,28 @@ _LINKS = {
             ),
             "UpdateSubscription": _link("subscriptions_update", "Change it", subscription_id=_ID),
             "DeleteSubscription": _link("subscriptions_destroy", "Delete it", subscription_id=_ID),
+            "SendMessage": _body_link(
+                "messages_create", "Send it a message", {"subscription_id": _ID, "title": "Hi"}
+            ),
+            "IdentifyUser": _body_link(
+                "users_identify",
+                "Tie it to a user",
+                {"subscription_id": _ID, "external_user_id": "user-1"},
+            ),
+            "LogoutUser": _body_link(
+                "users_logout", "Untie it from its user", {"subscription_id": _ID}
+            ),
         }
         for status in ("200", "201")
+    },
+    "users_identify": {
+        "200": {
+            "ListUserSubscriptions": _link(
+                "users_subscriptions_list",
+                "The user's subscriptions",
+                external_user_id="$response.body#/external_user_id",
+            ),
+        }
     },
     "templates_create": {
         "201": {
