@@ -233,9 +233,17 @@ _LINKS = {
     },
     "templates_create": {
         "201": {
-            "GetTemplate": _link("templates_retrieve", "The template", template_id=_ID),
+            "GetTemplate": _link(
+                "templates_retrieve",
+                "The version just written",
+                template_id=_ID,
+                version="$response.body#/version",
+            ),
             "UpdateTemplate": _link("templates_update", "Change it", template_id=_ID),
-            "RenderTemplate": _link("templates_render", "Render it", template_id=_ID),
+            "RenderTemplate": {
+                **_link("templates_render", "Render the version just written", template_id=_ID),
+                "requestBody": {"variables": {}, "version": "$response.body#/version"},
+            },
             "DeleteTemplate": _link("templates_destroy", "Delete it", template_id=_ID),
         }
     },

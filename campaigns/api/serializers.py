@@ -35,9 +35,10 @@ _CRITERIA = {
         },
     },
 }
-# The crontab fields as numbers or `*`; Celery's parser also takes ranges, steps and names.
+# The crontab fields as numbers or `*`, days of the month up to 28 (a day every month has);
+# Celery's parser also takes 29-31 where the month has them, ranges, steps and names.
 _CRONTAB = (
-    r"^\s*(?:\*|[0-5]?[0-9])\s+(?:\*|[01]?[0-9]|2[0-3])\s+(?:\*|0?[1-9]|[12][0-9]|3[01])"
+    r"^\s*(?:\*|[0-5]?[0-9])\s+(?:\*|[01]?[0-9]|2[0-3])\s+(?:\*|0?[1-9]|1[0-9]|2[0-8])"
     r"\s+(?:\*|0?[1-9]|1[0-2])\s+(?:\*|[0-6])\s*$"
 )
 
