@@ -17,7 +17,8 @@ from messaging import sending
 from messaging.models import Application, Message, MessageStatus
 from messaging.outbox import enqueue, publish
 from signal_project.api import InvalidTransition, QuotaExceeded
-from templates_app.rendering import render
+from signal_project.validation import InputInvalid
+from templates_app.rendering import compiled, render
 from templates_app.selectors import template_get
 
 from . import schedules, targeting
@@ -26,6 +27,8 @@ from .models import Campaign, CampaignRun, CampaignStatus, RunStatus
 logger = logging.getLogger(__name__)
 
 CONTENT_FIELDS = ("template", "variables", "title", "body", "data")
+# How far ahead a one-off campaign may be scheduled.
+SCHEDULED_AT_MAX_AHEAD = timedelta(days=365)
 EDITABLE_FIELDS = (
     "name",
     *CONTENT_FIELDS,
@@ -45,12 +48,27 @@ def _refuse(campaign: Campaign, action: str) -> InvalidTransition:
     )
 
 
+def campaign_content_check(*, campaign: Campaign):
+    """Renders a template campaign's content in every language of the template's current
+    version with the campaign's variables; content over the limits of a message raises
+    InputInvalid naming the template and the field. Returns that version (None without a
+    template)."""
+    if not campaign.template_id:
+        return None
+    version = template_get(application=campaign.application, template_id=campaign.template_id)
+    for language in compiled(version).contents:
+        sending.render_content(version, campaign.variables, language)
+    return version
+
+
 def campaign_create(*, application: Application, **fields: Any) -> Campaign:
     """Creates a campaign, `scheduled` when it has scheduled_at or a schedule (with its beat
     task), else `draft`. Fields must be cleaned (targeting.criteria_clean,
-    schedules.schedule_clean)."""
+    schedules.schedule_clean); template content that renders over a message's limits raises
+    InputInvalid."""
     with transaction.atomic():
         campaign = Campaign(application=application, **fields)
+        campaign_content_check(campaign=campaign)
         if campaign.scheduled_at or campaign.schedule:
             campaign.schedule_runs()
         campaign.save()
@@ -73,6 +91,7 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
             campaign.title, campaign.body, campaign.data = "", "", {}
         elif any(fields.get(name) for name in ("title", "body", "data")):
             campaign.template, campaign.variables = None, {}
+        campaign_content_check(campaign=campaign)
         has_schedule = bool(campaign.scheduled_at or campaign.schedule)
         if has_schedule and campaign.status == CampaignStatus.DRAFT:
             campaign.schedule_runs()
@@ -84,21 +103,27 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
 
 
 def campaign_execute(*, campaign: Campaign, trigger: str = "execute") -> CampaignRun:
-    """Starts a run now: the campaign becomes `running` and the fan-out begins after commit."""
+    """Starts a run now: the campaign becomes `running` and the fan-out begins after commit.
+    Executed by hand, content that renders over a message's limits (the template may have
+    changed since) raises InputInvalid and nothing starts; a scheduled run finds out in its
+    fan-out, which fails the run with the reason."""
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
         if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
             raise _refuse(campaign, "executed")
+        if trigger == "execute":
+            version = campaign_content_check(campaign=campaign)
+        elif campaign.template_id:
+            version = template_get(
+                application=campaign.application, template_id=campaign.template_id
+            )
+        else:
+            version = None
         campaign.start()
         campaign.save(update_fields=["status", "updated_at"])
         if not campaign.is_recurring:
             # A one-off campaign runs once, whether by hand or at its time.
             schedules.periodic_task_disable(campaign)
-        version = None
-        if campaign.template_id:
-            version = template_get(
-                application=campaign.application, template_id=campaign.template_id
-            )
         number = (
             campaign.runs.order_by("-number").values_list("number", flat=True).first() or 0
         ) + 1
@@ -256,7 +281,9 @@ def run_fanout_step(*, run_id, step: int | None = None) -> bool:
                 _complete_if_done([run.pk])
     except (_StepSuperseded, IntegrityError):
         return False
-    except QuotaExceeded as exc:
+    except (QuotaExceeded, InputInvalid) as exc:
+        # Out of quota, or the content rendered for this batch breaks a message's limits:
+        # the run fails with the reason; retrying would only fail again.
         with transaction.atomic():
             _finish(run, RunStatus.FAILED, error=exc.message)
         return False
@@ -375,9 +402,7 @@ def campaign_preview(*, campaign: Campaign, sample_size: int = 3) -> dict:
         .annotate(count=Count("id"))
         .values_list("type", "count")
     )
-    version = None
-    if campaign.template_id:
-        version = template_get(application=campaign.application, template_id=campaign.template_id)
+    version = campaign_content_check(campaign=campaign)
     sample = []
     for subscription in audience.order_by("pk").only("id", "type", "language")[:sample_size]:
         item = {

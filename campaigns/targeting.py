@@ -9,6 +9,7 @@ from django.db.models import Q, QuerySet
 from django.utils.dateparse import parse_datetime
 
 from messaging.models import Application, Subscription, SubscriptionType
+from signal_project.validation import MAX_JSON_BYTES, InputInvalid, check_json
 
 KNOWN_KEYS = ("tags", "last_active_after", "countries", "languages", "channels")
 
@@ -36,6 +37,10 @@ def criteria_clean(criteria) -> dict:
         return {}
     if not isinstance(criteria, dict):
         raise CriteriaInvalid({"targeting_criteria": ["An object."]})
+    try:  # every string reaches a query: none may hold what PostgreSQL refuses
+        check_json(criteria, field="targeting_criteria", max_bytes=MAX_JSON_BYTES)
+    except InputInvalid as exc:
+        raise CriteriaInvalid(exc.errors) from exc
     errors: dict[str, list[str]] = {}
     for key in criteria:
         if key not in KNOWN_KEYS:

@@ -10,12 +10,13 @@ from datetime import timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from signal_project.api import ApiError, IdempotencyConflict
+from signal_project.api import IdempotencyConflict
+from signal_project.validation import check_text
 
 from .models import Application, IdempotencyRecord
 
 WINDOW = timedelta(hours=24)
-MAX_KEY_LENGTH = IdempotencyRecord._meta.get_field("key").max_length
+MAX_KEY_LENGTH = 255  # IdempotencyRecord.key
 
 
 def request_digest(body) -> str:
@@ -38,12 +39,7 @@ def idempotent_call(
     """
     if not key:
         return produce()
-    if len(key) > MAX_KEY_LENGTH:
-        raise ApiError(
-            "The Idempotency-Key header is too long.",
-            code="validation_error",
-            details={"Idempotency-Key": [f"At most {MAX_KEY_LENGTH} characters."]},
-        )
+    check_text(key, field="Idempotency-Key", max_length=MAX_KEY_LENGTH)
     digest = request_digest(body)
     replay = _replay(application, endpoint, key, digest)
     if replay is not None:

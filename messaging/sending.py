@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
@@ -15,6 +15,7 @@ from django.utils import timezone
 from django_fsm import can_proceed
 
 from signal_project.api import InvalidTransition, NotFound
+from signal_project.validation import MAX_JSON_BYTES, InputInvalid, check_json, text_problem
 from templates_app.rendering import render
 from templates_app.selectors import template_get
 
@@ -25,6 +26,14 @@ from .ids import uuid7
 from .models import Application, Message, MessageEvent, MessageStatus, Subscription, User
 from .outbox import enqueue
 from .quotas import quota_consume, quota_insert
+
+# What one message may carry, whether written literally or rendered from a template.
+MAX_TITLE_LENGTH = 1000
+MAX_BODY_LENGTH = 4000
+MAX_DATA_BYTES = MAX_JSON_BYTES
+MAX_VARIABLES_BYTES = MAX_JSON_BYTES
+# How far ahead `send_after` may be: scheduling further out is what campaigns are for.
+SEND_AFTER_MAX_AHEAD = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -38,22 +47,57 @@ class Content:
 ContentFor = Callable[[Subscription], Content]
 
 
+def rendered_content_check(content: Content, *, template_id) -> Content:
+    """`content` rendered from template `template_id` if it keeps the limits of literal
+    content; else InputInvalid naming the template and the field."""
+    for name, text, limit in (
+        ("title", content.title, MAX_TITLE_LENGTH),
+        ("body", content.body, MAX_BODY_LENGTH),
+    ):
+        if len(text) > limit:
+            raise InputInvalid(
+                f"The rendered {name} of template {template_id} is {len(text)} characters; "
+                f"the limit is {limit}.",
+                field=name,
+            )
+        if problem := text_problem(text):
+            raise InputInvalid(
+                f"The rendered {name} of template {template_id} {problem}.", field=name
+            )
+    try:
+        check_json(content.data, field="data", max_bytes=MAX_DATA_BYTES)
+    except InputInvalid as exc:
+        raise InputInvalid(
+            f"The data rendered from template {template_id}: {exc.message}", field="data"
+        ) from exc
+    return content
+
+
+def render_content(version, variables: dict, language: str | None) -> Content:
+    """One rendering of a template version as message content, checked against the limits
+    of literal content (rendered_content_check)."""
+    result = render(version, variables, language)
+    return rendered_content_check(
+        Content(
+            title=result.title,
+            body=result.body,
+            data=result.data,
+            template_version_id=version.pk,
+        ),
+        template_id=version.template_id,
+    )
+
+
 def rendered_content(version, variables: dict, language: str | None = None) -> ContentFor:
     """Content rendered from a template version: in `language` when given, else in each
     subscription's own language, falling back to the template's default. Renders once per
-    language."""
+    language; content over the limits raises InputInvalid (render_content)."""
     rendered: dict[str | None, Content] = {}
 
     def content_for(subscription: Subscription) -> Content:
         wanted = language or subscription.language or None
         if wanted not in rendered:
-            result = render(version, variables, wanted)
-            rendered[wanted] = Content(
-                title=result.title,
-                body=result.body,
-                data=result.data,
-                template_version_id=version.pk,
-            )
+            rendered[wanted] = render_content(version, variables, wanted)
         return rendered[wanted]
 
     return content_for

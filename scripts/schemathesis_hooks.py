@@ -6,22 +6,31 @@ from datetime import UTC, datetime, timedelta
 
 import schemathesis
 
-CAMPAIGN_PATHS = ("/api/v1/campaigns", "/api/v1/campaigns/{campaign_id}")
+# Timestamps whose allowed range is relative to now, which no schema can say of a date-time:
+# (path, field) -> (may it lie in the past, how far ahead it may lie).
+BOUNDED_TIMESTAMPS = {
+    ("/api/v1/campaigns", "scheduled_at"): (False, timedelta(days=365)),
+    ("/api/v1/campaigns/{campaign_id}", "scheduled_at"): (False, timedelta(days=365)),
+    ("/api/v1/messages", "send_after"): (True, timedelta(days=30)),
+}
 
 
 @schemathesis.hook
 def before_call(context, case, kwargs):
-    """A campaign's `scheduled_at` must lie in the future, which no schema can say of a
-    date-time: a generated one in the past is moved a day past now (a well-formed value stays
-    well-formed, so positive and negative cases keep their meaning)."""
-    if case.operation.path not in CAMPAIGN_PATHS or not isinstance(case.body, dict):
+    """A generated timestamp outside its range is moved to a day past now: a well-formed value
+    stays well-formed, so positive and negative cases keep their meaning."""
+    if not isinstance(case.body, dict):
         return
-    value = case.body.get("scheduled_at")
-    if not isinstance(value, str):
-        return
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return
-    if moment.tzinfo is not None and moment <= datetime.now(UTC):
-        case.body["scheduled_at"] = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    now = datetime.now(UTC)
+    for (path, field), (past_allowed, max_ahead) in BOUNDED_TIMESTAMPS.items():
+        value = case.body.get(field) if case.operation.path == path else None
+        if not isinstance(value, str):
+            continue
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            continue
+        if moment.tzinfo is None:
+            continue
+        if (moment <= now and not past_allowed) or moment > now + max_ahead - timedelta(days=1):
+            case.body[field] = (now + timedelta(days=1)).isoformat()

@@ -1,5 +1,5 @@
 """What every API endpoint shares: the one error shape, bounded JSON bodies, strict input,
-and pagination.
+fields that store only what PostgreSQL can hold, and pagination.
 
 Every error leaves as `{"error": {"code", "message", "details"}}`, whether DRF, Django or our
 own services raised it.
@@ -11,16 +11,29 @@ import json
 import logging
 import math
 import threading
+from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import FieldDoesNotExist
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.functional import cached_property
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from signal_project.db import database_unavailable, retry_after_seconds
+from signal_project.validation import (
+    MAX_JSON_DEPTH,
+    InputInvalid,
+    check_json,
+    check_text,
+    json_depth_exceeds,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +147,10 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif database_unavailable(exc):
         exc = database_unavailable_error(exc)
+    elif isinstance(exc, InputInvalid):
+        exc = ApiError(
+            "The request has invalid fields.", code="validation_error", details=exc.errors
+        )
     headers = {}
     if isinstance(exc, ApiError):
         body = error_body(exc.code, exc.message, exc.details)
@@ -170,6 +187,7 @@ class ApiErrorMiddleware:
 
     _DEFAULTS = {
         400: ("bad_request", "The request is invalid."),
+        414: ("uri_too_long", "The request's URL is longer than the limit."),
         404: ("not_found", "Not found."),
         405: ("method_not_allowed", "Method not allowed."),
         413: ("payload_too_large", "The request body is larger than the limit."),
@@ -190,6 +208,13 @@ class ApiErrorMiddleware:
             length = 0
         if length > limit:
             return self._error(413, f"The request body is larger than {limit} bytes.")
+        url_limit = settings.API_MAX_URL_BYTES
+        if len(request.META.get("PATH_INFO", "")) + len(request.META.get("QUERY_STRING", "")) > (
+            url_limit
+        ):
+            return self._error(
+                414, f"The URL (path and query string) is longer than {url_limit} bytes."
+            )
         response = self.get_response(request)
         if response.status_code >= 400 and "json" not in response.get("Content-Type", ""):
             code, message = self._DEFAULTS.get(response.status_code, ("error", "Request failed."))
@@ -218,8 +243,42 @@ def service_unavailable_response(exc: ServiceUnavailable) -> JsonResponse:
     return response
 
 
+MAX_BODY_DEPTH = 64  # nested objects/arrays in a request body
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text} is out of range")
+    return value
+
+
+def _object_without_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise ValueError(f"the key {duplicate!r} appears twice in one object")
+    return value
+
+
+# JSON as RFC 8259 has it: no NaN or Infinity (Python's json accepts them, PostgreSQL does
+# not), no number that overflows a double, no key twice in one object (parsers differ on
+# which value wins).
+_DECODER = json.JSONDecoder(
+    parse_constant=_refuse_constant,
+    parse_float=_finite_float,
+    object_pairs_hook=_object_without_duplicates,
+)
+
+
 class BoundedJSONParser(JSONParser):
-    """JSON bodies of at most API_MAX_BODY_BYTES, also when no Content-Length was sent."""
+    """JSON bodies of at most API_MAX_BODY_BYTES (also when no Content-Length was sent),
+    nested at most MAX_BODY_DEPTH levels, strictly JSON."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         limit = settings.API_MAX_BODY_BYTES
@@ -227,10 +286,21 @@ class BoundedJSONParser(JSONParser):
         if len(raw) > limit:
             raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
         encoding = (parser_context or {}).get("encoding", "utf-8")
+        too_deep = exceptions.ParseError(
+            f"The body is nested more than {MAX_BODY_DEPTH} levels deep."
+        )
         try:
-            return json.loads(raw.decode(encoding))
+            data = _DECODER.decode(raw.decode(encoding))
+        except RecursionError:
+            raise too_deep from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise exceptions.ParseError(f"The body is not valid JSON: {exc}") from exc
+        # Fewer brackets than the limit cannot nest deeper (the usual body: no walk at all).
+        if raw.count(b"[") + raw.count(b"{") > MAX_BODY_DEPTH and json_depth_exceeds(
+            data, MAX_BODY_DEPTH
+        ):
+            raise too_deep
+        return data
 
 
 def _json_type_error(field: serializers.Field, value) -> str | None:
@@ -292,6 +362,75 @@ class StrictQuerySerializer(StrictSerializer):
     json_types = False
 
 
+def _invalid(exc: InputInvalid) -> serializers.ValidationError:
+    return serializers.ValidationError(exc.message)
+
+
+class JSONValueField(serializers.JSONField):
+    """Any JSON value PostgreSQL can store (see validation.check_json), nested at most
+    `max_depth` levels and at most `max_bytes` long."""
+
+    def __init__(self, *, max_bytes: int | None = None, max_depth: int = MAX_JSON_DEPTH, **kw):
+        self.max_bytes, self.max_depth = max_bytes, max_depth
+        super().__init__(**kw)
+
+    def to_internal_value(self, data):
+        # JSONField's own check serializes the value once more; check_json walks it once.
+        try:
+            return check_json(
+                data, field=self.field_name, max_depth=self.max_depth, max_bytes=self.max_bytes
+            )
+        except InputInvalid as exc:
+            raise _invalid(exc) from exc
+
+
+@extend_schema_field({"type": "object", "additionalProperties": {}})
+class JSONObjectField(JSONValueField):
+    """A JSON object PostgreSQL can store."""
+
+    default_error_messages = {
+        "not_a_dict": serializers.DictField.default_error_messages["not_a_dict"],
+    }
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            self.fail("not_a_dict", input_type=type(data).__name__)
+        return super().to_internal_value(data)
+
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 date-time that names its zone (`Z` or an offset), at most `max_ahead`
+    from now when given."""
+
+    default_error_messages = {
+        "naive": "Give the time zone: an offset such as +09:00, or Z for UTC.",
+        "too_far": "At most {days} days ahead (until {latest}).",
+    }
+
+    def __init__(self, *, max_ahead: timedelta | None = None, **kwargs):
+        self.max_ahead = max_ahead
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, value):
+        if isinstance(value, str):
+            try:
+                parsed = parse_datetime(value)
+            except ValueError:  # well formed but impossible, e.g. month 13: DRF says so
+                parsed = None
+            if parsed is not None and parsed.tzinfo is None:
+                self.fail("naive")
+        moment = super().to_internal_value(value)
+        if self.max_ahead is not None:
+            latest = timezone.now() + self.max_ahead
+            if moment > latest:
+                self.fail(
+                    "too_far",
+                    days=self.max_ahead.days,
+                    latest=latest.replace(microsecond=0).isoformat(),
+                )
+        return moment
+
+
 class FieldsReusedPerThread:
     """For a hot input serializer: its bound fields are built once per thread and reused.
 
@@ -314,13 +453,69 @@ class FieldsReusedPerThread:
         return fields
 
 
+class PageQuery(StrictQuerySerializer):
+    """The query string of a list without filters: only `cursor` and `limit`."""
+
+    cursor = serializers.CharField(required=False)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000)
+
+
 class ResultsCursorPagination(CursorPagination):
-    """`{"results": [...], "next": <url or null>}`, newest first, stable under inserts."""
+    """`{"results": [...], "next": <url or null>}`, newest first, stable under inserts.
+    A `limit` outside 1..1000 or a cursor that is not one of this list's `next` links is
+    `400 validation_error`."""
 
     page_size = 100
     page_size_query_param = "limit"
     max_page_size = 1000
     ordering = "-created_at"
+    invalid_cursor = "Not a cursor of this list: pass the cursor of a `next` link unchanged."
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self._model = queryset.model
+        return super().paginate_queryset(queryset, request, view)
+
+    def get_page_size(self, request):
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 7) or not (
+            1 <= int(raw) <= self.max_page_size
+        ):
+            raise serializers.ValidationError(
+                {"limit": [f"A whole number from 1 to {self.max_page_size}."]}
+            )
+        return int(raw)
+
+    def decode_cursor(self, request):
+        try:
+            cursor = super().decode_cursor(request)
+        except exceptions.NotFound:
+            cursor = None
+            valid = False
+        else:
+            valid = (
+                cursor is None or cursor.position is None or self._position_valid(cursor.position)
+            )
+        if not valid:
+            raise serializers.ValidationError({"cursor": [self.invalid_cursor]})
+        return cursor
+
+    def _position_valid(self, position: str) -> bool:
+        """Whether a decoded position is a value of the ordering field (a forged one would
+        reach the query and fail there)."""
+        ordering = self.ordering if isinstance(self.ordering, str) else self.ordering[0]
+        try:
+            field = self._model._meta.get_field(ordering.lstrip("-"))
+        except FieldDoesNotExist:  # an annotation: nothing to check it against
+            field = None
+        try:
+            check_text(position, field="cursor")
+            if field is not None:
+                field.to_python(position)
+        except (InputInvalid, DjangoValidationError, ValueError, TypeError):
+            return False
+        return True
 
     def get_paginated_response(self, data):
         return Response({"results": data, "next": self.get_next_link()})

@@ -119,6 +119,7 @@ class SignalAutoSchema(AutoSchema):
             errors["403"] = _error(f"permission_denied: {' '.join(denials)}")
         if "path" in located:
             errors["404"] = _error("not_found: no such object in this application.")
+        errors["414"] = _error("uri_too_long: the URL (path and query) is longer than the limit.")
         if has_body:
             errors["413"] = _error("payload_too_large: the body is larger than the limit.")
             errors["415"] = _error("unsupported_media_type: the body is not application/json.")

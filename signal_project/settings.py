@@ -145,6 +145,9 @@ WHITENOISE_AUTOREFRESH = DEBUG
 API_RATE_LIMIT = env.int("API_RATE_LIMIT", default=100)  # requests per second per key
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+# Path and query string of an API request; longer ones get 414 uri_too_long. gunicorn's own
+# request-line limit (gunicorn.conf.py) sits above it.
+API_MAX_URL_BYTES = env.int("API_MAX_URL_BYTES", default=4096)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["messaging.api.auth.ApiKeyAuthentication"],

@@ -13,7 +13,9 @@ Rules:
 - Values are converted with str() (None renders as ""); an unknown variable renders as "" and
   is listed in `missing_variables`.
 - In `data_template` every string nested anywhere (dicts, lists) is a template; keys and
-  non-string values (numbers, booleans, null) are kept as they are.
+  non-string values (numbers, booleans, null) are kept as they are. It nests at most
+  MAX_JSON_DEPTH levels: deeper ones are refused when written, and a stored one that is
+  deeper fails to compile (InputInvalid) rather than exhausting the recursion limit.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
+
+from signal_project.validation import MAX_JSON_DEPTH, InputInvalid, json_depth_exceeds
 
 CACHE_SIZE = 2048
 _LANGUAGE_MEMO_SIZE = 64
@@ -87,6 +91,8 @@ def validate_data_template(data: Any) -> list[str]:
     """Errors of a data template: it must be an object, and every string in it valid."""
     if not isinstance(data, dict):
         return ["The data template must be a JSON object."]
+    if json_depth_exceeds(data, MAX_JSON_DEPTH):
+        return [f"The data template is nested more than {MAX_JSON_DEPTH} levels deep."]
     errors: list[str] = []
 
     def walk(value: Any, path: str) -> None:
@@ -151,16 +157,23 @@ def _compile_text(text: str) -> str | _Text:
     return _Text(literals, names) if names else literals[0]
 
 
-def _compile_data(value: Any) -> Any:
+def _compile_data(value: Any, depth: int = 0) -> Any:
     """Strings with variables become _Text, containers become tuples of compiled items (a
-    dict as a tuple of (key, item) pairs wrapped in _Dict); everything else stays as is."""
+    dict as a tuple of (key, item) pairs wrapped in _Dict); everything else stays as is.
+    Containers deeper than MAX_JSON_DEPTH raise _TooDeep (rendering recurses as deep)."""
     if isinstance(value, str):
         return _compile_text(value)
-    if isinstance(value, dict):
-        return _Dict((key, _compile_data(item)) for key, item in value.items())
-    if isinstance(value, list):
-        return _List(_compile_data(item) for item in value)
+    if isinstance(value, dict | list):
+        if depth >= MAX_JSON_DEPTH:
+            raise _TooDeep
+        if isinstance(value, dict):
+            return _Dict((key, _compile_data(item, depth + 1)) for key, item in value.items())
+        return _List(_compile_data(item, depth + 1) for item in value)
     return value
+
+
+class _TooDeep(Exception):
+    pass
 
 
 class _Dict(tuple):
@@ -200,23 +213,30 @@ class CompiledTemplate:
         default = normalize_language(version_obj.default_language) or "en"
         self.default_language = default
         data = version_obj.data_template or {}
-        base = _Content(
-            _compile_text(version_obj.title_template or ""),
-            _compile_text(version_obj.body_template or ""),
-            _compile_data(data),
-        )
-        contents = {default: base}
-        for tag, translation in (version_obj.translations or {}).items():
-            language = normalize_language(tag)
-            if language is None or language == default:
-                continue
-            contents[language] = _Content(
-                _compile_text(translation.get("title_template") or ""),
-                _compile_text(translation.get("body_template") or ""),
-                _compile_data(translation["data_template"])
-                if "data_template" in translation
-                else base.data,
+        try:
+            base = _Content(
+                _compile_text(version_obj.title_template or ""),
+                _compile_text(version_obj.body_template or ""),
+                _compile_data(data),
             )
+            contents = {default: base}
+            for tag, translation in (version_obj.translations or {}).items():
+                language = normalize_language(tag)
+                if language is None or language == default:
+                    continue
+                contents[language] = _Content(
+                    _compile_text(translation.get("title_template") or ""),
+                    _compile_text(translation.get("body_template") or ""),
+                    _compile_data(translation["data_template"])
+                    if "data_template" in translation
+                    else base.data,
+                )
+        except _TooDeep:
+            raise InputInvalid(
+                f"The data template of template {version_obj.template_id} is nested more "
+                f"than {MAX_JSON_DEPTH} levels deep.",
+                field="data_template",
+            ) from None
         self.contents: dict[str, _Content] = contents
         names: set[str] = set()
         for content in contents.values():

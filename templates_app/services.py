@@ -9,6 +9,13 @@ from django.utils import timezone
 
 from messaging.models import Application
 from signal_project.api import ApiError
+from signal_project.validation import (
+    MAX_JSON_BYTES,
+    MAX_JSON_DEPTH,
+    InputInvalid,
+    check_json,
+    text_problem,
+)
 
 from . import selectors
 from .models import MessageTemplate, TemplateVersion
@@ -19,6 +26,9 @@ from .rendering import (
 )
 
 MAX_TEXT_LENGTH = 10_000
+MAX_DATA_TEMPLATE_BYTES = MAX_JSON_BYTES
+# translations -> language -> data_template: two levels above a data template's own.
+TRANSLATIONS_DEPTH = MAX_JSON_DEPTH + 2
 MAX_TRANSLATIONS = 200
 TRANSLATION_FIELDS = ("title_template", "body_template", "data_template")
 NAME_TAKEN = "A template with this name already exists."
@@ -45,7 +55,20 @@ def _text_errors(value: Any) -> list[str]:
         return ["A template must be a string."]
     if len(value) > MAX_TEXT_LENGTH:
         return [f"At most {MAX_TEXT_LENGTH} characters."]
+    if problem := text_problem(value):
+        return [f"The template {problem}."]
     return validate_template_text(value)
+
+
+def _json_errors(
+    value: Any, field: str, max_bytes: int | None = None, max_depth: int = MAX_JSON_DEPTH
+) -> list[str]:
+    """What PostgreSQL could not store in `value`, or how it is too deep or too large."""
+    try:
+        check_json(value, field=field, max_bytes=max_bytes, max_depth=max_depth)
+    except InputInvalid as exc:
+        return [exc.message]
+    return []
 
 
 def _translation_errors(translation: Any) -> list[str] | dict[str, list[str]]:
@@ -65,7 +88,10 @@ def _translation_errors(translation: Any) -> list[str] | dict[str, list[str]]:
     ):
         errors["body_template"] = [ONE_OF_TITLE_OR_BODY]
     if "data_template" in translation and (
-        problems := validate_data_template(translation["data_template"])
+        problems := _json_errors(
+            translation["data_template"], "data_template", MAX_DATA_TEMPLATE_BYTES
+        )
+        or validate_data_template(translation["data_template"])
     ):
         errors["data_template"] = problems
     return errors
@@ -90,7 +116,9 @@ def template_content_clean(
     if not errors and not _has_text(title_template, body_template):
         errors["title_template"] = errors["body_template"] = [ONE_OF_TITLE_OR_BODY]
     data_template = {} if data_template is None else data_template
-    if problems := validate_data_template(data_template):
+    if problems := _json_errors(
+        data_template, "data_template", MAX_DATA_TEMPLATE_BYTES
+    ) or validate_data_template(data_template):
         errors["data_template"] = problems
     default = normalize_language(default_language)
     if default is None:
@@ -103,6 +131,8 @@ def template_content_clean(
     normalized: dict[str, Any] = {}
     if not isinstance(translations, dict):
         errors["translations"] = ["Translations are an object: language tag -> texts."]
+    elif problems := _json_errors(translations, "translations", max_depth=TRANSLATIONS_DEPTH):
+        errors["translations"] = problems
     elif len(translations) > MAX_TRANSLATIONS:
         errors["translations"] = [f"At most {MAX_TRANSLATIONS} translations."]
     else:
@@ -140,6 +170,8 @@ def template_content_clean(
 def _name_clean(*, application: Application, name: Any, exclude=None) -> str:
     if not isinstance(name, str) or not name.strip():
         raise TemplateInvalid(details={"name": ["This field is required."]})
+    if problem := text_problem(name):
+        raise TemplateInvalid(details={"name": [f"The name {problem}."]})
     name = name.strip()
     if selectors.template_name_taken(application=application, name=name, exclude=exclude):
         raise TemplateInvalid(details={"name": [NAME_TAKEN]})

@@ -9,11 +9,25 @@ from rest_framework import serializers
 from messaging.api.message_serializers import MAX_TTL
 from messaging.api.serializers import TimeZoneField
 from messaging.models import Message, SubscriptionType
-from signal_project.api import StrictQuerySerializer, StrictSerializer
+from messaging.sending import (
+    MAX_BODY_LENGTH,
+    MAX_DATA_BYTES,
+    MAX_TITLE_LENGTH,
+    MAX_VARIABLES_BYTES,
+)
+from signal_project.api import (
+    AwareDateTimeField,
+    JSONObjectField,
+    JSONValueField,
+    StrictQuerySerializer,
+    StrictSerializer,
+)
 from signal_project.openapi import NON_BLANK, RequestRules
+from signal_project.validation import MAX_JSON_BYTES
 
 from ..models import Campaign, CampaignRun, CampaignStatus
 from ..schedules import ScheduleInvalid, schedule_clean
+from ..services import SCHEDULED_AT_MAX_AHEAD
 from ..targeting import CriteriaInvalid, criteria_clean
 
 _NON_EMPTY_STRINGS = {"type": "array", "minItems": 1, "items": {"type": "string"}}
@@ -44,7 +58,7 @@ _CRONTAB = (
 
 
 @extend_schema_field(_CRITERIA)
-class CriteriaField(serializers.JSONField):
+class CriteriaField(JSONValueField):
     """Checked by campaigns.targeting.criteria_clean."""
 
 
@@ -60,7 +74,7 @@ class ScheduleSchema(StrictSerializer):
 
 
 @extend_schema_field(ScheduleSchema)
-class ScheduleField(serializers.JSONField):
+class ScheduleField(JSONValueField):
     """A recurring schedule, or null for none."""
 
 
@@ -69,13 +83,15 @@ class CampaignInput(StrictSerializer):
 
     name = serializers.CharField(max_length=200)
     template_id = serializers.UUIDField(required=False, allow_null=True)
-    variables = serializers.DictField(required=False)
-    title = serializers.CharField(max_length=1000, required=False, allow_blank=True)
-    body = serializers.CharField(max_length=4000, required=False, allow_blank=True)
-    data = serializers.DictField(required=False)
-    targeting_criteria = CriteriaField(required=False)
-    scheduled_at = serializers.DateTimeField(required=False, allow_null=True)
-    schedule = ScheduleField(required=False, allow_null=True)
+    variables = JSONObjectField(max_bytes=MAX_VARIABLES_BYTES, required=False)
+    title = serializers.CharField(max_length=MAX_TITLE_LENGTH, required=False, allow_blank=True)
+    body = serializers.CharField(max_length=MAX_BODY_LENGTH, required=False, allow_blank=True)
+    data = JSONObjectField(max_bytes=MAX_DATA_BYTES, required=False)
+    targeting_criteria = CriteriaField(max_bytes=MAX_JSON_BYTES, required=False)
+    scheduled_at = AwareDateTimeField(
+        max_ahead=SCHEDULED_AT_MAX_AHEAD, required=False, allow_null=True
+    )
+    schedule = ScheduleField(max_bytes=MAX_JSON_BYTES, required=False, allow_null=True)
     throttle_per_minute = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, max_value=10_000_000
     )

@@ -12,7 +12,7 @@ from messaging.api.message_views import IDEMPOTENCY_HEADER
 from messaging.api.views import paginated
 from messaging.idempotency import idempotent_call
 from messaging.services import actor_of
-from signal_project.api import ResultsCursorPagination
+from signal_project.api import PageQuery, ResultsCursorPagination
 from signal_project.openapi import error_response
 from templates_app.selectors import template_get
 
@@ -168,6 +168,7 @@ class CampaignRunListApi(APIView):
 
     @extend_schema(operation_id="campaigns_runs_list", responses=RunOutput(many=True))
     def get(self, request: Request, campaign_id) -> Response:
+        PageQuery(data=request.query_params.dict()).is_valid(raise_exception=True)
         campaign = selectors.campaign_get(
             application=request.auth.application, campaign_id=campaign_id
         )

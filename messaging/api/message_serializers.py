@@ -5,10 +5,23 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from signal_project.api import FieldsReusedPerThread, StrictQuerySerializer, StrictSerializer
+from signal_project.api import (
+    AwareDateTimeField,
+    FieldsReusedPerThread,
+    JSONObjectField,
+    StrictQuerySerializer,
+    StrictSerializer,
+)
 from signal_project.openapi import NON_BLANK, RequestRules
 
 from ..models import Message, MessageEvent, MessageStatus, SubscriptionType
+from ..sending import (
+    MAX_BODY_LENGTH,
+    MAX_DATA_BYTES,
+    MAX_TITLE_LENGTH,
+    MAX_VARIABLES_BYTES,
+    SEND_AFTER_MAX_AHEAD,
+)
 
 MAX_TARGETS = 10_000
 MAX_TTL = 28 * 24 * 3600  # the longest either provider keeps a message
@@ -25,16 +38,16 @@ class MessageCreateInput(FieldsReusedPerThread, StrictSerializer):
         required=False,
         min_length=1,
     )
-    title = serializers.CharField(max_length=1000, required=False, allow_blank=True)
-    body = serializers.CharField(max_length=4000, required=False, allow_blank=True)
-    data = serializers.DictField(required=False)
+    title = serializers.CharField(max_length=MAX_TITLE_LENGTH, required=False, allow_blank=True)
+    body = serializers.CharField(max_length=MAX_BODY_LENGTH, required=False, allow_blank=True)
+    data = JSONObjectField(max_bytes=MAX_DATA_BYTES, required=False)
     template_id = serializers.UUIDField(required=False)
-    variables = serializers.DictField(required=False)
+    variables = JSONObjectField(max_bytes=MAX_VARIABLES_BYTES, required=False)
     language = serializers.CharField(max_length=16, required=False)
     priority = serializers.ChoiceField(choices=Message.Priority.choices, default="normal")
     ttl = serializers.IntegerField(required=False, min_value=0, max_value=MAX_TTL)
     collapse_id = serializers.CharField(max_length=64, required=False, allow_blank=True)
-    send_after = serializers.DateTimeField(required=False)
+    send_after = AwareDateTimeField(max_ahead=SEND_AFTER_MAX_AHEAD, required=False)
 
     def validate(self, attrs):
         forms = [

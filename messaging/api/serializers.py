@@ -12,6 +12,7 @@ from rest_framework import serializers
 
 from signal_project.api import StrictQuerySerializer, StrictSerializer
 from signal_project.openapi import NON_BLANK
+from signal_project.validation import text_problem
 
 from ..models import Subscription, SubscriptionType, User
 from ..tokens import APNS_TOKEN, E164, FCM_TOKEN, normalize_token
@@ -38,6 +39,8 @@ class TagsField(serializers.DictField):
         for key in value:
             if not key or len(key) > 64:
                 raise serializers.ValidationError("A tag name is 1-64 characters.")
+            if problem := text_problem(key):
+                raise serializers.ValidationError(f"The tag name {key!r} {problem}.")
         return value
 
 

@@ -8,8 +8,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from signal_project.api import ResultsCursorPagination
+from signal_project.api import PageQuery, ResultsCursorPagination
 from signal_project.openapi import error_response
+from signal_project.validation import check_text
 
 from .. import selectors, services
 from .auth import IsServerKey, IsServerOrClientKey
@@ -168,8 +169,10 @@ class UserSubscriptionListApi(APIView):
 
     @extend_schema(operation_id="users_subscriptions_list", responses=SubscriptionOutput(many=True))
     def get(self, request: Request, external_user_id: str) -> Response:
+        PageQuery(data=request.query_params.dict()).is_valid(raise_exception=True)
         user = selectors.user_get(
-            application=request.auth.application, external_user_id=external_user_id
+            application=request.auth.application,
+            external_user_id=check_text(external_user_id, field="external_user_id"),
         )
         queryset = selectors.user_subscription_list(user=user)
         return paginated(request, self, queryset, SubscriptionOutput)

@@ -10,12 +10,14 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from signal_project.api import StrictQuerySerializer, StrictSerializer
+from signal_project import api as api_kit
+from signal_project.api import JSONValueField, StrictQuerySerializer, StrictSerializer
 from signal_project.openapi import BLANK, NON_BLANK, RequestRules
+from signal_project.validation import MAX_JSON_BYTES
 
 from ..models import TemplateVersion
 from ..rendering import MAX_LANGUAGE_LENGTH, compiled, normalize_language
-from ..services import MAX_TEXT_LENGTH
+from ..services import MAX_DATA_TEMPLATE_BYTES, MAX_TEXT_LENGTH, TRANSLATIONS_DEPTH
 
 _JSON_OBJECT = {"type": "object", "additionalProperties": True}
 # A BCP 47 tag as rendering.normalize_language takes it (`_` for `-` allowed).
@@ -47,13 +49,18 @@ _TRANSLATIONS = {
 
 
 @extend_schema_field(_JSON_OBJECT)
-class JSONObjectField(serializers.JSONField):
-    """Any JSON; the service insists on an object and says where it is wrong."""
+class JSONObjectField(JSONValueField):
+    """Any JSON PostgreSQL can store; the service insists on an object and says where it is
+    wrong."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_bytes=MAX_DATA_TEMPLATE_BYTES, **kwargs)
 
 
 @extend_schema_field(_TRANSLATIONS)
-class TranslationsField(serializers.JSONField):
-    pass
+class TranslationsField(JSONValueField):
+    def __init__(self, **kwargs):
+        super().__init__(max_depth=TRANSLATIONS_DEPTH, **kwargs)
 
 
 class LanguageTagField(serializers.CharField):
@@ -161,7 +168,7 @@ class TemplateOutput(serializers.ModelSerializer):
 
 
 class RenderInput(StrictSerializer):
-    variables = serializers.DictField(required=False, default=dict)
+    variables = api_kit.JSONObjectField(max_bytes=MAX_JSON_BYTES, required=False, default=dict)
     language = LanguageTagField(required=False, allow_null=True, allow_blank=True)
     version = serializers.IntegerField(
         required=False, min_value=1, help_text="A version to render; the newest when left out."
