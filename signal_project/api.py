@@ -520,24 +520,6 @@ class ResultsCursorPagination(CursorPagination):
     def get_paginated_response(self, data):
         return Response({"results": data, "next": self.get_next_link()})
 
-    def get_schema_operation_parameters(self, view):
-        return [
-            {
-                "name": "cursor",
-                "in": "query",
-                "required": False,
-                "description": "The `next` link's cursor: where the page starts.",
-                "schema": {"type": "string"},
-            },
-            {
-                "name": self.page_size_query_param,
-                "in": "query",
-                "required": False,
-                "description": f"Items per page (default {self.page_size}).",
-                "schema": {"type": "integer", "minimum": 1, "maximum": self.max_page_size},
-            },
-        ]
-
     def get_paginated_response_schema(self, schema):
         return {
             "type": "object",

@@ -8,13 +8,13 @@ SPECTACULAR_SETTINGS postprocessing hook. Views declare only the errors particul
 
 from __future__ import annotations
 
-from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.extensions import OpenApiFilterExtension, OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent, force_instance, is_serializer
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
-from signal_project.api import StrictSerializer
+from signal_project.api import ResultsCursorPagination, StrictSerializer
 
 ERROR_COMPONENT = "Error"
 ERROR_REF = {"$ref": f"#/components/schemas/{ERROR_COMPONENT}"}
@@ -174,6 +174,32 @@ class SignalAutoSchema(AutoSchema):
         ):
             schema["pattern"] = NON_BLANK
         return schema
+
+
+class ResultsCursorPaginationScheme(OpenApiFilterExtension):
+    """`cursor` and `limit` of every list, as the paginator checks them."""
+
+    target_class = ResultsCursorPagination
+    match_subclasses = True
+
+    def get_schema_operation_parameters(self, auto_schema, *args, **kwargs):
+        paginator = self.target
+        return [
+            {
+                "name": "cursor",
+                "in": "query",
+                "required": False,
+                "description": "The cursor of a `next` link, unchanged (any other is 400).",
+                "schema": {"type": "string", "minLength": 1, "pattern": NON_BLANK},
+            },
+            {
+                "name": paginator.page_size_query_param,
+                "in": "query",
+                "required": False,
+                "description": f"Items per page (default {paginator.page_size}).",
+                "schema": {"type": "integer", "minimum": 1, "maximum": paginator.max_page_size},
+            },
+        ]
 
 
 class RequestRules(OpenApiSerializerExtension):
