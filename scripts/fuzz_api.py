@@ -140,7 +140,8 @@ def main() -> int:
     parser.add_argument("--max-examples", type=int, default=30)
     parser.add_argument("--client-max-examples", type=int, default=15)
     parser.add_argument("--seed", type=int, default=int(os.environ.get("FUZZ_SEED", "20261111")))
-    parser.add_argument("--workers", type=int, default=2)
+    # One worker: parallel ones crash inside hypothesis on Python 3.11 (AST recursion check).
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
 
     LOG_DIR.mkdir(parents=True, exist_ok=True)
