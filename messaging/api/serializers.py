@@ -262,7 +262,7 @@ class UserOutput(serializers.ModelSerializer):
 
 class SubscriptionListFilters(StrictQuerySerializer):
     type = serializers.ChoiceField(choices=SubscriptionType.choices, required=False)
-    enabled = serializers.BooleanField(required=False, allow_null=True, default=None)
+    enabled = serializers.BooleanField(required=False)
     country = serializers.CharField(max_length=2, required=False)
     language = serializers.CharField(max_length=16, required=False)
     cursor = serializers.CharField(required=False)
@@ -270,8 +270,3 @@ class SubscriptionListFilters(StrictQuerySerializer):
 
     def validate_country(self, value: str) -> str:
         return value.upper()  # stored upper-case, as the input serializers normalize it
-
-    def validate(self, attrs):
-        if attrs.get("enabled") is None:
-            attrs.pop("enabled", None)
-        return attrs
