@@ -16,8 +16,7 @@ from django.utils import timezone
 from messaging import sending
 from messaging.models import Application, Message, MessageStatus
 from messaging.outbox import enqueue, publish
-from signal_project.api import InvalidTransition, QuotaExceeded
-from signal_project.validation import InputInvalid
+from signal_project.api import ContentInvalid, InvalidTransition, QuotaExceeded
 from templates_app.rendering import compiled, render
 from templates_app.selectors import template_get
 
@@ -51,7 +50,7 @@ def _refuse(campaign: Campaign, action: str) -> InvalidTransition:
 def campaign_content_check(*, campaign: Campaign):
     """Renders a template campaign's content in every language of the template's current
     version with the campaign's variables; content over the limits of a message raises
-    InputInvalid naming the template and the field. Returns that version (None without a
+    ContentInvalid naming the template and the field. Returns that version (None without a
     template)."""
     if not campaign.template_id:
         return None
@@ -65,7 +64,7 @@ def campaign_create(*, application: Application, **fields: Any) -> Campaign:
     """Creates a campaign, `scheduled` when it has scheduled_at or a schedule (with its beat
     task), else `draft`. Fields must be cleaned (targeting.criteria_clean,
     schedules.schedule_clean); template content that renders over a message's limits raises
-    InputInvalid."""
+    ContentInvalid."""
     with transaction.atomic():
         campaign = Campaign(application=application, **fields)
         campaign_content_check(campaign=campaign)
@@ -105,7 +104,7 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
 def campaign_execute(*, campaign: Campaign, trigger: str = "execute") -> CampaignRun:
     """Starts a run now: the campaign becomes `running` and the fan-out begins after commit.
     Executed by hand, content that renders over a message's limits (the template may have
-    changed since) raises InputInvalid and nothing starts; a scheduled run finds out in its
+    changed since) raises ContentInvalid and nothing starts; a scheduled run finds out in its
     fan-out, which fails the run with the reason."""
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
@@ -281,7 +280,7 @@ def run_fanout_step(*, run_id, step: int | None = None) -> bool:
                 _complete_if_done([run.pk])
     except (_StepSuperseded, IntegrityError):
         return False
-    except (QuotaExceeded, InputInvalid) as exc:
+    except (QuotaExceeded, ContentInvalid) as exc:
         # Out of quota, or the content rendered for this batch breaks a message's limits:
         # the run fails with the reason; retrying would only fail again.
         with transaction.atomic():

@@ -14,7 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_fsm import can_proceed
 
-from signal_project.api import InvalidTransition, NotFound
+from signal_project.api import ContentInvalid, InvalidTransition, NotFound
 from signal_project.validation import MAX_JSON_BYTES, InputInvalid, check_json, text_problem
 from templates_app.rendering import render
 from templates_app.selectors import template_get
@@ -75,23 +75,27 @@ def rendered_content_check(content: Content, *, template_id) -> Content:
 
 def render_content(version, variables: dict, language: str | None) -> Content:
     """One rendering of a template version as message content, checked against the limits
-    of literal content (rendered_content_check)."""
-    result = render(version, variables, language)
-    return rendered_content_check(
-        Content(
-            title=result.title,
-            body=result.body,
-            data=result.data,
-            template_version_id=version.pk,
-        ),
-        template_id=version.template_id,
-    )
+    of literal content (rendered_content_check); raises ContentInvalid, which the API, the
+    admin and the fan-out all handle as the ApiError it is."""
+    try:
+        result = render(version, variables, language)
+        return rendered_content_check(
+            Content(
+                title=result.title,
+                body=result.body,
+                data=result.data,
+                template_version_id=version.pk,
+            ),
+            template_id=version.template_id,
+        )
+    except InputInvalid as exc:
+        raise ContentInvalid(exc.message, details=exc.errors) from exc
 
 
 def rendered_content(version, variables: dict, language: str | None = None) -> ContentFor:
     """Content rendered from a template version: in `language` when given, else in each
     subscription's own language, falling back to the template's default. Renders once per
-    language; content over the limits raises InputInvalid (render_content)."""
+    language; content over the limits raises ContentInvalid (render_content)."""
     rendered: dict[str | None, Content] = {}
 
     def content_for(subscription: Subscription) -> Content:

@@ -54,6 +54,15 @@ class ApiError(exceptions.APIException):
         super().__init__(self.message, self.code)
 
 
+class ContentInvalid(ApiError):
+    """Content a template rendered beyond what a message may carry; `details` names the
+    field, the message says which template and by how much."""
+
+    status_code = 400
+    default_code = "validation_error"
+    default_detail = "The rendered content is invalid."
+
+
 class PayloadTooLarge(ApiError):
     status_code = 413
     default_code = "payload_too_large"

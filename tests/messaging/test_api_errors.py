@@ -192,8 +192,9 @@ def test_the_limit_applies_to_every_api_path_even_unauthenticated(anonymous_api)
 
 
 def test_a_body_without_content_length_is_never_read(server_api):
-    # WSGI gives a request without Content-Length an empty body, so an oversized chunked body
-    # cannot reach the parser through Django; it must not create anything either.
+    # Django reads no body without a Content-Length; only a server that marks the input as
+    # ending by itself (gunicorn, for chunked bodies: signal_project/wsgi.py and
+    # tests/signal_project/test_server_edges.py) gets one read. It must not create anything.
     response = server_api.generic(
         "POST", URL, _oversized_body(), content_type="application/json", CONTENT_LENGTH=""
     )

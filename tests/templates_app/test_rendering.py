@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from signal_project.validation import InputInvalid
 from templates_app.models import TemplateVersion
 from templates_app.rendering import (
     Rendered,
@@ -253,3 +254,15 @@ def test_unsaved_versions_without_a_template_are_rendered_but_not_cached():
 
     assert render(v, {"x": "y"}, None).title == "y"
     assert len(compiled_cache) == 0
+
+
+def test_a_data_template_deeper_than_the_limit_is_refused_without_recursing():
+    deep: list = []
+    for _ in range(100_000):  # far beyond Python's recursion limit
+        deep = [deep]
+
+    assert validate_data_template({"a": deep}) == [
+        "The data template is nested more than 32 levels deep."
+    ]
+    with pytest.raises(InputInvalid, match="nested more than 32 levels"):
+        render(version(title_template="t", data_template={"a": deep}), {})
