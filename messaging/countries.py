@@ -22,3 +22,9 @@ COUNTRY_CODES = frozenset(_ASSIGNED.split())
 def is_country_code(value: str) -> bool:
     """Whether `value` (any case) is an assigned ISO 3166-1 alpha-2 code."""
     return value.upper() in COUNTRY_CODES
+
+
+def country_code_pattern() -> str:
+    """A regular expression (JSON Schema's dialect too) of exactly the assigned codes, any case."""
+    pairs = (f"[{a.upper()}{a.lower()}][{b.upper()}{b.lower()}]" for a, b in sorted(COUNTRY_CODES))
+    return "^(?:" + "|".join(pairs) + ")$"

@@ -9,21 +9,21 @@ from django.core.validators import validate_email
 
 from .models import SubscriptionType
 
-_APNS_TOKEN = re.compile(r"^[0-9a-f]{64,200}$")
-_FCM_TOKEN = re.compile(r"^[A-Za-z0-9_\-:.]{20,4096}$")
-_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+APNS_TOKEN = re.compile(r"^(?:[0-9a-fA-F]{2}){32,100}$")
+FCM_TOKEN = re.compile(r"^[A-Za-z0-9_\-:.]{20,4096}$")
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
 def _apns(token: str) -> str:
     token = token.strip().lower().replace(" ", "").strip("<>")
-    if not _APNS_TOKEN.fullmatch(token) or len(token) % 2:
+    if not APNS_TOKEN.fullmatch(token):
         raise ValidationError("An APNs device token is an even number (64 or more) of hex digits.")
     return token
 
 
 def _fcm(token: str) -> str:
     token = token.strip()
-    if not _FCM_TOKEN.fullmatch(token):
+    if not FCM_TOKEN.fullmatch(token):
         raise ValidationError(
             "An FCM registration token is 20-4096 characters of letters, digits, '-', '_', ':' "
             "or '.'."
@@ -40,7 +40,7 @@ def _email(token: str) -> str:
 
 def _phone(token: str) -> str:
     token = re.sub(r"[\s\-().]", "", token)
-    if not _E164.fullmatch(token):
+    if not E164.fullmatch(token):
         raise ValidationError("A phone number must be in E.164 form, e.g. +821012345678.")
     return token
 

@@ -312,15 +312,63 @@ class BoundedJSONParser(JSONParser):
         return data
 
 
+def _json_type_error(field: serializers.Field, value) -> str | None:
+    """Why a value parsed from JSON is not of the field's JSON type, or None. DRF's fields
+    coerce (1 -> "1", "5" -> 5, 0 -> False, an integer -> a UUID); a JSON body must say what
+    it means."""
+    if value is None:
+        return None  # the field's allow_null decides
+    if isinstance(field, serializers.BooleanField):
+        return None if isinstance(value, bool) else "Must be a JSON boolean."
+    if isinstance(field, serializers.IntegerField):
+        is_integer = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        return None if is_integer and not isinstance(value, bool) else "Must be a JSON integer."
+    if isinstance(field, serializers.FloatField | serializers.DecimalField):
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if is_number else "Must be a JSON number."
+    if isinstance(
+        field,
+        serializers.CharField
+        | serializers.ChoiceField
+        | serializers.UUIDField
+        | serializers.DateTimeField
+        | serializers.DateField,
+    ):
+        return None if isinstance(value, str) else "Must be a JSON string."
+    if isinstance(field, serializers.ListField) and isinstance(value, list):
+        for index, item in enumerate(value):
+            if problem := _json_type_error(field.child, item):
+                return f"Item {index}: {problem}"
+    if isinstance(field, serializers.DictField) and isinstance(value, dict):
+        for key, item in value.items():
+            if problem := _json_type_error(field.child, item):
+                return f"{key!r}: {problem}"
+    return None
+
+
 class StrictSerializer(serializers.Serializer):
-    """An input serializer that rejects fields it does not know."""
+    """An input serializer for JSON bodies: it rejects fields it does not know and values of
+    another JSON type than the field's (no coercion of numbers to strings and the like)."""
+
+    json_types = True
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+            errors = {name: ["Unknown field."] for name in sorted(set(data) - set(self.fields))}
+            if self.json_types:
+                for name, field in self.fields.items():
+                    if name in data and (problem := _json_type_error(field, data[name])):
+                        errors[name] = [problem]
+            if errors:
+                raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
+
+
+class StrictQuerySerializer(StrictSerializer):
+    """Query parameters: unknown ones are refused; values are strings that the fields
+    convert."""
+
+    json_types = False
 
 
 def _invalid(exc: InputInvalid) -> serializers.ValidationError:
@@ -414,7 +462,7 @@ class FieldsReusedPerThread:
         return fields
 
 
-class PageQuery(StrictSerializer):
+class PageQuery(StrictQuerySerializer):
     """The query string of a list without filters: only `cursor` and `limit`."""
 
     cursor = serializers.CharField(required=False)
@@ -487,6 +535,6 @@ class ResultsCursorPagination(CursorPagination):
             "required": ["results", "next"],
             "properties": {
                 "results": schema,
-                "next": {"type": "string", "format": "uri", "nullable": True},
+                "next": {"type": ["string", "null"], "format": "uri"},
             },
         }

@@ -157,7 +157,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["signal_project.api.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "signal_project.api.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "signal_project.openapi.SignalAutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -166,9 +166,15 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Multi-channel messaging: subscriptions, users, messages, templates and "
     "campaigns. Authenticate with the `X-API-Key` header (server or client key).",
     "VERSION": "1.0.0",
+    # 3.1: full JSON Schema (propertyNames, type lists), so the document can say what is refused.
+    "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "signal_project.openapi.add_links",
+    ],
     # Swagger UI served from our own static files: nothing is fetched from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -7,7 +7,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from messaging.api.message_serializers import MAX_TTL
-from messaging.models import Message
+from messaging.api.serializers import TimeZoneField
+from messaging.countries import country_code_pattern
+from messaging.models import Message, SubscriptionType
 from messaging.sending import (
     MAX_BODY_LENGTH,
     MAX_DATA_BYTES,
@@ -18,8 +20,10 @@ from signal_project.api import (
     AwareDateTimeField,
     JSONObjectField,
     JSONValueField,
+    StrictQuerySerializer,
     StrictSerializer,
 )
+from signal_project.openapi import NON_BLANK, RequestRules
 from signal_project.validation import MAX_JSON_BYTES
 
 from ..models import Campaign, CampaignRun, CampaignStatus
@@ -27,10 +31,52 @@ from ..schedules import ScheduleInvalid, schedule_clean
 from ..services import SCHEDULED_AT_MAX_AHEAD
 from ..targeting import CriteriaInvalid, criteria_clean
 
+_NON_EMPTY_STRINGS = {"type": "array", "minItems": 1, "items": {"type": "string"}}
+_CRITERIA = {
+    "type": "object",
+    "description": "Who the campaign targets; every given criterion must hold.",
+    "additionalProperties": False,
+    "properties": {
+        "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+        "last_active_after": {"type": "string", "format": "date-time"},
+        "countries": {
+            **_NON_EMPTY_STRINGS,
+            "items": {"type": "string", "pattern": country_code_pattern()},
+        },
+        "languages": _NON_EMPTY_STRINGS,
+        "channels": {
+            **_NON_EMPTY_STRINGS,
+            "items": {"type": "string", "enum": list(SubscriptionType.values)},
+        },
+    },
+}
+# The crontab fields as numbers or `*`, days of the month up to 28 (a day every month has);
+# Celery's parser also takes 29-31 where the month has them, ranges, steps and names.
+_CRONTAB = (
+    r"^\s*(?:\*|[0-5]?[0-9])\s+(?:\*|[01]?[0-9]|2[0-3])\s+(?:\*|0?[1-9]|1[0-9]|2[0-8])"
+    r"\s+(?:\*|0?[1-9]|1[0-2])\s+(?:\*|[0-6])\s*$"
+)
 
-class ScheduleSerializer(StrictSerializer):
-    crontab = serializers.CharField(help_text='Five fields, e.g. "0 9 * * 1".')
-    timezone = serializers.CharField(default="UTC")
+
+@extend_schema_field(_CRITERIA)
+class CriteriaField(JSONValueField):
+    """Checked by campaigns.targeting.criteria_clean."""
+
+
+# The OpenAPI schema of ScheduleField; campaigns.schedules.schedule_clean does the checking.
+class ScheduleSchema(StrictSerializer):
+    """A recurring schedule: a crontab in a time zone."""
+
+    crontab = serializers.RegexField(
+        _CRONTAB,
+        help_text='Five fields: minute hour day-of-month month day-of-week, e.g. "0 9 * * 1".',
+    )
+    timezone = TimeZoneField(default="UTC")
+
+
+@extend_schema_field(ScheduleSchema)
+class ScheduleField(JSONValueField):
+    """A recurring schedule, or null for none."""
 
 
 class CampaignInput(StrictSerializer):
@@ -42,11 +88,11 @@ class CampaignInput(StrictSerializer):
     title = serializers.CharField(max_length=MAX_TITLE_LENGTH, required=False, allow_blank=True)
     body = serializers.CharField(max_length=MAX_BODY_LENGTH, required=False, allow_blank=True)
     data = JSONObjectField(max_bytes=MAX_DATA_BYTES, required=False)
-    targeting_criteria = JSONValueField(max_bytes=MAX_JSON_BYTES, required=False)
+    targeting_criteria = CriteriaField(max_bytes=MAX_JSON_BYTES, required=False)
     scheduled_at = AwareDateTimeField(
         max_ahead=SCHEDULED_AT_MAX_AHEAD, required=False, allow_null=True
     )
-    schedule = JSONValueField(max_bytes=MAX_JSON_BYTES, required=False, allow_null=True)
+    schedule = ScheduleField(max_bytes=MAX_JSON_BYTES, required=False, allow_null=True)
     throttle_per_minute = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, max_value=10_000_000
     )
@@ -101,6 +147,52 @@ class CampaignInput(StrictSerializer):
         return attrs
 
 
+class CampaignUpdate(CampaignInput):
+    """PUT: any of the fields; the campaign keeps the others."""
+
+    name = serializers.CharField(max_length=200, required=False)
+
+
+def _given(name: str, value: dict) -> dict:
+    return {"required": [name], "properties": {name: value}}
+
+
+# A template and content of one's own (title, body or data with something in it) exclude
+# each other; so do scheduled_at and schedule, when neither is null.
+_TEMPLATE = _given("template_id", {"type": "string"})
+_OWN_CONTENT = [
+    _given("title", {"pattern": NON_BLANK}),
+    _given("body", {"pattern": NON_BLANK}),
+    _given("data", {"minProperties": 1}),
+]
+_EXCLUSIONS = [
+    {"not": {"allOf": [_TEMPLATE, {"anyOf": _OWN_CONTENT}]}},
+    {
+        "not": {
+            "allOf": [
+                _given("scheduled_at", {"type": "string"}),
+                _given("schedule", {"type": "object"}),
+            ]
+        }
+    },
+]
+
+
+class CampaignInputRules(RequestRules):
+    """POST: a template or content of one's own, not both."""
+
+    target_class = CampaignInput
+    rules = {"anyOf": [_TEMPLATE, *_OWN_CONTENT], "allOf": _EXCLUSIONS}
+
+
+class CampaignUpdateRules(RequestRules):
+    """PUT: what the change leaves must still be a template or content of one's own, which
+    depends on the stored campaign and cannot be said here."""
+
+    target_class = CampaignUpdate
+    rules = {"allOf": _EXCLUSIONS}
+
+
 class StatsOutput(serializers.Serializer):
     targeted = serializers.IntegerField()
     pending = serializers.IntegerField()
@@ -153,6 +245,8 @@ class RunOutput(serializers.ModelSerializer):
 
 class CampaignOutput(serializers.ModelSerializer):
     template_id = serializers.UUIDField(allow_null=True, read_only=True)
+    targeting_criteria = CriteriaField(read_only=True)
+    schedule = ScheduleField(allow_null=True, read_only=True)
     stats = serializers.SerializerMethodField()
     latest_run = serializers.SerializerMethodField()
 
@@ -193,7 +287,7 @@ class CampaignOutput(serializers.ModelSerializer):
         return RunOutput(run).data if run else None
 
 
-class CampaignListFilters(StrictSerializer):
+class CampaignListFilters(StrictQuerySerializer):
     status = serializers.ChoiceField(choices=CampaignStatus.choices, required=False)
     cursor = serializers.CharField(required=False)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000)

@@ -13,6 +13,7 @@ from messaging.api.views import paginated
 from messaging.idempotency import idempotent_call
 from messaging.services import actor_of
 from signal_project.api import PageQuery, ResultsCursorPagination
+from signal_project.openapi import error_response
 from templates_app.selectors import template_get
 
 from .. import selectors, services
@@ -20,6 +21,7 @@ from .serializers import (
     CampaignInput,
     CampaignListFilters,
     CampaignOutput,
+    CampaignUpdate,
     PreviewOutput,
     RunOutput,
 )
@@ -38,12 +40,23 @@ def _fields(application, data: dict) -> dict:
     return fields
 
 
+NO_SUCH_TEMPLATE = error_response("not_found: the template is not one of this application's.")
+
+
+def refused(action: str):
+    return error_response(
+        f"invalid_transition: the campaign's status does not allow it to be {action}."
+    )
+
+
 class CampaignCollectionApi(APIView):
+    pagination_class = ResultsCursorPagination
+
     @extend_schema(
         operation_id="campaigns_create",
         request=CampaignInput,
         parameters=[IDEMPOTENCY_HEADER],
-        responses={201: CampaignOutput},
+        responses={201: CampaignOutput, 404: NO_SUCH_TEMPLATE},
     )
     def post(self, request: Request) -> Response:
         application = request.auth.application
@@ -89,15 +102,19 @@ class CampaignDetailApi(APIView):
 
     @extend_schema(
         operation_id="campaigns_update",
-        request=CampaignInput,
-        responses=CampaignOutput,
+        request=CampaignUpdate,
+        responses={
+            200: CampaignOutput,
+            404: error_response("not_found: no such campaign or template in this application."),
+            409: refused("changed"),
+        },
         description="Changes any of the given fields while the campaign is draft or "
         "scheduled; otherwise 409 invalid_transition.",
     )
     def put(self, request: Request, campaign_id) -> Response:
         application = request.auth.application
         campaign = selectors.campaign_get(application=application, campaign_id=campaign_id)
-        data = CampaignInput(data=request.data, partial=True, context={"campaign": campaign})
+        data = CampaignUpdate(data=request.data, partial=True, context={"campaign": campaign})
         data.is_valid(raise_exception=True)
         campaign = services.campaign_update(
             campaign=campaign, **_fields(application, data.validated_data)
@@ -106,7 +123,11 @@ class CampaignDetailApi(APIView):
 
 
 class CampaignExecuteApi(APIView):
-    @extend_schema(operation_id="campaigns_execute", request=None, responses={202: CampaignOutput})
+    @extend_schema(
+        operation_id="campaigns_execute",
+        request=None,
+        responses={202: CampaignOutput, 409: refused("executed")},
+    )
     def post(self, request: Request, campaign_id) -> Response:
         campaign = selectors.campaign_get(
             application=request.auth.application, campaign_id=campaign_id
@@ -116,7 +137,11 @@ class CampaignExecuteApi(APIView):
 
 
 class CampaignCancelApi(APIView):
-    @extend_schema(operation_id="campaigns_cancel", request=None, responses=CampaignOutput)
+    @extend_schema(
+        operation_id="campaigns_cancel",
+        request=None,
+        responses={200: CampaignOutput, 409: refused("cancelled")},
+    )
     def post(self, request: Request, campaign_id) -> Response:
         campaign = selectors.campaign_get(
             application=request.auth.application, campaign_id=campaign_id
@@ -139,13 +164,15 @@ class RunPagination(ResultsCursorPagination):
 
 
 class CampaignRunListApi(APIView):
+    pagination_class = RunPagination
+
     @extend_schema(operation_id="campaigns_runs_list", responses=RunOutput(many=True))
     def get(self, request: Request, campaign_id) -> Response:
         PageQuery(data=request.query_params.dict()).is_valid(raise_exception=True)
         campaign = selectors.campaign_get(
             application=request.auth.application, campaign_id=campaign_id
         )
-        paginator = RunPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(
             selectors.campaign_runs(campaign=campaign), request, self
         )

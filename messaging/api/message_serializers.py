@@ -9,8 +9,10 @@ from signal_project.api import (
     AwareDateTimeField,
     FieldsReusedPerThread,
     JSONObjectField,
+    StrictQuerySerializer,
     StrictSerializer,
 )
+from signal_project.openapi import NON_BLANK, RequestRules
 
 from ..models import Message, MessageEvent, MessageStatus, SubscriptionType
 from ..sending import (
@@ -86,6 +88,43 @@ class MessageCreateInput(FieldsReusedPerThread, StrictSerializer):
         return attrs
 
 
+def _present(*names: str) -> list[dict]:
+    return [{"required": [name]} for name in names]
+
+
+def _with_text(name: str, text: dict) -> dict:
+    return {"required": [name], "properties": {name: text}}
+
+
+class MessageCreateRules(RequestRules):
+    """What validate() requires, in JSON Schema: exactly one target form; either a template
+    (with its variables and language) or content of one's own, not both."""
+
+    target_class = MessageCreateInput
+    body_required = True
+    rules = {
+        "allOf": [
+            {"oneOf": _present("subscription_id", "subscription_ids", "external_user_id")},
+            {
+                "oneOf": [
+                    {
+                        "required": ["template_id"],
+                        "not": {"anyOf": _present("title", "body", "data")},
+                    },
+                    {
+                        "not": {"anyOf": _present("template_id", "variables", "language")},
+                        "anyOf": [
+                            _with_text("title", {"pattern": NON_BLANK}),
+                            _with_text("body", {"pattern": NON_BLANK}),
+                            _with_text("data", {"minProperties": 1}),
+                        ],
+                    },
+                ]
+            },
+        ]
+    }
+
+
 class MessageAcceptedOutput(serializers.ModelSerializer):
     class Meta:
         model = Message
@@ -155,7 +194,7 @@ class MessageDetailOutput(MessageOutput):
         fields = [*MessageOutput.Meta.fields, "events"]
 
 
-class MessageListFilters(StrictSerializer):
+class MessageListFilters(StrictQuerySerializer):
     status = serializers.ChoiceField(choices=MessageStatus.choices, required=False)
     campaign_id = serializers.UUIDField(required=False)
     subscription_id = serializers.UUIDField(required=False)

@@ -8,8 +8,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from signal_project.api import ResultsCursorPagination
+from signal_project.openapi import error_response
+
 from .. import message_selectors, sending
-from ..idempotency import idempotent_call
+from ..idempotency import MAX_KEY_LENGTH, idempotent_call
 from ..services import actor_of
 from .auth import IsServerOrClientKey
 from .message_serializers import (
@@ -24,7 +27,7 @@ from .views import paginated
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
-    str,
+    {"type": "string", "maxLength": MAX_KEY_LENGTH},
     location=OpenApiParameter.HEADER,
     required=False,
     description="The same key with the same body within 24 h returns the first response and "
@@ -33,6 +36,8 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 
 
 class MessageCollectionApi(APIView):
+    pagination_class = ResultsCursorPagination
+
     @extend_schema(
         operation_id="messages_create",
         request=MessageCreateInput,
@@ -44,7 +49,11 @@ class MessageCollectionApi(APIView):
                     "messages": MessageAcceptedOutput(many=True),
                     "skipped": serializers.IntegerField(),
                 },
-            )
+            ),
+            404: error_response(
+                "not_found: a target subscription or user, or the template, is not one of this "
+                "application's."
+            ),
         },
     )
     def post(self, request: Request) -> Response:
@@ -138,7 +147,12 @@ class MessageStatusApi(APIView):
     @extend_schema(
         operation_id="messages_status_update",
         request=MessageStatusInput,
-        responses=MessageOutput,
+        responses={
+            200: MessageOutput,
+            409: error_response(
+                "invalid_transition: the message's state does not allow this status."
+            ),
+        },
         description="The client reports `received` or `converted`. Repeating the current "
         "status is a no-op; a transition the state machine refuses is 409 invalid_transition.",
     )

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import zoneinfo
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
+from drf_spectacular.plumbing import ResolvedComponent
 from rest_framework import serializers
 
-from signal_project.api import StrictSerializer
+from signal_project.api import StrictQuerySerializer, StrictSerializer
+from signal_project.openapi import NON_BLANK
 from signal_project.validation import text_problem
 
-from ..countries import is_country_code
+from ..countries import country_code_pattern
 from ..models import Subscription, SubscriptionType, User
-from ..tokens import normalize_token
+from ..tokens import APNS_TOKEN, E164, FCM_TOKEN, normalize_token
 
 MAX_TAGS = 100
 
@@ -50,6 +54,21 @@ class TagsField(serializers.DictField):
         return value
 
 
+class TagsFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = TagsField
+
+    def map_serializer_field(self, auto_schema, direction):
+        value = auto_schema._map_serializer_field(self.target.child, direction)
+        if direction == "request":
+            value["maxLength"] = self.target.child.max_length
+        return {
+            "type": "object",
+            "additionalProperties": value,
+            "propertyNames": {"minLength": 1, "maxLength": 64},
+            "maxProperties": MAX_TAGS,
+        }
+
+
 class DeviceSerializer(StrictSerializer):
     model = serializers.CharField(max_length=100, required=False, allow_blank=True)
     os = serializers.CharField(max_length=100, required=False, allow_blank=True)
@@ -57,29 +76,59 @@ class DeviceSerializer(StrictSerializer):
     sdk_version = serializers.CharField(max_length=50, required=False, allow_blank=True)
 
 
-class ProfileFieldsMixin(serializers.Serializer):
-    language = serializers.CharField(max_length=16, required=False, allow_blank=True)
-    country = serializers.CharField(max_length=2, required=False, allow_blank=True)
-    timezone = serializers.CharField(max_length=64, required=False, allow_blank=True)
-    device = DeviceSerializer(required=False)
+class TimeZoneField(serializers.CharField):
+    """An IANA time zone name such as "Asia/Seoul" (or "" where blank is allowed)."""
 
-    def validate_country(self, value: str) -> str:
-        if value and not is_country_code(value):
-            raise serializers.ValidationError("A country is an ISO 3166-1 alpha-2 code.")
-        return value.upper()
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 64)
+        super().__init__(**kwargs)
 
-    def validate_language(self, value: str) -> str:
-        if value and not all(part.isalnum() for part in value.replace("_", "-").split("-")):
-            raise serializers.ValidationError("A language is a BCP 47 tag such as 'ko' or 'en-US'.")
-        return value
-
-    def validate_timezone(self, value: str) -> str:
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
         if value:
             try:
                 zoneinfo.ZoneInfo(value)
             except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
                 raise serializers.ValidationError(f"Unknown time zone {value!r}.") from exc
         return value
+
+
+class TimeZoneFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = TimeZoneField
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        names = sorted(zoneinfo.available_timezones())
+        if self.target.allow_blank:
+            names.append("")
+        return {"type": "string", "enum": names, "description": "An IANA time zone name."}
+
+
+# "" passes before the pattern is tried (allow_blank). Countries: the assigned ISO 3166-1
+# codes in any case, spelled out so that the document refuses what the server refuses.
+COUNTRY_PATTERN = country_code_pattern()
+LANGUAGE_PATTERN = r"^[A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)*$"
+
+
+class ProfileFieldsMixin(serializers.Serializer):
+    language = serializers.RegexField(
+        LANGUAGE_PATTERN,
+        max_length=16,
+        required=False,
+        allow_blank=True,
+        error_messages={"invalid": "A language is a BCP 47 tag such as 'ko' or 'en-US'."},
+    )
+    country = serializers.RegexField(
+        COUNTRY_PATTERN,
+        required=False,
+        allow_blank=True,
+        error_messages={"invalid": "A country is an ISO 3166-1 alpha-2 code."},
+    )
+    timezone = TimeZoneField(required=False, allow_blank=True)
+    device = DeviceSerializer(required=False)
+
+    def validate_country(self, value: str) -> str:
+        return value.upper()
 
 
 def _normalized(kind: str, token: str) -> str:
@@ -98,6 +147,66 @@ class SubscriptionCreateInput(ProfileFieldsMixin, StrictSerializer):
     def validate(self, attrs):
         attrs["token"] = _normalized(attrs["type"], attrs["token"])
         return attrs
+
+
+# The canonical form of each type's token (messaging.tokens), as JSON Schema keywords; the
+# normalizers also take what they strip: surrounding whitespace, spaces and <> in APNs tokens,
+# separators in phone numbers.
+_PHONE = {"pattern": E164.pattern, "description": "A phone number in E.164 form."}
+TOKEN_SCHEMAS: dict[str, dict] = {
+    SubscriptionType.IOS_PUSH: {
+        "pattern": APNS_TOKEN.pattern,
+        "description": "The APNs device token: an even number (64 to 200) of hex digits.",
+    },
+    SubscriptionType.ANDROID_PUSH: {
+        "pattern": FCM_TOKEN.pattern,
+        "description": "The FCM registration token.",
+    },
+    SubscriptionType.EMAIL: {
+        # What Django's EmailValidator takes, narrowed to ASCII.
+        "pattern": r"^[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*"
+        r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$",
+        "maxLength": 254,
+        "description": "An e-mail address.",
+    },
+    SubscriptionType.SMS: _PHONE,
+    SubscriptionType.KAKAOTALK: _PHONE,
+    SubscriptionType.IN_APP: {
+        "pattern": NON_BLANK,
+        "maxLength": 255,
+        "description": "The app installation's id (1-255 characters).",
+    },
+}
+
+
+class SubscriptionCreateInputSchema(OpenApiSerializerExtension):
+    """One schema per subscription type (a discriminator on `type`): each type's token has
+    its own form."""
+
+    target_class = SubscriptionCreateInput
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        if direction != "request":
+            return schema
+        mapping = {}
+        for choice, token in TOKEN_SCHEMAS.items():
+            kind = str(choice)
+            variant = copy.deepcopy(schema)
+            variant["properties"]["type"] = {"type": "string", "enum": [kind]}
+            variant["properties"]["token"] = {**variant["properties"]["token"], **token}
+            component = ResolvedComponent(
+                name=f"SubscriptionCreate{kind}Request",
+                type=ResolvedComponent.SCHEMA,
+                object=f"{SubscriptionCreateInput.__qualname__}.{kind}",
+                schema=variant,
+            )
+            auto_schema.registry.register_on_missing(component)
+            mapping[kind] = component.ref["$ref"]
+        return {
+            "oneOf": [{"$ref": ref} for ref in mapping.values()],
+            "discriminator": {"propertyName": "type", "mapping": mapping},
+        }
 
 
 class SubscriptionUpdateInput(ProfileFieldsMixin, StrictSerializer):
@@ -162,9 +271,9 @@ class UserOutput(serializers.ModelSerializer):
         return [str(pk) for pk in user.subscriptions.values_list("pk", flat=True)]
 
 
-class SubscriptionListFilters(StrictSerializer):
+class SubscriptionListFilters(StrictQuerySerializer):
     type = serializers.ChoiceField(choices=SubscriptionType.choices, required=False)
-    enabled = serializers.BooleanField(required=False, allow_null=True, default=None)
+    enabled = serializers.BooleanField(required=False)
     country = serializers.CharField(max_length=2, required=False)
     language = serializers.CharField(max_length=16, required=False)
     cursor = serializers.CharField(required=False)
@@ -172,8 +281,3 @@ class SubscriptionListFilters(StrictSerializer):
 
     def validate_country(self, value: str) -> str:
         return value.upper()  # stored upper-case, as the input serializers normalize it
-
-    def validate(self, attrs):
-        if attrs.get("enabled") is None:
-            attrs.pop("enabled", None)
-        return attrs

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from signal_project.api import PageQuery, ResultsCursorPagination
+from signal_project.openapi import error_response
 from signal_project.validation import check_text
 
 from .. import selectors, services
@@ -26,12 +27,14 @@ from .serializers import (
 
 
 def paginated(request: Request, view: APIView, queryset, serializer_class) -> Response:
-    paginator = ResultsCursorPagination()
+    paginator = view.pagination_class()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
 
 class SubscriptionCollectionApi(APIView):
+    pagination_class = ResultsCursorPagination
+
     def get_permissions(self):
         # Client keys may register subscriptions, but listing them is for servers.
         return [IsServerOrClientKey()] if self.request.method == "POST" else [IsServerKey()]
@@ -112,10 +115,19 @@ class SubscriptionDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+NO_SUCH_SUBSCRIPTION = error_response(
+    "not_found: the subscription is not one of this application's."
+)
+
+
 class UserIdentifyApi(APIView):
     permission_classes = [IsServerOrClientKey]
 
-    @extend_schema(operation_id="users_identify", request=IdentifyInput, responses=UserOutput)
+    @extend_schema(
+        operation_id="users_identify",
+        request=IdentifyInput,
+        responses={200: UserOutput, 404: NO_SUCH_SUBSCRIPTION},
+    )
     def post(self, request: Request) -> Response:
         data = IdentifyInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -135,7 +147,9 @@ class UserLogoutApi(APIView):
     permission_classes = [IsServerOrClientKey]
 
     @extend_schema(
-        operation_id="users_logout", request=LogoutInput, responses=SubscriptionDetailOutput
+        operation_id="users_logout",
+        request=LogoutInput,
+        responses={200: SubscriptionDetailOutput, 404: NO_SUCH_SUBSCRIPTION},
     )
     def post(self, request: Request) -> Response:
         data = LogoutInput(data=request.data)
@@ -151,11 +165,9 @@ class UserLogoutApi(APIView):
 
 
 class UserSubscriptionListApi(APIView):
-    @extend_schema(
-        operation_id="users_subscriptions_list",
-        parameters=[OpenApiParameter("cursor", str), OpenApiParameter("limit", int)],
-        responses=SubscriptionOutput(many=True),
-    )
+    pagination_class = ResultsCursorPagination
+
+    @extend_schema(operation_id="users_subscriptions_list", responses=SubscriptionOutput(many=True))
     def get(self, request: Request, external_user_id: str) -> Response:
         PageQuery(data=request.query_params.dict()).is_valid(raise_exception=True)
         user = selectors.user_get(

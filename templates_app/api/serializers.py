@@ -6,11 +6,13 @@ by the services, so that the admin and the API enforce the same ones.
 
 from __future__ import annotations
 
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from signal_project import api as api_kit
-from signal_project.api import JSONValueField, StrictSerializer
+from signal_project.api import JSONValueField, StrictQuerySerializer, StrictSerializer
+from signal_project.openapi import BLANK, NON_BLANK, RequestRules
 from signal_project.validation import MAX_JSON_BYTES
 
 from ..models import TemplateVersion
@@ -18,18 +20,30 @@ from ..rendering import MAX_LANGUAGE_LENGTH, compiled, normalize_language
 from ..services import MAX_DATA_TEMPLATE_BYTES, MAX_TEXT_LENGTH, TRANSLATIONS_DEPTH
 
 _JSON_OBJECT = {"type": "object", "additionalProperties": True}
+# A BCP 47 tag as rendering.normalize_language takes it (`_` for `-` allowed).
+LANGUAGE_TAG = r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*"
+# A title or a body with some text: what services.template_content_clean insists on.
+_SOME_TEXT = {
+    "anyOf": [
+        {"required": [name], "properties": {name: {"pattern": NON_BLANK}}}
+        for name in ("title_template", "body_template")
+    ]
+}
 _TRANSLATIONS = {
     "type": "object",
-    "description": "Language tag -> texts in that language.",
+    "description": "Language tag (not the default language) -> texts in that language.",
+    "propertyNames": {"pattern": f"^{LANGUAGE_TAG}$", "maxLength": 35},
+    "maxProperties": 200,
     "additionalProperties": {
         "type": "object",
         "description": "A title_template or a body_template (or both).",
         "properties": {
-            "title_template": {"type": "string"},
-            "body_template": {"type": "string"},
+            "title_template": {"type": "string", "maxLength": 10_000},
+            "body_template": {"type": "string", "maxLength": 10_000},
             "data_template": _JSON_OBJECT,
         },
         "additionalProperties": False,
+        **_SOME_TEXT,
     },
 }
 
@@ -49,6 +63,22 @@ class TranslationsField(JSONValueField):
         super().__init__(max_depth=TRANSLATIONS_DEPTH, **kwargs)
 
 
+class LanguageTagField(serializers.CharField):
+    """A BCP 47 language tag such as `ko` or `en-US` (checked where it is used)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", MAX_LANGUAGE_LENGTH)
+        super().__init__(**kwargs)
+
+
+class LanguageTagFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = LanguageTagField
+
+    def map_serializer_field(self, auto_schema, direction):
+        # drf-spectacular adds the field's nullable, blank and length after this.
+        return {"type": "string", "pattern": f"^{LANGUAGE_TAG}$"}
+
+
 def _text_field(**kwargs) -> serializers.CharField:
     return serializers.CharField(max_length=MAX_TEXT_LENGTH, trim_whitespace=False, **kwargs)
 
@@ -62,9 +92,7 @@ class TemplateInput(StrictSerializer):
     body_template = _text_field(allow_blank=True, required=False, default="")
     data_template = JSONObjectField(required=False, default=dict)
     translations = TranslationsField(required=False, default=dict)
-    default_language = serializers.CharField(
-        max_length=MAX_LANGUAGE_LENGTH, required=False, default="en"
-    )
+    default_language = LanguageTagField(required=False, default="en")
 
 
 class TemplateUpdate(StrictSerializer):
@@ -75,14 +103,35 @@ class TemplateUpdate(StrictSerializer):
     body_template = _text_field(allow_blank=True, required=False)
     data_template = JSONObjectField(required=False)
     translations = TranslationsField(required=False)
-    default_language = serializers.CharField(max_length=MAX_LANGUAGE_LENGTH, required=False)
+    default_language = LanguageTagField(required=False)
 
 
-class TemplateVersionQuery(StrictSerializer):
+class TemplateInputRules(RequestRules):
+    target_class = TemplateInput
+    rules = _SOME_TEXT
+
+
+class TemplateUpdateRules(RequestRules):
+    """Both texts given and both blank is refused; one given blank is refused only when the
+    stored other one is blank too, which a schema cannot see."""
+
+    target_class = TemplateUpdate
+    rules = {
+        "not": {
+            "required": ["title_template", "body_template"],
+            "properties": {
+                "title_template": {"pattern": BLANK},
+                "body_template": {"pattern": BLANK},
+            },
+        }
+    }
+
+
+class TemplateVersionQuery(StrictQuerySerializer):
     version = serializers.IntegerField(required=False, min_value=1)
 
 
-class TemplateListQuery(StrictSerializer):
+class TemplateListQuery(StrictQuerySerializer):
     cursor = serializers.CharField(required=False)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000)
 
@@ -120,9 +169,7 @@ class TemplateOutput(serializers.ModelSerializer):
 
 class RenderInput(StrictSerializer):
     variables = api_kit.JSONObjectField(max_bytes=MAX_JSON_BYTES, required=False, default=dict)
-    language = serializers.CharField(
-        max_length=MAX_LANGUAGE_LENGTH, required=False, allow_null=True, allow_blank=True
-    )
+    language = LanguageTagField(required=False, allow_null=True, allow_blank=True)
     version = serializers.IntegerField(
         required=False, min_value=1, help_text="A version to render; the newest when left out."
     )

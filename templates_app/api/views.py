@@ -30,6 +30,8 @@ def _valid(serializer_class, data) -> dict:
 
 
 class TemplateCollectionApi(APIView):
+    pagination_class = ResultsCursorPagination
+
     @extend_schema(
         operation_id="templates_create",
         request=TemplateInput,
@@ -50,7 +52,7 @@ class TemplateCollectionApi(APIView):
     )
     def get(self, request: Request) -> Response:
         _valid(TemplateListQuery, request.query_params.dict())
-        paginator = ResultsCursorPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(
             selectors.template_list(application=request.auth.application), request, view=self
         )

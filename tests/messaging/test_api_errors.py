@@ -274,6 +274,51 @@ def test_unknown_nested_fields_are_400(server_api):
     }
 
 
+@pytest.mark.parametrize(
+    ("url", "body", "field", "message"),
+    [
+        (URL, {"type": "iOSPush", "token": 12345}, "token", "Must be a JSON string."),
+        (URL, {"type": "iOSPush", "token": apns_token(1), "tags": {"a": 1}}, "tags", "'a'"),
+        ("/api/v1/users/logout", {"subscription_id": 7}, "subscription_id", "JSON string"),
+        (
+            "/api/v1/messages",
+            {"external_user_id": "u", "title": "x", "ttl": "60"},
+            "ttl",
+            "JSON integer",
+        ),
+        (
+            "/api/v1/messages",
+            {"external_user_id": "u", "channels": ["SMS", 1]},
+            "channels",
+            "Item 1",
+        ),
+    ],
+)
+def test_values_of_another_json_type_are_400_not_coerced(server_api, url, body, field, message):
+    details = assert_error(server_api.post(url, body, format="json"), 400, "validation_error")
+
+    assert list(details) == [field]
+    assert message in details[field][0]
+
+
+def test_a_subscription_update_takes_enabled_only_as_a_json_boolean(server_api, app):
+    subscription = subscription_create(app.application)
+
+    response = server_api.put(f"{URL}/{subscription.pk}", {"enabled": 0}, format="json")
+
+    assert assert_error(response, 400, "validation_error") == {
+        "enabled": ["Must be a JSON boolean."]
+    }
+    subscription.refresh_from_db()
+    assert subscription.enabled is True
+
+
+def test_query_parameters_are_still_converted_from_text(server_api):
+    response = server_api.get(URL, {"enabled": "true", "limit": "5"})
+
+    assert response.status_code == 200
+
+
 # --- Rate limit --------------------------------------------------------------------------------
 
 

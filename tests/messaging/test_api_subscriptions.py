@@ -341,6 +341,9 @@ def test_the_list_is_paginated_with_a_next_link(server_api, app):
 def test_a_bad_list_filter_is_a_validation_error(server_api):
     assert "type" in assert_error(server_api.get(URL, {"type": "Pigeon"}), 400, "validation_error")
     assert "foo" in assert_error(server_api.get(URL, {"foo": "1"}), 400, "validation_error")
+    for blank in ("", "null"):  # enabled is true or false, or left out
+        details = assert_error(server_api.get(URL, {"enabled": blank}), 400, "validation_error")
+        assert "enabled" in details
 
 
 def test_a_client_key_may_not_list(client_api, app):

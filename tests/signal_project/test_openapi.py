@@ -1,0 +1,200 @@
+"""The OpenAPI document: valid OpenAPI 3.1, and saying what the API does (envelopes, errors,
+keys, strict bodies). Built in-process, no server."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.validation import validate_schema
+
+from messaging.models import SubscriptionType
+from messaging.tokens import normalize_token
+
+LISTS = {
+    "subscriptions_list",
+    "users_subscriptions_list",
+    "messages_list",
+    "templates_list",
+    "campaigns_list",
+    "campaigns_runs_list",
+}
+# What a client key may call (API.md); everything else is 403 for it.
+CLIENT_KEY_OPERATIONS = {
+    "subscriptions_create",
+    "subscriptions_retrieve",
+    "subscriptions_update",
+    "users_identify",
+    "users_logout",
+    "messages_status_update",
+}
+ERROR_REF = "#/components/schemas/Error"
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict:
+    return SchemaGenerator().get_schema(request=None, public=True)
+
+
+@pytest.fixture(scope="module")
+def operations(schema) -> dict[str, dict]:
+    return {
+        operation["operationId"]: operation
+        for item in schema["paths"].values()
+        for operation in item.values()
+    }
+
+
+def resolve(schema: dict, node: dict) -> dict:
+    while "$ref" in node:
+        node = schema["components"]["schemas"][node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+def json_schema(response_or_body: dict) -> dict:
+    return response_or_body["content"]["application/json"]["schema"]
+
+
+def test_the_document_is_valid_openapi_3_1(schema):
+    validate_schema(schema)  # raises on any violation of the OpenAPI 3.1 meta-schema
+    assert schema["openapi"] == "3.1.0"
+
+
+def test_every_list_is_the_paginated_envelope_with_cursor_and_limit(schema, operations):
+    for operation_id in LISTS:
+        operation = operations[operation_id]
+        envelope = resolve(schema, json_schema(operation["responses"]["200"]))
+        assert envelope["required"] == ["results", "next"], operation_id
+        assert envelope["properties"]["results"]["type"] == "array"
+        assert envelope["properties"]["next"]["type"] == ["string", "null"]
+        parameters = {p["name"]: p["schema"] for p in operation["parameters"]}
+        assert parameters["cursor"]["type"] == "string", operation_id
+        assert parameters["limit"] == {"type": "integer", "minimum": 1, "maximum": 1000}
+
+
+def test_the_error_component_is_the_contract_shape(schema):
+    error = schema["components"]["schemas"]["Error"]
+    assert error["required"] == ["error"]
+    body = error["properties"]["error"]
+    assert body["required"] == ["code", "message", "details"]
+    assert body["properties"]["code"]["type"] == "string"
+    assert body["properties"]["details"]["type"] == "object"
+
+
+def test_every_error_response_is_the_error_component(operations):
+    for operation_id, operation in operations.items():
+        errors = {code: r for code, r in operation["responses"].items() if code >= "400"}
+        assert {"401", "429", "503"} <= set(errors), operation_id
+        for code, response in errors.items():
+            assert json_schema(response) == {"$ref": ERROR_REF}, (operation_id, code)
+        for code in ("429", "503"):
+            assert errors[code]["headers"]["Retry-After"]["required"] is True
+
+
+def test_403_is_documented_exactly_where_client_keys_are_refused(operations):
+    refused = {operation_id for operation_id, op in operations.items() if "403" in op["responses"]}
+    assert refused == set(operations) - CLIENT_KEY_OPERATIONS
+
+
+def test_operations_with_input_document_400_and_bodies_413(operations):
+    for operation_id, operation in operations.items():
+        has_query = any(p["in"] == "query" for p in operation.get("parameters", []))
+        if "requestBody" in operation:
+            assert {"400", "413", "415"} <= set(operation["responses"]), operation_id
+        elif has_query:
+            assert "400" in operation["responses"], operation_id
+
+
+def test_every_operation_needs_the_x_api_key(schema, operations):
+    assert schema["components"]["securitySchemes"]["ApiKeyAuth"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": schema["components"]["securitySchemes"]["ApiKeyAuth"]["description"],
+    }
+    for operation_id, operation in operations.items():
+        assert operation["security"] == [{"ApiKeyAuth": []}], operation_id
+
+
+def test_idempotent_posts_take_the_header_and_document_422(operations):
+    for operation_id in ("messages_create", "campaigns_create"):
+        operation = operations[operation_id]
+        headers = [p for p in operation["parameters"] if p["in"] == "header"]
+        assert [p["name"] for p in headers] == ["Idempotency-Key"]
+        assert "422" in operation["responses"]
+    assert not any(
+        "422" in op["responses"]
+        for operation_id, op in operations.items()
+        if operation_id not in ("messages_create", "campaigns_create")
+    )
+
+
+def test_request_bodies_refuse_unknown_fields(schema, operations):
+    for operation_id, operation in operations.items():
+        if "requestBody" not in operation:
+            continue
+        body = resolve(schema, json_schema(operation["requestBody"]))
+        variants = [resolve(schema, v) for v in body.get("oneOf", [body])]
+        for variant in variants:
+            assert variant["additionalProperties"] is False, operation_id
+
+
+def test_bodies_that_refuse_an_empty_object_are_required(operations):
+    for operation_id in ("messages_create", "subscriptions_create", "campaigns_create"):
+        assert operations[operation_id]["requestBody"]["required"] is True
+
+
+def test_post_messages_says_which_fields_it_needs_together(schema, operations):
+    body = resolve(schema, json_schema(operations["messages_create"]["requestBody"]))
+    targets, content = body["allOf"]
+    assert [form["required"] for form in targets["oneOf"]] == [
+        ["subscription_id"],
+        ["subscription_ids"],
+        ["external_user_id"],
+    ]
+    assert len(content["oneOf"]) == 2
+
+
+def test_subscription_tokens_have_a_pattern_per_type(schema, operations):
+    body = resolve(schema, json_schema(operations["subscriptions_create"]["requestBody"]))
+    assert body["discriminator"]["propertyName"] == "type"
+    samples = {
+        SubscriptionType.IOS_PUSH: "ab" * 32,
+        SubscriptionType.ANDROID_PUSH: "fcm-token:" + "x" * 30,
+        SubscriptionType.EMAIL: "someone@example.com",
+        SubscriptionType.SMS: "+821012345678",
+        SubscriptionType.KAKAOTALK: "+821012345678",
+        SubscriptionType.IN_APP: "install-1",
+    }
+    for kind, ref in body["discriminator"]["mapping"].items():
+        variant = resolve(schema, {"$ref": ref})
+        assert resolve(schema, variant["properties"]["type"])["enum"] == [kind]
+        pattern = variant["properties"]["token"]["pattern"]
+        # What the pattern admits, the server takes.
+        assert re.search(pattern, samples[kind]), kind
+        assert normalize_token(kind, samples[kind])
+    ios = resolve(schema, {"$ref": body["discriminator"]["mapping"]["iOSPush"]})
+    assert not re.search(ios["properties"]["token"]["pattern"], "abc")  # odd, short
+
+
+def test_ids_and_timestamps_have_formats(schema):
+    message = schema["components"]["schemas"]["MessageDetailOutput"]["properties"]
+    assert message["id"]["format"] == "uuid"
+    assert message["created_at"]["format"] == "date-time"
+
+
+def test_links_lead_from_created_objects_to_their_operations(operations):
+    links = operations["subscriptions_create"]["responses"]["201"]["links"]
+    assert links["GetSubscription"] == {
+        "operationId": "subscriptions_retrieve",
+        "description": "The subscription",
+        "parameters": {"subscription_id": "$response.body#/id"},
+    }
+    assert {link["operationId"] for link in links.values()} <= set(operations)
+    for operation_id in ("templates_create", "campaigns_create"):
+        targets = {
+            link["operationId"]
+            for link in operations[operation_id]["responses"]["201"]["links"].values()
+        }
+        assert targets <= set(operations) and targets
