@@ -9,6 +9,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import OuterRef, Subquery
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -180,6 +181,8 @@ class CampaignForm(StorableTextForm):
         if "template" in names:
             template = cleaned.get("template")
             payload["template_id"] = str(template.pk) if template else None
+        # As a request would carry them: JSON types (a time as ISO 8601 text, ...).
+        payload = json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
         serializer = CampaignInput(
             data=payload,
             partial=not adding,
