@@ -13,9 +13,17 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
-from messaging import sending
 from messaging.models import Application, Message, MessageStatus
 from messaging.outbox import enqueue, publish
+from messaging.services.messages import (
+    Content,
+    ContentFor,
+    Delivery,
+    message_send,
+    messages_cancel,
+    render_content,
+    rendered_content,
+)
 from signal_project.api import ContentInvalid, InvalidTransition, QuotaExceeded
 from templates_app.rendering import compiled, render
 from templates_app.selectors import template_get
@@ -56,7 +64,7 @@ def campaign_content_check(*, campaign: Campaign):
         return None
     version = template_get(application=campaign.application, template_id=campaign.template_id)
     for language in compiled(version).contents:
-        sending.render_content(version, campaign.variables, language)
+        render_content(version, campaign.variables, language)
     return version
 
 
@@ -163,7 +171,7 @@ def campaign_cancel(*, campaign: Campaign, actor: str) -> Campaign:
 def run_cancel_messages(*, run_id, actor: str) -> int:
     """Cancels every pending message of a cancelled run."""
     pending = Message.objects.filter(campaign_run_id=run_id, status=MessageStatus.PENDING)
-    return sending.messages_cancel(message_ids=pending.values("pk"), actor=actor)
+    return messages_cancel(message_ids=pending.values("pk"), actor=actor)
 
 
 def _enqueue_fanout(run_id, *, step: int, countdown: float | None = None) -> None:
@@ -193,10 +201,10 @@ def _batch_plan(campaign: Campaign) -> tuple[int, float | None]:
     return size, 60.0 * size / throttle
 
 
-def _content(campaign: Campaign, run: CampaignRun) -> sending.Content | sending.ContentFor:
+def _content(campaign: Campaign, run: CampaignRun) -> Content | ContentFor:
     if run.template_version_id is None:
-        return sending.Content(title=campaign.title, body=campaign.body, data=campaign.data)
-    return sending.rendered_content(run.template_version, campaign.variables)
+        return Content(title=campaign.title, body=campaign.body, data=campaign.data)
+    return rendered_content(run.template_version, campaign.variables)
 
 
 class _Member(NamedTuple):
@@ -262,11 +270,11 @@ def run_fanout_step(*, run_id, step: int | None = None) -> bool:
     try:
         with transaction.atomic():
             if batch:
-                sending.message_send(
+                message_send(
                     application=campaign.application,
                     subscriptions=batch,
                     content=_content(campaign, run),
-                    delivery=sending.Delivery(priority=campaign.priority, ttl=campaign.ttl),
+                    delivery=Delivery(priority=campaign.priority, ttl=campaign.ttl),
                     campaign_id=campaign.pk,
                     campaign_run_id=run.pk,
                     queue="campaigns",

@@ -36,11 +36,11 @@ from .models import (
     MessageEvent,
     MessageStatus,
     Subscription,
-    SubscriptionEvent,
     SubscriptionType,
     SweepMark,
 )
 from .outbox import broker_marker_place, broker_marker_present, enqueue
+from .services.subscriptions import TOKEN_INVALID, subscriptions_disable
 from .signals import broker_data_lost
 
 logger = logging.getLogger(__name__)
@@ -393,7 +393,12 @@ def _record(
                 message.enqueued_at = now + timedelta(seconds=delays[key])
         _write_messages(messages, out.events)
         if out.dead_subscriptions:
-            _disable_dead(out.dead_subscriptions, now)
+            subscriptions_disable(
+                subscription_ids=out.dead_subscriptions,
+                reason=TOKEN_INVALID,
+                actor="system:delivery",
+                now=now,
+            )
         notify_status_listeners(out.transitions)
         for key, group in out.retries.items():
             ids = [str(m.id) for m in group]
@@ -485,26 +490,6 @@ def _attempt_details(attempt: int, result: SendResult, queue: str | None) -> dic
         if result.error_message:
             details["reason"] = result.error_message[:500]
     return details
-
-
-def _disable_dead(subscription_ids: Iterable, now: datetime) -> None:
-    ids = list(
-        Subscription.objects.filter(pk__in=subscription_ids, enabled=True).values_list(
-            "pk", flat=True
-        )
-    )
-    Subscription.objects.filter(pk__in=ids).update(
-        enabled=False, disabled_reason="token_invalid", updated_at=now
-    )
-    SubscriptionEvent.objects.bulk_create(
-        SubscriptionEvent(
-            subscription_id=pk,
-            kind=SubscriptionEvent.Kind.DISABLED,
-            actor="system:delivery",
-            changes={"reason": "token_invalid"},
-        )
-        for pk in ids
-    )
 
 
 def notify_status_listeners(transitions: Counter) -> None:

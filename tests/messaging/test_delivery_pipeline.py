@@ -16,8 +16,17 @@ from django.conf import settings as django_settings
 from django.db import connection, connections
 from django.utils import timezone
 
-from messaging import delivery, outbox, sending, services, signals
+from messaging import delivery, outbox, signals
 from messaging.models import Message, MessageEvent, MessageStatus, SubscriptionEvent
+from messaging.services import messages as message_services
+from messaging.services.messages import (
+    Content,
+    Delivery,
+    message_send,
+    messages_cancel,
+    messages_requeue,
+)
+from messaging.services.subscriptions import subscription_disable
 from tests.conftest import subscription_create
 
 pytestmark = pytest.mark.django_db
@@ -34,11 +43,11 @@ def ios_token(prefix: str = "ab") -> str:
 
 def send(application, subscriptions, **options) -> list[Message]:
     run = options.pop("campaign_run_id", None)
-    return sending.message_send(
+    return message_send(
         application=application,
         subscriptions=subscriptions,
-        content=sending.Content(title="Hello", body="World", data={"n": "1"}),
-        delivery=sending.Delivery(**options),
+        content=Content(title="Hello", body="World", data={"n": "1"}),
+        delivery=Delivery(**options),
         campaign_run_id=run,
     ).messages
 
@@ -98,7 +107,7 @@ def enqueued(monkeypatch, broker_kept):
         calls.append((queue, [str(i) for i in message_ids], countdown))
 
     monkeypatch.setattr(delivery, "enqueue", enqueue)
-    monkeypatch.setattr(sending, "enqueue", enqueue)
+    monkeypatch.setattr(message_services, "enqueue", enqueue)
     return calls
 
 
@@ -211,7 +220,7 @@ def test_a_message_whose_subscription_was_deleted_meanwhile_fails_unsent(fake_ap
 def test_a_subscription_disabled_after_the_send_fails_the_message_unsent(fake_app, providers):
     subscription = subscription_create(fake_app, token=ios_token())
     [message] = send(fake_app, [subscription])
-    services.subscription_disable(subscription_id=subscription.pk, reason="user_opt_out")
+    subscription_disable(subscription_id=subscription.pk, reason="user_opt_out")
 
     report = delivery.deliver_batch([str(message.pk)])
 
@@ -380,7 +389,7 @@ def test_a_cancel_while_a_batch_is_in_flight_waits_for_it_and_finds_it_sent(
 
     def cancel() -> None:
         try:
-            cancelled.append(sending.messages_cancel(message_ids=[message.pk], actor="operator"))
+            cancelled.append(messages_cancel(message_ids=[message.pk], actor="operator"))
         finally:
             connections.close_all()
 
@@ -581,7 +590,7 @@ def test_requeue_hands_pending_due_messages_over_now(app, enqueued):
     done = send(app.application, [subscription_create(app.application)])[0]
     Message.objects.filter(pk=done.pk).update(status="successful")
 
-    assert sending.messages_requeue(message_ids=ids([pending, later, done])) == 1
+    assert messages_requeue(message_ids=ids([pending, later, done])) == 1
 
     assert enqueued == [("messages", [str(pending.pk)], None)]
     assert fresh(pending).enqueued_at > pending.enqueued_at

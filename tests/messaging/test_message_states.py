@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 from django_fsm import TransitionNotAllowed
 
-from messaging import sending
 from messaging.models import Message, MessageEvent, MessageStatus
+from messaging.services.messages import Content, Delivery, message_report_status, message_send
 from signal_project.api import InvalidTransition
 from tests.conftest import subscription_create
 
@@ -49,11 +49,11 @@ RUN = uuid.uuid4()
 @pytest.fixture
 def message(app) -> Message:
     """A pending message of a campaign run (whose statistics the listeners keep)."""
-    [message] = sending.message_send(
+    [message] = message_send(
         application=app.application,
         subscriptions=[subscription_create(app.application)],
-        content=sending.Content(title="Hi"),
-        delivery=sending.Delivery(),
+        content=Content(title="Hi"),
+        delivery=Delivery(),
         campaign_run_id=RUN,
     ).messages
     return message
@@ -94,7 +94,7 @@ def test_every_other_transition_is_refused(message, source, name):
 
 
 def report(message, status):
-    return sending.message_report_status(message=message, status=status, actor="test")
+    return message_report_status(message=message, status=status, actor="test")
 
 
 def status_events(message) -> list[tuple[str, dict]]:
@@ -123,11 +123,11 @@ def test_received_then_converted_records_events_and_tells_the_listeners(message,
 
 
 def test_a_report_on_a_message_of_no_campaign_run_tells_nobody(app, listener):
-    [message] = sending.message_send(
+    [message] = message_send(
         application=app.application,
         subscriptions=[subscription_create(app.application)],
-        content=sending.Content(title="Hi"),
-        delivery=sending.Delivery(),
+        content=Content(title="Hi"),
+        delivery=Delivery(),
     ).messages
     message = in_status(message, S.SUCCESSFUL)
 
