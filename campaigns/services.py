@@ -13,8 +13,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
+from messaging import dispatch
 from messaging.models import Application, Message, MessageStatus
-from messaging.outbox import enqueue, publish
 from messaging.services.messages import (
     Content,
     ContentFor,
@@ -175,17 +175,15 @@ def run_cancel_messages(*, run_id, actor: str) -> int:
 
 
 def _enqueue_fanout(run_id, *, step: int, countdown: float | None = None) -> None:
-    from .tasks import campaign_fanout
-
     # Steps are small control tasks: on `critical` they never wait behind the delivery work
     # they create on `campaigns`.
-    publish(campaign_fanout, args=[str(run_id), step], queue="critical", countdown=countdown)
+    dispatch.publish(
+        "campaigns.fanout", args=[str(run_id), step], queue="critical", countdown=countdown
+    )
 
 
 def _enqueue_cancel(run_id, actor: str) -> None:
-    from .tasks import campaign_run_cancel_messages
-
-    publish(campaign_run_cancel_messages, args=[str(run_id), actor], queue="critical")
+    dispatch.publish("campaigns.cancel_run_messages", args=[str(run_id), actor], queue="critical")
 
 
 # --- Fan-out -----------------------------------------------------------------------------------
@@ -315,7 +313,7 @@ def _hand_over_last_step(run: CampaignRun) -> None:
     ).values_list("pk", flat=True)
     ids = [str(pk) for pk in pending]
     if ids:
-        enqueue("campaigns", ids)
+        dispatch.enqueue("campaigns", ids)
     if not run.fanout_done:
         _size, pause = _batch_plan(run.campaign)
         _enqueue_fanout(run.pk, step=run.batches_done, countdown=pause)
@@ -384,9 +382,10 @@ def runs_resume_after_broker_loss(*, now: datetime | None = None, **_signal) -> 
 # --- Statistics --------------------------------------------------------------------------------
 
 
-def run_stats_apply(transitions: Counter) -> None:
-    """The messaging status listener: moves run counters by (run_id, old, new) counts, in
-    the transaction that changed the messages, and completes runs with nothing pending."""
+def run_stats_apply(*, transitions: Counter, **_signal) -> None:
+    """Moves run counters by (run_id, old, new) counts, in the transaction that changed the
+    messages, and completes runs with nothing pending. Receives messaging's
+    message_statuses_changed."""
     deltas: dict = defaultdict(Counter)
     for (run_id, old, new), count in transitions.items():
         deltas[run_id][old] -= count

@@ -21,14 +21,14 @@ from signal_project.validation import MAX_JSON_BYTES, InputInvalid, check_json, 
 from templates_app.rendering import render
 from templates_app.selectors import template_get
 
+from .. import dispatch
 from ..bulk import COPY_FROM_ROWS, copy_models, copy_rows
-from ..delivery import QUEUE_FOR_PRIORITY, hand_over, notify_status_listeners
 from ..ids import uuid7
 from ..message_columns import INSERTED
 from ..models import Application, Message, MessageEvent, MessageStatus, Subscription
-from ..outbox import enqueue
 from ..quotas import quota_consume, quota_insert
 from ..selectors.subscriptions import subscription_targets
+from ..signals import message_statuses_changed
 
 # What one message may carry, whether written literally or rendered from a template.
 MAX_TITLE_LENGTH = 1000
@@ -169,7 +169,7 @@ def message_send(
     scheduled = delivery.send_after is not None and delivery.send_after > now
     content_for = content if callable(content) else (lambda _subscription: content)
     enqueued_at = None if scheduled else now
-    target = queue or QUEUE_FOR_PRIORITY[delivery.priority]
+    target = queue or dispatch.queue_for(delivery.priority)
     messages = [
         _message(
             application=application,
@@ -195,7 +195,7 @@ def message_send(
             m._state.adding, m._state.db = False, connection.alias
         if not scheduled:
             ids = [str(m.pk) for m in messages]
-            transaction.on_commit(lambda: enqueue(target, ids))
+            transaction.on_commit(lambda: dispatch.enqueue(target, ids))
         return SendOutcome(messages=messages, skipped=skipped)
     with transaction.atomic():
         if return_messages:
@@ -228,7 +228,7 @@ def message_send(
         # Last, so the quota row stays locked only until the commit.
         quota_consume(application=application, count=len(ids))
         if not scheduled and ids:
-            transaction.on_commit(lambda: enqueue(target, ids))
+            transaction.on_commit(lambda: dispatch.enqueue(target, ids))
     return SendOutcome(messages=messages, skipped=skipped)
 
 
@@ -310,7 +310,9 @@ def message_report_status(*, message: Message, status: str, actor: str) -> Messa
             details={"actor": actor},
         )
         if message.campaign_run_id:
-            notify_status_listeners(Counter({(message.campaign_run_id, old, status): 1}))
+            message_statuses_changed.send(
+                sender=Message, transitions=Counter({(message.campaign_run_id, old, status): 1})
+            )
     return message
 
 
@@ -340,13 +342,13 @@ def messages_cancel(*, message_ids: Iterable, actor: str, chunk: int = 5000) -> 
                 )
                 for pk in ids
             )
-            notify_status_listeners(
-                Counter(
-                    (run_id, MessageStatus.PENDING, MessageStatus.CANCELLED)
-                    for _, run_id in rows
-                    if run_id
-                )
+            transitions = Counter(
+                (run_id, MessageStatus.PENDING, MessageStatus.CANCELLED)
+                for _, run_id in rows
+                if run_id
             )
+            if transitions:
+                message_statuses_changed.send(sender=Message, transitions=transitions)
         done += len(rows)
 
 
@@ -358,5 +360,5 @@ def messages_requeue(*, message_ids: Iterable) -> int:
         .filter(Q(send_after__isnull=True) | Q(send_after__lte=now))
         .values_list("pk", "priority")
     )
-    hand_over(rows, now)
+    dispatch.hand_over(rows, now)
     return len(rows)

@@ -14,6 +14,7 @@ from django_celery_beat.models import PeriodicTask
 
 from campaigns import services
 from campaigns.models import Campaign, CampaignRun, CampaignStatus, RunStatus
+from messaging import dispatch
 from messaging.models import Message, MessageStatus
 from messaging.services.applications import api_key_revoke
 from messaging.services.messages import message_report_status, messages_cancel
@@ -876,9 +877,9 @@ def test_a_step_run_again_after_its_commit_hands_its_batch_over_again(
     broker; Celery re-delivers the step, which finds the run already past it."""
     settings.CAMPAIGN_BATCH_SIZE = 2
     handed, published = [], []
-    monkeypatch.setattr(services, "enqueue", lambda queue, ids: handed.append((queue, ids)))
+    monkeypatch.setattr(dispatch, "enqueue", lambda queue, ids: handed.append((queue, ids)))
     monkeypatch.setattr(
-        services, "publish", lambda task, **kw: published.append((task.name, kw["args"]))
+        dispatch, "publish", lambda task, **kw: published.append((task, kw["args"]))
     )
     for _ in range(3):
         subscription_create(app.application)

@@ -21,8 +21,8 @@ from django.conf import settings
 from django.db import connection
 
 from fakes.process import running_fake_providers
+from messaging.dispatch import outbox
 from messaging.models import ApiKey
-from messaging.outbox import outbox
 from messaging.services.applications import api_key_create, application_create
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,9 +10,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
-from messaging import delivery, outbox
+from messaging import delivery, dispatch
 from messaging.models import Message, MessageEvent, MessageStatus
-from messaging.services import messages as message_services
 from messaging.services.messages import Content, Delivery, message_send
 from tests.conftest import subscription_create
 
@@ -36,9 +35,8 @@ def enqueued(monkeypatch):
     def record(queue, ids, countdown=None):
         calls.append((queue, list(ids)))
 
-    # Sending enqueues new messages; re-enqueueing goes through delivery.hand_over.
-    monkeypatch.setattr(message_services, "enqueue", record)
-    monkeypatch.setattr(delivery, "enqueue", record)
+    # Sending enqueues new messages; re-enqueueing goes through dispatch.hand_over.
+    monkeypatch.setattr(dispatch, "enqueue", record)
     return calls
 
 
@@ -190,7 +188,7 @@ def test_the_send_again_action_hands_pending_due_messages_over(admin_client, app
 
 def test_the_send_again_action_reaches_the_outbox(admin_client, app, monkeypatch):
     added = []
-    monkeypatch.setattr(outbox.outbox, "add", lambda queue, ids: added.append((queue, list(ids))))
+    monkeypatch.setattr(dispatch.outbox, "add", lambda queue, ids: added.append((queue, list(ids))))
     [message] = send(app)
 
     act(admin_client, "send_again", [message])

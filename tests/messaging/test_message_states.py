@@ -10,6 +10,7 @@ from django_fsm import TransitionNotAllowed
 
 from messaging.models import Message, MessageEvent, MessageStatus
 from messaging.services.messages import Content, Delivery, message_report_status, message_send
+from messaging.signals import message_statuses_changed
 from signal_project.api import InvalidTransition
 from tests.conftest import subscription_create
 
@@ -31,15 +32,16 @@ EVERY_PAIR = [(status, name) for status in S for name in TRANSITIONS]
 recorded: list[Counter] = []
 
 
-def record_transitions(transitions: Counter) -> None:
+def record_transitions(*, transitions: Counter, **_signal) -> None:
     recorded.append(Counter(transitions))
 
 
 @pytest.fixture
-def listener(settings):
-    settings.MESSAGE_STATUS_LISTENERS = [f"{__name__}.record_transitions"]
+def listener():
+    message_statuses_changed.connect(record_transitions)
     recorded.clear()
     yield recorded
+    message_statuses_changed.disconnect(record_transitions)
     recorded.clear()
 
 
