@@ -240,7 +240,7 @@ def inject(scenario: str, stack, servers: dict, config: BenchConfig, supervise) 
 def run_scenario(scenario: str, broker: str, servers: dict, args) -> dict:
     from bench.seed import create_application, seed_subscriptions
     from bench.stack import running_stack
-    from messaging import services
+    from messaging.services.subscriptions import SYSTEM, subscription_register
 
     config = BenchConfig(
         db_name="signal_faults",
@@ -259,8 +259,8 @@ def run_scenario(scenario: str, broker: str, servers: dict, args) -> dict:
         connection.close()  # the database was made anew under this process's connection
         application, key = create_application(stack.fakes, f"faults-{scenario}")
         seed_subscriptions(application, args.n)
-        probe_sub, _ = services.subscription_register(
-            application=application, actor=services.SYSTEM, type="iOSPush",
+        probe_sub, _ = subscription_register(
+            application=application, actor=SYSTEM, type="iOSPush",
             token="ab" * 32, tags={"plan": "probe"},
         )  # fmt: skip
         status, body = _post(stack, key, "/api/v1/campaigns", {

@@ -114,15 +114,15 @@ def seed_subscriptions(application, n: int, *, processes: int | None = None) -> 
 
 def create_application(fakes, name: str):
     """An application whose credentials are the fake providers', and a server key."""
-    from messaging import services
     from messaging.models import ApiKey
+    from messaging.services.applications import api_key_create, application_create
 
-    application = services.application_create(
+    application = application_create(
         name=name,
         apns_credentials=dict(fakes.apns_credentials().values),
         fcm_credentials=dict(fakes.fcm_credentials().values),
     )
-    key = services.api_key_create(application=application, scope=ApiKey.Scope.SERVER)
+    key = api_key_create(application=application, scope=ApiKey.Scope.SERVER)
     return application, key.raw
 
 
@@ -138,9 +138,9 @@ def main() -> int:
     config = BenchConfig(db_name=args.db_name)
     fresh_database(config)
     setup_django(config)
-    from messaging import services
+    from messaging.services.applications import application_create
 
-    application = services.application_create(name="seed-bench")
+    application = application_create(name="seed-bench")
     print(f"seeding {args.n} subscriptions into {config.db_name} ...", flush=True)
     figures = seed_subscriptions(application, args.n, processes=args.processes)
     print(

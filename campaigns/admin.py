@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils import timezone
 
-from messaging.api.message_serializers import MAX_TTL
+from messaging.api.serializers.messages import MAX_TTL
 from messaging.models import Message
 from signal_project.admin_kit import (
     StorableJSONField,

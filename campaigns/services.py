@@ -13,9 +13,17 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
-from messaging import sending
+from messaging import dispatch
 from messaging.models import Application, Message, MessageStatus
-from messaging.outbox import enqueue, publish
+from messaging.services.messages import (
+    Content,
+    ContentFor,
+    Delivery,
+    message_send,
+    messages_cancel,
+    render_content,
+    rendered_content,
+)
 from signal_project.api import ContentInvalid, InvalidTransition, QuotaExceeded
 from templates_app.rendering import compiled, render
 from templates_app.selectors import template_get
@@ -56,7 +64,7 @@ def campaign_content_check(*, campaign: Campaign):
         return None
     version = template_get(application=campaign.application, template_id=campaign.template_id)
     for language in compiled(version).contents:
-        sending.render_content(version, campaign.variables, language)
+        render_content(version, campaign.variables, language)
     return version
 
 
@@ -163,21 +171,19 @@ def campaign_cancel(*, campaign: Campaign, actor: str) -> Campaign:
 def run_cancel_messages(*, run_id, actor: str) -> int:
     """Cancels every pending message of a cancelled run."""
     pending = Message.objects.filter(campaign_run_id=run_id, status=MessageStatus.PENDING)
-    return sending.messages_cancel(message_ids=pending.values("pk"), actor=actor)
+    return messages_cancel(message_ids=pending.values("pk"), actor=actor)
 
 
 def _enqueue_fanout(run_id, *, step: int, countdown: float | None = None) -> None:
-    from .tasks import campaign_fanout
-
     # Steps are small control tasks: on `critical` they never wait behind the delivery work
     # they create on `campaigns`.
-    publish(campaign_fanout, args=[str(run_id), step], queue="critical", countdown=countdown)
+    dispatch.publish(
+        "campaigns.fanout", args=[str(run_id), step], queue="critical", countdown=countdown
+    )
 
 
 def _enqueue_cancel(run_id, actor: str) -> None:
-    from .tasks import campaign_run_cancel_messages
-
-    publish(campaign_run_cancel_messages, args=[str(run_id), actor], queue="critical")
+    dispatch.publish("campaigns.cancel_run_messages", args=[str(run_id), actor], queue="critical")
 
 
 # --- Fan-out -----------------------------------------------------------------------------------
@@ -193,10 +199,10 @@ def _batch_plan(campaign: Campaign) -> tuple[int, float | None]:
     return size, 60.0 * size / throttle
 
 
-def _content(campaign: Campaign, run: CampaignRun) -> sending.Content | sending.ContentFor:
+def _content(campaign: Campaign, run: CampaignRun) -> Content | ContentFor:
     if run.template_version_id is None:
-        return sending.Content(title=campaign.title, body=campaign.body, data=campaign.data)
-    return sending.rendered_content(run.template_version, campaign.variables)
+        return Content(title=campaign.title, body=campaign.body, data=campaign.data)
+    return rendered_content(run.template_version, campaign.variables)
 
 
 class _Member(NamedTuple):
@@ -262,11 +268,11 @@ def run_fanout_step(*, run_id, step: int | None = None) -> bool:
     try:
         with transaction.atomic():
             if batch:
-                sending.message_send(
+                message_send(
                     application=campaign.application,
                     subscriptions=batch,
                     content=_content(campaign, run),
-                    delivery=sending.Delivery(priority=campaign.priority, ttl=campaign.ttl),
+                    delivery=Delivery(priority=campaign.priority, ttl=campaign.ttl),
                     campaign_id=campaign.pk,
                     campaign_run_id=run.pk,
                     queue="campaigns",
@@ -307,7 +313,7 @@ def _hand_over_last_step(run: CampaignRun) -> None:
     ).values_list("pk", flat=True)
     ids = [str(pk) for pk in pending]
     if ids:
-        enqueue("campaigns", ids)
+        dispatch.enqueue("campaigns", ids)
     if not run.fanout_done:
         _size, pause = _batch_plan(run.campaign)
         _enqueue_fanout(run.pk, step=run.batches_done, countdown=pause)
@@ -376,9 +382,10 @@ def runs_resume_after_broker_loss(*, now: datetime | None = None, **_signal) -> 
 # --- Statistics --------------------------------------------------------------------------------
 
 
-def run_stats_apply(transitions: Counter) -> None:
-    """The messaging status listener: moves run counters by (run_id, old, new) counts, in
-    the transaction that changed the messages, and completes runs with nothing pending."""
+def run_stats_apply(*, transitions: Counter, **_signal) -> None:
+    """Moves run counters by (run_id, old, new) counts, in the transaction that changed the
+    messages, and completes runs with nothing pending. Receives messaging's
+    message_statuses_changed."""
     deltas: dict = defaultdict(Counter)
     for (run_id, old, new), count in transitions.items():
         deltas[run_id][old] -= count

@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -16,8 +17,8 @@ from signal_project.admin_kit import (
     confirmation,
 )
 
-from . import credentials, sending, services
-from .api.serializers import SubscriptionUpdateInput
+from . import credentials
+from .api.serializers.subscriptions import SubscriptionUpdateInput
 from .models import (
     ApiKey,
     Application,
@@ -28,6 +29,19 @@ from .models import (
     SubscriptionEvent,
     User,
 )
+from .services.applications import (
+    api_key_create,
+    api_key_revoke,
+    application_create,
+    application_set_credentials,
+)
+from .services.messages import messages_cancel, messages_requeue
+from .services.subscriptions import (
+    subscription_disable,
+    subscription_update,
+    subscriptions_disable,
+)
+from .services.users import user_identify, user_logout
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -52,6 +66,9 @@ class MessageQuotaInline(admin.StackedInline):
 def _actor(request) -> str:
     return f"admin:{request.user.get_username()}"
 
+
+# Why a subscription an operator turned off is off.
+DISABLED_BY_OPERATOR = "disabled_by_operator"
 
 MAX_CREDENTIALS_FILE = 64 * 1024  # a .p8 key is about 250 bytes, a service account 2-3 KB
 
@@ -226,7 +243,7 @@ class ApplicationAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if not change:
-            application = services.application_create(
+            application = application_create(
                 name=obj.name,
                 settings=obj.settings,
                 apns_credentials=form.apns_credentials,
@@ -237,7 +254,7 @@ class ApplicationAdmin(admin.ModelAdmin):
             return
         # Only the fields of the form: the credentials are written by their service alone.
         obj.save(update_fields=["name", "settings"])
-        services.application_set_credentials(
+        application_set_credentials(
             application=obj,
             apns_credentials=form.apns_credentials,
             fcm_credentials=form.fcm_credentials,
@@ -245,7 +262,7 @@ class ApplicationAdmin(admin.ModelAdmin):
 
     def _create_key(self, request, queryset, scope: str):
         for application in queryset:
-            new = services.api_key_create(application=application, scope=scope, name="admin")
+            new = api_key_create(application=application, scope=scope, name="admin")
             self.message_user(
                 request,
                 format_html(
@@ -312,7 +329,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             return page
         count = 0
         for api_key in queryset:
-            services.api_key_revoke(api_key=api_key)
+            api_key_revoke(api_key=api_key)
             count += 1
         self.message_user(request, f"Revoked {count} key(s).")
 
@@ -429,20 +446,18 @@ class SubscriptionAdmin(admin.ModelAdmin):
         enabled = changes.pop("enabled", None)
         if enabled is False:
             # As the disable action does: the reason says an operator did it.
-            services.subscription_disable(
-                subscription_id=obj.pk, reason="disabled_by_operator", actor=actor
-            )
+            subscription_disable(subscription_id=obj.pk, reason=DISABLED_BY_OPERATOR, actor=actor)
         if changes or enabled:
-            services.subscription_update(
+            subscription_update(
                 subscription=obj, actor=actor, enabled=enabled or None, touch=False, **changes
             )
         if "user" in form.changed_data:
             subscription = Subscription.objects.select_related("user", "application").get(pk=obj.pk)
             user = form.cleaned_data["user"]
             if user is None:
-                services.user_logout(subscription=subscription, actor=actor)
+                user_logout(subscription=subscription, actor=actor)
             else:
-                services.user_identify(
+                user_identify(
                     subscription=subscription, external_user_id=user.external_user_id, actor=actor
                 )
         obj.refresh_from_db()
@@ -463,13 +478,13 @@ class SubscriptionAdmin(admin.ModelAdmin):
         )
         if page:
             return page
-        actor = _actor(request)
-        count = sum(
-            services.subscription_disable(
-                subscription_id=pk, reason="disabled_by_operator", actor=actor
+        with transaction.atomic():
+            disabled = subscriptions_disable(
+                subscription_ids=queryset.values_list("pk", flat=True),
+                reason=DISABLED_BY_OPERATOR,
+                actor=_actor(request),
             )
-            for pk in queryset.values_list("pk", flat=True)
-        )
+        count = len(disabled)
         self.message_user(request, f"Disabled {count} subscription(s).")
 
 
@@ -528,7 +543,7 @@ class MessageAdmin(admin.ModelAdmin):
         )
         if page:
             return page
-        count = sending.messages_cancel(
+        count = messages_cancel(
             message_ids=queryset.values_list("pk", flat=True),
             actor=_actor(request),
         )
@@ -551,5 +566,5 @@ class MessageAdmin(admin.ModelAdmin):
         )
         if page:
             return page
-        count = sending.messages_requeue(message_ids=queryset.values_list("pk", flat=True))
+        count = messages_requeue(message_ids=queryset.values_list("pk", flat=True))
         self.message_user(request, f"Enqueued {count} pending message(s).")

@@ -13,8 +13,8 @@ INSERTED = (
     "provider_id", "created_at", "sent_at", "enqueued_at",
 )  # fmt: skip
 
-# What the claim (delivery._claim) reads of a pending message; the leading fields of
-# delivery.Outgoing, in this order.
+# What the claim (delivery.claim.claim_batch) reads of a pending message; the leading fields
+# of delivery.claim.Outgoing, in this order.
 CLAIMED = (
     "id", "application_id", "subscription_id", "channel", "campaign_run_id", "title", "body",
     "data", "priority", "ttl", "collapse_id", "attempts", "enqueued_at",
@@ -24,7 +24,8 @@ CLAIMED = (
 # CLAIMED in Outgoing.
 CLAIMED_FROM_SUBSCRIPTION = (("token", "token"), ("enabled", "subscription_enabled"))
 
-# What recording a batch's results (delivery._write_messages) changes, in one UPDATE by id.
+# What recording a batch's results (delivery.record.write_messages) changes, in one UPDATE
+# by id.
 WRITTEN = (
     "status", "attempts", "error_code", "error_message", "error_permanent", "provider_id",
     "sent_at", "enqueued_at",

@@ -206,7 +206,7 @@ class Message(models.Model):
     # KEY SHARE) for every message inserted, a WAL record and a dirtied page of the large
     # subscription table per message of a campaign. Deleting a subscription still deletes its
     # messages (Django's collector); a message whose subscription went away meanwhile fails
-    # when it is claimed (delivery._claim).
+    # when it is claimed (messaging.delivery.claim).
     subscription = models.ForeignKey(
         Subscription,
         on_delete=models.CASCADE,

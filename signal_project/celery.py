@@ -23,7 +23,7 @@ def _refuse_undecryptable_data(**kwargs) -> None:
 
 @worker_process_init.connect
 def _publish_without_delay(**kwargs) -> None:
-    from messaging.outbox import outbox
+    from messaging.dispatch import outbox
 
     outbox.immediate = True
 

@@ -286,7 +286,7 @@ MESSAGE_BATCH_SIZE = env.int("MESSAGE_BATCH_SIZE", default=500)
 # the workers spent 2.1-2.2 ms of CPU per message with 20 ms, 1.4-1.5 ms with 50 ms (each
 # task's fixed cost shared by more messages); accepted-to-successful p50 25 -> 41 ms.
 MESSAGE_OUTBOX_FLUSH_MS = env.float("MESSAGE_OUTBOX_FLUSH_MS", default=50.0)
-# A publish the broker refused is offered again every second for this long (messaging.outbox).
+# A publish the broker refused is offered again every second for this long (messaging.dispatch).
 MESSAGE_PUBLISH_DEFER_SECONDS = env.int("MESSAGE_PUBLISH_DEFER_SECONDS", default=600)
 MESSAGE_MAX_ATTEMPTS = env.int("MESSAGE_MAX_ATTEMPTS", default=5)
 MESSAGE_RETRY_BASE_SECONDS = env.float("MESSAGE_RETRY_BASE_SECONDS", default=2.0)
@@ -296,7 +296,6 @@ MESSAGE_RETRY_MAX_SECONDS = env.float("MESSAGE_RETRY_MAX_SECONDS", default=600.0
 MESSAGE_STALE_AFTER_SECONDS = env.int("MESSAGE_STALE_AFTER_SECONDS", default=300)
 # The sweep's windows overlap by this much, for clocks that differ between hosts.
 MESSAGE_SWEEP_OVERLAP_SECONDS = env.int("MESSAGE_SWEEP_OVERLAP_SECONDS", default=15)
-MESSAGE_STATUS_LISTENERS = ["campaigns.services.run_stats_apply"]
 
 # --- Campaigns -----------------------------------------------------------------------------
 CAMPAIGN_BATCH_SIZE = env.int("CAMPAIGN_BATCH_SIZE", default=1000)

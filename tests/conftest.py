@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import pytest
 from rest_framework.test import APIClient
 
-from messaging import services
 from messaging.models import ApiKey, Application, Subscription
+from messaging.services.applications import NewApiKey, api_key_create, application_create
+from messaging.services.subscriptions import SYSTEM, subscription_register
 
 _sequence = itertools.count(1)
 
@@ -18,21 +19,17 @@ _sequence = itertools.count(1)
 @dataclass(frozen=True)
 class AppWithKeys:
     application: Application
-    server: services.NewApiKey
-    client: services.NewApiKey
+    server: NewApiKey
+    client: NewApiKey
 
 
 def application_with_keys(name: str = "") -> AppWithKeys:
     """An application with one server and one client key, made the way production makes them."""
-    application = services.application_create(name=name or f"app-{next(_sequence)}")
+    application = application_create(name=name or f"app-{next(_sequence)}")
     return AppWithKeys(
         application=application,
-        server=services.api_key_create(
-            application=application, scope=ApiKey.Scope.SERVER, name="server"
-        ),
-        client=services.api_key_create(
-            application=application, scope=ApiKey.Scope.CLIENT, name="client"
-        ),
+        server=api_key_create(application=application, scope=ApiKey.Scope.SERVER, name="server"),
+        client=api_key_create(application=application, scope=ApiKey.Scope.CLIENT, name="client"),
     )
 
 
@@ -63,9 +60,9 @@ def subscription_create(
     **profile,
 ) -> Subscription:
     """A subscription registered through the service (token already normalized)."""
-    subscription, created = services.subscription_register(
+    subscription, created = subscription_register(
         application=application,
-        actor=services.SYSTEM,
+        actor=SYSTEM,
         type=type,
         token=token if token is not None else apns_token(),
         external_user_id=external_user_id,

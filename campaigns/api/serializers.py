@@ -6,11 +6,11 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from messaging.api.message_serializers import MAX_TTL
-from messaging.api.serializers import TimeZoneField
+from messaging.api.serializers.messages import MAX_TTL
+from messaging.api.serializers.subscriptions import TimeZoneField
 from messaging.countries import country_code_pattern
 from messaging.models import Message, SubscriptionType
-from messaging.sending import (
+from messaging.services.messages import (
     MAX_BODY_LENGTH,
     MAX_DATA_BYTES,
     MAX_TITLE_LENGTH,

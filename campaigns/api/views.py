@@ -8,10 +8,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from messaging.api.message_views import IDEMPOTENCY_HEADER
-from messaging.api.views import paginated
+from messaging.api.messages import IDEMPOTENCY_HEADER
+from messaging.api.pagination import paginated
 from messaging.idempotency import idempotent_call
-from messaging.services import actor_of
+from messaging.services.applications import actor_of
 from signal_project.api import PageQuery, ResultsCursorPagination
 from signal_project.openapi import error_response
 from templates_app.selectors import template_get

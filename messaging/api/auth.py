@@ -5,8 +5,9 @@ from __future__ import annotations
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
-from messaging import selectors, services
 from messaging.models import ApiKey
+from messaging.selectors.applications import api_key_get_active
+from messaging.services.applications import api_key_touch
 
 HEADER = "HTTP_X_API_KEY"
 
@@ -18,10 +19,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         raw = request.META.get(HEADER)
         if not raw:
             return None
-        api_key = selectors.api_key_get_active(raw=raw)
+        api_key = api_key_get_active(raw=raw)
         if api_key is None:
             raise exceptions.AuthenticationFailed("The API key is unknown or revoked.")
-        services.api_key_touch(api_key=api_key)
+        api_key_touch(api_key=api_key)
         return api_key, api_key
 
     def authenticate_header(self, request):

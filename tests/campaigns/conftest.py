@@ -14,8 +14,8 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, Periodic
 
 from campaigns import services
 from campaigns.models import Campaign, CampaignRun
-from messaging.delivery import notify_status_listeners
 from messaging.models import Message, MessageStatus
+from messaging.signals import message_statuses_changed
 from templates_app import services as template_services
 from templates_app.models import TemplateVersion
 from templates_app.rendering import compiled_cache
@@ -70,13 +70,13 @@ def run_messages(run: CampaignRun):
 
 
 def messages_succeed(messages) -> None:
-    """What delivery does for an accepted batch: pending -> successful, and the listeners."""
+    """What delivery does for an accepted batch: pending -> successful, and the signal."""
     transitions: Counter = Counter()
     for message in messages:
         message.succeed()
         message.save(update_fields=["status"])
         transitions[(message.campaign_run_id, MessageStatus.PENDING, MessageStatus.SUCCESSFUL)] += 1
-    notify_status_listeners(transitions)
+    message_statuses_changed.send(sender=Message, transitions=transitions)
 
 
 @pytest.fixture(autouse=True)

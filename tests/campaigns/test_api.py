@@ -14,9 +14,11 @@ from django_celery_beat.models import PeriodicTask
 
 from campaigns import services
 from campaigns.models import Campaign, CampaignRun, CampaignStatus, RunStatus
-from messaging import sending
-from messaging import services as messaging_services
+from messaging import dispatch
 from messaging.models import Message, MessageStatus
+from messaging.services.applications import api_key_revoke
+from messaging.services.messages import message_report_status, messages_cancel
+from messaging.services.subscriptions import subscription_disable
 from tests.assertions import assert_error
 from tests.conftest import api_client, fcm_token, subscription_create
 
@@ -450,7 +452,7 @@ def test_the_fan_out_sends_one_message_per_matching_subscription_and_counts_them
         subscription_create(app.application, tags={"plan": "gold"}),
     ]
     disabled = subscription_create(app.application, tags={"plan": "gold"})
-    messaging_services.subscription_disable(subscription_id=disabled.pk, reason="test")
+    subscription_disable(subscription_id=disabled.pk, reason="test")
     subscription_create(app.application, tags={"plan": "silver"})
     subscription_create(other_app.application, tags={"plan": "gold"})
     created = create(
@@ -482,9 +484,9 @@ def test_the_fan_out_sends_one_message_per_matching_subscription_and_counts_them
 
     # Delivery reports two, the client reports one received and one converted.
     messages_succeed(messages[:2])
-    sending.message_report_status(message=messages[0], status="received", actor="test")
-    sending.message_report_status(message=messages[1], status="received", actor="test")
-    sending.message_report_status(message=messages[1], status="converted", actor="test")
+    message_report_status(message=messages[0], status="received", actor="test")
+    message_report_status(message=messages[1], status="received", actor="test")
+    message_report_status(message=messages[1], status="converted", actor="test")
 
     stats = server_api.get(url(created["id"])).json()["stats"]
     assert stats == {
@@ -499,7 +501,7 @@ def test_the_fan_out_sends_one_message_per_matching_subscription_and_counts_them
     assert server_api.get(url(created["id"])).json()["status"] == "running"
 
     # The last pending ones cancelled: nothing is pending, the run and campaign complete.
-    sending.messages_cancel(message_ids=[m.pk for m in messages[2:]], actor="test")
+    messages_cancel(message_ids=[m.pk for m in messages[2:]], actor="test")
 
     body = server_api.get(url(created["id"])).json()
     assert body["stats"]["pending"] == 0
@@ -632,7 +634,7 @@ def test_preview_counts_the_matching_enabled_subscriptions_by_channel(server_api
         subscription_create(app.application, type="AndroidPush", token=fcm_token(), country="KR")
     subscription_create(app.application, type="Email", token="kim@example.com", country="KR")
     disabled = subscription_create(app.application, country="KR")
-    messaging_services.subscription_disable(subscription_id=disabled.pk, reason="test")
+    subscription_disable(subscription_id=disabled.pk, reason="test")
     subscription_create(app.application, country="JP")
     subscription_create(other_app.application, country="KR")
     created = create(
@@ -809,7 +811,7 @@ def test_no_key_is_unauthenticated(anonymous_api):
 
 
 def test_a_revoked_server_key_no_longer_works(server_api, app):
-    messaging_services.api_key_revoke(api_key=app.server.api_key)
+    api_key_revoke(api_key=app.server.api_key)
 
     assert api_client(app.server.raw).get(URL).status_code == 401
 
@@ -875,9 +877,9 @@ def test_a_step_run_again_after_its_commit_hands_its_batch_over_again(
     broker; Celery re-delivers the step, which finds the run already past it."""
     settings.CAMPAIGN_BATCH_SIZE = 2
     handed, published = [], []
-    monkeypatch.setattr(services, "enqueue", lambda queue, ids: handed.append((queue, ids)))
+    monkeypatch.setattr(dispatch, "enqueue", lambda queue, ids: handed.append((queue, ids)))
     monkeypatch.setattr(
-        services, "publish", lambda task, **kw: published.append((task.name, kw["args"]))
+        dispatch, "publish", lambda task, **kw: published.append((task, kw["args"]))
     )
     for _ in range(3):
         subscription_create(app.application)

@@ -9,8 +9,9 @@ import pytest
 from django.db import connection
 
 from campaigns.targeting import CriteriaInvalid, audience, criteria_clean
-from messaging import crypto, services
+from messaging import crypto
 from messaging.models import Subscription
+from messaging.services.subscriptions import subscription_disable
 from tests.conftest import fcm_token, subscription_create
 
 pytestmark = pytest.mark.django_db
@@ -175,7 +176,7 @@ def test_channels_select_subscription_types(app):
 def test_disabled_subscriptions_and_other_applications_are_left_out(app, other_app):
     kept = subscription_create(app.application, tags={"plan": "gold"})
     disabled = subscription_create(app.application, tags={"plan": "gold"})
-    services.subscription_disable(subscription_id=disabled.pk, reason="test")
+    subscription_disable(subscription_id=disabled.pk, reason="test")
     subscription_create(other_app.application, tags={"plan": "gold"})
 
     assert _ids(audience(app.application, {})) == {kept.pk}

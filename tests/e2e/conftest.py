@@ -21,9 +21,9 @@ from django.conf import settings
 from django.db import connection
 
 from fakes.process import running_fake_providers
-from messaging import services
+from messaging.dispatch import outbox
 from messaging.models import ApiKey
-from messaging.outbox import outbox
+from messaging.services.applications import api_key_create, application_create
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUES = "critical,messages,campaigns,retry"
@@ -246,15 +246,11 @@ def e2e(transactional_db, celery_worker, fake_providers, settings):
 def live_app(e2e):
     """An application whose credentials are the fake providers', with a server key and a
     client key (raw values on .server_key / .client_key)."""
-    application = services.application_create(
+    application = application_create(
         name="e2e",
         apns_credentials=dict(e2e.apns_credentials().values),
         fcm_credentials=dict(e2e.fcm_credentials().values),
     )
-    application.server_key = services.api_key_create(
-        application=application, scope=ApiKey.Scope.SERVER
-    ).raw
-    application.client_key = services.api_key_create(
-        application=application, scope=ApiKey.Scope.CLIENT
-    ).raw
+    application.server_key = api_key_create(application=application, scope=ApiKey.Scope.SERVER).raw
+    application.client_key = api_key_create(application=application, scope=ApiKey.Scope.CLIENT).raw
     return application

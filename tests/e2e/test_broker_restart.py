@@ -14,8 +14,8 @@ import pytest
 
 from bench.servers import free_port
 from campaigns.models import CampaignRun, RunStatus
-from messaging import services
 from messaging.models import Message, MessageStatus
+from messaging.services.subscriptions import SYSTEM, subscription_register
 
 from .conftest import QUEUES, broker_env, private_broker, queued, wait_for
 from .processes import Process, api, celery, start, start_web
@@ -72,8 +72,8 @@ def stack(e2e, worker_env, broker, tmp_path):
 def subscriptions(application, prefix: str, count: int, **fields) -> list[str]:
     return [
         str(
-            services.subscription_register(
-                application=application, actor=services.SYSTEM, type="iOSPush",
+            subscription_register(
+                application=application, actor=SYSTEM, type="iOSPush",
                 token=f"{prefix}{i:060x}", **fields,
             )[0].pk
         )

@@ -15,8 +15,8 @@ import pytest
 from django.conf import settings
 
 from bench.servers import free_port
-from messaging import services
 from messaging.models import Message
+from messaging.services.subscriptions import SYSTEM, subscription_register
 from tests.tcp_proxy import TcpProxy
 
 from .conftest import QUEUES, broker_env, private_broker, wait_for
@@ -98,8 +98,8 @@ def test_web_worker_and_beat_ride_out_database_outages(live_app, stack, proxy):
     start(stack["beat"], "beat: Starting")
     key = live_app.server_key
     targets = [
-        str(services.subscription_register(
-            application=live_app, actor=services.SYSTEM, type="iOSPush", token=f"abcd{i:060x}"
+        str(subscription_register(
+            application=live_app, actor=SYSTEM, type="iOSPush", token=f"abcd{i:060x}"
         )[0].pk)
         for i in range(4)
     ]  # fmt: skip

@@ -8,8 +8,9 @@ import time
 import pytest
 from rest_framework.test import APIClient
 
-from messaging import delivery, services
+from messaging import delivery
 from messaging.models import Message, MessageStatus, Subscription, SubscriptionEvent
+from messaging.services.subscriptions import subscription_register
 
 from .conftest import Worker, wait_for
 
@@ -26,9 +27,7 @@ def api(key: str) -> APIClient:
 
 
 def subscribe(app, type_: str, token: str) -> Subscription:
-    subscription, _ = services.subscription_register(
-        application=app, actor="test", type=type_, token=token
-    )
+    subscription, _ = subscription_register(application=app, actor="test", type=type_, token=token)
     return subscription
 
 
@@ -220,10 +219,10 @@ def test_template_message_renders_in_each_subscriptions_language(live_app):
         translations={"ko": {"title_template": "안녕 {{ name }}", "body_template": "{{ place }}"}},
         default_language="en",
     )
-    korean, _ = services.subscription_register(
+    korean, _ = subscription_register(
         application=live_app, actor="t", type="iOSPush", token="cd" * 32, language="ko"
     )
-    other, _ = services.subscription_register(
+    other, _ = subscription_register(
         application=live_app, actor="t", type="AndroidPush", token=ANDROID_OK, language="fr"
     )
     ids = send(

@@ -9,8 +9,9 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from messaging import delivery, services
+from messaging import delivery
 from messaging.models import Message, MessageEvent, MessageStatus, Subscription
+from messaging.services.subscriptions import subscription_register
 
 from .conftest import wait_for
 
@@ -24,9 +25,7 @@ def api(key: str) -> APIClient:
 
 
 def subscribe(app, type_: str, token: str) -> Subscription:
-    subscription, _ = services.subscription_register(
-        application=app, actor="test", type=type_, token=token
-    )
+    subscription, _ = subscription_register(application=app, actor="test", type=type_, token=token)
     return subscription
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from adapters import registry
-from messaging import services
 from messaging.models import Application
+from messaging.services.applications import application_create
 from tests.e2e.conftest import fake_providers  # noqa: F401 (a fixture, re-exported)
 
 
@@ -26,7 +26,7 @@ def providers(fake_providers, settings):  # noqa: F811
 @pytest.fixture
 def fake_app(db, providers) -> Application:
     """An application holding the credentials the fake providers accept."""
-    return services.application_create(
+    return application_create(
         name="fake-providers",
         apns_credentials=dict(providers.apns_credentials().values),
         fcm_credentials=dict(providers.fcm_credentials().values),

@@ -12,7 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 
-from messaging import credentials, services
+from messaging import credentials
 from messaging.models import (
     ApiKey,
     Application,
@@ -20,6 +20,8 @@ from messaging.models import (
     Subscription,
     SubscriptionEvent,
 )
+from messaging.services.applications import application_create
+from messaging.services.subscriptions import subscription_disable
 from tests.admin_pages import p8_key, page_data, pem_body_lines, rsa_key, service_account
 from tests.assertions import assert_error
 from tests.conftest import api_client, apns_token, fcm_token, subscription_create
@@ -92,7 +94,7 @@ def account() -> dict:
 
 
 def test_saving_the_application_page_keeps_the_credentials(admin_client, db):
-    application = services.application_create(name="ios", apns_credentials=APNS_CREDENTIALS)
+    application = application_create(name="ios", apns_credentials=APNS_CREDENTIALS)
     set_at = application.apns_credentials_set_at
     url = change_url(application)
     data = page_data(admin_client.get(url))
@@ -112,7 +114,7 @@ def test_saving_the_application_page_keeps_the_credentials(admin_client, db):
 def test_credentials_are_uploaded_as_files_and_shown_only_by_fingerprint(
     admin_client, db, p8, account
 ):
-    application = services.application_create(name="both")
+    application = application_create(name="both")
     url = change_url(application)
     data = page_data(admin_client.get(url))
     data.update(
@@ -173,7 +175,7 @@ def test_the_fingerprint_is_that_of_the_public_key(p8):
 
 
 def test_new_ids_for_the_stored_key_keep_the_key(admin_client, db, p8):
-    application = services.application_create(
+    application = application_create(
         name="ios",
         apns_credentials=credentials.apns_credentials_clean(
             private_key=p8, key_id="KEY1", team_id="TEAM1", topic="com.example.old"
@@ -191,7 +193,7 @@ def test_new_ids_for_the_stored_key_keep_the_key(admin_client, db, p8):
 
 
 def test_the_clear_boxes_remove_the_credentials(admin_client, db, p8, account):
-    application = services.application_create(
+    application = application_create(
         name="both",
         apns_credentials=credentials.apns_credentials_clean(
             private_key=p8, key_id="K", team_id="T", topic="com.example.app"
@@ -237,7 +239,7 @@ def _bad_uploads():
 def test_bad_credential_uploads_are_form_errors_and_store_nothing(
     admin_client, db, fields, field, fragment
 ):
-    application = services.application_create(name="empty")
+    application = application_create(name="empty")
     url = change_url(application)
     data = page_data(admin_client.get(url))
     data.update(
@@ -385,7 +387,7 @@ def subscriptions(app, other_app) -> dict[str, Subscription]:
         ),
         "theirs": subscription_create(other_app.application, external_user_id="alice-2"),
     }
-    services.subscription_disable(subscription_id=made["bob_email"].pk, reason="bounced")
+    subscription_disable(subscription_id=made["bob_email"].pk, reason="bounced")
     return made
 
 

@@ -10,8 +10,9 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
-from messaging import delivery, outbox, sending
+from messaging import delivery, dispatch
 from messaging.models import Message, MessageEvent, MessageStatus
+from messaging.services.messages import Content, Delivery, message_send
 from tests.conftest import subscription_create
 
 pytestmark = pytest.mark.django_db
@@ -34,18 +35,17 @@ def enqueued(monkeypatch):
     def record(queue, ids, countdown=None):
         calls.append((queue, list(ids)))
 
-    # Sending enqueues new messages; re-enqueueing goes through delivery.hand_over.
-    monkeypatch.setattr(sending, "enqueue", record)
-    monkeypatch.setattr(delivery, "enqueue", record)
+    # Sending enqueues new messages; re-enqueueing goes through dispatch.hand_over.
+    monkeypatch.setattr(dispatch, "enqueue", record)
     return calls
 
 
 def send(app, count=1, **options) -> list[Message]:
-    return sending.message_send(
+    return message_send(
         application=app.application,
         subscriptions=[subscription_create(app.application) for _ in range(count)],
-        content=sending.Content(title="Admin title", body="Admin body"),
-        delivery=sending.Delivery(**options),
+        content=Content(title="Admin title", body="Admin body"),
+        delivery=Delivery(**options),
     ).messages
 
 
@@ -117,11 +117,11 @@ def test_the_changelist_filters_by_status(admin_client, app):
 
 def test_the_change_page_shows_the_events_inline(admin_client, app):
     email = subscription_create(app.application, type="Email", token="kim@example.com")
-    [message] = sending.message_send(
+    [message] = message_send(
         application=app.application,
         subscriptions=[email],
-        content=sending.Content(title="Admin title"),
-        delivery=sending.Delivery(),
+        content=Content(title="Admin title"),
+        delivery=Delivery(),
     ).messages
     delivery.deliver_batch([str(message.pk)], queue="messages")
 
@@ -188,7 +188,7 @@ def test_the_send_again_action_hands_pending_due_messages_over(admin_client, app
 
 def test_the_send_again_action_reaches_the_outbox(admin_client, app, monkeypatch):
     added = []
-    monkeypatch.setattr(outbox.outbox, "add", lambda queue, ids: added.append((queue, list(ids))))
+    monkeypatch.setattr(dispatch.outbox, "add", lambda queue, ids: added.append((queue, list(ids))))
     [message] = send(app)
 
     act(admin_client, "send_again", [message])

@@ -13,9 +13,10 @@ from collections import Counter
 import pytest
 from django.test import override_settings
 
-from messaging import services
+from messaging.api import subscriptions as subscription_views
 from messaging.api import throttling
 from messaging.models import Subscription
+from messaging.services.applications import api_key_revoke
 from signal_project.api import BoundedJSONParser, PayloadTooLarge
 from tests.assertions import assert_error
 from tests.conftest import api_client, apns_token, subscription_create
@@ -68,8 +69,8 @@ def test_an_unknown_key_is_401(app, raw):
 
 def test_a_revoked_key_is_401_everywhere(app):
     subscription = subscription_create(app.application)
-    services.api_key_revoke(api_key=app.server.api_key)
-    services.api_key_revoke(api_key=app.client.api_key)
+    api_key_revoke(api_key=app.server.api_key)
+    api_key_revoke(api_key=app.client.api_key)
 
     for raw in (app.server.raw, app.client.raw):
         for method, url, body in _every_endpoint(str(subscription.pk)):
@@ -78,7 +79,7 @@ def test_a_revoked_key_is_401_everywhere(app):
 
 
 def test_revoking_one_key_leaves_the_others_working(app):
-    services.api_key_revoke(api_key=app.client.api_key)
+    api_key_revoke(api_key=app.client.api_key)
 
     assert api_client(app.server.raw).get(URL).status_code == 200
 
@@ -149,7 +150,7 @@ def test_an_unexpected_crash_is_500_with_the_error_shape(server_api, monkeypatch
     def explode(**kwargs):
         raise RuntimeError("boom: secret internals")
 
-    monkeypatch.setattr(services, "subscription_register", explode)
+    monkeypatch.setattr(subscription_views, "subscription_register", explode)
 
     response = server_api.post(URL, {"type": "iOSPush", "token": apns_token(1)}, format="json")
 

@@ -11,8 +11,10 @@ from django.db import connections
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from messaging import delivery, sending, services
+from messaging import delivery
 from messaging.models import IdempotencyRecord, Message, MessageEvent, MessageStatus
+from messaging.services.messages import Content, Delivery, message_send
+from messaging.services.subscriptions import subscription_disable
 from templates_app.services import template_create
 from tests.assertions import assert_error
 from tests.conftest import api_client, application_with_keys, fcm_token, subscription_create
@@ -28,11 +30,11 @@ def post(client, body, **headers):
 
 def stored(application, subscriptions, *, campaign_id=None, **delivery_options) -> list[Message]:
     """Pending messages made by the sending service, as the API makes them."""
-    return sending.message_send(
+    return message_send(
         application=application,
         subscriptions=subscriptions,
-        content=sending.Content(title="Hi", body="There", data={"k": "v"}),
-        delivery=sending.Delivery(**delivery_options),
+        content=Content(title="Hi", body="There", data={"k": "v"}),
+        delivery=Delivery(**delivery_options),
         campaign_id=campaign_id,
     ).messages
 
@@ -229,7 +231,7 @@ def test_disabled_subscriptions_are_skipped_and_counted(server_api, app):
     enabled = subscription_create(app.application)
     disabled = [subscription_create(app.application) for _ in range(2)]
     for subscription in disabled:
-        services.subscription_disable(subscription_id=subscription.pk, reason="test")
+        subscription_disable(subscription_id=subscription.pk, reason="test")
     ids = [str(s.pk) for s in [enabled, *disabled]]
 
     response = post(server_api, {"subscription_ids": ids, "title": "x"})
@@ -241,7 +243,7 @@ def test_disabled_subscriptions_are_skipped_and_counted(server_api, app):
 
 
 def test_a_disabled_single_target_is_skipped(server_api, sub):
-    services.subscription_disable(subscription_id=sub.pk, reason="test")
+    subscription_disable(subscription_id=sub.pk, reason="test")
 
     response = post(server_api, {"subscription_id": str(sub.pk), "title": "x"})
 
@@ -256,7 +258,7 @@ def test_a_user_target_reaches_every_enabled_subscription(server_api, app):
         app.application, type="AndroidPush", token=fcm_token(), external_user_id="kim"
     )
     off = subscription_create(app.application, external_user_id="kim")
-    services.subscription_disable(subscription_id=off.pk, reason="test")
+    subscription_disable(subscription_id=off.pk, reason="test")
     subscription_create(app.application, external_user_id="lee")
 
     response = post(server_api, {"external_user_id": "kim", "title": "x"})

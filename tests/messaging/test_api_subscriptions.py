@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from messaging import services
 from messaging.models import Subscription, SubscriptionEvent
+from messaging.services.subscriptions import subscription_disable
 from tests.assertions import assert_error
 from tests.conftest import api_client, apns_token, fcm_token, subscription_create
 
@@ -275,7 +275,7 @@ def test_reregistering_moves_the_subscription_to_the_given_user(server_api):
 
 def test_reregistering_revives_a_subscription_disabled_for_a_dead_token(server_api, app):
     subscription = subscription_create(app.application)
-    services.subscription_disable(subscription_id=subscription.pk, reason="token_invalid")
+    subscription_disable(subscription_id=subscription.pk, reason="token_invalid")
 
     again = server_api.post(URL, {"type": "iOSPush", "token": subscription.token}, format="json")
 
@@ -308,7 +308,7 @@ def test_the_list_is_the_applications_own_and_filters(server_api, app, other_app
     ios = subscription_create(app.application, country="KR")
     android = subscription_create(app.application, type="AndroidPush", token=fcm_token(1))
     subscription_create(other_app.application)
-    services.subscription_disable(subscription_id=android.pk, reason="token_invalid")
+    subscription_disable(subscription_id=android.pk, reason="token_invalid")
 
     everything = server_api.get(URL).json()["results"]
     only_android = server_api.get(URL, {"type": "AndroidPush"}).json()["results"]

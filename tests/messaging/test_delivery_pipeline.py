@@ -16,8 +16,18 @@ from django.conf import settings as django_settings
 from django.db import connection, connections
 from django.utils import timezone
 
-from messaging import delivery, outbox, sending, services, signals
+from messaging import delivery, dispatch, signals
+from messaging.delivery import record
+from messaging.delivery import send as delivery_send
 from messaging.models import Message, MessageEvent, MessageStatus, SubscriptionEvent
+from messaging.services.messages import (
+    Content,
+    Delivery,
+    message_send,
+    messages_cancel,
+    messages_requeue,
+)
+from messaging.services.subscriptions import subscription_disable
 from tests.conftest import subscription_create
 
 pytestmark = pytest.mark.django_db
@@ -34,11 +44,11 @@ def ios_token(prefix: str = "ab") -> str:
 
 def send(application, subscriptions, **options) -> list[Message]:
     run = options.pop("campaign_run_id", None)
-    return sending.message_send(
+    return message_send(
         application=application,
         subscriptions=subscriptions,
-        content=sending.Content(title="Hello", body="World", data={"n": "1"}),
-        delivery=sending.Delivery(**options),
+        content=Content(title="Hello", body="World", data={"n": "1"}),
+        delivery=Delivery(**options),
         campaign_run_id=run,
     ).messages
 
@@ -66,22 +76,23 @@ def requests(providers) -> tuple[int, int]:
 recorded: list[Counter] = []
 
 
-def record_transitions(transitions: Counter) -> None:
+def record_transitions(*, transitions: Counter, **_signal) -> None:
     recorded.append(Counter(transitions))
 
 
 @pytest.fixture
-def listener(settings):
-    settings.MESSAGE_STATUS_LISTENERS = [f"{__name__}.record_transitions"]
+def listener():
+    signals.message_statuses_changed.connect(record_transitions)
     recorded.clear()
     yield recorded
+    signals.message_statuses_changed.disconnect(record_transitions)
     recorded.clear()
 
 
 @pytest.fixture
 def broker_kept():
     """The broker holds the marker the sweep looks for: it lost nothing."""
-    outbox.broker_marker_place()
+    dispatch.broker_marker_place()
 
 
 def broker_loses_its_data() -> None:
@@ -97,8 +108,7 @@ def enqueued(monkeypatch, broker_kept):
     def enqueue(queue, message_ids, countdown=None):
         calls.append((queue, [str(i) for i in message_ids], countdown))
 
-    monkeypatch.setattr(delivery, "enqueue", enqueue)
-    monkeypatch.setattr(sending, "enqueue", enqueue)
+    monkeypatch.setattr(dispatch, "enqueue", enqueue)
     return calls
 
 
@@ -211,7 +221,7 @@ def test_a_message_whose_subscription_was_deleted_meanwhile_fails_unsent(fake_ap
 def test_a_subscription_disabled_after_the_send_fails_the_message_unsent(fake_app, providers):
     subscription = subscription_create(fake_app, token=ios_token())
     [message] = send(fake_app, [subscription])
-    services.subscription_disable(subscription_id=subscription.pk, reason="user_opt_out")
+    subscription_disable(subscription_id=subscription.pk, reason="user_opt_out")
 
     report = delivery.deliver_batch([str(message.pk)])
 
@@ -346,13 +356,13 @@ def test_retry_delay_is_never_below_retry_after(settings, retry_after):
     settings.MESSAGE_RETRY_MAX_SECONDS = 600.0
     for attempt in range(1, 12):
         for _ in range(50):
-            assert delivery.retry_delay(attempt, retry_after) >= (retry_after or 0.0)
+            assert record.retry_delay(attempt, retry_after) >= (retry_after or 0.0)
 
 
 def test_retry_delay_grows_with_attempts_up_to_the_cap(settings):
     settings.MESSAGE_RETRY_BASE_SECONDS = 2.0
     settings.MESSAGE_RETRY_MAX_SECONDS = 100.0
-    samples = {a: [delivery.retry_delay(a) for _ in range(200)] for a in range(1, 9)}
+    samples = {a: [record.retry_delay(a) for _ in range(200)] for a in range(1, 9)}
 
     for attempt in range(1, 6):  # 2, 4, 8, 16, 32 s, each with +-20 % jitter
         assert max(samples[attempt]) < min(samples[attempt + 1])
@@ -375,12 +385,12 @@ def test_a_cancel_while_a_batch_is_in_flight_waits_for_it_and_finds_it_sent(
     [message] = send(
         fake_app, [subscription_create(fake_app, token=ios_token())], campaign_run_id=run
     )
-    real_send_group = delivery._send_group
+    real_send_group = delivery_send.send_group
     cancelled: list[int] = []
 
     def cancel() -> None:
         try:
-            cancelled.append(sending.messages_cancel(message_ids=[message.pk], actor="operator"))
+            cancelled.append(messages_cancel(message_ids=[message.pk], actor="operator"))
         finally:
             connections.close_all()
 
@@ -392,7 +402,7 @@ def test_a_cancel_while_a_batch_is_in_flight_waits_for_it_and_finds_it_sent(
         assert canceller.is_alive(), "the cancel did not wait for the claimed row"
         return real_send_group(application, channel, messages)
 
-    monkeypatch.setattr(delivery, "_send_group", cancel_then_send)
+    monkeypatch.setattr(delivery_send, "send_group", cancel_then_send)
 
     delivery.deliver_batch([str(message.pk)])
     canceller.join(timeout=10)
@@ -530,7 +540,7 @@ def test_after_the_broker_lost_its_data_the_sweep_hands_over_all_pending_work(
     signals.broker_data_lost.connect(receiver)
     try:
         broker_loses_its_data()
-        assert outbox.broker_marker_present() is False
+        assert dispatch.broker_marker_present() is False
         assert delivery.pending_sweep(now=now) == 2
     finally:
         signals.broker_data_lost.disconnect(receiver)
@@ -542,7 +552,7 @@ def test_after_the_broker_lost_its_data_the_sweep_hands_over_all_pending_work(
     assert fresh(retry_later).enqueued_at == now + timedelta(seconds=40)  # still due then
     assert lost_runs == [now]
     # Put back once the work was handed over: the next sweep finds nothing lost.
-    assert outbox.broker_marker_present() is True
+    assert dispatch.broker_marker_present() is True
     enqueued.clear()
     assert delivery.pending_sweep(now=now) == 0 and enqueued == []
 
@@ -581,7 +591,7 @@ def test_requeue_hands_pending_due_messages_over_now(app, enqueued):
     done = send(app.application, [subscription_create(app.application)])[0]
     Message.objects.filter(pk=done.pk).update(status="successful")
 
-    assert sending.messages_requeue(message_ids=ids([pending, later, done])) == 1
+    assert messages_requeue(message_ids=ids([pending, later, done])) == 1
 
     assert enqueued == [("messages", [str(pending.pk)], None)]
     assert fresh(pending).enqueued_at > pending.enqueued_at

@@ -16,8 +16,10 @@ from django.core.management.base import SystemCheckError
 from django.db import connection
 from django.test import override_settings
 
-from messaging import checks, crypto, services
+from messaging import checks, crypto
 from messaging.models import Application, Subscription
+from messaging.services.applications import application_create
+from messaging.services.subscriptions import subscription_register
 from tests.conftest import apns_token, subscription_create
 
 pytestmark = pytest.mark.django_db
@@ -46,7 +48,7 @@ def raw_row(table: str, pk, *columns: str) -> tuple:
 @pytest.fixture
 def stored(db):
     """An application with APNs credentials and a subscription, written under the current key."""
-    application = services.application_create(name="enc", apns_credentials=APNS_CREDENTIALS)
+    application = application_create(name="enc", apns_credentials=APNS_CREDENTIALS)
     subscription = subscription_create(application, token=apns_token(7))
     return application, subscription
 
@@ -70,7 +72,7 @@ def test_the_token_is_not_stored_in_plain_text(stored):
 
 def test_encrypting_the_same_token_twice_gives_different_ciphertexts(stored, db):
     _application, subscription = stored
-    other = services.application_create(name="other")
+    other = application_create(name="other")
     twin = subscription_create(other, token=apns_token(7))
 
     (first,) = raw_row("messaging_subscription", subscription.pk, "token")
@@ -137,7 +139,7 @@ def test_rotate_encryption_keys_re_encrypts_under_the_new_key(stored, capsys):
         assert Subscription.objects.get(pk=subscription.pk).token == apns_token(7)
         assert Application.objects.get(pk=application.pk).apns_credentials == APNS_CREDENTIALS
         # The digest does not depend on the encryption key: lookups still find the token.
-        again, created = services.subscription_register(
+        again, created = subscription_register(
             application=application, actor="test", type="iOSPush", token=apns_token(7)
         )
         assert (again.pk, created) == (subscription.pk, False)
@@ -147,7 +149,7 @@ def test_rotation_walks_every_row_in_batches(db, monkeypatch):
     from messaging.management.commands import rotate_encryption_keys
 
     monkeypatch.setattr(rotate_encryption_keys, "BATCH", 2)
-    application = services.application_create(name="many")
+    application = application_create(name="many")
     made = [subscription_create(application, token=apns_token(n)) for n in range(5)]
     new_key = Fernet.generate_key().decode()
 
@@ -226,7 +228,7 @@ def test_bad_key_settings_are_improperly_configured(keys):
 
 
 def test_json_credentials_round_trip_with_unicode(db):
-    application = services.application_create(
+    application = application_create(
         name="유니코드", fcm_credentials={"service_account": {"project_id": "앱", "n": 1}}
     )
 

@@ -8,8 +8,9 @@ from collections import Counter
 import pytest
 from django_fsm import TransitionNotAllowed
 
-from messaging import sending
 from messaging.models import Message, MessageEvent, MessageStatus
+from messaging.services.messages import Content, Delivery, message_report_status, message_send
+from messaging.signals import message_statuses_changed
 from signal_project.api import InvalidTransition
 from tests.conftest import subscription_create
 
@@ -31,15 +32,16 @@ EVERY_PAIR = [(status, name) for status in S for name in TRANSITIONS]
 recorded: list[Counter] = []
 
 
-def record_transitions(transitions: Counter) -> None:
+def record_transitions(*, transitions: Counter, **_signal) -> None:
     recorded.append(Counter(transitions))
 
 
 @pytest.fixture
-def listener(settings):
-    settings.MESSAGE_STATUS_LISTENERS = [f"{__name__}.record_transitions"]
+def listener():
+    message_statuses_changed.connect(record_transitions)
     recorded.clear()
     yield recorded
+    message_statuses_changed.disconnect(record_transitions)
     recorded.clear()
 
 
@@ -49,11 +51,11 @@ RUN = uuid.uuid4()
 @pytest.fixture
 def message(app) -> Message:
     """A pending message of a campaign run (whose statistics the listeners keep)."""
-    [message] = sending.message_send(
+    [message] = message_send(
         application=app.application,
         subscriptions=[subscription_create(app.application)],
-        content=sending.Content(title="Hi"),
-        delivery=sending.Delivery(),
+        content=Content(title="Hi"),
+        delivery=Delivery(),
         campaign_run_id=RUN,
     ).messages
     return message
@@ -94,7 +96,7 @@ def test_every_other_transition_is_refused(message, source, name):
 
 
 def report(message, status):
-    return sending.message_report_status(message=message, status=status, actor="test")
+    return message_report_status(message=message, status=status, actor="test")
 
 
 def status_events(message) -> list[tuple[str, dict]]:
@@ -123,11 +125,11 @@ def test_received_then_converted_records_events_and_tells_the_listeners(message,
 
 
 def test_a_report_on_a_message_of_no_campaign_run_tells_nobody(app, listener):
-    [message] = sending.message_send(
+    [message] = message_send(
         application=app.application,
         subscriptions=[subscription_create(app.application)],
-        content=sending.Content(title="Hi"),
-        delivery=sending.Delivery(),
+        content=Content(title="Hi"),
+        delivery=Delivery(),
     ).messages
     message = in_status(message, S.SUCCESSFUL)
 

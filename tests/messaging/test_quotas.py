@@ -10,9 +10,9 @@ import pytest
 from django.db import connections, transaction
 from django.utils import timezone
 
-from messaging import services
 from messaging.models import Message, MessageQuota
 from messaging.quotas import quota_consume
+from messaging.services.subscriptions import subscription_disable
 from signal_project.api import QuotaExceeded
 from tests.assertions import assert_error
 from tests.conftest import api_client, application_with_keys, subscription_create
@@ -207,7 +207,7 @@ def test_over_the_monthly_quota_is_429(server_api, app):
 def test_a_request_counts_every_message_it_creates(server_api, app):
     application = app.application
     subscriptions = [subscription_create(application) for _ in range(4)]
-    services.subscription_disable(subscription_id=subscriptions[3].pk, reason="test")
+    subscription_disable(subscription_id=subscriptions[3].pk, reason="test")
     limit(application, daily=4)
     all_ids = [str(s.pk) for s in subscriptions]
 

@@ -14,7 +14,9 @@ from django.test import Client
 
 from campaigns import services as campaign_services
 from campaigns.schedules import schedule_clean
-from messaging import credentials, sending, services
+from messaging import credentials
+from messaging.services.applications import application_set_credentials
+from messaging.services.messages import Content, Delivery, message_send
 from templates_app import services as template_services
 from tests.admin_pages import p8_key, pem_body_lines, service_account
 from tests.conftest import application_with_keys, subscription_create
@@ -40,7 +42,7 @@ def secrets(db) -> list[str]:
     p8, account = p8_key(), service_account()
     made = application_with_keys("secretive")
     application = made.application
-    services.application_set_credentials(
+    application_set_credentials(
         application=application,
         apns_credentials=credentials.apns_credentials_clean(
             private_key=p8, key_id="KEY1234567", team_id="TEAM123456", topic="com.example.app"
@@ -48,11 +50,11 @@ def secrets(db) -> list[str]:
         fcm_credentials={"service_account": account},
     )
     subscription = subscription_create(application, external_user_id="alice")
-    sending.message_send(
+    message_send(
         application=application,
         subscriptions=[subscription],
-        content=sending.Content(title="Hello", body="World"),
-        delivery=sending.Delivery(),
+        content=Content(title="Hello", body="World"),
+        delivery=Delivery(),
     )
     version = template_services.template_create(
         application=application, name="welcome", title_template="Hi", body_template="{{name}}"

@@ -11,8 +11,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from messaging import services
 from messaging.models import ApiKey, Application
+from messaging.services.applications import api_key_create, application_create
 
 DEMO_NAME = "demo"
 
@@ -43,7 +43,7 @@ class Command(BaseCommand):
 
     def _demo(self, state: Path) -> dict:
         apns_meta = json.loads((state / "apns.json").read_text())
-        application = services.application_create(
+        application = application_create(
             name=DEMO_NAME,
             apns_credentials={
                 "auth": "token",
@@ -57,12 +57,8 @@ class Command(BaseCommand):
                 "service_account": json.loads((state / "fcm_service_account.json").read_text())
             },
         )
-        server = services.api_key_create(
-            application=application, scope=ApiKey.Scope.SERVER, name="demo"
-        )
-        client = services.api_key_create(
-            application=application, scope=ApiKey.Scope.CLIENT, name="demo"
-        )
+        server = api_key_create(application=application, scope=ApiKey.Scope.SERVER, name="demo")
+        client = api_key_create(application=application, scope=ApiKey.Scope.CLIENT, name="demo")
         demo = {
             "application_id": str(application.pk),
             "server_key": server.raw,

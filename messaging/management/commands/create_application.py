@@ -7,8 +7,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from messaging import credentials, services
+from messaging import credentials
 from messaging.models import ApiKey
+from messaging.services.applications import api_key_create, application_create
 
 
 class Command(BaseCommand):
@@ -29,15 +30,11 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         apns = _apns_credentials(opts)
         fcm = _fcm_credentials(opts.get("fcm_service_account"))
-        application = services.application_create(
+        application = application_create(
             name=opts["name"], apns_credentials=apns, fcm_credentials=fcm
         )
-        server = services.api_key_create(
-            application=application, scope=ApiKey.Scope.SERVER, name="server"
-        )
-        client = services.api_key_create(
-            application=application, scope=ApiKey.Scope.CLIENT, name="client"
-        )
+        server = api_key_create(application=application, scope=ApiKey.Scope.SERVER, name="server")
+        client = api_key_create(application=application, scope=ApiKey.Scope.CLIENT, name="client")
         self.stdout.write(
             json.dumps(
                 {"id": str(application.pk), "server_key": server.raw, "client_key": client.raw}

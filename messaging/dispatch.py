@@ -1,4 +1,7 @@
-"""Hands work to Celery: message ids in batches, and any task through `publish`.
+"""Hands work to Celery: which queue a message goes to, its ids in batches (`enqueue`,
+`hand_over`), any task by its name (`publish`), and the broker marker that tells whether the
+broker lost what it held. Tasks are named, not imported: the tasks import the delivery
+pipeline, which imports this module.
 
 Many API requests each create one message; sending each as its own task would make the
 broker and the workers pay per message. The outbox sends at most one `deliver_batch` task
@@ -23,11 +26,14 @@ import os
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
 
+from celery import current_app
 from django.conf import settings
+
+from .models import Message
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +42,16 @@ logger = logging.getLogger(__name__)
 MAX_DEFERRED = 10_000
 DEFER_RETRY_SECONDS = 1.0
 
+QUEUE_FOR_PRIORITY = {Message.Priority.HIGH: "critical", Message.Priority.NORMAL: "messages"}
+RETRY_QUEUE = "retry"
+DELIVER_BATCH = "messaging.deliver_batch"
+
 
 @dataclass(slots=True)
 class _Deferred:
     """A publish the broker did not take, to be offered again."""
 
-    task: Any
+    task: str  # its name
     args: list
     queue: str
     due: float  # time.monotonic() when it was meant to run
@@ -49,22 +59,29 @@ class _Deferred:
 
 
 def _publish(queue: str, ids: list[str], countdown: float | None = None) -> None:
-    from .tasks import deliver_batch
-
-    publish(deliver_batch, args=[ids], queue=queue, countdown=countdown)
+    publish(DELIVER_BATCH, args=[ids], queue=queue, countdown=countdown)
 
 
-def _apply(task, args: list, queue: str, countdown: float | None) -> None:
+def _apply(task: str, args: list, queue: str, countdown: float | None) -> None:
     if countdown and settings.BROKER_COUNTDOWN_WHOLE_SECONDS:
         # Delays kept in the broker (RabbitMQ quorum queues) count whole seconds and refuse
         # less than one: round up, so a retry never goes sooner than its back-off.
         countdown = math.ceil(countdown)
-    task.apply_async(args=args, queue=queue, countdown=countdown or None)
+    # By name: the publishing process need not have imported (registered) the task, and
+    # no task of ours sets options of its own that apply_async would add. ignore_result as
+    # the task would carry it from the app's configuration.
+    current_app.send_task(
+        task,
+        args=args,
+        queue=queue,
+        countdown=countdown or None,
+        ignore_result=current_app.conf.task_ignore_result,
+    )
 
 
-def publish(task, *, args: list, queue: str, countdown: float | None = None) -> None:
-    """Publishes a Celery task; when the broker does not take it, keeps it for a later try
-    (see the module's docstring) instead of raising."""
+def publish(task: str, *, args: list, queue: str, countdown: float | None = None) -> None:
+    """Publishes the Celery task named `task`; when the broker does not take it, keeps it
+    for a later try (see the module's docstring) instead of raising."""
     try:
         _apply(task, args, queue, countdown)
     except Exception as exc:
@@ -105,7 +122,7 @@ class Outbox:
             self._deferred.append(_Deferred(task, args, queue, now + (countdown or 0), now + keep))
             while len(self._deferred) > MAX_DEFERRED:
                 dropped = self._deferred.popleft()
-                logger.error("Dropped a deferred %s for %s: too many waiting", dropped.task.name,
+                logger.error("Dropped a deferred %s for %s: too many waiting", dropped.task,
                              dropped.queue)  # fmt: skip
             self._ensure_thread()
         self._wake.set()
@@ -121,7 +138,7 @@ class Outbox:
             now = time.monotonic()
             if now > item.given_up_at:
                 logger.error("Gave up publishing %s to %s: the sweep will enqueue its work",
-                             item.task.name, item.queue)  # fmt: skip
+                             item.task, item.queue)  # fmt: skip
             else:
                 try:
                     _apply(item.task, item.args, item.queue, max(item.due - now, 0.0))
@@ -201,6 +218,21 @@ def enqueue(queue: str, ids: Iterable[str], countdown: float | None = None) -> N
     outbox.add(queue, ids)
 
 
+def queue_for(priority: str) -> str:
+    """The queue a message of this priority is delivered from."""
+    return QUEUE_FOR_PRIORITY.get(priority, "messages")
+
+
+def hand_over(rows: Sequence[tuple], now: datetime) -> None:
+    """Enqueues (pk, priority) rows on their priority's queue and records when."""
+    Message.objects.filter(pk__in=[pk for pk, _ in rows]).update(enqueued_at=now)
+    by_queue: dict[str, list[str]] = defaultdict(list)
+    for pk, priority in rows:
+        by_queue[queue_for(priority)].append(str(pk))
+    for queue, ids in by_queue.items():
+        enqueue(queue, ids)
+
+
 # --- Did the broker lose its queues? -----------------------------------------------------------
 
 BROKER_MARKER = "signal.broker-marker"
@@ -220,8 +252,6 @@ def broker_marker_present() -> bool | None:
     worker consumes. A broker that restarted without its data (Redis without persistence, a
     RabbitMQ node rebuilt) has lost it together with every queued task. None: the broker
     could not be asked."""
-    from celery import current_app
-
     try:
         with current_app.connection_for_write() as connection:
             channel = connection.channel()
@@ -240,7 +270,6 @@ def broker_marker_present() -> bool | None:
 
 def broker_marker_place() -> None:
     """Puts the marker (one persistent message in a durable queue) in the broker."""
-    from celery import current_app
     from kombu import Producer
 
     queue = _marker_queue()

@@ -1,4 +1,4 @@
-"""Input and output serializers of the subscription and user endpoints."""
+"""Input and output serializers of the subscription endpoints."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from signal_project.api import StrictQuerySerializer, StrictSerializer
 from signal_project.openapi import NON_BLANK
 from signal_project.validation import text_problem
 
-from ..countries import country_code_pattern
-from ..models import Subscription, SubscriptionType, User
-from ..tokens import APNS_TOKEN, E164, FCM_TOKEN, normalize_token
+from ...countries import country_code_pattern
+from ...models import Subscription, SubscriptionType
+from ...tokens import APNS_TOKEN, E164, FCM_TOKEN, normalize_token
 
 MAX_TAGS = 100
 
@@ -249,26 +249,6 @@ class SubscriptionDetailOutput(SubscriptionOutput):
 
     class Meta(SubscriptionOutput.Meta):
         fields = [*SubscriptionOutput.Meta.fields, "token"]
-
-
-class IdentifyInput(StrictSerializer):
-    external_user_id = serializers.CharField(max_length=255)
-    subscription_id = serializers.UUIDField()
-
-
-class LogoutInput(StrictSerializer):
-    subscription_id = serializers.UUIDField()
-
-
-class UserOutput(serializers.ModelSerializer):
-    subscription_ids = serializers.SerializerMethodField()
-
-    class Meta:
-        model = User
-        fields = ["id", "external_user_id", "created_at", "subscription_ids"]
-
-    def get_subscription_ids(self, user: User) -> list[str]:
-        return [str(pk) for pk in user.subscriptions.values_list("pk", flat=True)]
 
 
 class SubscriptionListFilters(StrictQuerySerializer):

@@ -1,6 +1,6 @@
-"""The outbox: at most one flush per interval, so ids from many sends within it leave as one
-task; after a quiet interval the first ids leave at once; full batches leave at once. Read
-from the real Redis broker, on queues no worker listens to."""
+"""The outbox of messaging.dispatch: at most one flush per interval, so ids from many sends
+within it leave as one task; after a quiet interval the first ids leave at once; full
+batches leave at once. Read from the real Redis broker, on queues no worker listens to."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 
-from messaging import outbox as outbox_module
-from messaging.outbox import outbox
+from messaging import dispatch
+from messaging.dispatch import outbox
 
 
 @pytest.fixture
@@ -145,7 +145,7 @@ def test_a_delayed_enqueue_skips_the_outbox_and_carries_its_countdown(broker, qu
     settings.MESSAGE_BATCH_SIZE = 2
     settings.MESSAGE_OUTBOX_FLUSH_MS = 400
 
-    outbox_module.enqueue(queue, ["a", "b", "c"], countdown=30)
+    dispatch.enqueue(queue, ["a", "b", "c"], countdown=30)
 
     tasks = tasks_on(broker, queue)
     assert [task[1] for task in tasks] == [["a", "b"], ["c"]]
@@ -156,7 +156,7 @@ def test_a_delayed_enqueue_skips_the_outbox_and_carries_its_countdown(broker, qu
 def broker_refuses(monkeypatch, queue):
     """The broker refuses what is published to `queue` (as while it restarts) until the
     returned switch is cleared; everything else reaches the real broker."""
-    real_apply = outbox_module._apply
+    real_apply = dispatch._apply
     refusing = {"on": True}
 
     def apply(task, args, name, countdown):
@@ -164,7 +164,7 @@ def broker_refuses(monkeypatch, queue):
             raise ConnectionError("broker down")
         real_apply(task, args, name, countdown)
 
-    monkeypatch.setattr(outbox_module, "_apply", apply)
+    monkeypatch.setattr(dispatch, "_apply", apply)
     yield refusing
     outbox._deferred.clear()
 
@@ -182,7 +182,7 @@ def test_a_refused_publish_is_kept_and_sent_once_the_broker_takes_it(
         assert broker.llen(queue) == 0 and outbox.deferred == 1
 
         broker_refuses["on"] = False
-        time.sleep(outbox_module.DEFER_RETRY_SECONDS + 0.5)
+        time.sleep(dispatch.DEFER_RETRY_SECONDS + 0.5)
 
         assert [task[1] for task in tasks_on(broker, queue)] == [["kept"]]
         assert outbox.deferred == 0
@@ -192,7 +192,7 @@ def test_a_refused_publish_is_kept_and_sent_once_the_broker_takes_it(
 
 def test_a_refused_delayed_publish_keeps_its_time(broker, queue, settings, broker_refuses):
     settings.MESSAGE_BATCH_SIZE = 10
-    outbox_module.enqueue(queue, ["later"], countdown=30)  # a retry's back-off
+    dispatch.enqueue(queue, ["later"], countdown=30)  # a retry's back-off
     assert outbox.deferred == 1
     time.sleep(1.2)
     broker_refuses["on"] = False
@@ -211,7 +211,7 @@ def test_a_publish_the_broker_never_takes_is_given_up_after_its_time(
     broker, queue, settings, broker_refuses
 ):
     settings.MESSAGE_PUBLISH_DEFER_SECONDS = 0
-    outbox_module.enqueue(queue, ["gone"], countdown=5)
+    dispatch.enqueue(queue, ["gone"], countdown=5)
     time.sleep(0.05)
     assert outbox.retry_deferred() == 0  # dropped: the sweep enqueues its work
     assert broker.llen(queue) == 0

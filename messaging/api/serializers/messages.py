@@ -14,8 +14,8 @@ from signal_project.api import (
 )
 from signal_project.openapi import NON_BLANK, RequestRules
 
-from ..models import Message, MessageEvent, MessageStatus, SubscriptionType
-from ..sending import (
+from ...models import Message, MessageEvent, MessageStatus, SubscriptionType
+from ...services.messages import (
     MAX_BODY_LENGTH,
     MAX_DATA_BYTES,
     MAX_TITLE_LENGTH,

@@ -1,4 +1,5 @@
-"""Message endpoints: send, read, list, and the client's status reports."""
+"""Message endpoints: send, read, list, and the client's status reports. Parse, call one
+service or selector, reply."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from rest_framework.views import APIView
 from signal_project.api import ResultsCursorPagination
 from signal_project.openapi import error_response
 
-from .. import message_selectors, sending
 from ..idempotency import MAX_KEY_LENGTH, idempotent_call
-from ..services import actor_of
+from ..selectors.messages import message_get, message_list
+from ..services.applications import actor_of
+from ..services.messages import message_create, message_report_status
 from .auth import IsServerOrClientKey
-from .message_serializers import (
+from .pagination import paginated
+from .serializers.messages import (
     MessageAcceptedOutput,
     MessageCreateInput,
     MessageDetailOutput,
@@ -23,7 +26,6 @@ from .message_serializers import (
     MessageOutput,
     MessageStatusInput,
 )
-from .views import paginated
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -62,7 +64,7 @@ class MessageCollectionApi(APIView):
         def produce() -> tuple[int, dict]:
             data = MessageCreateInput(data=request.data)
             data.is_valid(raise_exception=True)
-            outcome = _send(application, data.validated_data)
+            outcome = message_create(application=application, **data.validated_data)
             body = {
                 # The shape of MessageAcceptedOutput, built directly: this is the hottest
                 # response of the API, and a ModelSerializer rebuilds its fields per call.
@@ -91,51 +93,16 @@ class MessageCollectionApi(APIView):
     def get(self, request: Request) -> Response:
         filters = MessageListFilters(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
-        queryset = message_selectors.message_list(
+        queryset = message_list(
             application=request.auth.application, filters=filters.validated_data
         )
         return paginated(request, self, queryset, MessageOutput)
 
 
-def _send(application, data: dict) -> sending.SendOutcome:
-    targets, skipped = sending.resolve_targets(
-        application=application,
-        subscription_id=data.get("subscription_id"),
-        subscription_ids=data.get("subscription_ids"),
-        external_user_id=data.get("external_user_id"),
-        channels=data.get("channels"),
-    )
-    return sending.message_send(
-        application=application,
-        subscriptions=targets,
-        skipped=skipped,
-        content=_content(application, data),
-        delivery=sending.Delivery(
-            priority=data["priority"],
-            ttl=data.get("ttl"),
-            collapse_id=data.get("collapse_id", ""),
-            send_after=data.get("send_after"),
-        ),
-    )
-
-
-def _content(application, data: dict) -> sending.Content | sending.ContentFor:
-    if "template_id" in data:
-        return sending.template_content(
-            application=application,
-            template_id=data["template_id"],
-            variables=data.get("variables", {}),
-            language=data.get("language"),
-        )
-    return sending.Content(
-        title=data.get("title", ""), body=data.get("body", ""), data=data.get("data", {})
-    )
-
-
 class MessageDetailApi(APIView):
     @extend_schema(operation_id="messages_retrieve", responses=MessageDetailOutput)
     def get(self, request: Request, message_id) -> Response:
-        message = message_selectors.message_get(
+        message = message_get(
             application=request.auth.application, message_id=message_id, with_events=True
         )
         return Response(MessageDetailOutput(message).data)
@@ -157,12 +124,10 @@ class MessageStatusApi(APIView):
         "status is a no-op; a transition the state machine refuses is 409 invalid_transition.",
     )
     def put(self, request: Request, message_id) -> Response:
-        message = message_selectors.message_get(
-            application=request.auth.application, message_id=message_id
-        )
+        message = message_get(application=request.auth.application, message_id=message_id)
         data = MessageStatusInput(data=request.data)
         data.is_valid(raise_exception=True)
-        message = sending.message_report_status(
+        message = message_report_status(
             message=message, status=data.validated_data["status"], actor=actor_of(request.auth)
         )
         return Response(MessageOutput(message).data)

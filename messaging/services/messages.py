@@ -1,5 +1,6 @@
-"""Accepting messages: resolve the targets, count the quota, store one pending message per
-subscription, and hand them to delivery once the transaction commits."""
+"""Writes of messages: accepting them (resolve the targets, count the quota, store one
+pending message per subscription, hand them to delivery once the transaction commits), the
+client's status reports, cancelling and sending again."""
 
 from __future__ import annotations
 
@@ -15,19 +16,19 @@ from django.db.models import Q
 from django.utils import timezone
 from django_fsm import can_proceed
 
-from signal_project.api import ContentInvalid, InvalidTransition, NotFound
+from signal_project.api import ContentInvalid, InvalidTransition
 from signal_project.validation import MAX_JSON_BYTES, InputInvalid, check_json, text_problem
 from templates_app.rendering import render
 from templates_app.selectors import template_get
 
-from . import rows
-from .bulk import COPY_FROM_ROWS, copy_models, copy_rows, uuid_array
-from .delivery import QUEUE_FOR_PRIORITY, hand_over, notify_status_listeners
-from .ids import uuid7
-from .message_columns import INSERTED
-from .models import Application, Message, MessageEvent, MessageStatus, Subscription, User
-from .outbox import enqueue
-from .quotas import quota_consume, quota_insert
+from .. import dispatch
+from ..bulk import COPY_FROM_ROWS, copy_models, copy_rows
+from ..ids import uuid7
+from ..message_columns import INSERTED
+from ..models import Application, Message, MessageEvent, MessageStatus, Subscription
+from ..quotas import quota_consume, quota_insert
+from ..selectors.subscriptions import subscription_targets
+from ..signals import message_statuses_changed
 
 # What one message may carry, whether written literally or rendered from a template.
 MAX_TITLE_LENGTH = 1000
@@ -131,65 +132,6 @@ class SendOutcome:
     skipped: int
 
 
-def resolve_targets(
-    *,
-    application: Application,
-    subscription_id=None,
-    subscription_ids: Sequence | None = None,
-    external_user_id: str | None = None,
-    channels: Sequence[str] | None = None,
-) -> tuple[list[Subscription], int]:
-    """The enabled subscriptions a request targets, and how many disabled ones it skips.
-    A named target that is missing or another application's raises NotFound."""
-
-    if external_user_id is not None:
-        if not User.objects.filter(
-            application=application, external_user_id=external_user_id
-        ).exists():
-            raise NotFound(f"No user with external_user_id {external_user_id!r}.")
-        targets = list(
-            _target_queryset(application).filter(user__external_user_id=external_user_id)
-        )
-    else:
-        wanted = {str(i) for i in (subscription_ids or [subscription_id])}
-        targets = _subscriptions_by_id(application, wanted)
-        if len(targets) != len(wanted):
-            found = {str(s.pk) for s in targets}
-            missing = sorted(wanted - found)
-            raise NotFound(
-                f"{len(missing)} target subscription(s) do not exist.",
-                details={"subscription_ids": missing},
-            )
-    if channels:
-        targets = [s for s in targets if s.type in set(channels)]
-    enabled = [s for s in targets if s.enabled]
-    return enabled, len(targets) - len(enabled)
-
-
-_TARGET_COLUMNS = ("id", "type", "enabled", "language")
-_TARGET_FIELDS = rows.fields_of(Subscription, _TARGET_COLUMNS)
-
-
-def _target_queryset(application: Application):
-    """The application's subscriptions, with the columns sending reads. Made only where used:
-    building a queryset costs more than the plain SELECT by id."""
-    return Subscription.objects.filter(application=application).only(*_TARGET_COLUMNS)
-
-
-def _subscriptions_by_id(application: Application, ids: set[str]) -> list[Subscription]:
-    """The application's subscriptions among `ids`. Plain SQL on PostgreSQL: it runs on every
-    POST /messages (see messaging.rows)."""
-    if connection.vendor != "postgresql":
-        return list(_target_queryset(application).filter(pk__in=ids))
-    sql = (
-        f"SELECT {rows.columns('s', _TARGET_FIELDS)} FROM {Subscription._meta.db_table} s"  # noqa: S608 (names are ours)
-        " WHERE s.application_id = %s AND s.id = ANY(%s::uuid[])"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [application.pk, uuid_array(ids)])
-        return [rows.instance(Subscription, _TARGET_FIELDS, row) for row in cursor.fetchall()]
-
-
 def _message(*, content: Content, **fields) -> Message:
     return Message(
         id=uuid7(),
@@ -227,7 +169,7 @@ def message_send(
     scheduled = delivery.send_after is not None and delivery.send_after > now
     content_for = content if callable(content) else (lambda _subscription: content)
     enqueued_at = None if scheduled else now
-    target = queue or QUEUE_FOR_PRIORITY[delivery.priority]
+    target = queue or dispatch.queue_for(delivery.priority)
     messages = [
         _message(
             application=application,
@@ -253,7 +195,7 @@ def message_send(
             m._state.adding, m._state.db = False, connection.alias
         if not scheduled:
             ids = [str(m.pk) for m in messages]
-            transaction.on_commit(lambda: enqueue(target, ids))
+            transaction.on_commit(lambda: dispatch.enqueue(target, ids))
         return SendOutcome(messages=messages, skipped=skipped)
     with transaction.atomic():
         if return_messages:
@@ -286,8 +228,56 @@ def message_send(
         # Last, so the quota row stays locked only until the commit.
         quota_consume(application=application, count=len(ids))
         if not scheduled and ids:
-            transaction.on_commit(lambda: enqueue(target, ids))
+            transaction.on_commit(lambda: dispatch.enqueue(target, ids))
     return SendOutcome(messages=messages, skipped=skipped)
+
+
+def message_create(
+    *,
+    application: Application,
+    subscription_id=None,
+    subscription_ids: Sequence | None = None,
+    external_user_id: str | None = None,
+    channels: Sequence[str] | None = None,
+    title: str = "",
+    body: str = "",
+    data: dict[str, Any] | None = None,
+    template_id=None,
+    variables: dict[str, Any] | None = None,
+    language: str | None = None,
+    priority: str = Message.Priority.NORMAL,
+    ttl: int | None = None,
+    collapse_id: str = "",
+    send_after: datetime | None = None,
+) -> SendOutcome:
+    """One request's messages (POST /messages): to one target form (a subscription, a list,
+    or a user's subscriptions), with literal content or a template's, sent through
+    message_send."""
+    targets, skipped = subscription_targets(
+        application=application,
+        subscription_id=subscription_id,
+        subscription_ids=subscription_ids,
+        external_user_id=external_user_id,
+        channels=channels,
+    )
+    if template_id is not None:
+        content = template_content(
+            application=application,
+            template_id=template_id,
+            variables=variables or {},
+            language=language,
+        )
+    else:
+        content = Content(title=title, body=body, data=data or {})
+    return message_send(
+        application=application,
+        subscriptions=targets,
+        skipped=skipped,
+        content=content,
+        delivery=Delivery(
+            priority=priority, ttl=ttl, collapse_id=collapse_id, send_after=send_after
+        ),
+    )
 
 
 _CLIENT_TRANSITIONS = {
@@ -320,7 +310,9 @@ def message_report_status(*, message: Message, status: str, actor: str) -> Messa
             details={"actor": actor},
         )
         if message.campaign_run_id:
-            notify_status_listeners(Counter({(message.campaign_run_id, old, status): 1}))
+            message_statuses_changed.send(
+                sender=Message, transitions=Counter({(message.campaign_run_id, old, status): 1})
+            )
     return message
 
 
@@ -350,13 +342,13 @@ def messages_cancel(*, message_ids: Iterable, actor: str, chunk: int = 5000) -> 
                 )
                 for pk in ids
             )
-            notify_status_listeners(
-                Counter(
-                    (run_id, MessageStatus.PENDING, MessageStatus.CANCELLED)
-                    for _, run_id in rows
-                    if run_id
-                )
+            transitions = Counter(
+                (run_id, MessageStatus.PENDING, MessageStatus.CANCELLED)
+                for _, run_id in rows
+                if run_id
             )
+            if transitions:
+                message_statuses_changed.send(sender=Message, transitions=transitions)
         done += len(rows)
 
 
@@ -368,5 +360,5 @@ def messages_requeue(*, message_ids: Iterable) -> int:
         .filter(Q(send_after__isnull=True) | Q(send_after__lte=now))
         .values_list("pk", "priority")
     )
-    hand_over(rows, now)
+    dispatch.hand_over(rows, now)
     return len(rows)

@@ -1,4 +1,4 @@
-"""Reads of applications, keys, users and subscriptions."""
+"""Reads of applications and their API keys."""
 
 from __future__ import annotations
 
@@ -6,11 +6,9 @@ import hashlib
 from functools import lru_cache
 
 from django.db import connection
-from django.db.models import QuerySet
-from django.http import Http404
 
-from . import rows
-from .models import ApiKey, Application, Subscription, User
+from .. import rows
+from ..models import ApiKey, Application
 
 
 def api_key_digest(raw: str) -> str:
@@ -56,32 +54,3 @@ def api_key_get_active(*, raw: str) -> ApiKey | None:
         )
     except ApiKey.DoesNotExist:
         return None
-
-
-def subscription_get(*, application: Application, subscription_id) -> Subscription:
-    """One of the application's subscriptions; another application's is simply not found."""
-    try:
-        return Subscription.objects.select_related("user").get(
-            application=application, pk=subscription_id
-        )
-    except (Subscription.DoesNotExist, ValueError) as exc:
-        raise Http404("No such subscription.") from exc
-
-
-def user_get(*, application: Application, external_user_id: str) -> User:
-    try:
-        return User.objects.get(application=application, external_user_id=external_user_id)
-    except User.DoesNotExist as exc:
-        raise Http404("No such user.") from exc
-
-
-def user_subscription_list(*, user: User) -> QuerySet[Subscription]:
-    return Subscription.objects.filter(user=user).select_related("user")
-
-
-def subscription_list(*, application: Application, filters: dict) -> QuerySet[Subscription]:
-    qs = Subscription.objects.filter(application=application).select_related("user")
-    for name in ("type", "enabled", "country", "language"):
-        if name in filters:
-            qs = qs.filter(**{name: filters[name]})
-    return qs

@@ -1,116 +1,25 @@
-"""Writes: applications, API keys, subscriptions and users. Every subscription change
-records a SubscriptionEvent with its actor."""
+"""Writes of subscriptions. Every change records a SubscriptionEvent with its actor."""
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import crypto
-from .models import (
-    ApiKey,
-    Application,
-    MessageQuota,
-    Subscription,
-    SubscriptionEvent,
-    User,
-)
-from .selectors import api_key_digest
+from signal_project.validation import InputInvalid
 
-_KEY_PREFIXES = {ApiKey.Scope.SERVER: "sk_", ApiKey.Scope.CLIENT: "ck_"}
-_LAST_USED_RESOLUTION = timedelta(minutes=1)
+from .. import crypto
+from ..models import Application, Subscription, SubscriptionEvent
+from .users import user_get_or_create
 
 SYSTEM = "system"
-
-
-def actor_of(api_key: ApiKey) -> str:
-    return f"api_key:{api_key.prefix}"
-
-
-# --- Applications and keys -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NewApiKey:
-    api_key: ApiKey
-    raw: str  # shown once, never stored
-
-
-def application_create(
-    *,
-    name: str,
-    apns_credentials: dict[str, Any] | None = None,
-    fcm_credentials: dict[str, Any] | None = None,
-    settings: dict[str, Any] | None = None,
-) -> Application:
-    """Creates an application with an unlimited quota row."""
-    with transaction.atomic():
-        application = Application.objects.create(name=name, settings=settings or {})
-        MessageQuota.objects.create(application=application)
-        application_set_credentials(
-            application=application,
-            apns_credentials=apns_credentials or None,
-            fcm_credentials=fcm_credentials or None,
-        )
-    return application
-
-
-def application_set_credentials(
-    *,
-    application: Application,
-    apns_credentials: dict[str, Any] | None = None,
-    fcm_credentials: dict[str, Any] | None = None,
-) -> Application:
-    """Replaces a provider's credentials and records when; None leaves them as they are, {}
-    removes them. Check them first (messaging.credentials)."""
-    fields = []
-    now = timezone.now()
-    for provider, credentials in (("apns", apns_credentials), ("fcm", fcm_credentials)):
-        if credentials is None:
-            continue
-        setattr(application, f"{provider}_credentials", credentials)
-        setattr(application, f"{provider}_credentials_set_at", now if credentials else None)
-        fields += [f"{provider}_credentials", f"{provider}_credentials_set_at"]
-    if fields:
-        application.save(update_fields=fields)
-    return application
-
-
-def api_key_create(*, application: Application, scope: str, name: str = "") -> NewApiKey:
-    """Creates a key; the raw key is returned once and only its SHA-256 digest is stored."""
-    raw = _KEY_PREFIXES[ApiKey.Scope(scope)] + secrets.token_urlsafe(32)
-    api_key = ApiKey.objects.create(
-        application=application,
-        scope=scope,
-        name=name,
-        prefix=raw[:11],
-        digest=api_key_digest(raw),
-    )
-    return NewApiKey(api_key=api_key, raw=raw)
-
-
-def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
-    if api_key.revoked_at is None:
-        api_key.revoked_at = timezone.now()
-        api_key.save(update_fields=["revoked_at"])
-    return api_key
-
-
-def api_key_touch(*, api_key: ApiKey) -> None:
-    """Records use, at most once a minute per key, so requests don't each write a row."""
-    now = timezone.now()
-    if api_key.last_used_at and now - api_key.last_used_at < _LAST_USED_RESOLUTION:
-        return
-    ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
-    api_key.last_used_at = now
-
-
-# --- Subscriptions -----------------------------------------------------------------------------
+# Why a subscription is off: the device or its app asked (the API), the provider said the
+# token is dead (the delivery pipeline; registering the token again revives it).
+DISABLED_BY_REQUEST = "disabled_by_request"
+TOKEN_INVALID = "token_invalid"  # noqa: S105 (a reason, not a secret)
 
 _PROFILE_FIELDS = ("language", "country", "timezone", "device")
 
@@ -129,11 +38,6 @@ def _merge_tags(current: dict[str, str], changes: dict[str, str | None]) -> dict
         else:
             merged[key] = value
     return merged
-
-
-def _user_for(application: Application, external_user_id: str) -> User:
-    user, _ = User.objects.get_or_create(application=application, external_user_id=external_user_id)
-    return user
 
 
 def subscription_register(
@@ -169,7 +73,9 @@ def subscription_register(
                     **{k: v for k, v in profile.items() if v is not None},
                 )
                 if external_user_id:
-                    subscription.user = _user_for(application, external_user_id)
+                    subscription.user = user_get_or_create(
+                        application=application, external_user_id=external_user_id
+                    )
                 subscription.save()
                 _record(
                     subscription,
@@ -181,7 +87,7 @@ def subscription_register(
             changes = _apply_changes(
                 subscription, actor, tags=tags, external_user_id=external_user_id, **profile
             )
-            if not subscription.enabled and subscription.disabled_reason == "token_invalid":
+            if not subscription.enabled and subscription.disabled_reason == TOKEN_INVALID:
                 # The device handed us the token again: it is alive after all.
                 subscription.enabled = True
                 subscription.disabled_reason = ""
@@ -227,7 +133,9 @@ def _apply_changes(
         subscription.user is None or subscription.user.external_user_id != external_user_id
     ):
         old = subscription.user.external_user_id if subscription.user else None
-        subscription.user = _user_for(subscription.application, external_user_id)
+        subscription.user = user_get_or_create(
+            application=subscription.application, external_user_id=external_user_id
+        )
         changes["external_user_id"] = [old, external_user_id]
     return changes
 
@@ -271,9 +179,11 @@ def subscription_update(
             _record(subscription, SubscriptionEvent.Kind.TOKEN_CHANGED, actor)
         if enabled is not None and enabled != subscription.enabled:
             subscription.enabled = enabled
-            subscription.disabled_reason = "" if enabled else "disabled_by_request"
-            kind = SubscriptionEvent.Kind.ENABLED if enabled else SubscriptionEvent.Kind.DISABLED
-            _record(subscription, kind, actor, {"reason": subscription.disabled_reason})
+            subscription.disabled_reason = "" if enabled else DISABLED_BY_REQUEST
+            if enabled:
+                _record(subscription, SubscriptionEvent.Kind.ENABLED, actor, {"reason": ""})
+            else:
+                _disabled_events_write([subscription.pk], reason=DISABLED_BY_REQUEST, actor=actor)
         if touch:
             subscription.last_active_at = timezone.now()
         subscription.save()
@@ -282,66 +192,57 @@ def subscription_update(
     return subscription
 
 
-class TokenTaken(Exception):
+class TokenTaken(InputInvalid):
     """Another subscription of the same application and type already has this token."""
+
+    def __init__(self) -> None:
+        super().__init__("Another subscription of this type already has this token.", field="token")
 
 
 def subscription_disable(*, subscription_id, reason: str, actor: str = SYSTEM) -> bool:
-    """Disables a subscription (e.g. the provider said its token is dead). Returns whether it
-    was enabled before."""
+    """Disables a subscription (an operator's decision, a bounced address...). Returns
+    whether it was enabled before."""
     with transaction.atomic():
-        updated = Subscription.objects.filter(pk=subscription_id, enabled=True).update(
-            enabled=False, disabled_reason=reason, updated_at=timezone.now()
+        return bool(
+            subscriptions_disable(subscription_ids=[subscription_id], reason=reason, actor=actor)
         )
-        if updated:
-            SubscriptionEvent.objects.create(
-                subscription_id=subscription_id,
-                kind=SubscriptionEvent.Kind.DISABLED,
-                actor=actor,
-                changes={"reason": reason},
-            )
-    return bool(updated)
+
+
+def subscriptions_disable(
+    *,
+    subscription_ids: Iterable,
+    reason: str,
+    actor: str = SYSTEM,
+    now: datetime | None = None,
+) -> list:
+    """Disables the enabled subscriptions among `subscription_ids` in three statements for
+    any number (the delivery pipeline passes a batch's dead tokens here), writing a DISABLED
+    event for each. Returns the ids it disabled. Run it inside a transaction."""
+    ids = list(
+        Subscription.objects.filter(pk__in=subscription_ids, enabled=True).values_list(
+            "pk", flat=True
+        )
+    )
+    if not ids:
+        return ids
+    Subscription.objects.filter(pk__in=ids).update(
+        enabled=False, disabled_reason=reason, updated_at=now or timezone.now()
+    )
+    _disabled_events_write(ids, reason=reason, actor=actor)
+    return ids
+
+
+def _disabled_events_write(subscription_ids: list, *, reason: str, actor: str) -> None:
+    SubscriptionEvent.objects.bulk_create(
+        SubscriptionEvent(
+            subscription_id=pk,
+            kind=SubscriptionEvent.Kind.DISABLED,
+            actor=actor,
+            changes={"reason": reason},
+        )
+        for pk in subscription_ids
+    )
 
 
 def subscription_delete(*, subscription: Subscription) -> None:
     subscription.delete()
-
-
-# --- Users -------------------------------------------------------------------------------------
-
-
-def user_identify(*, subscription: Subscription, external_user_id: str, actor: str) -> User:
-    """Ties the subscription to the user with this external id, creating the user if new."""
-    with transaction.atomic():
-        user = _user_for(subscription.application, external_user_id)
-        old = subscription.user.external_user_id if subscription.user else None
-        if subscription.user_id != user.pk:
-            Subscription.objects.filter(pk=subscription.pk).update(
-                user=user, updated_at=timezone.now()
-            )
-            subscription.user = user
-            _record(
-                subscription,
-                SubscriptionEvent.Kind.IDENTIFIED,
-                actor,
-                {"external_user_id": [old, external_user_id]},
-            )
-    return user
-
-
-def user_logout(*, subscription: Subscription, actor: str) -> Subscription:
-    """Unties the subscription from its user."""
-    with transaction.atomic():
-        if subscription.user_id is not None:
-            old = subscription.user.external_user_id
-            Subscription.objects.filter(pk=subscription.pk).update(
-                user=None, updated_at=timezone.now()
-            )
-            subscription.user = None
-            _record(
-                subscription,
-                SubscriptionEvent.Kind.LOGGED_OUT,
-                actor,
-                {"external_user_id": [old, None]},
-            )
-    return subscription

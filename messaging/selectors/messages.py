@@ -6,7 +6,7 @@ from django.db.models import Prefetch, QuerySet
 
 from signal_project.api import NotFound
 
-from .models import Application, Message, MessageEvent
+from ..models import Application, Message, MessageEvent
 
 
 def message_get(*, application: Application, message_id, with_events: bool = False) -> Message:

@@ -1,0 +1,81 @@
+"""User endpoints: parse, call one service or selector, reply."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from signal_project.api import PageQuery, ResultsCursorPagination
+from signal_project.openapi import error_response
+from signal_project.validation import check_text
+
+from ..selectors.subscriptions import subscription_get
+from ..selectors.users import user_get, user_subscription_list
+from ..services.applications import actor_of
+from ..services.users import user_identify, user_logout
+from .auth import IsServerOrClientKey
+from .pagination import paginated
+from .serializers.subscriptions import SubscriptionDetailOutput, SubscriptionOutput
+from .serializers.users import IdentifyInput, LogoutInput, UserOutput
+
+NO_SUCH_SUBSCRIPTION = error_response(
+    "not_found: the subscription is not one of this application's."
+)
+
+
+class UserIdentifyApi(APIView):
+    permission_classes = [IsServerOrClientKey]
+
+    @extend_schema(
+        operation_id="users_identify",
+        request=IdentifyInput,
+        responses={200: UserOutput, 404: NO_SUCH_SUBSCRIPTION},
+    )
+    def post(self, request: Request) -> Response:
+        data = IdentifyInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        subscription = subscription_get(
+            application=request.auth.application,
+            subscription_id=data.validated_data["subscription_id"],
+        )
+        user = user_identify(
+            subscription=subscription,
+            external_user_id=data.validated_data["external_user_id"],
+            actor=actor_of(request.auth),
+        )
+        return Response(UserOutput(user).data)
+
+
+class UserLogoutApi(APIView):
+    permission_classes = [IsServerOrClientKey]
+
+    @extend_schema(
+        operation_id="users_logout",
+        request=LogoutInput,
+        responses={200: SubscriptionDetailOutput, 404: NO_SUCH_SUBSCRIPTION},
+    )
+    def post(self, request: Request) -> Response:
+        data = LogoutInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        subscription = subscription_get(
+            application=request.auth.application,
+            subscription_id=data.validated_data["subscription_id"],
+        )
+        subscription = user_logout(subscription=subscription, actor=actor_of(request.auth))
+        return Response(SubscriptionDetailOutput(subscription).data)
+
+
+class UserSubscriptionListApi(APIView):
+    pagination_class = ResultsCursorPagination
+
+    @extend_schema(operation_id="users_subscriptions_list", responses=SubscriptionOutput(many=True))
+    def get(self, request: Request, external_user_id: str) -> Response:
+        PageQuery(data=request.query_params.dict()).is_valid(raise_exception=True)
+        user = user_get(
+            application=request.auth.application,
+            external_user_id=check_text(external_user_id, field="external_user_id"),
+        )
+        queryset = user_subscription_list(user=user)
+        return paginated(request, self, queryset, SubscriptionOutput)

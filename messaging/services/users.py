@@ -1,0 +1,54 @@
+"""Writes of users: the application's own people, known by its external ids, and which
+subscriptions are theirs. Tying and untying record a SubscriptionEvent with the actor."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from ..models import Application, Subscription, SubscriptionEvent, User
+
+
+def user_get_or_create(*, application: Application, external_user_id: str) -> User:
+    """The application's user with this external id, created if new."""
+    user, _ = User.objects.get_or_create(application=application, external_user_id=external_user_id)
+    return user
+
+
+def user_identify(*, subscription: Subscription, external_user_id: str, actor: str) -> User:
+    """Ties the subscription to the user with this external id, creating the user if new."""
+    with transaction.atomic():
+        user = user_get_or_create(
+            application=subscription.application, external_user_id=external_user_id
+        )
+        old = subscription.user.external_user_id if subscription.user else None
+        if subscription.user_id != user.pk:
+            Subscription.objects.filter(pk=subscription.pk).update(
+                user=user, updated_at=timezone.now()
+            )
+            subscription.user = user
+            SubscriptionEvent.objects.create(
+                subscription=subscription,
+                kind=SubscriptionEvent.Kind.IDENTIFIED,
+                actor=actor,
+                changes={"external_user_id": [old, external_user_id]},
+            )
+    return user
+
+
+def user_logout(*, subscription: Subscription, actor: str) -> Subscription:
+    """Unties the subscription from its user."""
+    with transaction.atomic():
+        if subscription.user_id is not None:
+            old = subscription.user.external_user_id
+            Subscription.objects.filter(pk=subscription.pk).update(
+                user=None, updated_at=timezone.now()
+            )
+            subscription.user = None
+            SubscriptionEvent.objects.create(
+                subscription=subscription,
+                kind=SubscriptionEvent.Kind.LOGGED_OUT,
+                actor=actor,
+                changes={"external_user_id": [old, None]},
+            )
+    return subscription
