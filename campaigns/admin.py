@@ -16,15 +16,15 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils import timezone
 
-from messaging.api.serializers.messages import MAX_TTL
-from messaging.models import Message
-from signal_project.admin_kit import (
+from core.admin_kit import (
     StorableJSONField,
     StorableTextForm,
     add_serializer_errors,
     confirmation,
 )
-from signal_project.api import ApiError
+from core.exceptions import ApplicationError
+from messaging.api.serializers.messages import MAX_TTL
+from messaging.models import Message
 from templates_app.models import MessageTemplate
 
 from . import selectors, services
@@ -309,7 +309,7 @@ class CampaignAdmin(admin.ModelAdmin):
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
-        except ApiError as exc:
+        except ApplicationError as exc:
             # The campaign moved on (executed elsewhere) between the page and the save.
             self.message_user(request, exc.message, messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
@@ -326,7 +326,7 @@ class CampaignAdmin(admin.ModelAdmin):
         try:
             preview = services.campaign_preview(campaign=campaign)
             preview_error = None
-        except ApiError as exc:
+        except ApplicationError as exc:
             preview, preview_error = None, exc.message
         if preview:
             for item in preview["sample"]:
@@ -391,7 +391,7 @@ class CampaignAdmin(admin.ModelAdmin):
             return page
         try:
             message = operation(request, campaign)
-        except ApiError as exc:
+        except ApplicationError as exc:
             self.message_user(request, f"{campaign}: {exc.message}", messages.ERROR)
         else:
             self.message_user(request, message, messages.SUCCESS)
@@ -410,7 +410,7 @@ class CampaignAdmin(admin.ModelAdmin):
             return [f"Nothing: a {campaign.status} campaign cannot be executed."]
         try:
             preview = services.campaign_preview(campaign=campaign, sample_size=0)
-        except ApiError as exc:
+        except ApplicationError as exc:
             return [f"{campaign}: start a run now; its audience cannot be counted: {exc.message}"]
         channels = ", ".join(f"{name}: {n}" for name, n in preview["by_channel"].items())
         return [
@@ -438,7 +438,7 @@ class CampaignAdmin(admin.ModelAdmin):
         for campaign in queryset:
             try:
                 operation(request, campaign)
-            except ApiError as exc:
+            except ApplicationError as exc:
                 self.message_user(request, f"{campaign}: {exc.message}", messages.ERROR)
             else:
                 succeeded += 1

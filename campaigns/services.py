@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
+from core.exceptions import ContentInvalid, InvalidTransition, QuotaExceeded
 from messaging import dispatch
 from messaging.models import Application, Message, MessageStatus
 from messaging.services.messages import (
@@ -24,7 +25,6 @@ from messaging.services.messages import (
     render_content,
     rendered_content,
 )
-from signal_project.api import ContentInvalid, InvalidTransition, QuotaExceeded
 from templates_app.rendering import compiled, render
 from templates_app.selectors import template_get
 

@@ -8,9 +8,9 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils.dateparse import parse_datetime
 
-from messaging.countries import is_country_code
+from core.countries import is_country_code
+from core.validation import MAX_JSON_BYTES, InputInvalid, check_json
 from messaging.models import Application, Subscription, SubscriptionType
-from signal_project.validation import MAX_JSON_BYTES, InputInvalid, check_json
 
 KNOWN_KEYS = ("tags", "last_active_after", "countries", "languages", "channels")
 

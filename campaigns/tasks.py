@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 from django.db import DatabaseError
 
-from signal_project.api import InvalidTransition
+from core.exceptions import InvalidTransition
 
 from . import services
 from .models import Campaign

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from signal_project.admin_kit import (
+from core.admin_kit import (
     StorableJSONField,
     StorableTextForm,
     add_serializer_errors,

@@ -10,8 +10,8 @@ from datetime import timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from signal_project.api import IdempotencyConflict
-from signal_project.validation import check_text
+from core.exceptions import IdempotencyConflict
+from core.validation import check_text
 
 from .models import Application, IdempotencyRecord
 

@@ -9,7 +9,7 @@ from django.db import connection
 from django.db.models import Case, F, Model, Q, Value, When
 from django.utils import timezone
 
-from signal_project.api import QuotaExceeded
+from core.exceptions import QuotaExceeded
 
 from .bulk import insert_statement
 from .models import Application, MessageQuota

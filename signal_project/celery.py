@@ -39,7 +39,7 @@ def _collect_less(**kwargs) -> None:
 @task_prerun.connect
 def _check_connections_before_task(**kwargs) -> None:
     """A connection the database closed since the last task is replaced before this task's
-    first statement, not found dead by it (see signal_project/db/base.py)."""
-    from signal_project.db import check_connections_before_next_use
+    first statement, not found dead by it (see core/db/base.py)."""
+    from core.db import check_connections_before_next_use
 
     check_connections_before_next_use()

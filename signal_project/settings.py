@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "core",
     "adapters",
     "templates_app",
     "messaging",
@@ -36,7 +37,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "signal_project.api.ApiErrorMiddleware",
+    "core.api.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -53,7 +54,7 @@ TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         # The admin pages every app shares (the action confirmation page).
-        "DIRS": [BASE_DIR / "signal_project" / "templates"],
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -79,8 +80,8 @@ if _ON_POSTGRESQL:
     _db_options = DATABASES["default"].setdefault("OPTIONS", {})
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # Django's backend, whose persistent connections are checked for a server that
-        # closed them before each request or task uses them (signal_project/db/base.py).
-        DATABASES["default"]["ENGINE"] = "signal_project.db"
+        # closed them before each request or task uses them (core/db/base.py).
+        DATABASES["default"]["ENGINE"] = "core.db"
     # A connection attempt to a server that does not answer gives up after this many
     # seconds (libpq waits forever by default): a request answers 503 instead of hanging.
     _db_options.setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5))
@@ -154,10 +155,10 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["messaging.api.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["messaging.api.auth.IsServerKey"],
     "DEFAULT_THROTTLE_CLASSES": ["messaging.api.throttling.ApiKeyRateThrottle"],
-    "DEFAULT_PARSER_CLASSES": ["signal_project.api.BoundedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["core.api.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "signal_project.api.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "signal_project.openapi.SignalAutoSchema",
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "core.openapi.SignalAutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -173,7 +174,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "signal_project.openapi.add_links",
+        "core.openapi.add_links",
     ],
     # Swagger UI served from our own static files: nothing is fetched from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",

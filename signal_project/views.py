@@ -7,12 +7,8 @@ import sys
 from django.http import HttpResponse
 from django.views import defaults
 
-from signal_project.api import (
-    API_PREFIX,
-    database_unavailable_error,
-    service_unavailable_response,
-)
-from signal_project.db import database_unavailable
+from core.api import API_PREFIX, database_unavailable_error, service_unavailable_response
+from core.db import database_unavailable
 
 
 def server_error(request):

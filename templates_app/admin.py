@@ -9,8 +9,9 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 
-from signal_project.admin_kit import StorableJSONField, StorableTextForm
-from signal_project.validation import untrusted_text_problem
+from core.admin_kit import StorableJSONField, StorableTextForm
+from core.exceptions import ApplicationError
+from core.validation import untrusted_text_problem
 
 from . import selectors, services
 from .models import MessageTemplate, TemplateVersion
@@ -172,7 +173,7 @@ class MessageTemplateAdmin(admin.ModelAdmin):
             version = selectors.template_get(
                 application=template.application, template_id=template.pk, version=number
             )
-        except (ValueError, services.ApiError):
+        except (ValueError, ApplicationError):
             preview["error"] = "No such version."
             version = template.current
             version.template = template

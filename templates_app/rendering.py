@@ -26,7 +26,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from signal_project.validation import MAX_JSON_DEPTH, InputInvalid, json_depth_exceeds
+from core.validation import MAX_JSON_DEPTH, InputInvalid, json_depth_exceeds
 
 CACHE_SIZE = 2048
 _LANGUAGE_MEMO_SIZE = 64

@@ -6,8 +6,8 @@ import uuid
 
 from django.db.models import F, QuerySet
 
+from core.exceptions import NotFound
 from messaging.models import Application
-from signal_project.api import NotFound
 
 from .models import MessageTemplate, TemplateVersion
 

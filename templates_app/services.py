@@ -7,15 +7,15 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from messaging.models import Application
-from signal_project.api import ApiError
-from signal_project.validation import (
+from core.exceptions import ValidationFailed
+from core.validation import (
     MAX_JSON_BYTES,
     MAX_JSON_DEPTH,
     InputInvalid,
     check_json,
     text_problem,
 )
+from messaging.models import Application
 
 from . import selectors
 from .models import MessageTemplate, TemplateVersion
@@ -34,12 +34,8 @@ TRANSLATION_FIELDS = ("title_template", "body_template", "data_template")
 NAME_TAKEN = "A template with this name already exists."
 
 
-class TemplateInvalid(ApiError):
+class TemplateInvalid(ValidationFailed):
     """Template content that breaks the rules; `details` maps each field to its errors."""
-
-    status_code = 400
-    default_code = "validation_error"
-    default_detail = "The request has invalid fields."
 
 
 DEFAULT_LANGUAGE = "en"

@@ -6,9 +6,18 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.api import (
+    AwareDateTimeField,
+    JSONObjectField,
+    JSONValueField,
+    StrictQuerySerializer,
+    StrictSerializer,
+)
+from core.countries import country_code_pattern
+from core.openapi import NON_BLANK, RequestRules
+from core.validation import MAX_JSON_BYTES
 from messaging.api.serializers.messages import MAX_TTL
 from messaging.api.serializers.subscriptions import TimeZoneField
-from messaging.countries import country_code_pattern
 from messaging.models import Message, SubscriptionType
 from messaging.services.messages import (
     MAX_BODY_LENGTH,
@@ -16,15 +25,6 @@ from messaging.services.messages import (
     MAX_TITLE_LENGTH,
     MAX_VARIABLES_BYTES,
 )
-from signal_project.api import (
-    AwareDateTimeField,
-    JSONObjectField,
-    JSONValueField,
-    StrictQuerySerializer,
-    StrictSerializer,
-)
-from signal_project.openapi import NON_BLANK, RequestRules
-from signal_project.validation import MAX_JSON_BYTES
 
 from ..models import Campaign, CampaignRun, CampaignStatus
 from ..schedules import ScheduleInvalid, schedule_clean

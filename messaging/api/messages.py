@@ -9,8 +9,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from signal_project.api import ResultsCursorPagination
-from signal_project.openapi import error_response
+from core.api import ResultsCursorPagination
+from core.openapi import error_response
 
 from ..idempotency import MAX_KEY_LENGTH, idempotent_call
 from ..selectors.messages import message_get, message_list

@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from signal_project.api import ResultsCursorPagination
+from core.api import ResultsCursorPagination
 
 from ..selectors.subscriptions import subscription_get, subscription_list
 from ..services.applications import actor_of

@@ -7,9 +7,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from signal_project.api import PageQuery, ResultsCursorPagination
-from signal_project.openapi import error_response
-from signal_project.validation import check_text
+from core.api import PageQuery, ResultsCursorPagination
+from core.openapi import error_response
+from core.validation import check_text
 
 from ..selectors.subscriptions import subscription_get
 from ..selectors.users import user_get, user_subscription_list

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Prefetch, QuerySet
 
-from signal_project.api import NotFound
+from core.exceptions import NotFound
 
 from ..models import Application, Message, MessageEvent
 

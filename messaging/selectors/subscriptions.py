@@ -8,7 +8,7 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.http import Http404
 
-from signal_project.api import NotFound
+from core.exceptions import NotFound
 
 from .. import rows
 from ..bulk import uuid_array

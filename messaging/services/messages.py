@@ -16,8 +16,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django_fsm import can_proceed
 
-from signal_project.api import ContentInvalid, InvalidTransition
-from signal_project.validation import MAX_JSON_BYTES, InputInvalid, check_json, text_problem
+from core.exceptions import ContentInvalid, InvalidTransition
+from core.validation import MAX_JSON_BYTES, InputInvalid, check_json, text_problem
 from templates_app.rendering import render
 from templates_app.selectors import template_get
 
@@ -79,7 +79,7 @@ def rendered_content_check(content: Content, *, template_id) -> Content:
 def render_content(version, variables: dict, language: str | None) -> Content:
     """One rendering of a template version as message content, checked against the limits
     of literal content (rendered_content_check); raises ContentInvalid, which the API, the
-    admin and the fan-out all handle as the ApiError it is."""
+    admin and the fan-out all handle as the ApplicationError it is."""
     try:
         result = render(version, variables, language)
         return rendered_content_check(

@@ -9,7 +9,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from signal_project.validation import InputInvalid
+from core.validation import InputInvalid
 
 from .. import crypto
 from ..models import Application, Subscription, SubscriptionEvent

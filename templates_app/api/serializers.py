@@ -10,10 +10,10 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from signal_project import api as api_kit
-from signal_project.api import JSONValueField, StrictQuerySerializer, StrictSerializer
-from signal_project.openapi import BLANK, NON_BLANK, RequestRules
-from signal_project.validation import MAX_JSON_BYTES
+from core import api as api_kit
+from core.api import JSONValueField, StrictQuerySerializer, StrictSerializer
+from core.openapi import BLANK, NON_BLANK, RequestRules
+from core.validation import MAX_JSON_BYTES
 
 from ..models import TemplateVersion
 from ..rendering import MAX_LANGUAGE_LENGTH, compiled, normalize_language

@@ -8,10 +8,10 @@ from collections import Counter
 import pytest
 from django_fsm import TransitionNotAllowed
 
+from core.exceptions import InvalidTransition
 from messaging.models import Message, MessageEvent, MessageStatus
 from messaging.services.messages import Content, Delivery, message_report_status, message_send
 from messaging.signals import message_statuses_changed
-from signal_project.api import InvalidTransition
 from tests.conftest import subscription_create
 
 pytestmark = pytest.mark.django_db
@@ -175,7 +175,7 @@ def test_an_illegal_report_raises_and_writes_nothing(message, listener, source, 
     with pytest.raises(InvalidTransition) as refused:
         report(message, requested)
 
-    assert refused.value.status_code == 409
+    assert refused.value.code == "invalid_transition"
     assert refused.value.details == {"status": source, "requested": requested}
     assert Message.objects.get(pk=message.pk).status == source
     assert status_events(message) == []

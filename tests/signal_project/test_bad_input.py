@@ -14,8 +14,8 @@ from rest_framework import exceptions
 
 from campaigns import services as campaign_services
 from campaigns.models import Campaign
+from core.api import MAX_BODY_DEPTH, BoundedJSONParser
 from messaging.models import Message, Subscription
-from signal_project.api import MAX_BODY_DEPTH, BoundedJSONParser
 from templates_app import services as template_services
 from tests.assertions import assert_error
 from tests.conftest import apns_token, subscription_create

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db import DataError, OperationalError, connection
 from django.test import Client
 
-from signal_project.db import database_unavailable
+from core.db import database_unavailable
 
 
 def closed_port() -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from signal_project.validation import (
+from core.validation import (
     MAX_JSON_DEPTH,
     InputInvalid,
     check_json,
@@ -106,3 +106,26 @@ def test_the_size_counts_about_the_compact_json_text():
     check_json(value, field="data", max_bytes=compact + 16)
     with pytest.raises(InputInvalid):
         check_json(value, field="data", max_bytes=compact - 16)
+
+
+def test_every_domain_error_has_its_status_in_one_place():
+    """Domain errors carry no HTTP status; the API's handler maps them (core.api.STATUS_OF)."""
+    from core import exceptions
+    from core.api import status_of
+
+    expected = {
+        exceptions.ApplicationError: 400,
+        exceptions.ValidationFailed: 400,
+        exceptions.ContentInvalid: 400,
+        exceptions.PayloadTooLarge: 413,
+        exceptions.NotFound: 404,
+        exceptions.InvalidTransition: 409,
+        exceptions.Conflict: 409,
+        exceptions.IdempotencyConflict: 422,
+        exceptions.QuotaExceeded: 429,
+        exceptions.ServiceUnavailable: 503,
+    }
+    for cls, status in expected.items():
+        error = cls(retry_after=1) if "retry_after" in cls.__init__.__code__.co_varnames else cls()
+        assert not hasattr(error, "status_code"), cls
+        assert status_of(error) == status, cls

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from signal_project.validation import InputInvalid
+from core.validation import InputInvalid
 from templates_app.models import TemplateVersion
 from templates_app.rendering import (
     Rendered,

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from signal_project.api import NotFound
+from core.exceptions import NotFound
 from templates_app import selectors, services
 from templates_app.models import TemplateVersion
 from templates_app.rendering import render

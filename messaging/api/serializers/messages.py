@@ -5,14 +5,14 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from signal_project.api import (
+from core.api import (
     AwareDateTimeField,
     FieldsReusedPerThread,
     JSONObjectField,
     StrictQuerySerializer,
     StrictSerializer,
 )
-from signal_project.openapi import NON_BLANK, RequestRules
+from core.openapi import NON_BLANK, RequestRules
 
 from ...models import Message, MessageEvent, MessageStatus, SubscriptionType
 from ...services.messages import (

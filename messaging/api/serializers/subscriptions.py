@@ -10,11 +10,11 @@ from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerial
 from drf_spectacular.plumbing import ResolvedComponent
 from rest_framework import serializers
 
-from signal_project.api import StrictQuerySerializer, StrictSerializer
-from signal_project.openapi import NON_BLANK
-from signal_project.validation import text_problem
+from core.api import StrictQuerySerializer, StrictSerializer
+from core.countries import country_code_pattern
+from core.openapi import NON_BLANK
+from core.validation import text_problem
 
-from ...countries import country_code_pattern
 from ...models import Subscription, SubscriptionType
 from ...tokens import APNS_TOKEN, E164, FCM_TOKEN, normalize_token
 

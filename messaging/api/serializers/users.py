@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from signal_project.api import StrictSerializer
+from core.api import StrictSerializer
 
 from ...models import User
 

@@ -14,7 +14,7 @@ from drf_spectacular.plumbing import ResolvedComponent, force_instance, is_seria
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
-from signal_project.api import ResultsCursorPagination, StrictSerializer
+from core.api import ResultsCursorPagination, StrictSerializer
 
 ERROR_COMPONENT = "Error"
 ERROR_REF = {"$ref": f"#/components/schemas/{ERROR_COMPONENT}"}

@@ -26,8 +26,19 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
-from signal_project.db import database_unavailable, retry_after_seconds
-from signal_project.validation import (
+from core.db import database_unavailable, retry_after_seconds
+from core.exceptions import (
+    ApplicationError,
+    Conflict,
+    IdempotencyConflict,
+    InvalidTransition,
+    NotFound,
+    PayloadTooLarge,
+    QuotaExceeded,
+    ServiceUnavailable,
+    ValidationFailed,
+)
+from core.validation import (
     MAX_JSON_DEPTH,
     InputInvalid,
     check_json,
@@ -40,71 +51,25 @@ logger = logging.getLogger(__name__)
 API_PREFIX = "/api/"
 
 
-class ApiError(exceptions.APIException):
-    """An error with a code of the contract; raise subclasses or pass code/message."""
-
-    status_code = 400
-    default_code = "bad_request"
-    default_detail = "The request is invalid."
-
-    def __init__(self, message: str | None = None, *, code: str | None = None, details=None):
-        self.code = code or self.default_code
-        self.message = message or str(self.default_detail)
-        self.details = details or {}
-        super().__init__(self.message, self.code)
-
-
-class ContentInvalid(ApiError):
-    """Content a template rendered beyond what a message may carry; `details` names the
-    field, the message says which template and by how much."""
-
-    status_code = 400
-    default_code = "validation_error"
-    default_detail = "The rendered content is invalid."
+# The HTTP status of each domain error (core.exceptions): the one place that knows them.
+# A subclass takes its nearest listed ancestor's.
+STATUS_OF: dict[type[ApplicationError], int] = {
+    ApplicationError: 400,
+    PayloadTooLarge: 413,
+    NotFound: 404,
+    InvalidTransition: 409,
+    Conflict: 409,
+    IdempotencyConflict: 422,
+    QuotaExceeded: 429,
+    ServiceUnavailable: 503,
+}
 
 
-class PayloadTooLarge(ApiError):
-    status_code = 413
-    default_code = "payload_too_large"
-    default_detail = "The request body is larger than the limit."
-
-
-class NotFound(ApiError):
-    status_code = 404
-    default_code = "not_found"
-    default_detail = "Not found."
-
-
-class InvalidTransition(ApiError):
-    status_code = 409
-    default_code = "invalid_transition"
-    default_detail = "The object's state does not allow this change."
-
-
-class Conflict(ApiError):
-    status_code = 409
-    default_code = "conflict"
-    default_detail = "The request conflicts with the current state."
-
-
-class QuotaExceeded(ApiError):
-    status_code = 429
-    default_code = "quota_exceeded"
-    default_detail = "The application's message quota is used up."
-
-    def __init__(self, message=None, *, retry_after: int, details=None):
-        super().__init__(message, details=details)
-        self.retry_after = retry_after
-
-
-class ServiceUnavailable(ApiError):
-    status_code = 503
-    default_code = "service_unavailable"
-    default_detail = "The database cannot be reached at the moment; retry shortly."
-
-    def __init__(self, message=None, *, retry_after: int, details=None):
-        super().__init__(message, details=details)
-        self.retry_after = retry_after
+def status_of(exc: ApplicationError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_OF:
+            return STATUS_OF[cls]
+    return 400
 
 
 def database_unavailable_error(exc: BaseException) -> ServiceUnavailable:
@@ -112,12 +77,6 @@ def database_unavailable_error(exc: BaseException) -> ServiceUnavailable:
     traceback: during an outage every request would print one)."""
     logger.warning("Database unavailable: %s: %s", type(exc).__name__, exc)
     return ServiceUnavailable(retry_after=retry_after_seconds())
-
-
-class IdempotencyConflict(ApiError):
-    status_code = 422
-    default_code = "idempotency_conflict"
-    default_detail = "This Idempotency-Key was used with a different request body."
 
 
 _DRF_CODES: list[tuple[type[Exception], str, str]] = [
@@ -157,15 +116,13 @@ def exception_handler(exc, context):
     elif database_unavailable(exc):
         exc = database_unavailable_error(exc)
     elif isinstance(exc, InputInvalid):
-        exc = ApiError(
-            "The request has invalid fields.", code="validation_error", details=exc.errors
-        )
+        exc = ValidationFailed(details=exc.errors)
     headers = {}
-    if isinstance(exc, ApiError):
+    if isinstance(exc, ApplicationError):
         body = error_body(exc.code, exc.message, exc.details)
         if isinstance(exc, QuotaExceeded | ServiceUnavailable):
             headers["Retry-After"] = str(exc.retry_after)
-        return Response(body, status=exc.status_code, headers=headers)
+        return Response(body, status=status_of(exc), headers=headers)
     if isinstance(exc, exceptions.APIException):
         code, message = "error", str(exc.detail)
         for cls, known_code, default_message in _DRF_CODES:
@@ -201,7 +158,7 @@ class ApiErrorMiddleware:
         405: ("method_not_allowed", "Method not allowed."),
         413: ("payload_too_large", "The request body is larger than the limit."),
         500: ("internal_error", "An internal error occurred; it has been logged."),
-        503: ("service_unavailable", ServiceUnavailable.default_detail),
+        503: ("service_unavailable", ServiceUnavailable.default_message),
     }
 
     def __init__(self, get_response):
