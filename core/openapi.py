@@ -73,7 +73,7 @@ def _error(description: str, headers: dict | None = None) -> dict:
 
 
 class SignalAutoSchema(AutoSchema):
-    """drf-spectacular's AutoSchema, plus what the API kit in signal_project.api does for every
+    """drf-spectacular's AutoSchema, plus what the API kit in core.api does for every
     view: errors in one shape, unknown fields refused, trimmed strings."""
 
     def get_operation(self, path, path_regex, path_prefix, method, registry):

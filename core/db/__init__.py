@@ -3,7 +3,7 @@ server closed are replaced before a request or task uses them (see `base.py`, th
 that does it), and an unreachable database is told apart from other errors, so the API can
 answer `503` with `Retry-After` instead of `500`.
 
-`ENGINE = "signal_project.db"` is PostgreSQL's backend with that check (settings.py sets it).
+`ENGINE = "core.db"` is PostgreSQL's backend with that check (settings.py sets it).
 """
 
 from __future__ import annotations
