@@ -37,6 +37,7 @@ test-e2e-rabbitmq: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 fmt: $(VENV)/.dev
 	$(VENV)/bin/ruff format .

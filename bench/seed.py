@@ -1,5 +1,5 @@
 """Seed N subscriptions of one application with PostgreSQL COPY, half iOS, half Android, all
-tagged {"plan": "gold"} in country KR, tokens encrypted as messaging.crypto does.
+tagged {"plan": "gold"} in country KR, tokens encrypted as core.crypto does.
 
     python bench/seed.py --n 1000000 [--processes 2]
 
@@ -45,7 +45,7 @@ def android_token(salt: int, index: int) -> str:
 
 def _chunk_rows(job: tuple) -> bytes:
     """COPY text rows for subscriptions start..stop (runs in a pool process too)."""
-    from messaging import crypto
+    from core import crypto
     from messaging.ids import uuid7
 
     application_id, salt, start, stop, stamp, first_ms = job
@@ -114,8 +114,8 @@ def seed_subscriptions(application, n: int, *, processes: int | None = None) -> 
 
 def create_application(fakes, name: str):
     """An application whose credentials are the fake providers', and a server key."""
-    from messaging.models import ApiKey
-    from messaging.services.applications import api_key_create, application_create
+    from accounts.models import ApiKey
+    from accounts.services import api_key_create, application_create
 
     application = application_create(
         name=name,
@@ -138,7 +138,7 @@ def main() -> int:
     config = BenchConfig(db_name=args.db_name)
     fresh_database(config)
     setup_django(config)
-    from messaging.services.applications import application_create
+    from accounts.services import application_create
 
     application = application_create(name="seed-bench")
     print(f"seeding {args.n} subscriptions into {config.db_name} ...", flush=True)

@@ -21,7 +21,7 @@ class CampaignStatus(models.TextChoices):
 class Campaign(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     application = models.ForeignKey(
-        "messaging.Application", on_delete=models.CASCADE, related_name="campaigns"
+        "accounts.Application", on_delete=models.CASCADE, related_name="campaigns"
     )
     name = models.CharField(max_length=200)
     status = FSMField(default=CampaignStatus.DRAFT, choices=CampaignStatus.choices)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.db.models import QuerySet, Sum
 
+from accounts.models import Application
 from core.exceptions import NotFound
-from messaging.models import Application
 
 from .models import STAT_FIELDS, Campaign, CampaignRun
 

@@ -13,9 +13,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
+from accounts.models import Application
 from core.exceptions import ContentInvalid, InvalidTransition, QuotaExceeded
 from messaging import dispatch
-from messaging.models import Application, Message, MessageStatus
+from messaging.models import Message, MessageStatus
 from messaging.services.messages import (
     Content,
     ContentFor,

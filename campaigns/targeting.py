@@ -8,9 +8,10 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils.dateparse import parse_datetime
 
+from accounts.models import Application
 from core.countries import is_country_code
 from core.validation import MAX_JSON_BYTES, InputInvalid, check_json
-from messaging.models import Application, Subscription, SubscriptionType
+from messaging.models import Subscription, SubscriptionType
 
 KNOWN_KEYS = ("tags", "last_active_after", "countries", "languages", "channels")
 

@@ -10,7 +10,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 
-from .crypto import DecryptionError
+from core.crypto import DecryptionError
 
 
 def verify_encrypted_values(sample: int = 20) -> None:
@@ -19,7 +19,9 @@ def verify_encrypted_values(sample: int = 20) -> None:
     Called when the web app and the workers start, so a wrong FIELD_ENCRYPTION_KEYS stops
     them at once instead of sending garbage to providers later.
     """
-    from .models import Application, Subscription
+    from accounts.models import Application
+
+    from .models import Subscription
 
     # Ordered by primary key: an index walk, however many rows there are.
     list(Application.objects.order_by("pk")[:sample])

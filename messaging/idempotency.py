@@ -10,10 +10,11 @@ from datetime import timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.models import Application
 from core.exceptions import IdempotencyConflict
 from core.validation import check_text
 
-from .models import Application, IdempotencyRecord
+from .models import IdempotencyRecord
 
 WINDOW = timedelta(hours=24)
 MAX_KEY_LENGTH = 255  # IdempotencyRecord.key

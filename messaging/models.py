@@ -1,4 +1,4 @@
-"""Applications, their API keys, users, subscriptions and quotas."""
+"""Users, subscriptions, messages and their events."""
 
 from __future__ import annotations
 
@@ -9,57 +9,10 @@ from django.db import models
 from django.db.models import Q
 from django_fsm import FSMField, transition
 
-from .fields import EncryptedJSONField, EncryptedTextField
+from accounts.models import Application
+from core.fields import EncryptedTextField
+
 from .ids import uuid7
-
-
-class Application(models.Model):
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    name = models.CharField(max_length=200)
-    # {"auth": "token", "team_id", "key_id", "private_key", "topic", "sandbox"} or
-    # {"auth": "certificate", "certificate", "topic", "sandbox"}
-    apns_credentials = EncryptedJSONField(blank=True, default=dict)
-    # {"service_account": {...}}
-    fcm_credentials = EncryptedJSONField(blank=True, default=dict)
-    # When each provider's credentials were last set (null: none stored); shown in the admin
-    # in place of the secrets themselves.
-    apns_credentials_set_at = models.DateTimeField(null=True, blank=True, editable=False)
-    fcm_credentials_set_at = models.DateTimeField(null=True, blank=True, editable=False)
-    settings = models.JSONField(blank=True, default=dict)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class ApiKey(models.Model):
-    class Scope(models.TextChoices):
-        SERVER = "server", "server"
-        CLIENT = "client", "client"
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="api_keys")
-    scope = models.CharField(max_length=10, choices=Scope.choices)
-    name = models.CharField(max_length=100, blank=True)
-    prefix = models.CharField(max_length=16, help_text="The visible start of the key.")
-    digest = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the whole key.")
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        verbose_name = "API key"
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"{self.prefix}… ({self.scope})"
-
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None
 
 
 class User(models.Model):
@@ -156,23 +109,6 @@ class SubscriptionEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} by {self.actor}"
-
-
-class MessageQuota(models.Model):
-    """Per-application sending limits; counters move atomically with each accepted send."""
-
-    application = models.OneToOneField(
-        Application, on_delete=models.CASCADE, primary_key=True, related_name="quota"
-    )
-    daily_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no limit.")
-    monthly_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no limit.")
-    day = models.DateField(null=True, blank=True)
-    day_used = models.PositiveIntegerField(default=0)
-    month = models.DateField(null=True, blank=True, help_text="First day of the counted month.")
-    month_used = models.PositiveIntegerField(default=0)
-
-    def __str__(self) -> str:
-        return f"quota of {self.application}"
 
 
 class MessageStatus(models.TextChoices):

@@ -14,7 +14,7 @@ class MessageTemplate(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     application = models.ForeignKey(
-        "messaging.Application", on_delete=models.CASCADE, related_name="templates"
+        "accounts.Application", on_delete=models.CASCADE, related_name="templates"
     )
     name = models.CharField(max_length=200)
     current = models.ForeignKey(

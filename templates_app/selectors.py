@@ -6,8 +6,8 @@ import uuid
 
 from django.db.models import F, QuerySet
 
+from accounts.models import Application
 from core.exceptions import NotFound
-from messaging.models import Application
 
 from .models import MessageTemplate, TemplateVersion
 

@@ -7,6 +7,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.models import Application
 from core.exceptions import ValidationFailed
 from core.validation import (
     MAX_JSON_BYTES,
@@ -15,7 +16,6 @@ from core.validation import (
     check_json,
     text_problem,
 )
-from messaging.models import Application
 
 from . import selectors
 from .models import MessageTemplate, TemplateVersion

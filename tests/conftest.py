@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import pytest
 from rest_framework.test import APIClient
 
-from messaging.models import ApiKey, Application, Subscription
-from messaging.services.applications import NewApiKey, api_key_create, application_create
+from accounts.models import ApiKey, Application
+from accounts.services import NewApiKey, api_key_create, application_create
+from messaging.models import Subscription
 from messaging.services.subscriptions import SYSTEM, subscription_register
 
 _sequence = itertools.count(1)

@@ -8,12 +8,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.services import actor_of
 from core.api import PageQuery, ResultsCursorPagination
 from core.openapi import error_response
 from messaging.api.messages import IDEMPOTENCY_HEADER
 from messaging.api.pagination import paginated
 from messaging.idempotency import idempotent_call
-from messaging.services.applications import actor_of
 from templates_app.selectors import template_get
 
 from .. import selectors, services

@@ -9,14 +9,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.api.auth import IsServerOrClientKey
+from accounts.services import actor_of
 from core.api import ResultsCursorPagination
 from core.openapi import error_response
 
 from ..idempotency import MAX_KEY_LENGTH, idempotent_call
 from ..selectors.messages import message_get, message_list
-from ..services.applications import actor_of
 from ..services.messages import message_create, message_report_status
-from .auth import IsServerOrClientKey
 from .pagination import paginated
 from .serializers.messages import (
     MessageAcceptedOutput,

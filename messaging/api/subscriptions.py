@@ -8,16 +8,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.api.auth import IsServerKey, IsServerOrClientKey
+from accounts.services import actor_of
 from core.api import ResultsCursorPagination
 
 from ..selectors.subscriptions import subscription_get, subscription_list
-from ..services.applications import actor_of
 from ..services.subscriptions import (
     subscription_delete,
     subscription_register,
     subscription_update,
 )
-from .auth import IsServerKey, IsServerOrClientKey
 from .pagination import paginated
 from .serializers.subscriptions import (
     SubscriptionCreateInput,

@@ -7,15 +7,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.api.auth import IsServerOrClientKey
+from accounts.services import actor_of
 from core.api import PageQuery, ResultsCursorPagination
 from core.openapi import error_response
 from core.validation import check_text
 
 from ..selectors.subscriptions import subscription_get
 from ..selectors.users import user_get, user_subscription_list
-from ..services.applications import actor_of
 from ..services.users import user_identify, user_logout
-from .auth import IsServerOrClientKey
 from .pagination import paginated
 from .serializers.subscriptions import SubscriptionDetailOutput, SubscriptionOutput
 from .serializers.users import IdentifyInput, LogoutInput, UserOutput

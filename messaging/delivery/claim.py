@@ -14,8 +14,9 @@ from typing import Any
 from django.db import connection
 from django.db.models import Q
 
-from .. import crypto, rows
-from ..bulk import uuid_array
+from core import crypto, rows
+from core.bulk import uuid_array
+
 from ..message_columns import CLAIMED, CLAIMED_FROM_SUBSCRIPTION, WRITTEN
 from ..models import Message, MessageStatus, Subscription
 

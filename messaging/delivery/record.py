@@ -17,9 +17,9 @@ from django.db.models import DateTimeField, UUIDField
 from django_fsm import TransitionNotAllowed
 
 from adapters.base import SendResult
+from core.bulk import COPY_FROM_ROWS, cast_types, copy_rows, insert_statement
 
 from .. import dispatch
-from ..bulk import COPY_FROM_ROWS, cast_types, copy_rows, insert_statement
 from ..message_columns import EVENT_COLUMNS, WRITTEN
 from ..models import Message, MessageEvent, MessageStatus
 from ..services.subscriptions import TOKEN_INVALID, subscriptions_disable

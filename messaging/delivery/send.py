@@ -16,11 +16,12 @@ from functools import lru_cache
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts.models import Application
 from adapters import registry
 from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
+from core.bulk import uuid_array
 
-from ..bulk import uuid_array
-from ..models import Application, SubscriptionType
+from ..models import SubscriptionType
 from .claim import Outgoing, claim_batch
 from .record import UNSENDABLE, BatchReport, record_results
 
@@ -38,7 +39,7 @@ class _Sender:
 
 
 _SENDERS = """
-SELECT id, apns_credentials, fcm_credentials, settings FROM messaging_application
+SELECT id, apns_credentials, fcm_credentials, settings FROM accounts_application
 WHERE id = ANY(%s::uuid[])
 """
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from django.db.models import Prefetch, QuerySet
 
+from accounts.models import Application
 from core.exceptions import NotFound
 
-from ..models import Application, Message, MessageEvent
+from ..models import Message, MessageEvent
 
 
 def message_get(*, application: Application, message_id, with_events: bool = False) -> Message:

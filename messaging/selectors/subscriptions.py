@@ -8,11 +8,12 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.http import Http404
 
+from accounts.models import Application
+from core import rows
+from core.bulk import uuid_array
 from core.exceptions import NotFound
 
-from .. import rows
-from ..bulk import uuid_array
-from ..models import Application, Subscription, User
+from ..models import Subscription, User
 
 
 def subscription_get(*, application: Application, subscription_id) -> Subscription:
@@ -80,7 +81,7 @@ def _target_queryset(application: Application):
 
 def _subscriptions_by_id(application: Application, ids: set[str]) -> list[Subscription]:
     """The application's subscriptions among `ids`. Plain SQL on PostgreSQL: it runs on every
-    POST /messages (see messaging.rows)."""
+    POST /messages (see core.rows)."""
     if connection.vendor != "postgresql":
         return list(_target_queryset(application).filter(pk__in=ids))
     sql = (

@@ -5,7 +5,9 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.http import Http404
 
-from ..models import Application, Subscription, User
+from accounts.models import Application
+
+from ..models import Subscription, User
 
 
 def user_get(*, application: Application, external_user_id: str) -> User:

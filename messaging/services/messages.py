@@ -16,17 +16,18 @@ from django.db.models import Q
 from django.utils import timezone
 from django_fsm import can_proceed
 
+from accounts.models import Application
+from accounts.quotas import quota_consume, quota_insert
+from core.bulk import COPY_FROM_ROWS, copy_models, copy_rows
 from core.exceptions import ContentInvalid, InvalidTransition
 from core.validation import MAX_JSON_BYTES, InputInvalid, check_json, text_problem
 from templates_app.rendering import render
 from templates_app.selectors import template_get
 
 from .. import dispatch
-from ..bulk import COPY_FROM_ROWS, copy_models, copy_rows
 from ..ids import uuid7
 from ..message_columns import INSERTED
-from ..models import Application, Message, MessageEvent, MessageStatus, Subscription
-from ..quotas import quota_consume, quota_insert
+from ..models import Message, MessageEvent, MessageStatus, Subscription
 from ..selectors.subscriptions import subscription_targets
 from ..signals import message_statuses_changed
 

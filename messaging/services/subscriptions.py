@@ -9,10 +9,11 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.models import Application
+from core import crypto
 from core.validation import InputInvalid
 
-from .. import crypto
-from ..models import Application, Subscription, SubscriptionEvent
+from ..models import Subscription, SubscriptionEvent
 from .users import user_get_or_create
 
 SYSTEM = "system"

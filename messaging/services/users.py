@@ -6,7 +6,9 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from ..models import Application, Subscription, SubscriptionEvent, User
+from accounts.models import Application
+
+from ..models import Subscription, SubscriptionEvent, User
 
 
 def user_get_or_create(*, application: Application, external_user_id: str) -> User:

@@ -12,11 +12,11 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django_celery_beat.models import PeriodicTask
 
+from accounts.services import api_key_revoke
 from campaigns import services
 from campaigns.models import Campaign, CampaignRun, CampaignStatus, RunStatus
 from messaging import dispatch
 from messaging.models import Message, MessageStatus
-from messaging.services.applications import api_key_revoke
 from messaging.services.messages import message_report_status, messages_cancel
 from messaging.services.subscriptions import subscription_disable
 from tests.assertions import assert_error

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 
 from campaigns.targeting import CriteriaInvalid, audience, criteria_clean
-from messaging import crypto
+from core import crypto
 from messaging.models import Subscription
 from messaging.services.subscriptions import subscription_disable
 from tests.conftest import fcm_token, subscription_create

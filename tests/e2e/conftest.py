@@ -20,10 +20,10 @@ import redis
 from django.conf import settings
 from django.db import connection
 
+from accounts.models import ApiKey
+from accounts.services import api_key_create, application_create
 from fakes.process import running_fake_providers
 from messaging.dispatch import outbox
-from messaging.models import ApiKey
-from messaging.services.applications import api_key_create, application_create
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUES = "critical,messages,campaigns,retry"

@@ -14,7 +14,8 @@ from rest_framework.test import APIClient
 
 from campaigns import services as campaign_services
 from campaigns.models import Campaign, CampaignRun
-from messaging import crypto, delivery
+from core import crypto
+from messaging import delivery
 from messaging.models import Message, Subscription
 
 from .conftest import Worker, wait_for

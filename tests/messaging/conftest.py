@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from accounts.models import Application
+from accounts.services import application_create
 from adapters import registry
-from messaging.models import Application
-from messaging.services.applications import application_create
 from tests.e2e.conftest import fake_providers  # noqa: F401 (a fixture, re-exported)
 
 

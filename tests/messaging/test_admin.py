@@ -12,15 +12,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 
-from messaging import credentials
-from messaging.models import (
-    ApiKey,
-    Application,
-    MessageQuota,
-    Subscription,
-    SubscriptionEvent,
-)
-from messaging.services.applications import application_create
+from accounts import credentials
+from accounts.models import ApiKey, Application, MessageQuota
+from accounts.services import application_create
+from messaging.models import Subscription, SubscriptionEvent
 from messaging.services.subscriptions import subscription_disable
 from tests.admin_pages import p8_key, page_data, pem_body_lines, rsa_key, service_account
 from tests.assertions import assert_error
@@ -56,14 +51,14 @@ def shown(response) -> list:
 
 
 def test_the_application_changelist_loads(admin_client, app, other_app):
-    response = admin_client.get("/admin/messaging/application/")
+    response = admin_client.get("/admin/accounts/application/")
 
     assert set(shown(response)) == {app.application, other_app.application}
     assert b"first" in response.content and b"second" in response.content
 
 
 def test_the_application_change_page_loads_with_keys_and_quota(admin_client, app):
-    response = admin_client.get(f"/admin/messaging/application/{app.application.pk}/change/")
+    response = admin_client.get(f"/admin/accounts/application/{app.application.pk}/change/")
 
     assert response.status_code == 200
     html = response.content.decode()
@@ -76,7 +71,7 @@ def test_the_application_change_page_loads_with_keys_and_quota(admin_client, app
 
 
 def change_url(application) -> str:
-    return f"/admin/messaging/application/{application.pk}/change/"
+    return f"/admin/accounts/application/{application.pk}/change/"
 
 
 def upload(name: str, content: str) -> SimpleUploadedFile:
@@ -265,7 +260,7 @@ def test_bad_credential_uploads_are_form_errors_and_store_nothing(
 
 
 def test_an_application_is_added_with_uploaded_credentials_and_a_quota(admin_client, db, p8):
-    response = admin_client.get("/admin/messaging/application/add/")
+    response = admin_client.get("/admin/accounts/application/add/")
     data = page_data(response)
     data.update(
         {
@@ -278,7 +273,7 @@ def test_an_application_is_added_with_uploaded_credentials_and_a_quota(admin_cli
         }
     )
 
-    response = admin_client.post("/admin/messaging/application/add/", data)
+    response = admin_client.post("/admin/accounts/application/add/", data)
 
     assert response.status_code == 302, response.context["adminform"].form.errors
     application = Application.objects.get(name="new ios app")
@@ -302,7 +297,7 @@ def test_text_the_database_cannot_store_is_a_form_error_on_the_application_page(
 
 @pytest.mark.parametrize("scope", ["server", "client"])
 def test_the_create_key_action_shows_the_new_key_once_and_it_works(admin_client, app, scope):
-    changelist = "/admin/messaging/application/"
+    changelist = "/admin/accounts/application/"
 
     response = admin_client.post(
         changelist,
@@ -336,7 +331,7 @@ def test_the_create_key_action_shows_the_new_key_once_and_it_works(admin_client,
 
 
 def test_the_api_key_changelist_loads(admin_client, app):
-    response = admin_client.get("/admin/messaging/apikey/")
+    response = admin_client.get("/admin/accounts/apikey/")
 
     assert {k.pk for k in shown(response)} == {app.server.api_key.pk, app.client.api_key.pk}
     assert app.server.api_key.digest.encode() not in response.content
@@ -347,13 +342,13 @@ def test_the_revoke_action_makes_the_key_get_401(admin_client, app):
     assert api.get("/api/v1/subscriptions").status_code == 200
 
     selected = {"action": "revoke", "_selected_action": [str(app.server.api_key.pk)]}
-    page = admin_client.post("/admin/messaging/apikey/", selected)
+    page = admin_client.post("/admin/accounts/apikey/", selected)
     assert page.status_code == 200
     assert "every request made with them gets 401" in page.content.decode()
     assert api.get("/api/v1/subscriptions").status_code == 200  # not yet
 
     response = admin_client.post(
-        "/admin/messaging/apikey/", {**selected, "confirm": "yes"}, follow=True
+        "/admin/accounts/apikey/", {**selected, "confirm": "yes"}, follow=True
     )
 
     assert response.status_code == 200
@@ -652,7 +647,7 @@ def test_the_user_changelist_loads(admin_client, subscriptions):
 
 
 def test_an_anonymous_visitor_is_sent_to_the_login_page(db):
-    response = Client().get("/admin/messaging/application/")
+    response = Client().get("/admin/accounts/application/")
 
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]

@@ -13,12 +13,12 @@ from collections import Counter
 import pytest
 from django.test import override_settings
 
+from accounts.api import throttling
+from accounts.services import api_key_revoke
 from core.api import BoundedJSONParser
 from core.exceptions import PayloadTooLarge
 from messaging.api import subscriptions as subscription_views
-from messaging.api import throttling
 from messaging.models import Subscription
-from messaging.services.applications import api_key_revoke
 from tests.assertions import assert_error
 from tests.conftest import api_client, apns_token, subscription_create
 

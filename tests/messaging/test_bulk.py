@@ -8,7 +8,7 @@ import pytest
 from django.db import DataError, connection, transaction
 from django.utils import timezone
 
-from messaging.bulk import copy_rows, insert_statement, uuid_array
+from core.bulk import copy_rows, insert_statement, uuid_array
 from messaging.models import SubscriptionEvent
 from tests.conftest import application_with_keys, subscription_create
 

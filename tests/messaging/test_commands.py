@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from messaging.models import ApiKey, Application, MessageQuota
+from accounts.models import ApiKey, Application, MessageQuota
 from tests.assertions import assert_error
 from tests.conftest import api_client, apns_token
 
@@ -137,7 +137,7 @@ def test_apns_credentials_are_stored_encrypted(p8_file):
     assert application.fcm_credentials_set_at is None
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT apns_credentials FROM messaging_application WHERE id = %s", [result["id"]]
+            "SELECT apns_credentials FROM accounts_application WHERE id = %s", [result["id"]]
         )
         (raw,) = cursor.fetchone()
     for secret in ("PRIVATE KEY", P8_BODY, "KEY1234567", "com.example.app"):
@@ -233,7 +233,7 @@ def test_fcm_credentials_are_stored_encrypted(service_account_file):
     assert application.apns_credentials == {}
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT fcm_credentials FROM messaging_application WHERE id = %s", [result["id"]]
+            "SELECT fcm_credentials FROM accounts_application WHERE id = %s", [result["id"]]
         )
         (raw,) = cursor.fetchone()
     for secret in ("fcm-secret-material", "signal-test", "sender@"):

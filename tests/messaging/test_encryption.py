@@ -16,9 +16,11 @@ from django.core.management.base import SystemCheckError
 from django.db import connection
 from django.test import override_settings
 
-from messaging import checks, crypto
-from messaging.models import Application, Subscription
-from messaging.services.applications import application_create
+from accounts.models import Application
+from accounts.services import application_create
+from core import crypto
+from messaging import checks
+from messaging.models import Subscription
 from messaging.services.subscriptions import subscription_register
 from tests.conftest import apns_token, subscription_create
 
@@ -85,7 +87,7 @@ def test_provider_credentials_are_not_stored_in_plain_text(stored):
     application, _subscription = stored
 
     apns_column, fcm_column = raw_row(
-        "messaging_application", application.pk, "apns_credentials", "fcm_credentials"
+        "accounts_application", application.pk, "apns_credentials", "fcm_credentials"
     )
 
     for secret in ("very-secret", "PRIVATE KEY", "TEAM123456", "com.example.app"):
@@ -115,7 +117,7 @@ def test_rotate_encryption_keys_re_encrypts_under_the_new_key(stored, capsys):
     old_key = settings.FIELD_ENCRYPTION_KEYS[0]
     new_key = Fernet.generate_key().decode()
     (token_before,) = raw_row("messaging_subscription", subscription.pk, "token")
-    (apns_before,) = raw_row("messaging_application", application.pk, "apns_credentials")
+    (apns_before,) = raw_row("accounts_application", application.pk, "apns_credentials")
 
     with override_settings(FIELD_ENCRYPTION_KEYS=[new_key, old_key]):
         call_command("rotate_encryption_keys")
@@ -124,7 +126,7 @@ def test_rotate_encryption_keys_re_encrypts_under_the_new_key(stored, capsys):
     assert "Application: 1 rows re-encrypted" in out
     assert "Subscription: 1 rows re-encrypted" in out
     (token_after,) = raw_row("messaging_subscription", subscription.pk, "token")
-    (apns_after,) = raw_row("messaging_application", application.pk, "apns_credentials")
+    (apns_after,) = raw_row("accounts_application", application.pk, "apns_credentials")
     assert token_after != token_before and apns_after != apns_before
     assert Fernet(new_key.encode()).decrypt(token_after.encode()).decode() == apns_token(7)
     with pytest.raises(InvalidToken):
@@ -232,7 +234,7 @@ def test_json_credentials_round_trip_with_unicode(db):
         name="유니코드", fcm_credentials={"service_account": {"project_id": "앱", "n": 1}}
     )
 
-    (column,) = raw_row("messaging_application", application.pk, "fcm_credentials")
+    (column,) = raw_row("accounts_application", application.pk, "fcm_credentials")
 
     assert "앱" not in column
     assert json.loads(crypto.decrypt(column)) == {"service_account": {"project_id": "앱", "n": 1}}

@@ -1,6 +1,6 @@
 """The number of SQL statements of the API's send and of a delivery batch, whatever their
 size: a query per message would show here. COPY (psycopg's copy(), used from
-messaging.bulk.COPY_FROM_ROWS rows on) bypasses Django's cursor wrapper, so it is not
+core.bulk.COPY_FROM_ROWS rows on) bypasses Django's cursor wrapper, so it is not
 counted; it is one per table per batch."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 
+from core.bulk import COPY_FROM_ROWS
 from messaging import delivery
-from messaging.bulk import COPY_FROM_ROWS
 from messaging.models import Message, MessageStatus
 from tests.conftest import subscription_create
 from tests.messaging.test_delivery_pipeline import ids, ios_token, send

@@ -10,9 +10,10 @@ import pytest
 from django.db import connections, transaction
 from django.utils import timezone
 
+from accounts.models import MessageQuota
+from accounts.quotas import quota_consume
 from core.exceptions import QuotaExceeded
-from messaging.models import Message, MessageQuota
-from messaging.quotas import quota_consume
+from messaging.models import Message
 from messaging.services.subscriptions import subscription_disable
 from tests.assertions import assert_error
 from tests.conftest import api_client, application_with_keys, subscription_create

@@ -12,10 +12,10 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
 
+from accounts import credentials
+from accounts.services import application_set_credentials
 from campaigns import services as campaign_services
 from campaigns.schedules import schedule_clean
-from messaging import credentials
-from messaging.services.applications import application_set_credentials
 from messaging.services.messages import Content, Delivery, message_send
 from templates_app import services as template_services
 from tests.admin_pages import p8_key, pem_body_lines, service_account
@@ -68,7 +68,7 @@ def secrets(db) -> list[str]:
     )
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT apns_credentials, fcm_credentials FROM messaging_application WHERE id = %s",
+            "SELECT apns_credentials, fcm_credentials FROM accounts_application WHERE id = %s",
             [application.pk],
         )
         ciphertexts = list(cursor.fetchone())
@@ -111,7 +111,7 @@ def _assert_free_of(html: str, secrets: list[str], where: str) -> None:
 
 def test_no_admin_page_shows_a_stored_secret(admin_client, secrets):
     urls = _admin_urls()
-    assert any("/messaging/application/" in url and "change" in url for url, _ in urls)
+    assert any("/accounts/application/" in url and "change" in url for url, _ in urls)
     assert any(url.endswith("/execute/") for url, _ in urls)
 
     for url, what in urls:

@@ -11,8 +11,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from messaging.models import ApiKey, Application
-from messaging.services.applications import api_key_create, application_create
+from accounts.models import ApiKey, Application
+from accounts.services import api_key_create, application_create
 
 DEMO_NAME = "demo"
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 from django.db import connection, transaction
 
-from messaging import crypto
-from messaging.fields import EncryptedJSONField, EncryptedTextField
-from messaging.models import Application, Subscription
+from accounts.models import Application
+from core import crypto
+from core.fields import EncryptedJSONField, EncryptedTextField
+from messaging.models import Subscription
 
 BATCH = 1000
 

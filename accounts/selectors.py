@@ -7,8 +7,8 @@ from functools import lru_cache
 
 from django.db import connection
 
-from .. import rows
-from ..models import ApiKey, Application
+from accounts.models import ApiKey, Application
+from core import rows
 
 
 def api_key_digest(raw: str) -> str:
@@ -35,7 +35,7 @@ def _api_key_query() -> tuple[str, tuple, tuple]:
 
 def api_key_get_active(*, raw: str) -> ApiKey | None:
     """The unrevoked key whose secret is `raw`, with its application, or None. Every API
-    request asks this first: one plain SELECT (see messaging.rows)."""
+    request asks this first: one plain SELECT (see core.rows)."""
     if connection.vendor == "postgresql":
         sql, key_fields, app_fields = _api_key_query()
         with connection.cursor() as cursor:

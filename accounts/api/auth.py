@@ -5,9 +5,9 @@ from __future__ import annotations
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
-from messaging.models import ApiKey
-from messaging.selectors.applications import api_key_get_active
-from messaging.services.applications import api_key_touch
+from accounts.models import ApiKey
+from accounts.selectors import api_key_get_active
+from accounts.services import api_key_touch
 
 HEADER = "HTTP_X_API_KEY"
 

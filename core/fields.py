@@ -9,7 +9,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from . import crypto
+from core import crypto
 
 
 class _StoredAsText:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from messaging import credentials
-from messaging.models import ApiKey
-from messaging.services.applications import api_key_create, application_create
+from accounts import credentials
+from accounts.models import ApiKey
+from accounts.services import api_key_create, application_create
 
 
 class Command(BaseCommand):

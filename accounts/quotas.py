@@ -9,10 +9,9 @@ from django.db import connection
 from django.db.models import Case, F, Model, Q, Value, When
 from django.utils import timezone
 
+from accounts.models import Application, MessageQuota
+from core.bulk import insert_statement
 from core.exceptions import QuotaExceeded
-
-from .bulk import insert_statement
-from .models import Application, MessageQuota
 
 
 def _seconds_until(moment: dt.datetime) -> int:
@@ -20,7 +19,7 @@ def _seconds_until(moment: dt.datetime) -> int:
 
 
 _CONSUME = """
-UPDATE messaging_messagequota SET
+UPDATE accounts_messagequota SET
     day_used = CASE WHEN day = %(today)s THEN day_used ELSE 0 END + %(n)s,
     month_used = CASE WHEN month = %(month)s THEN month_used ELSE 0 END + %(n)s,
     day = %(today)s,

@@ -10,8 +10,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from ..models import ApiKey, Application, MessageQuota
-from ..selectors.applications import api_key_digest
+from accounts.models import ApiKey, Application, MessageQuota
+from accounts.selectors import api_key_digest
 
 _KEY_PREFIXES = {ApiKey.Scope.SERVER: "sk_", ApiKey.Scope.CLIENT: "ck_"}
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -53,7 +53,7 @@ def application_set_credentials(
     fcm_credentials: dict[str, Any] | None = None,
 ) -> Application:
     """Replaces a provider's credentials and records when; None leaves them as they are, {}
-    removes them. Check them first (messaging.credentials)."""
+    removes them. Check them first (accounts.credentials)."""
     fields = []
     now = timezone.now()
     for provider, credentials in (("apns", apns_credentials), ("fcm", fcm_credentials)):
