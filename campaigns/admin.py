@@ -23,12 +23,12 @@ from core.admin_kit import (
     confirmation,
 )
 from core.exceptions import ApplicationError
-from messaging.api.serializers.messages import MAX_TTL
 from messaging.models import Message
+from messaging.services.messages import MAX_TTL
 from templates_app.models import MessageTemplate
 
 from . import selectors, services
-from .api.serializers import CampaignInput, RunOutput
+from .api.serializers import CampaignInput
 from .models import Campaign, CampaignRun, CampaignStatus
 from .schedules import ScheduleInvalid, schedule_clean
 from .targeting import CriteriaInvalid, criteria_clean
@@ -62,7 +62,7 @@ def _actor(request) -> str:
 
 def run_progress(run: CampaignRun) -> float:
     """The API's progress of a run (share of its audience whose messages are terminal)."""
-    return RunOutput().get_progress(run)
+    return selectors.run_progress(run)
 
 
 def schedule_summary(campaign: Campaign) -> str:

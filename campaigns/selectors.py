@@ -43,3 +43,13 @@ def campaign_latest_run(*, campaign: Campaign) -> CampaignRun | None:
 
 def campaign_runs(*, campaign: Campaign) -> QuerySet[CampaignRun]:
     return campaign.runs.select_related("template_version").order_by("-number")
+
+
+def run_progress(run: CampaignRun) -> float:
+    """Share of the audience whose messages are terminal, 0..1."""
+    if run.status == "completed":
+        return 1.0
+    if not run.audience_estimate:
+        return 0.0
+    done = run.targeted - run.pending
+    return round(min(1.0, done / run.audience_estimate), 4)

@@ -495,3 +495,10 @@ class ResultsCursorPagination(CursorPagination):
                 "next": {"type": ["string", "null"], "format": "uri"},
             },
         }
+
+
+def paginated(request, view, queryset, serializer_class) -> Response:
+    """One page of a list endpoint, by the view's cursor pagination."""
+    paginator = view.pagination_class()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True).data)

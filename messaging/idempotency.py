@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter
 
 from accounts.models import Application
 from core.exceptions import IdempotencyConflict
@@ -79,3 +80,14 @@ def _replay(application, endpoint, key, digest) -> tuple[int, dict] | None:
             details={"idempotency_key": key},
         )
     return record.response_status, record.response_body
+
+
+# The header as the OpenAPI document describes it, for every idempotent endpoint.
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    {"type": "string", "maxLength": MAX_KEY_LENGTH},
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description="The same key with the same body within 24 h returns the first response and "
+    "creates nothing new; with a different body, 422 idempotency_conflict.",
+)

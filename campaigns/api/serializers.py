@@ -16,18 +16,19 @@ from core.api import (
 from core.countries import country_code_pattern
 from core.openapi import NON_BLANK, RequestRules
 from core.validation import MAX_JSON_BYTES
-from messaging.api.serializers.messages import MAX_TTL
 from messaging.api.serializers.subscriptions import TimeZoneField
 from messaging.models import Message, SubscriptionType
 from messaging.services.messages import (
     MAX_BODY_LENGTH,
     MAX_DATA_BYTES,
     MAX_TITLE_LENGTH,
+    MAX_TTL,
     MAX_VARIABLES_BYTES,
 )
 
 from ..models import Campaign, CampaignRun, CampaignStatus
 from ..schedules import ScheduleInvalid, schedule_clean
+from ..selectors import run_progress
 from ..services import SCHEDULED_AT_MAX_AHEAD
 from ..targeting import CriteriaInvalid, criteria_clean
 
@@ -234,13 +235,7 @@ class RunOutput(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.FloatField())
     def get_progress(self, run: CampaignRun) -> float:
-        """Share of the audience whose messages are terminal, 0..1."""
-        if run.status == "completed":
-            return 1.0
-        if not run.audience_estimate:
-            return 0.0
-        done = run.targeted - run.pending
-        return round(min(1.0, done / run.audience_estimate), 4)
+        return run_progress(run)
 
 
 class CampaignOutput(serializers.ModelSerializer):

@@ -9,11 +9,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.services import actor_of
-from core.api import PageQuery, ResultsCursorPagination
+from core.api import PageQuery, ResultsCursorPagination, paginated
 from core.openapi import error_response
-from messaging.api.messages import IDEMPOTENCY_HEADER
-from messaging.api.pagination import paginated
-from messaging.idempotency import idempotent_call
+from messaging.idempotency import IDEMPOTENCY_HEADER, idempotent_call
 from templates_app.selectors import template_get
 
 from .. import selectors, services

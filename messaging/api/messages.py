@@ -3,7 +3,7 @@ service or selector, reply."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -11,13 +11,12 @@ from rest_framework.views import APIView
 
 from accounts.api.auth import IsServerOrClientKey
 from accounts.services import actor_of
-from core.api import ResultsCursorPagination
+from core.api import ResultsCursorPagination, paginated
 from core.openapi import error_response
 
-from ..idempotency import MAX_KEY_LENGTH, idempotent_call
+from ..idempotency import IDEMPOTENCY_HEADER, idempotent_call
 from ..selectors.messages import message_get, message_list
 from ..services.messages import message_create, message_report_status
-from .pagination import paginated
 from .serializers.messages import (
     MessageAcceptedOutput,
     MessageCreateInput,
@@ -25,15 +24,6 @@ from .serializers.messages import (
     MessageListFilters,
     MessageOutput,
     MessageStatusInput,
-)
-
-IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key",
-    {"type": "string", "maxLength": MAX_KEY_LENGTH},
-    location=OpenApiParameter.HEADER,
-    required=False,
-    description="The same key with the same body within 24 h returns the first response and "
-    "creates nothing new; with a different body, 422 idempotency_conflict.",
 )
 
 

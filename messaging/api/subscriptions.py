@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from accounts.api.auth import IsServerKey, IsServerOrClientKey
 from accounts.services import actor_of
-from core.api import ResultsCursorPagination
+from core.api import ResultsCursorPagination, paginated
 
 from ..selectors.subscriptions import subscription_get, subscription_list
 from ..services.subscriptions import (
@@ -18,7 +18,6 @@ from ..services.subscriptions import (
     subscription_register,
     subscription_update,
 )
-from .pagination import paginated
 from .serializers.subscriptions import (
     SubscriptionCreateInput,
     SubscriptionDetailOutput,

@@ -9,14 +9,13 @@ from rest_framework.views import APIView
 
 from accounts.api.auth import IsServerOrClientKey
 from accounts.services import actor_of
-from core.api import PageQuery, ResultsCursorPagination
+from core.api import PageQuery, ResultsCursorPagination, paginated
 from core.openapi import error_response
 from core.validation import check_text
 
 from ..selectors.subscriptions import subscription_get
 from ..selectors.users import user_get, user_subscription_list
 from ..services.users import user_identify, user_logout
-from .pagination import paginated
 from .serializers.subscriptions import SubscriptionDetailOutput, SubscriptionOutput
 from .serializers.users import IdentifyInput, LogoutInput, UserOutput
 

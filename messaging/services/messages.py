@@ -38,6 +38,7 @@ MAX_DATA_BYTES = MAX_JSON_BYTES
 MAX_VARIABLES_BYTES = MAX_JSON_BYTES
 # How far ahead `send_after` may be: scheduling further out is what campaigns are for.
 SEND_AFTER_MAX_AHEAD = timedelta(days=30)
+MAX_TTL = 28 * 24 * 3600  # seconds: the longest either provider keeps a message
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,12 @@ from ...services.messages import (
     MAX_BODY_LENGTH,
     MAX_DATA_BYTES,
     MAX_TITLE_LENGTH,
+    MAX_TTL,
     MAX_VARIABLES_BYTES,
     SEND_AFTER_MAX_AHEAD,
 )
 
 MAX_TARGETS = 10_000
-MAX_TTL = 28 * 24 * 3600  # the longest either provider keeps a message
 
 
 class MessageCreateInput(FieldsReusedPerThread, StrictSerializer):
