@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import threading
+import zoneinfo
 from datetime import timedelta
 
 from django.conf import settings
@@ -20,6 +21,7 @@ from django.http import Http404, JsonResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.functional import cached_property
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import CursorPagination
@@ -502,3 +504,31 @@ def paginated(request, view, queryset, serializer_class) -> Response:
     paginator = view.pagination_class()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
+class TimeZoneField(serializers.CharField):
+    """An IANA time zone name such as "Asia/Seoul" (or "" where blank is allowed)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 64)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if value:
+            try:
+                zoneinfo.ZoneInfo(value)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+                raise serializers.ValidationError(f"Unknown time zone {value!r}.") from exc
+        return value
+
+
+class TimeZoneFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = TimeZoneField
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        names = sorted(zoneinfo.available_timezones())
+        if self.target.allow_blank:
+            names.append("")
+        return {"type": "string", "enum": names, "description": "An IANA time zone name."}

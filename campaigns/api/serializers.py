@@ -12,11 +12,11 @@ from core.api import (
     JSONValueField,
     StrictQuerySerializer,
     StrictSerializer,
+    TimeZoneField,
 )
 from core.countries import country_code_pattern
 from core.openapi import NON_BLANK, RequestRules
 from core.validation import MAX_JSON_BYTES
-from messaging.api.serializers.subscriptions import TimeZoneField
 from messaging.models import Message, SubscriptionType
 from messaging.services.messages import (
     MAX_BODY_LENGTH,

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import copy
-import zoneinfo
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.plumbing import ResolvedComponent
 from rest_framework import serializers
 
-from core.api import StrictQuerySerializer, StrictSerializer
+from core.api import StrictQuerySerializer, StrictSerializer, TimeZoneField
 from core.countries import country_code_pattern
 from core.openapi import NON_BLANK
 from core.validation import text_problem
@@ -74,34 +73,6 @@ class DeviceSerializer(StrictSerializer):
     os = serializers.CharField(max_length=100, required=False, allow_blank=True)
     app_version = serializers.CharField(max_length=50, required=False, allow_blank=True)
     sdk_version = serializers.CharField(max_length=50, required=False, allow_blank=True)
-
-
-class TimeZoneField(serializers.CharField):
-    """An IANA time zone name such as "Asia/Seoul" (or "" where blank is allowed)."""
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("max_length", 64)
-        super().__init__(**kwargs)
-
-    def to_internal_value(self, data):
-        value = super().to_internal_value(data)
-        if value:
-            try:
-                zoneinfo.ZoneInfo(value)
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-                raise serializers.ValidationError(f"Unknown time zone {value!r}.") from exc
-        return value
-
-
-class TimeZoneFieldSchema(OpenApiSerializerFieldExtension):
-    target_class = TimeZoneField
-    match_subclasses = True
-
-    def map_serializer_field(self, auto_schema, direction):
-        names = sorted(zoneinfo.available_timezones())
-        if self.target.allow_blank:
-            names.append("")
-        return {"type": "string", "enum": names, "description": "An IANA time zone name."}
 
 
 # "" passes before the pattern is tried (allow_blank). Countries: the assigned ISO 3166-1
