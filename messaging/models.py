@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
 from django_fsm import FSMField, transition
@@ -270,25 +269,3 @@ class SweepMark(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} swept up to {self.position}"
-
-
-class IdempotencyRecord(models.Model):
-    """The first response to a request with an Idempotency-Key, replayed for 24 hours."""
-
-    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="+")
-    endpoint = models.CharField(max_length=50)
-    key = models.CharField(max_length=255)
-    request_digest = models.CharField(max_length=64)
-    response_status = models.PositiveSmallIntegerField()
-    response_body = models.JSONField(encoder=DjangoJSONEncoder)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["application", "endpoint", "key"], name="idempotency_key_unique"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.endpoint} {self.key}"

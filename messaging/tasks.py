@@ -53,7 +53,7 @@ def purge_idempotency_records() -> int:
 
     from django.utils import timezone
 
-    from .models import IdempotencyRecord
+    from core.models import IdempotencyRecord
 
     deleted, _ = IdempotencyRecord.objects.filter(
         created_at__lt=timezone.now() - timedelta(hours=24)

@@ -10,8 +10,8 @@ from rest_framework.views import APIView
 
 from accounts.services import actor_of
 from core.api import PageQuery, ResultsCursorPagination, paginated
+from core.idempotency import IDEMPOTENCY_HEADER, idempotent_call
 from core.openapi import error_response
-from messaging.idempotency import IDEMPOTENCY_HEADER, idempotent_call
 from templates_app.selectors import template_get
 
 from .. import selectors, services
@@ -68,7 +68,7 @@ class CampaignCollectionApi(APIView):
             return status.HTTP_201_CREATED, CampaignOutput(campaign).data
 
         code, body = idempotent_call(
-            application=application,
+            owner_id=application.pk,
             endpoint="campaigns",
             key=request.headers.get("Idempotency-Key"),
             body=request.data,

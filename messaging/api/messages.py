@@ -12,9 +12,9 @@ from rest_framework.views import APIView
 from accounts.api.auth import IsServerOrClientKey
 from accounts.services import actor_of
 from core.api import ResultsCursorPagination, paginated
+from core.idempotency import IDEMPOTENCY_HEADER, idempotent_call
 from core.openapi import error_response
 
-from ..idempotency import IDEMPOTENCY_HEADER, idempotent_call
 from ..selectors.messages import message_get, message_list
 from ..services.messages import message_create, message_report_status
 from .serializers.messages import (
@@ -67,7 +67,7 @@ class MessageCollectionApi(APIView):
             return status.HTTP_202_ACCEPTED, body
 
         code, body = idempotent_call(
-            application=application,
+            owner_id=application.pk,
             endpoint="messages",
             key=request.headers.get("Idempotency-Key"),
             body=request.data,

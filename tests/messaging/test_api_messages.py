@@ -11,8 +11,9 @@ from django.db import connections
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from core.models import IdempotencyRecord
 from messaging import delivery
-from messaging.models import IdempotencyRecord, Message, MessageEvent, MessageStatus
+from messaging.models import Message, MessageEvent, MessageStatus
 from messaging.services.messages import Content, Delivery, message_send
 from messaging.services.subscriptions import subscription_disable
 from templates_app.services import template_create

@@ -11,11 +11,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter
 
-from accounts.models import Application
 from core.exceptions import IdempotencyConflict
+from core.models import IdempotencyRecord
 from core.validation import check_text
-
-from .models import IdempotencyRecord
 
 WINDOW = timedelta(hours=24)
 MAX_KEY_LENGTH = 255  # IdempotencyRecord.key
@@ -27,13 +25,14 @@ def request_digest(body) -> str:
 
 def idempotent_call(
     *,
-    application: Application,
+    owner_id,
     endpoint: str,
     key: str | None,
     body,
     produce: Callable[[], tuple[int, dict]],
 ) -> tuple[int, dict]:
-    """Runs `produce` (which must write in the current transaction) at most once per key.
+    """Runs `produce` (which must write in the current transaction) at most once per key of
+    `owner_id` (the application whose key it is).
 
     Two concurrent requests with one key both run `produce`, but only one commits: the
     other hits the unique constraint, rolls back everything it created, and replays the
@@ -43,14 +42,14 @@ def idempotent_call(
         return produce()
     check_text(key, field="Idempotency-Key", max_length=MAX_KEY_LENGTH)
     digest = request_digest(body)
-    replay = _replay(application, endpoint, key, digest)
+    replay = _replay(owner_id, endpoint, key, digest)
     if replay is not None:
         return replay
     try:
         with transaction.atomic():
             status, response = produce()
             IdempotencyRecord.objects.create(
-                application=application,
+                owner_id=owner_id,
                 endpoint=endpoint,
                 key=key,
                 request_digest=digest,
@@ -59,16 +58,14 @@ def idempotent_call(
             )
         return status, response
     except IntegrityError:
-        replay = _replay(application, endpoint, key, digest)
+        replay = _replay(owner_id, endpoint, key, digest)
         if replay is None:
             raise
         return replay
 
 
-def _replay(application, endpoint, key, digest) -> tuple[int, dict] | None:
-    record = IdempotencyRecord.objects.filter(
-        application=application, endpoint=endpoint, key=key
-    ).first()
+def _replay(owner_id, endpoint, key, digest) -> tuple[int, dict] | None:
+    record = IdempotencyRecord.objects.filter(owner_id=owner_id, endpoint=endpoint, key=key).first()
     if record is None:
         return None
     if record.created_at < timezone.now() - WINDOW:
