@@ -37,6 +37,7 @@ from core.exceptions import (
     NotFound,
     PayloadTooLarge,
     QuotaExceeded,
+    RetryLater,
     ServiceUnavailable,
     ValidationFailed,
 )
@@ -122,7 +123,7 @@ def exception_handler(exc, context):
     headers = {}
     if isinstance(exc, ApplicationError):
         body = error_body(exc.code, exc.message, exc.details)
-        if isinstance(exc, QuotaExceeded | ServiceUnavailable):
+        if isinstance(exc, RetryLater):
             headers["Retry-After"] = str(exc.retry_after)
         return Response(body, status=status_of(exc), headers=headers)
     if isinstance(exc, exceptions.APIException):

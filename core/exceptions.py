@@ -53,22 +53,22 @@ class Conflict(ApplicationError):
     default_message = "The request conflicts with the current state."
 
 
-class QuotaExceeded(ApplicationError):
+class RetryLater(ApplicationError):
+    """An error that passes: `retry_after` says in how many seconds to try again."""
+
+    def __init__(self, message=None, *, retry_after: int, details=None):
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+
+class QuotaExceeded(RetryLater):
     default_code = "quota_exceeded"
     default_message = "The application's message quota is used up."
 
-    def __init__(self, message=None, *, retry_after: int, details=None):
-        super().__init__(message, details=details)
-        self.retry_after = retry_after
 
-
-class ServiceUnavailable(ApplicationError):
+class ServiceUnavailable(RetryLater):
     default_code = "service_unavailable"
     default_message = "The database cannot be reached at the moment; retry shortly."
-
-    def __init__(self, message=None, *, retry_after: int, details=None):
-        super().__init__(message, details=details)
-        self.retry_after = retry_after
 
 
 class IdempotencyConflict(ApplicationError):
