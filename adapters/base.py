@@ -35,6 +35,18 @@ class OutboundMessage:
     priority: str = "normal"  # "normal" or "high"
     ttl: int | None = None  # seconds
     collapse_id: str | None = None
+    # The message's own channel part of the content, rendered (core.channels.PART_FIELDS):
+    # e.g. {"subject", "html", "from_name"} for Email, {"text"} for SMS, {"url", "icon"} for
+    # WebPush. Empty when the message has none: title/body/data serve every channel.
+    parts: Mapping[str, Any] = field(default_factory=dict)
+    # WebPush only: the subscription's {"p256dh", "auth"} (base64url, as the browser gave them).
+    keys: Mapping[str, str] = field(default_factory=dict)
+    # Email only: the signed one-click unsubscribe URL (RFC 8058) of a campaign's e-mail; None
+    # for one-off messages, which carry no List-Unsubscribe.
+    unsubscribe_url: str | None = None
+    # SMS only: where the provider reports the message's delivery (Twilio `StatusCallback`);
+    # None when the service has no PUBLIC_URL to be reached at.
+    status_callback: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

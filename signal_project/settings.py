@@ -310,9 +310,30 @@ CAMPAIGN_MAX_PENDING = env.int("CAMPAIGN_MAX_PENDING", default=50_000)
 APNS_ENDPOINT = env("APNS_ENDPOINT", default="")  # empty: Apple's host per the app's sandbox flag
 APNS_CA_FILE = env("APNS_CA_FILE", default="")
 FCM_ENDPOINT = env("FCM_ENDPOINT", default="https://fcm.googleapis.com")
+# The service's own external base URL (e.g. https://signal.example.com), used in the links and
+# callbacks it hands out: one-click unsubscribe in campaign e-mails, SMS status callbacks.
+# Empty: campaign e-mails carry no List-Unsubscribe and SMS are sent without a status callback.
+PUBLIC_URL = env("PUBLIC_URL", default="").rstrip("/")
+# Twilio's Messages API, or any gateway that speaks it.
+SMS_ENDPOINT = env("SMS_ENDPOINT", default="https://api.twilio.com")
+# Hosts a WebPush endpoint may name (comma-separated names or `.suffix`es): the push services of
+# the browsers. Anything else is refused when the subscription is registered, and again before
+# sending, so that the service never becomes a way to reach arbitrary hosts.
+WEB_PUSH_ALLOWED_HOSTS = env.list(
+    "WEB_PUSH_ALLOWED_HOSTS",
+    default=[
+        "fcm.googleapis.com",  # Chrome, Edge on Android, Opera, Samsung Internet
+        ".push.services.mozilla.com",  # Firefox
+        ".push.apple.com",  # Safari (web.push.apple.com)
+        ".notify.windows.com",  # Edge on Windows (WNS)
+    ],
+)
 CHANNEL_ADAPTERS = {
     "iOSPush": "adapters.apns.APNsAdapter",
     "AndroidPush": "adapters.fcm.FCMAdapter",
+    "Email": "adapters.email.EmailAdapter",
+    "SMS": "adapters.sms.TwilioSMSAdapter",
+    "WebPush": "adapters.webpush.WebPushAdapter",
 }
 
 LOGGING = {
