@@ -7,6 +7,7 @@ import uuid
 
 from django.db import models
 
+from core.channels import CHANNELS
 from core.fields import EncryptedJSONField
 
 
@@ -74,3 +75,28 @@ class MessageQuota(models.Model):
 
     def __str__(self) -> str:
         return f"quota of {self.application}"
+
+
+class ChannelCredential(models.Model):
+    """One application's credentials for one channel (Email, SMS, WebPush, KakaoTalk), stored
+    encrypted: one row per (application, channel), whatever the channel's fields. APNs and
+    FCM credentials live on Application, where they were first kept; the services read and
+    write both through one interface (accounts.services.channel_credentials_set)."""
+
+    id = models.BigAutoField(primary_key=True)
+    application = models.ForeignKey(
+        Application, on_delete=models.CASCADE, related_name="channel_credentials"
+    )
+    channel = models.CharField(max_length=20, choices=[(c, c) for c in CHANNELS])
+    values = EncryptedJSONField()
+    set_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["application", "channel"], name="channel_credential_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} credentials of {self.application}"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 
+from django.conf import settings
 from django.db import connection
 
-from accounts.models import ApiKey, Application
-from core import rows
+from accounts.models import ApiKey, Application, ChannelCredential
+from core import channels, rows
 
 
 def api_key_digest(raw: str) -> str:
@@ -54,3 +55,27 @@ def api_key_get_active(*, raw: str) -> ApiKey | None:
         )
     except ApiKey.DoesNotExist:
         return None
+
+
+def channels_ready(*, application: Application) -> dict[str, bool]:
+    """Whether each channel can send for this application: an adapter is configured for it
+    and the application has its credentials. One query (no secret is decrypted)."""
+    stored = set(
+        ChannelCredential.objects.filter(application=application).values_list("channel", flat=True)
+    )
+    if application.apns_credentials_set_at:
+        stored.add(channels.IOS_PUSH)
+    if application.fcm_credentials_set_at:
+        stored.add(channels.ANDROID_PUSH)
+    adapters = getattr(settings, "CHANNEL_ADAPTERS", {})
+    return {channel: channel in adapters and channel in stored for channel in channels.CHANNELS}
+
+
+def channel_credentials_get(*, application: Application, channel: str) -> dict:
+    """The stored (decrypted) credentials of one channel, {} when none."""
+    if channel == channels.IOS_PUSH:
+        return application.apns_credentials
+    if channel == channels.ANDROID_PUSH:
+        return application.fcm_credentials
+    row = ChannelCredential.objects.filter(application=application, channel=channel).first()
+    return row.values if row else {}

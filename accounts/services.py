@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import ApiKey, Application, MessageQuota
+from accounts import credentials
+from accounts.models import ApiKey, Application, ChannelCredential, MessageQuota
 from accounts.selectors import api_key_digest
+from core import channels
 
 _KEY_PREFIXES = {ApiKey.Scope.SERVER: "sk_", ApiKey.Scope.CLIENT: "ck_"}
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -56,11 +60,11 @@ def application_set_credentials(
     removes them. Check them first (accounts.credentials)."""
     fields = []
     now = timezone.now()
-    for provider, credentials in (("apns", apns_credentials), ("fcm", fcm_credentials)):
-        if credentials is None:
+    for provider, values in (("apns", apns_credentials), ("fcm", fcm_credentials)):
+        if values is None:
             continue
-        setattr(application, f"{provider}_credentials", credentials)
-        setattr(application, f"{provider}_credentials_set_at", now if credentials else None)
+        setattr(application, f"{provider}_credentials", values)
+        setattr(application, f"{provider}_credentials_set_at", now if values else None)
         fields += [f"{provider}_credentials", f"{provider}_credentials_set_at"]
     if fields:
         application.save(update_fields=fields)
@@ -94,3 +98,70 @@ def api_key_touch(*, api_key: ApiKey) -> None:
         return
     ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
     api_key.last_used_at = now
+
+
+def channel_credentials_clean(*, channel: str, values: dict[str, Any]) -> dict[str, Any]:
+    """A channel's credentials as they will be stored, checked; CredentialsInvalid says what
+    is wrong. APNs takes the fields `create_application` takes (`private_key` holding the
+    .p8 key's text); FCM `{"service_account": {...}}`."""
+    if not isinstance(values, dict):
+        raise credentials.CredentialsInvalid("Credentials must be a JSON object.")
+    if channel == channels.IOS_PUSH:
+        if not values:
+            return {}
+        try:
+            return credentials.apns_credentials_clean(**values)
+        except TypeError as exc:
+            raise credentials.CredentialsInvalid(
+                "APNs credentials take private_key, key_id, team_id, topic and sandbox."
+            ) from exc
+    if channel == channels.ANDROID_PUSH:
+        if not values:
+            return {}
+        account = values.get("service_account", values)
+        return credentials.fcm_credentials_clean(service_account=json.dumps(account))
+    if channel == channels.EMAIL:
+        return credentials.email_credentials_clean(values)
+    if channel == channels.SMS:
+        return credentials.sms_credentials_clean(values)
+    if channel == channels.WEB_PUSH:
+        default_subject = django_settings.PUBLIC_URL
+        if not default_subject.startswith("https://"):
+            default_subject = "mailto:webpush@localhost"
+        return credentials.web_push_credentials_clean(values, default_subject=default_subject)
+    if channel == channels.KAKAOTALK:
+        return credentials.kakao_credentials_clean(values)
+    raise credentials.CredentialsInvalid(
+        f"{channel} takes no credentials."
+        if channel in channels.CHANNELS
+        else f"Unknown channel {channel!r}; known: {', '.join(channels.CHANNELS)}."
+    )
+
+
+def channel_credentials_set(
+    *, application: Application, channel: str, values: dict[str, Any]
+) -> dict[str, Any]:
+    """Checks and stores one channel's credentials (channel_credentials_clean), replacing what
+    was there; returns what was stored. For WebPush, `{}` generates VAPID keys."""
+    cleaned = channel_credentials_clean(channel=channel, values=values)
+    if channel == channels.IOS_PUSH:
+        application_set_credentials(application=application, apns_credentials=cleaned)
+    elif channel == channels.ANDROID_PUSH:
+        application_set_credentials(application=application, fcm_credentials=cleaned)
+    else:
+        ChannelCredential.objects.update_or_create(
+            application=application,
+            channel=channel,
+            defaults={"values": cleaned, "set_at": timezone.now()},
+        )
+    return cleaned
+
+
+def channel_credentials_remove(*, application: Application, channel: str) -> None:
+    """Removes a channel's credentials: its messages then fail `channel_unavailable`."""
+    if channel == channels.IOS_PUSH:
+        application_set_credentials(application=application, apns_credentials={})
+    elif channel == channels.ANDROID_PUSH:
+        application_set_credentials(application=application, fcm_credentials={})
+    else:
+        ChannelCredential.objects.filter(application=application, channel=channel).delete()

@@ -8,7 +8,7 @@ Names are the model's attribute names (`application_id`, not `application`)."""
 # INSERT for a few messages, COPY for many; campaign fan-out steps too).
 INSERTED = (
     "id", "application_id", "subscription_id", "channel", "campaign_id", "campaign_run_id",
-    "title", "body", "data", "template_version_id", "priority", "ttl", "collapse_id",
+    "title", "body", "data", "parts", "template_version_id", "priority", "ttl", "collapse_id",
     "send_after", "status", "attempts", "error_code", "error_message", "error_permanent",
     "provider_id", "created_at", "sent_at", "enqueued_at",
 )  # fmt: skip
@@ -17,12 +17,16 @@ INSERTED = (
 # of delivery.claim.Outgoing, in this order.
 CLAIMED = (
     "id", "application_id", "subscription_id", "channel", "campaign_run_id", "title", "body",
-    "data", "priority", "ttl", "collapse_id", "attempts", "enqueued_at",
+    "data", "parts", "priority", "ttl", "collapse_id", "attempts", "enqueued_at",
 )  # fmt: skip
 
 # What the claim reads of the message's subscription, as (column, Outgoing field); they follow
 # CLAIMED in Outgoing.
-CLAIMED_FROM_SUBSCRIPTION = (("token", "token"), ("enabled", "subscription_enabled"))
+CLAIMED_FROM_SUBSCRIPTION = (
+    ("token", "token"),
+    ("enabled", "subscription_enabled"),
+    ("keys", "keys"),
+)
 
 # What recording a batch's results (delivery.record.write_messages) changes, in one UPDATE
 # by id.

@@ -9,7 +9,7 @@ from django.db.models import Q
 from django_fsm import FSMField, transition
 
 from accounts.models import Application
-from core.fields import EncryptedTextField
+from core.fields import EncryptedJSONField, EncryptedTextField
 
 from .ids import uuid7
 
@@ -38,6 +38,7 @@ class SubscriptionType(models.TextChoices):
     SMS = "SMS", "SMS"
     KAKAOTALK = "KakaoTalk", "KakaoTalk"
     IN_APP = "InAppMessage", "In-app message"
+    WEB_PUSH = "WebPush", "Web Push"
 
 
 class Subscription(models.Model):
@@ -51,6 +52,9 @@ class Subscription(models.Model):
     )
     type = models.CharField(max_length=20, choices=SubscriptionType.choices)
     token = EncryptedTextField()
+    # WebPush only: the browser's {"p256dh", "auth"} keys the payload is encrypted to (the
+    # token is the endpoint URL). Stored as "" for every other type, so reading it costs nothing.
+    keys = EncryptedJSONField(blank=True, default=dict)
     token_digest = models.CharField(max_length=64, editable=False)
     enabled = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=100, blank=True)
@@ -156,6 +160,9 @@ class Message(models.Model):
     title = models.TextField(blank=True)
     body = models.TextField(blank=True)
     data = models.JSONField(blank=True, default=dict)
+    # The content part of this message's channel (core.channels.PART_FIELDS), rendered:
+    # {"subject", "html", "from_name"} for an e-mail, {"text"} for an SMS, ...; {} for none.
+    parts = models.JSONField(blank=True, default=dict)
     # The template version the content was rendered from, if any.
     template_version = models.ForeignKey(
         "templates_app.TemplateVersion",

@@ -30,7 +30,8 @@ def _result_default(name: str):
 # A claimed message as the hot path handles it, and nothing of a model instance's machinery
 # (a batch has hundreds): the claimed columns in the claim's order (so a row of the claim
 # makes one positionally), then what sending sets in memory and record.write_messages writes.
-# `token` arrives encrypted and `data` as JSON text; claim_batch converts both. A deleted
+# `token` and `keys` arrive encrypted, `data` and `parts` as JSON text; claim_batch converts
+# them. A deleted
 # subscription's token is "" and its `subscription_enabled` None.
 Outgoing = make_dataclass(
     "Outgoing",
@@ -76,21 +77,25 @@ def claim_batch(message_ids: Sequence[str], now: datetime) -> list[Outgoing]:
             Q(send_after__isnull=True) | Q(send_after__lte=now)
         )
     )
-    # (token, enabled) by subscription; a deleted one's is ("", None), as on PostgreSQL.
+    # (token, enabled, keys) by subscription; a deleted one's is ("", None, {}), as on PostgreSQL.
     known = {
-        pk: (s.token, s.enabled)
+        pk: (s.token, s.enabled, s.keys)
         for pk, s in Subscription.objects.in_bulk({m.subscription_id for m in found}).items()
     }
     claimed = attrgetter(*CLAIMED)
-    return [Outgoing(*claimed(m), *known.get(m.subscription_id, ("", None))) for m in found]
+    return [Outgoing(*claimed(m), *known.get(m.subscription_id, ("", None, {}))) for m in found]
 
 
 def _outgoing_rows(rows: Iterable[tuple]) -> list[Outgoing]:
-    """Outgoing messages from the claim's rows, with their data parsed and tokens decrypted."""
+    """Outgoing messages from the claim's rows, with their data and parts parsed and tokens
+    (and WebPush keys) decrypted."""
     messages = []
     for row in rows:
         message = Outgoing(*row)
         message.data = json.loads(message.data)
+        message.parts = json.loads(message.parts) if message.parts != "{}" else {}
+        # Only WebPush subscriptions have keys; every other row holds "" (nothing to decrypt).
+        message.keys = json.loads(crypto.decrypt(message.keys)) if message.keys else {}
         # A subscription deleted after its message was stored (no constraint ties them, see
         # Message.subscription): no token, enabled None, and the message fails.
         message.token = crypto.decrypt(message.token) if message.token is not None else ""

@@ -21,6 +21,7 @@ from adapters import registry
 from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
 from core.bulk import uuid_array
 
+from ..links import links_for
 from ..models import SubscriptionType
 from .claim import Outgoing, claim_batch
 from .record import UNSENDABLE, BatchReport, record_results
@@ -36,11 +37,16 @@ class _Sender:
     apns_credentials: dict
     fcm_credentials: dict
     settings: dict
+    # The other channels' credentials as stored (encrypted), by channel; decrypted when used.
+    channel_credentials: dict
 
 
 _SENDERS = """
-SELECT id, apns_credentials, fcm_credentials, settings FROM accounts_application
-WHERE id = ANY(%s::uuid[])
+SELECT a.id, a.apns_credentials, a.fcm_credentials, a.settings,
+       (SELECT json_object_agg(c.channel, c.values) FROM accounts_channelcredential c
+        WHERE c.application_id = a.id)
+FROM accounts_application a
+WHERE a.id = ANY(%s::uuid[])
 """
 
 
@@ -59,20 +65,36 @@ def _decrypted_json(ciphertext: str) -> dict:
 def _applications(ids: set) -> dict:
     """The senders of a batch's messages, by application id, in one plain SELECT."""
     if connection.vendor != "postgresql":
-        return {a.pk: a for a in Application.objects.filter(pk__in=ids)}
+        return {
+            a.pk: _Sender(
+                a.pk, a.apns_credentials, a.fcm_credentials, a.settings,
+                {c.channel: c.values for c in a.channel_credentials.all()},
+            )
+            for a in Application.objects.filter(pk__in=ids).prefetch_related("channel_credentials")
+        }  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(_SENDERS, [uuid_array(ids)])
         return {
-            pk: _Sender(pk, _decrypted_json(apns), _decrypted_json(fcm), json.loads(extra))
-            for pk, apns, fcm, extra in cursor.fetchall()
+            pk: _Sender(
+                pk,
+                _decrypted_json(apns),
+                _decrypted_json(fcm),
+                json.loads(extra),
+                (json.loads(others) if isinstance(others, str) else others) or {},
+            )
+            for pk, apns, fcm, extra, others in cursor.fetchall()
         }
 
 
-def _credentials(application: Application | _Sender, channel: str) -> Credentials:
-    values = {
-        SubscriptionType.IOS_PUSH: application.apns_credentials,
-        SubscriptionType.ANDROID_PUSH: application.fcm_credentials,
-    }.get(channel, application.settings.get("channels", {}).get(channel, {}))
+def _credentials(application: _Sender, channel: str) -> Credentials:
+    if channel == SubscriptionType.IOS_PUSH:
+        values = application.apns_credentials
+    elif channel == SubscriptionType.ANDROID_PUSH:
+        values = application.fcm_credentials
+    else:
+        values = application.channel_credentials.get(channel) or {}
+        if isinstance(values, str):  # as stored: encrypted JSON
+            values = _decrypted_json(values)
     digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
     return Credentials(key=f"{application.pk}:{channel}:{digest}", values=values)
 
@@ -95,7 +117,7 @@ def _failures(messages: list[Outgoing], code: str, text: str, *, permanent: bool
     ]  # fmt: skip
 
 
-def send_group(application: Application | _Sender, channel: str, messages: list[Outgoing]):
+def send_group(application: _Sender, channel: str, messages: list[Outgoing]):
     """Sends one (application, channel) group; returns one SendResult per message."""
     adapter = _get_adapter(channel)
     if adapter is None:
@@ -105,6 +127,15 @@ def send_group(application: Application | _Sender, channel: str, messages: list[
             f"No adapter is configured for {channel}.",
             permanent=True,
         )
+    credentials = _credentials(application, channel)
+    if not credentials.values:
+        return _failures(
+            messages,
+            "channel_unavailable",
+            f"The application has no {channel} credentials.",
+            permanent=True,
+        )
+    links = links_for(channel)
     outbound = [
         OutboundMessage(
             message_id=str(m.id),
@@ -115,11 +146,14 @@ def send_group(application: Application | _Sender, channel: str, messages: list[
             priority=m.priority,
             ttl=m.ttl,
             collapse_id=m.collapse_id or None,
+            parts=m.parts,
+            keys=m.keys,
+            **(links(m) if links else {}),
         )
         for m in messages
     ]
     try:
-        return adapter.send_batch(_credentials(application, channel), outbound)
+        return adapter.send_batch(credentials, outbound)
     except AdapterConfigurationError as exc:
         return _failures(messages, "credentials_invalid", str(exc), permanent=True)
     except Exception as exc:  # an adapter bug must not lose the batch: retry it

@@ -19,6 +19,7 @@ from django_fsm import can_proceed
 from accounts.models import Application
 from accounts.quotas import quota_consume, quota_insert
 from core.bulk import COPY_FROM_ROWS, copy_models, copy_rows
+from core.channels import part_for
 from core.exceptions import ContentInvalid, InvalidTransition
 from core.validation import MAX_JSON_BYTES, InputInvalid, check_json, text_problem
 from templates_app.rendering import render
@@ -47,6 +48,9 @@ class Content:
     body: str = ""
     data: dict[str, Any] = field(default_factory=dict)
     template_version_id: Any = None
+    # Per-channel parts, {"email": {...}, "sms": {...}} (core.channels); each message keeps
+    # its own channel's.
+    parts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 ContentFor = Callable[[Subscription], Content]
@@ -134,12 +138,14 @@ class SendOutcome:
     skipped: int
 
 
-def _message(*, content: Content, **fields) -> Message:
+def _message(*, content: Content, channel: str, **fields) -> Message:
     return Message(
         id=uuid7(),
+        channel=channel,
         title=content.title,
         body=content.body,
         data=content.data,
+        parts=part_for(channel, content.parts),
         template_version_id=content.template_version_id,
         **fields,
     )
@@ -221,6 +227,7 @@ def message_send(
                         batch | {
                             "id": uuid7(), "subscription_id": s.pk, "channel": s.type,
                             "title": c.title, "body": c.body, "data": c.data,
+                            "parts": part_for(s.type, c.parts),
                             "template_version_id": c.template_version_id,
                         }
                     )
@@ -244,6 +251,7 @@ def message_create(
     title: str = "",
     body: str = "",
     data: dict[str, Any] | None = None,
+    parts: dict[str, dict[str, Any]] | None = None,
     template_id=None,
     variables: dict[str, Any] | None = None,
     language: str | None = None,
@@ -270,7 +278,7 @@ def message_create(
             language=language,
         )
     else:
-        content = Content(title=title, body=body, data=data or {})
+        content = Content(title=title, body=body, data=data or {}, parts=parts or {})
     return message_send(
         application=application,
         subscriptions=targets,

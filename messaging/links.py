@@ -1,0 +1,61 @@
+"""The links the service hands out with its messages, under PUBLIC_URL: the one-click
+unsubscribe URL of a campaign's e-mail (RFC 8058) and the status callback of an SMS.
+
+An unsubscribe link names its subscription, signed with SECRET_KEY (django.core.signing), so
+that it works for as long as the subscription exists and cannot be made for another one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.core import signing
+from django.urls import reverse
+
+from core import channels
+
+_UNSUBSCRIBE_SALT = "signal.unsubscribe"
+
+
+def unsubscribe_token(subscription_id) -> str:
+    """The signed part of a subscription's unsubscribe URL."""
+    return signing.Signer(salt=_UNSUBSCRIBE_SALT).sign(str(subscription_id))
+
+
+def unsubscribe_subscription_id(token: str) -> str | None:
+    """The subscription id an unsubscribe token names, or None if it was not made here."""
+    try:
+        return signing.Signer(salt=_UNSUBSCRIBE_SALT).unsign(token)
+    except signing.BadSignature:
+        return None
+
+
+def unsubscribe_url(subscription_id) -> str:
+    return settings.PUBLIC_URL + reverse(
+        "unsubscribe", kwargs={"token": unsubscribe_token(subscription_id)}
+    )
+
+
+def sms_status_callback_url(message_id) -> str:
+    return settings.PUBLIC_URL + reverse("sms-status-callback", kwargs={"message_id": message_id})
+
+
+def _email_links(message: Any) -> dict[str, Any]:
+    # Campaign e-mails are bulk mail: they carry List-Unsubscribe; one-off messages do not.
+    if message.campaign_run_id is None:
+        return {}
+    return {"unsubscribe_url": unsubscribe_url(message.subscription_id)}
+
+
+def _sms_links(message: Any) -> dict[str, Any]:
+    return {"status_callback": sms_status_callback_url(message.id)}
+
+
+def links_for(channel: str) -> Callable[[Any], dict[str, Any]] | None:
+    """What adds a claimed message's links to its OutboundMessage fields, for a channel that
+    has links and a service that has a PUBLIC_URL; else None."""
+    if not settings.PUBLIC_URL:
+        return None
+    return {channels.EMAIL: _email_links, channels.SMS: _sms_links}.get(channel)
