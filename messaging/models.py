@@ -244,11 +244,12 @@ class Message(models.Model):
 
 
 class MessageEvent(models.Model):
-    """One row per status transition and per send attempt."""
+    """One row per status transition, per send attempt and per provider report."""
 
     class Type(models.TextChoices):
         STATUS = "status"
         ATTEMPT = "attempt"
+        REPORT = "report"  # what the provider said later (an SMS status callback)
 
     message = models.ForeignKey(
         Message, on_delete=models.CASCADE, related_name="events", db_index=False

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+
+from adapters.webpush import endpoint_problem
 
 from .models import SubscriptionType
 
@@ -52,6 +55,13 @@ def _opaque(token: str) -> str:
     return token
 
 
+def _web_push_endpoint(token: str) -> str:
+    token = token.strip()
+    if problem := endpoint_problem(token, settings.WEB_PUSH_ALLOWED_HOSTS):
+        raise ValidationError(problem)
+    return token
+
+
 _NORMALIZERS = {
     SubscriptionType.IOS_PUSH: _apns,
     SubscriptionType.ANDROID_PUSH: _fcm,
@@ -59,6 +69,7 @@ _NORMALIZERS = {
     SubscriptionType.SMS: _phone,
     SubscriptionType.KAKAOTALK: _phone,
     SubscriptionType.IN_APP: _opaque,
+    SubscriptionType.WEB_PUSH: _web_push_endpoint,
 }
 
 

@@ -2,9 +2,12 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from messaging import webhooks
+
 _public = {"authentication_classes": [], "permission_classes": [], "throttle_classes": []}
 
 api_v1 = [
+    path("", include("accounts.api.urls")),
     path("", include("messaging.api.urls")),
     path("", include("templates_app.api.urls")),
     path("", include("campaigns.api.urls")),
@@ -15,6 +18,11 @@ api_v1 = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
+    # Called by outsiders without an API key, each checked by its own signature.
+    path(
+        "webhooks/sms/<uuid:message_id>", webhooks.sms_status_callback, name="sms-status-callback"
+    ),
+    path("unsubscribe/<str:token>", webhooks.unsubscribe, name="unsubscribe"),
 ]
 
 handler500 = "signal_project.views.server_error"

@@ -49,10 +49,13 @@ def subscription_register(
     token: str,
     external_user_id: str | None = None,
     tags: dict[str, str | None] | None = None,
+    keys: dict[str, str] | None = None,
     **profile: Any,
 ) -> tuple[Subscription, bool]:
     """Registers (type, token) for the application; the same pair again updates and returns
-    the existing subscription. `token` must already be normalized. Returns (sub, created)."""
+    the existing subscription. `token` must already be normalized; `keys` are a WebPush
+    subscription's {"p256dh", "auth"} (a browser that subscribes again may bring new ones).
+    Returns (sub, created)."""
     digest = crypto.token_digest(type, token)
     now = timezone.now()
     try:
@@ -69,6 +72,7 @@ def subscription_register(
                     type=type,
                     token=token,
                     token_digest=digest,
+                    keys=keys or {},
                     tags=_merge_tags({}, tags or {}),
                     last_active_at=now,
                     **{k: v for k, v in profile.items() if v is not None},
@@ -88,6 +92,9 @@ def subscription_register(
             changes = _apply_changes(
                 subscription, actor, tags=tags, external_user_id=external_user_id, **profile
             )
+            if keys and keys != subscription.keys:
+                subscription.keys = keys
+                changes["keys"] = "replaced"
             if not subscription.enabled and subscription.disabled_reason == TOKEN_INVALID:
                 # The device handed us the token again: it is alive after all.
                 subscription.enabled = True
@@ -106,6 +113,7 @@ def subscription_register(
             token=token,
             external_user_id=external_user_id,
             tags=tags,
+            keys=keys,
             **profile,
         )
 
@@ -147,6 +155,7 @@ def subscription_update(
     actor: str,
     enabled: bool | None = None,
     token: str | None = None,
+    keys: dict[str, str] | None = None,
     tags: dict | None = None,
     touch: bool = True,
     **profile: Any,
@@ -178,6 +187,9 @@ def subscription_update(
             subscription.token = token
             subscription.token_digest = digest
             _record(subscription, SubscriptionEvent.Kind.TOKEN_CHANGED, actor)
+        if keys and keys != subscription.keys:  # a WebPush endpoint's keys change with it
+            subscription.keys = keys
+            changes["keys"] = "replaced"
         if enabled is not None and enabled != subscription.enabled:
             subscription.enabled = enabled
             subscription.disabled_reason = "" if enabled else DISABLED_BY_REQUEST

@@ -9,6 +9,8 @@ from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerial
 from drf_spectacular.plumbing import ResolvedComponent
 from rest_framework import serializers
 
+from accounts.selectors import channels_ready_of
+from adapters.webpush import keys_problem
 from core.api import StrictQuerySerializer, StrictSerializer, TimeZoneField
 from core.countries import country_code_pattern
 from core.openapi import NON_BLANK
@@ -109,14 +111,39 @@ def _normalized(kind: str, token: str) -> str:
         raise serializers.ValidationError({"token": exc.messages}) from exc
 
 
+class WebPushKeysInput(StrictSerializer):
+    """A browser's PushSubscription keys, as `PushSubscription.toJSON()` gives them."""
+
+    p256dh = serializers.CharField(max_length=200)
+    auth = serializers.CharField(max_length=100)
+
+    def validate(self, attrs):
+        if problem := keys_problem(attrs):
+            raise serializers.ValidationError(problem)
+        return attrs
+
+
+def _keys_checked(kind: str, attrs: dict, *, required: bool) -> None:
+    """`keys` belong to WebPush subscriptions, and a new WebPush subscription needs them."""
+    if kind != SubscriptionType.WEB_PUSH:
+        if "keys" in attrs:
+            raise serializers.ValidationError({"keys": ["Only WebPush subscriptions have keys."]})
+    elif required and not attrs.get("keys"):
+        raise serializers.ValidationError(
+            {"keys": ['A WebPush subscription needs the browser\'s keys {"p256dh", "auth"}.']}
+        )
+
+
 class SubscriptionCreateInput(ProfileFieldsMixin, StrictSerializer):
     type = serializers.ChoiceField(choices=SubscriptionType.choices)
     token = serializers.CharField(max_length=4096)
+    keys = WebPushKeysInput(required=False, help_text="WebPush only: the browser's keys.")
     external_user_id = serializers.CharField(max_length=255, required=False, allow_null=True)
     tags = TagsField(required=False)
 
     def validate(self, attrs):
         attrs["token"] = _normalized(attrs["type"], attrs["token"])
+        _keys_checked(attrs["type"], attrs, required=True)
         return attrs
 
 
@@ -146,6 +173,13 @@ TOKEN_SCHEMAS: dict[str, dict] = {
         "pattern": NON_BLANK,
         "maxLength": 255,
         "description": "The app installation's id (1-255 characters).",
+    },
+    SubscriptionType.WEB_PUSH: {
+        "format": "uri",
+        "pattern": r"^https?://",
+        "maxLength": 2048,
+        "description": "The browser's push endpoint URL, on a host of a known push service "
+        "(WEB_PUSH_ALLOWED_HOSTS); `keys` are required with it.",
     },
 }
 
@@ -183,11 +217,15 @@ class SubscriptionCreateInputSchema(OpenApiSerializerExtension):
 class SubscriptionUpdateInput(ProfileFieldsMixin, StrictSerializer):
     enabled = serializers.BooleanField(required=False)
     token = serializers.CharField(max_length=4096, required=False)
+    keys = WebPushKeysInput(required=False, help_text="WebPush only: the browser's keys.")
     tags = TagsField(required=False, allow_removal=True)
 
     def validate(self, attrs):
+        kind = self.context["subscription"].type
         if "token" in attrs:
-            attrs["token"] = _normalized(self.context["subscription"].type, attrs["token"])
+            attrs["token"] = _normalized(kind, attrs["token"])
+        # A new endpoint comes with new keys (the old ones belong to the old endpoint).
+        _keys_checked(kind, attrs, required="token" in attrs)
         return attrs
 
 
@@ -195,6 +233,20 @@ class SubscriptionOutput(serializers.ModelSerializer):
     external_user_id = serializers.CharField(
         source="user.external_user_id", default=None, allow_null=True
     )
+    channel_ready = serializers.SerializerMethodField(
+        help_text="Whether the application can send on this subscription's channel (an "
+        "adapter and the application's credentials for it); false: its messages fail "
+        "`channel_unavailable`."
+    )
+
+    def get_channel_ready(self, obj: Subscription) -> bool:
+        # Once per response, for every subscription of a list alike (one application).
+        ready = self.context.get("channels_ready")
+        if ready is None:
+            ready = self.context["channels_ready"] = channels_ready_of(
+                application_id=obj.application_id
+            )
+        return ready.get(obj.type, False)
 
     class Meta:
         model = Subscription
@@ -202,6 +254,7 @@ class SubscriptionOutput(serializers.ModelSerializer):
             "id",
             "type",
             "enabled",
+            "channel_ready",
             "disabled_reason",
             "external_user_id",
             "tags",
