@@ -3,6 +3,7 @@ fingerprints), their API keys and quotas."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -11,13 +12,17 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from accounts import credentials
-from accounts.models import ApiKey, Application, MessageQuota
+from accounts.channel_test import RecipientInvalid, channel_test_send
+from accounts.models import ApiKey, Application, ChannelCredential, MessageQuota
 from accounts.services import (
     api_key_create,
     api_key_revoke,
     application_create,
     application_set_credentials,
+    channel_credentials_clean,
+    channel_credentials_set,
 )
+from core import channels
 from core.admin_kit import StorableJSONField, StorableTextForm, confirmation
 
 
@@ -306,3 +311,119 @@ class ApiKeyAdmin(admin.ModelAdmin):
             api_key_revoke(api_key=api_key)
             count += 1
         self.message_user(request, f"Revoked {count} key(s).")
+
+
+_RECIPIENT_HELP = {
+    channels.EMAIL: "an e-mail address",
+    channels.SMS: "a phone number in E.164 form",
+    channels.WEB_PUSH: 'the browser\'s subscription JSON {"endpoint", "keys"}',
+    channels.KAKAOTALK: "a phone number in E.164 form",
+}
+
+
+class ChannelCredentialForm(forms.ModelForm):
+    """A channel's credentials come in as a JSON file (the same file `set_channel_credentials`
+    takes) and are never put back into the page; `test_recipient` sends a test message with
+    what is stored once it is saved."""
+
+    credentials_file = forms.FileField(
+        required=False,
+        label="Credentials JSON file",
+        help_text="Upload to set or replace them; leave empty to keep the stored ones. "
+        "WebPush: a file holding {} generates VAPID keys.",
+    )
+    test_recipient = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Sends a test message to this recipient after saving: "
+        + "; ".join(f"{channel}: {what}" for channel, what in _RECIPIENT_HELP.items())
+        + ".",
+    )
+
+    class Meta:
+        model = ChannelCredential
+        fields = ["application", "channel"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.values: dict[str, Any] | None = None  # what to store; None keeps the stored
+        if self.instance.pk:  # the row is (application, channel): replace, not move
+            self.fields["application"].disabled = True
+            self.fields["channel"].disabled = True
+
+    def clean(self):
+        cleaned = super().clean()
+        upload = cleaned.get("credentials_file")
+        if not upload:
+            if not self.instance.pk:
+                self.add_error("credentials_file", "Upload the channel's credentials file.")
+            return cleaned
+        try:
+            values = json.loads(_uploaded_text(upload, "credentials file"))
+        except forms.ValidationError as exc:
+            self.add_error("credentials_file", exc)
+            return cleaned
+        except json.JSONDecodeError as exc:
+            self.add_error("credentials_file", f"The file is not JSON: {exc}")
+            return cleaned
+        channel = cleaned.get("channel") or self.instance.channel
+        try:
+            self.values = channel_credentials_clean(channel=channel, values=values)
+        except credentials.CredentialsInvalid as exc:
+            self.add_error("credentials_file", str(exc))
+        return cleaned
+
+
+@admin.register(ChannelCredential)
+class ChannelCredentialAdmin(admin.ModelAdmin):
+    form = ChannelCredentialForm
+    list_display = ["application", "channel", "set_at"]
+    list_filter = ["channel"]
+    search_fields = ["application__name", "application__id"]
+    readonly_fields = ["summary", "set_at"]
+    fields = ["application", "channel", "summary", "credentials_file", "test_recipient"]
+
+    @admin.display(description="stored credentials")
+    def summary(self, obj: ChannelCredential) -> str:
+        if not obj.pk:
+            return "None stored."
+        shown = credentials_summary(obj.values, obj.set_at, secret_keys=())
+        if obj.channel == channels.WEB_PUSH:  # what browsers subscribe with: public
+            shown = format_html(
+                "{}<p>VAPID public key: <code>{}</code></p>",
+                shown,
+                obj.values.get("vapid_public_key", ""),
+            )
+        return shown
+
+    def save_model(self, request, obj, form, change):
+        if form.values is not None:
+            channel_credentials_set(
+                application=form.cleaned_data.get("application") or obj.application,
+                channel=form.cleaned_data.get("channel") or obj.channel,
+                values=form.values,
+            )
+            stored = ChannelCredential.objects.get(application=obj.application, channel=obj.channel)
+            obj.pk, obj.values, obj.set_at = stored.pk, stored.values, stored.set_at
+        recipient = form.cleaned_data.get("test_recipient") or ""
+        if recipient.strip():
+            self._send_test(request, obj, recipient)
+
+    def _send_test(self, request, obj: ChannelCredential, recipient: str) -> None:
+        try:
+            result = channel_test_send(channel=obj.channel, values=obj.values, recipient=recipient)
+        except RecipientInvalid as exc:
+            self.message_user(request, f"Test not sent: {exc}", messages.ERROR)
+            return
+        if result.ok:
+            self.message_user(
+                request,
+                f"Test {obj.channel} message accepted by the provider"
+                + (f" (id {result.provider_id})." if result.provider_id else "."),
+            )
+        else:
+            self.message_user(
+                request,
+                f"Test {obj.channel} message refused: {result.error_code}: {result.error_message}",
+                messages.ERROR,
+            )

@@ -63,9 +63,7 @@ def channels_ready(*, application: Application) -> dict[str, bool]:
     return _ready(
         application.apns_credentials_set_at,
         application.fcm_credentials_set_at,
-        ChannelCredential.objects.filter(application=application).values_list(
-            "channel", flat=True
-        ),
+        ChannelCredential.objects.filter(application=application).values_list("channel", flat=True),
     )
 
 

@@ -4,15 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('messaging', '0012_channel_parts_and_web_push'),
+        ("messaging", "0012_channel_parts_and_web_push"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='messageevent',
-            name='type',
-            field=models.CharField(choices=[('status', 'Status'), ('attempt', 'Attempt'), ('report', 'Report')], max_length=10),
+            model_name="messageevent",
+            name="type",
+            field=models.CharField(
+                choices=[("status", "Status"), ("attempt", "Attempt"), ("report", "Report")],
+                max_length=10,
+            ),
         ),
     ]

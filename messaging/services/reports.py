@@ -7,6 +7,8 @@ and what happened later is history, not a new outcome."""
 
 from __future__ import annotations
 
+import contextlib
+
 from django.utils import timezone
 
 from core.exceptions import InvalidTransition
@@ -27,11 +29,10 @@ def message_provider_report(*, message: Message, status: str, details: dict) -> 
         details={"provider_status": status, **details},
     )
     if status == "delivered":
-        try:
-            # Locks the row: a report that outruns the worker's commit waits for it.
+        # Already converted, or failed meanwhile: the report stays an event. The service locks
+        # the row, so a report that outruns the worker's commit waits for it.
+        with contextlib.suppress(InvalidTransition):
             message = message_report_status(
                 message=message, status=MessageStatus.RECEIVED, actor=SMS_PROVIDER
             )
-        except InvalidTransition:
-            pass  # already converted, or failed meanwhile: the report stays an event
     return message

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import copy
 
+from adapters.webpush import keys_problem
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.plumbing import ResolvedComponent
 from rest_framework import serializers
 
 from accounts.selectors import channels_ready_of
-from adapters.webpush import keys_problem
 from core.api import StrictQuerySerializer, StrictSerializer, TimeZoneField
 from core.countries import country_code_pattern
 from core.openapi import NON_BLANK
