@@ -165,7 +165,7 @@ def empty_broker() -> None:
 
 
 @pytest.fixture(scope="session")
-def worker_env(django_db_setup, fake_providers, tmp_path_factory) -> dict[str, str]:
+def worker_env(django_db_setup, fake_providers, live_server, tmp_path_factory) -> dict[str, str]:
     db = settings.DATABASES["default"]
     empty_broker()  # no tasks left from an earlier run
     return {
@@ -179,6 +179,12 @@ def worker_env(django_db_setup, fake_providers, tmp_path_factory) -> dict[str, s
         "APNS_ENDPOINT": fake_providers.apns_endpoint,
         "APNS_CA_FILE": fake_providers.ca_file,
         "FCM_ENDPOINT": fake_providers.fcm_endpoint,
+        "SMS_ENDPOINT": fake_providers.sms_endpoint,
+        "SMTP_CA_FILE": fake_providers.ca_file,
+        "WEB_PUSH_ALLOWED_HOSTS": ",".join(settings.WEB_PUSH_ALLOWED_HOSTS),
+        # Links the workers hand out (SMS status callbacks, unsubscribe) lead to this test
+        # session's live server, where the fakes' callbacks arrive.
+        "PUBLIC_URL": live_server.url,
         "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
         "TOKEN_HMAC_KEY": settings.TOKEN_HMAC_KEY,
         "MESSAGE_RETRY_BASE_SECONDS": "0.2",
