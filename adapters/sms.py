@@ -154,6 +154,14 @@ def _url_variants(url: str) -> tuple[str, ...]:
 
 
 _SID = re.compile(r"^[A-Za-z0-9]+$")
+_SID_FIELD = re.compile(rb'"sid"\s*:\s*"([A-Za-z0-9]+)"')  # the resource's own, not account_sid
+
+
+def _form_number(token: str) -> bytes:
+    """`token` form-encoded: an E.164 number is `%2B` and its digits."""
+    if token[:1] == "+" and token[1:].isdigit() and token.isascii():
+        return b"%2B" + token[1:].encode("ascii")
+    return quote_plus(token).encode("ascii")
 
 
 @dataclass
@@ -265,7 +273,7 @@ class TwilioSMSAdapter(AsyncBatchAdapter):
             )
         form = b"%s&To=%s&Body=%s" % (
             client.sender,
-            quote_plus(message.token).encode("ascii"),
+            _form_number(message.token),
             quote_plus(text).encode("ascii"),
         )
         if message.status_callback:
@@ -276,6 +284,17 @@ class TwilioSMSAdapter(AsyncBatchAdapter):
         if isinstance(answered, SendResult):
             return answered
         (status, response_headers, body), latency_ms = answered
+        if status == 201:
+            # The common case, without parsing the whole Message resource for its sid.
+            found = _SID_FIELD.search(body)
+            if found is not None:
+                return SendResult(
+                    message_id=message.message_id,
+                    ok=True,
+                    provider_id=found.group(1).decode("ascii"),
+                    status_code=201,
+                    latency_ms=latency_ms,
+                )
         parsed = None
         if body:
             try:

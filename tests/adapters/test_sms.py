@@ -39,11 +39,15 @@ def _send_one(adapter, credentials, message):
     return result
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # a burst of connections is queued, not refused
+
+
 @contextlib.contextmanager
 def _http_server(handler_class):
     """A threaded HTTP/1.1 server on 127.0.0.1 running `handler_class`; yields its origin."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), handler_class)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
