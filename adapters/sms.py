@@ -359,11 +359,11 @@ class TwilioSMSAdapter(AsyncBatchAdapter):
 
 
 def _unsent(cause: SendResult, message_id: str) -> SendResult:
-    """A message the batch did not send, failing as the request that stopped it did."""
+    """A message the batch did not send (no request, so no status), failing temporarily with
+    the code of the answer that stopped it."""
     return SendResult(
         message_id=message_id,
         ok=False,
-        status_code=cause.status_code,
         error_code=cause.error_code,
         error_message=f"not sent: {cause.error_message}",
         permanent=False,
