@@ -6,7 +6,7 @@ import http.client
 import json
 import ssl
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 
 def _call(endpoint: str, method: str, path: str, *, ca_file: str | None, timeout: float):
@@ -46,3 +46,9 @@ def reset_stats(endpoint: str, *, ca_file: str | None = None, timeout: float = 5
 def revoke_fcm_access_tokens(endpoint: str, *, timeout: float = 5.0) -> None:
     """Make the fake FCM forget every access token it issued, so the next send gets a 401."""
     _call(endpoint, "POST", "/__revoke_tokens", ca_file=None, timeout=timeout)
+
+
+def fetch_sms_messages(endpoint: str, to: str | None = None, *, timeout: float = 5.0) -> list:
+    """What the fake Twilio received (for one `To` number, or all), oldest first."""
+    path = "/__messages" if to is None else f"/__messages?to={quote(to, safe='')}"
+    return _call(endpoint, "GET", path, ca_file=None, timeout=timeout)

@@ -48,8 +48,10 @@ def _head(status: int, headers: Sequence[tuple[str, str]], has_body: bool, close
 class HTTP1Protocol(asyncio.BufferedProtocol):
     """Parses requests from a byte stream and writes the handler's responses."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, *, with_query: bool = False) -> None:
+        """`with_query`: hand the handler the request target with its query string."""
         self._handler = handler
+        self._with_query = with_query
         self._buffer = b""  # received, not yet handled
         self._busy = False
         self._transport: asyncio.Transport | None = None
@@ -108,7 +110,8 @@ class HTTP1Protocol(asyncio.BufferedProtocol):
             body = buffer[start : start + length]
             self._buffer = buffer[start + length :]
             close = headers.get("connection", "").lower() == "close"
-            answer = self._handler(method, target.partition("?")[0], headers, body)
+            path = target if self._with_query else target.partition("?")[0]
+            answer = self._handler(method, path, headers, body)
             if isinstance(answer, tuple):
                 self._write(*answer, close=close)
             else:

@@ -71,6 +71,33 @@ class FakeProviders:
     def reset(self) -> None:
         client.reset_stats(self.apns_endpoint, ca_file=self.ca_file)
         client.reset_stats(self.fcm_endpoint)
+        if self.sms_endpoint:
+            client.reset_stats(self.sms_endpoint)
+
+    # The fake Twilio (fakes.twilio_server): its account, and what it received.
+    sms_endpoint: str = ""
+    sms_account_sid: str = ""
+    sms_auth_token: str = ""  # signs the status callbacks (X-Twilio-Signature)
+    sms_from: str = ""
+    sms_messaging_service_sid: str = ""
+
+    def sms_credentials(self, messaging_service: bool = False) -> Credentials:
+        """Credentials the fake accepts: with a `from` number, or a Messaging Service."""
+        values = {"account_sid": self.sms_account_sid, "auth_token": self.sms_auth_token}
+        if messaging_service:
+            values["messaging_service_sid"] = self.sms_messaging_service_sid
+        else:
+            values["from"] = self.sms_from
+        return Credentials(
+            key=f"fake-sms-{'service' if messaging_service else 'from'}", values=values
+        )
+
+    def sms_messages(self, to: str | None = None) -> list:
+        """What the fake Twilio received for `to` (all numbers when None), oldest first."""
+        return client.fetch_sms_messages(self.sms_endpoint, to)
+
+    def sms_stats(self) -> dict[str, Any]:
+        return client.fetch_stats(self.sms_endpoint)
 
 
 def _answers(port: int) -> bool:
@@ -99,6 +126,7 @@ def running_fake_providers(
             "fakes",
             "--apns-port=0",
             "--fcm-port=0",
+            "--sms-port=0",
             f"--state-dir={state_dir}",
         ]
         process = subprocess.Popen(command, cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT)
@@ -117,6 +145,7 @@ def running_fake_providers(
                 apns_topic=info.topic,
                 apns_client_cert_file=str(state_dir / state.APNS_CLIENT_CERT_FILE),
                 fcm_service_account_file=str(state_dir / state.FCM_SERVICE_ACCOUNT_FILE),
+                **_sms_fields(state_dir, ready),
             )
         finally:
             process.terminate()
@@ -125,6 +154,17 @@ def running_fake_providers(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+
+
+def _sms_fields(state_dir: Path, ready: dict) -> dict[str, str]:
+    account = state.ensure_twilio_account(state.ensure_state(state_dir))
+    return {
+        "sms_endpoint": f"http://127.0.0.1:{ready['sms_port']}",
+        "sms_account_sid": account.account_sid,
+        "sms_auth_token": account.auth_token,
+        "sms_from": account.from_number,
+        "sms_messaging_service_sid": account.messaging_service_sid,
+    }
 
 
 def _wait_until_ready(process: subprocess.Popen, state_dir: Path, timeout: float) -> dict:
@@ -136,7 +176,11 @@ def _wait_until_ready(process: subprocess.Popen, state_dir: Path, timeout: float
         ready_path = state_dir / READY_FILE
         if ready_path.exists():
             ready = json.loads(ready_path.read_text())
-            if _answers(ready["apns_port"]) and _answers(ready["fcm_port"]):
+            if (
+                _answers(ready["apns_port"])
+                and _answers(ready["fcm_port"])
+                and _answers(ready["sms_port"])
+            ):
                 return ready
         time.sleep(0.05)
     raise TimeoutError(f"the fake providers did not start within {timeout} s")

@@ -181,3 +181,40 @@ def load_fcm_public_key(state: FakeState):
     account = json.loads(state.path(FCM_SERVICE_ACCOUNT_FILE).read_text())
     key = serialization.load_pem_private_key(account["private_key"].encode(), None)
     return key.public_key()
+
+
+TWILIO_INFO_FILE = "twilio.json"
+TWILIO_FROM = "+15005550006"  # Twilio's own test number that is always a valid sender
+
+
+@dataclass(frozen=True)
+class TwilioAccount:
+    """The one Twilio account the fake SMS provider knows."""
+
+    account_sid: str
+    auth_token: str
+    from_number: str
+    messaging_service_sid: str
+
+
+def ensure_twilio_account(state: FakeState) -> TwilioAccount:
+    """The fake Twilio account of a state directory, generated on first use (state directories
+    made before the SMS fake existed get one too)."""
+    path = state.path(TWILIO_INFO_FILE)
+    if not path.exists():
+        info = {
+            "account_sid": "AC" + secrets.token_hex(16),
+            "auth_token": secrets.token_hex(16),
+            "from": TWILIO_FROM,
+            "messaging_service_sid": "MG" + secrets.token_hex(16),
+        }
+        tmp = path.with_suffix(".tmp")
+        _write(tmp, json.dumps(info, indent=2).encode())
+        tmp.replace(path)
+    info = json.loads(path.read_text())
+    return TwilioAccount(
+        account_sid=info["account_sid"],
+        auth_token=info["auth_token"],
+        from_number=info["from"],
+        messaging_service_sid=info["messaging_service_sid"],
+    )

@@ -316,6 +316,10 @@ FCM_ENDPOINT = env("FCM_ENDPOINT", default="https://fcm.googleapis.com")
 PUBLIC_URL = env("PUBLIC_URL", default="").rstrip("/")
 # Twilio's Messages API, or any gateway that speaks it.
 SMS_ENDPOINT = env("SMS_ENDPOINT", default="https://api.twilio.com")
+# Seconds one SMS request may take before it is retried later (timeouts are temporary).
+SMS_TIMEOUT = env.float("SMS_TIMEOUT", default=10.0)
+# SMS requests in flight at once per batch (one per recipient), and keep-alive connections kept.
+SMS_CONCURRENCY = env.int("SMS_CONCURRENCY", default=50)
 # Hosts a WebPush endpoint may name (comma-separated names or `.suffix`es): the push services of
 # the browsers. Anything else is refused when the subscription is registered, and again before
 # sending, so that the service never becomes a way to reach arbitrary hosts.

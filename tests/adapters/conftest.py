@@ -34,3 +34,18 @@ def hex_token(prefix: str = "") -> str:
 
 def fcm_token(prefix: str = "tok") -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def sms(fakes):
+    from adapters.sms import TwilioSMSAdapter
+
+    adapter = TwilioSMSAdapter(endpoint=fakes.sms_endpoint, timeout=5)
+    yield adapter
+    adapter.close()
+
+
+def phone(prefix: str = "+1415") -> str:
+    """A fresh 11-digit E.164 number starting with `prefix` (e.g. a fake Twilio range)."""
+    digits = 12 - len(prefix)
+    return prefix + f"{uuid.uuid4().int % 10**digits:0{digits}d}"

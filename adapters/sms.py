@@ -1,0 +1,371 @@
+"""SMS through Twilio's Messages API (or any gateway that speaks it), and the signature of
+Twilio's webhooks.
+
+Each message is one `POST {endpoint}/2010-04-01/Accounts/{account_sid}/Messages.json`, Basic
+auth `account_sid:auth_token`, form fields `To`, `From` and/or `MessagingServiceSid`, `Body`
+and, when the message has one, `StatusCallback`. A batch goes out as at most `concurrency`
+requests in flight, over one long-lived `adapters.http_client.HTTPPool` per credential set
+(keep-alive; HTTP/2 where the server offers it; `HTTPS_PROXY` / `NO_PROXY` read when the pool
+is built). Twilio answers 201 with the Message resource (its `sid` becomes the provider id),
+or an error body `{"code", "message", "more_info", "status"}` that `TWILIO_ERRORS` maps.
+
+Two answers stop the rest of a batch without sending it, each unsent message getting the same
+temporary result: 20003 (the account's credentials were refused: every request would be) and
+a full round of requests without any answer (the endpoint is down: every request would wait
+for its timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote_plus, urlsplit, urlunsplit
+
+from adapters import registry
+from adapters.asyncio_adapter import AsyncBatchAdapter, timed_request
+from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
+from adapters.errors import ErrorClass, local_failure, parse_retry_after
+from adapters.http2_client import Headers
+from adapters.http_client import HTTPPool
+from adapters.proxy import proxy_for
+
+TWILIO_ENDPOINT = "https://api.twilio.com"
+API_VERSION = "2010-04-01"
+MAX_BODY_CHARS = 1600  # Twilio refuses longer bodies (21617)
+AUTHENTICATION_FAILED = "20003"
+
+
+def _table(rows: list[tuple]) -> dict[str, ErrorClass]:
+    return {row[0]: ErrorClass("Twilio", *row) for row in rows}
+
+
+# (code, HTTP status, permanent, token_invalid, credential_rejected, meaning).
+# An address Twilio calls invalid, not a mobile or unsubscribed (STOP) disables the
+# subscription. A refused account credential is temporary: the operator fixes it and the
+# message is still good (there is nothing to renew, so a batch stops at the first one).
+# Rate limits and Twilio's own failures are retried; any other 4xx fails the message.
+TWILIO_ERRORS: dict[str, ErrorClass] = _table(
+    [
+        ("20003", 401, False, False, True, "authentication failed: account sid or auth token"),
+        ("20404", 404, True, False, False, "the requested resource was not found"),
+        ("20429", 429, False, False, False, "too many requests"),
+        ("20500", 500, False, False, False, "Twilio internal error"),
+        ("20503", 503, False, False, False, "Twilio service unavailable"),
+        ("21211", 400, True, True, False, "the 'To' number is not a valid phone number"),
+        ("21408", 400, True, False, False, "SMS to this region is not enabled on the account"),
+        ("21602", 400, True, False, False, "the message body is required"),
+        ("21603", 400, True, False, False, "a 'From' number is required"),
+        ("21604", 400, True, False, False, "a 'To' number is required"),
+        ("21606", 400, True, False, False, "'From' is not an SMS-capable number of the account"),
+        ("21610", 400, True, True, False, "the recipient unsubscribed (replied STOP)"),
+        ("21612", 400, True, False, False, "the 'To' number is not reachable via SMS now"),
+        ("21614", 400, True, True, False, "the 'To' number is not a mobile number"),
+        ("21617", 400, True, False, False, "the body exceeds 1600 characters"),
+    ]
+)
+
+
+def classify_twilio(
+    message_id: str,
+    status: int,
+    body: Mapping[str, Any] | None,
+    *,
+    retry_after: float | None = None,
+    latency_ms: float | None = None,
+) -> SendResult:
+    """The result of one Messages API answer: its HTTP status and parsed JSON body (None if
+    not JSON). The error code is Twilio's `code`, or `HTTP<status>` when the body has none."""
+    body = body or {}
+    if 200 <= status < 300:
+        sid = body.get("sid")
+        return SendResult(
+            message_id=message_id,
+            ok=True,
+            provider_id=sid if isinstance(sid, str) else None,
+            status_code=status,
+            latency_ms=latency_ms,
+        )
+    code = body.get("code")
+    code = str(code) if isinstance(code, int | str) and str(code).isdigit() else f"HTTP{status}"
+    error = TWILIO_ERRORS.get(code)
+    if error is None:
+        temporary = status == 429 or status >= 500 or status == 401
+        error = ErrorClass("Twilio", code, status, not temporary, False, False, "unknown error")
+    message = body.get("message")
+    return SendResult(
+        message_id=message_id,
+        ok=False,
+        status_code=status,
+        error_code=code,
+        error_message=str(message) if message else error.meaning,
+        permanent=error.permanent,
+        token_invalid=error.token_invalid,
+        retry_after=retry_after,
+        latency_ms=latency_ms,
+    )
+
+
+def twilio_signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:
+    """`X-Twilio-Signature` of a webhook request: base64 of HMAC-SHA1, keyed by the auth
+    token, over the full URL (query string included) followed by each POST parameter's name
+    and value, sorted by name."""
+    data = url + "".join(name + params[name] for name in sorted(params))
+    digest = hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def signature_valid(
+    auth_token: str, url: str, params: Mapping[str, str], signature: str | None
+) -> bool:
+    """Whether `signature` (the request's `X-Twilio-Signature`) signs this URL and these POST
+    parameters, compared in constant time. The URL is also tried with its default port added
+    or removed, as Twilio's own validators do (a proxy in front may change which one the
+    application sees)."""
+    if not signature:
+        return False
+    given = signature.encode()
+    valid = False
+    for candidate in _url_variants(url):
+        expected = twilio_signature(auth_token, candidate, params).encode()
+        valid |= hmac.compare_digest(expected, given)
+    return valid
+
+
+def _url_variants(url: str) -> tuple[str, ...]:
+    parts = urlsplit(url)
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    if default is None or not parts.hostname:
+        return (url,)
+    netloc = parts.netloc.rpartition("@")[2]
+    userinfo = parts.netloc[: len(parts.netloc) - len(netloc)]
+    host = netloc.rsplit(":", 1)[0] if parts.port is not None else netloc
+    if parts.port not in (None, default):
+        return (url,)
+    with_port = urlunsplit(parts._replace(netloc=f"{userinfo}{host}:{default}"))
+    without_port = urlunsplit(parts._replace(netloc=f"{userinfo}{host}"))
+    return (url, without_port if parts.port is not None else with_port)
+
+
+_SID = re.compile(r"^[A-Za-z0-9]+$")
+_SID_FIELD = re.compile(rb'"sid"\s*:\s*"([A-Za-z0-9]+)"')  # the resource's own, not account_sid
+
+
+def _form_number(token: str) -> bytes:
+    """`token` form-encoded: an E.164 number is `%2B` and its digits."""
+    if token[:1] == "+" and token[1:].isdigit() and token.isascii():
+        return b"%2B" + token[1:].encode("ascii")
+    return quote_plus(token).encode("ascii")
+
+
+@dataclass
+class _Client:
+    pool: HTTPPool
+    headers: Headers
+    sender: bytes  # the form's `From` / `MessagingServiceSid` fields, encoded once
+
+
+@dataclass
+class _Batch:
+    """What one batch has learned so far: whether the rest should go unsent, and why."""
+
+    stopped: SendResult | None = None
+    unanswered: int = 0  # requests in a row that got no answer
+    results: list[SendResult | None] = field(default_factory=list)
+
+
+class TwilioSMSAdapter(AsyncBatchAdapter):
+    """Sends SMS through Twilio's Messages API, one request per recipient."""
+
+    channel = "SMS"
+
+    def __init__(
+        self,
+        endpoint: str | None = TWILIO_ENDPOINT,
+        timeout: float = 10.0,
+        *,
+        concurrency: int = 50,
+        ca_file: str | None = None,
+    ) -> None:
+        """`concurrency`: requests in flight at once per batch (and the bound of keep-alive
+        connections per credential set); `ca_file`: CA bundle to verify the endpoint (default:
+        the system's CAs)."""
+        self.endpoint = (endpoint or TWILIO_ENDPOINT).rstrip("/")
+        self.timeout = timeout
+        self.concurrency = max(1, int(concurrency))
+        self.ca_file = ca_file or None
+        self._protocols: dict[str, str] = {}  # endpoint origin -> protocol, for all clients
+        super().__init__()
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> TwilioSMSAdapter:
+        return cls(
+            endpoint=getattr(settings, "SMS_ENDPOINT", "") or None,
+            timeout=float(getattr(settings, "SMS_TIMEOUT", 10.0)),
+            concurrency=int(getattr(settings, "SMS_CONCURRENCY", 50)),
+        )
+
+    def send_batch(
+        self, credentials: Credentials, messages: Sequence[OutboundMessage]
+    ) -> list[SendResult]:
+        if not messages:
+            return []
+        # Each round of `concurrency` requests may take up to the timeout.
+        rounds = -(-len(messages) // self.concurrency) + 1
+        return registry.run_in_loop(
+            self._send_batch(credentials, messages), timeout=rounds * self.timeout + 30
+        )
+
+    async def _send_batch(
+        self, credentials: Credentials, messages: Sequence[OutboundMessage]
+    ) -> list[SendResult]:
+        client = self._client(credentials)
+        batch = _Batch(results=[None] * len(messages))
+        indexes = iter(range(len(messages)))  # shared: each worker takes the next message
+        workers = min(self.concurrency, len(messages))
+        if workers == 1:
+            await self._work(client, messages, indexes, batch)
+        else:
+            await asyncio.gather(
+                *(self._work(client, messages, indexes, batch) for _ in range(workers))
+            )
+        return batch.results  # type: ignore[return-value] (every index was filled)
+
+    async def _work(
+        self,
+        client: _Client,
+        messages: Sequence[OutboundMessage],
+        indexes,
+        batch: _Batch,
+    ) -> None:
+        results = batch.results
+        for index in indexes:
+            message = messages[index]
+            if batch.stopped is not None:
+                results[index] = _unsent(batch.stopped, message.message_id)
+                continue
+            result = await self._send_one(client, message)
+            results[index] = result
+            if result.status_code is None and not result.permanent:  # no answer
+                batch.unanswered += 1
+                if batch.unanswered >= self.concurrency and batch.stopped is None:
+                    batch.stopped = result
+            elif result.status_code is not None:
+                batch.unanswered = 0
+                if result.error_code == AUTHENTICATION_FAILED and batch.stopped is None:
+                    batch.stopped = result
+
+    async def _send_one(self, client: _Client, message: OutboundMessage) -> SendResult:
+        text = message.parts.get("text") if message.parts else None
+        if not isinstance(text, str) or not text:
+            text = message.body
+        if len(text) > MAX_BODY_CHARS:
+            return local_failure(
+                message.message_id,
+                "payload_too_large",
+                f"SMS body of {len(text)} characters; Twilio takes at most {MAX_BODY_CHARS}",
+            )
+        form = b"%s&To=%s&Body=%s" % (
+            client.sender,
+            _form_number(message.token),
+            quote_plus(text).encode("ascii"),
+        )
+        if message.status_callback:
+            form += b"&StatusCallback=" + quote_plus(message.status_callback).encode("ascii")
+        answered = await timed_request(
+            client.pool, client.headers, form, timeout=self.timeout, message_id=message.message_id
+        )
+        if isinstance(answered, SendResult):
+            return answered
+        (status, response_headers, body), latency_ms = answered
+        if status == 201:
+            # The common case, without parsing the whole Message resource for its sid.
+            found = _SID_FIELD.search(body)
+            if found is not None:
+                return SendResult(
+                    message_id=message.message_id,
+                    ok=True,
+                    provider_id=found.group(1).decode("ascii"),
+                    status_code=201,
+                    latency_ms=latency_ms,
+                )
+        parsed = None
+        if body:
+            try:
+                parsed = json.loads(body)
+            except (ValueError, UnicodeDecodeError):
+                parsed = None
+        return classify_twilio(
+            message.message_id,
+            status,
+            parsed if isinstance(parsed, dict) else None,
+            retry_after=parse_retry_after(response_headers.get(b"retry-after")),
+            latency_ms=latency_ms,
+        )
+
+    def _build_client(self, values: Mapping[str, Any]) -> _Client:
+        account_sid = values.get("account_sid")
+        auth_token = values.get("auth_token")
+        sender = values.get("from")
+        service = values.get("messaging_service_sid")
+        if not isinstance(account_sid, str) or not _SID.match(account_sid):
+            raise AdapterConfigurationError("Twilio credentials need an account_sid")
+        if not isinstance(auth_token, str) or not auth_token:
+            raise AdapterConfigurationError("Twilio credentials need an auth_token")
+        fields = []
+        if isinstance(service, str) and service:
+            fields.append(b"MessagingServiceSid=" + quote_plus(service).encode("ascii"))
+        if isinstance(sender, str) and sender:
+            fields.append(b"From=" + quote_plus(sender).encode("ascii"))
+        if not fields or (service is not None and not isinstance(service, str)):
+            raise AdapterConfigurationError(
+                "Twilio credentials need a 'from' number or a 'messaging_service_sid'"
+            )
+        try:
+            proxy = proxy_for(self.endpoint)
+        except ValueError as exc:
+            raise AdapterConfigurationError(f"SMS proxy setting is unusable: {exc}") from exc
+        try:
+            pool = HTTPPool(
+                self.endpoint,
+                timeout=self.timeout,
+                max_connections=1,
+                max_streams=self.concurrency,
+                http1_connections=self.concurrency,
+                ca_file=self.ca_file,
+                proxy=proxy,
+                protocols=self._protocols,
+            )
+        except (ValueError, OSError) as exc:
+            raise AdapterConfigurationError(f"SMS endpoint is unusable: {exc}") from exc
+        basic = base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode("ascii")
+        path = f"/{API_VERSION}/Accounts/{account_sid}/Messages.json"
+        headers: Headers = (
+            (b":method", b"POST"),
+            (b":scheme", pool.scheme),
+            (b":authority", pool.authority),
+            (b":path", path.encode("ascii")),
+            (b"authorization", f"Basic {basic}".encode("ascii")),
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            (b"accept", b"application/json"),
+        )
+        return _Client(pool=pool, headers=headers, sender=b"&".join(fields))
+
+
+def _unsent(cause: SendResult, message_id: str) -> SendResult:
+    """A message the batch did not send (no request, so no status), failing temporarily with
+    the code of the answer that stopped it."""
+    return SendResult(
+        message_id=message_id,
+        ok=False,
+        error_code=cause.error_code,
+        error_message=f"not sent: {cause.error_message}",
+        permanent=False,
+        retry_after=cause.retry_after,
+    )
