@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import socket
 import subprocess
@@ -19,6 +20,7 @@ from fakes import client, state
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 READY_FILE = "ready.json"
+_numbers = itertools.count(int(time.time() * 1000) % 10**6)
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,18 @@ class FakeProviders:
         return Credentials(
             key=f"fake-sms-{'service' if messaging_service else 'from'}", values=values
         )
+
+    def sms_number(self, kind: str = "delivered") -> str:
+        """A fresh number the fake answers as `kind` says: "delivered" (201, then a
+        `delivered` report), "undelivered" (201, then `undelivered`), "invalid" (21211),
+        "flaky" (503 twice, then 201)."""
+        prefix = {
+            "delivered": "+1415555",
+            "undelivered": "+15005556",
+            "invalid": "+15005551",
+            "flaky": "+15005555",
+        }[kind]
+        return prefix + f"{next(_numbers) % 10 ** (12 - len(prefix)):0{12 - len(prefix)}d}"
 
     def sms_messages(self, to: str | None = None) -> list:
         """What the fake Twilio received for `to` (all numbers when None), oldest first."""

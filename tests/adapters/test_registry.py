@@ -35,8 +35,9 @@ def test_empty_apns_endpoint_means_apple(settings):
 
 
 def test_unknown_subscription_type_is_a_clear_error():
-    with pytest.raises(registry.UnknownChannelError, match="Email"):
-        registry.get_adapter("Email")
+    # KakaoTalk has no adapter in settings.CHANNEL_ADAPTERS.
+    with pytest.raises(registry.UnknownChannelError, match="KakaoTalk"):
+        registry.get_adapter("KakaoTalk")
 
 
 def test_a_forked_child_gets_its_own_event_loop():

@@ -147,7 +147,10 @@ def test_campaign_email_has_one_click_unsubscribe_that_works(channel_app, fake_p
     )
     assert response.status_code == 201, response.content
     campaign_id = response.json()["id"]
-    assert api(channel_app.server_key).post(f"/api/v1/campaigns/{campaign_id}/execute").status_code == 202
+    assert (
+        api(channel_app.server_key).post(f"/api/v1/campaigns/{campaign_id}/execute").status_code
+        == 202
+    )
     wait_for(
         lambda: Campaign.objects.get(pk=campaign_id).status == "completed",
         what="the campaign to complete",
