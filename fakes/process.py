@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import socket
 import subprocess
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from adapters.base import Credentials
 from fakes import client, state
@@ -36,6 +38,10 @@ class FakeProviders:
     apns_topic: str
     apns_client_cert_file: str
     fcm_service_account_file: str
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 0  # STARTTLS
+    smtps_port: int = 0  # implicit TLS
+    smtp_admin_endpoint: str = ""
 
     def apns_credentials(self, *, key_id: str | None = None, sandbox: bool = False) -> Credentials:
         """Token-auth credentials; pass another `key_id` to get ones the fake rejects."""
@@ -71,6 +77,38 @@ class FakeProviders:
     def reset(self) -> None:
         client.reset_stats(self.apns_endpoint, ca_file=self.ca_file)
         client.reset_stats(self.fcm_endpoint)
+        client.reset_stats(self.smtp_admin_endpoint)
+
+    def email_credentials(self, security: str = "starttls", **values: Any) -> Credentials:
+        """E-mail credentials for the fake relay: `security` "starttls" or "tls" (with its
+        AUTH account) or "none" (no TLS, no AUTH); `values` override any field, e.g.
+        `password="wrong"`."""
+        username, password = state.load_smtp_account(state.ensure_state(self.state_dir))
+        secure = security != "none"
+        merged = {
+            "host": self.smtp_host,
+            "port": self.smtps_port if security == "tls" else self.smtp_port,
+            "security": security,
+            "username": username if secure else "",
+            "password": password if secure else "",
+            "from_address": "news@signal.test",
+            "from_name": "Signal News",
+            **values,
+        }
+        digest = hashlib.sha256(json.dumps(merged, sort_keys=True).encode()).hexdigest()[:16]
+        return Credentials(key=f"fake-smtp-{digest}", values=merged)
+
+    def smtp_messages(self, to: str | None = None) -> list[dict[str, Any]]:
+        """The messages the fake relay accepted (for `to` only, when given), oldest first."""
+        path = "/__messages" + (f"?{urlencode({'to': to})}" if to else "")
+        return client.call(self.smtp_admin_endpoint, "GET", path)["messages"]
+
+    def smtp_stats(self) -> dict[str, Any]:
+        return client.fetch_stats(self.smtp_admin_endpoint)
+
+    def smtp_close_connections(self) -> int:
+        """Make the fake relay close every open SMTP connection; how many it closed."""
+        return client.call(self.smtp_admin_endpoint, "POST", "/__close_connections")["closed"]
 
 
 def _answers(port: int) -> bool:
@@ -99,6 +137,9 @@ def running_fake_providers(
             "fakes",
             "--apns-port=0",
             "--fcm-port=0",
+            "--smtp-port=0",
+            "--smtps-port=0",
+            "--smtp-admin-port=0",
             f"--state-dir={state_dir}",
         ]
         process = subprocess.Popen(command, cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT)
@@ -117,6 +158,9 @@ def running_fake_providers(
                 apns_topic=info.topic,
                 apns_client_cert_file=str(state_dir / state.APNS_CLIENT_CERT_FILE),
                 fcm_service_account_file=str(state_dir / state.FCM_SERVICE_ACCOUNT_FILE),
+                smtp_port=ready["smtp_port"],
+                smtps_port=ready["smtps_port"],
+                smtp_admin_endpoint=f"http://127.0.0.1:{ready['smtp_admin_port']}",
             )
         finally:
             process.terminate()
@@ -136,7 +180,8 @@ def _wait_until_ready(process: subprocess.Popen, state_dir: Path, timeout: float
         ready_path = state_dir / READY_FILE
         if ready_path.exists():
             ready = json.loads(ready_path.read_text())
-            if _answers(ready["apns_port"]) and _answers(ready["fcm_port"]):
+            ports = ("apns_port", "fcm_port", "smtp_port", "smtps_port", "smtp_admin_port")
+            if all(_answers(ready[port]) for port in ports):
                 return ready
         time.sleep(0.05)
     raise TimeoutError(f"the fake providers did not start within {timeout} s")
