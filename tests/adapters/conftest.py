@@ -3,6 +3,7 @@ import uuid
 import pytest
 
 from adapters.apns import APNsAdapter
+from adapters.email import EmailAdapter
 from adapters.fcm import FCMAdapter
 from fakes.process import running_fake_providers
 
@@ -34,3 +35,15 @@ def hex_token(prefix: str = "") -> str:
 
 def fcm_token(prefix: str = "tok") -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def email_adapter(fakes):
+    adapter = EmailAdapter(ca_file=fakes.ca_file, timeout=5, connections_per_relay=4)
+    yield adapter
+    adapter.close()
+
+
+def email_address(prefix: str = "user") -> str:
+    """A fresh address at the fake relay, so per-address fake state never leaks between tests."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
