@@ -106,6 +106,11 @@ class FakeProviders:
     def smtp_stats(self) -> dict[str, Any]:
         return client.fetch_stats(self.smtp_admin_endpoint)
 
+    def smtp_fail_next_mail(self, how: str = "close", count: int = 1) -> None:
+        """The fake relay answers the next `count` MAIL commands by closing the connection
+        (`how="close"`, no reply) or with 421 and then the close (`how="421"`)."""
+        client.call(self.smtp_admin_endpoint, "POST", f"/__fail_next_mail?how={how}&count={count}")
+
     def smtp_close_connections(self) -> int:
         """Make the fake relay close every open SMTP connection; how many it closed."""
         return client.call(self.smtp_admin_endpoint, "POST", "/__close_connections")["closed"]

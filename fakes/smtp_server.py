@@ -6,8 +6,9 @@ Two SMTP ports and an admin port:
   too, as from a relay trusting its network;
 - the implicit-TLS port (SMTPS): TLS from the first byte, AUTH offered at once;
 - the admin port (HTTP/1.1): `GET /__stats`, `POST /__reset`, `GET /__messages?to=ADDRESS`,
-  and `POST /__close_connections` (closes every open SMTP connection, as a relay's idle
-  timeout or restart would).
+  `POST /__close_connections` (closes every open SMTP connection, as a relay's idle timeout or
+  restart would) and `POST /__fail_next_mail?how=close|421&count=N` (the next N MAIL commands
+  find the connection closed without a reply, or get `421 4.3.2` and then the close).
 
 AUTH takes the username and password of the state's `smtp.json`; anything else gets
 `535 5.7.8`. Replies carry enhanced status codes (ENHANCEDSTATUSCODES is offered).
@@ -35,7 +36,7 @@ in order, repeats kept; values unfolded and stripped), `text`, `html`, `tls`, `a
 username or null), `size`.
 `GET /__stats` has the counters of `fakes.stats.Stats` (`requests` = transactions answered
 at RCPT or DATA, `by_status`, `by_reason`, `by_prefix`) and `connections`, `tls_upgrades`,
-`tls_connections`, `auth_succeeded`, `auth_failed`, `rset`, `kept`.
+`tls_connections`, `auth_succeeded`, `auth_failed`, `rset`, `mail_close`, `mail_421`, `kept`.
 
 Receiving stays cheap: addresses of the plain `<local@domain>` form skip aiosmtpd's full RFC
 5322 parser, and a message is stored as received, not parsed.
@@ -106,6 +107,7 @@ class FakeSMTP:
             maxlen=MAX_KEPT
         )
         self._flaky_attempts: dict[str, int] = {}
+        self.mail_failures: deque[str] = deque()  # "close" or "421", for the next MAILs
         self.sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()  # open connections
         self._queue_ids = itertools.count(secrets.randbits(40) << 20)
 
@@ -113,6 +115,7 @@ class FakeSMTP:
         self.stats.reset()
         self.kept.clear()
         self._flaky_attempts.clear()
+        self.mail_failures.clear()
 
     def submission_protocol(self) -> SMTP:
         return _Session(self, implicit_tls=False)
@@ -161,6 +164,19 @@ class FakeSMTP:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.mail_failures:
+            how = self.mail_failures.popleft()
+            self.stats.extra[f"mail_{how}"] += 1
+            if how == "close":  # as when the relay's idle timeout fires as MAIL arrives
+                server.transport.close()
+                return "421 4.4.2 not sent: the connection is closed"
+            server.loop.call_soon(server.transport.close)
+            return f"421 4.3.2 {HOSTNAME} closing: shutting down"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
     async def handle_RSET(self, server, session, envelope):
         self.stats.extra["rset"] += 1
         return "250 2.0.0 OK"
@@ -208,6 +224,13 @@ class FakeSMTP:
         if method == "POST" and url.path == "/__reset":
             self.reset()
             return 200, (), b"{}"
+        if method == "POST" and url.path == "/__fail_next_mail":
+            query = parse_qs(url.query)
+            how = (query.get("how") or ["close"])[0]
+            if how not in ("close", "421"):
+                return 400, (), b'{"error": "how is close or 421"}'
+            self.mail_failures.extend([how] * int((query.get("count") or ["1"])[0]))
+            return 200, (), json.dumps({"pending": len(self.mail_failures)}).encode()
         if method == "POST" and url.path == "/__close_connections":
             # As a relay does to idle clients (its timeout) or when it restarts.
             sessions = [s for s in self.sessions if s.transport is not None]

@@ -280,6 +280,28 @@ def test_connections_the_relay_closed_while_idle_are_replaced(email_adapter, fak
     assert all(r.ok for r in again), [r for r in again if not r.ok]
 
 
+@pytest.mark.parametrize("how", ["close", "421"])
+def test_a_message_whose_mail_meets_a_closing_connection_is_sent_on_a_new_one(fakes, how):
+    adapter = EmailAdapter(ca_file=fakes.ca_file, timeout=5, connections_per_relay=1)
+    credentials = fakes.email_credentials()
+    try:
+        assert adapter.send_batch(credentials, [_message(email_address())])[0].ok
+        before = fakes.smtp_stats()["connections"]
+        fakes.smtp_fail_next_mail(how)
+        to = email_address()
+        result = _send_one(adapter, credentials, _message(to))
+        assert result.ok, result
+        assert fakes.smtp_stats()["connections"] == before + 1
+        assert len(fakes.smtp_messages(to)) == 1
+        # Twice in a row: sent again once only, then it fails temporarily.
+        fakes.smtp_fail_next_mail(how, count=2)
+        result = _send_one(adapter, credentials, _message(email_address()))
+        assert not result.ok and not result.permanent
+        assert result.error_code == ("network_error" if how == "close" else "smtp_421")
+    finally:
+        adapter.close()
+
+
 def test_a_slow_reply_times_out_and_the_batch_goes_on(fakes):
     adapter = EmailAdapter(ca_file=fakes.ca_file, timeout=0.5, connections_per_relay=1)
     try:

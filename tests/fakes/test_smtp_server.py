@@ -187,3 +187,17 @@ def test_unknown_admin_path_is_404(fakes):
     assert client.call(fakes.smtp_admin_endpoint, "GET", "/__messages?to=nobody@x.test") == {
         "messages": []
     }
+
+
+def test_fail_next_mail_closes_or_answers_421(fakes, smtp, account, tls_context):
+    fakes.smtp_fail_next_mail("421")
+    code, text = smtp.mail("shop@signal.test")
+    assert (code, text[:5]) == (421, b"4.3.2")
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        smtp.noop()
+    fakes.smtp_fail_next_mail("close")
+    with smtplib.SMTP(fakes.smtp_host, fakes.smtp_port, timeout=5) as session:
+        session.starttls(context=tls_context)
+        session.login(*account)
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            session.mail("shop@signal.test")
