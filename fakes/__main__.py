@@ -1,7 +1,8 @@
-"""Run the fake APNs and FCM servers in the foreground until SIGTERM or SIGINT:
+"""Run the fake providers (APNs, FCM, Twilio, an SMTP relay) in the foreground until SIGTERM or
+SIGINT:
 
     python -m fakes [--apns-port 8443] [--fcm-port 8089] [--sms-port 8090] [--state-dir var/fake]
-                    [--tick-ms 2]
+                    [--smtp-port 2525] [--smtps-port 2465] [--smtp-admin-port 8025] [--tick-ms 2]
 
 Needs neither Django nor a database.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 from fakes import loop as fake_loop
 from fakes.apns_server import FakeAPNs, serve_apns
 from fakes.fcm_server import FakeFCM, serve_fcm
+from fakes.smtp_server import FakeSMTP, serve_smtp
 from fakes.state import ensure_state, set_token_uri
 from fakes.twilio_server import FakeTwilio, serve_twilio
 
@@ -36,6 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--sms-port", type=int, default=8090, help="the fake Twilio; 0 picks a free port"
     )
     parser.add_argument("--state-dir", default="var/fake", help="keys, certificates, CA")
+    parser.add_argument("--smtp-port", type=int, default=2525, help="SMTP with STARTTLS")
+    parser.add_argument("--smtps-port", type=int, default=2465, help="SMTP over implicit TLS")
+    parser.add_argument("--smtp-admin-port", type=int, default=8025, help="the relay's HTTP admin")
     parser.add_argument(
         "--tick-ms",
         type=float,
@@ -52,11 +57,26 @@ def main(argv: list[str] | None = None) -> int:
     with asyncio.Runner(
         loop_factory=lambda: fake_loop.new_event_loop(args.tick_ms / 1000)
     ) as runner:
-        runner.run(serve(Path(args.state_dir), args.apns_port, args.fcm_port, args.sms_port))
+        runner.run(
+            serve(
+                Path(args.state_dir),
+                args.apns_port,
+                args.fcm_port,
+                sms_port=args.sms_port,
+                smtp_ports=(args.smtp_port, args.smtps_port, args.smtp_admin_port),
+            )
+        )
     return 0
 
 
-async def serve(state_dir: Path, apns_port: int, fcm_port: int, sms_port: int = 8090) -> None:
+async def serve(
+    state_dir: Path,
+    apns_port: int,
+    fcm_port: int,
+    *,
+    sms_port: int = 0,
+    smtp_ports: tuple[int, int, int] = (0, 0, 0),
+) -> None:
     state = ensure_state(state_dir)
     (state_dir / READY_FILE).unlink(missing_ok=True)
     fcm = await serve_fcm(FakeFCM(state), "127.0.0.1", fcm_port)
@@ -67,13 +87,22 @@ async def serve(state_dir: Path, apns_port: int, fcm_port: int, sms_port: int = 
     twilio = FakeTwilio(state)
     sms = await serve_twilio(twilio, "127.0.0.1", sms_port)
     sms_port = sms.sockets[0].getsockname()[1]
+    smtp_servers = await serve_smtp(FakeSMTP(state), "127.0.0.1", *smtp_ports)
+    smtp_port, smtps_port, smtp_admin_port = (s.sockets[0].getsockname()[1] for s in smtp_servers)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    ready = {"apns_port": apns_port, "fcm_port": fcm_port, "pid": os.getpid()}
-    ready["sms_port"] = sms_port
+    ready = {
+        "apns_port": apns_port,
+        "fcm_port": fcm_port,
+        "sms_port": sms_port,
+        "smtp_port": smtp_port,
+        "smtps_port": smtps_port,
+        "smtp_admin_port": smtp_admin_port,
+        "pid": os.getpid(),
+    }
     # Written last and atomically: its presence means both servers accept connections.
     tmp = state_dir / (READY_FILE + ".tmp")
     tmp.write_text(json.dumps(ready))
@@ -81,7 +110,9 @@ async def serve(state_dir: Path, apns_port: int, fcm_port: int, sms_port: int = 
     print(
         f"fake APNs https://127.0.0.1:{apns_port} (CA {state.path('ca.pem')}), "
         f"fake FCM http://127.0.0.1:{fcm_port}, "
-        f"fake Twilio http://127.0.0.1:{sms_port}, state in {state_dir}",
+        f"fake Twilio http://127.0.0.1:{sms_port}, "
+        f"fake SMTP 127.0.0.1:{smtp_port} (STARTTLS) and :{smtps_port} (TLS), "
+        f"admin http://127.0.0.1:{smtp_admin_port}, state in {state_dir}",
         flush=True,
     )
     await stop.wait()
@@ -89,6 +120,8 @@ async def serve(state_dir: Path, apns_port: int, fcm_port: int, sms_port: int = 
     apns.close()
     sms.close()
     await twilio.aclose()
+    for server in smtp_servers:
+        server.close()
     (state_dir / READY_FILE).unlink(missing_ok=True)
 
 

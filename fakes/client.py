@@ -31,6 +31,13 @@ def _call(endpoint: str, method: str, path: str, *, ca_file: str | None, timeout
         connection.close()
 
 
+def call(
+    endpoint: str, method: str, path: str, *, ca_file: str | None = None, timeout: float = 5.0
+) -> Any:
+    """One admin request to a fake (`path` may hold a query string); its JSON answer."""
+    return _call(endpoint, method, path, ca_file=ca_file, timeout=timeout)
+
+
 def fetch_stats(
     endpoint: str, *, ca_file: str | None = None, timeout: float = 5.0
 ) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import hashlib
 import json
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from adapters.base import Credentials
 from fakes import client, state
@@ -38,6 +40,10 @@ class FakeProviders:
     apns_topic: str
     apns_client_cert_file: str
     fcm_service_account_file: str
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 0  # STARTTLS
+    smtps_port: int = 0  # implicit TLS
+    smtp_admin_endpoint: str = ""
 
     def apns_credentials(self, *, key_id: str | None = None, sandbox: bool = False) -> Credentials:
         """Token-auth credentials; pass another `key_id` to get ones the fake rejects."""
@@ -75,6 +81,7 @@ class FakeProviders:
         client.reset_stats(self.fcm_endpoint)
         if self.sms_endpoint:
             client.reset_stats(self.sms_endpoint)
+        client.reset_stats(self.smtp_admin_endpoint)
 
     # The fake Twilio (fakes.twilio_server): its account, and what it received.
     sms_endpoint: str = ""
@@ -113,6 +120,42 @@ class FakeProviders:
     def sms_stats(self) -> dict[str, Any]:
         return client.fetch_stats(self.sms_endpoint)
 
+    def email_credentials(self, security: str = "starttls", **values: Any) -> Credentials:
+        """E-mail credentials for the fake relay: `security` "starttls" or "tls" (with its
+        AUTH account) or "none" (no TLS, no AUTH); `values` override any field, e.g.
+        `password="wrong"`."""
+        username, password = state.load_smtp_account(state.ensure_state(self.state_dir))
+        secure = security != "none"
+        merged = {
+            "host": self.smtp_host,
+            "port": self.smtps_port if security == "tls" else self.smtp_port,
+            "security": security,
+            "username": username if secure else "",
+            "password": password if secure else "",
+            "from_address": "news@signal.test",
+            "from_name": "Signal News",
+            **values,
+        }
+        digest = hashlib.sha256(json.dumps(merged, sort_keys=True).encode()).hexdigest()[:16]
+        return Credentials(key=f"fake-smtp-{digest}", values=merged)
+
+    def smtp_messages(self, to: str | None = None) -> list[dict[str, Any]]:
+        """The messages the fake relay accepted (for `to` only, when given), oldest first."""
+        path = "/__messages" + (f"?{urlencode({'to': to})}" if to else "")
+        return client.call(self.smtp_admin_endpoint, "GET", path)["messages"]
+
+    def smtp_stats(self) -> dict[str, Any]:
+        return client.fetch_stats(self.smtp_admin_endpoint)
+
+    def smtp_fail_next_mail(self, how: str = "close", count: int = 1) -> None:
+        """The fake relay answers the next `count` MAIL commands by closing the connection
+        (`how="close"`, no reply) or with 421 and then the close (`how="421"`)."""
+        client.call(self.smtp_admin_endpoint, "POST", f"/__fail_next_mail?how={how}&count={count}")
+
+    def smtp_close_connections(self) -> int:
+        """Make the fake relay close every open SMTP connection; how many it closed."""
+        return client.call(self.smtp_admin_endpoint, "POST", "/__close_connections")["closed"]
+
 
 def _answers(port: int) -> bool:
     try:
@@ -141,6 +184,9 @@ def running_fake_providers(
             "--apns-port=0",
             "--fcm-port=0",
             "--sms-port=0",
+            "--smtp-port=0",
+            "--smtps-port=0",
+            "--smtp-admin-port=0",
             f"--state-dir={state_dir}",
         ]
         process = subprocess.Popen(command, cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT)
@@ -160,6 +206,9 @@ def running_fake_providers(
                 apns_client_cert_file=str(state_dir / state.APNS_CLIENT_CERT_FILE),
                 fcm_service_account_file=str(state_dir / state.FCM_SERVICE_ACCOUNT_FILE),
                 **_sms_fields(state_dir, ready),
+                smtp_port=ready["smtp_port"],
+                smtps_port=ready["smtps_port"],
+                smtp_admin_endpoint=f"http://127.0.0.1:{ready['smtp_admin_port']}",
             )
         finally:
             process.terminate()
@@ -190,11 +239,10 @@ def _wait_until_ready(process: subprocess.Popen, state_dir: Path, timeout: float
         ready_path = state_dir / READY_FILE
         if ready_path.exists():
             ready = json.loads(ready_path.read_text())
-            if (
-                _answers(ready["apns_port"])
-                and _answers(ready["fcm_port"])
-                and _answers(ready["sms_port"])
-            ):
+            ports = (
+                "apns_port", "fcm_port", "sms_port", "smtp_port", "smtps_port", "smtp_admin_port",
+            )  # fmt: skip
+            if all(_answers(ready[port]) for port in ports):
                 return ready
         time.sleep(0.05)
     raise TimeoutError(f"the fake providers did not start within {timeout} s")

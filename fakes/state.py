@@ -28,6 +28,7 @@ APNS_KEY_FILE = "apns_key.p8"
 APNS_INFO_FILE = "apns.json"
 APNS_CLIENT_CERT_FILE = "apns_client.pem"  # certificate + key, for certificate-based auth
 FCM_SERVICE_ACCOUNT_FILE = "fcm_service_account.json"
+SMTP_ACCOUNT_FILE = "smtp.json"  # {"username", "password"} the fake SMTP relay accepts
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,19 @@ def set_token_uri(state: FakeState, fcm_port: int) -> None:
     if account.get("token_uri") != token_uri:
         account["token_uri"] = token_uri
         _write(path, json.dumps(account, indent=2).encode())
+
+
+def load_smtp_account(state: FakeState) -> tuple[str, str]:
+    """The username and password of the fake SMTP relay's AUTH, generated on first use (also
+    in a state directory made before the relay existed)."""
+    path = state.path(SMTP_ACCOUNT_FILE)
+    if not path.exists():
+        account = {"username": "signal-relay", "password": secrets.token_urlsafe(18)}
+        tmp = state.path(SMTP_ACCOUNT_FILE + ".tmp")
+        _write(tmp, json.dumps(account, indent=2).encode())
+        tmp.replace(path)
+    account = json.loads(path.read_text())
+    return account["username"], account["password"]
 
 
 def load_apns_public_key(state: FakeState):

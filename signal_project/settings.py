@@ -320,6 +320,12 @@ SMS_ENDPOINT = env("SMS_ENDPOINT", default="https://api.twilio.com")
 SMS_TIMEOUT = env.float("SMS_TIMEOUT", default=10.0)
 # SMS requests in flight at once per batch (one per recipient), and keep-alive connections kept.
 SMS_CONCURRENCY = env.int("SMS_CONCURRENCY", default=50)
+# SMTP connections kept open per application's relay, in each worker process.
+EMAIL_CONNECTIONS_PER_RELAY = env.int("EMAIL_CONNECTIONS_PER_RELAY", default=4)
+# Seconds an SMTP relay may take to connect or to answer one command.
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=30.0)
+# CA bundle to verify SMTP relays' TLS (e.g. the fakes' var/fake/ca.pem); empty: the system's.
+SMTP_CA_FILE = env("SMTP_CA_FILE", default="")
 # Hosts a WebPush endpoint may name (comma-separated names or `.suffix`es): the push services of
 # the browsers. Anything else is refused when the subscription is registered, and again before
 # sending, so that the service never becomes a way to reach arbitrary hosts.

@@ -3,6 +3,7 @@ import uuid
 import pytest
 
 from adapters.apns import APNsAdapter
+from adapters.email import EmailAdapter
 from adapters.fcm import FCMAdapter
 from fakes.process import running_fake_providers
 
@@ -45,7 +46,19 @@ def sms(fakes):
     adapter.close()
 
 
+@pytest.fixture
+def email_adapter(fakes):
+    adapter = EmailAdapter(ca_file=fakes.ca_file, timeout=5, connections_per_relay=4)
+    yield adapter
+    adapter.close()
+
+
 def phone(prefix: str = "+1415") -> str:
     """A fresh 11-digit E.164 number starting with `prefix` (e.g. a fake Twilio range)."""
     digits = 12 - len(prefix)
     return prefix + f"{uuid.uuid4().int % 10**digits:0{digits}d}"
+
+
+def email_address(prefix: str = "user") -> str:
+    """A fresh address at the fake relay, so per-address fake state never leaks between tests."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"

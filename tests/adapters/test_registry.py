@@ -35,9 +35,20 @@ def test_empty_apns_endpoint_means_apple(settings):
 
 
 def test_unknown_subscription_type_is_a_clear_error():
-    # KakaoTalk has no adapter in settings.CHANNEL_ADAPTERS.
-    with pytest.raises(registry.UnknownChannelError, match="KakaoTalk"):
-        registry.get_adapter("KakaoTalk")
+    with pytest.raises(registry.UnknownChannelError, match="CarrierPigeon"):
+        registry.get_adapter("CarrierPigeon")
+
+
+def test_email_adapter_is_built_from_settings(settings):
+    from adapters.email import EmailAdapter
+
+    settings.EMAIL_TIMEOUT = 12.5
+    settings.EMAIL_CONNECTIONS_PER_RELAY = 3
+    settings.SMTP_CA_FILE = "/tmp/ca.pem"
+    adapter = registry.get_adapter("Email")
+    assert isinstance(adapter, EmailAdapter) and adapter.channel == "Email"
+    assert (adapter.timeout, adapter.connections_per_relay) == (12.5, 3)
+    assert adapter.ca_file == "/tmp/ca.pem"
 
 
 def test_a_forked_child_gets_its_own_event_loop():
