@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import hashlib
+import itertools
 import json
 import socket
 import subprocess
