@@ -25,6 +25,12 @@ VAR = ROOT / "var"
 PY = sys.executable
 WEB_ADDRESS = os.environ.get("WEB_ADDRESS", "127.0.0.1:8000")
 APNS_PORT, FCM_PORT = 8443, 8089
+SMS_PORT, WEBPUSH_PORT = 8090, 8091
+SMTP_PORT, SMTPS_PORT, SMTP_ADMIN_PORT = 2525, 2465, 8025
+# The browsers' push services (settings.WEB_PUSH_ALLOWED_HOSTS' default), plus the fake's host.
+WEB_PUSH_HOSTS = (
+    "fcm.googleapis.com", ".push.services.mozilla.com", ".push.apple.com", ".notify.windows.com",
+)  # fmt: skip
 
 
 def say(text: str) -> None:
@@ -109,6 +115,12 @@ def configure() -> dict[str, str]:
     env.setdefault("APNS_ENDPOINT", f"https://127.0.0.1:{APNS_PORT}")
     env.setdefault("APNS_CA_FILE", str(VAR / "fake" / "ca.pem"))
     env.setdefault("FCM_ENDPOINT", f"http://127.0.0.1:{FCM_PORT}")
+    env.setdefault("SMS_ENDPOINT", f"http://127.0.0.1:{SMS_PORT}")
+    env.setdefault("SMTP_CA_FILE", str(VAR / "fake" / "ca.pem"))
+    # The fake push service's endpoints are http://127.0.0.1:<port>/push/...: allowed here only.
+    env.setdefault("WEB_PUSH_ALLOWED_HOSTS", ",".join([*WEB_PUSH_HOSTS, "127.0.0.1"]))
+    # Where the fake Twilio posts its status callbacks, and what unsubscribe links point at.
+    env.setdefault("PUBLIC_URL", f"http://{WEB_ADDRESS}")
     return env
 
 
@@ -194,18 +206,25 @@ def main() -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         subprocess.run([*manage, "migrate", "--no-input"], env=env, cwd=ROOT, check=True)
+        (VAR / "fake" / "ready.json").unlink(missing_ok=True)  # a stale one from the last run
         start(
-            "fake APNs and FCM",
+            "fake providers",
             [
                 PY,
                 "-m",
                 "fakes",
                 f"--apns-port={APNS_PORT}",
                 f"--fcm-port={FCM_PORT}",
+                f"--sms-port={SMS_PORT}",
+                f"--smtp-port={SMTP_PORT}",
+                f"--smtps-port={SMTPS_PORT}",
+                f"--smtp-admin-port={SMTP_ADMIN_PORT}",
+                f"--webpush-port={WEBPUSH_PORT}",
                 f"--state-dir={VAR / 'fake'}",
             ],
         )
-        wait_for_file(VAR / "fake" / "fcm_service_account.json")
+        # Written once every fake listens (and its accounts are in the state directory).
+        wait_for_file(VAR / "fake" / "ready.json")
         subprocess.run(
             [*manage, "bootstrap_demo", f"--fake-state-dir={VAR / 'fake'}"],
             env=env,

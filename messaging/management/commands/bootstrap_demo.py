@@ -12,15 +12,20 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts.models import ApiKey, Application
-from accounts.services import api_key_create, application_create
+from accounts.selectors import channels_ready
+from accounts.services import api_key_create, application_create, channel_credentials_set
+
+# The fake SMTP relay's STARTTLS port under `make run` (signal_project.devstack).
+SMTP_PORT = 2525
 
 DEMO_NAME = "demo"
 
 
 class Command(BaseCommand):
     help = (
-        "Creates, once, an admin login and a demo application whose APNs/FCM credentials are "
-        "the fake providers' (from --fake-state-dir). Writes what it made to --output (a "
+        "Creates, once, an admin login and a demo application whose credentials are the fake "
+        "providers' (from --fake-state-dir): APNs, FCM, e-mail (the fake SMTP relay), SMS (the "
+        "fake Twilio) and Web Push (VAPID keys generated). Writes what it made to --output (a "
         "local, git-ignored file readable only by you) and prints it."
     )
 
@@ -30,10 +35,13 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         output = Path(opts["output"])
-        if Application.objects.filter(name=DEMO_NAME).exists() and output.exists():
+        state = Path(opts["fake_state_dir"])
+        existing = Application.objects.filter(name=DEMO_NAME).first()
+        if existing is not None and output.exists():
+            # A demo made before some channel existed gets that channel's credentials too.
+            _channels(existing, state, only_missing=True)
             self.stdout.write(output.read_text())
             return
-        state = Path(opts["fake_state_dir"])
         with transaction.atomic():
             demo = self._demo(state)
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -57,6 +65,7 @@ class Command(BaseCommand):
                 "service_account": json.loads((state / "fcm_service_account.json").read_text())
             },
         )
+        _channels(application, state, only_missing=False)
         server = api_key_create(application=application, scope=ApiKey.Scope.SERVER, name="demo")
         client = api_key_create(application=application, scope=ApiKey.Scope.CLIENT, name="demo")
         demo = {
@@ -70,3 +79,31 @@ class Command(BaseCommand):
             User.objects.create_superuser("admin", "admin@localhost", password)
             demo["admin"] = {"username": "admin", "password": password}
         return demo
+
+
+def _channels(application: Application, state: Path, *, only_missing: bool) -> None:
+    """E-mail, SMS and Web Push credentials of the fake providers `make run` starts."""
+    smtp = json.loads((state / "smtp.json").read_text())
+    twilio = json.loads((state / "twilio.json").read_text())
+    wanted = {
+        "Email": {
+            "host": "127.0.0.1",
+            "port": SMTP_PORT,
+            "security": "starttls",
+            "username": smtp["username"],
+            "password": smtp["password"],
+            "from_address": "demo@signal.test",
+            "from_name": "Signal demo",
+        },
+        "SMS": {
+            "account_sid": twilio["account_sid"],
+            "auth_token": twilio["auth_token"],
+            "from": twilio["from"],
+        },
+        "WebPush": {"subject": "mailto:demo@signal.test"},  # keys generated
+    }
+    ready = channels_ready(application=application)
+    for channel, values in wanted.items():
+        if only_missing and ready.get(channel):
+            continue
+        channel_credentials_set(application=application, channel=channel, values=values)
