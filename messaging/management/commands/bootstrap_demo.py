@@ -15,9 +15,6 @@ from accounts.models import ApiKey, Application
 from accounts.selectors import channels_ready
 from accounts.services import api_key_create, application_create, channel_credentials_set
 
-# The fake SMTP relay's STARTTLS port under `make run` (signal_project.devstack).
-SMTP_PORT = 2525
-
 DEMO_NAME = "demo"
 
 
@@ -84,11 +81,13 @@ class Command(BaseCommand):
 def _channels(application: Application, state: Path, *, only_missing: bool) -> None:
     """E-mail, SMS and Web Push credentials of the fake providers `make run` starts."""
     smtp = json.loads((state / "smtp.json").read_text())
+    # Where the running fakes listen (written by `python -m fakes` once they all accept).
+    ports = json.loads((state / "ready.json").read_text())
     twilio = json.loads((state / "twilio.json").read_text())
     wanted = {
         "Email": {
             "host": "127.0.0.1",
-            "port": SMTP_PORT,
+            "port": ports["smtp_port"],
             "security": "starttls",
             "username": smtp["username"],
             "password": smtp["password"],
