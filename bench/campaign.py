@@ -1,9 +1,10 @@
-"""Campaign throughput: one campaign over N subscriptions (half iOS, half Android) through the
-real pipeline (API, Celery workers, Redis, PostgreSQL, the fake providers), from execute until
-every message is terminal; then the same through a naive design (bench/naive.py), for a ratio.
+"""Campaign throughput: one campaign over N subscriptions (half iOS, half Android, or all of
+one other channel) through the real pipeline (API, Celery workers, Redis, PostgreSQL, the fake
+providers), from execute until every message is terminal; then the same through a naive design
+(bench/naive.py), for a ratio.
 
     python bench/campaign.py --n 100000 [--workers 2 --concurrency 2] \
-        [--baseline-n 20000 | --no-baseline] [--repeat 3]
+        [--baseline-n 20000 | --no-baseline] [--repeat 3] [--channel push|Email|SMS|WebPush]
 
 Prints progress, and as its last line one JSON object: messages_per_second, p50/p95
 created-to-successful, worker peak RSS, CPU shares (fakes, workers, web, postgres, redis),
@@ -146,15 +147,18 @@ def create_campaign(stack, key: str) -> str:
     return body["id"]
 
 
-def run_ours(stack, n: int, number: int, timeout: float) -> dict:
-    """One campaign over n fresh subscriptions; its figures."""
+def run_ours(stack, n: int, number: int, timeout: float, channel: str = "push") -> dict:
+    """One campaign over n fresh subscriptions of `channel`; its figures."""
     from bench.seed import create_application, seed_subscriptions
     from campaigns.models import CampaignRun, RunStatus
 
     if number > 1:
         reset_data()
     application, key = create_application(stack.fakes, f"bench-campaign-{number}")
-    seeded = seed_subscriptions(application, n)
+    browsers = None
+    if channel == "WebPush":
+        browsers = stack.fakes.webpush_subscribe_many(n)
+    seeded = seed_subscriptions(application, n, channel=channel, browsers=browsers)
     print(f"run {number}: seeded {n} in {seeded['seconds']} s", flush=True)
     settled = settle_audience()
     campaign_id = create_campaign(stack, key)
@@ -233,6 +237,9 @@ def _fake_requests(stack) -> dict:
         return {
             "apns": stack.fakes.apns_stats().get("requests"),
             "fcm": stack.fakes.fcm_stats().get("requests"),
+            "smtp": stack.fakes.smtp_stats().get("requests"),
+            "sms": stack.fakes.sms_stats().get("requests"),
+            "webpush": stack.fakes.webpush_stats().get("requests"),
         }
     except Exception as exc:  # the figures matter more than the counters
         return {"error": str(exc)}
@@ -304,6 +311,7 @@ def summary(runs: list[dict], baseline: dict | None, stack, args) -> dict:
     mps = median_of(runs, "messages_per_second")
     figures = {
         "benchmark": "campaign",
+        "channel": args.channel,
         "ok": all(r["ok"] for r in runs) and (baseline is None or baseline["ok"]),
         "n": args.n,
         "repeat": len(runs),
@@ -341,6 +349,12 @@ def main() -> int:
     parser.add_argument("--baseline-n", type=int, default=None, help="default min(N, 20000)")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per run")
+    parser.add_argument(
+        "--channel",
+        choices=["push", "Email", "SMS", "WebPush"],
+        default="push",
+        help="the audience's channel: push (half iOS, half Android; the default) or one other",
+    )
     add_stack_arguments(parser)
     args = parser.parse_args()
     baseline_n = 0 if args.no_baseline else args.baseline_n or min(args.n, 20_000)
@@ -358,7 +372,10 @@ def main() -> int:
         web_workers=args.web_workers,
         keep_logs=args.keep_logs,
     ) as stack:
-        runs = [run_ours(stack, args.n, i + 1, timeout) for i in range(max(args.repeat, 1))]
+        runs = [
+            run_ours(stack, args.n, i + 1, timeout, args.channel)
+            for i in range(max(args.repeat, 1))
+        ]
         baseline = None
         if baseline_n:
             baseline = run_baseline(stack, baseline_n, max(60.0, baseline_n / 20))

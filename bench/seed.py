@@ -28,7 +28,7 @@ PARALLEL_FROM = 100_000
 TAGS = {"plan": "gold"}
 COLUMNS = (
     "id, application_id, user_id, type, token, token_digest, enabled, disabled_reason, tags, "
-    "language, country, timezone, device, last_active_at, created_at, updated_at"
+    "language, country, timezone, device, last_active_at, created_at, updated_at, keys"
 )
 FCM_FILLER = "bench_" * 30
 
@@ -43,45 +43,87 @@ def android_token(salt: int, index: int) -> str:
     return f"c{salt:012x}{index:010d}:APA91b{FCM_FILLER}"[:152]
 
 
+def email_address(salt: int, index: int) -> str:
+    """An address the fake SMTP relay accepts (no special local-part prefix)."""
+    return f"u{salt:012x}{index:010d}@bench.example.com"
+
+
+def phone_number(salt: int, index: int) -> str:
+    """A US number in +1 415 555 xxxx style that none of the fake Twilio's ranges matches."""
+    return f"+1415{(salt + index) % 10**7:07d}"
+
+
+# channel -> how the index-th subscription's (type, token) is made; "push" alternates iOS and
+# Android, as every other bench does.
+def _push(salt: int, index: int) -> tuple[str, str]:
+    if index % 2:
+        return "AndroidPush", android_token(salt, index)
+    return "iOSPush", ios_token(salt, index)
+
+
+TOKENS = {
+    "push": _push,
+    "Email": lambda salt, index: ("Email", email_address(salt, index)),
+    "SMS": lambda salt, index: ("SMS", phone_number(salt, index)),
+}
+
+
 def _chunk_rows(job: tuple) -> bytes:
     """COPY text rows for subscriptions start..stop (runs in a pool process too)."""
     from core import crypto
     from messaging.ids import uuid7
 
-    application_id, salt, start, stop, stamp, first_ms = job
+    application_id, salt, start, stop, stamp, first_ms, channel, browsers = job
     tags = json.dumps(TAGS)
+    token_of = TOKENS.get(channel)
     lines = []
     for index in range(start, stop):
-        if index % 2:
-            kind, token = "AndroidPush", android_token(salt, index)
+        keys = ""  # EncryptedJSONField's empty value
+        if browsers is not None:  # WebPush: the fake push service's subscriptions
+            kind, (token, browser_keys) = "WebPush", browsers[index - start]
+            keys = crypto.encrypt(json.dumps(browser_keys, sort_keys=True))
         else:
-            kind, token = "iOSPush", ios_token(salt, index)
+            kind, token = token_of(salt, index)
         # Ids as the model gives them (time-ordered), as if registered one per millisecond:
         # the table's order is its ids' order, as for subscriptions registered over time.
         # Tokens, digests, JSON and timestamps hold no tab, newline or backslash: no escaping.
         lines.append(
             f"{uuid7(first_ms + index)}\t{application_id}\t\\N\t{kind}\t{crypto.encrypt(token)}\t"
             f"{crypto.token_digest(kind, token)}\tt\t\t{tags}\tko\tKR\t\t{{}}\t\\N\t"
-            f"{stamp}\t{stamp}\n"
+            f"{stamp}\t{stamp}\t{keys}\n"
         )
     return "".join(lines).encode()
 
 
-def _jobs(application_id, n: int, salt: int) -> list[tuple]:
+def _jobs(
+    application_id, n: int, salt: int, channel: str = "push", browsers: list | None = None
+) -> list[tuple]:
     now = datetime.now(UTC)
     first_ms = int(now.timestamp() * 1000) - n
     return [
-        (str(application_id), salt, start, min(start + CHUNK, n), now.isoformat(), first_ms)
+        (
+            str(application_id), salt, start, min(start + CHUNK, n), now.isoformat(), first_ms,
+            channel, browsers[start : start + CHUNK] if browsers is not None else None,
+        )
         for start in range(0, n, CHUNK)
-    ]
+    ]  # fmt: skip
 
 
-def seed_subscriptions(application, n: int, *, processes: int | None = None) -> dict:
-    """Inserts n subscriptions of `application` with COPY; returns the timings."""
+def seed_subscriptions(
+    application,
+    n: int,
+    *,
+    processes: int | None = None,
+    channel: str = "push",
+    browsers: list[tuple[str, dict]] | None = None,
+) -> dict:
+    """Inserts n subscriptions of `application` with COPY; returns the timings. `channel`:
+    "push" (half iOS, half Android), "Email", "SMS", or "WebPush" with `browsers`, n
+    (endpoint, keys) pairs of the fake push service."""
     from django.db import connection
 
     salt = random.getrandbits(48)
-    jobs = _jobs(application.pk, n, salt)
+    jobs = _jobs(application.pk, n, salt, channel, browsers)
     if processes is None:
         processes = 2 if n >= PARALLEL_FROM else 1
     started = time.perf_counter()
@@ -113,15 +155,24 @@ def seed_subscriptions(application, n: int, *, processes: int | None = None) -> 
 
 
 def create_application(fakes, name: str):
-    """An application whose credentials are the fake providers', and a server key."""
+    """An application whose credentials are the fake providers' (every channel), and a server
+    key."""
     from accounts.models import ApiKey
-    from accounts.services import api_key_create, application_create
+    from accounts.services import api_key_create, application_create, channel_credentials_set
 
     application = application_create(
         name=name,
         apns_credentials=dict(fakes.apns_credentials().values),
         fcm_credentials=dict(fakes.fcm_credentials().values),
     )
+    for channel, credentials in (
+        ("Email", fakes.email_credentials()),
+        ("SMS", fakes.sms_credentials()),
+        ("WebPush", fakes.webpush_credentials()),
+    ):
+        channel_credentials_set(
+            application=application, channel=channel, values=dict(credentials.values)
+        )
     key = api_key_create(application=application, scope=ApiKey.Scope.SERVER)
     return application, key.raw
 

@@ -362,6 +362,9 @@ def running_stack(
                 "APNS_ENDPOINT": fakes.apns_endpoint,
                 "APNS_CA_FILE": fakes.ca_file,
                 "FCM_ENDPOINT": fakes.fcm_endpoint,
+                "SMS_ENDPOINT": fakes.sms_endpoint,
+                "SMTP_CA_FILE": fakes.ca_file,
+                "WEB_PUSH_ALLOWED_HOSTS": "127.0.0.1",
                 "BENCH_READY_DIR": str(ready_dir),
                 **(extra_env or {}),
             }
