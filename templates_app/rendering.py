@@ -397,12 +397,8 @@ def render(version_obj, variables: dict | None, language: str | None = None) -> 
     if variables is None:
         variables = {}
     missing: set[str] = set()
-    return Rendered(
-        _render_text(content.title, variables, missing),
-        _render_text(content.body, variables, missing),
-        _render_data(content.data, variables, missing),
-        sorted(missing),
-        used,
-        template.version,
-        _render_data(content.parts, variables, missing),
-    )
+    title = _render_text(content.title, variables, missing)
+    body = _render_text(content.body, variables, missing)
+    data = _render_data(content.data, variables, missing)
+    parts = _render_data(content.parts, variables, missing)
+    return Rendered(title, body, data, sorted(missing), used, template.version, parts)
