@@ -192,7 +192,22 @@ class CampaignForm(StorableTextForm):
             )
         if not self.errors:
             self._check_as_the_api(cleaned, adding)
+        if not self.errors:
+            self._check_content(application)
         return cleaned
+
+    def _check_content(self, application) -> None:
+        """The service's check of the content the form would store (a template's rendering
+        over a message's limits, an SMS text over its segments), as form errors."""
+        campaign = Campaign(application=application, **self.service_fields())
+        campaign.parts = {name: part for name, part in campaign.parts.items() if part}
+        try:
+            services.campaign_content_check(campaign=campaign)
+        except ApplicationError as exc:
+            if campaign.template_id:
+                self.add_error("template", exc.message)
+            else:
+                add_serializer_errors(self, exc.details, dict.fromkeys(PART_NAMES, "parts"))
 
     def _check_as_the_api(self, cleaned, adding: bool) -> None:
         """Runs the API's input serializer over the values (all of them for a new campaign,
