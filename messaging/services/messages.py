@@ -195,7 +195,9 @@ def message_send(
     return_messages: bool = True,
 ) -> SendOutcome:
     """Stores one pending message per subscription (counting the quota) and enqueues them
-    after commit; scheduled ones are left to the sweep, which sends them when due.
+    after commit; scheduled ones are left to the sweep, which sends them when due. Each
+    message keeps its own channel's part of the content. An SMS whose text would take more
+    than channel_content.MAX_SMS_SEGMENTS segments raises ContentInvalid, storing nothing.
 
     With return_messages=False (a campaign's fan-out) no model instances are made: the rows
     go straight to COPY, and the outcome lists no messages."""
