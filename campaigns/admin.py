@@ -22,6 +22,7 @@ from core.admin_kit import (
     add_serializer_errors,
     confirmation,
 )
+from core.channels import PART_NAMES
 from core.exceptions import ApplicationError
 from messaging.models import Message
 from messaging.services.messages import MAX_TTL
@@ -41,6 +42,7 @@ FORM_FIELDS = (
     "title",
     "body",
     "data",
+    "parts",
     "targeting_criteria",
     "scheduled_at",
     "schedule",
@@ -93,12 +95,23 @@ class CampaignForm(StorableTextForm):
     title = forms.CharField(required=False, max_length=1000)
     body = forms.CharField(required=False, max_length=4000, widget=forms.Textarea({"rows": 3}))
     data = StorableJSONField(required=False, initial=dict)
+    parts = StorableJSONField(
+        required=False,
+        initial=dict,
+        label="Channel parts",
+        help_text='With literal content: {"email": {"subject": "...", "html": "<p>...</p>", '
+        '"from_name": "..."}, "sms": {"text": "..."}, "kakao": {"template_code": "...", '
+        '"variables": {...}, "buttons": [...], "fallback_text": "..."}, "web_push": {"url": '
+        '"...", "icon": "..."}, "in_app": {"image_url": "...", "action_url": "..."}}; each '
+        "part and field optional.",
+    )
     targeting_criteria = StorableJSONField(
         required=False,
         initial=dict,
         help_text='e.g. {"tags": {"plan": "gold"}, "last_active_after": '
         '"2026-10-01T00:00:00Z", "countries": ["KR"], "languages": ["ko"], '
-        '"channels": ["iOSPush", "AndroidPush"]}; {} targets every enabled subscription.',
+        '"channels": ["iOSPush", "AndroidPush", "Email", "SMS", "WebPush"]}; {} targets every '
+        "enabled subscription.",
     )
     schedule = StorableJSONField(
         required=False,
@@ -118,6 +131,9 @@ class CampaignForm(StorableTextForm):
 
     def clean_data(self):
         return self._object("data")
+
+    def clean_parts(self):
+        return self._object("parts")
 
     def _object(self, name: str) -> dict:
         value = self.cleaned_data.get(name)
@@ -159,28 +175,51 @@ class CampaignForm(StorableTextForm):
         if template and application and template.application_id != application.pk:
             self.add_error("template", "Choose a template of the campaign's application.")
         literal = [name for name in ("title", "body", "data") if cleaned.get(name)]
+        if any((cleaned.get("parts") or {}).values()):
+            literal.append("parts")
         if template and literal:
             for name in literal:
-                self.add_error(name, "Give either a template or title/body/data, not both.")
+                self.add_error(
+                    name, "Give either a template or title/body/data and channel parts, not both."
+                )
         if not template and not literal and "template" not in self.errors:
-            raise forms.ValidationError("A campaign needs a template, a title, a body or data.")
+            raise forms.ValidationError(
+                "A campaign needs a template, a title, a body, data or a channel part."
+            )
         if cleaned.get("scheduled_at") and cleaned.get("schedule"):
             self.add_error(
                 "schedule", "Give a scheduled time (once) or a schedule (recurring), not both."
             )
         if not self.errors:
             self._check_as_the_api(cleaned, adding)
+        if not self.errors:
+            self._check_content(application)
         return cleaned
+
+    def _check_content(self, application) -> None:
+        """The service's check of the content the form would store (a template's rendering
+        over a message's limits, an SMS text over its segments), as form errors."""
+        campaign = Campaign(application=application, **self.service_fields())
+        campaign.parts = {name: part for name, part in campaign.parts.items() if part}
+        try:
+            services.campaign_content_check(campaign=campaign)
+        except ApplicationError as exc:
+            if campaign.template_id:
+                self.add_error("template", exc.message)
+            else:
+                add_serializer_errors(self, exc.details, dict.fromkeys(PART_NAMES, "parts"))
 
     def _check_as_the_api(self, cleaned, adding: bool) -> None:
         """Runs the API's input serializer over the values (all of them for a new campaign,
         the changed ones as a PUT would carry them), so that whatever the API refuses, the
         console refuses too, with the API's messages."""
         names = [n for n in FORM_FIELDS if adding or n in self.changed_data]
-        payload = {name: cleaned.get(name) for name in names if name != "template"}
+        payload = {name: cleaned.get(name) for name in names if name not in ("template", "parts")}
         if "template" in names:
             template = cleaned.get("template")
             payload["template_id"] = str(template.pk) if template else None
+        if "parts" in names:  # the API takes each part as a field of its own
+            payload |= self._all_parts()
         # As a request would carry them: JSON types (a time as ISO 8601 text, ...).
         payload = json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
         serializer = CampaignInput(
@@ -189,10 +228,21 @@ class CampaignForm(StorableTextForm):
             context={"campaign": None if adding else self.instance},
         )
         if not serializer.is_valid():
-            add_serializer_errors(self, serializer.errors, {"template_id": "template"})
+            add_serializer_errors(
+                self,
+                serializer.errors,
+                {"template_id": "template", **dict.fromkeys(PART_NAMES, "parts")},
+            )
+
+    def _all_parts(self) -> dict[str, dict]:
+        """Every part, `{}` for the ones the form leaves out (which removes them)."""
+        parts = self.cleaned_data.get("parts") or {}
+        return {name: parts.get(name, {}) for name in PART_NAMES} | parts
 
     def service_fields(self) -> dict[str, Any]:
-        return {name: self.cleaned_data[name] for name in FORM_FIELDS}
+        return {name: self.cleaned_data[name] for name in FORM_FIELDS} | {
+            "parts": self._all_parts()
+        }
 
 
 @admin.register(Campaign)
@@ -234,8 +284,9 @@ class CampaignAdmin(admin.ModelAdmin):
             (
                 "Content",
                 {
-                    "fields": ["template", "variables", "title", "body", "data"],
-                    "description": "A template with its variables, or literal title/body/data.",
+                    "fields": ["template", "variables", "title", "body", "data", "parts"],
+                    "description": "A template with its variables, or literal title/body/data "
+                    "and channel parts.",
                 },
             ),
             ("Audience", {"fields": ["targeting_criteria"]}),
@@ -331,6 +382,9 @@ class CampaignAdmin(admin.ModelAdmin):
         if preview:
             for item in preview["sample"]:
                 item["data_json"] = json.dumps(item.get("data") or {}, ensure_ascii=False)
+                item["channel_content_json"] = json.dumps(
+                    item["channel_content"], indent=1, ensure_ascii=False
+                )
         runs = list(selectors.campaign_runs(campaign=campaign))
         history = [
             {"run": run, "progress": run_progress(run), "stats": run.stats()} for run in runs

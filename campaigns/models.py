@@ -25,7 +25,7 @@ class Campaign(models.Model):
     )
     name = models.CharField(max_length=200)
     status = FSMField(default=CampaignStatus.DRAFT, choices=CampaignStatus.choices)
-    # Content: a template and its variables, or literal title/body/data.
+    # Content: a template and its variables, or literal title/body/data and channel parts.
     template = models.ForeignKey(
         "templates_app.MessageTemplate",
         null=True,
@@ -37,6 +37,9 @@ class Campaign(models.Model):
     title = models.TextField(blank=True)
     body = models.TextField(blank=True)
     data = models.JSONField(blank=True, default=dict)
+    # Per-channel parts of literal content, {"email": {...}, "sms": {...}} (core.channels);
+    # each message stores its own channel's.
+    parts = models.JSONField(blank=True, default=dict)
     priority = models.CharField(max_length=10, default="normal")
     ttl = models.PositiveIntegerField(null=True, blank=True)
     targeting_criteria = models.JSONField(blank=True, default=dict)

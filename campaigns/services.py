@@ -14,8 +14,12 @@ from django.db.models import Count, F
 from django.utils import timezone
 
 from accounts.models import Application
+from accounts.selectors import channel_credentials_get
+from core.channels import EMAIL, SMS, parts_check
 from core.exceptions import ContentInvalid, InvalidTransition, QuotaExceeded
+from core.validation import InputInvalid
 from messaging import dispatch
+from messaging.channel_content import channel_content, sms_text_check
 from messaging.models import Message, MessageStatus
 from messaging.services.messages import (
     Content,
@@ -34,7 +38,7 @@ from .models import Campaign, CampaignRun, CampaignStatus, RunStatus
 
 logger = logging.getLogger(__name__)
 
-CONTENT_FIELDS = ("template", "variables", "title", "body", "data")
+CONTENT_FIELDS = ("template", "variables", "title", "body", "data", "parts")
 # How far ahead a one-off campaign may be scheduled.
 SCHEDULED_AT_MAX_AHEAD = timedelta(days=365)
 EDITABLE_FIELDS = (
@@ -56,17 +60,46 @@ def _refuse(campaign: Campaign, action: str) -> InvalidTransition:
     )
 
 
+def _sms_check(campaign: Campaign, content: Content) -> None:
+    """The SMS text must fit an SMS when the campaign has one of its own (`sms.text`) or
+    targets SMS by name; otherwise the body is checked where it goes to an SMS, in the
+    fan-out (message_send)."""
+    if (content.parts.get("sms") or {}).get("text") or SMS in (
+        campaign.targeting_criteria or {}
+    ).get("channels", ()):
+        try:
+            sms_text_check(body=content.body, parts=content.parts)
+        except InputInvalid as exc:
+            raise ContentInvalid(exc.message, details=exc.errors) from exc
+
+
 def campaign_content_check(*, campaign: Campaign):
-    """Renders a template campaign's content in every language of the template's current
-    version with the campaign's variables; content over the limits of a message raises
-    ContentInvalid naming the template and the field. Returns that version (None without a
-    template)."""
+    """Checks the campaign's content: its literal channel parts, or its template's content
+    rendered in every language of the template's current version with the campaign's
+    variables (over the limits of a message: ContentInvalid naming the template and the
+    field); and the SMS text where an SMS is meant (_sms_check). Returns the template version
+    (None without a template)."""
     if not campaign.template_id:
+        try:
+            parts_check(campaign.parts)
+        except InputInvalid as exc:
+            raise ContentInvalid(exc.message, details=exc.errors) from exc
+        _sms_check(campaign, _literal(campaign))
         return None
     version = template_get(application=campaign.application, template_id=campaign.template_id)
     for language in compiled(version).contents:
-        render_content(version, campaign.variables, language)
+        _sms_check(campaign, render_content(version, campaign.variables, language))
     return version
+
+
+def _literal(campaign: Campaign) -> Content:
+    return Content(
+        title=campaign.title, body=campaign.body, data=campaign.data, parts=campaign.parts
+    )
+
+
+def _without_empty(parts: dict) -> dict:
+    return {name: part for name, part in parts.items() if part}
 
 
 def campaign_create(*, application: Application, **fields: Any) -> Campaign:
@@ -74,6 +107,8 @@ def campaign_create(*, application: Application, **fields: Any) -> Campaign:
     task), else `draft`. Fields must be cleaned (targeting.criteria_clean,
     schedules.schedule_clean); template content that renders over a message's limits raises
     ContentInvalid."""
+    if "parts" in fields:
+        fields = {**fields, "parts": _without_empty(fields["parts"] or {})}
     with transaction.atomic():
         campaign = Campaign(application=application, **fields)
         campaign_content_check(campaign=campaign)
@@ -86,18 +121,23 @@ def campaign_create(*, application: Application, **fields: Any) -> Campaign:
 
 
 def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
-    """Changes a draft or scheduled campaign (moving or dropping its schedule too)."""
+    """Changes a draft or scheduled campaign (moving or dropping its schedule too). `parts`
+    changes the channel parts it names, each replaced whole (`{}` removes one)."""
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
         if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
             raise _refuse(campaign, "changed")
         for name, value in fields.items():
+            if name == "parts":
+                value = _without_empty({**campaign.parts, **(value or {})})
             setattr(campaign, name, value)
-        # Content is a template or literal text, never both: the newer choice replaces the
-        # other.
+        # Content is a template or literal content, never both: the newer choice replaces
+        # the other.
         if fields.get("template") is not None:
-            campaign.title, campaign.body, campaign.data = "", "", {}
-        elif any(fields.get(name) for name in ("title", "body", "data")):
+            campaign.title, campaign.body, campaign.data, campaign.parts = "", "", {}, {}
+        elif any(fields.get(name) for name in ("title", "body", "data")) or any(
+            (fields.get("parts") or {}).values()
+        ):
             campaign.template, campaign.variables = None, {}
         campaign_content_check(campaign=campaign)
         has_schedule = bool(campaign.scheduled_at or campaign.schedule)
@@ -202,7 +242,7 @@ def _batch_plan(campaign: Campaign) -> tuple[int, float | None]:
 
 def _content(campaign: Campaign, run: CampaignRun) -> Content | ContentFor:
     if run.template_version_id is None:
-        return Content(title=campaign.title, body=campaign.body, data=campaign.data)
+        return _literal(campaign)
     return rendered_content(run.template_version, campaign.variables)
 
 
@@ -402,7 +442,9 @@ def run_stats_apply(*, transitions: Counter, **_signal) -> None:
 
 
 def campaign_preview(*, campaign: Campaign, sample_size: int = 3) -> dict:
-    """Audience size, its split by channel, and the content a few of its members would get."""
+    """Audience size, its split by channel, and the content a few of its members would get:
+    title, body, data and all the channel parts, rendered, and `channel_content`, what the
+    member's channel sends of them (messaging.channel_content)."""
     audience = targeting.audience(campaign.application, campaign.targeting_criteria)
     by_channel = dict(
         audience.order_by()
@@ -412,7 +454,12 @@ def campaign_preview(*, campaign: Campaign, sample_size: int = 3) -> dict:
     )
     version = campaign_content_check(campaign=campaign)
     sample = []
-    for subscription in audience.order_by("pk").only("id", "type", "language")[:sample_size]:
+    members = list(audience.order_by("pk").only("id", "type", "language")[:sample_size])
+    from_name = ""
+    if any(member.type == EMAIL for member in members):
+        credentials = channel_credentials_get(application=campaign.application, channel=EMAIL)
+        from_name = credentials.get("from_name") or ""
+    for subscription in members:
         item = {
             "subscription_id": str(subscription.pk),
             "channel": subscription.type,
@@ -424,11 +471,25 @@ def campaign_preview(*, campaign: Campaign, sample_size: int = 3) -> dict:
                 "title": result.title,
                 "body": result.body,
                 "data": result.data,
+                "parts": result.parts,
                 "missing_variables": result.missing_variables,
                 "template_version": result.version,
             }
         else:
-            item |= {"title": campaign.title, "body": campaign.body, "data": campaign.data}
+            item |= {
+                "title": campaign.title,
+                "body": campaign.body,
+                "data": campaign.data,
+                "parts": campaign.parts,
+            }
+        item["channel_content"] = channel_content(
+            subscription.type,
+            title=item["title"],
+            body=item["body"],
+            data=item["data"],
+            parts=item["parts"],
+            email_from_name=from_name,
+        )
         sample.append(item)
     return {
         "audience_size": sum(by_channel.values()),

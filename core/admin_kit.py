@@ -52,10 +52,11 @@ def add_serializer_errors(
     form: forms.Form, errors: Mapping[str, Any], fields: Mapping[str, str] | None = None
 ) -> None:
     """Shows an API input serializer's errors on the form: each under its field (`fields`
-    maps the API's names to the form's), the rest above the form, the API's own messages."""
+    maps the API's names to the form's; a dotted name such as `email.subject` by its first
+    part), the rest above the form, the API's own messages."""
     fields = fields or {}
     for name, problems in errors.items():
-        field = fields.get(name, name)
+        field = fields.get(name) or fields.get(name.partition(".")[0], name)
         if field not in form.fields:
             field = None
         form.add_error(field, _flat(problems, "" if field else name))

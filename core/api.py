@@ -28,6 +28,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
+from core.channels import PART_NAMES, part_check
 from core.db import database_unavailable, retry_after_seconds
 from core.exceptions import (
     ApplicationError,
@@ -306,6 +307,24 @@ def _json_type_error(field: serializers.Field, value) -> str | None:
     return None
 
 
+def _paths_lifted(detail):
+    """A field's errors that already name their full path (`{"email": {"email.subject":
+    [...]}}`) moved up to the top (`{"email.subject": [...]}`); others stay as they are."""
+    if not isinstance(detail, dict):
+        return detail
+    lifted = {}
+    for name, errors in detail.items():
+        if (
+            isinstance(errors, dict)
+            and errors
+            and all(isinstance(key, str) and key.startswith(f"{name}.") for key in errors)
+        ):
+            lifted.update(errors)
+        else:
+            lifted[name] = errors
+    return lifted
+
+
 class StrictSerializer(serializers.Serializer):
     """An input serializer for JSON bodies: it rejects fields it does not know and values of
     another JSON type than the field's (no coercion of numbers to strings and the like)."""
@@ -321,7 +340,10 @@ class StrictSerializer(serializers.Serializer):
                         errors[name] = [problem]
             if errors:
                 raise serializers.ValidationError(errors)
-        return super().to_internal_value(data)
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError(_paths_lifted(exc.detail)) from exc
 
 
 class StrictQuerySerializer(StrictSerializer):
@@ -365,6 +387,50 @@ class JSONObjectField(JSONValueField):
         if not isinstance(data, dict):
             self.fail("not_a_dict", input_type=type(data).__name__)
         return super().to_internal_value(data)
+
+
+class ChannelPartField(serializers.JSONField):
+    """One channel part (`email`, `sms`, ...; core.channels.part_check): an object of the
+    part's fields within their limits. A problem is reported under its full path
+    (`email.subject`). `templated`: a template's part, whose URLs may hold variables."""
+
+    default_error_messages = {
+        "not_a_dict": serializers.DictField.default_error_messages["not_a_dict"],
+    }
+
+    def __init__(self, *, part: str, templated: bool = False, **kwargs):
+        self.part, self.templated = part, templated
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            self.fail("not_a_dict", input_type=type(data).__name__)
+        try:
+            return part_check(self.part, data, field=self.field_name, templated=self.templated)
+        except InputInvalid as exc:
+            if exc.field == self.field_name:
+                raise serializers.ValidationError(exc.message) from exc
+            raise serializers.ValidationError({exc.field: [exc.message]}) from exc
+
+
+class ChannelPartsInput(serializers.Serializer):
+    """The five optional channel parts of literal content, as top-level fields; mixed into
+    the input serializers that take content."""
+
+    email = ChannelPartField(part="email", required=False)
+    sms = ChannelPartField(part="sms", required=False)
+    kakao = ChannelPartField(part="kakao", required=False)
+    web_push = ChannelPartField(part="web_push", required=False)
+    in_app = ChannelPartField(part="in_app", required=False)
+
+
+class ChannelPartsField(serializers.JSONField):
+    """Output: all the channel parts of some content, `{"email": {...}, "sms": {...}}`."""
+
+
+def parts_of(attrs: dict) -> dict[str, dict]:
+    """Pops the channel parts out of validated input: {"email": {...}, ...}, the given ones."""
+    return {name: attrs.pop(name) for name in PART_NAMES if name in attrs}
 
 
 class AwareDateTimeField(serializers.DateTimeField):

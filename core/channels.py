@@ -55,8 +55,6 @@ def _text(max_length: int, *, single_line: bool = False):
 
 def _url(value: Any, field: str) -> Any:
     check_text(value, field=field, max_length=MAX_URL_LENGTH)
-    if "{{" in value:  # a template's URL is checked once rendered
-        return value
     url = urlsplit(value)
     if url.scheme not in ("https", "http") or not url.netloc or any(c.isspace() for c in value):
         raise InputInvalid(f"{field} must be an absolute http(s) URL.", field=field)
@@ -108,9 +106,19 @@ PART_FIELDS: dict[str, dict[str, Any]] = {
 }
 
 
-def part_check(name: str, value: Any, *, field: str | None = None) -> dict[str, Any]:
+def _template_url(value: Any, field: str) -> Any:
+    # A template's URL with a variable in it is checked once rendered.
+    if isinstance(value, str) and "{{" in value:
+        return check_text(value, field=field, max_length=MAX_URL_LENGTH)
+    return _url(value, field)
+
+
+def part_check(
+    name: str, value: Any, *, field: str | None = None, templated: bool = False
+) -> dict[str, Any]:
     """One channel part, checked: an object of its known fields, each within its limits.
-    Raises InputInvalid naming the field (`email.subject`)."""
+    Raises InputInvalid naming the field (`email.subject`). `templated`: the part of a
+    template, whose URLs may hold `{{ }}` variables (checked again once rendered)."""
     field = field or name
     if not isinstance(value, dict):
         raise InputInvalid(f"{field} must be an object.", field=field)
@@ -120,21 +128,31 @@ def part_check(name: str, value: Any, *, field: str | None = None) -> dict[str, 
             raise InputInvalid(
                 f"{field} has no field {key!r}; known: {', '.join(known)}.", field=f"{field}.{key}"
             )
-        known[key](item, f"{field}.{key}")
+        check = known[key]
+        if templated and check is _url:
+            check = _template_url
+        check(item, f"{field}.{key}")
     return value
 
 
-def parts_check(parts: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """Every part of `{"email": {...}, "sms": {...}}`, checked (part_check); empty parts are
-    left out."""
+def parts_check(
+    parts: Mapping[str, Any] | None, *, templated: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Every part of `{"email": {...}, "sms": {...}}`, checked (part_check); empty parts (`{}`)
+    are left out."""
+    if parts is not None and not isinstance(parts, Mapping):
+        raise InputInvalid(
+            f"The channel parts are an object: part name ({', '.join(PART_NAMES)}) -> part.",
+            field="parts",
+        )
     checked = {}
     for name, value in (parts or {}).items():
         if name not in PART_FIELDS:
             raise InputInvalid(
                 f"Unknown channel part {name!r}; known: {', '.join(PART_NAMES)}.", field=name
             )
-        if value:
-            checked[name] = part_check(name, value)
+        if value != {}:
+            checked[name] = part_check(name, value, templated=templated)
     return checked
 
 

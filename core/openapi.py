@@ -8,13 +8,23 @@ SPECTACULAR_SETTINGS postprocessing hook. Views declare only the errors particul
 
 from __future__ import annotations
 
-from drf_spectacular.extensions import OpenApiFilterExtension, OpenApiSerializerExtension
+from drf_spectacular.extensions import (
+    OpenApiFilterExtension,
+    OpenApiSerializerExtension,
+    OpenApiSerializerFieldExtension,
+)
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent, force_instance, is_serializer
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
-from core.api import ResultsCursorPagination, StrictSerializer
+from core import channels
+from core.api import (
+    ChannelPartField,
+    ChannelPartsField,
+    ResultsCursorPagination,
+    StrictSerializer,
+)
 
 ERROR_COMPONENT = "Error"
 ERROR_REF = {"$ref": f"#/components/schemas/{ERROR_COMPONENT}"}
@@ -58,6 +68,101 @@ RETRY_AFTER = {
 WHITESPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 NON_BLANK = f"[^{WHITESPACE}]"  # some text besides whitespace
 BLANK = f"^[{WHITESPACE}]*$"
+
+
+# --- Channel parts ------------------------------------------------------------------------------
+
+ONE_LINE = r"^[^\r\n]*$"
+# An absolute http(s) URL with a host and no whitespace, as core.channels checks it.
+HTTP_URL = f"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#{WHITESPACE}][^{WHITESPACE}]*$"
+
+
+_CHANNEL_OF_PART = {part: channel for channel, part in channels.PART_OF_CHANNEL.items()}
+
+
+def _string(max_length: int, **more) -> dict:
+    return {"type": "string", "maxLength": max_length, **more}
+
+
+def part_schema(name: str, *, templated: bool = False) -> dict:
+    """The JSON Schema of one channel part (core.channels.PART_FIELDS). `templated`: a
+    template's part, whose strings are templates (URLs are checked once rendered)."""
+    url = (
+        _string(channels.MAX_URL_LENGTH)
+        if templated
+        else _string(channels.MAX_URL_LENGTH, format="uri", pattern=HTTP_URL)
+    )
+    properties = {
+        "email": {
+            "subject": _string(channels.MAX_SUBJECT_LENGTH, pattern=ONE_LINE),
+            "html": _string(channels.MAX_HTML_LENGTH),
+            "from_name": _string(channels.MAX_NAME_LENGTH, pattern=ONE_LINE),
+        },
+        "sms": {"text": _string(channels.MAX_SMS_LENGTH)},
+        "kakao": {
+            "template_code": _string(100, pattern=ONE_LINE),
+            "variables": {
+                "type": "object",
+                "propertyNames": {"maxLength": 100},
+                "additionalProperties": _string(channels.MAX_KAKAO_TEXT_LENGTH),
+            },
+            "buttons": {
+                "type": "array",
+                "maxItems": channels.MAX_KAKAO_BUTTONS,
+                "items": {"type": "object", "additionalProperties": {}},
+            },
+            "fallback_text": _string(channels.MAX_KAKAO_TEXT_LENGTH),
+        },
+        "web_push": {"url": url, "icon": url},
+        "in_app": {"image_url": url, "action_url": url},
+    }[name]
+    return {
+        "type": "object",
+        "description": f"The {name} part: what {_CHANNEL_OF_PART[name]} messages send instead "
+        "of or besides title/body/data; every field optional.",
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
+def parts_schema(*, templated: bool = False) -> dict:
+    """The schema of `{"email": {...}, "sms": {...}}`: the parts given, each optional."""
+    return {
+        "type": "object",
+        "properties": {
+            name: part_schema(name, templated=templated) for name in channels.PART_NAMES
+        },
+        "additionalProperties": False,
+    }
+
+
+class ChannelPartFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = ChannelPartField
+
+    def map_serializer_field(self, auto_schema, direction):
+        return part_schema(self.target.part, templated=self.target.templated)
+
+
+class ChannelPartsFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = ChannelPartsField
+
+    def map_serializer_field(self, auto_schema, direction):
+        return parts_schema()
+
+
+class WithChannelParts(OpenApiSerializerExtension):
+    """The response schema of `target_class` plus the channel parts its to_representation
+    adds as top-level keys (each optional: only the ones the object has)."""
+
+    templated = False
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        properties = {
+            **schema.get("properties", {}),
+            **{name: part_schema(name, templated=self.templated) for name in channels.PART_NAMES},
+        }
+        return {**schema, "properties": properties}
 
 
 def error_response(description: str) -> OpenApiResponse:

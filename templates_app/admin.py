@@ -10,6 +10,7 @@ from django import forms
 from django.contrib import admin
 
 from core.admin_kit import StorableJSONField, StorableTextForm
+from core.channels import PART_NAMES
 from core.exceptions import ApplicationError
 from core.validation import untrusted_text_problem
 
@@ -23,6 +24,7 @@ CONTENT_FIELDS = (
     "data_template",
     "translations",
     "default_language",
+    "parts",
 )
 
 
@@ -48,9 +50,20 @@ class MessageTemplateForm(StorableTextForm):
         required=False,
         initial=dict,
         help_text='{"en": {"title_template": "...", "body_template": "...", '
-        '"data_template": {...}}}; data_template is optional.',
+        '"data_template": {...}, "email": {"subject": "..."}}}; data_template and the '
+        "channel parts are optional (a part's fields not given keep the default language's).",
     )
     default_language = forms.CharField(max_length=35, help_text="e.g. ko, en, en-US")
+    parts = StorableJSONField(
+        required=False,
+        initial=dict,
+        label="Channel parts",
+        help_text='{"email": {"subject": "...", "html": "<p>...</p>", "from_name": "..."}, '
+        '"sms": {"text": "..."}, "kakao": {"template_code": "...", "variables": {...}, '
+        '"buttons": [...], "fallback_text": "..."}, "web_push": {"url": "...", "icon": "..."}, '
+        '"in_app": {"image_url": "...", "action_url": "..."}}; each part and field optional, '
+        "{{ variables }} allowed in every string.",
+    )
 
     class Meta:
         model = MessageTemplate
@@ -84,7 +97,10 @@ class MessageTemplateForm(StorableTextForm):
             )
         except services.TemplateInvalid as exc:
             for field, problems in exc.details.items():
-                self.add_error(field, _messages(problems))
+                if field in self.fields:
+                    self.add_error(field, _messages(problems))
+                else:  # a part's field, e.g. `email.subject`
+                    self.add_error("parts", _messages({field: problems}))
         else:
             cleaned.update(content)
         return cleaned
@@ -138,6 +154,8 @@ class MessageTemplateAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         content = {field: form.cleaned_data[field] for field in CONTENT_FIELDS}
         if change:
+            # The form holds every part: one left out is removed.
+            content["parts"] = {name: content["parts"].get(name, {}) for name in PART_NAMES}
             services.template_update(template=obj, name=obj.name, **content)
             return
         version = services.template_create(application=obj.application, name=obj.name, **content)
@@ -209,4 +227,5 @@ class MessageTemplateAdmin(admin.ModelAdmin):
         rendered = render(version, variables, language or None)
         preview["rendered"] = rendered
         preview["data_json"] = json.dumps(rendered.data, indent=2, ensure_ascii=False)
+        preview["parts_json"] = json.dumps(rendered.parts, indent=2, ensure_ascii=False)
         return preview

@@ -55,7 +55,11 @@ class TemplateVersion(models.Model):
     title_template = models.TextField(blank=True)
     body_template = models.TextField()
     data_template = models.JSONField(blank=True, default=dict)
-    # {"en": {"title_template", "body_template", "data_template"?}}; keys are normalized tags
+    # Per-channel parts, each string a template: {"email": {"subject", "html", "from_name"},
+    # "sms": {"text"}, ...} (core.channels.PART_FIELDS); only the parts given.
+    parts = models.JSONField(blank=True, default=dict)
+    # {"en": {"title_template", "body_template", "data_template"?, "email"?, ...}}; keys are
+    # normalized tags; a translated part overrides the default language's field by field.
     translations = models.JSONField(blank=True, default=dict)
     default_language = models.CharField(max_length=35)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -12,10 +12,13 @@ Rules:
   name that is not an identifier are errors when a template is written.
 - Values are converted with str() (None renders as ""); an unknown variable renders as "" and
   is listed in `missing_variables`.
-- In `data_template` every string nested anywhere (dicts, lists) is a template; keys and
-  non-string values (numbers, booleans, null) are kept as they are. It nests at most
+- In `data_template` and in the channel parts (`{"email": {"subject", ...}, "sms": {...}}`)
+  every string nested anywhere (dicts, lists) is a template; keys and non-string values
+  (numbers, booleans, null) are kept as they are. A data template nests at most
   MAX_JSON_DEPTH levels: deeper ones are refused when written, and a stored one that is
   deeper fails to compile (InputInvalid) rather than exhausting the recursion limit.
+- A translation's part overrides the default language's field by field (a translated
+  `email.subject` keeps the default `email.html`).
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from core.channels import PART_NAMES
 from core.validation import MAX_JSON_DEPTH, InputInvalid, json_depth_exceeds
 
 CACHE_SIZE = 2048
@@ -200,6 +204,17 @@ class _Content:
     title: str | _Text
     body: str | _Text
     data: _Dict
+    parts: _Dict
+
+
+def translated_parts(parts: dict | None, translation: dict) -> dict:
+    """The parts of a translation: the default language's, each field overridden by the
+    translation's own (`translation["email"]["subject"]`)."""
+    merged = {name: dict(part) for name, part in (parts or {}).items()}
+    for name in PART_NAMES:
+        if translation.get(name):
+            merged[name] = {**merged.get(name, {}), **translation[name]}
+    return merged
 
 
 class CompiledTemplate:
@@ -213,11 +228,13 @@ class CompiledTemplate:
         default = normalize_language(version_obj.default_language) or "en"
         self.default_language = default
         data = version_obj.data_template or {}
+        parts = version_obj.parts or {}
         try:
             base = _Content(
                 _compile_text(version_obj.title_template or ""),
                 _compile_text(version_obj.body_template or ""),
                 _compile_data(data),
+                _compile_data(parts),
             )
             contents = {default: base}
             for tag, translation in (version_obj.translations or {}).items():
@@ -230,6 +247,9 @@ class CompiledTemplate:
                     _compile_data(translation["data_template"])
                     if "data_template" in translation
                     else base.data,
+                    _compile_data(translated_parts(parts, translation))
+                    if any(translation.get(name) for name in PART_NAMES)
+                    else base.parts,
                 )
         except _TooDeep:
             raise InputInvalid(
@@ -243,6 +263,7 @@ class CompiledTemplate:
             _names_in(content.title, names)
             _names_in(content.body, names)
             _names_in(content.data, names)
+            _names_in(content.parts, names)
         self.variables: frozenset[str] = frozenset(names)
         self._memo: dict[str | None, tuple[str, _Content]] = {}
 
@@ -325,6 +346,7 @@ class Rendered:
     missing_variables: list[str]  # sorted, unique
     language: str  # the language whose text was used
     version: int  # the template version rendered
+    parts: dict = field(default_factory=dict)  # {"email": {...}, ...}, rendered
 
 
 _MISSING = object()
@@ -375,11 +397,8 @@ def render(version_obj, variables: dict | None, language: str | None = None) -> 
     if variables is None:
         variables = {}
     missing: set[str] = set()
-    return Rendered(
-        _render_text(content.title, variables, missing),
-        _render_text(content.body, variables, missing),
-        _render_data(content.data, variables, missing),
-        sorted(missing),
-        used,
-        template.version,
-    )
+    title = _render_text(content.title, variables, missing)
+    body = _render_text(content.body, variables, missing)
+    data = _render_data(content.data, variables, missing)
+    parts = _render_data(content.parts, variables, missing)
+    return Rendered(title, body, data, sorted(missing), used, template.version, parts)

@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Application
+from core.channels import PART_NAMES, parts_check
 from core.exceptions import ValidationFailed
 from core.validation import (
     MAX_JSON_BYTES,
@@ -30,7 +31,7 @@ MAX_DATA_TEMPLATE_BYTES = MAX_JSON_BYTES
 # translations -> language -> data_template: two levels above a data template's own.
 TRANSLATIONS_DEPTH = MAX_JSON_DEPTH + 2
 MAX_TRANSLATIONS = 200
-TRANSLATION_FIELDS = ("title_template", "body_template", "data_template")
+TRANSLATION_FIELDS = ("title_template", "body_template", "data_template", *PART_NAMES)
 NAME_TAKEN = "A template with this name already exists."
 
 
@@ -67,11 +68,43 @@ def _json_errors(
     return []
 
 
+def _strings_in(value: Any, path: str):
+    """(path, string) for every string nested in `value`, keys aside."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings_in(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings_in(item, f"{path}[{index}]")
+
+
+def _parts_errors(parts: Any) -> dict[str, list[str]]:
+    """The problems of template parts ({"email": {...}, ...}) by field (`email.subject`):
+    each part's fields and limits (core.channels.part_check, URLs with variables checked
+    once rendered), and the template syntax of every string in them."""
+    try:
+        parts_check(parts, templated=True)
+    except InputInvalid as exc:
+        return exc.errors
+    errors: dict[str, list[str]] = {}
+    for name, part in parts.items():
+        for path, text in _strings_in(part, name):
+            if problems := validate_template_text(text):
+                errors.setdefault(path, []).extend(problems)
+    return errors
+
+
+def _without_empty(parts: dict[str, Any]) -> dict[str, Any]:
+    return {name: part for name, part in parts.items() if part}
+
+
 def _translation_errors(translation: Any) -> list[str] | dict[str, list[str]]:
     if not isinstance(translation, dict):
         return [
             "A translation is an object with title_template, body_template and optionally "
-            "data_template."
+            "data_template and channel parts."
         ]
     errors: dict[str, list[str]] = {
         field: ["Unknown field."] for field in sorted(set(translation) - set(TRANSLATION_FIELDS))
@@ -90,6 +123,8 @@ def _translation_errors(translation: Any) -> list[str] | dict[str, list[str]]:
         or validate_data_template(translation["data_template"])
     ):
         errors["data_template"] = problems
+    if not errors:
+        errors |= _parts_errors({n: translation[n] for n in PART_NAMES if n in translation})
     return errors
 
 
@@ -100,10 +135,12 @@ def template_content_clean(
     default_language: Any = DEFAULT_LANGUAGE,
     data_template: Any = None,
     translations: Any = None,
+    parts: Any = None,
 ) -> dict[str, Any]:
-    """Checks template content and returns it normalized (language tags in their usual case);
-    raises TemplateInvalid with every problem per field. A template needs a title or a body
-    (or both); its default language is `en` unless given."""
+    """Checks template content and returns it normalized (language tags in their usual case,
+    empty parts left out); raises TemplateInvalid with every problem per field (a part's as
+    `email.subject`). A template needs a title or a body (or both); its default language is
+    `en` unless given."""
     errors: dict[str, Any] = {}
     if problems := _text_errors(title_template):
         errors["title_template"] = problems
@@ -116,6 +153,8 @@ def template_content_clean(
         data_template, "data_template", MAX_DATA_TEMPLATE_BYTES
     ) or validate_data_template(data_template):
         errors["data_template"] = problems
+    parts = {} if parts is None else parts
+    errors |= _parts_errors(parts)
     default = normalize_language(default_language)
     if default is None:
         errors["default_language"] = [
@@ -149,7 +188,11 @@ def template_content_clean(
             elif problems := _translation_errors(translation):
                 translation_errors[tag] = problems
             else:
-                normalized[language] = translation
+                normalized[language] = {
+                    key: value
+                    for key, value in translation.items()
+                    if value or key not in PART_NAMES
+                }
         if translation_errors:
             errors["translations"] = translation_errors
     if errors:
@@ -160,6 +203,7 @@ def template_content_clean(
         "data_template": data_template,
         "translations": normalized,
         "default_language": default,
+        "parts": _without_empty(parts),
     }
 
 
@@ -188,14 +232,17 @@ def template_create(
     default_language: str = DEFAULT_LANGUAGE,
     data_template: dict | None = None,
     translations: dict | None = None,
+    parts: dict | None = None,
 ) -> TemplateVersion:
-    """Creates a template and its version 1; returns that version (with `.template`)."""
+    """Creates a template and its version 1; returns that version (with `.template`).
+    `parts`: per-channel parts of template strings, {"email": {"subject": ...}, ...}."""
     content = template_content_clean(
         title_template=title_template,
         body_template=body_template,
         default_language=default_language,
         data_template=data_template,
         translations=translations,
+        parts=parts,
     )
     name = _name_clean(application=application, name=name)
     try:
@@ -219,20 +266,23 @@ CONTENT_FIELDS = (
     "data_template",
     "translations",
     "default_language",
+    "parts",
 )
 
 
 def template_update(*, template: MessageTemplate, **changes: Any) -> TemplateVersion:
     """Stores the template with `changes` (any of `name` and the content fields; the others
     keep their current values) as a new version, numbered one above the newest; earlier
-    versions stay readable."""
+    versions stay readable. `parts` changes the parts it names, each replaced whole (`{}`
+    removes one); the others stay."""
     unknown = set(changes) - {"name", *CONTENT_FIELDS}
     if unknown:
         raise TypeError(f"template_update() got unknown fields: {sorted(unknown)}")
     current = template.current
-    content = template_content_clean(
-        **{field: changes.get(field, getattr(current, field)) for field in CONTENT_FIELDS}
-    )
+    values = {field: changes.get(field, getattr(current, field)) for field in CONTENT_FIELDS}
+    if isinstance(changes.get("parts"), dict):
+        values["parts"] = {**current.parts, **changes["parts"]}
+    content = template_content_clean(**values)
     name = _name_clean(
         application=template.application, name=changes.get("name", template.name),
         exclude=template,

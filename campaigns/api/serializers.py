@@ -8,14 +8,18 @@ from rest_framework import serializers
 
 from core.api import (
     AwareDateTimeField,
+    ChannelPartsField,
+    ChannelPartsInput,
     JSONObjectField,
     JSONValueField,
     StrictQuerySerializer,
     StrictSerializer,
     TimeZoneField,
+    parts_of,
 )
+from core.channels import PART_NAMES
 from core.countries import country_code_pattern
-from core.openapi import NON_BLANK, RequestRules
+from core.openapi import NON_BLANK, RequestRules, WithChannelParts
 from core.validation import MAX_JSON_BYTES
 from messaging.models import Message, SubscriptionType
 from messaging.services.messages import (
@@ -80,8 +84,9 @@ class ScheduleField(JSONValueField):
     """A recurring schedule, or null for none."""
 
 
-class CampaignInput(StrictSerializer):
-    """POST takes every field (name required); PUT any of them."""
+class CampaignInput(StrictSerializer, ChannelPartsInput):
+    """POST takes every field (name required); PUT any of them. Content is a template with
+    its variables, or title/body/data and the channel parts (`email`, `sms`, ...)."""
 
     name = serializers.CharField(max_length=200)
     template_id = serializers.UUIDField(required=False, allow_null=True)
@@ -126,25 +131,32 @@ class CampaignInput(StrictSerializer):
             **attrs,
         }
         errors = {}
-        literal = [f for f in ("title", "body", "data") if attrs.get(f)]
+        literal = [f for f in ("title", "body", "data", *PART_NAMES) if attrs.get(f)]
         if attrs.get("template_id") and literal:
             errors |= {
-                f: ["Give either template_id or title/body/data, not both."] for f in literal
+                f: [
+                    "Give either template_id or content of your own (title, body, data, "
+                    "channel parts), not both."
+                ]
+                for f in literal
             }
         if merged["scheduled_at"] and merged["schedule"]:
             errors["schedule"] = ["Give scheduled_at (once) or schedule (recurring), not both."]
         # On PUT, the content left after the change (clearing the template of a template
         # campaign would leave it with nothing to send).
         has_template = merged["template_id"]
+        stored_parts = current.parts if current else {}
         has_literal = any(
             attrs[f] if f in attrs else getattr(current, f, None) for f in ("title", "body", "data")
-        )
+        ) or any(attrs[n] if n in attrs else stored_parts.get(n) for n in PART_NAMES)
         if not has_template and not has_literal:
             errors["non_field_errors"] = [
-                "A campaign needs a template_id, a title, a body or data."
+                "A campaign needs a template_id, a title, a body, data or a channel part."
             ]
         if errors:
             raise serializers.ValidationError(errors)
+        if parts := parts_of(attrs):
+            attrs["parts"] = parts
         return attrs
 
 
@@ -165,6 +177,7 @@ _OWN_CONTENT = [
     _given("title", {"pattern": NON_BLANK}),
     _given("body", {"pattern": NON_BLANK}),
     _given("data", {"minProperties": 1}),
+    *(_given(name, {"minProperties": 1}) for name in PART_NAMES),
 ]
 _EXCLUSIONS = [
     {"not": {"allOf": [_TEMPLATE, {"anyOf": _OWN_CONTENT}]}},
@@ -239,6 +252,8 @@ class RunOutput(serializers.ModelSerializer):
 
 
 class CampaignOutput(serializers.ModelSerializer):
+    """A campaign; its channel parts as top-level keys (only the ones it has)."""
+
     template_id = serializers.UUIDField(allow_null=True, read_only=True)
     targeting_criteria = CriteriaField(read_only=True)
     schedule = ScheduleField(allow_null=True, read_only=True)
@@ -268,6 +283,9 @@ class CampaignOutput(serializers.ModelSerializer):
             "updated_at",
         ]
 
+    def to_representation(self, campaign: Campaign) -> dict:
+        return super().to_representation(campaign) | campaign.parts
+
     @extend_schema_field(StatsOutput)
     def get_stats(self, campaign: Campaign) -> dict:
         from ..selectors import campaign_stats
@@ -288,7 +306,83 @@ class CampaignListFilters(StrictQuerySerializer):
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000)
 
 
+class CampaignOutputParts(WithChannelParts):
+    target_class = CampaignOutput
+
+
+def _object(description: str, **properties: dict) -> dict:
+    return {
+        "type": "object",
+        "description": description,
+        "required": list(properties),
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
+_TEXT = {"type": "string"}
+_TEXT_OR_NULL = {"type": ["string", "null"]}
+_DATA = {"type": "object", "additionalProperties": {}}
+# messaging.channel_content.channel_content, per channel.
+_CHANNEL_CONTENT = {
+    "description": "What the member's channel sends of the content.",
+    "oneOf": [
+        _object(
+            "Email: the subject (email.subject or title), the text part (body), the HTML part "
+            "and the sender's name (email.from_name or the credentials').",
+            subject=_TEXT, text=_TEXT, html=_TEXT, from_name=_TEXT,
+        ),
+        _object(
+            "SMS: the text (sms.text or body), its encoding and its number of segments.",
+            text=_TEXT,
+            encoding={"type": "string", "enum": ["GSM-7", "UCS-2"]},
+            segments={"type": "integer", "minimum": 0},
+        ),
+        _object(
+            "WebPush: title, body and the web_push part's url and icon.",
+            title=_TEXT, body=_TEXT, url=_TEXT_OR_NULL, icon=_TEXT_OR_NULL,
+        ),
+        _object(
+            "KakaoTalk: the kakao part.",
+            template_code=_TEXT_OR_NULL,
+            variables={"type": "object", "additionalProperties": _TEXT},
+            buttons={"type": "array", "items": _DATA},
+            fallback_text=_TEXT_OR_NULL,
+        ),
+        _object(
+            "InAppMessage: title, body, data and the in_app part's image_url and action_url.",
+            title=_TEXT, body=_TEXT, data=_DATA, image_url=_TEXT_OR_NULL, action_url=_TEXT_OR_NULL,
+        ),
+        _object("iOSPush, AndroidPush: title, body and data.", title=_TEXT, body=_TEXT, data=_DATA),
+    ],
+}  # fmt: skip
+
+
+@extend_schema_field(_CHANNEL_CONTENT)
+class ChannelContentField(serializers.JSONField):
+    pass
+
+
+class PreviewSampleOutput(serializers.Serializer):
+    """One audience member and what it would get."""
+
+    subscription_id = serializers.UUIDField()
+    channel = serializers.ChoiceField(choices=SubscriptionType.choices)
+    language = serializers.CharField()
+    title = serializers.CharField()
+    body = serializers.CharField()
+    data = JSONObjectField()
+    parts = ChannelPartsField(help_text="Every channel part of the content, rendered.")
+    channel_content = ChannelContentField()
+    missing_variables = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Template campaigns only."
+    )
+    template_version = serializers.IntegerField(
+        required=False, help_text="Template campaigns only."
+    )
+
+
 class PreviewOutput(serializers.Serializer):
     audience_size = serializers.IntegerField()
     by_channel = serializers.DictField(child=serializers.IntegerField())
-    sample = serializers.ListField(child=serializers.DictField())
+    sample = PreviewSampleOutput(many=True)

@@ -19,13 +19,14 @@ from django_fsm import can_proceed
 from accounts.models import Application
 from accounts.quotas import quota_consume, quota_insert
 from core.bulk import COPY_FROM_ROWS, copy_models, copy_rows
-from core.channels import part_for
+from core.channels import SMS, part_for, parts_check
 from core.exceptions import ContentInvalid, InvalidTransition
 from core.validation import MAX_JSON_BYTES, InputInvalid, check_json, text_problem
 from templates_app.rendering import render
 from templates_app.selectors import template_get
 
 from .. import dispatch
+from ..channel_content import sms_text_check
 from ..ids import uuid7
 from ..message_columns import INSERTED
 from ..models import Message, MessageEvent, MessageStatus, Subscription
@@ -79,6 +80,13 @@ def rendered_content_check(content: Content, *, template_id) -> Content:
         raise InputInvalid(
             f"The data rendered from template {template_id}: {exc.message}", field="data"
         ) from exc
+    try:
+        parts_check(content.parts)
+    except InputInvalid as exc:
+        raise InputInvalid(
+            f"The {exc.field} rendered from template {template_id}: {exc.message}",
+            field=exc.field,
+        ) from exc
     return content
 
 
@@ -94,6 +102,7 @@ def render_content(version, variables: dict, language: str | None) -> Content:
                 body=result.body,
                 data=result.data,
                 template_version_id=version.pk,
+                parts=result.parts,
             ),
             template_id=version.template_id,
         )
@@ -138,6 +147,23 @@ class SendOutcome:
     skipped: int
 
 
+def _sms_checked(subscriptions: Iterable, content_for: ContentFor) -> None:
+    """Raises ContentInvalid when the text of an SMS among the messages would take more
+    segments than an SMS may (channel_content.sms_text_check); each content once."""
+    checked: set[int] = set()
+    for s in subscriptions:
+        if s.type != SMS:
+            continue
+        content = content_for(s)
+        if id(content) in checked:
+            continue
+        try:
+            sms_text_check(body=content.body, parts=content.parts)
+        except InputInvalid as exc:
+            raise ContentInvalid(exc.message, details=exc.errors) from exc
+        checked.add(id(content))
+
+
 def _message(*, content: Content, channel: str, **fields) -> Message:
     return Message(
         id=uuid7(),
@@ -169,13 +195,16 @@ def message_send(
     return_messages: bool = True,
 ) -> SendOutcome:
     """Stores one pending message per subscription (counting the quota) and enqueues them
-    after commit; scheduled ones are left to the sweep, which sends them when due.
+    after commit; scheduled ones are left to the sweep, which sends them when due. Each
+    message keeps its own channel's part of the content. An SMS whose text would take more
+    than channel_content.MAX_SMS_SEGMENTS segments raises ContentInvalid, storing nothing.
 
     With return_messages=False (a campaign's fan-out) no model instances are made: the rows
     go straight to COPY, and the outcome lists no messages."""
     now = timezone.now()
     scheduled = delivery.send_after is not None and delivery.send_after > now
     content_for = content if callable(content) else (lambda _subscription: content)
+    _sms_checked(subscriptions, content_for)
     enqueued_at = None if scheduled else now
     target = queue or dispatch.queue_for(delivery.priority)
     messages = [

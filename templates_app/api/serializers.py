@@ -11,8 +11,16 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core import api as api_kit
-from core.api import JSONValueField, StrictQuerySerializer, StrictSerializer
-from core.openapi import BLANK, NON_BLANK, RequestRules
+from core.api import (
+    ChannelPartField,
+    ChannelPartsField,
+    JSONValueField,
+    StrictQuerySerializer,
+    StrictSerializer,
+    parts_of,
+)
+from core.channels import PART_NAMES
+from core.openapi import BLANK, NON_BLANK, RequestRules, WithChannelParts, part_schema
 from core.validation import MAX_JSON_BYTES
 
 from ..models import TemplateVersion
@@ -36,11 +44,13 @@ _TRANSLATIONS = {
     "maxProperties": 200,
     "additionalProperties": {
         "type": "object",
-        "description": "A title_template or a body_template (or both).",
+        "description": "A title_template or a body_template (or both); a channel part "
+        "overrides the default language's field by field.",
         "properties": {
             "title_template": {"type": "string", "maxLength": 10_000},
             "body_template": {"type": "string", "maxLength": 10_000},
             "data_template": _JSON_OBJECT,
+            **{name: part_schema(name, templated=True) for name in PART_NAMES},
         },
         "additionalProperties": False,
         **_SOME_TEXT,
@@ -83,9 +93,19 @@ def _text_field(**kwargs) -> serializers.CharField:
     return serializers.CharField(max_length=MAX_TEXT_LENGTH, trim_whitespace=False, **kwargs)
 
 
-class TemplateInput(StrictSerializer):
+class TemplateParts(serializers.Serializer):
+    """The channel parts of a template, each string in them a template."""
+
+    email = ChannelPartField(part="email", templated=True, required=False)
+    sms = ChannelPartField(part="sms", templated=True, required=False)
+    kakao = ChannelPartField(part="kakao", templated=True, required=False)
+    web_push = ChannelPartField(part="web_push", templated=True, required=False)
+    in_app = ChannelPartField(part="in_app", templated=True, required=False)
+
+
+class TemplateInput(StrictSerializer, TemplateParts):
     """POST: `name` and a title or a body template (or both); `default_language` is `en`
-    unless given."""
+    unless given; channel parts optional."""
 
     name = serializers.CharField(max_length=200)
     title_template = _text_field(allow_blank=True, required=False, default="")
@@ -94,9 +114,14 @@ class TemplateInput(StrictSerializer):
     translations = TranslationsField(required=False, default=dict)
     default_language = LanguageTagField(required=False, default="en")
 
+    def validate(self, attrs):
+        attrs["parts"] = parts_of(attrs)
+        return attrs
 
-class TemplateUpdate(StrictSerializer):
-    """PUT: any subset of the fields; the others keep their current values."""
+
+class TemplateUpdate(StrictSerializer, TemplateParts):
+    """PUT: any subset of the fields; the others keep their current values. A channel part
+    given replaces the stored one (`{}` removes it); the parts not given stay."""
 
     name = serializers.CharField(max_length=200, required=False)
     title_template = _text_field(allow_blank=True, required=False)
@@ -104,6 +129,11 @@ class TemplateUpdate(StrictSerializer):
     data_template = JSONObjectField(required=False)
     translations = TranslationsField(required=False)
     default_language = LanguageTagField(required=False)
+
+    def validate(self, attrs):
+        if parts := parts_of(attrs):
+            attrs["parts"] = parts
+        return attrs
 
 
 class TemplateInputRules(RequestRules):
@@ -137,6 +167,8 @@ class TemplateListQuery(StrictQuerySerializer):
 
 
 class TemplateOutput(serializers.ModelSerializer):
+    """A template version; its channel parts as top-level keys (only the ones it has)."""
+
     id = serializers.UUIDField(source="template_id")
     latest_version = serializers.IntegerField(source="template.current.version")
     data_template = JSONObjectField()
@@ -162,9 +194,17 @@ class TemplateOutput(serializers.ModelSerializer):
             "version_created_at",
         ]
 
+    def to_representation(self, version: TemplateVersion) -> dict:
+        return super().to_representation(version) | version.parts
+
     def get_variables(self, version: TemplateVersion) -> list[str]:
         """Every variable the version uses, in any language."""
         return sorted(compiled(version).variables)
+
+
+class TemplateOutputParts(WithChannelParts):
+    target_class = TemplateOutput
+    templated = True
 
 
 class RenderInput(StrictSerializer):
@@ -184,6 +224,7 @@ class RenderedOutput(serializers.Serializer):
     title = serializers.CharField()
     body = serializers.CharField()
     data = JSONObjectField()
+    parts = ChannelPartsField(help_text="The channel parts, rendered (only the ones it has).")
     missing_variables = serializers.ListField(child=serializers.CharField())
     language = serializers.CharField(help_text="The language whose texts were used.")
     version = serializers.IntegerField(help_text="The template version rendered.")

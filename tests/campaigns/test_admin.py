@@ -568,3 +568,91 @@ def test_runs_are_listed_read_only_with_a_status_filter(admin_client, app):
     assert admin_client.get("/admin/campaigns/campaignrun/add/").status_code == 403
     assert detail.status_code == 200
     assert 'name="_save"' not in detail.content.decode()
+
+
+# --- Channel parts ------------------------------------------------------------------------------
+
+PARTS = {"email": {"subject": "Summer sale", "from_name": "Shop"}, "sms": {"text": "Sale!"}}
+
+
+def test_the_admin_writes_a_campaigns_parts_and_a_save_without_one_removes_it(admin_client, app):
+    response = admin_client.post(ADD_URL, form_data(app.application, parts=json.dumps(PARTS)))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    campaign = Campaign.objects.get()
+    assert campaign.parts == PARTS
+
+    response = admin_client.post(
+        change_url(campaign), form_data(app.application, parts=json.dumps({"sms": {"text": "x"}}))
+    )
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    campaign.refresh_from_db()
+    assert campaign.parts == {"sms": {"text": "x"}}
+
+
+def test_the_change_page_shows_what_each_channel_sends(admin_client, app):
+    subscription_create(app.application, type="SMS", token="+821012345678")
+    campaign = campaign_create(app.application, parts={"sms": {"text": "<Sale>"}})
+
+    response = admin_client.get(change_url(campaign))
+
+    [item] = response.context["preview"]["sample"]
+    assert item["channel_content"] == {"text": "<Sale>", "encoding": "GSM-7", "segments": 1}
+    html = response.content.decode()
+    assert "&lt;Sale&gt;" in html.split('class="sample-channel-content"')[1]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"parts": json.dumps({"email": {"subject": "a\nb"}})}, "email.subject must be one line"),
+        ({"parts": json.dumps({"sms": {"text": "a" * 1531}})}, "11 segments"),
+        ({"parts": json.dumps({"web_push": {"url": "ftp://x"}})}, "absolute http(s) URL"),
+        ({"parts": json.dumps(["email"])}, "A JSON object."),
+    ],
+)
+def test_the_admin_refuses_bad_parts(admin_client, app, overrides, fragment):
+    response = admin_client.post(ADD_URL, form_data(app.application, **overrides))
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert any(fragment in message for message in errors["parts"]), errors
+    assert not Campaign.objects.exists()
+
+
+def test_the_admin_refuses_parts_with_a_template(admin_client, app):
+    version = template_create(app.application)
+
+    response = admin_client.post(
+        ADD_URL,
+        form_data(
+            app.application,
+            template=str(version.template.pk),
+            title="",
+            body="",
+            parts=json.dumps({"sms": {"text": "x"}}),
+        ),
+    )
+
+    assert response.status_code == 200
+    assert "not both" in response.context["adminform"].form.errors["parts"][0]
+
+
+def test_content_the_template_renders_over_the_limits_is_a_form_error(admin_client, app):
+    version = template_create(app.application)
+
+    response = admin_client.post(
+        ADD_URL,
+        form_data(
+            app.application,
+            template=str(version.template.pk),
+            title="",
+            body="",
+            variables=json.dumps({"user_name": "x" * 1000}),
+        ),
+    )
+
+    assert response.status_code == 200
+    [error] = response.context["adminform"].form.errors["template"]
+    assert "the limit is 1000" in error
+    assert not Campaign.objects.exists()

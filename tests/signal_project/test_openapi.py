@@ -9,6 +9,8 @@ import pytest
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.validation import validate_schema
 
+from core.channels import PART_FIELDS, PART_NAMES, part_check
+from core.validation import InputInvalid
 from messaging.models import SubscriptionType
 from messaging.tokens import normalize_token
 
@@ -198,3 +200,52 @@ def test_links_lead_from_created_objects_to_their_operations(operations):
             for link in operations[operation_id]["responses"]["201"]["links"].values()
         }
         assert targets <= set(operations) and targets
+
+
+# --- Channel parts -------------------------------------------------------------------------------
+
+
+def _parts_of(schema: dict, node: dict) -> dict[str, dict]:
+    properties = resolve(schema, node)["properties"]
+    return {name: properties[name] for name in PART_NAMES}
+
+
+@pytest.mark.parametrize(
+    "operation_id",
+    ["messages_create", "templates_create", "templates_update", "campaigns_create",
+     "campaigns_update"],
+)  # fmt: skip
+def test_bodies_that_take_content_take_each_part_with_its_fields(schema, operations, operation_id):
+    body = json_schema(operations[operation_id]["requestBody"])
+
+    for name, part in _parts_of(schema, body).items():
+        assert part["type"] == "object", (operation_id, name)
+        assert part["additionalProperties"] is False
+        assert set(part["properties"]) == set(PART_FIELDS[name]), (operation_id, name)
+
+
+def test_outputs_show_the_parts_as_optional_keys(schema, operations):
+    for operation_id in ("messages_retrieve", "templates_retrieve", "campaigns_retrieve"):
+        output = resolve(schema, json_schema(operations[operation_id]["responses"]["200"]))
+        assert set(PART_NAMES) <= set(output["properties"]), operation_id
+        assert not set(PART_NAMES) & set(output.get("required", [])), operation_id
+    rendered = resolve(schema, json_schema(operations["templates_render"]["responses"]["200"]))
+    assert set(rendered["properties"]["parts"]["properties"]) == set(PART_NAMES)
+    preview = resolve(schema, json_schema(operations["campaigns_preview"]["responses"]["200"]))
+    item = resolve(schema, preview["properties"]["sample"]["items"])
+    assert {"parts", "channel_content"} <= set(item["required"])
+    assert len(item["properties"]["channel_content"]["oneOf"]) == 6
+
+
+def test_a_literal_url_pattern_admits_what_the_server_takes(schema, operations):
+    body = json_schema(operations["messages_create"]["requestBody"])
+    pattern = _parts_of(schema, body)["web_push"]["properties"]["url"]["pattern"]
+    for url in ("https://example.com/sale", "HTTP://example.com", "https://e.example/{{id}}"):
+        assert re.search(pattern, url), url
+        assert part_check("web_push", {"url": url})
+    for url in ("ftp://example.com", "https:///path", "https://a b", "example.com", "https://?x"):
+        assert not re.search(pattern, url), url
+        with pytest.raises(InputInvalid):
+            part_check("web_push", {"url": url})
+    template_body = json_schema(operations["templates_create"]["requestBody"])
+    assert "pattern" not in _parts_of(schema, template_body)["web_push"]["properties"]["url"]

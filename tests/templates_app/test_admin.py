@@ -181,3 +181,60 @@ def test_the_delete_action_marks_the_selected_templates(admin_client, app):
     assert response.status_code == 302
     assert MessageTemplate.objects.filter(deleted_at__isnull=True).count() == 0
     assert TemplateVersion.objects.count() == 2
+
+
+# --- Channel parts ------------------------------------------------------------------------------
+
+PARTS = {"email": {"subject": "Hi {{name}}", "html": "<p>{{name}}</p>"}, "sms": {"text": "Hi"}}
+
+
+def test_the_admin_writes_the_parts_and_a_save_without_one_removes_it(admin_client, app):
+    response = admin_client.post(
+        ADD_URL, form_data(application=str(app.application.pk), parts=json.dumps(PARTS))
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    template = MessageTemplate.objects.get()
+    assert template.current.parts == PARTS
+    page = admin_client.get(change_url(template.pk))
+    assert page.context["adminform"].form.initial["parts"] == PARTS
+
+    response = admin_client.post(
+        change_url(template.pk), form_data(parts=json.dumps({"email": PARTS["email"]}))
+    )
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    template.refresh_from_db()
+    assert (template.current.version, template.current.parts) == (2, {"email": PARTS["email"]})
+
+
+def test_the_preview_renders_the_parts(admin_client, app):
+    version = template_create(app.application, parts={"sms": {"text": "<{{user_name}}>"}})
+
+    response = admin_client.get(
+        change_url(version.template_id), {"preview_variables": json.dumps({"user_name": "Kim"})}
+    )
+
+    assert response.context["preview"]["rendered"].parts == {"sms": {"text": "<Kim>"}}
+    assert "&lt;Kim&gt;" in response.content.decode().split('class="preview-parts"')[1]
+
+
+@pytest.mark.parametrize(
+    ("parts", "fragment"),
+    [
+        ({"email": {"subject": "Hi {{name"}}, "email.subject: "),
+        ({"email": {"subject": "a\nb"}}, "one line"),
+        ({"fax": {"text": "x"}}, "Unknown channel part"),
+        ({"web_push": {"url": "not a url"}}, "absolute http(s) URL"),
+        ([1], "channel parts are an object"),
+        ({"sms": {"text": "\u0000"}}, "Null characters"),
+    ],
+)
+def test_the_admin_refuses_bad_parts(admin_client, app, parts, fragment):
+    response = admin_client.post(
+        ADD_URL, form_data(application=str(app.application.pk), parts=json.dumps(parts))
+    )
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert any(fragment in message for message in errors["parts"]), errors
+    assert not MessageTemplate.objects.exists()

@@ -250,6 +250,7 @@ def test_render_returns_the_contents_with_language_and_version(server_api, app):
         "title": "Hello Kim",
         "body": "Sale!",
         "data": {"action": "open_screen", "event_id": "7"},
+        "parts": {},
         "missing_variables": [],
         "language": "en",
         "version": 1,

@@ -7,12 +7,15 @@ from rest_framework import serializers
 
 from core.api import (
     AwareDateTimeField,
+    ChannelPartsInput,
     FieldsReusedPerThread,
     JSONObjectField,
     StrictQuerySerializer,
     StrictSerializer,
+    parts_of,
 )
-from core.openapi import NON_BLANK, RequestRules
+from core.channels import PART_NAMES, PART_OF_CHANNEL
+from core.openapi import NON_BLANK, RequestRules, WithChannelParts
 
 from ...models import Message, MessageEvent, MessageStatus, SubscriptionType
 from ...services.messages import (
@@ -27,7 +30,10 @@ from ...services.messages import (
 MAX_TARGETS = 10_000
 
 
-class MessageCreateInput(FieldsReusedPerThread, StrictSerializer):
+class MessageCreateInput(FieldsReusedPerThread, StrictSerializer, ChannelPartsInput):
+    """Exactly one target form; a template (with its variables and language) or content of
+    one's own: title, body, data and the channel parts (`email`, `sms`, ...)."""
+
     subscription_id = serializers.UUIDField(required=False)
     subscription_ids = serializers.ListField(
         child=serializers.UUIDField(), required=False, min_length=1, max_length=MAX_TARGETS
@@ -62,12 +68,15 @@ class MessageCreateInput(FieldsReusedPerThread, StrictSerializer):
                     ]
                 }
             )
-        literal = [f for f in ("title", "body", "data") if f in attrs]
+        literal = [f for f in ("title", "body", "data", *PART_NAMES) if f in attrs]
         if "template_id" in attrs:
             if literal:
                 raise serializers.ValidationError(
                     {
-                        name: ["Give either template_id or title/body/data, not both."]
+                        name: [
+                            "Give either template_id or content of your own (title, body, "
+                            "data, channel parts), not both."
+                        ]
                         for name in literal
                     }
                 )
@@ -79,10 +88,17 @@ class MessageCreateInput(FieldsReusedPerThread, StrictSerializer):
                     if name in attrs
                 }
             )
-        elif not (attrs.get("title") or attrs.get("body") or attrs.get("data")):
+        elif not any(attrs.get(name) for name in ("title", "body", "data", *PART_NAMES)):
             raise serializers.ValidationError(
-                {"non_field_errors": ["A message needs a title, a body, data or a template_id."]}
+                {
+                    "non_field_errors": [
+                        "A message needs a title, a body, data, a channel part or a template_id."
+                    ]
+                }
             )
+        parts = parts_of(attrs)
+        if "template_id" not in attrs:
+            attrs["parts"] = {name: part for name, part in parts.items() if part}
         if "subscription_ids" in attrs:
             attrs["subscription_ids"] = list(dict.fromkeys(attrs["subscription_ids"]))
         return attrs
@@ -98,7 +114,8 @@ def _with_text(name: str, text: dict) -> dict:
 
 class MessageCreateRules(RequestRules):
     """What validate() requires, in JSON Schema: exactly one target form; either a template
-    (with its variables and language) or content of one's own, not both."""
+    (with its variables and language) or content of one's own (title, body, data, channel
+    parts), not both."""
 
     target_class = MessageCreateInput
     body_required = True
@@ -109,7 +126,7 @@ class MessageCreateRules(RequestRules):
                 "oneOf": [
                     {
                         "required": ["template_id"],
-                        "not": {"anyOf": _present("title", "body", "data")},
+                        "not": {"anyOf": _present("title", "body", "data", *PART_NAMES)},
                     },
                     {
                         "not": {"anyOf": _present("template_id", "variables", "language")},
@@ -117,6 +134,7 @@ class MessageCreateRules(RequestRules):
                             _with_text("title", {"pattern": NON_BLANK}),
                             _with_text("body", {"pattern": NON_BLANK}),
                             _with_text("data", {"minProperties": 1}),
+                            *(_with_text(name, {"minProperties": 1}) for name in PART_NAMES),
                         ],
                     },
                 ]
@@ -144,6 +162,9 @@ class MessageEventOutput(serializers.ModelSerializer):
 
 
 class MessageOutput(serializers.ModelSerializer):
+    """A message; its channel's part, if the channel has one, under the part's name
+    (`"email": {...}` for an e-mail)."""
+
     error = serializers.SerializerMethodField()
     template_id = serializers.UUIDField(
         source="template_version.template_id", default=None, allow_null=True, read_only=True
@@ -176,6 +197,13 @@ class MessageOutput(serializers.ModelSerializer):
             "sent_at",
         ]
 
+    def to_representation(self, message: Message) -> dict:
+        data = super().to_representation(message)
+        part = PART_OF_CHANNEL.get(message.channel)
+        if part is not None:
+            data[part] = message.parts
+        return data
+
     @extend_schema_field(MessageErrorOutput(allow_null=True))
     def get_error(self, message: Message) -> dict | None:
         if not message.error_code:
@@ -185,6 +213,11 @@ class MessageOutput(serializers.ModelSerializer):
             "message": message.error_message,
             "permanent": message.error_permanent,
         }
+
+
+class MessageOutputParts(WithChannelParts):
+    target_class = MessageOutput
+    match_subclasses = True
 
 
 class MessageDetailOutput(MessageOutput):

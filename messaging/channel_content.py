@@ -1,0 +1,78 @@
+"""What each channel sends of a message's content: title, body and data serve every channel,
+and a channel's own part (core.channels) takes precedence where it has a field for it (an
+e-mail's subject, an SMS's text). The SMS text must fit MAX_SMS_SEGMENTS segments."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from adapters.sms_text import segments
+from core import channels
+from core.validation import InputInvalid
+
+# Twilio refuses a Body over 1,600 characters; ten segments is the most it concatenates.
+MAX_SMS_SEGMENTS = 10
+
+
+def sms_text(*, body: str, parts: Mapping[str, Any] | None) -> tuple[str, str]:
+    """The text an SMS sends and the field it comes from: `sms.text`, else `body`."""
+    text = ((parts or {}).get("sms") or {}).get("text")
+    return (text, "sms.text") if text else (body, "body")
+
+
+def sms_text_check(*, body: str, parts: Mapping[str, Any] | None) -> None:
+    """Raises InputInvalid naming `sms.text` or `body` when the SMS text takes more than
+    MAX_SMS_SEGMENTS segments."""
+    text, field = sms_text(body=body, parts=parts)
+    encoding, count = segments(text)
+    if count > MAX_SMS_SEGMENTS:
+        raise InputInvalid(
+            f"The SMS text ({field}) takes {count} segments of {encoding}; the limit is "
+            f"{MAX_SMS_SEGMENTS} (1,530 GSM-7 characters, or 670 in UCS-2, which any "
+            "character outside the GSM alphabet brings in).",
+            field=field,
+        )
+
+
+def channel_content(
+    channel: str,
+    *,
+    title: str,
+    body: str,
+    data: dict,
+    parts: Mapping[str, Any] | None,
+    email_from_name: str = "",
+) -> dict[str, Any]:
+    """What a message to `channel` sends of this content. `email_from_name`: the sender name
+    of the application's e-mail credentials, used when the part gives none."""
+    part = channels.part_for(channel, parts)
+    if channel == channels.EMAIL:
+        return {
+            "subject": part.get("subject") or title,
+            "text": body,
+            "html": part.get("html", ""),
+            "from_name": part.get("from_name") or email_from_name,
+        }
+    if channel == channels.SMS:
+        text, _field = sms_text(body=body, parts=parts)
+        encoding, count = segments(text)
+        return {"text": text, "encoding": encoding, "segments": count}
+    if channel == channels.WEB_PUSH:
+        return {"title": title, "body": body, "url": part.get("url"), "icon": part.get("icon")}
+    if channel == channels.KAKAOTALK:
+        return {
+            "template_code": part.get("template_code"),
+            "variables": part.get("variables", {}),
+            "buttons": part.get("buttons", []),
+            "fallback_text": part.get("fallback_text"),
+        }
+    if channel == channels.IN_APP:
+        return {
+            "title": title,
+            "body": body,
+            "data": data,
+            "image_url": part.get("image_url"),
+            "action_url": part.get("action_url"),
+        }
+    return {"title": title, "body": body, "data": data}
