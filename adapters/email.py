@@ -662,7 +662,7 @@ class EmailAdapter(AsyncBatchAdapter):
     def __init__(
         self,
         *,
-        timeout: float = 30.0,
+        timeout: float = 20.0,
         connections_per_relay: int = 4,
         ca_file: str | None = None,
         helo_name: str | None = None,
@@ -680,7 +680,7 @@ class EmailAdapter(AsyncBatchAdapter):
     @classmethod
     def from_settings(cls, settings: Any) -> EmailAdapter:
         return cls(
-            timeout=float(getattr(settings, "EMAIL_TIMEOUT", 30.0)),
+            timeout=float(getattr(settings, "EMAIL_TIMEOUT", 20.0)),
             connections_per_relay=int(getattr(settings, "EMAIL_CONNECTIONS_PER_RELAY", 4)),
             ca_file=getattr(settings, "SMTP_CA_FILE", "") or None,
         )

@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import json
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,13 +178,19 @@ class _Batch:
 
     stopped: SendResult | None = None
     unanswered: int = 0  # requests in a row that got no answer
+    deadline: float = 0.0  # time.monotonic() after which no request starts
     results: list[SendResult | None] = field(default_factory=list)
 
 
 class TwilioSMSAdapter(AsyncBatchAdapter):
-    """Sends SMS through Twilio's Messages API, one request per recipient."""
+    """Sends SMS through Twilio's Messages API, one request per recipient.
+
+    A batch starts no request after `send_rounds - 1` timeouts: what is unsent then fails
+    `timeout` (temporary) and goes back to the queue, and the batch as a whole ends within
+    `send_rounds` timeouts (each request has its own), inside the delivery task's soft limit."""
 
     channel = "SMS"
+    send_rounds = 7
 
     def __init__(
         self,
@@ -216,10 +223,8 @@ class TwilioSMSAdapter(AsyncBatchAdapter):
     ) -> list[SendResult]:
         if not messages:
             return []
-        # Each round of `concurrency` requests may take up to the timeout.
-        rounds = -(-len(messages) // self.concurrency) + 1
         return registry.run_in_loop(
-            self._send_batch(credentials, messages), timeout=rounds * self.timeout + 30
+            self._send_batch(credentials, messages), timeout=self.send_rounds * self.timeout + 30
         )
 
     async def _send_batch(
@@ -227,6 +232,7 @@ class TwilioSMSAdapter(AsyncBatchAdapter):
     ) -> list[SendResult]:
         client = self._client(credentials)
         batch = _Batch(results=[None] * len(messages))
+        batch.deadline = time.monotonic() + (self.send_rounds - 1) * self.timeout
         indexes = iter(range(len(messages)))  # shared: each worker takes the next message
         workers = min(self.concurrency, len(messages))
         if workers == 1:
@@ -247,6 +253,10 @@ class TwilioSMSAdapter(AsyncBatchAdapter):
         results = batch.results
         for index in indexes:
             message = messages[index]
+            if batch.stopped is None and time.monotonic() > batch.deadline:
+                batch.stopped = local_failure(
+                    message.message_id, "timeout", "the batch's time ran out before sending"
+                )
             if batch.stopped is not None:
                 results[index] = _unsent(batch.stopped, message.message_id)
                 continue

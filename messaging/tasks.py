@@ -10,7 +10,8 @@ from django.db import DatabaseError
 from . import delivery
 
 # A batch's transaction stays open while it sends: the adapters give a batch at most
-# `send_rounds x timeout + 30 s` (APNs 50 s, FCM 70 s with its OAuth token fetches). The
+# `send_rounds x timeout + 30 s` (APNs 50 s, FCM 70 s with its OAuth token fetches, e-mail
+# 110 s, SMS and Web Push 100 s). The
 # soft limit lies beyond that, the hard one beyond the soft one, and PostgreSQL's
 # DB_IDLE_IN_TRANSACTION_TIMEOUT (300 s) beyond both.
 DELIVER_SOFT_TIME_LIMIT = 120

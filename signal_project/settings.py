@@ -322,8 +322,9 @@ SMS_TIMEOUT = env.float("SMS_TIMEOUT", default=10.0)
 SMS_CONCURRENCY = env.int("SMS_CONCURRENCY", default=50)
 # SMTP connections kept open per application's relay, in each worker process.
 EMAIL_CONNECTIONS_PER_RELAY = env.int("EMAIL_CONNECTIONS_PER_RELAY", default=4)
-# Seconds an SMTP relay may take to connect or to answer one command.
-EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=30.0)
+# Seconds an SMTP relay may take to connect or to answer one command; a batch ends within 4 of
+# them (then what is unsent is retried), inside the delivery task's time limit.
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=20.0)
 # CA bundle to verify SMTP relays' TLS (e.g. the fakes' var/fake/ca.pem); empty: the system's.
 SMTP_CA_FILE = env("SMTP_CA_FILE", default="")
 # Hosts a WebPush endpoint may name (comma-separated names or `.suffix`es): the push services of

@@ -256,7 +256,8 @@ def test_missing_credentials_fail_the_group_not_the_batch(providers, app):
     message = fresh(message)
     assert message.status == MessageStatus.FAILED
     assert message.error_permanent is True
-    assert message.error_code == "credentials_invalid"
+    # A channel without credentials is unavailable, as the contract says.
+    assert message.error_code == "channel_unavailable"
     assert requests(providers) == (0, 0)
 
 

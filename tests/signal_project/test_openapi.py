@@ -30,6 +30,7 @@ CLIENT_KEY_OPERATIONS = {
     "users_identify",
     "users_logout",
     "messages_status_update",
+    "applications_current",
 }
 ERROR_REF = "#/components/schemas/Error"
 
@@ -168,6 +169,7 @@ def test_subscription_tokens_have_a_pattern_per_type(schema, operations):
         SubscriptionType.SMS: "+821012345678",
         SubscriptionType.KAKAOTALK: "+821012345678",
         SubscriptionType.IN_APP: "install-1",
+        SubscriptionType.WEB_PUSH: "https://fcm.googleapis.com/fcm/send/abc:def",
     }
     for kind, ref in body["discriminator"]["mapping"].items():
         variant = resolve(schema, {"$ref": ref})
