@@ -46,3 +46,23 @@ def reset_stats(endpoint: str, *, ca_file: str | None = None, timeout: float = 5
 def revoke_fcm_access_tokens(endpoint: str, *, timeout: float = 5.0) -> None:
     """Make the fake FCM forget every access token it issued, so the next send gets a 401."""
     _call(endpoint, "POST", "/__revoke_tokens", ca_file=None, timeout=timeout)
+
+
+def request_json(
+    endpoint: str, method: str, path: str, payload: Any = None, *, timeout: float = 30.0
+) -> Any:
+    """One JSON request to a cleartext fake (`payload` sent as the JSON body when given) and
+    its parsed JSON answer; RuntimeError when the status is not 200."""
+    url = urlsplit(endpoint)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+    try:
+        body = json.dumps(payload).encode() if payload is not None else b""
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        connection.request(method, path, body=body if method != "GET" else None, headers=headers)
+        response = connection.getresponse()
+        answer = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{method} {endpoint}{path} answered {response.status}: {answer}")
+        return json.loads(answer or b"null")
+    finally:
+        connection.close()

@@ -40,7 +40,8 @@ def _head(status: int, headers: Sequence[tuple[str, str]], has_body: bool, close
             lines.append("Connection: close")
         lines.append("Content-Length: ")
         head = "\r\n".join(lines).encode("latin-1")
-        if len(_heads) < 1024:  # answers with unique headers are not worth keeping
+        # Answers with unique headers (a Location per message) are not worth keeping.
+        if len(_heads) < 1024 and not any(name.lower() == "location" for name, _ in headers):
             _heads[key] = head
     return head
 
@@ -48,8 +49,10 @@ def _head(status: int, headers: Sequence[tuple[str, str]], has_body: bool, close
 class HTTP1Protocol(asyncio.BufferedProtocol):
     """Parses requests from a byte stream and writes the handler's responses."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, *, keep_query: bool = False) -> None:
+        """`keep_query`: hand the handler the request target with its query string."""
         self._handler = handler
+        self._keep_query = keep_query
         self._buffer = b""  # received, not yet handled
         self._busy = False
         self._transport: asyncio.Transport | None = None
@@ -108,7 +111,8 @@ class HTTP1Protocol(asyncio.BufferedProtocol):
             body = buffer[start : start + length]
             self._buffer = buffer[start + length :]
             close = headers.get("connection", "").lower() == "close"
-            answer = self._handler(method, target.partition("?")[0], headers, body)
+            path = target if self._keep_query else target.partition("?")[0]
+            answer = self._handler(method, path, headers, body)
             if isinstance(answer, tuple):
                 self._write(*answer, close=close)
             else:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from adapters.base import Credentials
 from fakes import client, state
@@ -71,6 +72,48 @@ class FakeProviders:
     def reset(self) -> None:
         client.reset_stats(self.apns_endpoint, ca_file=self.ca_file)
         client.reset_stats(self.fcm_endpoint)
+        if self.webpush_endpoint:
+            client.reset_stats(self.webpush_endpoint)
+
+    # -- Web Push (fakes.webpush_server) --
+
+    webpush_endpoint: str = ""  # the fake push service's origin, http://127.0.0.1:PORT
+
+    def webpush_subscribe(
+        self, prefix: str = "", *, application_server_key: str | None = None
+    ) -> dict[str, Any]:
+        """A new browser subscription: `{"endpoint", "keys": {"p256dh", "auth"}}`. `prefix`
+        picks the fake's answer (`gone`, `missing`, `flaky<N>`, `busy`, `err500`, `slow`);
+        `application_server_key` binds it to that VAPID public key (others get 403)."""
+        request: dict[str, Any] = {"prefix": prefix}
+        if application_server_key:
+            request["application_server_key"] = application_server_key
+        return client.request_json(self.webpush_endpoint, "POST", "/__subscribe", request)
+
+    def webpush_subscribe_many(self, count: int, prefix: str = "") -> list[dict[str, Any]]:
+        """`count` new subscriptions (as `webpush_subscribe`), made in requests of 10,000."""
+        made: list[dict[str, Any]] = []
+        while len(made) < count:
+            request = {"prefix": prefix, "count": min(count - len(made), 10_000)}
+            answer = client.request_json(self.webpush_endpoint, "POST", "/__subscribe", request)
+            made += answer["subscriptions"]
+        return made
+
+    def webpush_messages(self, endpoint: str) -> list[dict[str, Any]]:
+        """What the fake stored for a subscription, oldest first: `{"id", "payload" (the
+        decrypted JSON), "ttl", "urgency", "topic", "vapid_token", "received_at"}`."""
+        path = f"/__messages?endpoint={quote(endpoint, safe='')}"
+        return client.request_json(self.webpush_endpoint, "GET", path)
+
+    def webpush_stats(self) -> dict[str, Any]:
+        return client.fetch_stats(self.webpush_endpoint)
+
+    def webpush_credentials(self, subject: str = "mailto:ops@example.com") -> Credentials:
+        """Freshly generated VAPID credentials (any valid key pair is accepted)."""
+        from adapters.webpush import generate_vapid_keys
+
+        values = {**generate_vapid_keys(), "subject": subject}
+        return Credentials(key=f"fake-webpush-{values['vapid_public_key'][:16]}", values=values)
 
 
 def _answers(port: int) -> bool:
@@ -99,6 +142,7 @@ def running_fake_providers(
             "fakes",
             "--apns-port=0",
             "--fcm-port=0",
+            "--webpush-port=0",
             f"--state-dir={state_dir}",
         ]
         process = subprocess.Popen(command, cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT)
@@ -117,6 +161,7 @@ def running_fake_providers(
                 apns_topic=info.topic,
                 apns_client_cert_file=str(state_dir / state.APNS_CLIENT_CERT_FILE),
                 fcm_service_account_file=str(state_dir / state.FCM_SERVICE_ACCOUNT_FILE),
+                webpush_endpoint=f"http://127.0.0.1:{ready['webpush_port']}",
             )
         finally:
             process.terminate()
@@ -136,7 +181,8 @@ def _wait_until_ready(process: subprocess.Popen, state_dir: Path, timeout: float
         ready_path = state_dir / READY_FILE
         if ready_path.exists():
             ready = json.loads(ready_path.read_text())
-            if _answers(ready["apns_port"]) and _answers(ready["fcm_port"]):
+            ports = [ready["apns_port"], ready["fcm_port"], ready.get("webpush_port")]
+            if all(_answers(port) for port in ports if port):
                 return ready
         time.sleep(0.05)
     raise TimeoutError(f"the fake providers did not start within {timeout} s")
