@@ -4,6 +4,7 @@ import pytest
 
 from adapters.apns import APNsAdapter
 from adapters.fcm import FCMAdapter
+from adapters.webpush import WebPushAdapter
 from fakes.process import running_fake_providers
 
 
@@ -34,3 +35,10 @@ def hex_token(prefix: str = "") -> str:
 
 def fcm_token(prefix: str = "tok") -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def webpush(fakes):
+    adapter = WebPushAdapter(["127.0.0.1"], timeout=5)
+    yield adapter
+    adapter.close()
