@@ -1,4 +1,6 @@
-"""A fake Web Push service (RFC 8030) on loopback, over cleartext HTTP/1.1.
+"""A fake Web Push service (RFC 8030) on loopback: cleartext HTTP/1.1 and HTTP/2 (h2c with
+prior knowledge, as `WebPushAdapter` connects: the browsers' push services speak HTTP/2) on
+one port (`dual.py`).
 
 It plays both sides a real push service connects: the browser's, which subscribes and keeps
 the keys to decrypt, and the push service's, which checks each push request as Mozilla's
@@ -64,7 +66,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fakes.http1 import HTTP1Protocol, Response
+from fakes.dual import DualProtocolConnection
+from fakes.http1 import Response
 from fakes.stats import Stats
 
 PREFIXES: dict[str, str] = {
@@ -153,7 +156,7 @@ class FakeWebPush:
             subscription.messages.clear()
 
     def protocol(self) -> asyncio.BaseProtocol:
-        return HTTP1Protocol(self.handle, keep_query=True)
+        return DualProtocolConnection(self.handle, keep_query=True)
 
     def handle(self, method: str, target: str, headers: dict[str, str], body: bytes):
         path, _, query = target.partition("?")
@@ -172,8 +175,6 @@ class FakeWebPush:
                 return 200, (), json.dumps(snapshot).encode()
             if path == "/__messages":
                 return self._messages(query)
-        if method == "PRI":  # an HTTP/2 client's preface: not spoken here
-            return 505, (), b""
         return _error(404, 102, f"No route for {method} {path}")
 
     # -- subscriptions --
@@ -379,7 +380,7 @@ async def _after(seconds: float, response: Response) -> Response:
 
 
 async def serve_webpush(app: FakeWebPush, host: str, port: int) -> asyncio.Server:
-    """Listen for HTTP/1.1; `port` 0 picks a free one. Sets `app.origin`."""
+    """Listen for cleartext HTTP/1.1 and h2c; `port` 0 picks a free one. Sets `app.origin`."""
     loop = asyncio.get_running_loop()
     server = await loop.create_server(app.protocol, host, port)
     app.origin = f"http://{host}:{server.sockets[0].getsockname()[1]}"
