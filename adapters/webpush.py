@@ -117,6 +117,10 @@ _STATIC_HEADERS = (
 class _AllowedHosts:
     names: frozenset[str]
     suffixes: tuple[str, ...]  # each starting with "."
+    # (scheme, authority) -> (problem, origin): the verdict on a host, once per host.
+    verdicts: dict[tuple[str, str], tuple[str | None, str]] = field(
+        default_factory=dict, compare=False
+    )
 
     @classmethod
     def of(cls, entries: Sequence[str]) -> _AllowedHosts:
@@ -143,49 +147,67 @@ def endpoint_problem(url: str, allowed_hosts: Sequence[str]) -> str | None:
     return _check_endpoint(url, _AllowedHosts.of(allowed_hosts))[0]
 
 
-def _check_endpoint(url: Any, allowed: _AllowedHosts) -> tuple[str | None, SplitResult | None]:
+def _check_endpoint(url: Any, allowed: _AllowedHosts) -> tuple[str | None, str, str]:
+    """(problem, origin, path with query): the problem is None when the URL is acceptable."""
     if not isinstance(url, str) or not url:
-        return "the endpoint is empty", None
+        return "the endpoint is empty", "", ""
     if len(url) > MAX_ENDPOINT_LENGTH:
-        return f"the endpoint is longer than {MAX_ENDPOINT_LENGTH:,} characters", None
+        return f"the endpoint is longer than {MAX_ENDPOINT_LENGTH:,} characters", "", ""
     if _UNSAFE.search(url):
-        return "the endpoint contains spaces, control or non-ASCII characters", None
+        return "the endpoint contains spaces, control or non-ASCII characters", "", ""
     parts = urlsplit(url)
+    key = (parts.scheme, parts.netloc)
+    verdict = allowed.verdicts.get(key)
+    if verdict is None:
+        verdict = _check_authority(parts, allowed)
+        if len(allowed.verdicts) >= 4096:
+            allowed.verdicts.clear()
+        allowed.verdicts[key] = verdict
+    problem, origin = verdict
+    if problem is not None:
+        return problem, "", ""
+    return None, origin, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def _check_authority(parts: SplitResult, allowed: _AllowedHosts) -> tuple[str | None, str]:
+    """(problem, origin) of a URL's scheme and authority."""
     if parts.scheme not in ("https", "http"):
-        return "the endpoint must be an https:// URL", None
+        return "the endpoint must be an https:// URL", ""
     if "@" in parts.netloc:
-        return "the endpoint must not carry a user name or password", None
+        return "the endpoint must not carry a user name or password", ""
     host = (parts.hostname or "").rstrip(".")
     if not host:
-        return "the endpoint names no host", None
+        return "the endpoint names no host", ""
     try:
         port = parts.port
     except ValueError:
-        return "the endpoint's port is not a number from 1 to 65535", None
+        port = 0
     if port == 0:
-        return "the endpoint's port is not a number from 1 to 65535", None
+        return "the endpoint's port is not a number from 1 to 65535", ""
+    default_port = 443 if parts.scheme == "https" else 80
+    origin = f"{parts.scheme}://{host}" + (f":{port}" if port and port != default_port else "")
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         address = None
     if address is not None or parts.netloc.startswith("["):
         if host == LOOPBACK and LOOPBACK in allowed.names:
-            return None, parts  # development and tests: https:// or http://
+            return None, origin  # development and tests: https:// or http://
         if host == LOOPBACK:
-            return f"{LOOPBACK} is not in WEB_PUSH_ALLOWED_HOSTS", None
+            return f"{LOOPBACK} is not in WEB_PUSH_ALLOWED_HOSTS", ""
         if address is None or not address.is_global:
-            return f"the endpoint names a private, loopback or reserved address ({host})", None
-        return f"the endpoint names an IP address ({host}), not a push service's host", None
+            return f"the endpoint names a private, loopback or reserved address ({host})", ""
+        return f"the endpoint names an IP address ({host}), not a push service's host", ""
     if not _HOST_NAME.fullmatch(host) or len(host) > 253:
-        return f"the endpoint's host is not a valid host name ({host[:100]})", None
+        return f"the endpoint's host is not a valid host name ({host[:100]})", ""
     if _NUMERIC_LABEL.fullmatch(host.rpartition(".")[2]):
         # 2130706433, 0x7f.1, 127.1: resolvers read these as IPv4 addresses.
-        return f"the endpoint names an IP address in another notation ({host})", None
+        return f"the endpoint names an IP address in another notation ({host})", ""
     if parts.scheme != "https":
-        return f"the endpoint must be an https:// URL (http:// only for {LOOPBACK})", None
+        return f"the endpoint must be an https:// URL (http:// only for {LOOPBACK})", ""
     if not allowed.allows(host):
-        return f"{host} is not a push service host allowed by WEB_PUSH_ALLOWED_HOSTS", None
-    return None, parts
+        return f"{host} is not a push service host allowed by WEB_PUSH_ALLOWED_HOSTS", ""
+    return None, origin
 
 
 def _b64url_decode(value: Any) -> bytes:
@@ -549,9 +571,9 @@ class WebPushAdapter(AsyncBatchAdapter):
 
     async def _send_one(self, vapid: _Vapid, message: OutboundMessage) -> SendResult:
         message_id = message.message_id
-        problem, parts = _check_endpoint(message.token, self._allowed)
-        if parts is None:
-            return _failure(message_id, "endpoint_not_allowed", problem or "")
+        problem, origin, path = _check_endpoint(message.token, self._allowed)
+        if problem is not None:
+            return _failure(message_id, "endpoint_not_allowed", problem)
         payload = payload_of(message)
         if len(payload) > MAX_PLAINTEXT:
             return local_failure(
@@ -570,10 +592,6 @@ class WebPushAdapter(AsyncBatchAdapter):
         except (ValueError, TypeError, http_ece.ECEException) as exc:
             return _failure(message_id, "subscription_keys_invalid", str(exc))
 
-        host, port = parts.hostname.rstrip("."), parts.port  # type: ignore[union-attr]
-        default_port = 443 if parts.scheme == "https" else 80
-        origin = f"{parts.scheme}://{host}" + (f":{port}" if port and port != default_port else "")
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         try:
             pool = self._pool(origin)
         except ValueError as exc:  # an unusable HTTPS_PROXY / HTTP_PROXY setting
