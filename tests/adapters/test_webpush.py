@@ -576,3 +576,20 @@ def test_the_registry_builds_it_from_the_settings():
         registry.reset_adapters()
     assert isinstance(adapter, WebPushAdapter)
     assert "127.0.0.1" in adapter.allowed_hosts and "fcm.googleapis.com" in adapter.allowed_hosts
+
+
+@pytest.mark.parametrize("protocol", ["h2", "http/1.1"])
+def test_either_protocol_the_push_service_speaks(fakes, protocol):
+    adapter = WebPushAdapter(["127.0.0.1"], timeout=5)
+    if protocol == "http/1.1":  # as after a probe found an HTTP/1.1-only push service
+        adapter._protocols[fakes.webpush_endpoint] = protocol
+    subscription = fakes.webpush_subscribe()
+    try:
+        results = adapter.send_batch(
+            fakes.webpush_credentials(), [_message(subscription, ttl=5) for _ in range(3)]
+        )
+        assert adapter._pools[fakes.webpush_endpoint].protocol == protocol
+    finally:
+        adapter.close()
+    assert all(result.ok for result in results)
+    assert [m["ttl"] for m in fakes.webpush_messages(subscription["endpoint"])] == [5, 5, 5]
