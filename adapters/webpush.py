@@ -362,7 +362,8 @@ def payload_of(message: OutboundMessage) -> bytes:
         value = message.parts.get(name)
         if value:
             payload[name] = value
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    # default=str: a value JSON has no type for (a date) is sent as its text, not a crash.
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 
 def topic_of(collapse_id: str) -> str:
@@ -589,7 +590,7 @@ class WebPushAdapter(AsyncBatchAdapter):
             if len(p256dh) != 65 or len(auth) != 16:
                 raise ValueError("wrong length")
             body = encrypt_payload(payload, p256dh, auth)
-        except (ValueError, TypeError, http_ece.ECEException) as exc:
+        except (ValueError, TypeError, AttributeError, http_ece.ECEException) as exc:
             return _failure(message_id, "subscription_keys_invalid", str(exc))
 
         try:

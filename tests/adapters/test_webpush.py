@@ -1,6 +1,7 @@
 import asyncio
 import base64
 import contextlib
+import email.utils
 import threading
 import time
 import uuid
@@ -17,6 +18,7 @@ from adapters.webpush import (
     DEFAULT_TTL,
     MAX_PLAINTEXT,
     WebPushAdapter,
+    classify_webpush,
     encrypt_payload,
     endpoint_problem,
     generate_vapid_keys,
@@ -593,3 +595,19 @@ def test_either_protocol_the_push_service_speaks(fakes, protocol):
         adapter.close()
     assert all(result.ok for result in results)
     assert [m["ttl"] for m in fakes.webpush_messages(subscription["endpoint"])] == [5, 5, 5]
+
+
+def test_retry_after_as_seconds_or_as_an_http_date():
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    by_date = classify_webpush("m", 503, {b"retry-after": when.encode()}, b"")
+    assert 28 <= by_date.retry_after <= 31
+    assert classify_webpush("m", 429, {b"retry-after": b"7"}, b"").retry_after == 7.0
+    assert classify_webpush("m", 503, {b"retry-after": b"soon"}, b"").retry_after is None
+    # A permanent refusal carries no retry_after, whatever the header says.
+    assert classify_webpush("m", 410, {b"retry-after": b"7"}, b"").retry_after is None
+
+
+def test_unlisted_statuses_are_permanent_below_500():
+    assert classify_webpush("m", 418, {}, b"").permanent
+    assert not classify_webpush("m", 599, {}, b"").permanent
+    assert classify_webpush("m", 202, {b"location": b"/m/1"}, b"").provider_id == "/m/1"
