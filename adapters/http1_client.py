@@ -85,6 +85,9 @@ class HTTP1Pool:
                 headers=fields,
                 proxy=self._proxy_url,
                 proxy_headers=self._proxy_headers,
+                # A 3xx is the answer, as over HTTP/2: a redirect must not carry a request
+                # to a host the adapter did not choose.
+                allow_redirects=False,
             ) as response:
                 data = await response.read()
                 return (

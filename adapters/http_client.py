@@ -23,7 +23,7 @@ proxies commonly refuse CONNECT to ports other than 443), so no probe is made.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
 from adapters.http1_client import HTTP1Pool
@@ -50,10 +50,12 @@ class HTTPPool:
         ca_file: str | None = None,
         proxy: Proxy | None = None,
         protocols: dict[str, str] | None = None,
+        never_indexed: Sequence[bytes] = (),
     ) -> None:
         """`max_connections`, `max_streams`: HTTP/2 connections and streams on each;
         `http1_connections`: the HTTP/1.1 pool's bound (one request per connection at once).
-        `protocols`: origin -> protocol, the answers of earlier probes (updated here)."""
+        `protocols`: origin -> protocol, the answers of earlier probes (updated here).
+        `never_indexed`: header names whose values are the request's own (`HTTP2Pool`)."""
         url = urlsplit(origin)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"origin must be http(s)://host[:port]: {origin}")
@@ -66,6 +68,7 @@ class HTTPPool:
             alpn=(H2, HTTP1),
             proxy=proxy,
             http1_fallback=self._http1_fallback,
+            never_indexed=never_indexed,
         )
         http1_ssl = None
         if url.scheme == "https":

@@ -1,8 +1,9 @@
 """Run the fake providers (APNs, FCM, Twilio, an SMTP relay) in the foreground until SIGTERM or
 SIGINT:
 
-    python -m fakes [--apns-port 8443] [--fcm-port 8089] [--sms-port 8090] [--state-dir var/fake]
-                    [--smtp-port 2525] [--smtps-port 2465] [--smtp-admin-port 8025] [--tick-ms 2]
+    python -m fakes [--apns-port 8443] [--fcm-port 8089] [--sms-port 8090] [--webpush-port 8091]
+                    [--smtp-port 2525] [--smtps-port 2465] [--smtp-admin-port 8025]
+                    [--state-dir var/fake] [--tick-ms 2]
 
 Needs neither Django nor a database.
 """
@@ -23,6 +24,7 @@ from fakes.fcm_server import FakeFCM, serve_fcm
 from fakes.smtp_server import FakeSMTP, serve_smtp
 from fakes.state import ensure_state, set_token_uri
 from fakes.twilio_server import FakeTwilio, serve_twilio
+from fakes.webpush_server import FakeWebPush, serve_webpush
 
 READY_FILE = "ready.json"
 
@@ -30,12 +32,16 @@ READY_FILE = "ready.json"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m fakes",
-        description="Run the fake APNs (HTTP/2 + TLS) and FCM (HTTP) servers on 127.0.0.1.",
+        description="Run the fake APNs (HTTP/2 + TLS), FCM (HTTP) and Web Push (HTTP/1.1) "
+        "servers on 127.0.0.1.",
     )
     parser.add_argument("--apns-port", type=int, default=8443, help="0 picks a free port")
     parser.add_argument("--fcm-port", type=int, default=8089, help="0 picks a free port")
     parser.add_argument(
         "--sms-port", type=int, default=8090, help="the fake Twilio; 0 picks a free port"
+    )
+    parser.add_argument(
+        "--webpush-port", type=int, default=8091, help="the fake push service; 0 picks a free port"
     )
     parser.add_argument("--state-dir", default="var/fake", help="keys, certificates, CA")
     parser.add_argument("--smtp-port", type=int, default=2525, help="SMTP with STARTTLS")
@@ -63,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.apns_port,
                 args.fcm_port,
                 sms_port=args.sms_port,
+                webpush_port=args.webpush_port,
                 smtp_ports=(args.smtp_port, args.smtps_port, args.smtp_admin_port),
             )
         )
@@ -75,6 +82,7 @@ async def serve(
     fcm_port: int,
     *,
     sms_port: int = 0,
+    webpush_port: int = 0,
     smtp_ports: tuple[int, int, int] = (0, 0, 0),
 ) -> None:
     state = ensure_state(state_dir)
@@ -89,6 +97,8 @@ async def serve(
     sms_port = sms.sockets[0].getsockname()[1]
     smtp_servers = await serve_smtp(FakeSMTP(state), "127.0.0.1", *smtp_ports)
     smtp_port, smtps_port, smtp_admin_port = (s.sockets[0].getsockname()[1] for s in smtp_servers)
+    webpush = await serve_webpush(FakeWebPush(), "127.0.0.1", webpush_port)
+    webpush_port = webpush.sockets[0].getsockname()[1]
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -101,6 +111,7 @@ async def serve(
         "smtp_port": smtp_port,
         "smtps_port": smtps_port,
         "smtp_admin_port": smtp_admin_port,
+        "webpush_port": webpush_port,
         "pid": os.getpid(),
     }
     # Written last and atomically: its presence means both servers accept connections.
@@ -111,6 +122,7 @@ async def serve(
         f"fake APNs https://127.0.0.1:{apns_port} (CA {state.path('ca.pem')}), "
         f"fake FCM http://127.0.0.1:{fcm_port}, "
         f"fake Twilio http://127.0.0.1:{sms_port}, "
+        f"fake Web Push http://127.0.0.1:{webpush_port}, "
         f"fake SMTP 127.0.0.1:{smtp_port} (STARTTLS) and :{smtps_port} (TLS), "
         f"admin http://127.0.0.1:{smtp_admin_port}, state in {state_dir}",
         flush=True,
@@ -122,6 +134,7 @@ async def serve(
     await twilio.aclose()
     for server in smtp_servers:
         server.close()
+    webpush.close()
     (state_dir / READY_FILE).unlink(missing_ok=True)
 
 

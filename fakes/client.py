@@ -59,3 +59,23 @@ def fetch_sms_messages(endpoint: str, to: str | None = None, *, timeout: float =
     """What the fake Twilio received (for one `To` number, or all), oldest first."""
     path = "/__messages" if to is None else f"/__messages?to={quote(to, safe='')}"
     return _call(endpoint, "GET", path, ca_file=None, timeout=timeout)
+
+
+def request_json(
+    endpoint: str, method: str, path: str, payload: Any = None, *, timeout: float = 30.0
+) -> Any:
+    """One JSON request to a cleartext fake (`payload` sent as the JSON body when given) and
+    its parsed JSON answer; RuntimeError when the status is not 200."""
+    url = urlsplit(endpoint)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+    try:
+        body = json.dumps(payload).encode() if payload is not None else b""
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        connection.request(method, path, body=body if method != "GET" else None, headers=headers)
+        response = connection.getresponse()
+        answer = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{method} {endpoint}{path} answered {response.status}: {answer}")
+        return json.loads(answer or b"null")
+    finally:
+        connection.close()

@@ -40,7 +40,8 @@ def _head(status: int, headers: Sequence[tuple[str, str]], has_body: bool, close
             lines.append("Connection: close")
         lines.append("Content-Length: ")
         head = "\r\n".join(lines).encode("latin-1")
-        if len(_heads) < 1024:  # answers with unique headers are not worth keeping
+        # Answers with unique headers (a Location per message) are not worth keeping.
+        if len(_heads) < 1024 and not any(name.lower() == "location" for name, _ in headers):
             _heads[key] = head
     return head
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from adapters.base import Credentials
 from fakes import client, state
@@ -82,6 +82,8 @@ class FakeProviders:
         if self.sms_endpoint:
             client.reset_stats(self.sms_endpoint)
         client.reset_stats(self.smtp_admin_endpoint)
+        if self.webpush_endpoint:
+            client.reset_stats(self.webpush_endpoint)
 
     # The fake Twilio (fakes.twilio_server): its account, and what it received.
     sms_endpoint: str = ""
@@ -156,6 +158,46 @@ class FakeProviders:
         """Make the fake relay close every open SMTP connection; how many it closed."""
         return client.call(self.smtp_admin_endpoint, "POST", "/__close_connections")["closed"]
 
+    # -- Web Push (fakes.webpush_server) --
+
+    webpush_endpoint: str = ""  # the fake push service's origin, http://127.0.0.1:PORT
+
+    def webpush_subscribe(
+        self, prefix: str = "", *, application_server_key: str | None = None
+    ) -> dict[str, Any]:
+        """A new browser subscription: `{"endpoint", "keys": {"p256dh", "auth"}}`. `prefix`
+        picks the fake's answer (`gone`, `missing`, `flaky<N>`, `busy`, `err500`, `slow`);
+        `application_server_key` binds it to that VAPID public key (others get 403)."""
+        request: dict[str, Any] = {"prefix": prefix}
+        if application_server_key:
+            request["application_server_key"] = application_server_key
+        return client.request_json(self.webpush_endpoint, "POST", "/__subscribe", request)
+
+    def webpush_subscribe_many(self, count: int, prefix: str = "") -> list[dict[str, Any]]:
+        """`count` new subscriptions (as `webpush_subscribe`), made in requests of 10,000."""
+        made: list[dict[str, Any]] = []
+        while len(made) < count:
+            request = {"prefix": prefix, "count": min(count - len(made), 10_000)}
+            answer = client.request_json(self.webpush_endpoint, "POST", "/__subscribe", request)
+            made += answer["subscriptions"]
+        return made
+
+    def webpush_messages(self, endpoint: str) -> list[dict[str, Any]]:
+        """What the fake stored for a subscription, oldest first: `{"id", "payload" (the
+        decrypted JSON), "ttl", "urgency", "topic", "vapid_token", "received_at"}`."""
+        path = f"/__messages?endpoint={quote(endpoint, safe='')}"
+        return client.request_json(self.webpush_endpoint, "GET", path)
+
+    def webpush_stats(self) -> dict[str, Any]:
+        return client.fetch_stats(self.webpush_endpoint)
+
+    def webpush_credentials(self, subject: str = "mailto:ops@example.com") -> Credentials:
+        """Freshly generated VAPID credentials (any valid key pair is accepted)."""
+        from adapters.webpush import generate_vapid_keys
+
+        values = {**generate_vapid_keys(), "subject": subject}
+        return Credentials(key=f"fake-webpush-{values['vapid_public_key'][:16]}", values=values)
+
 
 def _answers(port: int) -> bool:
     try:
@@ -187,6 +229,7 @@ def running_fake_providers(
             "--smtp-port=0",
             "--smtps-port=0",
             "--smtp-admin-port=0",
+            "--webpush-port=0",
             f"--state-dir={state_dir}",
         ]
         process = subprocess.Popen(command, cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT)
@@ -209,6 +252,7 @@ def running_fake_providers(
                 smtp_port=ready["smtp_port"],
                 smtps_port=ready["smtps_port"],
                 smtp_admin_endpoint=f"http://127.0.0.1:{ready['smtp_admin_port']}",
+                webpush_endpoint=f"http://127.0.0.1:{ready['webpush_port']}",
             )
         finally:
             process.terminate()
@@ -241,6 +285,7 @@ def _wait_until_ready(process: subprocess.Popen, state_dir: Path, timeout: float
             ready = json.loads(ready_path.read_text())
             ports = (
                 "apns_port", "fcm_port", "sms_port", "smtp_port", "smtps_port", "smtp_admin_port",
+                "webpush_port",
             )  # fmt: skip
             if all(_answers(ready[port]) for port in ports):
                 return ready

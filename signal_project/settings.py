@@ -339,6 +339,9 @@ WEB_PUSH_ALLOWED_HOSTS = env.list(
         ".notify.windows.com",  # Edge on Windows (WNS)
     ],
 )
+# Web Push requests in flight at once per batch, and the seconds one may take.
+WEB_PUSH_CONCURRENCY = env.int("WEB_PUSH_CONCURRENCY", default=100)
+WEB_PUSH_TIMEOUT = env.float("WEB_PUSH_TIMEOUT", default=10.0)
 CHANNEL_ADAPTERS = {
     "iOSPush": "adapters.apns.APNsAdapter",
     "AndroidPush": "adapters.fcm.FCMAdapter",

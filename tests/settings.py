@@ -8,3 +8,6 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("CACHE_URL", "redis://127.0.0.1:6379/14")
 
 from signal_project.settings import *  # noqa: E402, F403
+
+# The fake push service's endpoints are http://127.0.0.1:PORT/push/... (fakes.webpush_server).
+WEB_PUSH_ALLOWED_HOSTS = [*WEB_PUSH_ALLOWED_HOSTS, "127.0.0.1"]  # noqa: F405

@@ -5,6 +5,7 @@ import pytest
 from adapters.apns import APNsAdapter
 from adapters.email import EmailAdapter
 from adapters.fcm import FCMAdapter
+from adapters.webpush import WebPushAdapter
 from fakes.process import running_fake_providers
 
 
@@ -62,3 +63,9 @@ def phone(prefix: str = "+1415") -> str:
 def email_address(prefix: str = "user") -> str:
     """A fresh address at the fake relay, so per-address fake state never leaks between tests."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
+
+
+def webpush(fakes):
+    adapter = WebPushAdapter(["127.0.0.1"], timeout=5)
+    yield adapter
+    adapter.close()
