@@ -495,9 +495,14 @@ def _answer_text(body: bytes) -> str:
 
 
 class WebPushAdapter(AsyncBatchAdapter):
-    """Sends Web Push messages to the browsers' push services (or any listed endpoint)."""
+    """Sends Web Push messages to the browsers' push services (or any listed endpoint).
+
+    A batch starts no request after `send_rounds - 1` timeouts: what is unsent then fails
+    `timeout` (temporary) and goes back to the queue, so the batch ends within `send_rounds`
+    timeouts, inside the delivery task's soft limit, however large it is."""
 
     channel = "WebPush"
+    send_rounds = 7
 
     def __init__(
         self,
@@ -537,10 +542,8 @@ class WebPushAdapter(AsyncBatchAdapter):
     ) -> list[SendResult]:
         if not messages:
             return []
-        # Each request has its own deadline and at most `concurrency` run at once.
-        rounds = math.ceil(len(messages) / self.concurrency)
         return registry.run_in_loop(
-            self._send_batch(credentials, messages), timeout=rounds * self.timeout + 30
+            self._send_batch(credentials, messages), timeout=self.send_rounds * self.timeout + 30
         )
 
     async def _send_batch(
@@ -550,8 +553,17 @@ class WebPushAdapter(AsyncBatchAdapter):
         results: list[SendResult | None] = [None] * len(messages)
         todo = iter(range(len(messages)))
 
+        deadline = time.monotonic() + (self.send_rounds - 1) * self.timeout
+
         async def worker() -> None:
             for index in todo:  # shared: each worker takes the next message
+                if time.monotonic() > deadline:
+                    results[index] = local_failure(
+                        messages[index].message_id,
+                        "timeout",
+                        "not sent: the batch's time ran out before sending",
+                    )
+                    continue
                 results[index] = await self._send_one(vapid, messages[index])
 
         await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(messages)))))

@@ -65,6 +65,7 @@ def email_address(prefix: str = "user") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
 
 
+@pytest.fixture
 def webpush(fakes):
     adapter = WebPushAdapter(["127.0.0.1"], timeout=5)
     yield adapter

@@ -249,9 +249,7 @@ def test_web_push_payload_arrives_encrypted_and_decrypts(channel_app, fake_provi
     assert payload["title"] == "Sale" and payload["body"] == "Starts now"
     assert payload["data"] == {"id": 7}
     assert payload["url"] == "https://shop.example.com/sale"
-    assert received["headers"]["Urgency"] == "high"
-    assert received["headers"]["TTL"] == "600"
-    assert received["headers"]["Topic"] == "sale"
+    assert (received["urgency"], received["ttl"], received["topic"]) == ("high", 600, "sale")
 
 
 def test_web_push_gone_endpoint_disables_the_subscription(channel_app, fake_providers):
