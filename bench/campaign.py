@@ -157,7 +157,7 @@ def run_ours(stack, n: int, number: int, timeout: float, channel: str = "push") 
     application, key = create_application(stack.fakes, f"bench-campaign-{number}")
     browsers = None
     if channel == "WebPush":
-        browsers = stack.fakes.webpush_subscribe_many(n)
+        browsers = [(b["endpoint"], b["keys"]) for b in stack.fakes.webpush_subscribe_many(n)]
     seeded = seed_subscriptions(application, n, channel=channel, browsers=browsers)
     print(f"run {number}: seeded {n} in {seeded['seconds']} s", flush=True)
     settled = settle_audience()
