@@ -3,7 +3,8 @@
 Every APNs reason and FCM v1 error code maps to three flags: `permanent` (retrying the same
 message cannot help), `token_invalid` (the device token is dead: disable the subscription) and
 `credential_rejected` (our provider credential was refused: renew it and retry once).
-`ERRORS.md` next to this module is generated from the same table by `errors_markdown()`.
+`ERRORS.md` next to this module is generated from these tables and the other channels' by
+`adapters.errors_doc`.
 """
 
 from __future__ import annotations
@@ -113,65 +114,6 @@ ALL_ERRORS: tuple[ErrorClass, ...] = (
     *FCM_ERRORS.values(),
     *LOCAL_ERRORS.values(),
 )
-
-
-def errors_markdown() -> str:
-    """The error table as Markdown, the content of `adapters/ERRORS.md`."""
-    lines = [
-        "# Provider errors",
-        "",
-        "Generated from `adapters/errors.py`: `python -m adapters.errors > adapters/ERRORS.md`.",
-        "",
-        "| Provider | Code | HTTP | Permanent | Token invalid | Credential rejected | Meaning |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    yes_no = {True: "yes", False: "no"}
-    for error in ALL_ERRORS:
-        lines.append(
-            f"| {error.provider} | `{error.code}` | {error.status or ''} "
-            f"| {yes_no[error.permanent]} | {yes_no[error.token_invalid]} "
-            f"| {yes_no[error.credential_rejected]} | {error.meaning} |"
-        )
-    lines += _channel_tables()
-    return "\n".join(lines) + "\n"
-
-
-def _channel_tables() -> list[str]:
-    """The e-mail, SMS and Web Push outcomes, kept with their adapters (imported here, not at
-    the top: they import this module)."""
-    from adapters import email, sms, webpush
-
-    yes_no = {True: "yes", False: "no"}
-    lines = [
-        "",
-        "## Twilio (SMS), Web Push and local e-mail failures",
-        "",
-        "| Provider | Code | HTTP | Permanent | Token invalid | Credential rejected | Meaning |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for table in (sms.TWILIO_ERRORS, webpush.WEB_PUSH_ERRORS, email.EMAIL_LOCAL_ERRORS):
-        for error in table.values():
-            lines.append(
-                f"| {error.provider} | `{error.code}` | {error.status or ''} "
-                f"| {yes_no[error.permanent]} | {yes_no[error.token_invalid]} "
-                f"| {yes_no[error.credential_rejected]} | {error.meaning} |"
-            )
-    lines += [
-        "",
-        "## SMTP replies",
-        "",
-        "The code of a refused e-mail is `smtp_<reply code>`; the first matching row decides.",
-        "",
-        "| Command | Reply | Enhanced status | Permanent | Token invalid | Meaning |",
-        "|---|---|---|---|---|---|",
-    ]
-    for outcome in email.SMTP_OUTCOMES:
-        lines.append(
-            f"| {outcome.command} | {outcome.code} | {outcome.enhanced or 'any'} "
-            f"| {yes_no[outcome.permanent]} | {yes_no[outcome.token_invalid]} "
-            f"| {outcome.meaning} |"
-        )
-    return lines
 
 
 def _result(
@@ -317,8 +259,3 @@ def parse_json_body(raw: bytes | str) -> dict[str, Any] | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return value if isinstance(value, dict) else None
-
-
-if __name__ == "__main__":
-    # Regenerate the README table: python -m adapters.errors > adapters/ERRORS.md
-    print(errors_markdown(), end="")

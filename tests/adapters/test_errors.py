@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from adapters import errors
-from adapters.errors import classify_apns, classify_fcm, errors_markdown
+from adapters.errors import classify_apns, classify_fcm
+from adapters.errors_doc import errors_markdown
 
 APPLE_REASONS = [
     "BadCollapseId",
