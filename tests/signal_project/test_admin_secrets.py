@@ -13,10 +13,11 @@ from django.db import connection
 from django.test import Client
 
 from accounts import credentials
-from accounts.services import application_set_credentials
+from accounts.services import application_set_credentials, channel_credentials_set
 from campaigns import services as campaign_services
 from campaigns.schedules import schedule_clean
 from messaging.services.messages import Content, Delivery, message_send
+from messaging.services.subscriptions import subscription_register
 from templates_app import services as template_services
 from tests.admin_pages import p8_key, pem_body_lines, service_account
 from tests.conftest import application_with_keys, subscription_create
@@ -24,6 +25,10 @@ from tests.conftest import application_with_keys, subscription_create
 pytestmark = pytest.mark.django_db
 
 OBJECTS_PER_MODEL = 5
+# A valid P-256 public key (RFC 8291's example user agent key), as a browser gives p256dh.
+TEST_P256DH = (
+    "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4"
+)
 
 
 @pytest.fixture
@@ -49,6 +54,27 @@ def secrets(db) -> list[str]:
         ),
         fcm_credentials={"service_account": account},
     )
+    email = channel_credentials_set(
+        application=application,
+        channel="Email",
+        values={"host": "smtp.example.com", "username": "relay", "password": "smtp-Secret-9x",
+                "from_address": "news@example.com"},
+    )  # fmt: skip
+    sms = channel_credentials_set(
+        application=application,
+        channel="SMS",
+        values={"account_sid": "AC" + "1" * 32, "auth_token": "twilioSecretToken77",
+                "from": "+15005550006"},
+    )  # fmt: skip
+    vapid = channel_credentials_set(application=application, channel="WebPush", values={})
+    browser_keys = {"p256dh": TEST_P256DH, "auth": "c2VjcmV0QXV0aEtleTE2Qg"}
+    subscription_register(
+        application=application,
+        actor="test",
+        type="WebPush",
+        token="https://fcm.googleapis.com/fcm/send/secret-endpoint-1",
+        keys=browser_keys,
+    )
     subscription = subscription_create(application, external_user_id="alice")
     message_send(
         application=application,
@@ -72,7 +98,9 @@ def secrets(db) -> list[str]:
             [application.pk],
         )
         ciphertexts = list(cursor.fetchone())
-        cursor.execute("SELECT token FROM messaging_subscription")
+        cursor.execute("SELECT token, keys FROM messaging_subscription")
+        ciphertexts += [value for row in cursor.fetchall() for value in row if value]
+        cursor.execute("SELECT values FROM accounts_channelcredential")
         ciphertexts += [row[0] for row in cursor.fetchall()]
     return [
         *pem_body_lines(p8),
@@ -82,6 +110,11 @@ def secrets(db) -> list[str]:
         made.client.raw,
         made.server.api_key.digest,
         subscription.token,
+        email["password"],
+        sms["auth_token"],
+        vapid["vapid_private_key"],
+        browser_keys["auth"],
+        "secret-endpoint-1",
     ]
 
 
