@@ -8,9 +8,10 @@ each optional. A stored message keeps only the part of its own channel.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote
 
 from core.validation import MAX_JSON_BYTES, InputInvalid, check_json, check_text
 
@@ -53,11 +54,47 @@ def _text(max_length: int, *, single_line: bool = False):
     return check
 
 
+# An absolute http(s) URL as RFC 3986 spells it: a host name with an optional port, then path,
+# query and fragment of its characters (anything else percent-encoded, non-ASCII included).
+# The OpenAPI document states the same pattern (core.openapi).
+_PCHAR = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})"
+URL_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?"
+    rf"(?:/{_PCHAR}*)*(?:\?(?:{_PCHAR}|[/?])*)?(?:#(?:{_PCHAR}|[/?])*)?$"
+)
+_URL = re.compile(URL_PATTERN)
+
+
+# What a rendered URL keeps as it is; anything else (a space, non-ASCII text from a variable)
+# is percent-encoded, as a browser does with what is typed into its address bar.
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
+
+
+def rendered_urls_encoded(parts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """`parts` as rendered from a template, with each URL field's variable text
+    percent-encoded (`https://shop.example/{{slug}}` with slug "summer sale" becomes
+    `https://shop.example/summer%20sale`)."""
+    encoded = {}
+    for name, part in parts.items():
+        urls = [key for key, check in PART_FIELDS.get(name, {}).items() if check is _url]
+        if isinstance(part, dict) and any(isinstance(part.get(key), str) for key in urls):
+            part = {
+                key: quote(value, safe=_URL_SAFE)
+                if key in urls and isinstance(value, str) and "\x00" not in value
+                else value
+                for key, value in part.items()
+            }
+        encoded[name] = part
+    return encoded
+
+
 def _url(value: Any, field: str) -> Any:
     check_text(value, field=field, max_length=MAX_URL_LENGTH)
-    url = urlsplit(value)
-    if url.scheme not in ("https", "http") or not url.netloc or any(c.isspace() for c in value):
-        raise InputInvalid(f"{field} must be an absolute http(s) URL.", field=field)
+    if not _URL.fullmatch(value):
+        raise InputInvalid(
+            f"{field} must be an absolute http(s) URL (other characters percent-encoded).",
+            field=field,
+        )
     return value
 
 

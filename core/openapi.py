@@ -73,8 +73,8 @@ BLANK = f"^[{WHITESPACE}]*$"
 # --- Channel parts ------------------------------------------------------------------------------
 
 ONE_LINE = r"^[^\r\n]*$"
-# An absolute http(s) URL with a host and no whitespace, as core.channels checks it.
-HTTP_URL = f"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#{WHITESPACE}][^{WHITESPACE}]*$"
+# An absolute http(s) URL, as core.channels checks it.
+HTTP_URL = channels.URL_PATTERN
 
 
 _CHANNEL_OF_PART = {part: channel for channel, part in channels.PART_OF_CHANNEL.items()}

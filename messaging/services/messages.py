@@ -19,7 +19,7 @@ from django_fsm import can_proceed
 from accounts.models import Application
 from accounts.quotas import quota_consume, quota_insert
 from core.bulk import COPY_FROM_ROWS, copy_models, copy_rows
-from core.channels import SMS, part_for, parts_check
+from core.channels import SMS, part_for, parts_check, rendered_urls_encoded
 from core.exceptions import ContentInvalid, InvalidTransition
 from core.validation import MAX_JSON_BYTES, InputInvalid, check_json, text_problem
 from templates_app.rendering import render
@@ -102,7 +102,7 @@ def render_content(version, variables: dict, language: str | None) -> Content:
                 body=result.body,
                 data=result.data,
                 template_version_id=version.pk,
-                parts=result.parts,
+                parts=rendered_urls_encoded(result.parts),
             ),
             template_id=version.template_id,
         )

@@ -229,7 +229,7 @@ def parts_template(app):
         default_language="ko",
         parts={
             "email": {"subject": "영수증 {{order}}", "html": "<p>{{name}}님</p>"},
-            "sms": {"text": "주문 {{order}} 완료"},
+            "sms": {"text": "주문 {{order}} 완료{{note}}"},
             "web_push": {"url": "https://shop.example.com/o/{{order}}"},
         },
         translations={
@@ -274,7 +274,7 @@ def test_a_templates_parts_are_rendered_into_each_message(server_api, app, parts
     [
         ({"order": "x" * 1000}, "email.subject"),  # over 998 once rendered
         ({"order": "a\nb"}, "email.subject"),  # a line break in a subject
-        ({"order": "a b"}, "web_push.url"),  # not a URL once rendered
+        ({"order": "%zz"}, "web_push.url"),  # a broken percent-escape once rendered
         ({"order": "x" * 1600}, "sms.text"),  # over 1,600 characters once rendered
     ],
 )
@@ -299,10 +299,26 @@ def test_a_rendered_sms_text_over_ten_segments_is_refused(server_api, targets, p
     body = {
         "subscription_id": str(targets["SMS"].pk),
         "template_id": str(parts_template.template_id),
-        "variables": {"order": "가" * 700},
+        "variables": {"order": "A-7", "note": "가" * 700},
     }
 
     details = assert_error(post(server_api, body), 400, "validation_error")
 
     assert list(details) == ["sms.text"]
     assert not Message.objects.exists()
+
+
+def test_variable_text_in_a_rendered_url_is_percent_encoded(server_api, targets, parts_template):
+    body = {
+        "subscription_id": str(targets["WebPush"].pk),
+        "template_id": str(parts_template.template_id),
+        "variables": {"order": "여름 세일"},
+    }
+
+    response = post(server_api, body)
+
+    assert response.status_code == 202, response.content
+    message = Message.objects.get()
+    assert message.parts == {
+        "url": "https://shop.example.com/o/%EC%97%AC%EB%A6%84%20%EC%84%B8%EC%9D%BC"
+    }

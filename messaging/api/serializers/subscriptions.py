@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import copy
+import re
 
-from adapters.webpush import keys_problem
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.plumbing import ResolvedComponent
 from rest_framework import serializers
 
 from accounts.selectors import channels_ready_of
+from adapters.webpush import keys_problem
 from core.api import StrictQuerySerializer, StrictSerializer, TimeZoneField
 from core.countries import country_code_pattern
 from core.openapi import NON_BLANK
@@ -147,6 +149,23 @@ class SubscriptionCreateInput(ProfileFieldsMixin, StrictSerializer):
         return attrs
 
 
+def web_push_endpoint_pattern(allowed_hosts) -> str:
+    """A pattern of endpoints adapters.webpush.endpoint_problem accepts, for the schema: https
+    on a listed host or a subdomain of a listed `.suffix` (http too for a listed 127.0.0.1),
+    then a path of URL characters."""
+    label = "[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?"
+    hosts = []
+    for entry in allowed_hosts:
+        entry = str(entry).strip().lower().rstrip(".")
+        if entry == "127.0.0.1":
+            hosts.append(r"https?://127\.0\.0\.1(?::[1-9][0-9]{0,3})?")
+        elif entry.startswith("."):
+            hosts.append(f"https://(?:{label}\\.){{1,4}}{re.escape(entry[1:])}")
+        elif entry:
+            hosts.append(f"https://{re.escape(entry)}")
+    return f"^(?:{'|'.join(hosts)})(?:/[A-Za-z0-9._~!$&'()*+,;=:@/-]*)?$"
+
+
 # The canonical form of each type's token (messaging.tokens), as JSON Schema keywords; the
 # normalizers also take what they strip: surrounding whitespace, spaces and <> in APNs tokens,
 # separators in phone numbers.
@@ -176,11 +195,23 @@ TOKEN_SCHEMAS: dict[str, dict] = {
     },
     SubscriptionType.WEB_PUSH: {
         "format": "uri",
-        "pattern": r"^https?://",
+        "pattern": web_push_endpoint_pattern(settings.WEB_PUSH_ALLOWED_HOSTS),
         "maxLength": 2048,
         "description": "The browser's push endpoint URL, on a host of a known push service "
         "(WEB_PUSH_ALLOWED_HOSTS); `keys` are required with it.",
     },
+}
+# A browser's keys as PushSubscription.toJSON() gives them: base64url without padding of the
+# 65-octet uncompressed P-256 point (it starts 0x04, so "B") and of the 16-octet auth secret.
+# (The server also checks that the point is on the curve, which no schema can say.)
+WEB_PUSH_KEYS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "p256dh": {"type": "string", "pattern": "^B[A-Za-z0-9_-]{86}$"},
+        "auth": {"type": "string", "pattern": "^[A-Za-z0-9_-]{22}$"},
+    },
+    "required": ["p256dh", "auth"],
+    "additionalProperties": False,
 }
 
 
@@ -200,6 +231,11 @@ class SubscriptionCreateInputSchema(OpenApiSerializerExtension):
             variant = copy.deepcopy(schema)
             variant["properties"]["type"] = {"type": "string", "enum": [kind]}
             variant["properties"]["token"] = {**variant["properties"]["token"], **token}
+            if kind == SubscriptionType.WEB_PUSH:
+                variant["properties"]["keys"] = WEB_PUSH_KEYS_SCHEMA
+                variant["required"] = [*variant.get("required", []), "keys"]
+            else:  # only WebPush subscriptions have keys
+                variant["properties"].pop("keys", None)
             component = ResolvedComponent(
                 name=f"SubscriptionCreate{kind}Request",
                 type=ResolvedComponent.SCHEMA,
