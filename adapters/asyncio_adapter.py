@@ -49,6 +49,13 @@ class AsyncBatchAdapter:
             self._send_batch(credentials, messages), timeout=self.send_rounds * self.timeout + 30
         )
 
+    def _start_deadline(self) -> float:
+        """The time.monotonic() after which a batch starts no request: `send_rounds - 1`
+        timeouts from now, so that the last requests started (each with its own timeout) end
+        within `send_rounds` timeouts, send_batch's deadline. What is unsent then fails
+        `timeout` and is retried."""
+        return time.monotonic() + (self.send_rounds - 1) * self.timeout
+
     def close(self) -> None:
         """Closes this process's connections (at shutdown; sending again reopens them)."""
         if self._clients_loop is not None and self._clients:

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus, urlsplit, urlunsplit
 
-from adapters import registry
 from adapters.asyncio_adapter import AsyncBatchAdapter, timed_request
 from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
 from adapters.errors import ErrorClass, local_failure, parse_retry_after
@@ -218,21 +217,12 @@ class TwilioSMSAdapter(AsyncBatchAdapter):
             concurrency=int(getattr(settings, "SMS_CONCURRENCY", 50)),
         )
 
-    def send_batch(
-        self, credentials: Credentials, messages: Sequence[OutboundMessage]
-    ) -> list[SendResult]:
-        if not messages:
-            return []
-        return registry.run_in_loop(
-            self._send_batch(credentials, messages), timeout=self.send_rounds * self.timeout + 30
-        )
-
     async def _send_batch(
         self, credentials: Credentials, messages: Sequence[OutboundMessage]
     ) -> list[SendResult]:
         client = self._client(credentials)
         batch = _Batch(results=[None] * len(messages))
-        batch.deadline = time.monotonic() + (self.send_rounds - 1) * self.timeout
+        batch.deadline = self._start_deadline()
         indexes = iter(range(len(messages)))  # shared: each worker takes the next message
         workers = min(self.concurrency, len(messages))
         if workers == 1:

@@ -39,7 +39,6 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from adapters import registry
 from adapters.asyncio_adapter import AsyncBatchAdapter, timed_request
 from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
 from adapters.errors import ErrorClass, local_failure
@@ -537,15 +536,6 @@ class WebPushAdapter(AsyncBatchAdapter):
             concurrency=int(getattr(settings, "WEB_PUSH_CONCURRENCY", 100)),
         )
 
-    def send_batch(
-        self, credentials: Credentials, messages: Sequence[OutboundMessage]
-    ) -> list[SendResult]:
-        if not messages:
-            return []
-        return registry.run_in_loop(
-            self._send_batch(credentials, messages), timeout=self.send_rounds * self.timeout + 30
-        )
-
     async def _send_batch(
         self, credentials: Credentials, messages: Sequence[OutboundMessage]
     ) -> list[SendResult]:
@@ -553,7 +543,7 @@ class WebPushAdapter(AsyncBatchAdapter):
         results: list[SendResult | None] = [None] * len(messages)
         todo = iter(range(len(messages)))
 
-        deadline = time.monotonic() + (self.send_rounds - 1) * self.timeout
+        deadline = self._start_deadline()
 
         async def worker() -> None:
             for index in todo:  # shared: each worker takes the next message
