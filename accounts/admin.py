@@ -38,6 +38,22 @@ class ApiKeyInline(admin.TabularInline):
         return False  # keys are made by the actions, which show the raw key once
 
 
+class ChannelCredentialInline(admin.TabularInline):
+    """Which other channels have credentials, and since when; each row links to its page,
+    where they are uploaded and tested (never shown)."""
+
+    model = ChannelCredential
+    extra = 0
+    fields = ["channel", "set_at"]
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+    verbose_name_plural = "credentials of the other channels (e-mail, SMS, Web Push, KakaoTalk)"
+
+    def has_add_permission(self, request, obj=None):
+        return False  # added on the channel credentials' own page, as a file
+
+
 class MessageQuotaInline(admin.StackedInline):
     model = MessageQuota
     can_delete = False
@@ -201,7 +217,7 @@ class ApplicationAdmin(admin.ModelAdmin):
             {"fields": ["fcm_summary", "fcm_service_account_file", "fcm_clear"]},
         ),
     ]
-    inlines = [MessageQuotaInline, ApiKeyInline]
+    inlines = [MessageQuotaInline, ChannelCredentialInline, ApiKeyInline]
     actions = ["create_server_key", "create_client_key"]
 
     @admin.display(description="active keys")
