@@ -337,6 +337,10 @@ _RECIPIENT_HELP = {
 }
 
 
+# Channels whose credentials are columns of Application: ApplicationForm takes them.
+_APPLICATION_CHANNELS = (channels.IOS_PUSH, channels.ANDROID_PUSH)
+
+
 class ChannelCredentialForm(forms.ModelForm):
     """A channel's credentials come in as a JSON file (the same file `set_channel_credentials`
     takes) and are never put back into the page; `test_recipient` sends a test message with
@@ -369,6 +373,10 @@ class ChannelCredentialForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        channel = cleaned.get("channel") or self.instance.channel
+        if channel in _APPLICATION_CHANNELS:
+            self.add_error("channel", f"{channel} credentials are set on the application's page.")
+            return cleaned
         upload = cleaned.get("credentials_file")
         if not upload:
             if not self.instance.pk:
@@ -382,7 +390,6 @@ class ChannelCredentialForm(forms.ModelForm):
         except json.JSONDecodeError as exc:
             self.add_error("credentials_file", f"The file is not JSON: {exc}")
             return cleaned
-        channel = cleaned.get("channel") or self.instance.channel
         try:
             self.values = channel_credentials_clean(channel=channel, values=values)
         except credentials.CredentialsInvalid as exc:
