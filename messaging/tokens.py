@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 
-from adapters.webpush import endpoint_problem
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+
+from adapters.webpush import endpoint_problem
 
 from .models import SubscriptionType
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import html
 
-from adapters.sms import signature_valid
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.selectors import channel_credentials_get
+from adapters.sms import signature_valid
 from core import channels
 
 from .links import unsubscribe_subscription_id
