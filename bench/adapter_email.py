@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -28,7 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 
-from bench.common import cpu_seconds, machine_busy_seconds  # noqa: E402
+from bench.common import adapter_figures, send_batches_timed  # noqa: E402
 
 TARGET_RATE = 1_000  # e-mails/s the whole pipeline should reach on this machine
 
@@ -93,28 +92,15 @@ def main() -> None:
                 _messages(args.batch, personal=args.personal)
                 for _ in range(-(-args.n // args.batch))
             ]
-            fake_before, busy_before = cpu_seconds(fakes.pid), machine_busy_seconds()
-            client_before, started = time.process_time(), time.perf_counter()
-            sent = failed = 0
-            failures = []
-            for messages in batches:
-                messages = messages[: args.n - sent]
-                results = adapter.send_batch(credentials, messages)
-                sent += len(messages)
-                failed += sum(not r.ok for r in results)
-                failures += [r for r in results if not r.ok][:3]
-            wall = time.perf_counter() - started
-            client_cpu = time.process_time() - client_before
-            fake_cpu = cpu_seconds(fakes.pid) - fake_before
-            busy = machine_busy_seconds() - busy_before
+            timed = send_batches_timed(adapter, credentials, batches, args.n, fakes.pid)
             stats = fakes.smtp_stats()
         finally:
             adapter.close()
+    sent, failed, wall = timed["sent"], timed["failed"], timed["wall"]
     if failed:
-        raise SystemExit(f"{failed} of {sent} messages failed, e.g. {failures[:3]}")
+        raise SystemExit(f"{failed} of {sent} messages failed, e.g. {timed['failures'][:3]}")
     if stats["by_status"].get("250") != args.n + args.batch:
         raise SystemExit(f"the fake accepted {stats['by_status']}, not {args.n + args.batch}")
-    cores = os.cpu_count() or 1
     figures = {
         "n": sent,
         "batch": args.batch,
@@ -122,16 +108,9 @@ def main() -> None:
         "security": args.security,
         "personal": args.personal,
         "fake_connections": stats.get("connections", 0),
-        "msg_per_s": round(sent / wall, 1),
-        "wall_s": round(wall, 3),
-        "client_cpu_s_per_1000": round(client_cpu / sent * 1000, 4),
-        "fake_cpu_s_per_1000": round(fake_cpu / sent * 1000, 4),
-        "client_us_per_msg": round(client_cpu / sent * 1e6, 1),
-        "fake_us_per_msg": round(fake_cpu / sent * 1e6, 1),
-        # The share of this machine each side would take at the pipeline's target rate.
-        f"client_share_at_{TARGET_RATE}": round(client_cpu / sent * TARGET_RATE / cores, 3),
-        f"fake_share_at_{TARGET_RATE}": round(fake_cpu / sent * TARGET_RATE / cores, 3),
-        "others_load_share": round(max(busy - client_cpu - fake_cpu, 0.0) / (wall * cores), 3),
+        # The rate, CPU per message, and the share of this machine each side would take at
+        # the pipeline's target rate.
+        **adapter_figures(timed, TARGET_RATE),
     }
     print(
         f"{sent} e-mails in {wall:.2f} s = {sent / wall:,.0f} msg/s; CPU per 1,000: adapter "

@@ -290,3 +290,50 @@ def http_json(method: str, url: str, api_key: str, body: dict | None = None) -> 
             return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
+
+
+def send_batches_timed(adapter, credentials, batches, n: int, fake_pid: int) -> dict:
+    """Sends `batches` (lists of OutboundMessage) through `adapter.send_batch`, n messages in
+    all, and measures it: the wall time, this process's CPU (the adapter's side), the fake's
+    CPU and the whole machine's busy time, apart; with the count of failures and a few of
+    them. The benches of one adapter against its fake (bench/adapter_*.py) share it."""
+    fake_before, busy_before = cpu_seconds(fake_pid), machine_busy_seconds()
+    client_before, started = time.process_time(), time.perf_counter()
+    sent = failed = 0
+    failures = []
+    for messages in batches:
+        messages = messages[: n - sent]
+        results = adapter.send_batch(credentials, messages)
+        sent += len(messages)
+        failed += sum(not r.ok for r in results)
+        failures += [r for r in results if not r.ok][:3]
+    return {
+        "sent": sent,
+        "failed": failed,
+        "failures": failures,
+        "wall": time.perf_counter() - started,
+        "client_cpu": time.process_time() - client_before,
+        "fake_cpu": cpu_seconds(fake_pid) - fake_before,
+        "busy": machine_busy_seconds() - busy_before,
+    }
+
+
+def adapter_figures(timed: dict, target_rate: int) -> dict:
+    """The rate and the CPU per message of send_batches_timed's measurement, and the share of
+    this machine the adapter and the fake would each take at `target_rate` messages/s."""
+    sent, wall = timed["sent"], timed["wall"]
+    client_cpu, fake_cpu = timed["client_cpu"], timed["fake_cpu"]
+    cores = os.cpu_count() or 1
+    return {
+        "msg_per_s": round(sent / wall, 1),
+        "wall_s": round(wall, 3),
+        "client_cpu_s_per_1000": round(client_cpu / sent * 1000, 4),
+        "fake_cpu_s_per_1000": round(fake_cpu / sent * 1000, 4),
+        "client_us_per_msg": round(client_cpu / sent * 1e6, 1),
+        "fake_us_per_msg": round(fake_cpu / sent * 1e6, 1),
+        f"client_share_at_{target_rate}": round(client_cpu / sent * target_rate / cores, 3),
+        f"fake_share_at_{target_rate}": round(fake_cpu / sent * target_rate / cores, 3),
+        "others_load_share": round(
+            max(timed["busy"] - client_cpu - fake_cpu, 0.0) / (wall * cores), 3
+        ),
+    }

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from core.channels import CHANNELS, WEB_PUSH
 
-from ..selectors import channel_credentials_get, channels_ready_of
+from ..selectors import channel_credentials_get, channels_ready
 from .auth import IsServerOrClientKey
 
 
@@ -35,7 +35,7 @@ class ApplicationCurrentApi(APIView):
     @extend_schema(operation_id="applications_current", responses=ApplicationOutput)
     def get(self, request: Request) -> Response:
         application = request.auth.application
-        ready = channels_ready_of(application_id=application.pk)
+        ready = channels_ready(application=application)  # the key's application, loaded
         public_key = None
         if ready.get(WEB_PUSH):
             values = channel_credentials_get(application=application, channel=WEB_PUSH)
