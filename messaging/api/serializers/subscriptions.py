@@ -137,12 +137,13 @@ def _keys_checked(kind: str, attrs: dict, *, required: bool) -> None:
 
 
 _KEYED = [spec.type for spec in SPECS.values() if spec.token_keys]
+_KEYED_ONLY = f"{', '.join(_KEYED)} only"
 
 
 class SubscriptionCreateInput(ProfileFieldsMixin, StrictSerializer):
     type = serializers.ChoiceField(choices=SubscriptionType.choices)
     token = serializers.CharField(max_length=4096)
-    keys = WebPushKeysInput(required=False, help_text="WebPush only: the browser's keys.")
+    keys = WebPushKeysInput(required=False, help_text=f"{_KEYED_ONLY}: the browser's keys.")
     external_user_id = serializers.CharField(max_length=255, required=False, allow_null=True)
     tags = TagsField(required=False)
 
@@ -207,7 +208,7 @@ class SubscriptionCreateInputSchema(OpenApiSerializerExtension):
 class SubscriptionUpdateInput(ProfileFieldsMixin, StrictSerializer):
     enabled = serializers.BooleanField(required=False)
     token = serializers.CharField(max_length=4096, required=False)
-    keys = WebPushKeysInput(required=False, help_text="WebPush only: the browser's keys.")
+    keys = WebPushKeysInput(required=False, help_text=f"{_KEYED_ONLY}: the browser's keys.")
     tags = TagsField(required=False, allow_removal=True)
 
     def validate(self, attrs):
