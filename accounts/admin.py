@@ -329,11 +329,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked {count} key(s).")
 
 
+# What a test message goes to: a subscription's token (core.channels.SPECS' token_help).
 _RECIPIENT_HELP = {
-    channels.EMAIL: "an e-mail address",
-    channels.SMS: "a phone number in E.164 form",
-    channels.WEB_PUSH: 'the browser\'s subscription JSON {"endpoint", "keys"}',
-    channels.KAKAOTALK: "a phone number in E.164 form",
+    spec.type: spec.token_help.rstrip(".") for spec in channels.SPECS.values() if spec.credentials
 }
 
 
