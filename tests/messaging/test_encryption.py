@@ -18,6 +18,7 @@ from django.test import override_settings
 
 from accounts.models import Application
 from accounts.services import application_create
+from core import checks as core_checks
 from core import crypto
 from messaging import checks
 from messaging.models import Subscription
@@ -123,8 +124,9 @@ def test_rotate_encryption_keys_re_encrypts_under_the_new_key(stored, capsys):
         call_command("rotate_encryption_keys")
 
     out = capsys.readouterr().out
-    assert "Application: 1 rows re-encrypted" in out
-    assert "Subscription: 1 rows re-encrypted" in out
+    assert "accounts.Application.apns_credentials: 1 re-encrypted" in out
+    assert "accounts.Application.fcm_credentials: 0 re-encrypted" in out
+    assert "messaging.Subscription.token: 1 re-encrypted" in out
     (token_after,) = raw_row("messaging_subscription", subscription.pk, "token")
     (apns_after,) = raw_row("accounts_application", application.pk, "apns_credentials")
     assert token_after != token_before and apns_after != apns_before
@@ -148,9 +150,9 @@ def test_rotate_encryption_keys_re_encrypts_under_the_new_key(stored, capsys):
 
 
 def test_rotation_walks_every_row_in_batches(db, monkeypatch):
-    from messaging.management.commands import rotate_encryption_keys
+    from core import encryption
 
-    monkeypatch.setattr(rotate_encryption_keys, "BATCH", 2)
+    monkeypatch.setattr(encryption, "BATCH", 2)
     application = application_create(name="many")
     made = [subscription_create(application, token=apns_token(n)) for n in range(5)]
     new_key = Fernet.generate_key().decode()
@@ -195,14 +197,14 @@ def test_the_database_check_reports_e001_with_a_wrong_key(wrong_key, capsys):
     with pytest.raises(SystemCheckError) as excinfo:
         call_command("check", "--database", "default")
 
-    assert "messaging.E001" in str(excinfo.value)
+    assert "core.E001" in str(excinfo.value)
 
 
 def test_the_database_check_passes_with_the_right_keys(stored, capsys):
     call_command("check", "--database", "default")
 
     assert "no issues" in capsys.readouterr().out
-    assert checks.check_encryption_keys(None) == []
+    assert core_checks.check_encryption_keys(None, databases=["default"]) == []
 
 
 def test_verify_on_start_raises_with_a_wrong_key(wrong_key):
