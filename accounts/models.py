@@ -7,7 +7,7 @@ import uuid
 
 from django.db import models
 
-from core.channels import CHANNELS
+from core.channels import channel_choices
 from core.fields import EncryptedJSONField
 
 
@@ -82,7 +82,7 @@ class ChannelCredential(models.Model):
     application = models.ForeignKey(
         Application, on_delete=models.CASCADE, related_name="channel_credentials"
     )
-    channel = models.CharField(max_length=20, choices=[(c, c) for c in CHANNELS])
+    channel = models.CharField(max_length=20, choices=channel_choices)
     values = EncryptedJSONField()
     set_at = models.DateTimeField()
 

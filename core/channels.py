@@ -189,6 +189,14 @@ def spec_of(channel_type: str) -> ChannelSpec:
 
 CHANNELS = tuple(SPECS)
 
+
+def channel_choices() -> list[tuple[str, str]]:
+    """(type, label) of every channel, for the `choices` of a model field holding a channel
+    type: a callable, so migrations name it rather than list the channels, and a new spec needs
+    no migration."""
+    return [(spec.type, spec.label) for spec in SPECS.values()]
+
+
 # The part each channel reads; push to devices has none (title, body and data are its content).
 PART_OF_CHANNEL = {spec.type: spec.part for spec in SPECS.values() if spec.part}
 PART_NAMES = tuple(PART_OF_CHANNEL.values())

@@ -9,7 +9,7 @@ from django.db.models import Q
 from django_fsm import FSMField, transition
 
 from accounts.models import Application
-from core.channels import SPECS
+from core.channels import SPECS, channel_choices
 from core.fields import EncryptedJSONField, EncryptedTextField
 
 from .ids import uuid7
@@ -33,6 +33,7 @@ class User(models.Model):
 
 
 # The channels' types (core.channels.SPECS): `SubscriptionType.EMAIL == "Email"`, labelled.
+# Model fields take `channel_choices` instead, so that a new channel needs no migration.
 SubscriptionType = models.TextChoices(
     "SubscriptionType",
     [(spec.name, (spec.type, spec.label)) for spec in SPECS.values()],
@@ -49,7 +50,7 @@ class Subscription(models.Model):
     user = models.ForeignKey(
         User, null=True, blank=True, on_delete=models.SET_NULL, related_name="subscriptions"
     )
-    type = models.CharField(max_length=20, choices=SubscriptionType.choices)
+    type = models.CharField(max_length=20, choices=channel_choices)
     token = EncryptedTextField()
     # WebPush only: the browser's {"p256dh", "auth"} keys the payload is encrypted to (the
     # token is the endpoint URL). Stored as "" for every other type, so reading it costs nothing.
@@ -152,7 +153,7 @@ class Message(models.Model):
         db_index=False,
         db_constraint=False,
     )
-    channel = models.CharField(max_length=20, choices=SubscriptionType.choices)
+    channel = models.CharField(max_length=20, choices=channel_choices)
     # Campaigns depend on messaging, not the other way round: plain ids, no foreign keys.
     campaign_id = models.UUIDField(null=True, blank=True)
     campaign_run_id = models.UUIDField(null=True, blank=True)

@@ -4,19 +4,24 @@ server takes, in messages, templates and campaigns alike."""
 
 from __future__ import annotations
 
+import dataclasses
+from types import MappingProxyType
+
 import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.management import call_command
 from drf_spectacular.generators import SchemaGenerator
 from jsonschema import Draft202012Validator
 from rest_framework.exceptions import ValidationError as APIValidationError
 
+from accounts.models import ChannelCredential
 from campaigns.api.serializers import CampaignInput
 from core import channels
 from core.channels import PART_FIELDS, SPECS, part_check, spec_of
 from core.validation import InputInvalid
 from messaging.api.serializers.messages import MessageCreateInput
-from messaging.models import SubscriptionType
+from messaging.models import Message, Subscription, SubscriptionType
 from templates_app.api.serializers import TemplateInput
 
 # Values a client may send as a part's field: strings of every kind a field rule tells apart,
@@ -204,6 +209,38 @@ def test_adapter_paths_are_the_settings_ones():
     assert SPECS["Email"].adapter_class().__name__ == "EmailAdapter"
     with pytest.raises(LookupError):
         SPECS["InAppMessage"].adapter_class()
+
+
+def test_a_new_channel_needs_no_migration(db, monkeypatch):
+    line = dataclasses.replace(
+        SPECS["SMS"],
+        type="Line",
+        name="LINE",
+        label="LINE",
+        part=None,
+        part_fields=MappingProxyType({}),
+        adapter="adapters.line.LineAdapter",
+    )
+    monkeypatch.setattr(channels, "SPECS", {**SPECS, "Line": line})
+    fields = (
+        Subscription._meta.get_field("type"),
+        Message._meta.get_field("channel"),
+        ChannelCredential._meta.get_field("channel"),
+    )
+
+    for field in fields:
+        assert ("Line", "LINE") in field.choices
+        assert field.choices == channels.channel_choices()
+    # Exits with status 1 when a model differs from its migrations.
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+def test_the_model_fields_choices_are_the_specs():
+    expected = [(spec.type, spec.label) for spec in SPECS.values()]
+
+    assert channels.channel_choices() == expected
+    assert SubscriptionType.choices == expected
+    assert Subscription._meta.get_field("type").choices == expected
 
 
 TOKENS = {
