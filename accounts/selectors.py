@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 
-from django.conf import settings
 from django.db import connection
 
 from accounts.models import ApiKey, Application, ChannelCredential
+from adapters import registry
 from core import channels, rows
 
 
@@ -51,8 +51,9 @@ def api_key_get_active(*, raw: str) -> ApiKey | None:
 
 
 def channels_ready(*, application: Application) -> dict[str, bool]:
-    """Whether each channel can send for this application: an adapter is configured for it
-    and the application has its credentials. One query (no secret is decrypted)."""
+    """Whether each channel can send for this application: its adapter is installed (the
+    spec's, or settings.CHANNEL_ADAPTERS') and the application has its credentials. One query
+    (no secret is decrypted)."""
     return channels_ready_of(application_id=application.pk)
 
 
@@ -63,8 +64,10 @@ def channels_ready_of(*, application_id) -> dict[str, bool]:
             "channel", flat=True
         )
     )
-    adapters = getattr(settings, "CHANNEL_ADAPTERS", {})
-    return {channel: channel in adapters and channel in stored for channel in channels.CHANNELS}
+    return {
+        channel: channel in stored and registry.adapter_available(channel)
+        for channel in channels.CHANNELS
+    }
 
 
 def channel_credentials_get(*, application: Application, channel: str) -> dict:

@@ -4,6 +4,10 @@ Celery workers are synchronous prefork processes, while the provider clients are
 `run_in_loop()` hands a coroutine to one event loop running in a daemon thread, created lazily
 and recreated in a forked child (the parent's thread does not survive the fork).
 `get_adapter()` is the single seam tests use; `reset_adapters()` drops the cache.
+
+Which class serves a subscription type is its channel spec's `adapter` (core.channels, which
+registers the paths at start-up: this package imports nothing of ours), unless
+`settings.CHANNEL_ADAPTERS` overrides it (a path, or None to turn the channel off).
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import importlib.util
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
+from functools import cache
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -27,10 +33,41 @@ T = TypeVar("T")
 _lock = threading.Lock()
 _adapters: dict[str, ChannelAdapter] = {}
 _loop: asyncio.AbstractEventLoop | None = None
+_default_paths: dict[str, str] = {}
 
 
 class UnknownChannelError(AdapterConfigurationError):
     """No adapter is configured for this subscription type."""
+
+
+def set_default_paths(paths: Mapping[str, str | None]) -> None:
+    """Each subscription type's adapter class (dotted path; None: the channel has none) when
+    settings.CHANNEL_ADAPTERS names none. The channel specs' paths, registered at start-up."""
+    _default_paths.clear()
+    _default_paths.update({kind: path for kind, path in paths.items() if path})
+
+
+def adapter_path(subscription_type: str) -> str | None:
+    """The dotted path of the adapter class that sends this subscription type, or None."""
+    overrides = getattr(settings, "CHANNEL_ADAPTERS", None) or {}
+    if subscription_type in overrides:
+        return overrides[subscription_type]
+    return _default_paths.get(subscription_type)
+
+
+def adapter_available(subscription_type: str) -> bool:
+    """Whether an adapter is named for this subscription type and its module is installed
+    (without importing it)."""
+    path = adapter_path(subscription_type)
+    return path is not None and _module_exists(path.rpartition(".")[0])
+
+
+@cache
+def _module_exists(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a missing parent package
+        return False
 
 
 def get_adapter(subscription_type: str) -> ChannelAdapter:
@@ -51,14 +88,14 @@ def reset_adapters() -> None:
 
 
 def _build(subscription_type: str) -> ChannelAdapter:
-    paths = getattr(settings, "CHANNEL_ADAPTERS", {})
-    if subscription_type not in paths:
-        known = ", ".join(sorted(paths)) or "none"
+    path = adapter_path(subscription_type)
+    if path is None:
+        raise UnknownChannelError(f"No adapter for subscription type {subscription_type!r}.")
+    if not adapter_available(subscription_type):
         raise UnknownChannelError(
-            f"No adapter for subscription type {subscription_type!r} "
-            f"(settings.CHANNEL_ADAPTERS has: {known})"
+            f"The adapter of {subscription_type} ({path}) is not installed in this release."
         )
-    adapter_class = import_string(paths[subscription_type])
+    adapter_class = import_string(path)
     # Each adapter picks its own settings (endpoints, CA file), so adding one needs no edit here.
     from_settings = getattr(adapter_class, "from_settings", None)
     return from_settings(settings) if from_settings else adapter_class()

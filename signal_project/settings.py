@@ -342,13 +342,9 @@ WEB_PUSH_ALLOWED_HOSTS = env.list(
 # Web Push requests in flight at once per batch, and the seconds one may take.
 WEB_PUSH_CONCURRENCY = env.int("WEB_PUSH_CONCURRENCY", default=100)
 WEB_PUSH_TIMEOUT = env.float("WEB_PUSH_TIMEOUT", default=10.0)
-CHANNEL_ADAPTERS = {
-    "iOSPush": "adapters.apns.APNsAdapter",
-    "AndroidPush": "adapters.fcm.FCMAdapter",
-    "Email": "adapters.email.EmailAdapter",
-    "SMS": "adapters.sms.TwilioSMSAdapter",
-    "WebPush": "adapters.webpush.WebPushAdapter",
-}
+# Each channel's adapter class is its spec's (core.channels.SPECS); this may point a channel at
+# another class (a dotted path) or turn it off (None), e.g. {"SMS": "tests.fakes.SMSAdapter"}.
+CHANNEL_ADAPTERS: dict[str, str | None] = {}
 
 LOGGING = {
     "version": 1,

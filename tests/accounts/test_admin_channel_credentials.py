@@ -397,12 +397,15 @@ def test_a_webpush_recipient_that_is_not_a_subscription_is_not_sent(
     assert ChannelCredential.objects.filter(channel="WebPush").exists()
 
 
-def test_a_channel_without_an_adapter_cannot_send_a_test(admin_client, application, providers):
-    values = {"app_key": "a", "secret_key": "s", "sender_key": "k"}
+def test_a_channel_without_an_adapter_cannot_send_a_test(
+    admin_client, application, providers, settings
+):
+    settings.CHANNEL_ADAPTERS = {"SMS": None}  # turned off in this installation
+    values = dict(providers.sms_credentials().values)
 
-    response = add(admin_client, application, "KakaoTalk", values, "+821012345678")
+    response = add(admin_client, application, "SMS", values, "+821012345678")
 
-    assert ("error", "Test not sent: No adapter sends KakaoTalk in this installation.") in (
+    assert ("error", "Test not sent: No adapter sends SMS in this installation.") in (
         messages_of(response)
     )
 

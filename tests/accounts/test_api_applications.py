@@ -4,7 +4,9 @@ VAPID public key a browser subscribes with."""
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 
+from accounts.models import ChannelCredential
 from accounts.services import api_key_revoke, channel_credentials_remove, channel_credentials_set
 from core.channels import CHANNELS
 from tests.assertions import assert_error
@@ -12,6 +14,7 @@ from tests.conftest import api_client
 
 URL = "/api/v1/applications/current"
 EMAIL = {"host": "smtp.example.com", "from_address": "news@example.com"}
+SMS = {"account_sid": "AC" + "1" * 32, "auth_token": "twilio-token-1", "from": "+15005550006"}
 
 pytestmark = pytest.mark.django_db
 
@@ -39,18 +42,18 @@ def test_the_answer_is_the_keys_own_application(app, other_app):
     assert api_client(app.client.raw).get(URL).json()["channels"]["Email"] is False
 
 
-def test_channels_show_what_has_credentials_and_an_adapter(app, client_api):
+def test_channels_show_what_has_credentials_and_an_adapter(app, client_api, settings):
     channel_credentials_set(application=app.application, channel="Email", values=EMAIL)
-    channel_credentials_set(
-        application=app.application,
-        channel="KakaoTalk",
-        values={"app_key": "a", "secret_key": "s", "sender_key": "k"},
+    channel_credentials_set(application=app.application, channel="SMS", values=SMS)
+    ChannelCredential.objects.create(
+        application=app.application, channel="InAppMessage", values={"x": 1}, set_at=timezone.now()
     )
+    settings.CHANNEL_ADAPTERS = {"SMS": None}  # SMS turned off; in-app messages have no adapter
 
     channels = client_api.get(URL).json()["channels"]
 
     assert list(channels) == list(CHANNELS)
-    assert channels == dict.fromkeys(CHANNELS, False) | {"Email": True}  # KakaoTalk: no adapter
+    assert channels == dict.fromkeys(CHANNELS, False) | {"Email": True}
 
 
 def test_the_web_push_public_key_appears_once_web_push_has_credentials(app, client_api):

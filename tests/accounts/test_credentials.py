@@ -25,7 +25,7 @@ from accounts.services import (
     channel_credentials_set,
 )
 from adapters.webpush import generate_vapid_keys, vapid_public_key_of
-from core.channels import CHANNELS
+from core.channels import CHANNELS, SPECS
 from tests.admin_pages import p8_key, service_account
 
 EMAIL = {"host": "smtp.example.com", "from_address": "news@example.com"}
@@ -489,10 +489,8 @@ def test_a_channel_is_ready_once_its_credentials_are_set(application, channel, v
     assert channels_ready_of(application_id=application.pk)[channel] is False
 
 
-def test_a_channel_without_an_adapter_is_not_ready_even_with_credentials(application, settings):
-    assert "KakaoTalk" not in settings.CHANNEL_ADAPTERS
-    assert "InAppMessage" not in settings.CHANNEL_ADAPTERS
-    channel_credentials_set(application=application, channel="KakaoTalk", values=KAKAO)
+def test_a_channel_without_an_adapter_is_not_ready_even_with_credentials(application):
+    assert SPECS["InAppMessage"].adapter is None
     ChannelCredential.objects.create(
         application=application, channel="InAppMessage", values={"any": "x"}, set_at=timezone.now()
     )
@@ -501,21 +499,28 @@ def test_a_channel_without_an_adapter_is_not_ready_even_with_credentials(applica
         channels_ready(application=application),
         channels_ready_of(application_id=application.pk),
     ):
-        assert ready["KakaoTalk"] is False and ready["InAppMessage"] is False
+        assert ready["InAppMessage"] is False
 
 
-def test_removing_a_channels_adapter_makes_it_not_ready(application, settings):
+def test_a_channel_turned_off_in_settings_is_not_ready(application, settings):
     channel_credentials_set(application=application, channel="Email", values=EMAIL)
-    settings.CHANNEL_ADAPTERS = {
-        name: path for name, path in settings.CHANNEL_ADAPTERS.items() if name != "Email"
-    }
+    assert channels_ready(application=application)["Email"] is True
+
+    settings.CHANNEL_ADAPTERS = {"Email": None}
 
     assert channels_ready(application=application)["Email"] is False
 
 
-def test_a_kakao_adapter_in_settings_makes_kakao_ready(application, settings):
+def test_a_channel_whose_adapter_is_not_installed_is_not_ready(application, settings):
+    channel_credentials_set(application=application, channel="SMS", values=SMS)
+    settings.CHANNEL_ADAPTERS = {"SMS": "adapters.not_in_this_release.SMSAdapter"}
+
+    assert channels_ready_of(application_id=application.pk)["SMS"] is False
+
+
+def test_an_adapter_in_settings_overrides_the_specs(application, settings):
     channel_credentials_set(application=application, channel="KakaoTalk", values=KAKAO)
-    settings.CHANNEL_ADAPTERS = {**settings.CHANNEL_ADAPTERS, "KakaoTalk": "x.KakaoAdapter"}
+    settings.CHANNEL_ADAPTERS = {"KakaoTalk": "adapters.sms.TwilioSMSAdapter"}
 
     assert channels_ready_of(application_id=application.pk)["KakaoTalk"] is True
 

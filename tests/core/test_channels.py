@@ -8,7 +8,6 @@ import dataclasses
 from types import MappingProxyType
 
 import pytest
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from drf_spectacular.generators import SchemaGenerator
@@ -16,6 +15,7 @@ from jsonschema import Draft202012Validator
 from rest_framework.exceptions import ValidationError as APIValidationError
 
 from accounts.models import ChannelCredential
+from adapters import registry
 from campaigns.api.serializers import CampaignInput
 from core import channels
 from core.channels import PART_FIELDS, SPECS, part_check, spec_of
@@ -203,12 +203,31 @@ def test_each_spec_is_complete():
         spec_of("Pager")
 
 
-def test_adapter_paths_are_the_settings_ones():
-    for kind, path in settings.CHANNEL_ADAPTERS.items():
-        assert SPECS[kind].adapter == path, kind
+def test_the_registry_sends_each_channel_with_its_specs_adapter(settings):
+    settings.CHANNEL_ADAPTERS = {}
+    for kind, spec in SPECS.items():
+        assert registry.adapter_path(kind) == spec.adapter, kind
     assert SPECS["Email"].adapter_class().__name__ == "EmailAdapter"
+    assert registry.adapter_available("Email") and not registry.adapter_available("InAppMessage")
     with pytest.raises(LookupError):
         SPECS["InAppMessage"].adapter_class()
+
+
+def test_settings_may_point_a_channel_at_another_adapter_or_turn_it_off(settings):
+    registry.reset_adapters()
+    settings.CHANNEL_ADAPTERS = {"SMS": "adapters.email.EmailAdapter", "Email": None}
+    try:
+        assert registry.adapter_path("SMS") == "adapters.email.EmailAdapter"
+        assert type(registry.get_adapter("SMS")).__name__ == "EmailAdapter"
+        assert registry.adapter_path("Email") is None and not registry.adapter_available("Email")
+        with pytest.raises(registry.UnknownChannelError, match="No adapter for subscription"):
+            registry.get_adapter("Email")
+        settings.CHANNEL_ADAPTERS = {"SMS": "adapters.not_in_this_release.SMSAdapter"}
+        registry.reset_adapters()
+        with pytest.raises(registry.UnknownChannelError, match="not installed"):
+            registry.get_adapter("SMS")
+    finally:
+        registry.reset_adapters()
 
 
 def test_a_new_channel_needs_no_migration(db, monkeypatch):

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db import connection
 
 from adapters import registry
+from core import channels
+from core.channels import SPECS
 from messaging import tasks
 from signal_project.celery import app
 
@@ -28,8 +30,12 @@ def test_every_task_has_a_soft_limit_below_its_hard_limit():
         assert soft and hard and soft < hard, task.name
 
 
-@pytest.mark.parametrize("channel", sorted(settings.CHANNEL_ADAPTERS))
+@pytest.mark.parametrize(
+    "channel", [kind for kind, spec in SPECS.items() if spec.delivery == channels.PROVIDER]
+)
 def test_a_batch_gives_up_on_its_provider_before_the_soft_limit(channel):
+    if not registry.adapter_available(channel):
+        pytest.skip(f"{channel}'s adapter is not in this release")
     adapter = registry.get_adapter(channel)
     longest_send = adapter.send_rounds * adapter.timeout + 30  # AsyncBatchAdapter.send_batch
     assert longest_send < tasks.DELIVER_SOFT_TIME_LIMIT < tasks.DELIVER_TIME_LIMIT
