@@ -56,6 +56,10 @@ class ChannelSpec:
     credentials: bool
     # The subscription carries the browser's keys {"p256dh", "auth"} with its token.
     token_keys: bool = False
+    # Which of the service's links (messaging.links) its adapter gets with each message:
+    # "unsubscribe_url" (campaign mail, RFC 8058), "status_callback" (the SMS gateway's
+    # delivery reports).
+    links: tuple[str, ...] = ()
 
     @property
     def token_help(self) -> str:
@@ -124,6 +128,7 @@ SPECS: dict[str, ChannelSpec] = {
             delivery=PROVIDER,
             adapter="adapters.email.EmailAdapter",
             credentials=True,
+            links=("unsubscribe_url",),
         ),
         _spec(
             type=SMS,
@@ -135,6 +140,7 @@ SPECS: dict[str, ChannelSpec] = {
             delivery=PROVIDER,
             adapter="adapters.sms.TwilioSMSAdapter",
             credentials=True,
+            links=("status_callback",),
         ),
         _spec(
             type=KAKAOTALK,
@@ -205,6 +211,20 @@ CHANNEL_OF_PART = {part: channel for channel, part in PART_OF_CHANNEL.items()}
 PART_FIELDS: dict[str, Mapping[str, PartField]] = {
     spec.part: spec.part_fields for spec in SPECS.values() if spec.part
 }
+
+
+def parts_example() -> str:
+    """Every part and its fields as a JSON-like example for help texts:
+    `{"email": {"subject": "...", ...}, "kakao": {"variables": {...}, ...}, ...}`."""
+    shown = {"object": "{...}", "array": "[...]"}
+    parts = []
+    for part, part_fields in PART_FIELDS.items():
+        values = [
+            f'"{name}": ' + shown.get(field.schema.get("type"), '"..."')
+            for name, field in part_fields.items()
+        ]
+        parts.append(f'"{part}": {{{", ".join(values)}}}')
+    return "{" + ", ".join(parts) + "}"
 
 
 def normalize_token(channel_type: str, token: str) -> str:

@@ -1,5 +1,6 @@
 """The links the service hands out with its messages, under PUBLIC_URL: the one-click
-unsubscribe URL of a campaign's e-mail (RFC 8058) and the status callback of an SMS.
+unsubscribe URL of a campaign's e-mail (RFC 8058) and the status callback of an SMS. Which
+links a channel's messages get is its spec's `links` (core.channels).
 
 An unsubscribe link names its subscription, signed with SECRET_KEY (django.core.signing), so
 that it works for as long as the subscription exists and cannot be made for another one.
@@ -42,20 +43,31 @@ def sms_status_callback_url(message_id) -> str:
     return settings.PUBLIC_URL + reverse("sms-status-callback", kwargs={"message_id": message_id})
 
 
-def _email_links(message: Any) -> dict[str, Any]:
-    # Campaign e-mails are bulk mail: they carry List-Unsubscribe; one-off messages do not.
+def _unsubscribe_url(message: Any) -> dict[str, Any]:
+    # Campaign messages are bulk mail: they carry List-Unsubscribe; one-off messages do not.
     if message.campaign_run_id is None:
         return {}
     return {"unsubscribe_url": unsubscribe_url(message.subscription_id)}
 
 
-def _sms_links(message: Any) -> dict[str, Any]:
+def _status_callback(message: Any) -> dict[str, Any]:
     return {"status_callback": sms_status_callback_url(message.id)}
+
+
+# Each link a spec may name, and what adds it to a claimed message's OutboundMessage fields.
+LINKS: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "unsubscribe_url": _unsubscribe_url,
+    "status_callback": _status_callback,
+}
 
 
 def links_for(channel: str) -> Callable[[Any], dict[str, Any]] | None:
     """What adds a claimed message's links to its OutboundMessage fields, for a channel that
-    has links and a service that has a PUBLIC_URL; else None."""
-    if not settings.PUBLIC_URL:
+    has links (its spec's `links`) and a service that has a PUBLIC_URL; else None."""
+    spec = channels.SPECS.get(channel)
+    if not settings.PUBLIC_URL or spec is None or not spec.links:
         return None
-    return {channels.EMAIL: _email_links, channels.SMS: _sms_links}.get(channel)
+    adders = [LINKS[name] for name in spec.links]
+    if len(adders) == 1:
+        return adders[0]
+    return lambda message: {key: value for add in adders for key, value in add(message).items()}
