@@ -14,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 from accounts import credentials
 from accounts.channel_test import RecipientInvalid, channel_test_send
 from accounts.models import ApiKey, Application, ChannelCredential, MessageQuota
-from accounts.selectors import channel_credentials_get
+from accounts.selectors import channel_credentials_get, credential_secret_fields
 from accounts.services import (
     api_key_create,
     api_key_revoke,
@@ -241,7 +241,9 @@ class ApplicationAdmin(admin.ModelAdmin):
         )
         if row is None:
             return "None stored."
-        return credentials_summary(row.values, row.set_at, secret_keys=_SECRETS.get(channel, ()))
+        return credentials_summary(
+            row.values, row.set_at, secret_keys=credential_secret_fields(channel)
+        )
 
     @admin.display(description="stored APNs credentials")
     def apns_summary(self, obj: Application) -> str:
@@ -357,13 +359,6 @@ _RECIPIENT_HELP = {
 }
 
 
-# Secret values each channel names (any value whose name looks secret is hidden as well).
-_SECRETS = {
-    channels.IOS_PUSH: credentials.APNS_SECRETS,
-    channels.ANDROID_PUSH: credentials.FCM_SECRETS,
-}
-
-
 class ChannelCredentialForm(forms.ModelForm):
     """A channel's credentials come in as a JSON file (the same file `set_channel_credentials`
     takes) and are never put back into the page; `test_recipient` sends a test message with
@@ -372,10 +367,9 @@ class ChannelCredentialForm(forms.ModelForm):
     credentials_file = forms.FileField(
         required=False,
         label="Credentials JSON file",
-        help_text="Upload to set or replace them; leave empty to keep the stored ones. "
-        'WebPush: a file holding {} generates VAPID keys. iOSPush: {"private_key" (the .p8 '
-        'key\'s text), "key_id", "team_id", "topic", "sandbox"} (or use the '
-        'application\'s page); AndroidPush: {"service_account": {...}}.',
+        help_text="Upload to set or replace them; leave empty to keep the stored ones. The "
+        "channel's fields as a JSON object, the file set_channel_credentials takes (the "
+        "README's channel table); WebPush: a file holding {} generates VAPID keys.",
     )
     test_recipient = forms.CharField(
         required=False,
@@ -439,16 +433,9 @@ class ChannelCredentialAdmin(admin.ModelAdmin):
     def summary(self, obj: ChannelCredential) -> str:
         if not obj.pk:
             return "None stored."
-        shown = credentials_summary(
-            obj.values, obj.set_at, secret_keys=_SECRETS.get(obj.channel, ())
+        return credentials_summary(
+            obj.values, obj.set_at, secret_keys=credential_secret_fields(obj.channel)
         )
-        if obj.channel == channels.WEB_PUSH:  # what browsers subscribe with: public
-            shown = format_html(
-                "{}<p>VAPID public key: <code>{}</code></p>",
-                shown,
-                obj.values.get("vapid_public_key", ""),
-            )
-        return shown
 
     def save_model(self, request, obj, form, change):
         if form.values is not None:  # checked by the form (channel_credentials_clean)

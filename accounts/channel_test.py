@@ -7,7 +7,7 @@ import hashlib
 import json
 import uuid
 
-from django.conf import settings
+from django.core.exceptions import ValidationError
 
 from adapters import registry
 from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
@@ -21,23 +21,24 @@ class RecipientInvalid(ValueError):
     """The test recipient is not one this channel can send to."""
 
 
-def _web_push_recipient(recipient: str) -> tuple[str, dict]:
-    """A browser's PushSubscription.toJSON(): {"endpoint", "keys": {"p256dh", "auth"}}."""
-    from adapters.webpush import endpoint_problem, keys_problem
+def _subscription_recipient(spec: channels.ChannelSpec, recipient: str) -> tuple[str, dict]:
+    """For a channel whose token comes with keys (WebPush): the browser's
+    PushSubscription.toJSON(), {"endpoint", "keys": {"p256dh", "auth"}}."""
+    from adapters.webpush import keys_problem
 
     try:
         value = json.loads(recipient)
     except json.JSONDecodeError as exc:
         raise RecipientInvalid(
-            'For WebPush, paste the browser\'s subscription: {"endpoint", "keys"}.'
+            f'For {spec.type}, paste the browser\'s subscription: {{"endpoint", "keys"}}.'
         ) from exc
     if not isinstance(value, dict) or not isinstance(value.get("keys"), dict):
         raise RecipientInvalid('The subscription needs "endpoint" and "keys".')
-    endpoint = str(value.get("endpoint", ""))
-    problem = endpoint_problem(endpoint, settings.WEB_PUSH_ALLOWED_HOSTS) or keys_problem(
-        value["keys"]
-    )
-    if problem:
+    try:
+        endpoint = spec.token_rule(str(value.get("endpoint", "")))
+    except ValidationError as exc:
+        raise RecipientInvalid(" ".join(exc.messages)) from exc
+    if problem := keys_problem(value["keys"]):
         raise RecipientInvalid(problem)
     return endpoint, value["keys"]
 
@@ -49,8 +50,9 @@ def channel_test_send(*, channel: str, values: dict, recipient: str) -> SendResu
     if not recipient:
         raise RecipientInvalid("Give a recipient for the test.")
     keys: dict = {}
-    if channel == channels.WEB_PUSH:
-        recipient, keys = _web_push_recipient(recipient)
+    spec = channels.SPECS.get(channel)
+    if spec is not None and spec.token_keys:
+        recipient, keys = _subscription_recipient(spec, recipient)
     try:
         adapter = registry.get_adapter(channel)
     except registry.UnknownChannelError as exc:
@@ -62,7 +64,7 @@ def channel_test_send(*, channel: str, values: dict, recipient: str) -> SendResu
         title=TEST_TITLE,
         body=TEST_BODY,
         keys=keys,
-        parts={"subject": TEST_TITLE} if channel == channels.EMAIL else {},
+        parts={},  # the title serves where a channel's part has none (an e-mail's subject)
     )
     digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
     credentials = Credentials(key=f"test:{channel}:{digest}", values=values)

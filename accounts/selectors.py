@@ -7,6 +7,7 @@ from functools import lru_cache
 
 from django.db import connection
 
+from accounts import credentials
 from accounts.models import ApiKey, Application, ChannelCredential
 from adapters import registry
 from core import channels, rows
@@ -74,3 +75,22 @@ def channel_credentials_get(*, application: Application, channel: str) -> dict:
     """The stored (decrypted) credentials of one channel, {} when none."""
     row = ChannelCredential.objects.filter(application=application, channel=channel).first()
     return row.values if row else {}
+
+
+def credential_secret_fields(channel: str) -> tuple[str, ...]:
+    """The dotted names of a channel's secret credential values (never shown): its adapter's
+    `secret_fields`. Any value whose name looks secret is hidden as well
+    (accounts.credentials.credentials_display)."""
+    spec = channels.SPECS.get(channel)
+    try:
+        adapter = spec.adapter_class() if spec is not None else None
+    except (LookupError, ImportError):
+        adapter = None
+    fields = getattr(adapter, "secret_fields", None)
+    if fields is not None:
+        return tuple(fields)
+    # Until every adapter names its own (then this goes): the names accounts.credentials has.
+    return {
+        channels.IOS_PUSH: credentials.APNS_SECRETS,
+        channels.ANDROID_PUSH: credentials.FCM_SECRETS,
+    }.get(channel, ())

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts import credentials
 from accounts.models import Application
+from accounts.selectors import credential_secret_fields
 from accounts.services import channel_credentials_set
 from core.channels import CHANNELS
 
@@ -39,9 +40,8 @@ class Command(BaseCommand):
             )
         except credentials.CredentialsInvalid as exc:
             raise CommandError(str(exc)) from exc
-        shown = dict(credentials.credentials_display(stored, secret_keys=()))
-        if opts["channel"] == "WebPush":  # what browsers subscribe with: not a secret
-            shown["vapid_public_key"] = stored["vapid_public_key"]
+        secret_keys = credential_secret_fields(opts["channel"])
+        shown = dict(credentials.credentials_display(stored, secret_keys=secret_keys))
         self.stdout.write(
             json.dumps({"application": str(application.pk), "channel": opts["channel"], **shown})
         )
