@@ -21,7 +21,7 @@ from core.admin_kit import (
     add_serializer_errors,
     confirmation,
 )
-from core.channels import PART_NAMES
+from core.channels import CHANNELS, PART_NAMES, parts_example
 from core.exceptions import ApplicationError, ContentInvalid, NotFound, ValidationFailed
 from messaging.models import Message
 from messaging.services.messages import MAX_BODY_LENGTH, MAX_TITLE_LENGTH, MAX_TTL
@@ -101,19 +101,15 @@ class CampaignForm(StorableTextForm):
         required=False,
         initial=dict,
         label="Channel parts",
-        help_text='With literal content: {"email": {"subject": "...", "html": "<p>...</p>", '
-        '"from_name": "..."}, "sms": {"text": "..."}, "kakao": {"template_code": "...", '
-        '"variables": {...}, "buttons": [...], "fallback_text": "..."}, "web_push": {"url": '
-        '"...", "icon": "..."}, "in_app": {"image_url": "...", "action_url": "..."}}; each '
-        "part and field optional.",
+        help_text=f"With literal content: {parts_example()}; each part and field optional.",
     )
     targeting_criteria = StorableJSONField(
         required=False,
         initial=dict,
         help_text='e.g. {"tags": {"plan": "gold"}, "last_active_after": '
         '"2026-10-01T00:00:00Z", "countries": ["KR"], "languages": ["ko"], '
-        '"channels": ["iOSPush", "AndroidPush", "Email", "SMS", "WebPush"]}; {} targets every '
-        "enabled subscription.",
+        f'"channels": [{", ".join(map(json.dumps, CHANNELS))}]}}; {{}} targets every enabled '
+        "subscription.",
     )
     schedule = StorableJSONField(
         required=False,

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core import channels
 from core.api import (
     AwareDateTimeField,
     ChannelPartsField,
@@ -285,44 +290,94 @@ def _object(description: str, **properties: dict) -> dict:
 _TEXT = {"type": "string"}
 _TEXT_OR_NULL = {"type": ["string", "null"]}
 _DATA = {"type": "object", "additionalProperties": {}}
-# messaging.channel_content.channel_content, per channel.
-_CHANNEL_CONTENT = {
-    "description": "What the member's channel sends of the content.",
-    "oneOf": [
-        _object(
-            "Email: the subject (email.subject or title), the text part (body), the HTML part "
-            "and the sender's name (email.from_name or the credentials').",
-            subject=_TEXT, text=_TEXT, html=_TEXT, from_name=_TEXT,
-        ),
-        _object(
-            "SMS: the text (sms.text or body), its encoding and its number of segments.",
-            text=_TEXT,
-            encoding={"type": "string", "enum": ["GSM-7", "UCS-2"]},
-            segments={"type": "integer", "minimum": 0},
-        ),
-        _object(
-            "WebPush: title, body and the web_push part's url and icon.",
-            title=_TEXT, body=_TEXT, url=_TEXT_OR_NULL, icon=_TEXT_OR_NULL,
-        ),
-        _object(
-            "KakaoTalk: the kakao part.",
-            template_code=_TEXT_OR_NULL,
-            variables={"type": "object", "additionalProperties": _TEXT},
-            buttons={"type": "array", "items": _DATA},
-            fallback_text=_TEXT_OR_NULL,
-        ),
-        _object(
-            "InAppMessage: title, body, data and the in_app part's image_url and action_url.",
-            title=_TEXT, body=_TEXT, data=_DATA, image_url=_TEXT_OR_NULL, action_url=_TEXT_OR_NULL,
-        ),
-        _object("iOSPush, AndroidPush: title, body and data.", title=_TEXT, body=_TEXT, data=_DATA),
-    ],
+_PUSH_CONTENT = ("title, body and data.", {"title": _TEXT, "body": _TEXT, "data": _DATA})
+# What messaging.channel_content returns for each channel whose adapter does not say it itself
+# (an adapter's `content_schema`: the JSON Schema of what its content_of returns).
+_CONTENT_WITHOUT_SCHEMA = {
+    "Email": (
+        "the subject (email.subject or title), the text part (body), the HTML part and the "
+        "sender's name (email.from_name or the credentials').",
+        {"subject": _TEXT, "text": _TEXT, "html": _TEXT, "from_name": _TEXT},
+    ),
+    "SMS": (
+        "the text (sms.text or body), its encoding and its number of segments.",
+        {
+            "text": _TEXT,
+            "encoding": {"type": "string", "enum": ["GSM-7", "UCS-2"]},
+            "segments": {"type": "integer", "minimum": 0},
+        },
+    ),
+    "WebPush": (
+        "title, body and the web_push part's url and icon.",
+        {"title": _TEXT, "body": _TEXT, "url": _TEXT_OR_NULL, "icon": _TEXT_OR_NULL},
+    ),
+    "KakaoTalk": (
+        "the kakao part.",
+        {
+            "template_code": _TEXT_OR_NULL,
+            "variables": {"type": "object", "additionalProperties": _TEXT},
+            "buttons": {"type": "array", "items": _DATA},
+            "fallback_text": _TEXT_OR_NULL,
+        },
+    ),
+    "InAppMessage": (
+        "title, body, data and the in_app part's image_url and action_url.",
+        {
+            "title": _TEXT, "body": _TEXT, "data": _DATA,
+            "image_url": _TEXT_OR_NULL, "action_url": _TEXT_OR_NULL,
+        },
+    ),
+    "iOSPush": _PUSH_CONTENT,
+    "AndroidPush": _PUSH_CONTENT,
 }  # fmt: skip
 
 
-@extend_schema_field(_CHANNEL_CONTENT)
+def _content_schema_of(spec: channels.ChannelSpec) -> dict | None:
+    """The adapter's `content_schema`, when its adapter is installed and has one."""
+    if spec.adapter is None or importlib.util.find_spec(spec.adapter.rpartition(".")[0]) is None:
+        return None
+    schema = getattr(spec.adapter_class(), "content_schema", None)
+    return dict(schema) if schema else None
+
+
+def channel_content_schema() -> dict:
+    """The schema of a preview's channel_content, one form per channel (channels whose
+    content looks alike share one): its adapter's `content_schema`, else the known form."""
+    forms: dict[str, tuple[list[str], str, dict]] = {}
+    every_one_known = True
+    for spec in channels.SPECS.values():
+        schema = _content_schema_of(spec)
+        if schema is not None:
+            description = schema.pop("description", "what it sends.")
+        elif spec.type in _CONTENT_WITHOUT_SCHEMA:
+            known, properties = _CONTENT_WITHOUT_SCHEMA[spec.type]
+            schema = _object(known, **properties)
+            description = schema.pop("description")
+        else:
+            description, schema = "what its adapter's content_of returns.", {"type": "object"}
+            every_one_known = False
+        key = json.dumps(schema, sort_keys=True) + description
+        forms.setdefault(key, ([], description, schema))[0].append(spec.type)
+    variants = [
+        {"description": f"{', '.join(types)}: {description}", **schema}
+        for types, description, schema in forms.values()
+    ]
+    return {
+        "description": "What the member's channel sends of the content.",
+        # A form that says nothing of its fields matches every value: then any of them.
+        ("oneOf" if every_one_known else "anyOf"): variants,
+    }
+
+
 class ChannelContentField(serializers.JSONField):
     pass
+
+
+class ChannelContentFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = ChannelContentField
+
+    def map_serializer_field(self, auto_schema, direction):
+        return channel_content_schema()
 
 
 class PreviewSampleOutput(serializers.Serializer):
