@@ -117,6 +117,21 @@ def _web_push_schema() -> dict[str, Any]:
     }
 
 
+def matching(pattern: str, help: str) -> TokenRule:
+    """A kind of token that is `pattern` (a regular expression matched whole) once surrounding
+    whitespace is stripped; `help` says it in one sentence, and is the error when it is not.
+    For a channel whose tokens need nothing more (its spec names the rule in one line)."""
+    compiled = re.compile(pattern)
+
+    def normalize(token: str) -> str:
+        token = token.strip()
+        if not compiled.fullmatch(token):
+            raise ValidationError(help)
+        return token
+
+    return TokenRule(normalize, lambda: {"pattern": compiled.pattern}, help)
+
+
 APNS = TokenRule(
     _apns,
     lambda: {"pattern": APNS_TOKEN.pattern},

@@ -17,7 +17,7 @@ from rest_framework.exceptions import ValidationError as APIValidationError
 from accounts.models import ChannelCredential
 from adapters import registry
 from campaigns.api.serializers import CampaignInput
-from core import channels
+from core import channels, tokens
 from core.channels import PART_FIELDS, SPECS, part_check, spec_of
 from core.validation import InputInvalid
 from messaging.api.serializers.messages import MessageCreateInput
@@ -289,3 +289,13 @@ def test_each_token_rule_normalizes_and_its_schema_agrees(kind):
     schema = rule.schema()
     assert re.search(schema["pattern"], canonical)
     assert not re.search(schema["pattern"], bad)
+
+
+def test_a_token_rule_from_a_pattern():
+    rule = tokens.matching(r"^U[0-9a-f]{32}$", "A LINE user id is U and 32 hex digits.")
+
+    assert rule("  U" + "a" * 32 + " ") == "U" + "a" * 32
+    with pytest.raises(ValidationError, match="A LINE user id is U and 32 hex digits."):
+        rule("U123")
+    assert rule.schema() == {"pattern": r"^U[0-9a-f]{32}$"}
+    assert rule.help == "A LINE user id is U and 32 hex digits."
