@@ -29,13 +29,14 @@ EMAIL_PATTERN = (
 class TokenRule:
     """A kind of token: `rule(token)` is its canonical form (ValidationError when malformed);
     `schema()` the JSON Schema keywords of that form (a function: it may read settings);
-    `help` says it in one sentence.
+    `help` says it in one sentence; `example` is one in its canonical form (for docs and tests).
     The normalizers also take what they strip: surrounding whitespace, spaces and <> in APNs
     tokens, separators in phone numbers."""
 
     normalize: Callable[[str], str]
     schema: Callable[[], dict[str, Any]]
     help: str
+    example: str = ""
 
     def __call__(self, token: str) -> str:
         return self.normalize(token)
@@ -117,7 +118,7 @@ def _web_push_schema() -> dict[str, Any]:
     }
 
 
-def matching(pattern: str, help: str) -> TokenRule:
+def matching(pattern: str, help: str, example: str) -> TokenRule:
     """A kind of token that is `pattern` (a regular expression matched whole) once surrounding
     whitespace is stripped; `help` says it in one sentence, and is the error when it is not.
     For a channel whose tokens need nothing more (its spec names the rule in one line)."""
@@ -129,27 +130,38 @@ def matching(pattern: str, help: str) -> TokenRule:
             raise ValidationError(help)
         return token
 
-    return TokenRule(normalize, lambda: {"pattern": compiled.pattern}, help)
+    return TokenRule(normalize, lambda: {"pattern": compiled.pattern}, help, example)
 
 
 APNS = TokenRule(
     _apns,
     lambda: {"pattern": APNS_TOKEN.pattern},
     "The APNs device token: an even number (64 to 200) of hex digits.",
+    "ab" * 32,
 )
-FCM = TokenRule(_fcm, lambda: {"pattern": FCM_TOKEN.pattern}, "The FCM registration token.")
+FCM = TokenRule(
+    _fcm,
+    lambda: {"pattern": FCM_TOKEN.pattern},
+    "The FCM registration token.",
+    "fcm-token:" + "x" * 30,
+)
 EMAIL = TokenRule(
-    _email, lambda: {"pattern": EMAIL_PATTERN, "maxLength": 254}, "An e-mail address."
+    _email,
+    lambda: {"pattern": EMAIL_PATTERN, "maxLength": 254},
+    "An e-mail address.",
+    "someone@example.com",
 )
 PHONE = TokenRule(
     _phone,
     lambda: {"pattern": E164.pattern},
     "A phone number in E.164 form, e.g. +821012345678.",
+    "+821012345678",
 )
 OPAQUE = TokenRule(
     _opaque,
     lambda: {"pattern": NON_BLANK, "maxLength": 255},
     "The app installation's id (1-255 characters).",
+    "install-1",
 )
 WEB_PUSH_ENDPOINT = TokenRule(
     _web_push_endpoint,
@@ -157,4 +169,5 @@ WEB_PUSH_ENDPOINT = TokenRule(
     "The browser's push subscription (PushSubscription.toJSON()): its endpoint URL, on a host "
     'of a known push service (WEB_PUSH_ALLOWED_HOSTS), is the token, and its keys {"p256dh", '
     '"auth"} come with it.',
+    "https://fcm.googleapis.com/fcm/send/abc:def",
 )

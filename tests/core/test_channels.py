@@ -191,7 +191,7 @@ def test_subscription_types_are_the_specs():
 def test_each_spec_is_complete():
     for kind, spec in SPECS.items():
         assert spec.type == kind and spec.name.isupper() and spec.label
-        assert spec.token_help.endswith(".")
+        assert spec.token_help.endswith(".") and spec.token_rule.example
         assert spec.delivery in (channels.PROVIDER, channels.LOCAL)
         # Sent by a provider: an adapter and credentials; written locally: neither.
         assert (
@@ -281,8 +281,10 @@ TOKENS = {
 def test_each_token_rule_normalizes_and_its_schema_agrees(kind):
     import re
 
-    given, canonical, bad = TOKENS[kind]
     rule = SPECS[kind].token_rule
+    # A channel not listed: its rule's example, and nothing.
+    given, canonical, bad = TOKENS.get(kind, (rule.example, rule.example, ""))
+    assert rule(rule.example) == rule.example
     assert rule(given) == canonical == channels.normalize_token(kind, given)
     with pytest.raises(ValidationError):
         rule(bad)
@@ -292,7 +294,9 @@ def test_each_token_rule_normalizes_and_its_schema_agrees(kind):
 
 
 def test_a_token_rule_from_a_pattern():
-    rule = tokens.matching(r"^U[0-9a-f]{32}$", "A LINE user id is U and 32 hex digits.")
+    rule = tokens.matching(
+        r"^U[0-9a-f]{32}$", "A LINE user id is U and 32 hex digits.", "U" + "a" * 32
+    )
 
     assert rule("  U" + "a" * 32 + " ") == "U" + "a" * 32
     with pytest.raises(ValidationError, match="A LINE user id is U and 32 hex digits."):
