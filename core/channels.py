@@ -1,7 +1,15 @@
 """The channels, each declared once as a `ChannelSpec`: its subscription type, token rule, content
 part and its fields, how it is delivered and by which adapter. `SubscriptionType`, the token
 validation, the part serializers of messages, templates and campaigns, the OpenAPI schemas and
-the admin's lists are derived from `SPECS`; a new channel is one more spec here.
+the admin's lists are derived from `SPECS`; the model fields' choices are `channel_choices`
+(so no migration), the adapters' registry sends with the spec's `adapter` (core.apps registers
+the paths; settings.CHANNEL_ADAPTERS may override one), and a channel's links are its `links`.
+
+A new provider channel is one more spec here (a token rule: `tokens.matching` when a pattern
+says it all), its adapter package (the class the spec names: `send_batch`, `from_settings`,
+`channel`, `errors`, `secret_fields`, `clean_credentials`, `content_of` and `content_schema`,
+the JSON Schema of what `content_of` returns, which the preview's OpenAPI form shows), its
+fake provider and its tests (tests/core/test_new_channel.py shows what follows from these).
 
 Content is `title`, `body` and `data` for every channel; a message, template or campaign may
 add per-channel parts (`{"email": {"subject", "html", "from_name"}, "sms": {"text"}, ...}`),
