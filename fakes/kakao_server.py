@@ -85,6 +85,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import datetime
+import functools
 import itertools
 import json
 import re
@@ -179,6 +180,7 @@ _RECIPIENT_NO = re.compile(r"\+?[0-9][0-9-]{0,14}")
 _MINUTE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}")
 _ALPHANUMERIC = string.ascii_letters + string.digits
 _BUTTON_LINKS = ("linkMo", "linkPc", "schemeIos", "schemeAndroid")
+_FAILING = frozenset(kind for kind, (code, _) in DELIVERY_RESULTS.items() if code != "1000")
 
 
 def _json(payload: dict[str, Any], status: int = 200) -> Response:
@@ -200,7 +202,13 @@ def _refusal(code: int, *args: Any, status: int = 200) -> Response:
 
 
 def _kst(epoch: float) -> str:
-    return datetime.datetime.fromtimestamp(epoch, KST).strftime("%Y-%m-%d %H:%M:%S")
+    """A moment as the dealer writes it, to the second in KST."""
+    return _kst_second(int(epoch))
+
+
+@functools.lru_cache(maxsize=4096)
+def _kst_second(second: int) -> str:
+    return datetime.datetime.fromtimestamp(second, KST).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _minute(text: str) -> float | None:
@@ -339,6 +347,15 @@ class _Recipient:
         self.grouping_key = grouping
         self.resend_request_id = ""
 
+    def changed_at(self, now: float) -> float:
+        """When this message last changed (epoch, <= now)."""
+        request = self.request
+        if now < request.due:
+            return request.created
+        if self.resend is not None and self.kind in _FAILING and now >= request.resend_due:
+            return request.resend_due
+        return request.due
+
     def state(self, now: float) -> tuple[float, dict[str, Any]]:
         """When this message last changed (epoch, <= now) and its result fields then."""
         request = self.request
@@ -468,18 +485,21 @@ class FakeKakao:
             return "template"
         return None
 
-    def _record(self, answer: Response, name: str) -> None:
-        try:
-            code = str(json.loads(answer[2])["header"]["resultCode"])
-        except (ValueError, KeyError, TypeError):
-            code = f"HTTP{answer[0]}"
-        self.stats.record(answer[0], None if code == "0" else code, name)
+    def _record(self, answer: Response, name: str, code: int | None = None) -> None:
+        """Count an answer under its header's result code (read from it unless given)."""
+        if code is None:
+            try:
+                code = json.loads(answer[2])["header"]["resultCode"]
+            except (ValueError, KeyError, TypeError):
+                code = None
+        reason = f"HTTP{answer[0]}" if code is None else str(code)
+        self.stats.record(answer[0], None if reason == "0" else reason, name)
 
     # -- sending --
 
     def _send(self, app_key: str, headers: dict[str, str], body: bytes):
         answer, kinds = self._send_checked(app_key, headers, body)
-        self._record(answer, "send")
+        self._record(answer, "send", code=0 if answer[0] == 200 and kinds else None)
         if "slow" in kinds and answer[0] == 200:
             return _after(self.config["slow_seconds"], answer)
         return answer
@@ -576,6 +596,8 @@ class FakeKakao:
                 self._idempotency[app_key, key] = now + self.config["idempotency_seconds"]
                 if len(self._idempotency) > 100_000:
                     self._idempotency = {k: v for k, v in self._idempotency.items() if v > now}
+        if not accepted_count:
+            kinds = []  # counted under the header's code
         answer = {
             "header": _header(0 if accepted_count else -1031),
             "message": {
@@ -649,7 +671,7 @@ class FakeKakao:
     def _request_id(self, now: float) -> str:
         """The dealer's shape: the KST time to the second, then random letters and a counter."""
         stamp = datetime.datetime.fromtimestamp(now, KST).strftime("%Y%m%d%H%M%S")
-        noise = "".join(secrets.choice(_ALPHANUMERIC) for _ in range(5))
+        noise = "".join(_ALPHANUMERIC[byte % 62] for byte in secrets.token_bytes(5))
         return f"{stamp}{noise}{next(self._ids) % 10**6:06d}"
 
     def _keep(self, request: _Request) -> None:
@@ -800,7 +822,11 @@ class FakeKakao:
         updates = self._updates(app_key, start, end + 60, params.get("alimtalkMessageType", ""))
         if count:
             return _json({"header": _header(0), "totalCount": len(updates)})
-        page = updates[(page_num - 1) * page_size : page_num * page_size]
+        now = time.time()
+        page = [
+            (item[3], item[3].state(now)[1])
+            for item in updates[(page_num - 1) * page_size : page_num * page_size]
+        ]
         messages = [
             {
                 "requestId": r.request.request_id,
@@ -816,7 +842,7 @@ class FakeKakao:
                 "resultCode": s["resultCode"],
                 "resultCodeName": s["resultCodeName"],
             }
-            for _, r, s in page
+            for r, s in page
         ]
         return _json({"header": _header(0), "messages": messages})
 
@@ -841,10 +867,10 @@ class FakeKakao:
             if request.app_key != app_key:
                 continue
             for recipient in request.recipients:
-                changed, state = recipient.state(now)
+                changed = recipient.changed_at(now)
                 if start <= changed < end:
-                    found.append((changed, recipient, state))
-        found.sort(key=lambda item: (item[0], item[1].request.request_id, item[1].seq))
+                    found.append((changed, request.request_id, recipient.seq, recipient))
+        found.sort(key=lambda item: item[:3])
         if len(self._pages) > 64:
             self._pages.clear()
         self._pages[cache_key] = (now, found)

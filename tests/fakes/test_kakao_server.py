@@ -619,3 +619,18 @@ def test_credentials_of_the_fake(fakes):
     wrong = fakes.kakao_credentials(secret_key="wrong")
     assert wrong.values["secret_key"] == "wrong" and wrong.key != with_fallback.key
     assert fakes.kakao_endpoint == f"http://127.0.0.1:{fakes.kakao_port}"
+
+
+def test_a_scheduled_request_waits_for_its_date(fakes, timings):
+    timings(final_after=0.05)
+    number = fakes.kakao_number()
+    later = datetime.datetime.now(KST) + datetime.timedelta(minutes=3)
+    answer = _send(fakes, [_recipient(number)], requestDate=_minute(later))
+    assert _code(answer) == (200, 0, True)
+    time.sleep(0.1)
+    [kept] = fakes.kakao_messages(number)
+    assert kept["messageStatus"] == "READY"
+    assert kept["requestDate"] == _minute(later) + ":00"
+    too_late = datetime.datetime.now(KST) + datetime.timedelta(days=61)
+    answer = _send(fakes, [_recipient(number)], requestDate=_minute(too_late))
+    assert _code(answer) == (200, -2026, False)
