@@ -65,12 +65,19 @@ RSC04 (resent, `resendResultCode` "0", a `resendRequestId`) `resend_after` secon
 later, or RSC05 (`resendResultCode` "-1003") when the `resendSendNo` is not the registered
 sender number; every other message has RSC01 (no target of resending).
 
+Templates are kept in `<state-dir>/kakao_templates.json`, so they survive a restart; a new
+state directory starts with `SEED_TEMPLATES` for the account's sender key: WELCOME_01 ("Hello
+#{name}, welcome to Automata-Signal.", a WL button), ORDER_SHIPPED ("#{name}, your order
+#{order_no} has shipped.", a WL button whose link has #{order_no}), both approved, and
+REVIEW_01 (TSC02, under review).
+
 Admin: `GET /__stats` (`requests`, `by_status`, `by_reason` = the header's result code,
 `by_prefix` = the API called, and `recipients_accepted`, `recipients_refused`,
 `duplicate_requests`, `accepted_<kind>`), `POST /__reset` (counters, kept messages and
 idempotency keys; templates, marked numbers and settings stay), `POST /__templates`
 `{"template_code", "text", "name"?, "buttons"?, "status"? ("TSC03"), "sender_key"? (the
-account's)}` registers (or replaces) a template, `GET /__templates?sender_key=`,
+account's; another one becomes a sender of the app key)}` registers (or replaces) a template,
+`GET /__templates?sender_key=`,
 `DELETE /__templates` (all), `POST /__numbers {"recipient_no", "kind"}` marks a number,
 `GET /__messages?recipientNo=&requestId=&templateCode=` lists the accepted recipients, oldest
 first (`requestId`, `recipientSeq`, `recipientNo`, `senderKey`, `templateCode`, `content` =
@@ -97,7 +104,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from fakes.http1 import HTTP1Protocol, Response
-from fakes.state import FakeState, KakaoAccount, ensure_kakao_account
+from fakes.state import KAKAO_TEMPLATES_FILE, FakeState, KakaoAccount, ensure_kakao_account
 from fakes.stats import Stats
 
 KST = datetime.timezone(datetime.timedelta(hours=9), "KST")
@@ -119,6 +126,31 @@ MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 15
 MAX_KEPT = 500_000  # recipients kept; the oldest requests are forgotten past it
 MAX_SCHEDULE_DAYS = 60
+
+# The templates a new state directory starts with, approved unless said otherwise: what
+# `make run`'s demo application can send right away.
+SEED_TEMPLATES: tuple[dict[str, Any], ...] = (
+    {
+        "template_code": "WELCOME_01",
+        "name": "Welcome",
+        "text": "Hello #{name}, welcome to Automata-Signal.",
+        "buttons": [{"type": "WL", "name": "Open", "linkMo": "https://example.com/"}],
+    },
+    {
+        "template_code": "ORDER_SHIPPED",
+        "name": "Order shipped",
+        "text": "#{name}, your order #{order_no} has shipped.",
+        "buttons": [
+            {"type": "WL", "name": "Track", "linkMo": "https://example.com/orders/#{order_no}"}
+        ],
+    },
+    {
+        "template_code": "REVIEW_01",
+        "name": "Under review",
+        "text": "This template is still being reviewed, #{name}.",
+        "status": "TSC02",
+    },
+)
 
 # Kakao's delivery result codes (error-code.md, "Delivery Result Code").
 DELIVERY_RESULTS = {
@@ -415,6 +447,7 @@ class FakeKakao:
         self.templates: dict[tuple[str, str], Template] = {}
         self.marked: dict[str, str] = {}  # normalized number -> kind
         self._ids = itertools.count(secrets.randbelow(10**6))
+        self._load_templates()
         self.reset()
 
     def reset(self) -> None:
@@ -962,10 +995,42 @@ class FakeKakao:
         elif method == "DELETE" and path == "/__templates":
             self.templates.clear()
             self.senders = {self.account.sender_key}
+            self._save_templates()
             return _json({})
         return _json({"error": f"no admin route {method} {path}"}, 404)
 
-    def _register_template(self, payload: dict[str, Any]) -> Response:
+    def _load_templates(self) -> None:
+        """The templates of the state directory (kept across restarts); a new state directory
+        starts with `SEED_TEMPLATES` for the account's sender key."""
+        path = self.state.path(KAKAO_TEMPLATES_FILE)
+        if path.exists():
+            stored = json.loads(path.read_text())
+        else:
+            stored = [{**seed, "sender_key": self.account.sender_key} for seed in SEED_TEMPLATES]
+        for payload in stored:
+            self._register_template(payload, save=False)
+        if not path.exists():
+            self._save_templates()
+
+    def _save_templates(self) -> None:
+        stored = [
+            {
+                "sender_key": t.sender_key,
+                "template_code": t.code,
+                "name": t.name,
+                "text": t.text,
+                "buttons": t.buttons,
+                "status": t.status,
+                "created": t.created,
+            }
+            for t in self.templates.values()
+        ]
+        path = self.state.path(KAKAO_TEMPLATES_FILE)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(stored, ensure_ascii=False, indent=1))
+        tmp.replace(path)
+
+    def _register_template(self, payload: dict[str, Any], *, save: bool = True) -> Response:
         code = payload.get("template_code")
         text = payload.get("text")
         if not isinstance(code, str) or not code or len(code) > 20:
@@ -987,7 +1052,7 @@ class FakeKakao:
             text=text,
             buttons=buttons,
             status=status,
-            created=time.time(),
+            created=float(payload.get("created") or time.time()),
         )
         link_variables = [
             name
@@ -998,6 +1063,8 @@ class FakeKakao:
         template.variables = list(dict.fromkeys(variables_of(text) + link_variables))
         self.senders.add(sender)
         self.templates[sender, code] = template
+        if save:
+            self._save_templates()
         return _json({"template": template.resource(self.account.plus_friend_id)})
 
     def _mark(self, payload: dict[str, Any]) -> Response:

@@ -634,3 +634,36 @@ def test_a_scheduled_request_waits_for_its_date(fakes, timings):
     too_late = datetime.datetime.now(KST) + datetime.timedelta(days=61)
     answer = _send(fakes, [_recipient(number)], requestDate=_minute(too_late))
     assert _code(answer) == (200, -2026, False)
+
+
+def test_a_new_state_directory_has_the_seed_templates_and_templates_survive_a_restart(tmp_path):
+    from fakes.kakao_server import SEED_TEMPLATES, FakeKakao
+    from fakes.state import ensure_state
+
+    state = ensure_state(tmp_path)
+    dealer = FakeKakao(state)
+    headers = {"x-secret-key": dealer.account.secret_key}
+    path = (
+        f"/alimtalk/v2.3/appkeys/{dealer.account.app_key}/senders/{dealer.account.sender_key}"
+        "/templates?pageSize=100"
+    )
+
+    def listed(fake):
+        answer = json.loads(fake.handle("GET", path, headers, b"")[2])
+        return {t["templateCode"]: t["status"] for t in answer["templateListResponse"]["templates"]}
+
+    seeds = {seed["template_code"]: seed.get("status", "TSC03") for seed in SEED_TEMPLATES}
+    assert (
+        listed(dealer)
+        == seeds
+        == {
+            "WELCOME_01": "TSC03",
+            "ORDER_SHIPPED": "TSC03",
+            "REVIEW_01": "TSC02",
+        }
+    )
+    body = json.dumps({"template_code": "NEW_01", "text": "Hi #{name}"}).encode()
+    assert dealer.handle("POST", "/__templates", {}, body)[0] == 200
+    assert listed(FakeKakao(state)) == {**seeds, "NEW_01": "TSC03"}
+    assert dealer.handle("DELETE", "/__templates", {}, b"")[0] == 200
+    assert listed(FakeKakao(state)) == {}
