@@ -219,7 +219,9 @@ class KakaoAdapter(AsyncBatchAdapter):
             return _per_recipient(
                 messages, sent, send_results, client.fallback_send_no, status, latency_ms
             )
-        if status == 200 and successful:  # accepted, but the answer says nothing of whom
+        if status < 300 and (successful or code is None):
+            # Accepted but naming no recipient, or unreadable: temporary, since sending it
+            # again under the same key cannot deliver twice.
             error = LOCAL_ERRORS[BAD_ANSWER]
             return [
                 _failure(m.message_id, error, status=status, latency_ms=latency_ms)

@@ -504,6 +504,9 @@ def test_an_answer_that_names_no_recipient_is_temporary(adapter, dealer):
     dealer.script = lambda request: (200, {}, {"header": {"resultCode": 0, "isSuccessful": True}})
     [result] = adapter.send_batch(creds(), [message()])
     assert not result.ok and not result.permanent and result.error_code == "bad_answer"
+    dealer.script = lambda request: (200, {}, b"<html>maintenance</html>")
+    [result] = adapter.send_batch(creds(), [message()])
+    assert not result.ok and not result.permanent and result.error_code == "bad_answer"
 
 
 def test_a_timeout_is_temporary_and_the_retry_carries_the_same_key(adapter, dealer):
