@@ -124,7 +124,8 @@ MAX_RECIPIENTS = 1000
 MAX_CONTENT = 1300
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 15
-MAX_KEPT = 500_000  # recipients kept; the oldest requests are forgotten past it
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+MAX_KEPT = 200_000  # recipients kept (about 1 KB each); the oldest requests are forgotten past it
 MAX_SCHEDULE_DAYS = 60
 
 # The templates a new state directory starts with, approved unless said otherwise: what
@@ -326,6 +327,7 @@ class _Request:
         "app_key",
         "sender_key",
         "template_code",
+        "template",
         "sender_grouping_key",
         "idempotency_key",
         "created",
@@ -340,6 +342,7 @@ class _Request:
         self.app_key = app_key
         self.sender_key = sender_key
         self.template_code = template_code
+        self.template: Template | None = None
         self.sender_grouping_key = grouping
         self.idempotency_key = key
         self.created = created
@@ -358,14 +361,14 @@ class _Recipient:
         "kind",
         "content",
         "parameters",
-        "buttons",
+        "extras",
         "resend",
         "resend_ok",
         "grouping_key",
         "resend_request_id",
     )
 
-    def __init__(self, request, seq, number, kind, content, parameters, buttons, resend, grouping):
+    def __init__(self, request, seq, number, kind, content, parameters, extras, resend, grouping):
         self.request: _Request = request
         self.seq = seq
         self.number = number
@@ -373,11 +376,27 @@ class _Recipient:
         self.kind = kind
         self.content = content
         self.parameters = parameters
-        self.buttons = buttons
+        self.extras: dict | None = extras  # the request's button fields, by ordering
         self.resend: dict[str, Any] | None = resend  # only when a resend was asked for
         self.resend_ok = False
         self.grouping_key = grouping
         self.resend_request_id = ""
+
+    @property
+    def buttons(self) -> list[dict[str, Any]]:
+        """The template's buttons with their links rendered and the request's fields added
+        (built when read: most are never read)."""
+        parameters = self.parameters
+        extras = self.extras or {}
+        buttons = []
+        for button in self.request.template.buttons:
+            rendered = {
+                name: render(value, parameters) if name in _BUTTON_LINKS and value else value
+                for name, value in button.items()
+            }
+            rendered.update(extras.get(button.get("ordering"), {}))
+            buttons.append(rendered)
+        return buttons
 
     def changed_at(self, now: float) -> float:
         """When this message last changed (epoch, <= now)."""
@@ -459,7 +478,8 @@ class FakeKakao:
         self._pages: dict[tuple, tuple[float, list]] = {}
 
     def protocol(self) -> HTTP1Protocol:
-        return HTTP1Protocol(self.handle, with_query=True)
+        # 1,000 recipients with LMS fallback texts can pass the default 1 MiB.
+        return HTTP1Protocol(self.handle, with_query=True, max_body=MAX_REQUEST_BYTES)
 
     # -- routing --
 
@@ -597,6 +617,7 @@ class FakeKakao:
             key or None,
             now,
         )
+        kept.template = template
         kept.request_date = start
         kept.due = start + self.config["final_after"]
         kept.resend_due = kept.due + self.config["resend_after"]
@@ -668,15 +689,7 @@ class FakeKakao:
             return -4200, None
         if resend and resend.get("resendType") not in (None, "SMS", "LMS"):
             return -4200, None
-        by_order = {button.get("ordering"): button for button in extras}
-        buttons = []
-        for button in template.buttons:
-            rendered = {
-                name: render(value, parameters) if name in _BUTTON_LINKS and value else value
-                for name, value in button.items()
-            }
-            rendered.update(by_order.get(button.get("ordering"), {}))
-            buttons.append(rendered)
+        by_order = {button.get("ordering"): button for button in extras} if extras else None
         wants_resend = bool(resend and resend.get("isResend") and resend.get("resendSendNo"))
         accepted = _Recipient(
             kept,
@@ -685,8 +698,8 @@ class FakeKakao:
             kind,
             content,
             parameters,
-            buttons,
-            dict(resend) if wants_resend else None,
+            by_order,
+            resend if wants_resend else None,
             recipient.get("recipientGroupingKey"),
         )
         if wants_resend:

@@ -667,3 +667,14 @@ def test_a_new_state_directory_has_the_seed_templates_and_templates_survive_a_re
     assert listed(FakeKakao(state)) == {**seeds, "NEW_01": "TSC03"}
     assert dealer.handle("DELETE", "/__templates", {}, b"")[0] == 200
     assert listed(FakeKakao(state)) == {}
+
+
+def test_a_request_of_a_thousand_long_lms_fallbacks_passes_one_mebibyte(fakes):
+    resend = {**_resend(fakes), "resendType": "LMS", "resendContent": "가" * 900}
+    recipients = [
+        {**_recipient(fakes.kakao_number()), "resendParameter": resend} for _ in range(1000)
+    ]
+    body = json.dumps(_body(fakes, recipients)).encode()
+    assert len(body) > 1024 * 1024
+    answer = _call(fakes, "POST", _base(fakes) + "/messages", raw=body)
+    assert _code(answer) == (200, 0, True)
