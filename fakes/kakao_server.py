@@ -77,14 +77,15 @@ Admin: `GET /__stats` (`requests`, `by_status`, `by_reason` = the header's resul
 idempotency keys; templates, marked numbers and settings stay), `POST /__templates`
 `{"template_code", "text", "name"?, "buttons"?, "status"? ("TSC03"), "sender_key"? (the
 account's; another one becomes a sender of the app key)}` registers (or replaces) a template,
-`GET /__templates?sender_key=`,
-`DELETE /__templates` (all), `POST /__numbers {"recipient_no", "kind"}` marks a number,
-`GET /__messages?recipientNo=&requestId=&templateCode=` lists the accepted recipients, oldest
-first (`requestId`, `recipientSeq`, `recipientNo`, `senderKey`, `templateCode`, `content` =
-the rendered text, `templateParameter`, `buttons` (the template's, links rendered, with the
-request's extras), `resendParameter`, `idempotencyKey`, `requestDate`, `createDate`, and the
-current `messageStatus`, `resultCode`, `resendStatus`), `GET /__config` and `POST /__config`
-`{"slow_seconds", "final_after", "resend_after", "idempotency_seconds"}`, `GET /__account`.
+`GET /__templates?sender_key=`, `DELETE /__templates` (all), `POST /__numbers {"recipient_no",
+"kind"}` marks a number, `GET /__messages?recipientNo=&requestId=&templateCode=` lists the
+accepted recipients (the last `MAX_KEPT`, 200,000; older requests are forgotten, also by the
+APIs), oldest first (`requestId`, `recipientSeq`, `recipientNo`, `senderKey`, `templateCode`,
+`content` = the rendered text, `templateParameter`, `buttons` (the template's, links rendered,
+with the request's extras), `resendParameter`, `idempotencyKey`, `kind`, `requestDate`,
+`createDate`, and the current `messageStatus`, `resultCode`, `resendStatus`), `GET /__config`
+and `POST /__config` `{"slow_seconds", "final_after", "resend_after", "idempotency_seconds"}`,
+`GET /__account`.
 """
 
 from __future__ import annotations
