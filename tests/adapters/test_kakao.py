@@ -509,16 +509,47 @@ def test_an_answer_that_names_no_recipient_is_temporary(adapter, dealer):
     assert not result.ok and not result.permanent and result.error_code == "bad_answer"
 
 
+def _listing(request: Request, sent: list[dict]) -> tuple:
+    """The dealer's message list answer with these recipients."""
+    header = {"resultCode": 0, "resultMessage": "success", "isSuccessful": True}
+    body = {"messages": sent, "totalCount": len(sent)}
+    return 200, {}, {"header": header, "messageSearchResultResponse": body}
+
+
 def test_a_timeout_is_temporary_and_the_retry_carries_the_same_key(adapter, dealer):
-    dealer.script = lambda request: (*accepted(request), 3)  # past the adapter's 2 s
+    def script(request: Request):
+        if request.method == "GET":
+            return _listing(request, [])  # the dealer lists nothing under the key
+        return (*accepted(request), 3)  # past the adapter's 2 s
+
+    dealer.script = script
     sent = message()
     [result] = adapter.send_batch(creds(), [sent])
     assert not result.ok and not result.permanent and result.error_code == "timeout"
+    [lookup] = [r for r in dealer.requests if r.method == "GET"]
+    assert lookup.query["senderGroupingKey"] == wire.idempotency_key([sent.message_id])
     dealer.script = lambda request: refused(-1005)
     [again] = adapter.send_batch(creds(), [sent])
     assert again.ok
     keys = [p.headers["x-nc-api-idempotency-key"] for p in dealer.posts()]
     assert keys == [wire.idempotency_key([sent.message_id])] * 2
+
+
+def test_after_a_timeout_what_the_dealer_lists_under_the_key_is_sent(adapter, dealer):
+    taken, refused_there = message(), message()
+    listed = [{"requestId": "req-9", "recipientSeq": 4, "recipientGroupingKey": taken.message_id}]
+
+    def script(request: Request):
+        if request.method == "GET":
+            return _listing(request, listed)
+        return (*accepted(request), 3)
+
+    dealer.script = script
+    results = {r.message_id: r for r in adapter.send_batch(creds(), [taken, refused_there])}
+    assert results[taken.message_id].ok
+    assert results[taken.message_id].provider_id == "req-9:4"
+    assert not results[refused_there.message_id].ok
+    assert results[refused_there.message_id].error_code == "timeout"
 
 
 # -- templates and results, against the scripted dealer -----------------------------------------
@@ -773,18 +804,19 @@ def test_fake_a_batch_sent_twice_is_delivered_once(kakao, fakes):
         assert len(fakes.kakao_messages(sent.token)) == 1
 
 
-def test_fake_a_slow_request_times_out_and_its_retry_is_not_sent_again(fakes):
+def test_fake_a_slow_request_is_found_under_its_key_and_its_retry_not_sent_again(fakes):
     kakao = KakaoAdapter(endpoint=fakes.kakao_endpoint, timeout=0.5)
     try:
         code = _template(fakes, "#{name}님 안녕하세요")
         sent = _to(fakes, code, "slow")
-        [timed_out] = kakao.send_batch(fakes.kakao_credentials(), [sent])
-        assert not timed_out.ok and not timed_out.permanent
-        assert timed_out.error_code == "timeout"
-        [again] = kakao.send_batch(fakes.kakao_credentials(), [sent])
-        assert again.ok and again.error_code == "-1005"
+        [late] = kakao.send_batch(fakes.kakao_credentials(), [sent])
         [kept] = fakes.kakao_messages(sent.token)
-        assert again.provider_id == f"{kept['requestId']}:{kept['recipientSeq']}"
+        provider_id = f"{kept['requestId']}:{kept['recipientSeq']}"
+        # No answer within 0.5 s, but the dealer's message list has it under the key.
+        assert late.ok and late.provider_id == provider_id
+        [again] = kakao.send_batch(fakes.kakao_credentials(), [sent])
+        assert again.ok and again.error_code == "-1005" and again.provider_id == provider_id
+        assert len(fakes.kakao_messages(sent.token)) == 1
     finally:
         kakao.close()
 
