@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from adapters import email, sms, webpush
 from adapters.errors import ALL_ERRORS
+from adapters.kakao import errors as kakao_errors
 
 
 def errors_markdown() -> str:
@@ -25,6 +26,7 @@ def errors_markdown() -> str:
             f"| {yes_no[error.credential_rejected]} | {error.meaning} |"
         )
     lines += _channel_tables()
+    lines += _kakao_table()
     return "\n".join(lines) + "\n"
 
 
@@ -60,6 +62,28 @@ def _channel_tables() -> list[str]:
             f"| {outcome.command} | {outcome.code} | {outcome.enhanced or 'any'} "
             f"| {yes_no[outcome.permanent]} | {yes_no[outcome.token_invalid]} "
             f"| {outcome.meaning} |"
+        )
+    return lines
+
+
+def _kakao_table() -> list[str]:
+    """NHN Cloud's AlimTalk codes: API answers (0 or negative) and final delivery results."""
+    yes_no = {True: "yes", False: "no"}
+    lines = [
+        "",
+        "## NHN Cloud KakaoTalk (AlimTalk)",
+        "",
+        "API response codes (a request's or a recipient's `resultCode`) are 0 or negative;",
+        "delivery result codes (the results' `resultCode`, 1000 = delivered) are positive.",
+        "",
+        "| Provider | Code | Permanent | Token invalid | Credential rejected | Meaning |",
+        "|---|---|---|---|---|---|",
+    ]
+    for error in kakao_errors.KAKAO_ERRORS.values():
+        lines.append(
+            f"| {error.provider} | `{error.code}` | {yes_no[error.permanent]} "
+            f"| {yes_no[error.token_invalid]} | {yes_no[error.credential_rejected]} "
+            f"| {error.meaning} |"
         )
     return lines
 

@@ -1,7 +1,8 @@
-"""Run the fake providers (APNs, FCM, Twilio, an SMTP relay) in the foreground until SIGTERM or
-SIGINT:
+"""Run the fake providers (APNs, FCM, Twilio, an SMTP relay, Web Push, the KakaoTalk dealer) in
+the foreground until SIGTERM or SIGINT:
 
     python -m fakes [--apns-port 8443] [--fcm-port 8089] [--sms-port 8090] [--webpush-port 8091]
+                    [--kakao-port 8092]
                     [--smtp-port 2525] [--smtps-port 2465] [--smtp-admin-port 8025]
                     [--state-dir var/fake] [--tick-ms 2]
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from fakes import loop as fake_loop
 from fakes.apns_server import FakeAPNs, serve_apns
 from fakes.fcm_server import FakeFCM, serve_fcm
+from fakes.kakao_server import FakeKakao, serve_kakao
 from fakes.smtp_server import FakeSMTP, serve_smtp
 from fakes.state import ensure_state, set_token_uri
 from fakes.twilio_server import FakeTwilio, serve_twilio
@@ -42,6 +44,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--webpush-port", type=int, default=8091, help="the fake push service; 0 picks a free port"
+    )
+    parser.add_argument(
+        "--kakao-port",
+        type=int,
+        default=8092,
+        help="the fake KakaoTalk Bizmessage dealer (NHN Cloud AlimTalk); 0 picks a free port",
     )
     parser.add_argument("--state-dir", default="var/fake", help="keys, certificates, CA")
     parser.add_argument("--smtp-port", type=int, default=2525, help="SMTP with STARTTLS")
@@ -70,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.fcm_port,
                 sms_port=args.sms_port,
                 webpush_port=args.webpush_port,
+                kakao_port=args.kakao_port,
                 smtp_ports=(args.smtp_port, args.smtps_port, args.smtp_admin_port),
             )
         )
@@ -83,6 +92,7 @@ async def serve(
     *,
     sms_port: int = 0,
     webpush_port: int = 0,
+    kakao_port: int = 0,
     smtp_ports: tuple[int, int, int] = (0, 0, 0),
 ) -> None:
     state = ensure_state(state_dir)
@@ -99,6 +109,8 @@ async def serve(
     smtp_port, smtps_port, smtp_admin_port = (s.sockets[0].getsockname()[1] for s in smtp_servers)
     webpush = await serve_webpush(FakeWebPush(), "127.0.0.1", webpush_port)
     webpush_port = webpush.sockets[0].getsockname()[1]
+    kakao = await serve_kakao(FakeKakao(state), "127.0.0.1", kakao_port)
+    kakao_port = kakao.sockets[0].getsockname()[1]
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -112,6 +124,7 @@ async def serve(
         "smtps_port": smtps_port,
         "smtp_admin_port": smtp_admin_port,
         "webpush_port": webpush_port,
+        "kakao_port": kakao_port,
         "pid": os.getpid(),
     }
     # Written last and atomically: its presence means both servers accept connections.
@@ -123,6 +136,7 @@ async def serve(
         f"fake FCM http://127.0.0.1:{fcm_port}, "
         f"fake Twilio http://127.0.0.1:{sms_port}, "
         f"fake Web Push http://127.0.0.1:{webpush_port}, "
+        f"fake KakaoTalk dealer http://127.0.0.1:{kakao_port}, "
         f"fake SMTP 127.0.0.1:{smtp_port} (STARTTLS) and :{smtps_port} (TLS), "
         f"admin http://127.0.0.1:{smtp_admin_port}, state in {state_dir}",
         flush=True,
@@ -135,6 +149,7 @@ async def serve(
     for server in smtp_servers:
         server.close()
     webpush.close()
+    kakao.close()
     (state_dir / READY_FILE).unlink(missing_ok=True)
 
 

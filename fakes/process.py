@@ -6,12 +6,13 @@ import contextlib
 import hashlib
 import itertools
 import json
+import secrets
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,8 @@ class FakeProviders:
         client.reset_stats(self.smtp_admin_endpoint)
         if self.webpush_endpoint:
             client.reset_stats(self.webpush_endpoint)
+        if self.kakao_endpoint:
+            client.reset_stats(self.kakao_endpoint)
 
     # The fake Twilio (fakes.twilio_server): its account, and what it received.
     sms_endpoint: str = ""
@@ -198,6 +201,109 @@ class FakeProviders:
         values = {**generate_vapid_keys(), "subject": subject}
         return Credentials(key=f"fake-webpush-{values['vapid_public_key'][:16]}", values=values)
 
+    # -- KakaoTalk AlimTalk (fakes.kakao_server: NHN Cloud's Bizmessage dealer) --
+
+    kakao_port: int = 0
+    kakao_endpoint: str = ""  # KAKAO_ENDPOINT: http://127.0.0.1:PORT
+    kakao_app_key: str = ""
+    kakao_secret_key: str = ""
+    kakao_sender_key: str = ""
+    kakao_fallback_send_no: str = ""  # the SMS sender number registered at the fake dealer
+
+    def kakao_credentials(self, fallback: bool = True, **values: Any) -> Credentials:
+        """Credentials the fake dealer accepts: `{"app_key", "secret_key", "sender_key"}` and,
+        with `fallback`, the registered `fallback_send_no`; `values` override any field (e.g.
+        `secret_key="wrong"`)."""
+        merged: dict[str, Any] = {
+            "app_key": self.kakao_app_key,
+            "secret_key": self.kakao_secret_key,
+            "sender_key": self.kakao_sender_key,
+        }
+        if fallback:
+            merged["fallback_send_no"] = self.kakao_fallback_send_no
+        merged.update(values)
+        digest = hashlib.sha256(json.dumps(merged, sort_keys=True).encode()).hexdigest()[:16]
+        return Credentials(key=f"fake-kakao-{digest}", values=merged)
+
+    def kakao_template(
+        self,
+        code: str,
+        text: str,
+        buttons: Sequence[Mapping[str, Any]] = (),
+        status: str = "TSC03",
+        *,
+        name: str | None = None,
+        sender_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Register (or replace) a template of the credentials' sender key at the fake dealer;
+        its answer is the template as the dealer's list shows it. `buttons` in the dealer's
+        form (`{"type": "WL", "name", "linkMo", "linkPc"}`) or ours (`url_mobile`, `url_pc`,
+        `scheme_ios`, `scheme_android`); `ordering` follows their order. `status` "TSC03" is
+        approved; TSC01, TSC02 and TSC04 are not."""
+        request = {
+            "template_code": code,
+            "text": text,
+            "name": name or code,
+            "status": status,
+            "buttons": [_dealer_button(button) for button in buttons],
+            "sender_key": sender_key or self.kakao_sender_key,
+        }
+        return client.request_json(self.kakao_endpoint, "POST", "/__templates", request)["template"]
+
+    def kakao_number(self, kind: str = "delivered") -> str:
+        """A fresh E.164 Korean mobile number (`+8210...`) the fake dealer treats as `kind`:
+        "delivered", "not_kakao_user" (Kakao result 3019; resent as SMS when asked),
+        "blocked" (3020; resent likewise), "slow" (the send request answers late) or "fail"
+        (the whole send request answers 500 -9999)."""
+        ranges = {"not_kakao_user": "1", "blocked": "2", "slow": "3", "fail": "4"}
+        if kind != "delivered" and kind not in ranges:
+            raise ValueError(f"unknown kind {kind!r}")
+        serial = next(_numbers) % 10**4
+        if kind == "delivered":
+            return f"+8210{5000 + serial % 5000:04d}{secrets.randbelow(10**4):04d}"
+        return f"+82100{ranges[kind]:0>3}{serial:04d}"
+
+    def kakao_mark(self, number: str, kind: str) -> None:
+        """Make the fake dealer treat `number` as `kind` (see `kakao_number`)."""
+        client.request_json(
+            self.kakao_endpoint, "POST", "/__numbers", {"recipient_no": number, "kind": kind}
+        )
+
+    def kakao_messages(
+        self, recipient_no: str | None = None, *, request_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The recipients the fake dealer accepted (for one number, +82 or national form, or
+        one request, when given), oldest first: `requestId`, `recipientSeq`, `recipientNo`,
+        `senderKey`, `templateCode`, `content` (the template's text with the parameters
+        filled), `templateParameter`, `buttons`, `resendParameter`, `idempotencyKey`, `kind`
+        and the current `messageStatus`, `resultCode`, `resendStatus`."""
+        query = {}
+        if recipient_no:
+            query["recipientNo"] = recipient_no
+        if request_id:
+            query["requestId"] = request_id
+        path = "/__messages" + (f"?{urlencode(query)}" if query else "")
+        return client.request_json(self.kakao_endpoint, "GET", path)["messages"]
+
+    def kakao_stats(self) -> dict[str, Any]:
+        return client.fetch_stats(self.kakao_endpoint)
+
+    def kakao_configure(self, **settings: float) -> dict[str, float]:
+        """Set the fake dealer's timings (seconds): `slow_seconds`, `final_after`,
+        `resend_after`, `idempotency_seconds`; answers all of them."""
+        return client.request_json(self.kakao_endpoint, "POST", "/__config", settings)
+
+
+def _dealer_button(button: Mapping[str, Any]) -> dict[str, Any]:
+    """A button in the dealer's field names (ours are accepted too)."""
+    names = {
+        "url_mobile": "linkMo",
+        "url_pc": "linkPc",
+        "scheme_ios": "schemeIos",
+        "scheme_android": "schemeAndroid",
+    }
+    return {names.get(key, key): value for key, value in button.items()}
+
 
 def _answers(port: int) -> bool:
     try:
@@ -230,6 +336,7 @@ def running_fake_providers(
             "--smtps-port=0",
             "--smtp-admin-port=0",
             "--webpush-port=0",
+            "--kakao-port=0",
             f"--state-dir={state_dir}",
         ]
         process = subprocess.Popen(command, cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT)
@@ -253,6 +360,7 @@ def running_fake_providers(
                 smtps_port=ready["smtps_port"],
                 smtp_admin_endpoint=f"http://127.0.0.1:{ready['smtp_admin_port']}",
                 webpush_endpoint=f"http://127.0.0.1:{ready['webpush_port']}",
+                **_kakao_fields(state_dir, ready),
             )
         finally:
             process.terminate()
@@ -274,6 +382,18 @@ def _sms_fields(state_dir: Path, ready: dict) -> dict[str, str]:
     }
 
 
+def _kakao_fields(state_dir: Path, ready: dict) -> dict[str, Any]:
+    account = state.ensure_kakao_account(state.ensure_state(state_dir))
+    return {
+        "kakao_port": ready["kakao_port"],
+        "kakao_endpoint": f"http://127.0.0.1:{ready['kakao_port']}",
+        "kakao_app_key": account.app_key,
+        "kakao_secret_key": account.secret_key,
+        "kakao_sender_key": account.sender_key,
+        "kakao_fallback_send_no": account.fallback_send_no,
+    }
+
+
 def _wait_until_ready(process: subprocess.Popen, state_dir: Path, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -285,7 +405,7 @@ def _wait_until_ready(process: subprocess.Popen, state_dir: Path, timeout: float
             ready = json.loads(ready_path.read_text())
             ports = (
                 "apns_port", "fcm_port", "sms_port", "smtp_port", "smtps_port", "smtp_admin_port",
-                "webpush_port",
+                "webpush_port", "kakao_port",
             )  # fmt: skip
             if all(_answers(ready[port]) for port in ports):
                 return ready

@@ -232,3 +232,43 @@ def ensure_twilio_account(state: FakeState) -> TwilioAccount:
         from_number=info["from"],
         messaging_service_sid=info["messaging_service_sid"],
     )
+
+
+KAKAO_INFO_FILE = "kakao.json"
+KAKAO_FALLBACK_SEND_NO = "0212345678"  # the SMS sender number registered with the fake dealer
+
+
+@dataclass(frozen=True)
+class KakaoAccount:
+    """The one NHN Cloud KakaoTalk Bizmessage project the fake dealer knows."""
+
+    app_key: str
+    secret_key: str
+    sender_key: str
+    plus_friend_id: str
+    fallback_send_no: str
+
+
+def ensure_kakao_account(state: FakeState) -> KakaoAccount:
+    """The fake dealer's app key, secret key and sender key (40 hex digits, as Kakao's), generated
+    on first use (state directories made before the Kakao fake existed get one too)."""
+    path = state.path(KAKAO_INFO_FILE)
+    if not path.exists():
+        info = {
+            "app_key": secrets.token_urlsafe(12).replace("-", "x").replace("_", "y"),
+            "secret_key": secrets.token_hex(4),
+            "sender_key": secrets.token_hex(20),
+            "plus_friend_id": "@signal-fake",
+            "fallback_send_no": KAKAO_FALLBACK_SEND_NO,
+        }
+        tmp = path.with_suffix(".tmp")
+        _write(tmp, json.dumps(info, indent=2).encode())
+        tmp.replace(path)
+    info = json.loads(path.read_text())
+    return KakaoAccount(
+        app_key=info["app_key"],
+        secret_key=info["secret_key"],
+        sender_key=info["sender_key"],
+        plus_friend_id=info["plus_friend_id"],
+        fallback_send_no=info["fallback_send_no"],
+    )

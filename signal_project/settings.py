@@ -363,11 +363,20 @@ WEB_PUSH_ALLOWED_HOSTS = env.list(
 # Web Push requests in flight at once per batch, and the seconds one may take.
 WEB_PUSH_CONCURRENCY = env.int("WEB_PUSH_CONCURRENCY", default=100)
 WEB_PUSH_TIMEOUT = env.float("WEB_PUSH_TIMEOUT", default=10.0)
+# NHN Cloud KakaoTalk Bizmessage (AlimTalk v2.3), the "dealer"; its newer published domain is
+# https://kakaotalk-bizmessage.api.nhncloudservice.com.
+KAKAO_ENDPOINT = env("KAKAO_ENDPOINT", default="https://api-alimtalk.cloud.toast.com")
+# Seconds one AlimTalk request (up to 1,000 recipients) may take; a timed-out request is sent
+# again later under the same idempotency key, which the dealer recognizes.
+KAKAO_TIMEOUT = env.float("KAKAO_TIMEOUT", default=20.0)
+# AlimTalk requests in flight at once per batch.
+KAKAO_CONCURRENCY = env.int("KAKAO_CONCURRENCY", default=4)
 CHANNEL_ADAPTERS = {
     "iOSPush": "adapters.apns.APNsAdapter",
     "AndroidPush": "adapters.fcm.FCMAdapter",
     "Email": "adapters.email.EmailAdapter",
     "SMS": "adapters.sms.TwilioSMSAdapter",
+    "KakaoTalk": "adapters.kakao.KakaoAdapter",
     "WebPush": "adapters.webpush.WebPushAdapter",
 }
 
