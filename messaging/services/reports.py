@@ -70,8 +70,8 @@ def message_provider_report(
 
 # --- KakaoTalk results -------------------------------------------------------------------------
 
-# The dealer's result code that says the number is not a KakaoTalk user; the adapter's error
-# table may name more (a code it marks token_invalid).
+# The dealer's result code that says the number is not a KakaoTalk user, for results that do
+# not say `token_invalid` themselves (KakaoAdapter's do, from its error table).
 KAKAO_NOT_A_USER = frozenset({"3019"})
 # Resend (SMS fallback) statuses: RSC04 the SMS was delivered, RSC05 it failed.
 RESEND_DELIVERED = "RSC04"
@@ -80,9 +80,12 @@ RESEND_DONE = frozenset({RESEND_DELIVERED, RESEND_FAILED})
 _WATERMARK = "kakao-results:{}"
 
 
-def _not_a_user(code: str) -> bool:
-    error = (getattr(registry.get_adapter(KAKAOTALK), "errors", None) or {}).get(code)
-    return code in KAKAO_NOT_A_USER or bool(getattr(error, "token_invalid", False))
+def _not_a_user(result: Mapping[str, Any]) -> bool:
+    """Whether a failed result says the number cannot get AlimTalk and no SMS went instead:
+    as the adapter judged it (`token_invalid`, by its error table), else by the code."""
+    if "token_invalid" in result:
+        return bool(result["token_invalid"])
+    return result.get("outcome") == "failed" and str(result.get("code")) in KAKAO_NOT_A_USER
 
 
 def _results_window(application_id, now: datetime) -> tuple[datetime, datetime]:
@@ -178,7 +181,7 @@ def kakao_results_record(*, application_id, results: list[Mapping[str, Any]], si
             "provider_id": result.get("provider_id"),
             **{k: v for k, v in (result.get("details") or {}).items() if k != "recipientNo"},
         }
-        if outcome == "resent_sms":
+        if outcome in ("resent_sms", "resend_failed"):
             details["fallback"] = "sms"
         with transaction.atomic():
             message_provider_report(
@@ -189,7 +192,7 @@ def kakao_results_record(*, application_id, results: list[Mapping[str, Any]], si
                 received=outcome == "delivered"
                 or (outcome == "resent_sms" and resend == RESEND_DELIVERED),
             )
-        if outcome == "failed" and _not_a_user(str(code)):
+        if _not_a_user(result):
             dead.add(message.subscription_id)
         counts[outcome] += 1
     if dead:

@@ -4,11 +4,13 @@ delivered), a failure is recorded with the dealer's code ("not a KakaoTalk user"
 subscription); results read twice are recorded once; the watermark moves per application.
 
 The dealer is reached through the registry, the one seam between messaging and the
-providers: an adapter class named in CHANNEL_ADAPTERS stands in for KakaoAdapter (its HTTP
-against the fake dealer is tested in tests/adapters and e2e)."""
+providers: an adapter class named in CHANNEL_ADAPTERS stands in for KakaoAdapter to script
+each kind of result; the last test goes through the real adapter to the fake dealer."""
 
 from __future__ import annotations
 
+import time
+import uuid
 from datetime import timedelta
 from typing import ClassVar
 
@@ -24,6 +26,7 @@ from messaging.models import Message, MessageEvent, MessageStatus, Subscription
 from messaging.services.messages import Content, Delivery, message_send
 from messaging.services.reports import KAKAO_PROVIDER, kakao_results_poll
 from messaging.tasks import poll_kakao_results
+from templates_app.kakao import kakao_templates_sync
 from tests.conftest import application_with_keys, subscription_create
 from tests.kakao import kakao_template_add
 
@@ -129,7 +132,7 @@ def test_resent_as_sms_is_recorded_and_received_once_the_sms_arrived(kakao_app, 
     arrived, failed, on_its_way = sent(kakao_app, 3)
     dealer.results_ = [
         result(arrived, "resent_sms", code="3019", resend="RSC04"),
-        result(failed, "resent_sms", code="3019", resend="RSC05"),
+        result(failed, "resend_failed", code="3019", resend="RSC05"),
         result(on_its_way, "resent_sms", code="3019", resend="RSC03"),
     ]
 
@@ -145,15 +148,21 @@ def test_resent_as_sms_is_recorded_and_received_once_the_sms_arrived(kakao_app, 
     assert report["provider_status"] == "resent_sms" and report["fallback"] == "sms"
     assert report["resend_status"] == "RSC04" and report["code"] == "3019"
     assert reports(failed)[0]["resend_status"] == "RSC05"
+    assert reports(failed)[0]["provider_status"] == "resend_failed"
     assert reports(on_its_way) == []  # recorded once the SMS has its result
-    assert (counts["resent_sms"], counts["resending"]) == (2, 1)
+    assert (counts["resent_sms"], counts["resend_failed"], counts["resending"]) == (1, 1, 1)
     # With an SMS sent in its place, "not a KakaoTalk user" leaves the subscription alone.
     assert Subscription.objects.filter(enabled=False).count() == 0
 
 
 def test_not_a_kakao_user_without_fallback_disables_the_subscription(kakao_app, dealer):
-    dead, blocked = sent(kakao_app, 2)
-    dealer.results_ = [result(dead, "failed", code="3019"), result(blocked, "failed", code="3020")]
+    dead, blocked, judged = sent(kakao_app, 3)
+    dealer.results_ = [
+        result(dead, "failed", code="3019"),
+        result(blocked, "failed", code="3020"),
+        # The adapter's own judgement (its error table) wins over the code.
+        {**result(judged, "failed", code="3020"), "token_invalid": True},
+    ]
 
     counts = kakao_results_poll(application=kakao_app)
 
@@ -165,7 +174,8 @@ def test_not_a_kakao_user_without_fallback_disables_the_subscription(kakao_app, 
     subscription = Subscription.objects.get(pk=dead.subscription_id)
     assert not subscription.enabled and subscription.disabled_reason == "token_invalid"
     assert Subscription.objects.get(pk=blocked.subscription_id).enabled
-    assert counts["subscriptions_disabled"] == 1
+    assert not Subscription.objects.get(pk=judged.subscription_id).enabled
+    assert counts["subscriptions_disabled"] == 2
     # The message was accepted; what the dealer found later is history, not a new outcome.
     assert Message.objects.get(pk=dead.pk).status == MessageStatus.SUCCESSFUL
 
@@ -241,3 +251,71 @@ def test_the_beat_task_polls_each_application_with_kakao_credentials(
     )
     assert Message.objects.get(pk=message.pk).status == MessageStatus.RECEIVED
     assert counts == {"delivered": 1, "unmatched": 0}
+
+
+# --- Against the fake dealer -------------------------------------------------------------------
+
+
+@pytest.fixture
+def dealer_app(providers, settings):
+    """An application with the fake dealer's credentials (with an SMS fallback number), its
+    templates synced, the real KakaoAdapter pointed at the fake."""
+    settings.KAKAO_ENDPOINT = providers.kakao_endpoint
+    registry.reset_adapters()
+    cache.clear()
+    code = f"HELLO_{uuid.uuid4().hex[:8]}"
+    providers.kakao_template(code, "#{name}님, 주문이 접수되었습니다.")
+    application = application_with_keys("dealer").application
+    channel_credentials_set(
+        application=application,
+        channel="KakaoTalk",
+        values=dict(providers.kakao_credentials(fallback=True).values),
+    )
+    kakao_templates_sync(application=application)
+    yield application, code
+    registry.reset_adapters()
+    cache.clear()
+
+
+def test_the_dealers_results_move_messages_on(dealer_app, providers):
+    application, code = dealer_app
+    kinds = ("delivered", "not_kakao_user")
+    subscriptions = [
+        subscription_create(application, type="KakaoTalk", token=providers.kakao_number(kind))
+        for kind in kinds
+    ]
+    outcome = message_send(
+        application=application,
+        subscriptions=subscriptions,
+        content=Content(
+            title="t",
+            body="b",
+            parts={"kakao": {"template_code": code, "variables": {"name": "김"}}},
+        ),
+        delivery=Delivery(),
+    )
+    delivery.deliver_batch([str(m.pk) for m in outcome.messages])
+    delivered, resent = (
+        Message.objects.get(subscription=s) for s in subscriptions
+    )  # in the order of kinds
+
+    def polled() -> bool:
+        kakao_results_poll(application=application)
+        return (
+            MessageEvent.objects.filter(type="report", message__application=application).count()
+            == 2
+        )
+
+    deadline = time.monotonic() + 15
+    while not polled():
+        assert time.monotonic() < deadline, "the dealer's results did not come"
+        time.sleep(0.3)
+
+    assert Message.objects.get(pk=delivered.pk).status == MessageStatus.RECEIVED
+    [report] = reports(resent)
+    assert report["provider_status"] == "resent_sms" and report["fallback"] == "sms"
+    assert report["code"] == "3019" and report["resend_status"] == "RSC04"
+    assert Message.objects.get(pk=resent.pk).status == MessageStatus.RECEIVED
+    assert [m["templateParameter"] for m in providers.kakao_messages(subscriptions[0].token)] == [
+        {"name": "김"}
+    ]
