@@ -10,11 +10,12 @@ from django import forms
 from django.contrib import admin
 
 from core.admin_kit import StorableJSONField, StorableTextForm
-from core.channels import PART_NAMES
+from core.channels import KAKAOTALK, PART_NAMES
 from core.exceptions import ApplicationError
 from core.validation import untrusted_text_problem
 
 from . import selectors, services
+from .kakao import kakao_preview
 from .models import KakaoTemplate, MessageTemplate, TemplateVersion
 from .rendering import compiled, normalize_language, render
 
@@ -228,6 +229,10 @@ class MessageTemplateAdmin(admin.ModelAdmin):
         preview["rendered"] = rendered
         preview["data_json"] = json.dumps(rendered.data, indent=2, ensure_ascii=False)
         preview["parts_json"] = json.dumps(rendered.parts, indent=2, ensure_ascii=False)
+        if rendered.parts.get("kakao"):  # what KakaoTalk shows: the approved text, filled
+            preview["kakao"] = kakao_preview(
+                application=template.application, channel=KAKAOTALK, parts=rendered.parts
+            )
         return preview
 
 

@@ -469,3 +469,27 @@ def test_the_admin_shows_synced_templates_read_only(admin_client, app, welcome):
     assert add.status_code == 403
     assert post.status_code == 403
     assert KakaoTemplate.objects.get().status == "TSC03"
+
+
+def test_the_template_admin_preview_shows_what_kakaotalk_shows(admin_client, app):
+    buttons = [{"type": "WL", "name": "쿠폰 #{coupon} 보기", "url_mobile": "https://e.example/c"}]
+    kakao_template_add(app.application, "WELCOME_01", WELCOME["text"], buttons=buttons)
+    version = template_services.template_create(
+        application=app.application,
+        name="welcome",
+        body_template="Welcome {{user}}",
+        parts={
+            "kakao": {
+                "template_code": "WELCOME_01",
+                "variables": {"name": "{{user}}", "coupon": "{{code}}"},
+            }
+        },
+    )
+
+    page = admin_client.get(
+        f"/admin/templates_app/messagetemplate/{version.template_id}/change/",
+        {"preview_variables": '{"user": "Kim", "code": "Z9"}'},
+    ).content.decode()
+
+    assert "Kim님, 가입을 환영합니다. 쿠폰: Z9" in page
+    assert "쿠폰 Z9 보기" in page
