@@ -49,9 +49,13 @@ def _head(status: int, headers: Sequence[tuple[str, str]], has_body: bool, close
 class HTTP1Protocol(asyncio.BufferedProtocol):
     """Parses requests from a byte stream and writes the handler's responses."""
 
-    def __init__(self, handler: Handler, *, with_query: bool = False) -> None:
-        """`with_query`: hand the handler the request target with its query string."""
+    def __init__(
+        self, handler: Handler, *, with_query: bool = False, max_body: int = MAX_BODY_BYTES
+    ) -> None:
+        """`with_query`: hand the handler the request target with its query string;
+        `max_body`: longer request bodies are answered 413."""
         self._handler = handler
+        self._max_body = max_body
         self._with_query = with_query
         self._buffer = b""  # received, not yet handled
         self._busy = False
@@ -102,7 +106,7 @@ class HTTP1Protocol(asyncio.BufferedProtocol):
             if length < 0:
                 self._write(400, (), b"", close=True)
                 return
-            if length > MAX_BODY_BYTES:
+            if length > self._max_body:
                 self._write(413, (), b"", close=True)
                 return
             start = end + 4

@@ -65,19 +65,27 @@ RSC04 (resent, `resendResultCode` "0", a `resendRequestId`) `resend_after` secon
 later, or RSC05 (`resendResultCode` "-1003") when the `resendSendNo` is not the registered
 sender number; every other message has RSC01 (no target of resending).
 
+Templates are kept in `<state-dir>/kakao_templates.json`, so they survive a restart; a new
+state directory starts with `SEED_TEMPLATES` for the account's sender key: WELCOME_01 ("Hello
+#{name}, welcome to Automata-Signal.", a WL button), ORDER_SHIPPED ("#{name}, your order
+#{order_no} has shipped.", a WL button whose link has #{order_no}), both approved, and
+REVIEW_01 (TSC02, under review).
+
 Admin: `GET /__stats` (`requests`, `by_status`, `by_reason` = the header's result code,
 `by_prefix` = the API called, and `recipients_accepted`, `recipients_refused`,
 `duplicate_requests`, `accepted_<kind>`), `POST /__reset` (counters, kept messages and
 idempotency keys; templates, marked numbers and settings stay), `POST /__templates`
 `{"template_code", "text", "name"?, "buttons"?, "status"? ("TSC03"), "sender_key"? (the
-account's)}` registers (or replaces) a template, `GET /__templates?sender_key=`,
-`DELETE /__templates` (all), `POST /__numbers {"recipient_no", "kind"}` marks a number,
-`GET /__messages?recipientNo=&requestId=&templateCode=` lists the accepted recipients, oldest
-first (`requestId`, `recipientSeq`, `recipientNo`, `senderKey`, `templateCode`, `content` =
-the rendered text, `templateParameter`, `buttons` (the template's, links rendered, with the
-request's extras), `resendParameter`, `idempotencyKey`, `requestDate`, `createDate`, and the
-current `messageStatus`, `resultCode`, `resendStatus`), `GET /__config` and `POST /__config`
-`{"slow_seconds", "final_after", "resend_after", "idempotency_seconds"}`, `GET /__account`.
+account's; another one becomes a sender of the app key)}` registers (or replaces) a template,
+`GET /__templates?sender_key=`, `DELETE /__templates` (all), `POST /__numbers {"recipient_no",
+"kind"}` marks a number, `GET /__messages?recipientNo=&requestId=&templateCode=` lists the
+accepted recipients (the last `MAX_KEPT`, 200,000; older requests are forgotten, also by the
+APIs), oldest first (`requestId`, `recipientSeq`, `recipientNo`, `senderKey`, `templateCode`,
+`content` = the rendered text, `templateParameter`, `buttons` (the template's, links rendered,
+with the request's extras), `resendParameter`, `idempotencyKey`, `kind`, `requestDate`,
+`createDate`, and the current `messageStatus`, `resultCode`, `resendStatus`), `GET /__config`
+and `POST /__config` `{"slow_seconds", "final_after", "resend_after", "idempotency_seconds"}`,
+`GET /__account`.
 """
 
 from __future__ import annotations
@@ -85,6 +93,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import datetime
+import functools
 import itertools
 import json
 import re
@@ -96,7 +105,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from fakes.http1 import HTTP1Protocol, Response
-from fakes.state import FakeState, KakaoAccount, ensure_kakao_account
+from fakes.state import KAKAO_TEMPLATES_FILE, FakeState, KakaoAccount, ensure_kakao_account
 from fakes.stats import Stats
 
 KST = datetime.timezone(datetime.timedelta(hours=9), "KST")
@@ -116,8 +125,34 @@ MAX_RECIPIENTS = 1000
 MAX_CONTENT = 1300
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 15
-MAX_KEPT = 500_000  # recipients kept; the oldest requests are forgotten past it
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+MAX_KEPT = 200_000  # recipients kept (about 1 KB each); the oldest requests are forgotten past it
 MAX_SCHEDULE_DAYS = 60
+
+# The templates a new state directory starts with, approved unless said otherwise: what
+# `make run`'s demo application can send right away.
+SEED_TEMPLATES: tuple[dict[str, Any], ...] = (
+    {
+        "template_code": "WELCOME_01",
+        "name": "Welcome",
+        "text": "Hello #{name}, welcome to Automata-Signal.",
+        "buttons": [{"type": "WL", "name": "Open", "linkMo": "https://example.com/"}],
+    },
+    {
+        "template_code": "ORDER_SHIPPED",
+        "name": "Order shipped",
+        "text": "#{name}, your order #{order_no} has shipped.",
+        "buttons": [
+            {"type": "WL", "name": "Track", "linkMo": "https://example.com/orders/#{order_no}"}
+        ],
+    },
+    {
+        "template_code": "REVIEW_01",
+        "name": "Under review",
+        "text": "This template is still being reviewed, #{name}.",
+        "status": "TSC02",
+    },
+)
 
 # Kakao's delivery result codes (error-code.md, "Delivery Result Code").
 DELIVERY_RESULTS = {
@@ -179,6 +214,8 @@ _RECIPIENT_NO = re.compile(r"\+?[0-9][0-9-]{0,14}")
 _MINUTE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}")
 _ALPHANUMERIC = string.ascii_letters + string.digits
 _BUTTON_LINKS = ("linkMo", "linkPc", "schemeIos", "schemeAndroid")
+_HEADER_CODE = re.compile(rb'\{"header": \{"resultCode": (-?\d+)')
+_FAILING = frozenset(kind for kind, (code, _) in DELIVERY_RESULTS.items() if code != "1000")
 
 
 def _json(payload: dict[str, Any], status: int = 200) -> Response:
@@ -200,7 +237,13 @@ def _refusal(code: int, *args: Any, status: int = 200) -> Response:
 
 
 def _kst(epoch: float) -> str:
-    return datetime.datetime.fromtimestamp(epoch, KST).strftime("%Y-%m-%d %H:%M:%S")
+    """A moment as the dealer writes it, to the second in KST."""
+    return _kst_second(int(epoch))
+
+
+@functools.lru_cache(maxsize=4096)
+def _kst_second(second: int) -> str:
+    return datetime.datetime.fromtimestamp(second, KST).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _minute(text: str) -> float | None:
@@ -286,6 +329,7 @@ class _Request:
         "app_key",
         "sender_key",
         "template_code",
+        "template",
         "sender_grouping_key",
         "idempotency_key",
         "created",
@@ -300,6 +344,7 @@ class _Request:
         self.app_key = app_key
         self.sender_key = sender_key
         self.template_code = template_code
+        self.template: Template | None = None
         self.sender_grouping_key = grouping
         self.idempotency_key = key
         self.created = created
@@ -318,14 +363,14 @@ class _Recipient:
         "kind",
         "content",
         "parameters",
-        "buttons",
+        "extras",
         "resend",
         "resend_ok",
         "grouping_key",
         "resend_request_id",
     )
 
-    def __init__(self, request, seq, number, kind, content, parameters, buttons, resend, grouping):
+    def __init__(self, request, seq, number, kind, content, parameters, extras, resend, grouping):
         self.request: _Request = request
         self.seq = seq
         self.number = number
@@ -333,11 +378,36 @@ class _Recipient:
         self.kind = kind
         self.content = content
         self.parameters = parameters
-        self.buttons = buttons
+        self.extras: dict | None = extras  # the request's button fields, by ordering
         self.resend: dict[str, Any] | None = resend  # only when a resend was asked for
         self.resend_ok = False
         self.grouping_key = grouping
         self.resend_request_id = ""
+
+    @property
+    def buttons(self) -> list[dict[str, Any]]:
+        """The template's buttons with their links rendered and the request's fields added
+        (built when read: most are never read)."""
+        parameters = self.parameters
+        extras = self.extras or {}
+        buttons = []
+        for button in self.request.template.buttons:
+            rendered = {
+                name: render(value, parameters) if name in _BUTTON_LINKS and value else value
+                for name, value in button.items()
+            }
+            rendered.update(extras.get(button.get("ordering"), {}))
+            buttons.append(rendered)
+        return buttons
+
+    def changed_at(self, now: float) -> float:
+        """When this message last changed (epoch, <= now)."""
+        request = self.request
+        if now < request.due:
+            return request.created
+        if self.resend is not None and self.kind in _FAILING and now >= request.resend_due:
+            return request.resend_due
+        return request.due
 
     def state(self, now: float) -> tuple[float, dict[str, Any]]:
         """When this message last changed (epoch, <= now) and its result fields then."""
@@ -398,6 +468,7 @@ class FakeKakao:
         self.templates: dict[tuple[str, str], Template] = {}
         self.marked: dict[str, str] = {}  # normalized number -> kind
         self._ids = itertools.count(secrets.randbelow(10**6))
+        self._load_templates()
         self.reset()
 
     def reset(self) -> None:
@@ -409,7 +480,8 @@ class FakeKakao:
         self._pages: dict[tuple, tuple[float, list]] = {}
 
     def protocol(self) -> HTTP1Protocol:
-        return HTTP1Protocol(self.handle, with_query=True)
+        # 1,000 recipients with LMS fallback texts can pass the default 1 MiB.
+        return HTTP1Protocol(self.handle, with_query=True, max_body=MAX_REQUEST_BYTES)
 
     # -- routing --
 
@@ -468,18 +540,20 @@ class FakeKakao:
             return "template"
         return None
 
-    def _record(self, answer: Response, name: str) -> None:
-        try:
-            code = str(json.loads(answer[2])["header"]["resultCode"])
-        except (ValueError, KeyError, TypeError):
-            code = f"HTTP{answer[0]}"
-        self.stats.record(answer[0], None if code == "0" else code, name)
+    def _record(self, answer: Response, name: str, code: int | None = None) -> None:
+        """Count an answer under its header's result code (read from it unless given)."""
+        if code is None:
+            # Every answer opens with its header: no need to parse a page of a thousand.
+            found = _HEADER_CODE.match(answer[2])
+            code = int(found.group(1)) if found else None
+        reason = f"HTTP{answer[0]}" if code is None else str(code)
+        self.stats.record(answer[0], None if reason == "0" else reason, name)
 
     # -- sending --
 
     def _send(self, app_key: str, headers: dict[str, str], body: bytes):
         answer, kinds = self._send_checked(app_key, headers, body)
-        self._record(answer, "send")
+        self._record(answer, "send", code=0 if answer[0] == 200 and kinds else None)
         if "slow" in kinds and answer[0] == 200:
             return _after(self.config["slow_seconds"], answer)
         return answer
@@ -544,6 +618,7 @@ class FakeKakao:
             key or None,
             now,
         )
+        kept.template = template
         kept.request_date = start
         kept.due = start + self.config["final_after"]
         kept.resend_due = kept.due + self.config["resend_after"]
@@ -576,6 +651,8 @@ class FakeKakao:
                 self._idempotency[app_key, key] = now + self.config["idempotency_seconds"]
                 if len(self._idempotency) > 100_000:
                     self._idempotency = {k: v for k, v in self._idempotency.items() if v > now}
+        if not accepted_count:
+            kinds = []  # counted under the header's code
         answer = {
             "header": _header(0 if accepted_count else -1031),
             "message": {
@@ -613,15 +690,7 @@ class FakeKakao:
             return -4200, None
         if resend and resend.get("resendType") not in (None, "SMS", "LMS"):
             return -4200, None
-        by_order = {button.get("ordering"): button for button in extras}
-        buttons = []
-        for button in template.buttons:
-            rendered = {
-                name: render(value, parameters) if name in _BUTTON_LINKS and value else value
-                for name, value in button.items()
-            }
-            rendered.update(by_order.get(button.get("ordering"), {}))
-            buttons.append(rendered)
+        by_order = {button.get("ordering"): button for button in extras} if extras else None
         wants_resend = bool(resend and resend.get("isResend") and resend.get("resendSendNo"))
         accepted = _Recipient(
             kept,
@@ -630,8 +699,8 @@ class FakeKakao:
             kind,
             content,
             parameters,
-            buttons,
-            dict(resend) if wants_resend else None,
+            by_order,
+            resend if wants_resend else None,
             recipient.get("recipientGroupingKey"),
         )
         if wants_resend:
@@ -649,7 +718,7 @@ class FakeKakao:
     def _request_id(self, now: float) -> str:
         """The dealer's shape: the KST time to the second, then random letters and a counter."""
         stamp = datetime.datetime.fromtimestamp(now, KST).strftime("%Y%m%d%H%M%S")
-        noise = "".join(secrets.choice(_ALPHANUMERIC) for _ in range(5))
+        noise = "".join(_ALPHANUMERIC[byte % 62] for byte in secrets.token_bytes(5))
         return f"{stamp}{noise}{next(self._ids) % 10**6:06d}"
 
     def _keep(self, request: _Request) -> None:
@@ -800,7 +869,11 @@ class FakeKakao:
         updates = self._updates(app_key, start, end + 60, params.get("alimtalkMessageType", ""))
         if count:
             return _json({"header": _header(0), "totalCount": len(updates)})
-        page = updates[(page_num - 1) * page_size : page_num * page_size]
+        now = time.time()
+        page = [
+            (item[3], item[3].state(now)[1])
+            for item in updates[(page_num - 1) * page_size : page_num * page_size]
+        ]
         messages = [
             {
                 "requestId": r.request.request_id,
@@ -816,7 +889,7 @@ class FakeKakao:
                 "resultCode": s["resultCode"],
                 "resultCodeName": s["resultCodeName"],
             }
-            for _, r, s in page
+            for r, s in page
         ]
         return _json({"header": _header(0), "messages": messages})
 
@@ -841,10 +914,10 @@ class FakeKakao:
             if request.app_key != app_key:
                 continue
             for recipient in request.recipients:
-                changed, state = recipient.state(now)
+                changed = recipient.changed_at(now)
                 if start <= changed < end:
-                    found.append((changed, recipient, state))
-        found.sort(key=lambda item: (item[0], item[1].request.request_id, item[1].seq))
+                    found.append((changed, request.request_id, recipient.seq, recipient))
+        found.sort(key=lambda item: item[:3])
         if len(self._pages) > 64:
             self._pages.clear()
         self._pages[cache_key] = (now, found)
@@ -936,10 +1009,42 @@ class FakeKakao:
         elif method == "DELETE" and path == "/__templates":
             self.templates.clear()
             self.senders = {self.account.sender_key}
+            self._save_templates()
             return _json({})
         return _json({"error": f"no admin route {method} {path}"}, 404)
 
-    def _register_template(self, payload: dict[str, Any]) -> Response:
+    def _load_templates(self) -> None:
+        """The templates of the state directory (kept across restarts); a new state directory
+        starts with `SEED_TEMPLATES` for the account's sender key."""
+        path = self.state.path(KAKAO_TEMPLATES_FILE)
+        if path.exists():
+            stored = json.loads(path.read_text())
+        else:
+            stored = [{**seed, "sender_key": self.account.sender_key} for seed in SEED_TEMPLATES]
+        for payload in stored:
+            self._register_template(payload, save=False)
+        if not path.exists():
+            self._save_templates()
+
+    def _save_templates(self) -> None:
+        stored = [
+            {
+                "sender_key": t.sender_key,
+                "template_code": t.code,
+                "name": t.name,
+                "text": t.text,
+                "buttons": t.buttons,
+                "status": t.status,
+                "created": t.created,
+            }
+            for t in self.templates.values()
+        ]
+        path = self.state.path(KAKAO_TEMPLATES_FILE)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(stored, ensure_ascii=False, indent=1))
+        tmp.replace(path)
+
+    def _register_template(self, payload: dict[str, Any], *, save: bool = True) -> Response:
         code = payload.get("template_code")
         text = payload.get("text")
         if not isinstance(code, str) or not code or len(code) > 20:
@@ -961,7 +1066,7 @@ class FakeKakao:
             text=text,
             buttons=buttons,
             status=status,
-            created=time.time(),
+            created=float(payload.get("created") or time.time()),
         )
         link_variables = [
             name
@@ -972,6 +1077,8 @@ class FakeKakao:
         template.variables = list(dict.fromkeys(variables_of(text) + link_variables))
         self.senders.add(sender)
         self.templates[sender, code] = template
+        if save:
+            self._save_templates()
         return _json({"template": template.resource(self.account.plus_friend_id)})
 
     def _mark(self, payload: dict[str, Any]) -> Response:

@@ -235,6 +235,7 @@ def ensure_twilio_account(state: FakeState) -> TwilioAccount:
 
 
 KAKAO_INFO_FILE = "kakao.json"
+KAKAO_TEMPLATES_FILE = "kakao_templates.json"  # the fake dealer's templates, kept across restarts
 KAKAO_FALLBACK_SEND_NO = "0212345678"  # the SMS sender number registered with the fake dealer
 
 

@@ -7,8 +7,10 @@ per credential set. Each request carries `X-Secret-Key` and `X-NC-API-IDEMPOTENC
 digest of its message ids: sent again after a timeout or a killed worker, the dealer refuses
 it with -1005 ("the same key was used within the last 10 minutes"), which means the dealer has
 it. Those messages are then looked up in the dealer's message list by `senderGroupingKey`
-(the same key) to learn their provider ids, and count as sent either way. Every recipient
-carries `recipientGroupingKey` = our message id, so answers and results map back to messages.
+(the same key) to learn their provider ids, and count as sent either way. A request that got
+no answer in time is looked up the same way at once: what the dealer lists is sent, the rest
+fails `timeout` (temporary). Every recipient carries `recipientGroupingKey` = our message id,
+so answers, the list and results map back to messages.
 
 The dealer answers each recipient with an API code (0: accepted); whether a number is a
 KakaoTalk user is known only later, in the results (`results()`: delivered, failed, resent as
@@ -53,6 +55,7 @@ IDEMPOTENCY_HEADER = b"x-nc-api-idempotency-key"
 # How far back the message list is searched for a request the dealer already has (-1005 comes
 # within 10 minutes of the key's first use; the margin covers clocks apart).
 LOOKUP_WINDOW = datetime.timedelta(minutes=20)
+LOOKUP_TIMEOUT = 5.0  # seconds for that search (the batch's time allows one after a request)
 
 
 class KakaoDealerError(Exception):
@@ -205,6 +208,8 @@ class KakaoAdapter(AsyncBatchAdapter):
             client.pool, headers, body, timeout=self.timeout, message_id=messages[0].message_id
         )
         if isinstance(answered, SendResult):
+            if answered.error_code == "timeout":
+                return await self._unanswered(client, key, messages, answered)
             return [replace(answered, message_id=m.message_id) for m in messages]
         (status, response_headers, raw), latency_ms = answered
         answer = wire.decode(raw)
@@ -219,7 +224,9 @@ class KakaoAdapter(AsyncBatchAdapter):
             return _per_recipient(
                 messages, sent, send_results, client.fallback_send_no, status, latency_ms
             )
-        if status == 200 and successful:  # accepted, but the answer says nothing of whom
+        if status < 300 and (successful or code is None):
+            # Accepted but naming no recipient, or unreadable: temporary, since sending it
+            # again under the same key cannot deliver twice.
             error = LOCAL_ERRORS[BAD_ANSWER]
             return [
                 _failure(m.message_id, error, status=status, latency_ms=latency_ms)
@@ -278,22 +285,7 @@ class KakaoAdapter(AsyncBatchAdapter):
     ) -> list[SendResult]:
         """The dealer has this request from an earlier try: its messages count as sent, with
         the provider ids the message list gives them (None where it gives none)."""
-        found: dict[str, str] = {}
-        now = datetime.datetime.now(datetime.UTC)
-        query = {
-            "senderGroupingKey": key,
-            "startRequestDate": wire.dealer_date(now - LOOKUP_WINDOW),
-            "endRequestDate": wire.dealer_date(now + datetime.timedelta(minutes=1), round_up=True),
-            "pageSize": wire.PAGE_SIZE,
-        }
-        try:
-            listed = await self._get_pages(client, "/messages", query, _listed_messages)
-        except (KakaoDealerError, AdapterConfigurationError):
-            listed = []
-        for entry in listed:
-            grouping = entry.get("recipientGroupingKey")
-            if grouping and entry.get("requestId") is not None:
-                found[grouping] = f"{entry['requestId']}:{entry.get('recipientSeq')}"
+        found = await self._sent_under(client, key, timeout=min(self.timeout, LOOKUP_TIMEOUT))
         error = KAKAO_ERRORS[str(IDEMPOTENCY_KEY_REUSED)]
         return [
             SendResult(
@@ -307,6 +299,49 @@ class KakaoAdapter(AsyncBatchAdapter):
             )
             for m in messages
         ]
+
+    async def _unanswered(
+        self, client: _Client, key: str, messages: list[OutboundMessage], timed_out: SendResult
+    ) -> list[SendResult]:
+        """A request without an answer in time may still have been taken: the messages the
+        dealer lists under its key are sent; the others fail `timeout` (temporary), and their
+        retry, under the same key when it is the same request, cannot deliver twice."""
+        found = await self._sent_under(client, key, timeout=min(self.timeout, LOOKUP_TIMEOUT))
+        return [
+            SendResult(
+                message_id=m.message_id,
+                ok=True,
+                provider_id=found[m.message_id],
+                error_message="no answer in time; found in the dealer's message list",
+                latency_ms=timed_out.latency_ms,
+            )
+            if m.message_id in found
+            else replace(timed_out, message_id=m.message_id)
+            for m in messages
+        ]
+
+    async def _sent_under(self, client: _Client, key: str, *, timeout: float) -> dict[str, str]:
+        """message id -> provider id of the recipients the dealer's message list shows under
+        this idempotency key (`senderGroupingKey`); empty when the list cannot be read."""
+        now = datetime.datetime.now(datetime.UTC)
+        query = {
+            "senderGroupingKey": key,
+            "startRequestDate": wire.dealer_date(now - LOOKUP_WINDOW),
+            "endRequestDate": wire.dealer_date(now + datetime.timedelta(minutes=1), round_up=True),
+            "pageSize": wire.PAGE_SIZE,
+        }
+        try:
+            listed = await self._get_pages(
+                client, "/messages", query, _listed_messages, timeout=timeout
+            )
+        except (KakaoDealerError, AdapterConfigurationError):
+            return {}
+        found = {}
+        for entry in listed:
+            grouping = entry.get("recipientGroupingKey")
+            if grouping and entry.get("requestId") is not None:
+                found[grouping] = f"{entry['requestId']}:{entry.get('recipientSeq')}"
+        return found
 
     # -- reading --
 
@@ -328,13 +363,21 @@ class KakaoAdapter(AsyncBatchAdapter):
         raw = await self._get_pages(client, "/message-results", query, _listed_results)
         return [wire.normalize_result(result) for result in raw]
 
-    async def _get_pages(self, client: _Client, path: str, query: dict[str, Any], items) -> list:
+    async def _get_pages(
+        self,
+        client: _Client,
+        path: str,
+        query: dict[str, Any],
+        items,
+        *,
+        timeout: float | None = None,
+    ) -> list:
         """Every page of a list: `items(answer)` gives a page's entries and the total count
         (None when the dealer gives none: then a short page is the last)."""
         collected: list = []
         page = 1
         while True:
-            answer = await self._get(client, path, {**query, "pageNum": page})
+            answer = await self._get(client, path, {**query, "pageNum": page}, timeout=timeout)
             entries, total = items(answer)
             collected.extend(entries)
             if not entries or len(entries) < query["pageSize"]:
@@ -343,7 +386,14 @@ class KakaoAdapter(AsyncBatchAdapter):
                 return collected
             page += 1
 
-    async def _get(self, client: _Client, path: str, query: Mapping[str, Any]) -> dict[str, Any]:
+    async def _get(
+        self,
+        client: _Client,
+        path: str,
+        query: Mapping[str, Any],
+        *,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
         target = f"{client.prefix}{path}?{urlencode(query, quote_via=quote)}"
         headers: Headers = (
             (b":method", b"GET"),
@@ -355,7 +405,7 @@ class KakaoAdapter(AsyncBatchAdapter):
             (b"accept", b"application/json"),
         )
         answered = await timed_request(
-            client.pool, headers, b"", timeout=self.timeout, message_id=""
+            client.pool, headers, b"", timeout=timeout or self.timeout, message_id=""
         )
         if isinstance(answered, SendResult):
             raise KakaoDealerError(

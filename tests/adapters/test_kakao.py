@@ -504,18 +504,52 @@ def test_an_answer_that_names_no_recipient_is_temporary(adapter, dealer):
     dealer.script = lambda request: (200, {}, {"header": {"resultCode": 0, "isSuccessful": True}})
     [result] = adapter.send_batch(creds(), [message()])
     assert not result.ok and not result.permanent and result.error_code == "bad_answer"
+    dealer.script = lambda request: (200, {}, b"<html>maintenance</html>")
+    [result] = adapter.send_batch(creds(), [message()])
+    assert not result.ok and not result.permanent and result.error_code == "bad_answer"
+
+
+def _listing(request: Request, sent: list[dict]) -> tuple:
+    """The dealer's message list answer with these recipients."""
+    header = {"resultCode": 0, "resultMessage": "success", "isSuccessful": True}
+    body = {"messages": sent, "totalCount": len(sent)}
+    return 200, {}, {"header": header, "messageSearchResultResponse": body}
 
 
 def test_a_timeout_is_temporary_and_the_retry_carries_the_same_key(adapter, dealer):
-    dealer.script = lambda request: (*accepted(request), 3)  # past the adapter's 2 s
+    def script(request: Request):
+        if request.method == "GET":
+            return _listing(request, [])  # the dealer lists nothing under the key
+        return (*accepted(request), 3)  # past the adapter's 2 s
+
+    dealer.script = script
     sent = message()
     [result] = adapter.send_batch(creds(), [sent])
     assert not result.ok and not result.permanent and result.error_code == "timeout"
+    [lookup] = [r for r in dealer.requests if r.method == "GET"]
+    assert lookup.query["senderGroupingKey"] == wire.idempotency_key([sent.message_id])
     dealer.script = lambda request: refused(-1005)
     [again] = adapter.send_batch(creds(), [sent])
     assert again.ok
     keys = [p.headers["x-nc-api-idempotency-key"] for p in dealer.posts()]
     assert keys == [wire.idempotency_key([sent.message_id])] * 2
+
+
+def test_after_a_timeout_what_the_dealer_lists_under_the_key_is_sent(adapter, dealer):
+    taken, refused_there = message(), message()
+    listed = [{"requestId": "req-9", "recipientSeq": 4, "recipientGroupingKey": taken.message_id}]
+
+    def script(request: Request):
+        if request.method == "GET":
+            return _listing(request, listed)
+        return (*accepted(request), 3)
+
+    dealer.script = script
+    results = {r.message_id: r for r in adapter.send_batch(creds(), [taken, refused_there])}
+    assert results[taken.message_id].ok
+    assert results[taken.message_id].provider_id == "req-9:4"
+    assert not results[refused_there.message_id].ok
+    assert results[refused_there.message_id].error_code == "timeout"
 
 
 # -- templates and results, against the scripted dealer -----------------------------------------
@@ -658,3 +692,211 @@ def test_results_reads_every_page_and_normalizes_outcomes(adapter, dealer):
     assert first.query["startUpdateDate"] == "2026-12-07 05:00"
     assert first.query["endUpdateDate"] == "2026-12-07 05:06"
     assert [r.query["pageNum"] for r in dealer.requests] == ["1", "2"]
+
+
+# -- against the fake dealer (fakes.kakao_server) -----------------------------------------------
+
+
+@pytest.fixture
+def kakao(fakes):
+    adapter = KakaoAdapter(endpoint=fakes.kakao_endpoint, timeout=5, concurrency=4)
+    yield adapter
+    adapter.close()
+
+
+def _template(fakes, text: str, **fields) -> str:
+    code = f"T{uuid.uuid4().hex[:12]}"
+    fakes.kakao_template(code, text, **fields)
+    return code
+
+
+def _to(fakes, code: str, kind: str = "delivered", **part) -> OutboundMessage:
+    return message(token=fakes.kakao_number(kind), template=code, part=part)
+
+
+def _results_of(kakao, credentials, results, *, wait: float = 5.0) -> dict[str, dict]:
+    """The dealer's final results of these sends, by provider id, polled until none is
+    pending."""
+    wanted = {r.provider_id for r in results}
+    since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=2)
+    deadline = time.monotonic() + wait
+    while True:
+        until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=1)
+        found = {
+            r["provider_id"]: r
+            for r in kakao.results(credentials, since=since, until=until)
+            if r["provider_id"] in wanted
+        }
+        done = len(found) == len(wanted)
+        if done and all(r["outcome"] != "pending" for r in found.values()):
+            return found
+        if time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def test_fake_1500_recipients_in_two_requests_with_the_template_filled(kakao, fakes):
+    code = _template(
+        fakes,
+        "#{name}님, 주문 #{order}이 접수되었습니다.",
+        buttons=[
+            {"type": "WL", "name": "주문 보기", "url_mobile": "https://shop.example/#{order}"}
+        ],
+    )
+    batch = [
+        message(
+            token=fakes.kakao_number(),
+            template=code,
+            part={"variables": {"name": f"Kim{index}", "order": f"A-{index}"}},
+        )
+        for index in range(1500)
+    ]
+    results = kakao.send_batch(fakes.kakao_credentials(), batch)
+    assert all(r.ok for r in results), [r for r in results if not r.ok][:3]
+    request_ids = {r.provider_id.split(":")[0] for r in results}
+    assert len(request_ids) == 2
+    sizes = sorted(len(fakes.kakao_messages(request_id=rid)) for rid in request_ids)
+    assert sizes == [500, 1000]
+    [kept] = fakes.kakao_messages(batch[7].token)
+    assert kept["content"] == "Kim7님, 주문 A-7이 접수되었습니다."
+    assert f"{kept['requestId']}:{kept['recipientSeq']}" == results[7].provider_id
+    assert kept["templateParameter"] == {"name": "Kim7", "order": "A-7"}
+    same_request = [
+        m.message_id
+        for m, r in zip(batch, results, strict=True)
+        if r.provider_id.startswith(kept["requestId"] + ":")
+    ]
+    assert kept["idempotencyKey"] == wire.idempotency_key(same_request)
+    assert kept["resendParameter"]["isResend"] is True
+
+
+def test_fake_refuses_a_missing_variable_and_an_unapproved_template(kakao, fakes):
+    code = _template(fakes, "#{name}님 안녕하세요")
+    [missing] = kakao.send_batch(fakes.kakao_credentials(), [_to(fakes, code, variables={})])
+    assert not missing.ok and missing.permanent and missing.error_code == "-3004"
+    pending = _template(fakes, "검수 중", status="TSC02")
+    [unapproved] = kakao.send_batch(fakes.kakao_credentials(), [_to(fakes, pending)])
+    assert not unapproved.ok and unapproved.permanent and unapproved.error_code == "-3005"
+    [unknown] = kakao.send_batch(fakes.kakao_credentials(), [_to(fakes, "NO_SUCH_CODE")])
+    assert not unknown.ok and unknown.permanent and unknown.error_code == "-3003"
+
+
+def test_fake_a_refused_secret_key_is_temporary(kakao, fakes):
+    code = _template(fakes, "#{name}님 안녕하세요")
+    credentials = fakes.kakao_credentials(secret_key="wrong")
+    [result] = kakao.send_batch(credentials, [_to(fakes, code)])
+    assert not result.ok and not result.permanent and result.error_code == "-1001"
+
+
+def test_fake_a_batch_sent_twice_is_delivered_once(kakao, fakes):
+    code = _template(fakes, "#{name}님 안녕하세요")
+    batch = [_to(fakes, code) for _ in range(1100)]
+    first = kakao.send_batch(fakes.kakao_credentials(), batch)
+    duplicates = fakes.kakao_stats().get("duplicate_requests", 0)
+    again = kakao.send_batch(fakes.kakao_credentials(), batch[::-1])
+    assert all(r.ok for r in first) and all(r.ok for r in again)
+    assert {r.error_code for r in again} == {"-1005"}
+    assert fakes.kakao_stats()["duplicate_requests"] == duplicates + 2
+    assert {r.message_id: r.provider_id for r in again} == {
+        r.message_id: r.provider_id for r in first
+    }
+    for sent in (batch[0], batch[-1]):
+        assert len(fakes.kakao_messages(sent.token)) == 1
+
+
+def test_fake_a_slow_request_is_found_under_its_key_and_its_retry_not_sent_again(fakes):
+    kakao = KakaoAdapter(endpoint=fakes.kakao_endpoint, timeout=0.5)
+    try:
+        code = _template(fakes, "#{name}님 안녕하세요")
+        sent = _to(fakes, code, "slow")
+        [late] = kakao.send_batch(fakes.kakao_credentials(), [sent])
+        [kept] = fakes.kakao_messages(sent.token)
+        provider_id = f"{kept['requestId']}:{kept['recipientSeq']}"
+        # No answer within 0.5 s, but the dealer's message list has it under the key.
+        assert late.ok and late.provider_id == provider_id
+        [again] = kakao.send_batch(fakes.kakao_credentials(), [sent])
+        assert again.ok and again.error_code == "-1005" and again.provider_id == provider_id
+        assert len(fakes.kakao_messages(sent.token)) == 1
+    finally:
+        kakao.close()
+
+
+def test_fake_a_failing_dealer_is_temporary(kakao, fakes):
+    code = _template(fakes, "#{name}님 안녕하세요")
+    ok, failing = _to(fakes, code), _to(fakes, code, "fail")
+    results = kakao.send_batch(fakes.kakao_credentials(), [ok, failing])
+    assert {(r.ok, r.status_code, r.error_code, r.permanent) for r in results} == {
+        (False, 500, "-9999", False)
+    }
+    assert fakes.kakao_messages(ok.token) == []  # the whole request failed; a retry sends it
+
+
+@pytest.mark.parametrize(("kind", "code"), [("not_kakao_user", "3019"), ("blocked", "3020")])
+def test_fake_not_reachable_on_kakao_resends_as_sms_with_a_fallback_number(
+    kakao, fakes, kind, code
+):
+    template = _template(fakes, "#{name}님 안녕하세요")
+    with_fallback = fakes.kakao_credentials()
+    sent = [_to(fakes, template, kind, fallback_text="[SMS] 안녕하세요"), _to(fakes, template)]
+    results = kakao.send_batch(with_fallback, sent)
+    # Accepted at request time: only the final result knows the number is not on KakaoTalk.
+    assert all(r.ok for r in results)
+    [kept] = fakes.kakao_messages(sent[0].token)
+    assert kept["resendParameter"] == {
+        "isResend": True,
+        "resendSendNo": fakes.kakao_fallback_send_no,
+        "resendType": "SMS",
+        "resendContent": "[SMS] 안녕하세요",
+    }
+    final = _results_of(kakao, with_fallback, results)
+    fallback, delivered = (final[r.provider_id] for r in results)
+    assert fallback["outcome"] == "resent_sms" and fallback["code"] == code
+    assert fallback["resend_status"] == "RSC04" and not fallback["token_invalid"]
+    assert delivered["outcome"] == "delivered" and delivered["code"] == "1000"
+    assert fallback["message_id"] in (sent[0].message_id, None)
+
+
+@pytest.mark.parametrize(("kind", "code"), [("not_kakao_user", "3019"), ("blocked", "3020")])
+def test_fake_not_reachable_on_kakao_without_a_fallback_number_is_token_invalid(
+    kakao, fakes, kind, code
+):
+    template = _template(fakes, "#{name}님 안녕하세요")
+    credentials = fakes.kakao_credentials(fallback=False)
+    sent = _to(fakes, template, kind)
+    [result] = kakao.send_batch(credentials, [sent])
+    assert result.ok
+    # The request said `isResend: false` (the scripted dealer's test shows it): no resend kept.
+    assert fakes.kakao_messages(sent.token)[0]["resendParameter"] is None
+    final = _results_of(kakao, credentials, [result])[result.provider_id]
+    assert final["outcome"] == "failed" and final["code"] == code
+    assert final["resend_status"] in ("RSC01", None)
+    assert final["token_invalid"]
+    error = KakaoAdapter.errors[final["code"]]
+    assert error.token_invalid and error.permanent
+
+
+def test_fake_an_unregistered_fallback_number_fails_the_resend(kakao, fakes):
+    template = _template(fakes, "#{name}님 안녕하세요")
+    credentials = fakes.kakao_credentials(fallback_send_no="0299998888")
+    [result] = kakao.send_batch(credentials, [_to(fakes, template, "not_kakao_user")])
+    final = _results_of(kakao, credentials, [result])[result.provider_id]
+    assert final["outcome"] == "resend_failed" and final["resend_status"] == "RSC05"
+    assert final["details"]["resend_result_code"] == "-1003"
+
+
+def test_fake_templates_lists_the_sender_keys_templates(kakao, fakes):
+    code = _template(
+        fakes,
+        "#{name}님, #{day} 예약이 확정되었습니다.",
+        buttons=[{"type": "WL", "name": "예약 보기", "url_mobile": "https://r.example/#{id}"}],
+    )
+    pending = _template(fakes, "검수 중인 #{thing}", status="TSC01")
+    listed = {t["template_code"]: t for t in kakao.templates(fakes.kakao_credentials())}
+    assert listed[code]["text"] == "#{name}님, #{day} 예약이 확정되었습니다."
+    assert listed[code]["variables"] == ["name", "day", "id"]
+    assert listed[code]["status"] == "TSC03"
+    [button] = listed[code]["buttons"]
+    assert button["type"] == "WL" and button["url_mobile"] == "https://r.example/#{id}"
+    assert button["ordering"] == 1
+    assert listed[pending]["status"] == "TSC01"
+    assert listed[pending]["variables"] == ["thing"]

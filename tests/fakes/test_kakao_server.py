@@ -410,7 +410,7 @@ def test_final_results_of_each_kind(fakes, timings):
 
 
 def test_marked_numbers_and_number_forms(fakes):
-    national = "0109" + f"{secrets.randbelow(10**7):07d}"
+    national = "0104" + f"{secrets.randbelow(10**7):07d}"  # no kakao_number() has this prefix
     fakes.kakao_mark(national, "blocked")
     e164 = "+82" + national[1:]
     hyphenated = f"{national[:3]}-{national[3:7]}-{national[7:]}"
@@ -619,3 +619,62 @@ def test_credentials_of_the_fake(fakes):
     wrong = fakes.kakao_credentials(secret_key="wrong")
     assert wrong.values["secret_key"] == "wrong" and wrong.key != with_fallback.key
     assert fakes.kakao_endpoint == f"http://127.0.0.1:{fakes.kakao_port}"
+
+
+def test_a_scheduled_request_waits_for_its_date(fakes, timings):
+    timings(final_after=0.05)
+    number = fakes.kakao_number()
+    later = datetime.datetime.now(KST) + datetime.timedelta(minutes=3)
+    answer = _send(fakes, [_recipient(number)], requestDate=_minute(later))
+    assert _code(answer) == (200, 0, True)
+    time.sleep(0.1)
+    [kept] = fakes.kakao_messages(number)
+    assert kept["messageStatus"] == "READY"
+    assert kept["requestDate"] == _minute(later) + ":00"
+    too_late = datetime.datetime.now(KST) + datetime.timedelta(days=61)
+    answer = _send(fakes, [_recipient(number)], requestDate=_minute(too_late))
+    assert _code(answer) == (200, -2026, False)
+
+
+def test_a_new_state_directory_has_the_seed_templates_and_templates_survive_a_restart(tmp_path):
+    from fakes.kakao_server import SEED_TEMPLATES, FakeKakao
+    from fakes.state import ensure_state
+
+    state = ensure_state(tmp_path)
+    dealer = FakeKakao(state)
+    headers = {"x-secret-key": dealer.account.secret_key}
+    path = (
+        f"/alimtalk/v2.3/appkeys/{dealer.account.app_key}/senders/{dealer.account.sender_key}"
+        "/templates?pageSize=100"
+    )
+
+    def listed(fake):
+        answer = json.loads(fake.handle("GET", path, headers, b"")[2])
+        return {t["templateCode"]: t["status"] for t in answer["templateListResponse"]["templates"]}
+
+    seeds = {seed["template_code"]: seed.get("status", "TSC03") for seed in SEED_TEMPLATES}
+    assert (
+        listed(dealer)
+        == seeds
+        == {
+            "WELCOME_01": "TSC03",
+            "ORDER_SHIPPED": "TSC03",
+            "REVIEW_01": "TSC02",
+        }
+    )
+    body = json.dumps({"template_code": "NEW_01", "text": "Hi #{name}"}).encode()
+    assert dealer.handle("POST", "/__templates", {}, body)[0] == 200
+    assert listed(FakeKakao(state)) == {**seeds, "NEW_01": "TSC03"}
+    assert dealer.handle("DELETE", "/__templates", {}, b"")[0] == 200
+    assert listed(FakeKakao(state)) == {}
+
+
+def test_a_request_of_a_thousand_long_lms_fallbacks_passes_one_mebibyte(fakes):
+    resend = {**_resend(fakes), "resendType": "LMS", "resendContent": "가" * 900}
+    recipients = [
+        {**_recipient(fakes.kakao_number()), "resendParameter": resend} for _ in range(1000)
+    ]
+    body = json.dumps(_body(fakes, recipients)).encode()
+    assert len(body) > 1024 * 1024
+    answer = _call(fakes, "POST", _base(fakes) + "/messages", raw=body)
+    assert _code(answer) == (200, 0, True)
