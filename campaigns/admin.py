@@ -9,7 +9,6 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import OuterRef, Subquery
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -23,13 +22,12 @@ from core.admin_kit import (
     confirmation,
 )
 from core.channels import PART_NAMES
-from core.exceptions import ApplicationError
+from core.exceptions import ApplicationError, ContentInvalid, NotFound, ValidationFailed
 from messaging.models import Message
-from messaging.services.messages import MAX_TTL
+from messaging.services.messages import MAX_BODY_LENGTH, MAX_TITLE_LENGTH, MAX_TTL
 from templates_app.models import MessageTemplate
 
 from . import selectors, services
-from .api.serializers import CampaignInput
 from .models import Campaign, CampaignRun, CampaignStatus
 from .schedules import ScheduleInvalid, schedule_clean
 from .targeting import CriteriaInvalid, criteria_clean
@@ -51,6 +49,8 @@ FORM_FIELDS = (
     "ttl",
 )
 LATEST_RUN_FIELDS = ("status", "targeted", "pending", "audience_estimate")
+# The services name fields as the API does; where each is on the form.
+API_NAMES = {"template_id": "template", **dict.fromkeys(PART_NAMES, "parts")}
 
 
 def _problems(errors: dict) -> list[str]:
@@ -92,8 +92,10 @@ class CampaignForm(StorableTextForm):
     variables = StorableJSONField(
         required=False, initial=dict, help_text='The template\'s variables: {"name": "value"}.'
     )
-    title = forms.CharField(required=False, max_length=1000)
-    body = forms.CharField(required=False, max_length=4000, widget=forms.Textarea({"rows": 3}))
+    title = forms.CharField(required=False, max_length=MAX_TITLE_LENGTH)
+    body = forms.CharField(
+        required=False, max_length=MAX_BODY_LENGTH, widget=forms.Textarea({"rows": 3})
+    )
     data = StorableJSONField(required=False, initial=dict)
     parts = StorableJSONField(
         required=False,
@@ -155,84 +157,36 @@ class CampaignForm(StorableTextForm):
         except ScheduleInvalid as exc:
             raise forms.ValidationError(_problems(exc.errors)) from exc
 
-    def clean_scheduled_at(self):
-        value = self.cleaned_data.get("scheduled_at")
-        # An unchanged time that has passed is the record of a run that happened.
-        if value and "scheduled_at" in self.changed_data and value <= timezone.now():
-            raise forms.ValidationError("Must be in the future.")
-        return value
-
     def clean(self):
         cleaned = super().clean()
+        if self.errors:
+            return cleaned  # the services judge values the form could read
         adding = self.instance._state.adding
-        if not adding and self.instance.status not in EDITABLE_STATUSES:
-            raise forms.ValidationError(
-                f"A {self.instance.status} campaign cannot be changed; "
-                "only draft and scheduled ones can."
-            )
         application = cleaned.get("application") if adding else self.instance.application
-        template = cleaned.get("template")
-        if template and application and template.application_id != application.pk:
-            self.add_error("template", "Choose a template of the campaign's application.")
-        literal = [name for name in ("title", "body", "data") if cleaned.get(name)]
-        if any((cleaned.get("parts") or {}).values()):
-            literal.append("parts")
-        if template and literal:
-            for name in literal:
-                self.add_error(
-                    name, "Give either a template or title/body/data and channel parts, not both."
-                )
-        if not template and not literal and "template" not in self.errors:
-            raise forms.ValidationError(
-                "A campaign needs a template, a title, a body, data or a channel part."
+        try:
+            services.campaign_validate(
+                application=application,
+                campaign=None if adding else self.instance,
+                **self.service_fields(),
             )
-        if cleaned.get("scheduled_at") and cleaned.get("schedule"):
-            self.add_error(
-                "schedule", "Give a scheduled time (once) or a schedule (recurring), not both."
-            )
-        if not self.errors:
-            self._check_as_the_api(cleaned, adding)
-        if not self.errors:
-            self._check_content(application)
+        except ApplicationError as exc:
+            self._add_service_error(exc)
         return cleaned
 
-    def _check_content(self, application) -> None:
-        """The service's check of the content the form would store (a template's rendering
-        over a message's limits, an SMS text over its segments), as form errors."""
-        campaign = Campaign(application=application, **self.service_fields())
-        campaign.parts = {name: part for name, part in campaign.parts.items() if part}
-        try:
-            services.campaign_content_check(campaign=campaign)
-        except ApplicationError as exc:
-            if campaign.template_id:
-                self.add_error("template", exc.message)
-            else:
-                add_serializer_errors(self, exc.details, dict.fromkeys(PART_NAMES, "parts"))
-
-    def _check_as_the_api(self, cleaned, adding: bool) -> None:
-        """Runs the API's input serializer over the values (all of them for a new campaign,
-        the changed ones as a PUT would carry them), so that whatever the API refuses, the
-        console refuses too, with the API's messages."""
-        names = [n for n in FORM_FIELDS if adding or n in self.changed_data]
-        payload = {name: cleaned.get(name) for name in names if name not in ("template", "parts")}
-        if "template" in names:
-            template = cleaned.get("template")
-            payload["template_id"] = str(template.pk) if template else None
-        if "parts" in names:  # the API takes each part as a field of its own
-            payload |= self._all_parts()
-        # As a request would carry them: JSON types (a time as ISO 8601 text, ...).
-        payload = json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
-        serializer = CampaignInput(
-            data=payload,
-            partial=not adding,
-            context={"campaign": None if adding else self.instance},
-        )
-        if not serializer.is_valid():
-            add_serializer_errors(
-                self,
-                serializer.errors,
-                {"template_id": "template", **dict.fromkeys(PART_NAMES, "parts")},
-            )
+    def _add_service_error(self, exc: ApplicationError) -> None:
+        """A service's refusal on the form: under the fields it names (the API's names mapped
+        to the form's), the rest above the form."""
+        template = self.cleaned_data.get("template")
+        if template is not None and isinstance(exc, ContentInvalid | NotFound):
+            # What the template renders to, or a template gone meanwhile.
+            self.add_error("template", exc.message)
+        elif isinstance(exc, ValidationFailed) and exc.details:
+            details = dict(exc.details)
+            if whole := details.pop("non_field_errors", None):
+                self.add_error(None, whole)
+            add_serializer_errors(self, details, API_NAMES)
+        else:
+            self.add_error(None, exc.message)
 
     def _all_parts(self) -> dict[str, dict]:
         """Every part, `{}` for the ones the form leaves out (which removes them)."""

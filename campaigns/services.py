@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -15,13 +16,17 @@ from django.utils import timezone
 
 from accounts.models import Application
 from accounts.selectors import channel_credentials_get
-from core.channels import EMAIL, KAKAOTALK, SMS, parts_check
-from core.exceptions import ContentInvalid, InvalidTransition, QuotaExceeded
-from core.validation import InputInvalid
+from core.channels import EMAIL, KAKAOTALK, PART_NAMES, SMS, parts_check
+from core.exceptions import ContentInvalid, InvalidTransition, QuotaExceeded, ValidationFailed
+from core.validation import MAX_JSON_BYTES, InputInvalid, check_json, check_text
 from messaging import dispatch
 from messaging.channel_content import channel_content, sms_text_check
 from messaging.models import Message, MessageStatus
 from messaging.services.messages import (
+    MAX_BODY_LENGTH,
+    MAX_DATA_BYTES,
+    MAX_TITLE_LENGTH,
+    MAX_VARIABLES_BYTES,
     Content,
     ContentFor,
     Delivery,
@@ -124,15 +129,138 @@ def _without_empty(parts: dict) -> dict:
     return {name: part for name, part in parts.items() if part}
 
 
+# The rules of a campaign's fields. Errors name the fields as the API does (`template_id`,
+# a channel part by its name, `non_field_errors` for the campaign as a whole); the admin
+# maps them onto its form.
+BOTH_CONTENTS = (
+    "Give either template_id or content of your own (title, body, data, channel parts), not both."
+)
+BOTH_SCHEDULES = "Give scheduled_at (once) or schedule (recurring), not both."
+NO_CONTENT = "A campaign needs a template_id, a title, a body, data or a channel part."
+NOT_IN_THE_FUTURE = "Must be in the future."
+FOREIGN_TEMPLATE = "Choose a template of the campaign's application."
+_TEXT_LIMITS = {"title": MAX_TITLE_LENGTH, "body": MAX_BODY_LENGTH}
+_JSON_LIMITS = {
+    "variables": MAX_VARIABLES_BYTES,
+    "data": MAX_DATA_BYTES,
+    "targeting_criteria": MAX_JSON_BYTES,
+    "schedule": MAX_JSON_BYTES,
+}
+
+
+def _literal_given(fields: Mapping[str, Any]) -> list[str]:
+    """The names (the API's) of the content of one's own that `fields` give, non-empty."""
+    given = [name for name in ("title", "body", "data") if fields.get(name)]
+    parts = fields.get("parts") or {}
+    return given + [name for name in PART_NAMES if parts.get(name)]
+
+
+def _scheduled_at_problem(moment: datetime | None, stored: datetime | None) -> str | None:
+    # An unchanged time that has passed is the record of a run that happened (or is due).
+    if moment is None or moment == stored:
+        return None
+    now = timezone.now()
+    if moment <= now:
+        return NOT_IN_THE_FUTURE
+    latest = now + SCHEDULED_AT_MAX_AHEAD
+    if moment > latest:
+        return (
+            f"At most {SCHEDULED_AT_MAX_AHEAD.days} days ahead "
+            f"(until {latest.replace(microsecond=0).isoformat()})."
+        )
+    return None
+
+
+def _fields_problems(fields: Mapping[str, Any], stored_at: datetime | None) -> dict[str, list[str]]:
+    """Each given value on its own: text and JSON within their limits, a time ahead."""
+    errors: dict[str, list[str]] = {}
+    for name, limit in _TEXT_LIMITS.items():
+        if fields.get(name):
+            try:
+                check_text(fields[name], field=name, max_length=limit)
+            except InputInvalid as exc:
+                errors |= exc.errors
+    for name, limit in _JSON_LIMITS.items():
+        if fields.get(name) is not None:
+            try:
+                check_json(fields[name], field=name, max_bytes=limit)
+            except InputInvalid as exc:
+                errors |= exc.errors
+    if problem := _scheduled_at_problem(fields.get("scheduled_at"), stored_at):
+        errors["scheduled_at"] = [problem]
+    return errors
+
+
+def _rules_check(
+    campaign: Campaign, fields: Mapping[str, Any], *, stored_at: datetime | None = None
+) -> None:
+    """The rules of what `fields` make of the campaign (`campaign` with them applied, unsaved;
+    `stored_at` its scheduled_at before): a template or content of one's own, not both;
+    scheduled_at or schedule, not both; some content left; a template of the campaign's
+    application. Raises ValidationFailed naming every field that breaks one."""
+    errors = _fields_problems(fields, stored_at)
+    template = fields.get("template")
+    if template is not None:
+        errors |= dict.fromkeys(_literal_given(fields), [BOTH_CONTENTS])
+        if template.application_id != campaign.application_id:
+            errors["template_id"] = [FOREIGN_TEMPLATE]
+    if campaign.scheduled_at and campaign.schedule:
+        errors["schedule"] = [BOTH_SCHEDULES]
+    own = {name: getattr(campaign, name) for name in ("title", "body", "data", "parts")}
+    if not campaign.template_id and not _literal_given(own):
+        errors["non_field_errors"] = [NO_CONTENT]
+    if errors:
+        raise ValidationFailed(details=errors)
+
+
+def _new(application: Application, fields: Mapping[str, Any]) -> Campaign:
+    fields = dict(fields)
+    if "parts" in fields:
+        fields["parts"] = _without_empty(fields["parts"] or {})
+    return Campaign(application=application, **fields)
+
+
+def _changed(campaign: Campaign, fields: Mapping[str, Any]) -> Campaign:
+    """Applies `fields` to `campaign` (in memory) as campaign_update does."""
+    if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
+        raise _refuse(campaign, "changed")
+    for name, value in fields.items():
+        if name == "parts":
+            value = _without_empty({**campaign.parts, **(value or {})})
+        setattr(campaign, name, value)
+    # Content is a template or literal content, never both: the newer choice replaces the
+    # other.
+    if fields.get("template") is not None:
+        campaign.title, campaign.body, campaign.data, campaign.parts = "", "", {}, {}
+    elif _literal_given(fields):
+        campaign.template, campaign.variables = None, {}
+    return campaign
+
+
+def campaign_validate(
+    *, application: Application, campaign: Campaign | None = None, **fields: Any
+) -> None:
+    """Checks what campaign_create (without `campaign`) or campaign_update would store with
+    `fields`, storing nothing: the errors they would raise (ValidationFailed naming the
+    fields, ContentInvalid, InvalidTransition). The admin shows them as form errors."""
+    if campaign is None:
+        candidate, stored_at = _new(application, fields), None
+    else:
+        candidate = Campaign.objects.get(pk=campaign.pk)  # a copy to change in memory
+        stored_at = candidate.scheduled_at
+        _changed(candidate, fields)
+    _rules_check(candidate, fields, stored_at=stored_at)
+    campaign_content_check(campaign=candidate)
+
+
 def campaign_create(*, application: Application, **fields: Any) -> Campaign:
     """Creates a campaign, `scheduled` when it has scheduled_at or a schedule (with its beat
-    task), else `draft`. Fields must be cleaned (targeting.criteria_clean,
-    schedules.schedule_clean); template content that renders over a message's limits raises
-    ContentInvalid."""
-    if "parts" in fields:
-        fields = {**fields, "parts": _without_empty(fields["parts"] or {})}
+    task), else `draft`. Criteria and schedule must be cleaned (targeting.criteria_clean,
+    schedules.schedule_clean); fields that break a campaign's rules raise ValidationFailed
+    naming them, template content that renders over a message's limits ContentInvalid."""
     with transaction.atomic():
-        campaign = Campaign(application=application, **fields)
+        campaign = _new(application, fields)
+        _rules_check(campaign, fields)
         campaign_content_check(campaign=campaign)
         if campaign.scheduled_at or campaign.schedule:
             campaign.schedule_runs()
@@ -144,23 +272,13 @@ def campaign_create(*, application: Application, **fields: Any) -> Campaign:
 
 def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
     """Changes a draft or scheduled campaign (moving or dropping its schedule too). `parts`
-    changes the channel parts it names, each replaced whole (`{}` removes one)."""
+    changes the channel parts it names, each replaced whole (`{}` removes one); a template
+    replaces content of one's own and the other way round. Refuses as campaign_create."""
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
-        if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
-            raise _refuse(campaign, "changed")
-        for name, value in fields.items():
-            if name == "parts":
-                value = _without_empty({**campaign.parts, **(value or {})})
-            setattr(campaign, name, value)
-        # Content is a template or literal content, never both: the newer choice replaces
-        # the other.
-        if fields.get("template") is not None:
-            campaign.title, campaign.body, campaign.data, campaign.parts = "", "", {}, {}
-        elif any(fields.get(name) for name in ("title", "body", "data")) or any(
-            (fields.get("parts") or {}).values()
-        ):
-            campaign.template, campaign.variables = None, {}
+        stored_at = campaign.scheduled_at
+        _changed(campaign, fields)
+        _rules_check(campaign, fields, stored_at=stored_at)
         campaign_content_check(campaign=campaign)
         has_schedule = bool(campaign.scheduled_at or campaign.schedule)
         if has_schedule and campaign.status == CampaignStatus.DRAFT:

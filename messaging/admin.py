@@ -14,11 +14,12 @@ from core.admin_kit import (
     add_serializer_errors,
     confirmation,
 )
+from core.exceptions import ValidationFailed
 
-from .api.serializers.subscriptions import SubscriptionUpdateInput
 from .models import Message, MessageEvent, Subscription, SubscriptionEvent, User
 from .services.messages import messages_cancel, messages_requeue
 from .services.subscriptions import (
+    subscription_changes_check,
     subscription_disable,
     subscription_update,
     subscriptions_disable,
@@ -45,9 +46,9 @@ API_FIELDS = ("enabled", "tags", "language", "country", "timezone", "device")
 
 
 class SubscriptionForm(StorableTextForm):
-    """Checks its changes with the API's own input serializer (a PUT of the changed fields),
-    so the console stores nothing the API would refuse; the admin saves through the services,
-    which record the subscription's events."""
+    """Checks its changes by the rules the services apply (the API's serializers apply the
+    same ones, messaging.subscription_fields), so the console stores nothing the API would
+    refuse; the admin saves through the services, which record the subscription's events."""
 
     class Meta:
         model = Subscription
@@ -65,11 +66,11 @@ class SubscriptionForm(StorableTextForm):
             payload["tags"] = {}
         if "device" in payload and payload["device"] is None:
             payload["device"] = {}
-        serializer = SubscriptionUpdateInput(data=payload, context={"subscription": self.instance})
-        if not serializer.is_valid():
-            add_serializer_errors(self, serializer.errors)
+        try:
+            self.service_changes = subscription_changes_check(**payload)
+        except ValidationFailed as exc:
+            add_serializer_errors(self, exc.details)
             return cleaned
-        self.service_changes = dict(serializer.validated_data)
         if "tags" in self.service_changes:
             new = {k: v for k, v in self.service_changes["tags"].items() if v not in (None, "")}
             removed = {key: None for key in self.instance.tags if key not in new}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -33,7 +32,6 @@ from messaging.services.messages import (
 from ..models import Campaign, CampaignRun, CampaignStatus
 from ..schedules import ScheduleInvalid, schedule_clean
 from ..selectors import run_progress
-from ..services import SCHEDULED_AT_MAX_AHEAD
 from ..targeting import CriteriaInvalid, criteria_clean
 
 _NON_EMPTY_STRINGS = {"type": "array", "minItems": 1, "items": {"type": "string"}}
@@ -86,7 +84,9 @@ class ScheduleField(JSONValueField):
 
 class CampaignInput(StrictSerializer, ChannelPartsInput):
     """POST takes every field (name required); PUT any of them. Content is a template with
-    its variables, or title/body/data and the channel parts (`email`, `sms`, ...)."""
+    its variables, or title/body/data and the channel parts (`email`, `sms`, ...). The rules
+    between fields (campaigns.services: a template or content of one's own, scheduled_at or
+    schedule, some content) are the services' own."""
 
     name = serializers.CharField(max_length=200)
     template_id = serializers.UUIDField(required=False, allow_null=True)
@@ -95,9 +95,8 @@ class CampaignInput(StrictSerializer, ChannelPartsInput):
     body = serializers.CharField(max_length=MAX_BODY_LENGTH, required=False, allow_blank=True)
     data = JSONObjectField(max_bytes=MAX_DATA_BYTES, required=False)
     targeting_criteria = CriteriaField(max_bytes=MAX_JSON_BYTES, required=False)
-    scheduled_at = AwareDateTimeField(
-        max_ahead=SCHEDULED_AT_MAX_AHEAD, required=False, allow_null=True
-    )
+    # In the future, and at most services.SCHEDULED_AT_MAX_AHEAD ahead: the services check.
+    scheduled_at = AwareDateTimeField(required=False, allow_null=True)
     schedule = ScheduleField(max_bytes=MAX_JSON_BYTES, required=False, allow_null=True)
     throttle_per_minute = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, max_value=10_000_000
@@ -117,44 +116,7 @@ class CampaignInput(StrictSerializer, ChannelPartsInput):
         except ScheduleInvalid as exc:
             raise serializers.ValidationError(exc.errors) from exc
 
-    def validate_scheduled_at(self, value):
-        if value is not None and value <= timezone.now():
-            raise serializers.ValidationError("Must be in the future.")
-        return value
-
     def validate(self, attrs):
-        current: Campaign | None = self.context.get("campaign")
-        merged = {
-            "template_id": current.template_id if current else None,
-            "scheduled_at": current.scheduled_at if current else None,
-            "schedule": current.schedule if current else None,
-            **attrs,
-        }
-        errors = {}
-        literal = [f for f in ("title", "body", "data", *PART_NAMES) if attrs.get(f)]
-        if attrs.get("template_id") and literal:
-            errors |= {
-                f: [
-                    "Give either template_id or content of your own (title, body, data, "
-                    "channel parts), not both."
-                ]
-                for f in literal
-            }
-        if merged["scheduled_at"] and merged["schedule"]:
-            errors["schedule"] = ["Give scheduled_at (once) or schedule (recurring), not both."]
-        # On PUT, the content left after the change (clearing the template of a template
-        # campaign would leave it with nothing to send).
-        has_template = merged["template_id"]
-        stored_parts = current.parts if current else {}
-        has_literal = any(
-            attrs[f] if f in attrs else getattr(current, f, None) for f in ("title", "body", "data")
-        ) or any(attrs[n] if n in attrs else stored_parts.get(n) for n in PART_NAMES)
-        if not has_template and not has_literal:
-            errors["non_field_errors"] = [
-                "A campaign needs a template_id, a title, a body, data or a channel part."
-            ]
-        if errors:
-            raise serializers.ValidationError(errors)
         if parts := parts_of(attrs):
             attrs["parts"] = parts
         return attrs

@@ -112,7 +112,7 @@ class CampaignDetailApi(APIView):
     def put(self, request: Request, campaign_id) -> Response:
         application = request.auth.application
         campaign = selectors.campaign_get(application=application, campaign_id=campaign_id)
-        data = CampaignUpdate(data=request.data, partial=True, context={"campaign": campaign})
+        data = CampaignUpdate(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         campaign = services.campaign_update(
             campaign=campaign, **_fields(application, data.validated_data)

@@ -14,6 +14,7 @@ from core import crypto
 from core.validation import InputInvalid
 
 from ..models import Subscription, SubscriptionEvent
+from ..subscription_fields import profile_clean
 from .users import user_get_or_create
 
 SYSTEM = "system"
@@ -55,7 +56,9 @@ def subscription_register(
     """Registers (type, token) for the application; the same pair again updates and returns
     the existing subscription. `token` must already be normalized; `keys` are a WebPush
     subscription's {"p256dh", "auth"} (a browser that subscribes again may bring new ones).
-    Returns (sub, created)."""
+    Tags and profile fields that break their rules (messaging.subscription_fields) raise
+    ValidationFailed naming them. Returns (sub, created)."""
+    tags, profile = _checked(tags, profile)
     digest = crypto.token_digest(type, token)
     now = timezone.now()
     try:
@@ -118,6 +121,19 @@ def subscription_register(
         )
 
 
+def _checked(tags: dict | None, profile: dict[str, Any]) -> tuple[dict | None, dict[str, Any]]:
+    profile = profile_clean({**profile, "tags": tags})
+    return profile.pop("tags"), profile
+
+
+def subscription_changes_check(**changes: Any) -> dict[str, Any]:
+    """The changes as subscription_update takes them (tags, language, country, timezone,
+    device; others pass through), each checked and normalized by its rule as
+    subscription_update does it: raises ValidationFailed naming every field that breaks one.
+    The admin's form calls it to show the refusal on the field."""
+    return profile_clean(changes)
+
+
 def _apply_changes(
     subscription: Subscription,
     actor: str,
@@ -163,7 +179,9 @@ def subscription_update(
     """Updates a subscription; `tags` merge (None or "" removes a tag). `token` must already be
     normalized; a token another subscription of the same type has raises TokenTaken. `touch`:
     the change is the device's own activity (an operator's edit is not, and leaves
-    last_active_at, which campaigns target by, alone)."""
+    last_active_at, which campaigns target by, alone). Tags and profile fields are checked
+    as in subscription_register."""
+    tags, profile = _checked(tags, profile)
     with transaction.atomic():
         subscription = (
             Subscription.objects.select_for_update(of=("self",)).select_related(

@@ -212,6 +212,15 @@ def test_adding_a_draft_creates_no_beat_task(admin_client, app):
             "not both",
         ),
         ({"title": "", "body": ""}, "__all__", "needs a template"),
+        (
+            {
+                "scheduled_at_0": (timezone.now() + timedelta(days=400)).strftime("%Y-%m-%d"),
+                "scheduled_at_1": "09:00:00",
+            },
+            "scheduled_at",
+            "At most 365 days ahead",
+        ),
+        ({"data": json.dumps({"k": "v" * 70_000})}, "data", "bytes"),
         ({"throttle_per_minute": "0"}, "throttle_per_minute", "1"),
         ({"variables": "[1, 2]"}, "variables", "object"),
         ({"targeting_criteria": json.dumps({"countries": ["ZZ"]})}, "targeting_criteria", "ZZ"),

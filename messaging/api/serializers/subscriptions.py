@@ -4,57 +4,73 @@ from __future__ import annotations
 
 import copy
 import re
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.plumbing import ResolvedComponent
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 from accounts.selectors import channels_ready_of
 from adapters.webpush import keys_problem
 from core.api import StrictQuerySerializer, StrictSerializer, TimeZoneField
-from core.countries import country_code_pattern
 from core.openapi import NON_BLANK
-from core.validation import text_problem
 
 from ...models import Subscription, SubscriptionType
+from ...subscription_fields import (
+    COUNTRY_PATTERN,
+    DEVICE_FIELDS,
+    LANGUAGE_PATTERN,
+    MAX_LANGUAGE_LENGTH,
+    MAX_TAG_NAME_LENGTH,
+    MAX_TAG_VALUE_LENGTH,
+    MAX_TAGS,
+    MAX_TIMEZONE_LENGTH,
+    FieldInvalid,
+    country_clean,
+    device_clean,
+    language_clean,
+    tags_clean,
+    timezone_clean,
+)
 from ...tokens import APNS_TOKEN, E164, FCM_TOKEN, normalize_token
 
-MAX_TAGS = 100
+
+class RuleField:
+    """A field that its rule in messaging.subscription_fields checks and normalizes (the
+    subscription services call the same rule); its declaration is what the OpenAPI
+    document shows. Mixed in before a DRF field class."""
+
+    @staticmethod
+    def rule(value: Any) -> Any:
+        raise NotImplementedError
+
+    def run_validation(self, data=empty):
+        is_empty, data = self.validate_empty_values(data)
+        if is_empty:
+            return data
+        try:
+            return self.rule(data)
+        except FieldInvalid as exc:
+            raise serializers.ValidationError(exc.detail) from exc
 
 
-class TagsField(serializers.DictField):
+class TagsField(RuleField, serializers.DictField):
     """string -> string; with `allow_removal`, a value of null or "" removes the tag."""
 
     def __init__(self, *, allow_removal: bool = False, **kwargs):
         self.allow_removal = allow_removal
         super().__init__(
             child=serializers.CharField(
-                max_length=255, allow_blank=allow_removal, allow_null=allow_removal
+                max_length=MAX_TAG_VALUE_LENGTH, allow_blank=allow_removal, allow_null=allow_removal
             ),
             **kwargs,
         )
 
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            # CharField would turn 5 into "5": a tag is a string as sent, or it is refused.
-            wrong = {
-                str(key): ["Not a valid string."]
-                for key, item in data.items()
-                if not isinstance(item, str) and not (item is None and self.allow_removal)
-            }
-            if wrong:
-                raise serializers.ValidationError(wrong)
-        value = super().to_internal_value(data)
-        if len(value) > MAX_TAGS:
-            raise serializers.ValidationError(f"At most {MAX_TAGS} tags.")
-        for key in value:
-            if not key or len(key) > 64:
-                raise serializers.ValidationError("A tag name is 1-64 characters.")
-            if problem := text_problem(key):
-                raise serializers.ValidationError(f"The tag name {key!r} {problem}.")
-        return value
+    def rule(self, value: Any) -> dict:
+        return tags_clean(value, allow_removal=self.allow_removal)
 
 
 class TagsFieldSchema(OpenApiSerializerFieldExtension):
@@ -67,43 +83,48 @@ class TagsFieldSchema(OpenApiSerializerFieldExtension):
         return {
             "type": "object",
             "additionalProperties": value,
-            "propertyNames": {"minLength": 1, "maxLength": 64},
+            "propertyNames": {"minLength": 1, "maxLength": MAX_TAG_NAME_LENGTH},
             "maxProperties": MAX_TAGS,
         }
 
 
-class DeviceSerializer(StrictSerializer):
-    model = serializers.CharField(max_length=100, required=False, allow_blank=True)
-    os = serializers.CharField(max_length=100, required=False, allow_blank=True)
-    app_version = serializers.CharField(max_length=50, required=False, allow_blank=True)
-    sdk_version = serializers.CharField(max_length=50, required=False, allow_blank=True)
+class DeviceSerializer(RuleField, StrictSerializer):
+    rule = staticmethod(device_clean)
+
+    model = serializers.CharField(
+        max_length=DEVICE_FIELDS["model"], required=False, allow_blank=True
+    )
+    os = serializers.CharField(max_length=DEVICE_FIELDS["os"], required=False, allow_blank=True)
+    app_version = serializers.CharField(
+        max_length=DEVICE_FIELDS["app_version"], required=False, allow_blank=True
+    )
+    sdk_version = serializers.CharField(
+        max_length=DEVICE_FIELDS["sdk_version"], required=False, allow_blank=True
+    )
 
 
-# "" passes before the pattern is tried (allow_blank). Countries: the assigned ISO 3166-1
-# codes in any case, spelled out so that the document refuses what the server refuses.
-COUNTRY_PATTERN = country_code_pattern()
-LANGUAGE_PATTERN = r"^[A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)*$"
+class LanguageField(RuleField, serializers.RegexField):
+    rule = staticmethod(language_clean)
 
 
+class CountryField(RuleField, serializers.RegexField):
+    rule = staticmethod(country_clean)
+
+
+class ProfileTimeZoneField(RuleField, TimeZoneField):
+    rule = staticmethod(timezone_clean)
+
+
+# "" passes (allow_blank). The patterns and limits are the rules' (subscription_fields).
 class ProfileFieldsMixin(serializers.Serializer):
-    language = serializers.RegexField(
-        LANGUAGE_PATTERN,
-        max_length=16,
-        required=False,
-        allow_blank=True,
-        error_messages={"invalid": "A language is a BCP 47 tag such as 'ko' or 'en-US'."},
+    language = LanguageField(
+        LANGUAGE_PATTERN, max_length=MAX_LANGUAGE_LENGTH, required=False, allow_blank=True
     )
-    country = serializers.RegexField(
-        COUNTRY_PATTERN,
-        required=False,
-        allow_blank=True,
-        error_messages={"invalid": "A country is an ISO 3166-1 alpha-2 code."},
+    country = CountryField(COUNTRY_PATTERN, required=False, allow_blank=True)
+    timezone = ProfileTimeZoneField(
+        max_length=MAX_TIMEZONE_LENGTH, required=False, allow_blank=True
     )
-    timezone = TimeZoneField(required=False, allow_blank=True)
     device = DeviceSerializer(required=False)
-
-    def validate_country(self, value: str) -> str:
-        return value.upper()
 
 
 def _normalized(kind: str, token: str) -> str:
