@@ -326,6 +326,8 @@ KAKAO_RESULTS_FIRST_LOOKBACK_SECONDS = env.int("KAKAO_RESULTS_FIRST_LOOKBACK_SEC
 # A result found by the dealer's request id is looked for among the messages made this long
 # before its window (the dealer reports within minutes; retries stretch it).
 KAKAO_RESULTS_MATCH_SECONDS = env.int("KAKAO_RESULTS_MATCH_SECONDS", default=86400)
+# One poll of an application at a time: a poll still running after this long is taken as dead.
+KAKAO_RESULTS_POLL_LOCK_SECONDS = env.int("KAKAO_RESULTS_POLL_LOCK_SECONDS", default=300)
 
 # --- Providers -----------------------------------------------------------------------------
 APNS_ENDPOINT = env("APNS_ENDPOINT", default="")  # empty: Apple's host per the app's sandbox flag

@@ -78,6 +78,7 @@ RESEND_DELIVERED = "RSC04"
 RESEND_FAILED = "RSC05"
 RESEND_DONE = frozenset({RESEND_DELIVERED, RESEND_FAILED})
 _WATERMARK = "kakao-results:{}"
+_POLLING = "kakao-results-polling:{}"
 
 
 def _not_a_user(result: Mapping[str, Any]) -> bool:
@@ -166,6 +167,11 @@ def kakao_results_record(*, application_id, results: list[Mapping[str, Any]], si
         if outcome == "pending":
             counts["pending"] += 1
             continue
+        if message.status == MessageStatus.PENDING:
+            # The dealer has it, our send is not recorded yet (a worker died after sending;
+            # the batch goes again and the dealer refuses the repeat): read it again later.
+            counts["not_sent_yet"] += 1
+            continue
         code, resend = result.get("code"), result.get("resend_status")
         if outcome == "resent_sms" and resend not in RESEND_DONE:
             counts["resending"] += 1
@@ -204,14 +210,27 @@ def kakao_results_record(*, application_id, results: list[Mapping[str, Any]], si
 
 def kakao_results_poll(*, application: Application, now: datetime | None = None) -> Counter:
     """Reads the dealer's result updates of the application since its last poll (less an
-    overlap) and records them (kakao_results_record); the watermark moves only once they are
-    recorded. Without KakaoTalk credentials, nothing happens."""
+    overlap) and records them (kakao_results_record). The watermark moves only once they are
+    recorded, and not while a result waits for its message's send to be recorded (it is read
+    again next time). One poll per application at a time; without KakaoTalk credentials,
+    nothing happens."""
     credentials = kakao_credentials(application=application)
     if credentials is None:
         return Counter()
-    now = now or timezone.now()
-    since, until = _results_window(application.pk, now)
-    results = registry.get_adapter(KAKAOTALK).results(credentials, since=since, until=until)
-    counts = kakao_results_record(application_id=application.pk, results=results, since=since)
-    cache.set(_WATERMARK.format(application.pk), until.isoformat(), timeout=None)
-    return counts
+    lock = _POLLING.format(application.pk)
+    if not cache.add(lock, 1, timeout=settings.KAKAO_RESULTS_POLL_LOCK_SECONDS):
+        return Counter({"busy": 1})  # another worker is polling this application
+    try:
+        now = now or timezone.now()
+        since, until = _results_window(application.pk, now)
+        results = registry.get_adapter(KAKAOTALK).results(credentials, since=since, until=until)
+        counts = kakao_results_record(application_id=application.pk, results=results, since=since)
+        mark = _WATERMARK.format(application.pk)
+        if not counts.get("not_sent_yet"):
+            cache.set(mark, until.isoformat(), timeout=None)
+        elif cache.get(mark) is None:  # the first poll: keep reading from its start
+            overlap = timedelta(seconds=settings.KAKAO_RESULTS_OVERLAP_SECONDS)
+            cache.set(mark, (since + overlap).isoformat(), timeout=None)
+        return counts
+    finally:
+        cache.delete(lock)

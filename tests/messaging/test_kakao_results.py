@@ -217,6 +217,32 @@ def test_pending_results_record_nothing(kakao_app, dealer):
     assert reports(message) == []
 
 
+def test_a_result_of_a_message_not_yet_recorded_as_sent_is_read_again_later(kakao_app, dealer):
+    # A worker sent the batch and died before recording it: the dealer's result comes while
+    # the message is still pending; it is taken once the batch, sent again, is recorded.
+    [message] = sent(kakao_app)
+    Message.objects.filter(pk=message.pk).update(status=MessageStatus.PENDING)
+    dealer.results_ = [result(message, "delivered")]
+    start = timezone.now()
+
+    held = kakao_results_poll(application=kakao_app, now=start)
+    Message.objects.filter(pk=message.pk).update(status=MessageStatus.SUCCESSFUL)
+    taken = kakao_results_poll(application=kakao_app, now=start + timedelta(minutes=10))
+
+    assert held["not_sent_yet"] == 1 and taken["delivered"] == 1
+    assert Message.objects.get(pk=message.pk).status == MessageStatus.RECEIVED
+    # The window did not move past the held result.
+    (_, since1, _), (_, since2, _) = dealer.windows
+    assert since2 == since1
+
+
+def test_one_poll_per_application_at_a_time(kakao_app, dealer):
+    cache.add(f"kakao-results-polling:{kakao_app.pk}", 1)
+
+    assert kakao_results_poll(application=kakao_app) == {"busy": 1}
+    assert dealer.windows == []
+
+
 def test_each_poll_reads_from_the_last_window_less_the_overlap(kakao_app, dealer, settings):
     start = timezone.now()
 
