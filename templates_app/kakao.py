@@ -109,7 +109,6 @@ def kakao_templates_sync(*, application: Application) -> SyncCounts:
     listed = registry.get_adapter(KAKAOTALK).templates(credentials)
     now = timezone.now()
     wanted = {str(t["template_code"]): _row(t) for t in listed if t.get("template_code")}
-    created = updated = 0
     with transaction.atomic():
         stored = {
             t.template_code: t
@@ -127,16 +126,16 @@ def kakao_templates_sync(*, application: Application) -> SyncCounts:
                 new.append(
                     KakaoTemplate(application=application, template_code=code, synced_at=now, **row)
                 )
-                continue
-            for name, value in row.items():
-                setattr(template, name, value)
-            template.synced_at = now
-            changed.append(template)
-        KakaoTemplate.objects.bulk_create(new)
-        KakaoTemplate.objects.bulk_update(changed, [*_row({}), "synced_at"])
-        created, updated = len(new), len(changed)
+            elif any(getattr(template, name) != value for name, value in row.items()):
+                for name, value in row.items():
+                    setattr(template, name, value)
+                changed.append(template)
+        # A sync running at the same moment may have added a code first: it holds the same row.
+        KakaoTemplate.objects.bulk_create(new, ignore_conflicts=True)
+        KakaoTemplate.objects.bulk_update(changed, list(_row({})))
+        KakaoTemplate.objects.filter(application=application).update(synced_at=now)
     approved = sum(1 for row in wanted.values() if row["status"] == APPROVED)
-    return SyncCounts(created=created, updated=updated, removed=removed, approved=approved)
+    return SyncCounts(created=len(new), updated=len(changed), removed=removed, approved=approved)
 
 
 def kakao_templates_sync_all() -> dict[str, str]:

@@ -123,6 +123,17 @@ def test_sync_updates_changed_codes_and_removes_the_ones_no_longer_listed(dealer
     }
 
 
+def test_a_sync_that_finds_nothing_new_changes_only_the_sync_time(dealer, kakao_app):
+    dealer.listed["sender-key"] = [WELCOME]
+    kakao_templates_sync(application=kakao_app.application)
+    before = KakaoTemplate.objects.get().synced_at
+
+    counts = kakao_templates_sync(application=kakao_app.application)
+
+    assert (counts.created, counts.updated, counts.removed) == (0, 0, 0)
+    assert KakaoTemplate.objects.get().synced_at > before
+
+
 def test_sync_keeps_each_applications_templates_apart(dealer, kakao_app, other_app):
     channel_credentials_set(
         application=other_app.application,
