@@ -14,13 +14,13 @@ from django.utils.html import format_html, format_html_join
 from accounts import credentials
 from accounts.channel_test import RecipientInvalid, channel_test_send
 from accounts.models import ApiKey, Application, ChannelCredential, MessageQuota
+from accounts.selectors import channel_credentials_get
 from accounts.services import (
     api_key_create,
     api_key_revoke,
     application_create,
-    application_set_credentials,
     channel_credentials_clean,
-    channel_credentials_set,
+    channel_credentials_store,
 )
 from core import channels
 from core.admin_kit import StorableJSONField, StorableTextForm, confirmation
@@ -39,8 +39,9 @@ class ApiKeyInline(admin.TabularInline):
 
 
 class ChannelCredentialInline(admin.TabularInline):
-    """Which other channels have credentials, and since when; each row links to its page,
-    where they are uploaded and tested (never shown)."""
+    """Which channels have credentials, and since when; each row links to its page, where they
+    are uploaded and tested (never shown). APNs and FCM are also set in this page's own
+    sections, from the .p8 key and the service-account file."""
 
     model = ChannelCredential
     extra = 0
@@ -48,7 +49,7 @@ class ChannelCredentialInline(admin.TabularInline):
     readonly_fields = fields
     can_delete = False
     show_change_link = True
-    verbose_name_plural = "credentials of the other channels (e-mail, SMS, Web Push, KakaoTalk)"
+    verbose_name_plural = "channel credentials"
 
     def has_add_permission(self, request, obj=None):
         return False  # added on the channel credentials' own page, as a file
@@ -109,7 +110,8 @@ class ApplicationForm(StorableTextForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        stored = self.instance.apns_credentials if self.instance.pk else {}
+        self.stored_apns = _stored(self.instance, channels.IOS_PUSH)
+        stored = self.stored_apns
         if stored.get("auth", "token") == "token":
             for name in self.APNS_DETAILS:
                 self.initial.setdefault(name, stored.get(name.removeprefix("apns_")))
@@ -126,7 +128,7 @@ class ApplicationForm(StorableTextForm):
 
     def _clean_apns(self, cleaned) -> None:
         upload = cleaned.get("apns_key_file")
-        stored = self.instance.apns_credentials if self.instance.pk else {}
+        stored = self.stored_apns
         if cleaned.get("apns_clear"):
             if upload:
                 self.add_error("apns_clear", "Upload a key or remove the credentials, not both.")
@@ -178,6 +180,13 @@ class ApplicationForm(StorableTextForm):
             self.add_error("fcm_service_account_file", str(exc))
 
 
+def _stored(application: Application, channel: str) -> dict[str, Any]:
+    """An application's stored credentials for a channel, {} when none (or not saved yet)."""
+    if not application.pk:
+        return {}
+    return channel_credentials_get(application=application, channel=channel)
+
+
 def credentials_summary(values: dict, set_at, *, secret_keys) -> str:
     """Stored credentials as an HTML list with secrets fingerprinted, and when they were set."""
     if not values:
@@ -224,36 +233,45 @@ class ApplicationAdmin(admin.ModelAdmin):
     def active_keys(self, obj: Application) -> int:
         return obj.api_keys.filter(revoked_at__isnull=True).count()
 
+    def _summary(self, obj: Application, channel: str) -> str:
+        row = (
+            ChannelCredential.objects.filter(application=obj, channel=channel).first()
+            if obj.pk
+            else None
+        )
+        if row is None:
+            return "None stored."
+        return credentials_summary(row.values, row.set_at, secret_keys=_SECRETS.get(channel, ()))
+
     @admin.display(description="stored APNs credentials")
     def apns_summary(self, obj: Application) -> str:
-        return credentials_summary(
-            obj.apns_credentials, obj.apns_credentials_set_at, secret_keys=credentials.APNS_SECRETS
-        )
+        return self._summary(obj, channels.IOS_PUSH)
 
     @admin.display(description="stored FCM credentials")
     def fcm_summary(self, obj: Application) -> str:
-        return credentials_summary(
-            obj.fcm_credentials, obj.fcm_credentials_set_at, secret_keys=credentials.FCM_SECRETS
-        )
+        return self._summary(obj, channels.ANDROID_PUSH)
 
     def save_model(self, request, obj, form, change):
+        # What the form's sections say to store: None keeps a channel's credentials, {}
+        # removes them.
+        given = {
+            channels.IOS_PUSH: form.apns_credentials,
+            channels.ANDROID_PUSH: form.fcm_credentials,
+        }
         if not change:
             application = application_create(
                 name=obj.name,
                 settings=obj.settings,
-                apns_credentials=form.apns_credentials,
-                fcm_credentials=form.fcm_credentials,
+                credentials={channel: values for channel, values in given.items() if values},
             )
             obj.pk = application.pk
             obj.refresh_from_db()
             return
         # Only the fields of the form: the credentials are written by their service alone.
         obj.save(update_fields=["name", "settings"])
-        application_set_credentials(
-            application=obj,
-            apns_credentials=form.apns_credentials,
-            fcm_credentials=form.fcm_credentials,
-        )
+        for channel, values in given.items():
+            if values is not None:
+                channel_credentials_store(application=obj, channel=channel, values=values)
 
     def _create_key(self, request, queryset, scope: str):
         for application in queryset:
@@ -329,16 +347,21 @@ class ApiKeyAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked {count} key(s).")
 
 
+# What a test message goes to: a subscription's token (core.channels.SPECS' token_help).
 _RECIPIENT_HELP = {
-    channels.EMAIL: "an e-mail address",
-    channels.SMS: "a phone number in E.164 form",
-    channels.WEB_PUSH: 'the browser\'s subscription JSON {"endpoint", "keys"}',
-    channels.KAKAOTALK: "a phone number in E.164 form",
+    spec.type: 'the browser\'s subscription JSON {"endpoint", "keys"}'
+    if spec.token_keys
+    else spec.token_help.rstrip(".")
+    for spec in channels.SPECS.values()
+    if spec.credentials
 }
 
 
-# Channels whose credentials are columns of Application: ApplicationForm takes them.
-_APPLICATION_CHANNELS = (channels.IOS_PUSH, channels.ANDROID_PUSH)
+# Secret values each channel names (any value whose name looks secret is hidden as well).
+_SECRETS = {
+    channels.IOS_PUSH: credentials.APNS_SECRETS,
+    channels.ANDROID_PUSH: credentials.FCM_SECRETS,
+}
 
 
 class ChannelCredentialForm(forms.ModelForm):
@@ -350,7 +373,9 @@ class ChannelCredentialForm(forms.ModelForm):
         required=False,
         label="Credentials JSON file",
         help_text="Upload to set or replace them; leave empty to keep the stored ones. "
-        "WebPush: a file holding {} generates VAPID keys.",
+        'WebPush: a file holding {} generates VAPID keys. iOSPush: {"private_key" (the .p8 '
+        'key\'s text), "key_id", "team_id", "topic", "sandbox"} (or use the '
+        'application\'s page); AndroidPush: {"service_account": {...}}.',
     )
     test_recipient = forms.CharField(
         required=False,
@@ -374,9 +399,6 @@ class ChannelCredentialForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         channel = cleaned.get("channel") or self.instance.channel
-        if channel in _APPLICATION_CHANNELS:
-            self.add_error("channel", f"{channel} credentials are set on the application's page.")
-            return cleaned
         upload = cleaned.get("credentials_file")
         if not upload:
             if not self.instance.pk:
@@ -394,6 +416,13 @@ class ChannelCredentialForm(forms.ModelForm):
             self.values = channel_credentials_clean(channel=channel, values=values)
         except credentials.CredentialsInvalid as exc:
             self.add_error("credentials_file", str(exc))
+            return cleaned
+        if not self.values:
+            self.values = None
+            self.add_error(
+                "credentials_file",
+                "The file holds no credentials; to remove them, delete this row.",
+            )
         return cleaned
 
 
@@ -410,7 +439,9 @@ class ChannelCredentialAdmin(admin.ModelAdmin):
     def summary(self, obj: ChannelCredential) -> str:
         if not obj.pk:
             return "None stored."
-        shown = credentials_summary(obj.values, obj.set_at, secret_keys=())
+        shown = credentials_summary(
+            obj.values, obj.set_at, secret_keys=_SECRETS.get(obj.channel, ())
+        )
         if obj.channel == channels.WEB_PUSH:  # what browsers subscribe with: public
             shown = format_html(
                 "{}<p>VAPID public key: <code>{}</code></p>",
@@ -420,8 +451,8 @@ class ChannelCredentialAdmin(admin.ModelAdmin):
         return shown
 
     def save_model(self, request, obj, form, change):
-        if form.values is not None:
-            channel_credentials_set(
+        if form.values is not None:  # checked by the form (channel_credentials_clean)
+            channel_credentials_store(
                 application=form.cleaned_data.get("application") or obj.application,
                 channel=form.cleaned_data.get("channel") or obj.channel,
                 values=form.values,

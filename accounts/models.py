@@ -14,15 +14,6 @@ from core.fields import EncryptedJSONField
 class Application(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
-    # {"auth": "token", "team_id", "key_id", "private_key", "topic", "sandbox"} or
-    # {"auth": "certificate", "certificate", "topic", "sandbox"}
-    apns_credentials = EncryptedJSONField(blank=True, default=dict)
-    # {"service_account": {...}}
-    fcm_credentials = EncryptedJSONField(blank=True, default=dict)
-    # When each provider's credentials were last set (null: none stored); shown in the admin
-    # in place of the secrets themselves.
-    apns_credentials_set_at = models.DateTimeField(null=True, blank=True, editable=False)
-    fcm_credentials_set_at = models.DateTimeField(null=True, blank=True, editable=False)
     settings = models.JSONField(blank=True, default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -78,10 +69,14 @@ class MessageQuota(models.Model):
 
 
 class ChannelCredential(models.Model):
-    """One application's credentials for one channel (Email, SMS, WebPush, KakaoTalk), stored
-    encrypted: one row per (application, channel), whatever the channel's fields. APNs and
-    FCM credentials live on Application, where they were first kept; the services read and
-    write both through one interface (accounts.services.channel_credentials_set)."""
+    """One application's credentials for one channel, stored encrypted: one row per
+    (application, channel), whatever the channel's fields, for every channel that needs some
+    (APNs and FCM included). Written through accounts.services.channel_credentials_set, which
+    checks them first.
+
+    iOSPush: {"auth": "token", "team_id", "key_id", "private_key", "topic", "sandbox"} or
+    {"auth": "certificate", "certificate", "topic", "sandbox"}; AndroidPush:
+    {"service_account": {...}}; the other channels' forms are in accounts.credentials."""
 
     id = models.BigAutoField(primary_key=True)
     application = models.ForeignKey(

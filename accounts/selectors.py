@@ -16,15 +16,10 @@ def api_key_digest(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-# The application's encrypted credentials are left out: requests don't need them, and
-# decrypting them on every request would cost.
-_SECRET_FIELDS = ("apns_credentials", "fcm_credentials")
-
-
 @lru_cache(maxsize=1)
 def _api_key_query() -> tuple[str, tuple, tuple]:
     key_fields = rows.fields_of(ApiKey)
-    app_fields = rows.fields_of(Application, exclude=_SECRET_FIELDS)
+    app_fields = rows.fields_of(Application)
     sql = (
         f"SELECT {rows.columns('k', key_fields)}, {rows.columns('a', app_fields)}"  # noqa: S608 (names are ours)
         f" FROM {ApiKey._meta.db_table} k"
@@ -48,10 +43,8 @@ def api_key_get_active(*, raw: str) -> ApiKey | None:
         api_key.application = rows.instance(Application, app_fields, row[len(key_fields) :])
         return api_key
     try:
-        return (
-            ApiKey.objects.select_related("application")
-            .defer(*(f"application__{name}" for name in _SECRET_FIELDS))
-            .get(digest=api_key_digest(raw), revoked_at__isnull=True)
+        return ApiKey.objects.select_related("application").get(
+            digest=api_key_digest(raw), revoked_at__isnull=True
         )
     except ApiKey.DoesNotExist:
         return None
@@ -60,41 +53,21 @@ def api_key_get_active(*, raw: str) -> ApiKey | None:
 def channels_ready(*, application: Application) -> dict[str, bool]:
     """Whether each channel can send for this application: an adapter is configured for it
     and the application has its credentials. One query (no secret is decrypted)."""
-    return _ready(
-        application.apns_credentials_set_at,
-        application.fcm_credentials_set_at,
-        ChannelCredential.objects.filter(application=application).values_list("channel", flat=True),
-    )
+    return channels_ready_of(application_id=application.pk)
 
 
 def channels_ready_of(*, application_id) -> dict[str, bool]:
-    """channels_ready by the application's id (two small queries)."""
-    apns_set_at, fcm_set_at = (
-        Application.objects.filter(pk=application_id)
-        .values_list("apns_credentials_set_at", "fcm_credentials_set_at")
-        .first()
-    ) or (None, None)
-    stored = ChannelCredential.objects.filter(application_id=application_id).values_list(
-        "channel", flat=True
+    """channels_ready by the application's id (one query; an unknown id: all False)."""
+    stored = set(
+        ChannelCredential.objects.filter(application_id=application_id).values_list(
+            "channel", flat=True
+        )
     )
-    return _ready(apns_set_at, fcm_set_at, stored)
-
-
-def _ready(apns_set_at, fcm_set_at, stored_channels) -> dict[str, bool]:
-    stored = set(stored_channels)
-    if apns_set_at:
-        stored.add(channels.IOS_PUSH)
-    if fcm_set_at:
-        stored.add(channels.ANDROID_PUSH)
     adapters = getattr(settings, "CHANNEL_ADAPTERS", {})
     return {channel: channel in adapters and channel in stored for channel in channels.CHANNELS}
 
 
 def channel_credentials_get(*, application: Application, channel: str) -> dict:
     """The stored (decrypted) credentials of one channel, {} when none."""
-    if channel == channels.IOS_PUSH:
-        return application.apns_credentials
-    if channel == channels.ANDROID_PUSH:
-        return application.fcm_credentials
     row = ChannelCredential.objects.filter(application=application, channel=channel).first()
     return row.values if row else {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -34,40 +35,16 @@ class NewApiKey:
 def application_create(
     *,
     name: str,
-    apns_credentials: dict[str, Any] | None = None,
-    fcm_credentials: dict[str, Any] | None = None,
     settings: dict[str, Any] | None = None,
+    credentials: Mapping[str, dict[str, Any]] | None = None,
 ) -> Application:
-    """Creates an application with an unlimited quota row."""
+    """Creates an application with an unlimited quota row and, for each channel of
+    `credentials`, its credentials as given (check them first: channel_credentials_clean)."""
     with transaction.atomic():
         application = Application.objects.create(name=name, settings=settings or {})
         MessageQuota.objects.create(application=application)
-        application_set_credentials(
-            application=application,
-            apns_credentials=apns_credentials or None,
-            fcm_credentials=fcm_credentials or None,
-        )
-    return application
-
-
-def application_set_credentials(
-    *,
-    application: Application,
-    apns_credentials: dict[str, Any] | None = None,
-    fcm_credentials: dict[str, Any] | None = None,
-) -> Application:
-    """Replaces a provider's credentials and records when; None leaves them as they are, {}
-    removes them. Check them first (accounts.credentials)."""
-    fields = []
-    now = timezone.now()
-    for provider, values in (("apns", apns_credentials), ("fcm", fcm_credentials)):
-        if values is None:
-            continue
-        setattr(application, f"{provider}_credentials", values)
-        setattr(application, f"{provider}_credentials_set_at", now if values else None)
-        fields += [f"{provider}_credentials", f"{provider}_credentials_set_at"]
-    if fields:
-        application.save(update_fields=fields)
+        for channel, values in (credentials or {}).items():
+            channel_credentials_store(application=application, channel=channel, values=values)
     return application
 
 
@@ -138,30 +115,36 @@ def channel_credentials_clean(*, channel: str, values: dict[str, Any]) -> dict[s
     )
 
 
+def channel_credentials_store(
+    *, application: Application, channel: str, values: dict[str, Any]
+) -> None:
+    """Stores one channel's credentials as given (already checked by channel_credentials_clean),
+    replacing what was there and recording when; `{}` removes them."""
+    if channel not in channels.CHANNELS:
+        raise credentials.CredentialsInvalid(
+            f"Unknown channel {channel!r}; known: {', '.join(channels.CHANNELS)}."
+        )
+    if not values:
+        ChannelCredential.objects.filter(application=application, channel=channel).delete()
+        return
+    ChannelCredential.objects.update_or_create(
+        application=application,
+        channel=channel,
+        defaults={"values": values, "set_at": timezone.now()},
+    )
+
+
 def channel_credentials_set(
     *, application: Application, channel: str, values: dict[str, Any]
 ) -> dict[str, Any]:
     """Checks and stores one channel's credentials (channel_credentials_clean), replacing what
-    was there; returns what was stored. For WebPush, `{}` generates VAPID keys."""
+    was there; returns what was stored. For WebPush, `{}` generates VAPID keys; for the other
+    channels `{}` removes them (if the channel's check lets it through)."""
     cleaned = channel_credentials_clean(channel=channel, values=values)
-    if channel == channels.IOS_PUSH:
-        application_set_credentials(application=application, apns_credentials=cleaned)
-    elif channel == channels.ANDROID_PUSH:
-        application_set_credentials(application=application, fcm_credentials=cleaned)
-    else:
-        ChannelCredential.objects.update_or_create(
-            application=application,
-            channel=channel,
-            defaults={"values": cleaned, "set_at": timezone.now()},
-        )
+    channel_credentials_store(application=application, channel=channel, values=cleaned)
     return cleaned
 
 
 def channel_credentials_remove(*, application: Application, channel: str) -> None:
     """Removes a channel's credentials: its messages then fail `channel_unavailable`."""
-    if channel == channels.IOS_PUSH:
-        application_set_credentials(application=application, apns_credentials={})
-    elif channel == channels.ANDROID_PUSH:
-        application_set_credentials(application=application, fcm_credentials={})
-    else:
-        ChannelCredential.objects.filter(application=application, channel=channel).delete()
+    channel_credentials_store(application=application, channel=channel, values={})

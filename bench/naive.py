@@ -52,17 +52,14 @@ def naive_send(message_id: str) -> str:
     """Loads one message, sends it alone, saves its status and each event row by row."""
     from django.utils import timezone
 
+    from accounts.selectors import channel_credentials_get
     from adapters import registry
     from adapters.base import Credentials, OutboundMessage
     from messaging.models import Message, MessageEvent
 
     message = Message.objects.select_related("subscription", "application").get(pk=message_id)
     application = message.application
-    values = (
-        application.apns_credentials
-        if message.channel == "iOSPush"
-        else application.fcm_credentials
-    )
+    values = channel_credentials_get(application=application, channel=message.channel)
     credentials = Credentials(key=f"naive:{application.pk}:{message.channel}", values=values)
     outbound = OutboundMessage(
         message_id=str(message.pk),

@@ -169,8 +169,10 @@ def create_application(fakes, name: str):
 
     application = application_create(
         name=name,
-        apns_credentials=dict(fakes.apns_credentials().values),
-        fcm_credentials=dict(fakes.fcm_credentials().values),
+        credentials={
+            "iOSPush": dict(fakes.apns_credentials().values),
+            "AndroidPush": dict(fakes.fcm_credentials().values),
+        },
     )
     for channel, values in (
         ("Email", dict(fakes.email_credentials().values)),

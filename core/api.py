@@ -413,15 +413,19 @@ class ChannelPartField(serializers.JSONField):
             raise serializers.ValidationError({exc.field: [exc.message]}) from exc
 
 
-class ChannelPartsInput(serializers.Serializer):
-    """The five optional channel parts of literal content, as top-level fields; mixed into
-    the input serializers that take content."""
+def channel_parts(*, templated: bool = False) -> type[serializers.Serializer]:
+    """A serializer with each channel part (core.channels.PART_NAMES) as an optional top-level
+    field; `templated`: a template's parts. Mixed into the input serializers that take
+    content."""
+    fields = {
+        name: ChannelPartField(part=name, templated=templated, required=False)
+        for name in PART_NAMES
+    }
+    return type("ChannelParts", (serializers.Serializer,), {"__module__": __name__, **fields})
 
-    email = ChannelPartField(part="email", required=False)
-    sms = ChannelPartField(part="sms", required=False)
-    kakao = ChannelPartField(part="kakao", required=False)
-    web_push = ChannelPartField(part="web_push", required=False)
-    in_app = ChannelPartField(part="in_app", required=False)
+
+class ChannelPartsInput(channel_parts()):
+    """The optional channel parts of literal content, as top-level fields."""
 
 
 class ChannelPartsField(serializers.JSONField):

@@ -1,5 +1,7 @@
-"""The channels and their content parts: which part of a message each channel reads, and the
-one check of parts that the API, the templates, the campaigns and the admin all use.
+"""The channels, each declared once as a `ChannelSpec`: its subscription type, token rule, content
+part and its fields, how it is delivered and by which adapter. `SubscriptionType`, the token
+validation, the part serializers of messages, templates and campaigns, the OpenAPI schemas and
+the admin's lists are derived from `SPECS`; a new channel is one more spec here.
 
 Content is `title`, `body` and `data` for every channel; a message, template or campaign may
 add per-channel parts (`{"email": {"subject", "html", "from_name"}, "sms": {"text"}, ...}`),
@@ -8,13 +10,75 @@ each optional. A stored message keeps only the part of its own channel.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote
 
-from core.validation import MAX_JSON_BYTES, InputInvalid, check_json, check_text
+from django.utils.module_loading import import_string
 
+from core import parts as fields
+from core import tokens
+from core.parts import (  # noqa: F401 (the limits and the URL rule, importable from here)
+    MAX_HTML_LENGTH,
+    MAX_KAKAO_BUTTONS,
+    MAX_KAKAO_TEXT_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_SMS_LENGTH,
+    MAX_SUBJECT_LENGTH,
+    MAX_URL_LENGTH,
+    URL_PATTERN,
+    PartField,
+)
+from core.validation import InputInvalid
+
+PROVIDER = "provider"  # sent through an outside provider by the channel's adapter
+LOCAL = "local"  # written here (the in-app inbox)
+
+
+@dataclass(frozen=True, eq=False)
+class ChannelSpec:
+    """One channel. `token_rule(token)` is a token's canonical form (django's ValidationError
+    when malformed; `token_rule.schema()` its JSON Schema keywords); `part` names the content
+    part the channel reads (None: title, body and data are its content) and `part_fields` its
+    fields; `credentials`: whether sending needs the application's ChannelCredential."""
+
+    type: str
+    name: str
+    label: str
+    token_rule: tokens.TokenRule
+    part: str | None
+    part_fields: Mapping[str, PartField]
+    delivery: str
+    adapter: str | None
+    credentials: bool
+    # The subscription carries the browser's keys {"p256dh", "auth"} with its token.
+    token_keys: bool = False
+
+    @property
+    def token_help(self) -> str:
+        """One sentence on the token, for docs, the admin and the OpenAPI document."""
+        return self.token_rule.help
+
+    def adapter_class(self) -> type:
+        """The adapter class (imported once); LookupError for a channel written locally."""
+        if self.adapter is None:
+            raise LookupError(f"{self.type} has no adapter: it is delivered {self.delivery}.")
+        return _imported(self.adapter)
+
+
+@cache
+def _imported(path: str) -> type:
+    return import_string(path)
+
+
+def _spec(*, part_fields: Mapping[str, PartField] | None = None, **values: Any) -> ChannelSpec:
+    return ChannelSpec(part_fields=MappingProxyType(dict(part_fields or {})), **values)
+
+
+# The subscription types, named for the code that means one of them.
 IOS_PUSH = "iOSPush"
 ANDROID_PUSH = "AndroidPush"
 EMAIL = "Email"
@@ -23,46 +87,121 @@ KAKAOTALK = "KakaoTalk"
 IN_APP = "InAppMessage"
 WEB_PUSH = "WebPush"
 
-CHANNELS = (IOS_PUSH, ANDROID_PUSH, EMAIL, SMS, KAKAOTALK, IN_APP, WEB_PUSH)
+SPECS: dict[str, ChannelSpec] = {
+    spec.type: spec
+    for spec in (
+        _spec(
+            type=IOS_PUSH,
+            name="IOS_PUSH",
+            label="iOS push",
+            token_rule=tokens.APNS,
+            part=None,
+            delivery=PROVIDER,
+            adapter="adapters.apns.APNsAdapter",
+            credentials=True,
+        ),
+        _spec(
+            type=ANDROID_PUSH,
+            name="ANDROID_PUSH",
+            label="Android push",
+            token_rule=tokens.FCM,
+            part=None,
+            delivery=PROVIDER,
+            adapter="adapters.fcm.FCMAdapter",
+            credentials=True,
+        ),
+        _spec(
+            type=EMAIL,
+            name="EMAIL",
+            label="E-mail",
+            token_rule=tokens.EMAIL,
+            part="email",
+            part_fields={
+                "subject": fields.text(fields.MAX_SUBJECT_LENGTH, single_line=True),
+                "html": fields.text(fields.MAX_HTML_LENGTH),
+                "from_name": fields.text(fields.MAX_NAME_LENGTH, single_line=True),
+            },
+            delivery=PROVIDER,
+            adapter="adapters.email.EmailAdapter",
+            credentials=True,
+        ),
+        _spec(
+            type=SMS,
+            name="SMS",
+            label="SMS",
+            token_rule=tokens.PHONE,
+            part="sms",
+            part_fields={"text": fields.text(fields.MAX_SMS_LENGTH)},
+            delivery=PROVIDER,
+            adapter="adapters.sms.TwilioSMSAdapter",
+            credentials=True,
+        ),
+        _spec(
+            type=KAKAOTALK,
+            name="KAKAOTALK",
+            label="KakaoTalk",
+            token_rule=tokens.PHONE,
+            part="kakao",
+            part_fields={
+                "template_code": fields.text(100, single_line=True),
+                "variables": fields.variables(),
+                "buttons": fields.buttons(),
+                "fallback_text": fields.text(fields.MAX_KAKAO_TEXT_LENGTH),
+            },
+            delivery=PROVIDER,
+            adapter="adapters.kakao.KakaoAdapter",
+            credentials=True,
+        ),
+        _spec(
+            type=IN_APP,
+            name="IN_APP",
+            label="In-app message",
+            token_rule=tokens.OPAQUE,
+            part="in_app",
+            part_fields={"image_url": fields.url(), "action_url": fields.url()},
+            delivery=LOCAL,
+            adapter=None,
+            credentials=False,
+        ),
+        _spec(
+            type=WEB_PUSH,
+            name="WEB_PUSH",
+            label="Web Push",
+            token_rule=tokens.WEB_PUSH_ENDPOINT,
+            part="web_push",
+            part_fields={"url": fields.url(), "icon": fields.url()},
+            delivery=PROVIDER,
+            adapter="adapters.webpush.WebPushAdapter",
+            credentials=True,
+            token_keys=True,
+        ),
+    )
+}
+
+
+def spec_of(channel_type: str) -> ChannelSpec:
+    """The spec of a subscription type; KeyError naming the known ones."""
+    try:
+        return SPECS[channel_type]
+    except KeyError:
+        raise KeyError(f"Unknown channel {channel_type!r}; known: {', '.join(SPECS)}.") from None
+
+
+CHANNELS = tuple(SPECS)
 
 # The part each channel reads; push to devices has none (title, body and data are its content).
-PART_OF_CHANNEL = {
-    EMAIL: "email",
-    SMS: "sms",
-    KAKAOTALK: "kakao",
-    WEB_PUSH: "web_push",
-    IN_APP: "in_app",
-}
+PART_OF_CHANNEL = {spec.type: spec.part for spec in SPECS.values() if spec.part}
 PART_NAMES = tuple(PART_OF_CHANNEL.values())
-
-MAX_SUBJECT_LENGTH = 998  # RFC 5322's line limit: a subject longer than this cannot be sent
-MAX_HTML_LENGTH = 200_000
-MAX_NAME_LENGTH = 200
-MAX_SMS_LENGTH = 1600  # Twilio's limit for one message (10 segments of 160 GSM-7 characters)
-MAX_URL_LENGTH = 2048
-MAX_KAKAO_TEXT_LENGTH = 1000
-MAX_KAKAO_BUTTONS = 5
+CHANNEL_OF_PART = {part: channel for channel, part in PART_OF_CHANNEL.items()}
+# part -> field -> PartField; a field not listed is refused.
+PART_FIELDS: dict[str, Mapping[str, PartField]] = {
+    spec.part: spec.part_fields for spec in SPECS.values() if spec.part
+}
 
 
-def _text(max_length: int, *, single_line: bool = False):
-    def check(value: Any, field: str) -> Any:
-        check_text(value, field=field, max_length=max_length)
-        if single_line and ("\r" in value or "\n" in value):
-            raise InputInvalid(f"{field} must be one line (no line breaks).", field=field)
-        return value
-
-    return check
-
-
-# An absolute http(s) URL as RFC 3986 spells it: a host name with an optional port, then path,
-# query and fragment of its characters (anything else percent-encoded, non-ASCII included).
-# The OpenAPI document states the same pattern (core.openapi).
-_PCHAR = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})"
-URL_PATTERN = (
-    r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?"
-    rf"(?:/{_PCHAR}*)*(?:\?(?:{_PCHAR}|[/?])*)?(?:#(?:{_PCHAR}|[/?])*)?$"
-)
-_URL = re.compile(URL_PATTERN)
+def normalize_token(channel_type: str, token: str) -> str:
+    """The canonical form of a token of this type; raises ValidationError when malformed."""
+    return SPECS[channel_type].token_rule(token)
 
 
 # What a rendered URL keeps as it is; anything else (a space, non-ASCII text from a variable)
@@ -76,7 +215,7 @@ def rendered_urls_encoded(parts: dict[str, dict[str, Any]]) -> dict[str, dict[st
     `https://shop.example/summer%20sale`)."""
     encoded = {}
     for name, part in parts.items():
-        urls = [key for key, check in PART_FIELDS.get(name, {}).items() if check is _url]
+        urls = [key for key, field in PART_FIELDS.get(name, {}).items() if field.url]
         if isinstance(part, dict) and any(isinstance(part.get(key), str) for key in urls):
             part = {
                 key: quote(value, safe=_URL_SAFE)
@@ -86,68 +225,6 @@ def rendered_urls_encoded(parts: dict[str, dict[str, Any]]) -> dict[str, dict[st
             }
         encoded[name] = part
     return encoded
-
-
-def _url(value: Any, field: str) -> Any:
-    check_text(value, field=field, max_length=MAX_URL_LENGTH)
-    if not _URL.fullmatch(value):
-        raise InputInvalid(
-            f"{field} must be an absolute http(s) URL (other characters percent-encoded).",
-            field=field,
-        )
-    return value
-
-
-def _json(value: Any, field: str) -> Any:
-    return check_json(value, field=field, max_bytes=MAX_JSON_BYTES)
-
-
-def _variables(value: Any, field: str) -> Any:
-    if not isinstance(value, dict):
-        raise InputInvalid(f"{field} must be an object of strings.", field=field)
-    for key, item in value.items():
-        check_text(key, field=f"{field}.{key}", max_length=100)
-        check_text(item, field=f"{field}.{key}", max_length=MAX_KAKAO_TEXT_LENGTH)
-    return value
-
-
-def _buttons(value: Any, field: str) -> Any:
-    if not isinstance(value, list) or len(value) > MAX_KAKAO_BUTTONS:
-        raise InputInvalid(
-            f"{field} must be a list of at most {MAX_KAKAO_BUTTONS} buttons.", field=field
-        )
-    for index, button in enumerate(value):
-        where = f"{field}[{index}]"
-        if not isinstance(button, dict):
-            raise InputInvalid(f"{where} must be an object.", field=where)
-        _json(button, where)
-    return value
-
-
-# part -> field -> check(value, field path); a field not listed is refused.
-PART_FIELDS: dict[str, dict[str, Any]] = {
-    "email": {
-        "subject": _text(MAX_SUBJECT_LENGTH, single_line=True),
-        "html": _text(MAX_HTML_LENGTH),
-        "from_name": _text(MAX_NAME_LENGTH, single_line=True),
-    },
-    "sms": {"text": _text(MAX_SMS_LENGTH)},
-    "kakao": {
-        "template_code": _text(100, single_line=True),
-        "variables": _variables,
-        "buttons": _buttons,
-        "fallback_text": _text(MAX_KAKAO_TEXT_LENGTH),
-    },
-    "web_push": {"url": _url, "icon": _url},
-    "in_app": {"image_url": _url, "action_url": _url},
-}
-
-
-def _template_url(value: Any, field: str) -> Any:
-    # A template's URL with a variable in it is checked once rendered.
-    if isinstance(value, str) and "{{" in value:
-        return check_text(value, field=field, max_length=MAX_URL_LENGTH)
-    return _url(value, field)
 
 
 def part_check(
@@ -165,10 +242,7 @@ def part_check(
             raise InputInvalid(
                 f"{field} has no field {key!r}; known: {', '.join(known)}.", field=f"{field}.{key}"
             )
-        check = known[key]
-        if templated and check is _url:
-            check = _template_url
-        check(item, f"{field}.{key}")
+        known[key].checked(item, f"{field}.{key}", templated=templated)
     return value
 
 

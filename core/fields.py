@@ -12,7 +12,14 @@ from django.db import models
 from core import crypto
 
 
-class _StoredAsText:
+class EncryptedField:
+    """What every encrypted field is: its column holds Fernet tokens (core.crypto) as text,
+    or "" for an empty value. `rotate_encryption_keys` and the start-up check (core.encryption)
+    find the encrypted columns of every model by this class, so a new encrypted field class
+    derives from it."""
+
+
+class _StoredAsText(EncryptedField):
     """Migrations see a plain TextField: encryption is not part of the schema, and
     migrations must not import app code."""
 

@@ -25,6 +25,7 @@ from core.api import (
     ResultsCursorPagination,
     StrictSerializer,
 )
+from core.validation import BLANK, NON_BLANK, WHITESPACE  # noqa: F401 (importable from here)
 
 ERROR_COMPONENT = "Error"
 ERROR_REF = {"$ref": f"#/components/schemas/{ERROR_COMPONENT}"}
@@ -63,64 +64,22 @@ RETRY_AFTER = {
     }
 }
 
-# What Python's str.strip() removes (a trimmed string field refuses text of only these), spelled
-# out: JSON Schema's `\s` (ECMA 262) is another set.
-WHITESPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-NON_BLANK = f"[^{WHITESPACE}]"  # some text besides whitespace
-BLANK = f"^[{WHITESPACE}]*$"
-
 
 # --- Channel parts ------------------------------------------------------------------------------
 
-ONE_LINE = r"^[^\r\n]*$"
-# An absolute http(s) URL, as core.channels checks it.
-HTTP_URL = channels.URL_PATTERN
-
-
-_CHANNEL_OF_PART = {part: channel for channel, part in channels.PART_OF_CHANNEL.items()}
-
-
-def _string(max_length: int, **more) -> dict:
-    return {"type": "string", "maxLength": max_length, **more}
-
 
 def part_schema(name: str, *, templated: bool = False) -> dict:
-    """The JSON Schema of one channel part (core.channels.PART_FIELDS). `templated`: a
-    template's part, whose strings are templates (URLs are checked once rendered)."""
-    url = (
-        _string(channels.MAX_URL_LENGTH)
-        if templated
-        else _string(channels.MAX_URL_LENGTH, format="uri", pattern=HTTP_URL)
-    )
-    properties = {
-        "email": {
-            "subject": _string(channels.MAX_SUBJECT_LENGTH, pattern=ONE_LINE),
-            "html": _string(channels.MAX_HTML_LENGTH),
-            "from_name": _string(channels.MAX_NAME_LENGTH, pattern=ONE_LINE),
-        },
-        "sms": {"text": _string(channels.MAX_SMS_LENGTH)},
-        "kakao": {
-            "template_code": _string(100, pattern=ONE_LINE),
-            "variables": {
-                "type": "object",
-                "propertyNames": {"maxLength": 100},
-                "additionalProperties": _string(channels.MAX_KAKAO_TEXT_LENGTH),
-            },
-            "buttons": {
-                "type": "array",
-                "maxItems": channels.MAX_KAKAO_BUTTONS,
-                "items": {"type": "object", "additionalProperties": {}},
-            },
-            "fallback_text": _string(channels.MAX_KAKAO_TEXT_LENGTH),
-        },
-        "web_push": {"url": url, "icon": url},
-        "in_app": {"image_url": url, "action_url": url},
-    }[name]
+    """The JSON Schema of one channel part, from its fields (core.channels.PART_FIELDS: each
+    field's schema is written with its check). `templated`: a template's part, whose URLs may
+    hold `{{ }}` variables (checked once rendered)."""
     return {
         "type": "object",
-        "description": f"The {name} part: what {_CHANNEL_OF_PART[name]} messages send instead "
-        "of or besides title/body/data; every field optional.",
-        "properties": properties,
+        "description": f"The {name} part: what {channels.CHANNEL_OF_PART[name]} messages send "
+        "instead of or besides title/body/data; every field optional.",
+        "properties": {
+            key: field.json_schema(templated=templated)
+            for key, field in channels.PART_FIELDS[name].items()
+        },
         "additionalProperties": False,
     }
 

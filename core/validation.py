@@ -18,6 +18,12 @@ from typing import Any
 MAX_JSON_DEPTH = 32  # nested objects/arrays in one stored JSON value
 MAX_JSON_BYTES = 64 * 1024  # data, variables, data templates, targeting criteria
 
+# What Python's str.strip() removes (a trimmed string field refuses text of only these), spelled
+# out for JSON Schema patterns, whose `\s` (ECMA 262) is another set.
+WHITESPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NON_BLANK = f"[^{WHITESPACE}]"  # some text besides whitespace
+BLANK = f"^[{WHITESPACE}]*$"
+
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _NUL = "contains a NUL character (U+0000), which cannot be stored"
 

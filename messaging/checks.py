@@ -1,5 +1,6 @@
-"""Refusals to start: stored secrets that the configured keys cannot decrypt, and an outbound
-proxy variable that cannot be used (every send through it would fail)."""
+"""Refusals to start: stored secrets that the configured keys cannot decrypt (checked by
+core.encryption, whose system check is core.E001), and an outbound proxy variable that cannot
+be used (every send through it would fail)."""
 
 from __future__ import annotations
 
@@ -10,22 +11,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 
-from core.crypto import DecryptionError
-
-
-def verify_encrypted_values(sample: int = 20) -> None:
-    """Decrypts a sample of every encrypted column; raises DecryptionError on the first failure.
-
-    Called when the web app and the workers start, so a wrong FIELD_ENCRYPTION_KEYS stops
-    them at once instead of sending garbage to providers later.
-    """
-    from accounts.models import Application
-
-    from .models import Subscription
-
-    # Ordered by primary key: an index walk, however many rows there are.
-    list(Application.objects.order_by("pk")[:sample])
-    list(Subscription.objects.order_by("pk").only("id", "token")[:sample])
+from core.encryption import verify_encrypted_values
 
 
 def provider_origins() -> list[str]:
@@ -61,19 +47,4 @@ def check_proxies(app_configs, **kwargs):
         verify_proxies()
     except ImproperlyConfigured as exc:
         return [checks.Critical(str(exc), id="messaging.E002")]
-    return []
-
-
-@checks.register(checks.Tags.database)
-def check_encryption_keys(app_configs, databases=None, **kwargs):
-    # Like Django's own database checks: only when asked to look at a database (`migrate`,
-    # `check --database default`), never for commands that do not touch one.
-    if not databases:
-        return []
-    try:
-        verify_encrypted_values()
-    except DecryptionError as exc:
-        return [checks.Critical(str(exc), id="messaging.E001")]
-    except DatabaseError:
-        return []  # not migrated yet: nothing stored to check
     return []

@@ -9,6 +9,7 @@ from django.db.models import Q
 from django_fsm import FSMField, transition
 
 from accounts.models import Application
+from core.channels import SPECS
 from core.fields import EncryptedJSONField, EncryptedTextField
 
 from .ids import uuid7
@@ -31,14 +32,12 @@ class User(models.Model):
         return self.external_user_id
 
 
-class SubscriptionType(models.TextChoices):
-    IOS_PUSH = "iOSPush", "iOS push"
-    ANDROID_PUSH = "AndroidPush", "Android push"
-    EMAIL = "Email", "E-mail"
-    SMS = "SMS", "SMS"
-    KAKAOTALK = "KakaoTalk", "KakaoTalk"
-    IN_APP = "InAppMessage", "In-app message"
-    WEB_PUSH = "WebPush", "Web Push"
+# The channels' types (core.channels.SPECS): `SubscriptionType.EMAIL == "Email"`, labelled.
+SubscriptionType = models.TextChoices(
+    "SubscriptionType",
+    [(spec.name, (spec.type, spec.label)) for spec in SPECS.values()],
+    module=__name__,
+)
 
 
 class Subscription(models.Model):

@@ -16,13 +16,12 @@ from functools import lru_cache
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.models import Application
+from accounts.models import Application, ChannelCredential
 from adapters import registry
 from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
 from core.bulk import uuid_array
 
 from ..links import links_for
-from ..models import SubscriptionType
 from .claim import Outgoing, claim_batch
 from .record import UNSENDABLE, BatchReport, record_results
 
@@ -31,18 +30,17 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class _Sender:
-    """What sending needs of an application: its id, credentials and settings."""
+    """What sending needs of an application: its id, settings and credentials."""
 
     pk: uuid.UUID
-    apns_credentials: dict
-    fcm_credentials: dict
     settings: dict
-    # The other channels' credentials as stored (encrypted), by channel; decrypted when used.
+    # Every channel's credentials as stored (encrypted), by channel; decrypted when used.
     channel_credentials: dict
 
 
+# One query for a batch's applications, each with all its channels' credentials.
 _SENDERS = """
-SELECT a.id, a.apns_credentials, a.fcm_credentials, a.settings,
+SELECT a.id, a.settings,
        (SELECT json_object_agg(c.channel, c.values) FROM accounts_channelcredential c
         WHERE c.application_id = a.id)
 FROM accounts_application a
@@ -57,9 +55,7 @@ def _decrypted_json(ciphertext: str) -> dict:
     changed credential is a new ciphertext, so it is never served stale. The dict is
     shared between batches: adapters read credentials and never change them."""
     # The field's own reading of its column: one definition of the stored format.
-    return Application._meta.get_field("apns_credentials").from_db_value(
-        ciphertext, None, connection
-    )
+    return ChannelCredential._meta.get_field("values").from_db_value(ciphertext, None, connection)
 
 
 def _applications(ids: set) -> dict:
@@ -67,34 +63,26 @@ def _applications(ids: set) -> dict:
     if connection.vendor != "postgresql":
         return {
             a.pk: _Sender(
-                a.pk, a.apns_credentials, a.fcm_credentials, a.settings,
-                {c.channel: c.values for c in a.channel_credentials.all()},
+                a.pk, a.settings, {c.channel: c.values for c in a.channel_credentials.all()}
             )
             for a in Application.objects.filter(pk__in=ids).prefetch_related("channel_credentials")
-        }  # fmt: skip
+        }
     with connection.cursor() as cursor:
         cursor.execute(_SENDERS, [uuid_array(ids)])
         return {
             pk: _Sender(
                 pk,
-                _decrypted_json(apns),
-                _decrypted_json(fcm),
                 json.loads(extra),
-                (json.loads(others) if isinstance(others, str) else others) or {},
+                (json.loads(stored) if isinstance(stored, str) else stored) or {},
             )
-            for pk, apns, fcm, extra, others in cursor.fetchall()
+            for pk, extra, stored in cursor.fetchall()
         }
 
 
 def _credentials(application: _Sender, channel: str) -> Credentials:
-    if channel == SubscriptionType.IOS_PUSH:
-        values = application.apns_credentials
-    elif channel == SubscriptionType.ANDROID_PUSH:
-        values = application.fcm_credentials
-    else:
-        values = application.channel_credentials.get(channel) or {}
-        if isinstance(values, str):  # as stored: encrypted JSON
-            values = _decrypted_json(values)
+    values = application.channel_credentials.get(channel) or {}
+    if isinstance(values, str):  # as stored: encrypted JSON
+        values = _decrypted_json(values)
     digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
     return Credentials(key=f"{application.pk}:{channel}:{digest}", values=values)
 

@@ -12,11 +12,11 @@ from rest_framework import serializers
 
 from core import api as api_kit
 from core.api import (
-    ChannelPartField,
     ChannelPartsField,
     JSONValueField,
     StrictQuerySerializer,
     StrictSerializer,
+    channel_parts,
     parts_of,
 )
 from core.channels import PART_NAMES
@@ -93,14 +93,8 @@ def _text_field(**kwargs) -> serializers.CharField:
     return serializers.CharField(max_length=MAX_TEXT_LENGTH, trim_whitespace=False, **kwargs)
 
 
-class TemplateParts(serializers.Serializer):
+class TemplateParts(channel_parts(templated=True)):
     """The channel parts of a template, each string in them a template."""
-
-    email = ChannelPartField(part="email", templated=True, required=False)
-    sms = ChannelPartField(part="sms", templated=True, required=False)
-    kakao = ChannelPartField(part="kakao", templated=True, required=False)
-    web_push = ChannelPartField(part="web_push", templated=True, required=False)
-    in_app = ChannelPartField(part="in_app", templated=True, required=False)
 
 
 class TemplateInput(StrictSerializer, TemplateParts):

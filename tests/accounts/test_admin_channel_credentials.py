@@ -19,7 +19,7 @@ from accounts.services import application_create, channel_credentials_set
 from adapters import registry
 from adapters.webpush import vapid_public_key_of
 from fakes.process import running_fake_providers
-from tests.admin_pages import p8_key, service_account
+from tests.admin_pages import p8_key, pem_body_lines, service_account
 
 pytestmark = pytest.mark.django_db
 
@@ -160,18 +160,35 @@ def test_a_channel_without_credentials_is_a_form_error(admin_client, application
         ("AndroidPush", {"service_account": service_account()}),
     ],
 )  # fmt: skip
-def test_push_channels_are_refused_here_since_their_credentials_live_on_the_application(
+def test_push_channels_are_uploaded_here_too_and_their_secrets_never_shown(
     admin_client, application, channel, values
 ):
-    """APNs and FCM credentials are columns of the application (its own admin page sets
-    them): this page has no row to store them in, and must say so rather than fail."""
-    errors = form_errors(add(admin_client, application, channel, values))
+    """APNs and FCM credentials are channel rows like the others: this page takes them as a
+    JSON file (the application's page takes the .p8 key and the service-account file)."""
+    response = add(admin_client, application, channel, values)
 
-    assert list(errors) == ["channel"], errors
-    assert "application" in errors["channel"][0]
+    assert response.status_code == 200
+    row = ChannelCredential.objects.get()
+    assert (row.application_id, row.channel) == (application.pk, channel)
+    if channel == "iOSPush":
+        secret = values["private_key"]
+        assert row.values == {**values, "auth": "token", "sandbox": False}
+    else:
+        secret = values["service_account"]["private_key"]
+        assert row.values == values
+    page = admin_client.get(f"/admin/accounts/channelcredential/{row.pk}/change/")
+    assert page.status_code == 200
+    body = page.content.decode()
+    for line in pem_body_lines(secret):
+        assert line not in body
+    assert "fingerprint" in body
+
+
+def test_an_empty_push_file_is_refused_rather_than_stored(admin_client, application):
+    errors = form_errors(add(admin_client, application, "iOSPush", {}))
+
+    assert "credentials_file" in errors, errors
     assert not ChannelCredential.objects.exists()
-    application.refresh_from_db()
-    assert application.apns_credentials == {} and application.fcm_credentials == {}
 
 
 def test_a_second_row_for_the_same_channel_is_refused(admin_client, application):

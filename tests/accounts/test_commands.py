@@ -107,15 +107,14 @@ def test_webpush_with_a_given_private_key_keeps_it(application, json_file):
     assert shown["vapid_public_key"] == keys["vapid_public_key"]
 
 
-def test_ios_push_key_is_stored_on_the_application_and_masked(application, json_file):
+def test_ios_push_key_is_stored_as_a_channel_row_and_masked(application, json_file):
     key = p8_key()
     values = {"private_key": key, "key_id": "KEY1234567", "team_id": "TEAM123456",
               "topic": "com.example.app"}  # fmt: skip
 
     output, shown = run(application.pk, "iOSPush", json_file(values))
 
-    application.refresh_from_db()
-    assert application.apns_credentials["private_key"] == key
+    assert channel_credentials_get(application=application, channel="iOSPush")["private_key"] == key
     assert not any(line in output for line in pem_body_lines(key))
     assert shown["private_key (fingerprint)"] == fingerprint(key)
     assert shown["key_id"] == "KEY1234567"

@@ -412,44 +412,41 @@ def apns_values() -> dict:
             "topic": "com.example.app"}  # fmt: skip
 
 
-def test_ios_push_through_the_service_writes_the_application_columns(application):
+def test_ios_push_through_the_service_is_a_channel_row(application):
     values = apns_values()
 
     stored = channel_credentials_set(application=application, channel="iOSPush", values=values)
 
-    application.refresh_from_db()
     assert stored == {**values, "auth": "token", "sandbox": False}
-    assert application.apns_credentials == stored
-    assert application.apns_credentials_set_at is not None
-    assert not ChannelCredential.objects.exists()
+    row = ChannelCredential.objects.get()
+    assert (row.application_id, row.channel, row.values) == (application.pk, "iOSPush", stored)
+    assert row.set_at is not None
     assert channel_credentials_get(application=application, channel="iOSPush") == stored
     assert channels_ready(application=application)["iOSPush"] is True
 
     channel_credentials_remove(application=application, channel="iOSPush")
 
-    application.refresh_from_db()
-    assert application.apns_credentials == {} and application.apns_credentials_set_at is None
+    assert not ChannelCredential.objects.exists()
+    assert channel_credentials_get(application=application, channel="iOSPush") == {}
     assert channels_ready(application=application)["iOSPush"] is False
 
 
 @pytest.mark.parametrize("wrapped", [True, False], ids=["wrapped", "bare account"])
-def test_android_push_through_the_service_writes_the_application_columns(application, wrapped):
+def test_android_push_through_the_service_is_a_channel_row(application, wrapped):
     account = service_account()
     values = {"service_account": account} if wrapped else account
 
     stored = channel_credentials_set(application=application, channel="AndroidPush", values=values)
 
-    application.refresh_from_db()
     assert stored == {"service_account": account}
-    assert application.fcm_credentials == stored
-    assert application.fcm_credentials_set_at is not None
-    assert not ChannelCredential.objects.exists()
+    row = ChannelCredential.objects.get()
+    assert (row.channel, row.values) == ("AndroidPush", stored) and row.set_at is not None
     assert channels_ready_of(application_id=application.pk)["AndroidPush"] is True
 
     channel_credentials_remove(application=application, channel="AndroidPush")
 
-    application.refresh_from_db()
-    assert application.fcm_credentials == {} and application.fcm_credentials_set_at is None
+    assert not ChannelCredential.objects.exists()
+    assert channels_ready_of(application_id=application.pk)["AndroidPush"] is False
 
 
 def test_push_credentials_set_to_empty_are_removed(application):
@@ -457,16 +454,14 @@ def test_push_credentials_set_to_empty_are_removed(application):
 
     assert channel_credentials_set(application=application, channel="iOSPush", values={}) == {}
 
-    application.refresh_from_db()
-    assert application.apns_credentials_set_at is None
+    assert not ChannelCredential.objects.exists()
 
 
 def test_android_push_refuses_what_is_not_a_service_account(application):
     with pytest.raises(CredentialsInvalid, match="lacks"):
         channel_credentials_set(application=application, channel="AndroidPush", values={"a": 1})
 
-    application.refresh_from_db()
-    assert application.fcm_credentials_set_at is None
+    assert not ChannelCredential.objects.exists()
 
 
 # --- Which channels are ready ------------------------------------------------------------------

@@ -255,8 +255,10 @@ def live_app(e2e):
     client key (raw values on .server_key / .client_key)."""
     application = application_create(
         name="e2e",
-        apns_credentials=dict(e2e.apns_credentials().values),
-        fcm_credentials=dict(e2e.fcm_credentials().values),
+        credentials={
+            "iOSPush": dict(e2e.apns_credentials().values),
+            "AndroidPush": dict(e2e.fcm_credentials().values),
+        },
     )
     application.server_key = api_key_create(application=application, scope=ApiKey.Scope.SERVER).raw
     application.client_key = api_key_create(application=application, scope=ApiKey.Scope.CLIENT).raw

@@ -28,6 +28,8 @@ def fake_app(db, providers) -> Application:
     """An application holding the credentials the fake providers accept."""
     return application_create(
         name="fake-providers",
-        apns_credentials=dict(providers.apns_credentials().values),
-        fcm_credentials=dict(providers.fcm_credentials().values),
+        credentials={
+            "iOSPush": dict(providers.apns_credentials().values),
+            "AndroidPush": dict(providers.fcm_credentials().values),
+        },
     )

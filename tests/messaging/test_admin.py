@@ -13,7 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts import credentials
-from accounts.models import ApiKey, Application, MessageQuota
+from accounts.models import ApiKey, Application, ChannelCredential, MessageQuota
 from accounts.services import application_create
 from messaging.models import Subscription, SubscriptionEvent
 from messaging.services.subscriptions import subscription_disable
@@ -22,6 +22,21 @@ from tests.assertions import assert_error
 from tests.conftest import api_client, apns_token, fcm_token, subscription_create
 
 pytestmark = pytest.mark.django_db
+
+
+def credentials_of(application, channel: str) -> tuple[dict, object]:
+    """An application's stored credentials for a channel and when they were set."""
+    row = ChannelCredential.objects.filter(application=application, channel=channel).first()
+    return (row.values, row.set_at) if row else ({}, None)
+
+
+def apns_of(application) -> dict:
+    return credentials_of(application, "iOSPush")[0]
+
+
+def fcm_of(application) -> dict:
+    return credentials_of(application, "AndroidPush")[0]
+
 
 APNS_CREDENTIALS = {
     "auth": "token",
@@ -89,8 +104,8 @@ def account() -> dict:
 
 
 def test_saving_the_application_page_keeps_the_credentials(admin_client, db):
-    application = application_create(name="ios", apns_credentials=APNS_CREDENTIALS)
-    set_at = application.apns_credentials_set_at
+    application = application_create(name="ios", credentials={"iOSPush": APNS_CREDENTIALS})
+    set_at = credentials_of(application, "iOSPush")[1]
     url = change_url(application)
     data = page_data(admin_client.get(url))
     data.update({"name": "ios renamed", "quota-0-daily_limit": "1000"})
@@ -100,9 +115,8 @@ def test_saving_the_application_page_keeps_the_credentials(admin_client, db):
     assert response.status_code == 302, response.context["adminform"].form.errors
     application.refresh_from_db()
     assert application.name == "ios renamed"
-    assert application.apns_credentials == APNS_CREDENTIALS
-    assert application.apns_credentials_set_at == set_at
-    assert application.fcm_credentials == {}
+    assert credentials_of(application, "iOSPush") == (APNS_CREDENTIALS, set_at)
+    assert fcm_of(application) == {}
     assert application.quota.daily_limit == 1000
 
 
@@ -126,8 +140,7 @@ def test_credentials_are_uploaded_as_files_and_shown_only_by_fingerprint(
     response = admin_client.post(url, data)
 
     assert response.status_code == 302, response.context["adminform"].form.errors
-    application.refresh_from_db()
-    assert application.apns_credentials == {
+    assert apns_of(application) == {
         "auth": "token",
         "key_id": "KEY1234567",
         "team_id": "TEAM123456",
@@ -135,9 +148,10 @@ def test_credentials_are_uploaded_as_files_and_shown_only_by_fingerprint(
         "private_key": p8,
         "sandbox": True,
     }
-    assert application.fcm_credentials == {"service_account": account}
-    assert application.apns_credentials_set_at is not None
-    assert application.fcm_credentials_set_at is not None
+    assert fcm_of(application) == {"service_account": account}
+    apns_set_at = credentials_of(application, "iOSPush")[1]
+    assert apns_set_at is not None
+    assert credentials_of(application, "AndroidPush")[1] is not None
 
     html = admin_client.get(url).content.decode()
     for shown in (
@@ -149,7 +163,7 @@ def test_credentials_are_uploaded_as_files_and_shown_only_by_fingerprint(
         account["client_email"],
         account["private_key_id"],
         credentials.fingerprint(account["private_key"]),
-        f"{timezone.localtime(application.apns_credentials_set_at):%Y-%m-%d %H:%M}",
+        f"{timezone.localtime(apns_set_at):%Y-%m-%d %H:%M}",
     ):
         assert shown in html, shown
     for secret in [*pem_body_lines(p8), *pem_body_lines(account["private_key"])]:
@@ -172,9 +186,11 @@ def test_the_fingerprint_is_that_of_the_public_key(p8):
 def test_new_ids_for_the_stored_key_keep_the_key(admin_client, db, p8):
     application = application_create(
         name="ios",
-        apns_credentials=credentials.apns_credentials_clean(
-            private_key=p8, key_id="KEY1", team_id="TEAM1", topic="com.example.old"
-        ),
+        credentials={
+            "iOSPush": credentials.apns_credentials_clean(
+                private_key=p8, key_id="KEY1", team_id="TEAM1", topic="com.example.old"
+            )
+        },
     )
     url = change_url(application)
     data = page_data(admin_client.get(url))
@@ -182,27 +198,26 @@ def test_new_ids_for_the_stored_key_keep_the_key(admin_client, db, p8):
     data["apns_topic"] = "com.example.new"
 
     assert admin_client.post(url, data).status_code == 302
-    application.refresh_from_db()
-    assert application.apns_credentials["topic"] == "com.example.new"
-    assert application.apns_credentials["private_key"] == p8
+    assert apns_of(application)["topic"] == "com.example.new"
+    assert apns_of(application)["private_key"] == p8
 
 
 def test_the_clear_boxes_remove_the_credentials(admin_client, db, p8, account):
     application = application_create(
         name="both",
-        apns_credentials=credentials.apns_credentials_clean(
-            private_key=p8, key_id="K", team_id="T", topic="com.example.app"
-        ),
-        fcm_credentials={"service_account": account},
+        credentials={
+            "iOSPush": credentials.apns_credentials_clean(
+                private_key=p8, key_id="K", team_id="T", topic="com.example.app"
+            ),
+            "AndroidPush": {"service_account": account},
+        },
     )
     url = change_url(application)
     data = page_data(admin_client.get(url))
     data.update({"apns_clear": "on", "fcm_clear": "on"})
 
     assert admin_client.post(url, data).status_code == 302
-    application.refresh_from_db()
-    assert (application.apns_credentials, application.fcm_credentials) == ({}, {})
-    assert (application.apns_credentials_set_at, application.fcm_credentials_set_at) == (None, None)
+    assert not ChannelCredential.objects.filter(application=application).exists()
     assert "None stored." in admin_client.get(url).content.decode()
 
 
@@ -254,9 +269,7 @@ def test_bad_credential_uploads_are_form_errors_and_store_nothing(
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
     assert fragment in " ".join(errors.get(field, [])), errors
-    application.refresh_from_db()
-    assert (application.apns_credentials, application.fcm_credentials) == ({}, {})
-    assert application.apns_credentials_set_at is None
+    assert not ChannelCredential.objects.filter(application=application).exists()
 
 
 def test_an_application_is_added_with_uploaded_credentials_and_a_quota(admin_client, db, p8):
@@ -277,8 +290,8 @@ def test_an_application_is_added_with_uploaded_credentials_and_a_quota(admin_cli
 
     assert response.status_code == 302, response.context["adminform"].form.errors
     application = Application.objects.get(name="new ios app")
-    assert application.apns_credentials["private_key"] == p8
-    assert application.apns_credentials_set_at is not None
+    assert apns_of(application)["private_key"] == p8
+    assert credentials_of(application, "iOSPush")[1] is not None
     assert MessageQuota.objects.filter(application=application).exists()
 
 

@@ -12,11 +12,29 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from accounts.models import ApiKey, Application, MessageQuota
+from accounts.models import ApiKey, Application, ChannelCredential, MessageQuota
+from accounts.selectors import channel_credentials_get
 from tests.assertions import assert_error
 from tests.conftest import api_client, apns_token
 
 pytestmark = pytest.mark.django_db
+
+
+def stored(application_id, channel: str) -> dict:
+    return channel_credentials_get(
+        application=Application.objects.get(pk=application_id), channel=channel
+    )
+
+
+def raw_values(application_id, channel: str) -> str:
+    """The stored ciphertext of a channel's credentials."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT values FROM accounts_channelcredential"
+            " WHERE application_id = %s AND channel = %s",
+            [application_id, channel],
+        )
+        return cursor.fetchone()[0]
 
 
 def pem(key) -> str:
@@ -79,7 +97,7 @@ def test_create_application_prints_the_id_and_both_keys():
     assert set(result) == {"id", "server_key", "client_key"}
     application = Application.objects.get(pk=result["id"])
     assert application.name == "Shop"
-    assert application.apns_credentials == {} and application.fcm_credentials == {}
+    assert not ChannelCredential.objects.filter(application=application).exists()
     assert MessageQuota.objects.filter(application=application).exists()
     keys = {k.scope: k for k in ApiKey.objects.filter(application=application)}
     assert set(keys) == {"server", "client"}
@@ -123,8 +141,7 @@ def test_the_name_is_required():
 def test_apns_credentials_are_stored_encrypted(p8_file):
     result = create_application("--name", "iOS app", *apns_args(p8_file), "--apns-sandbox")
 
-    application = Application.objects.get(pk=result["id"])
-    assert application.apns_credentials == {
+    assert stored(result["id"], "iOSPush") == {
         "auth": "token",
         "key_id": "KEY1234567",
         "team_id": "TEAM123456",
@@ -133,13 +150,8 @@ def test_apns_credentials_are_stored_encrypted(p8_file):
         "sandbox": True,
     }
     # The admin shows when they were set, in place of the key.
-    assert application.apns_credentials_set_at is not None
-    assert application.fcm_credentials_set_at is None
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT apns_credentials FROM accounts_application WHERE id = %s", [result["id"]]
-        )
-        (raw,) = cursor.fetchone()
+    assert ChannelCredential.objects.get(application_id=result["id"]).set_at is not None
+    raw = raw_values(result["id"], "iOSPush")
     for secret in ("PRIVATE KEY", P8_BODY, "KEY1234567", "com.example.app"):
         assert secret not in raw
 
@@ -147,7 +159,7 @@ def test_apns_credentials_are_stored_encrypted(p8_file):
 def test_apns_sandbox_defaults_to_false(p8_file):
     result = create_application("--name", "iOS app", *apns_args(p8_file))
 
-    assert Application.objects.get(pk=result["id"]).apns_credentials["sandbox"] is False
+    assert stored(result["id"], "iOSPush")["sandbox"] is False
 
 
 @pytest.mark.parametrize(
@@ -228,14 +240,9 @@ def test_fcm_credentials_are_stored_encrypted(service_account_file):
         "--name", "Android app", "--fcm-service-account", service_account_file
     )
 
-    application = Application.objects.get(pk=result["id"])
-    assert application.fcm_credentials == {"service_account": SERVICE_ACCOUNT}
-    assert application.apns_credentials == {}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT fcm_credentials FROM accounts_application WHERE id = %s", [result["id"]]
-        )
-        (raw,) = cursor.fetchone()
+    assert stored(result["id"], "AndroidPush") == {"service_account": SERVICE_ACCOUNT}
+    assert stored(result["id"], "iOSPush") == {}
+    raw = raw_values(result["id"], "AndroidPush")
     for secret in ("fcm-secret-material", "signal-test", "sender@"):
         assert secret not in raw
 
@@ -245,9 +252,8 @@ def test_both_providers_at_once(p8_file, service_account_file):
         "--name", "both", *apns_args(p8_file), "--fcm-service-account", service_account_file
     )
 
-    application = Application.objects.get(pk=result["id"])
-    assert application.apns_credentials["key_id"] == "KEY1234567"
-    assert application.fcm_credentials["service_account"]["project_id"] == "signal-test"
+    assert stored(result["id"], "iOSPush")["key_id"] == "KEY1234567"
+    assert stored(result["id"], "AndroidPush")["service_account"]["project_id"] == "signal-test"
 
 
 @pytest.mark.parametrize(

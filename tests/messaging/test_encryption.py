@@ -16,8 +16,9 @@ from django.core.management.base import SystemCheckError
 from django.db import connection
 from django.test import override_settings
 
-from accounts.models import Application
+from accounts.models import ChannelCredential
 from accounts.services import application_create
+from core import checks as core_checks
 from core import crypto
 from messaging import checks
 from messaging.models import Subscription
@@ -47,10 +48,25 @@ def raw_row(table: str, pk, *columns: str) -> tuple:
         return cursor.fetchone()
 
 
+def credential_row(application, channel: str) -> ChannelCredential:
+    return ChannelCredential.objects.get(application=application, channel=channel)
+
+
+def raw_values(application, channel: str) -> str:
+    """The stored ciphertext (read without the model, which would decrypt it)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT values FROM accounts_channelcredential"
+            " WHERE application_id = %s AND channel = %s",
+            [str(application.pk), channel],
+        )
+        return cursor.fetchone()[0]
+
+
 @pytest.fixture
 def stored(db):
     """An application with APNs credentials and a subscription, written under the current key."""
-    application = application_create(name="enc", apns_credentials=APNS_CREDENTIALS)
+    application = application_create(name="enc", credentials={"iOSPush": APNS_CREDENTIALS})
     subscription = subscription_create(application, token=apns_token(7))
     return application, subscription
 
@@ -86,14 +102,12 @@ def test_encrypting_the_same_token_twice_gives_different_ciphertexts(stored, db)
 def test_provider_credentials_are_not_stored_in_plain_text(stored):
     application, _subscription = stored
 
-    apns_column, fcm_column = raw_row(
-        "accounts_application", application.pk, "apns_credentials", "fcm_credentials"
-    )
+    apns_column = raw_values(application, "iOSPush")
 
     for secret in ("very-secret", "PRIVATE KEY", "TEAM123456", "com.example.app"):
         assert secret not in apns_column
-    assert fcm_column == ""  # nothing to hide
-    assert Application.objects.get(pk=application.pk).apns_credentials == APNS_CREDENTIALS
+    assert not ChannelCredential.objects.filter(channel="AndroidPush").exists()  # none stored
+    assert credential_row(application, "iOSPush").values == APNS_CREDENTIALS
 
 
 def test_the_token_digest_is_a_keyed_hmac_of_type_and_token(stored):
@@ -117,16 +131,16 @@ def test_rotate_encryption_keys_re_encrypts_under_the_new_key(stored, capsys):
     old_key = settings.FIELD_ENCRYPTION_KEYS[0]
     new_key = Fernet.generate_key().decode()
     (token_before,) = raw_row("messaging_subscription", subscription.pk, "token")
-    (apns_before,) = raw_row("accounts_application", application.pk, "apns_credentials")
+    apns_before = raw_values(application, "iOSPush")
 
     with override_settings(FIELD_ENCRYPTION_KEYS=[new_key, old_key]):
         call_command("rotate_encryption_keys")
 
     out = capsys.readouterr().out
-    assert "Application: 1 rows re-encrypted" in out
-    assert "Subscription: 1 rows re-encrypted" in out
+    assert "accounts.ChannelCredential.values: 1 re-encrypted" in out
+    assert "messaging.Subscription.token: 1 re-encrypted" in out
     (token_after,) = raw_row("messaging_subscription", subscription.pk, "token")
-    (apns_after,) = raw_row("accounts_application", application.pk, "apns_credentials")
+    apns_after = raw_values(application, "iOSPush")
     assert token_after != token_before and apns_after != apns_before
     assert Fernet(new_key.encode()).decrypt(token_after.encode()).decode() == apns_token(7)
     with pytest.raises(InvalidToken):
@@ -136,10 +150,10 @@ def test_rotate_encryption_keys_re_encrypts_under_the_new_key(stored, capsys):
         with pytest.raises(crypto.DecryptionError):
             Subscription.objects.get(pk=subscription.pk)
         with pytest.raises(crypto.DecryptionError):
-            Application.objects.get(pk=application.pk)
+            credential_row(application, "iOSPush")
     with override_settings(FIELD_ENCRYPTION_KEYS=[new_key]):
         assert Subscription.objects.get(pk=subscription.pk).token == apns_token(7)
-        assert Application.objects.get(pk=application.pk).apns_credentials == APNS_CREDENTIALS
+        assert credential_row(application, "iOSPush").values == APNS_CREDENTIALS
         # The digest does not depend on the encryption key: lookups still find the token.
         again, created = subscription_register(
             application=application, actor="test", type="iOSPush", token=apns_token(7)
@@ -148,9 +162,9 @@ def test_rotate_encryption_keys_re_encrypts_under_the_new_key(stored, capsys):
 
 
 def test_rotation_walks_every_row_in_batches(db, monkeypatch):
-    from messaging.management.commands import rotate_encryption_keys
+    from core import encryption
 
-    monkeypatch.setattr(rotate_encryption_keys, "BATCH", 2)
+    monkeypatch.setattr(encryption, "BATCH", 2)
     application = application_create(name="many")
     made = [subscription_create(application, token=apns_token(n)) for n in range(5)]
     new_key = Fernet.generate_key().decode()
@@ -195,14 +209,14 @@ def test_the_database_check_reports_e001_with_a_wrong_key(wrong_key, capsys):
     with pytest.raises(SystemCheckError) as excinfo:
         call_command("check", "--database", "default")
 
-    assert "messaging.E001" in str(excinfo.value)
+    assert "core.E001" in str(excinfo.value)
 
 
 def test_the_database_check_passes_with_the_right_keys(stored, capsys):
     call_command("check", "--database", "default")
 
     assert "no issues" in capsys.readouterr().out
-    assert checks.check_encryption_keys(None) == []
+    assert core_checks.check_encryption_keys(None, databases=["default"]) == []
 
 
 def test_verify_on_start_raises_with_a_wrong_key(wrong_key):
@@ -231,14 +245,15 @@ def test_bad_key_settings_are_improperly_configured(keys):
 
 def test_json_credentials_round_trip_with_unicode(db):
     application = application_create(
-        name="유니코드", fcm_credentials={"service_account": {"project_id": "앱", "n": 1}}
+        name="유니코드",
+        credentials={"AndroidPush": {"service_account": {"project_id": "앱", "n": 1}}},
     )
 
-    (column,) = raw_row("accounts_application", application.pk, "fcm_credentials")
+    column = raw_values(application, "AndroidPush")
 
     assert "앱" not in column
     assert json.loads(crypto.decrypt(column)) == {"service_account": {"project_id": "앱", "n": 1}}
-    assert Application.objects.get(pk=application.pk).fcm_credentials == {
+    assert credential_row(application, "AndroidPush").values == {
         "service_account": {"project_id": "앱", "n": 1}
     }
 

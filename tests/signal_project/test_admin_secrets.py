@@ -13,7 +13,7 @@ from django.db import connection
 from django.test import Client
 
 from accounts import credentials
-from accounts.services import application_set_credentials, channel_credentials_set
+from accounts.services import channel_credentials_set, channel_credentials_store
 from campaigns import services as campaign_services
 from campaigns.schedules import schedule_clean
 from messaging.services.messages import Content, Delivery, message_send
@@ -47,12 +47,15 @@ def secrets(db) -> list[str]:
     p8, account = p8_key(), service_account()
     made = application_with_keys("secretive")
     application = made.application
-    application_set_credentials(
+    channel_credentials_store(
         application=application,
-        apns_credentials=credentials.apns_credentials_clean(
+        channel="iOSPush",
+        values=credentials.apns_credentials_clean(
             private_key=p8, key_id="KEY1234567", team_id="TEAM123456", topic="com.example.app"
         ),
-        fcm_credentials={"service_account": account},
+    )
+    channel_credentials_set(
+        application=application, channel="AndroidPush", values={"service_account": account}
     )
     email = channel_credentials_set(
         application=application,
@@ -93,13 +96,8 @@ def secrets(db) -> list[str]:
         schedule=schedule_clean({"crontab": "0 9 * * 1", "timezone": "Asia/Seoul"}),
     )
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT apns_credentials, fcm_credentials FROM accounts_application WHERE id = %s",
-            [application.pk],
-        )
-        ciphertexts = list(cursor.fetchone())
         cursor.execute("SELECT token, keys FROM messaging_subscription")
-        ciphertexts += [value for row in cursor.fetchall() for value in row if value]
+        ciphertexts = [value for row in cursor.fetchall() for value in row if value]
         cursor.execute("SELECT values FROM accounts_channelcredential")
         ciphertexts += [row[0] for row in cursor.fetchall()]
     return [

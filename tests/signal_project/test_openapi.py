@@ -9,10 +9,9 @@ import pytest
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.validation import validate_schema
 
-from core.channels import PART_FIELDS, PART_NAMES, part_check
+from core.channels import PART_FIELDS, PART_NAMES, normalize_token, part_check
 from core.validation import InputInvalid
 from messaging.models import SubscriptionType
-from messaging.tokens import normalize_token
 
 LISTS = {
     "subscriptions_list",

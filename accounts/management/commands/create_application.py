@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from accounts import credentials
 from accounts.models import ApiKey
 from accounts.services import api_key_create, application_create
+from core import channels
 
 
 class Command(BaseCommand):
@@ -28,10 +29,12 @@ class Command(BaseCommand):
         parser.add_argument("--fcm-service-account", help="The service-account JSON file.")
 
     def handle(self, *args, **opts):
-        apns = _apns_credentials(opts)
-        fcm = _fcm_credentials(opts.get("fcm_service_account"))
+        stored = {
+            channels.IOS_PUSH: _apns_credentials(opts),
+            channels.ANDROID_PUSH: _fcm_credentials(opts.get("fcm_service_account")),
+        }
         application = application_create(
-            name=opts["name"], apns_credentials=apns, fcm_credentials=fcm
+            name=opts["name"], credentials={c: values for c, values in stored.items() if values}
         )
         server = api_key_create(application=application, scope=ApiKey.Scope.SERVER, name="server")
         client = api_key_create(application=application, scope=ApiKey.Scope.CLIENT, name="client")

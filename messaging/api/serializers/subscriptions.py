@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import copy
-import re
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.plumbing import ResolvedComponent
@@ -16,7 +14,7 @@ from rest_framework.fields import empty
 from accounts.selectors import channels_ready_of
 from adapters.webpush import keys_problem
 from core.api import StrictQuerySerializer, StrictSerializer, TimeZoneField
-from core.openapi import NON_BLANK
+from core.channels import SPECS, normalize_token, spec_of
 
 from ...models import Subscription, SubscriptionType
 from ...subscription_fields import (
@@ -35,7 +33,6 @@ from ...subscription_fields import (
     tags_clean,
     timezone_clean,
 )
-from ...tokens import APNS_TOKEN, E164, FCM_TOKEN, normalize_token
 
 
 class RuleField:
@@ -147,20 +144,27 @@ class WebPushKeysInput(StrictSerializer):
 
 
 def _keys_checked(kind: str, attrs: dict, *, required: bool) -> None:
-    """`keys` belong to WebPush subscriptions, and a new WebPush subscription needs them."""
-    if kind != SubscriptionType.WEB_PUSH:
+    """`keys` belong to the subscriptions of a channel whose token comes with the browser's
+    keys (WebPush), and a new one needs them."""
+    if not spec_of(kind).token_keys:
         if "keys" in attrs:
-            raise serializers.ValidationError({"keys": ["Only WebPush subscriptions have keys."]})
+            raise serializers.ValidationError(
+                {"keys": [f"Only {', '.join(_KEYED)} subscriptions have keys."]}
+            )
     elif required and not attrs.get("keys"):
         raise serializers.ValidationError(
-            {"keys": ['A WebPush subscription needs the browser\'s keys {"p256dh", "auth"}.']}
+            {"keys": [f'A {kind} subscription needs the browser\'s keys {{"p256dh", "auth"}}.']}
         )
+
+
+_KEYED = [spec.type for spec in SPECS.values() if spec.token_keys]
+_KEYED_ONLY = f"{', '.join(_KEYED)} only"
 
 
 class SubscriptionCreateInput(ProfileFieldsMixin, StrictSerializer):
     type = serializers.ChoiceField(choices=SubscriptionType.choices)
     token = serializers.CharField(max_length=4096)
-    keys = WebPushKeysInput(required=False, help_text="WebPush only: the browser's keys.")
+    keys = WebPushKeysInput(required=False, help_text=f"{_KEYED_ONLY}: the browser's keys.")
     external_user_id = serializers.CharField(max_length=255, required=False, allow_null=True)
     tags = TagsField(required=False)
 
@@ -170,58 +174,6 @@ class SubscriptionCreateInput(ProfileFieldsMixin, StrictSerializer):
         return attrs
 
 
-def web_push_endpoint_pattern(allowed_hosts) -> str:
-    """A pattern of endpoints adapters.webpush.endpoint_problem accepts, for the schema: https
-    on a listed host or a subdomain of a listed `.suffix` (http too for a listed 127.0.0.1),
-    then a path of URL characters."""
-    label = "[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?"
-    hosts = []
-    for entry in allowed_hosts:
-        entry = str(entry).strip().lower().rstrip(".")
-        if entry == "127.0.0.1":
-            hosts.append(r"https?://127\.0\.0\.1(?::[1-9][0-9]{0,3})?")
-        elif entry.startswith("."):
-            hosts.append(f"https://(?:{label}\\.){{1,4}}{re.escape(entry[1:])}")
-        elif entry:
-            hosts.append(f"https://{re.escape(entry)}")
-    return f"^(?:{'|'.join(hosts)})(?:/[A-Za-z0-9._~!$&'()*+,;=:@/-]*)?$"
-
-
-# The canonical form of each type's token (messaging.tokens), as JSON Schema keywords; the
-# normalizers also take what they strip: surrounding whitespace, spaces and <> in APNs tokens,
-# separators in phone numbers.
-_PHONE = {"pattern": E164.pattern, "description": "A phone number in E.164 form."}
-TOKEN_SCHEMAS: dict[str, dict] = {
-    SubscriptionType.IOS_PUSH: {
-        "pattern": APNS_TOKEN.pattern,
-        "description": "The APNs device token: an even number (64 to 200) of hex digits.",
-    },
-    SubscriptionType.ANDROID_PUSH: {
-        "pattern": FCM_TOKEN.pattern,
-        "description": "The FCM registration token.",
-    },
-    SubscriptionType.EMAIL: {
-        # What Django's EmailValidator takes, narrowed to ASCII.
-        "pattern": r"^[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*"
-        r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$",
-        "maxLength": 254,
-        "description": "An e-mail address.",
-    },
-    SubscriptionType.SMS: _PHONE,
-    SubscriptionType.KAKAOTALK: _PHONE,
-    SubscriptionType.IN_APP: {
-        "pattern": NON_BLANK,
-        "maxLength": 255,
-        "description": "The app installation's id (1-255 characters).",
-    },
-    SubscriptionType.WEB_PUSH: {
-        "format": "uri",
-        "pattern": web_push_endpoint_pattern(settings.WEB_PUSH_ALLOWED_HOSTS),
-        "maxLength": 2048,
-        "description": "The browser's push endpoint URL, on a host of a known push service "
-        "(WEB_PUSH_ALLOWED_HOSTS); `keys` are required with it.",
-    },
-}
 # A browser's keys as PushSubscription.toJSON() gives them: base64url without padding of the
 # 65-octet uncompressed P-256 point (it starts 0x04, so "B") and of the 16-octet auth secret.
 # (The server also checks that the point is on the curve, which no schema can say.)
@@ -247,12 +199,15 @@ class SubscriptionCreateInputSchema(OpenApiSerializerExtension):
         if direction != "request":
             return schema
         mapping = {}
-        for choice, token in TOKEN_SCHEMAS.items():
-            kind = str(choice)
+        for kind, spec in SPECS.items():
             variant = copy.deepcopy(schema)
             variant["properties"]["type"] = {"type": "string", "enum": [kind]}
-            variant["properties"]["token"] = {**variant["properties"]["token"], **token}
-            if kind == SubscriptionType.WEB_PUSH:
+            variant["properties"]["token"] = {
+                **variant["properties"]["token"],
+                **spec.token_rule.schema(),
+                "description": spec.token_help,
+            }
+            if spec.token_keys:
                 variant["properties"]["keys"] = WEB_PUSH_KEYS_SCHEMA
                 variant["required"] = [*variant.get("required", []), "keys"]
             else:  # only WebPush subscriptions have keys
@@ -274,7 +229,7 @@ class SubscriptionCreateInputSchema(OpenApiSerializerExtension):
 class SubscriptionUpdateInput(ProfileFieldsMixin, StrictSerializer):
     enabled = serializers.BooleanField(required=False)
     token = serializers.CharField(max_length=4096, required=False)
-    keys = WebPushKeysInput(required=False, help_text="WebPush only: the browser's keys.")
+    keys = WebPushKeysInput(required=False, help_text=f"{_KEYED_ONLY}: the browser's keys.")
     tags = TagsField(required=False, allow_removal=True)
 
     def validate(self, attrs):

@@ -64,16 +64,18 @@ class Command(BaseCommand):
         apns_meta = json.loads((state / "apns.json").read_text())
         application = application_create(
             name=DEMO_NAME,
-            apns_credentials={
-                "auth": "token",
-                "key_id": apns_meta["key_id"],
-                "team_id": apns_meta["team_id"],
-                "topic": apns_meta["topic"],
-                "private_key": (state / "apns_key.p8").read_text(),
-                "sandbox": False,
-            },
-            fcm_credentials={
-                "service_account": json.loads((state / "fcm_service_account.json").read_text())
+            credentials={
+                "iOSPush": {
+                    "auth": "token",
+                    "key_id": apns_meta["key_id"],
+                    "team_id": apns_meta["team_id"],
+                    "topic": apns_meta["topic"],
+                    "private_key": (state / "apns_key.p8").read_text(),
+                    "sandbox": False,
+                },
+                "AndroidPush": {
+                    "service_account": json.loads((state / "fcm_service_account.json").read_text())
+                },
             },
         )
         _channels(application, state, only_missing=False)
