@@ -95,7 +95,8 @@ class Command(BaseCommand):
 
 
 def _channels(application: Application, state: Path, *, only_missing: bool) -> None:
-    """E-mail, SMS and Web Push credentials of the fake providers `make run` starts."""
+    """E-mail, SMS, KakaoTalk (and its demo template) and Web Push credentials of the fake
+    providers `make run` starts."""
     smtp = json.loads((state / "smtp.json").read_text())
     # Where the running fakes listen (written by `python -m fakes` once they all accept).
     ports = json.loads((state / "ready.json").read_text())
