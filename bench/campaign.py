@@ -4,7 +4,8 @@ providers), from execute until every message is terminal; then the same through 
 (bench/naive.py), for a ratio.
 
     python bench/campaign.py --n 100000 [--workers 2 --concurrency 2] \
-        [--baseline-n 20000 | --no-baseline] [--repeat 3] [--channel push|Email|SMS|WebPush]
+        [--baseline-n 20000 | --no-baseline] [--repeat 3]
+        [--channel push|Email|SMS|KakaoTalk|WebPush]
 
 Prints progress, and as its last line one JSON object: messages_per_second, p50/p95
 created-to-successful, worker peak RSS, CPU shares (fakes, workers, web, postgres, redis),
@@ -129,19 +130,22 @@ def wait_until(done, stack, timeout: float, progress) -> bool:
     return False
 
 
-def create_campaign(stack, key: str) -> str:
-    status, body = http_json(
-        "POST",
-        f"{stack.web_url}/api/v1/campaigns",
-        key,
-        {
-            "name": "bench",
-            "title": "Summer sale",
-            "body": "Everything 20% off until Sunday. Have a look!",
-            "data": {"screen": "sale"},
-            "targeting_criteria": {"tags": {"plan": "gold"}},
-        },
-    )
+def create_campaign(stack, key: str, channel: str = "push") -> str:
+    from bench.seed import KAKAO_TEMPLATE_CODE
+
+    campaign = {
+        "name": "bench",
+        "title": "Summer sale",
+        "body": "Everything 20% off until Sunday. Have a look!",
+        "data": {"screen": "sale"},
+        "targeting_criteria": {"tags": {"plan": "gold"}},
+    }
+    if channel == "KakaoTalk":
+        campaign["kakao"] = {
+            "template_code": KAKAO_TEMPLATE_CODE,
+            "variables": {"name": "고객", "item": "여름 신상품"},
+        }
+    status, body = http_json("POST", f"{stack.web_url}/api/v1/campaigns", key, campaign)
     if status != 201:
         raise RuntimeError(f"POST /campaigns answered {status}: {body}")
     return body["id"]
@@ -161,7 +165,7 @@ def run_ours(stack, n: int, number: int, timeout: float, channel: str = "push") 
     seeded = seed_subscriptions(application, n, channel=channel, browsers=browsers)
     print(f"run {number}: seeded {n} in {seeded['seconds']} s", flush=True)
     settled = settle_audience()
-    campaign_id = create_campaign(stack, key)
+    campaign_id = create_campaign(stack, key, channel)
     stack.fakes.reset()
     stack.sample_rss()
     counters_before = pg_counters()
@@ -240,6 +244,7 @@ def _fake_requests(stack) -> dict:
             "smtp": stack.fakes.smtp_stats().get("requests"),
             "sms": stack.fakes.sms_stats().get("requests"),
             "webpush": stack.fakes.webpush_stats().get("requests"),
+            "kakao": stack.fakes.kakao_stats().get("requests"),
         }
     except Exception as exc:  # the figures matter more than the counters
         return {"error": str(exc)}
@@ -351,7 +356,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=None, help="seconds per run")
     parser.add_argument(
         "--channel",
-        choices=["push", "Email", "SMS", "WebPush"],
+        choices=["push", "Email", "SMS", "KakaoTalk", "WebPush"],
         default="push",
         help="the audience's channel: push (half iOS, half Android; the default) or one other",
     )

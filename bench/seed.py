@@ -53,6 +53,12 @@ def phone_number(salt: int, index: int) -> str:
     return f"+1415{(salt + index) % 10**7:07d}"
 
 
+def kakao_number(salt: int, index: int) -> str:
+    """A Korean mobile number (+82 10 5xxx xxxx to 9xxx xxxx) that the fake KakaoTalk dealer
+    delivers (none of its not-a-user, blocked, slow or failing ranges)."""
+    return f"+8210{50_000_000 + (salt + index) % 50_000_000:08d}"
+
+
 # channel -> how the index-th subscription's (type, token) is made; "push" alternates iOS and
 # Android, as every other bench does.
 def _push(salt: int, index: int) -> tuple[str, str]:
@@ -65,6 +71,7 @@ TOKENS = {
     "push": _push,
     "Email": lambda salt, index: ("Email", email_address(salt, index)),
     "SMS": lambda salt, index: ("SMS", phone_number(salt, index)),
+    "KakaoTalk": lambda salt, index: ("KakaoTalk", kakao_number(salt, index)),
 }
 
 
@@ -118,8 +125,8 @@ def seed_subscriptions(
     browsers: list[tuple[str, dict]] | None = None,
 ) -> dict:
     """Inserts n subscriptions of `application` with COPY; returns the timings. `channel`:
-    "push" (half iOS, half Android), "Email", "SMS", or "WebPush" with `browsers`, n
-    (endpoint, keys) pairs of the fake push service."""
+    "push" (half iOS, half Android), "Email", "SMS", "KakaoTalk", or "WebPush" with
+    `browsers`, n (endpoint, keys) pairs of the fake push service."""
     from django.db import connection
 
     salt = random.getrandbits(48)
@@ -170,11 +177,33 @@ def create_application(fakes, name: str):
     for channel, values in (
         ("Email", dict(fakes.email_credentials().values)),
         ("SMS", dict(fakes.sms_credentials().values)),
+        ("KakaoTalk", dict(fakes.kakao_credentials(fallback=True).values)),
         ("WebPush", {"subject": "mailto:bench@signal.test"}),  # VAPID keys generated
     ):
         channel_credentials_set(application=application, channel=channel, values=values)
+    kakao_template_sync(fakes, application)
     key = api_key_create(application=application, scope=ApiKey.Scope.SERVER)
     return application, key.raw
+
+
+# The approved AlimTalk template the KakaoTalk benches send (registered at the fake dealer).
+KAKAO_TEMPLATE_CODE = "BENCH_SALE"
+KAKAO_TEMPLATE_TEXT = "#{name}님, 이번 주 일요일까지 20% 할인! #{item}을(를) 확인하세요."
+
+
+def kakao_template_sync(fakes, application) -> None:
+    """Registers the bench's AlimTalk template at the fake dealer and reads the dealer's list
+    into the application, as `sync_kakao_templates` does (through the real adapter)."""
+    from django.conf import settings
+
+    from adapters import registry
+    from templates_app.kakao import kakao_templates_sync
+
+    fakes.kakao_template(KAKAO_TEMPLATE_CODE, KAKAO_TEMPLATE_TEXT)
+    if fakes.kakao_endpoint != settings.KAKAO_ENDPOINT:
+        settings.KAKAO_ENDPOINT = fakes.kakao_endpoint
+        registry.reset_adapters()
+    kakao_templates_sync(application=application)
 
 
 def main() -> int:

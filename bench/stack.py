@@ -363,6 +363,7 @@ def running_stack(
                 "APNS_CA_FILE": fakes.ca_file,
                 "FCM_ENDPOINT": fakes.fcm_endpoint,
                 "SMS_ENDPOINT": fakes.sms_endpoint,
+                "KAKAO_ENDPOINT": fakes.kakao_endpoint,
                 "SMTP_CA_FILE": fakes.ca_file,
                 "WEB_PUSH_ALLOWED_HOSTS": "127.0.0.1",
                 "BENCH_READY_DIR": str(ready_dir),

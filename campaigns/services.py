@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from accounts.models import Application
 from accounts.selectors import channel_credentials_get
-from core.channels import EMAIL, PART_NAMES, SMS, parts_check
+from core.channels import EMAIL, KAKAOTALK, PART_NAMES, SMS, parts_check
 from core.exceptions import ContentInvalid, InvalidTransition, QuotaExceeded, ValidationFailed
 from core.validation import MAX_JSON_BYTES, InputInvalid, check_json, check_text
 from messaging import dispatch
@@ -35,6 +35,7 @@ from messaging.services.messages import (
     render_content,
     rendered_content,
 )
+from templates_app.kakao import kakao_content_check, kakao_preview
 from templates_app.rendering import compiled, render
 from templates_app.selectors import template_get
 
@@ -78,6 +79,21 @@ def _sms_check(campaign: Campaign, content: Content) -> None:
             raise ContentInvalid(exc.message, details=exc.errors) from exc
 
 
+def _kakao_check(campaign: Campaign, contents: list[Content]) -> None:
+    """A campaign with a kakao part, or whose audience includes KakaoTalk, names an approved
+    KakaoTalk template and fills its `#{variables}` (templates_app.kakao)."""
+    channels = (campaign.targeting_criteria or {}).get("channels")
+    if not any(c.parts.get("kakao") for c in contents) and not (
+        KAKAOTALK in channels
+        if channels
+        else targeting.audience(campaign.application, campaign.targeting_criteria or {})
+        .filter(type=KAKAOTALK)
+        .exists()
+    ):
+        return
+    kakao_content_check(application=campaign.application, parts_list=[c.parts for c in contents])
+
+
 def campaign_content_check(*, campaign: Campaign):
     """Checks the campaign's content: its literal channel parts, or its template's content
     rendered in every language of the template's current version with the campaign's
@@ -90,10 +106,16 @@ def campaign_content_check(*, campaign: Campaign):
         except InputInvalid as exc:
             raise ContentInvalid(exc.message, details=exc.errors) from exc
         _sms_check(campaign, _literal(campaign))
+        _kakao_check(campaign, [_literal(campaign)])
         return None
     version = template_get(application=campaign.application, template_id=campaign.template_id)
-    for language in compiled(version).contents:
-        _sms_check(campaign, render_content(version, campaign.variables, language))
+    contents = [
+        render_content(version, campaign.variables, language)
+        for language in compiled(version).contents
+    ]
+    for content in contents:
+        _sms_check(campaign, content)
+    _kakao_check(campaign, contents)
     return version
 
 
@@ -607,6 +629,9 @@ def campaign_preview(*, campaign: Campaign, sample_size: int = 3) -> dict:
             data=item["data"],
             parts=item["parts"],
             email_from_name=from_name,
+        )
+        item["channel_content"] |= kakao_preview(
+            application=campaign.application, channel=subscription.type, parts=item["parts"]
         )
         sample.append(item)
     return {

@@ -7,7 +7,11 @@ import re
 from celery import shared_task
 from django.db import DatabaseError
 
-from . import delivery
+from accounts.models import Application
+from templates_app.kakao import kakao_applications
+
+from . import delivery, dispatch
+from .services.reports import kakao_results_poll
 
 # A batch's transaction stays open while it sends: the adapters give a batch at most
 # `send_rounds x timeout + 30 s` (APNs 50 s, FCM 70 s with its OAuth token fetches, e-mail
@@ -60,3 +64,21 @@ def purge_idempotency_records() -> int:
         created_at__lt=timezone.now() - timedelta(hours=24)
     ).delete()
     return deleted
+
+
+@shared_task(name="messaging.poll_kakao_results")
+def poll_kakao_results(application_id: str | None = None) -> dict:
+    """Beat, every minute: hands each application with KakaoTalk credentials its own poll of
+    the dealer's results (one slow dealer answer holds up no other application's)."""
+    if application_id is None:
+        for application in kakao_applications():
+            dispatch.publish(
+                "messaging.poll_kakao_results",
+                args=[str(application.pk)],
+                queue="critical",
+            )
+        return {}
+    application = Application.objects.filter(pk=application_id).first()
+    if application is None:
+        return {}
+    return dict(kakao_results_poll(application=application))

@@ -25,7 +25,7 @@ VAR = ROOT / "var"
 PY = sys.executable
 WEB_ADDRESS = os.environ.get("WEB_ADDRESS", "127.0.0.1:8000")
 APNS_PORT, FCM_PORT = 8443, 8089
-SMS_PORT, WEBPUSH_PORT = 8090, 8091
+SMS_PORT, WEBPUSH_PORT, KAKAO_PORT = 8090, 8091, 8092
 SMTP_PORT, SMTPS_PORT, SMTP_ADMIN_PORT = 2525, 2465, 8025
 # The browsers' push services (settings.WEB_PUSH_ALLOWED_HOSTS' default), plus the fake's host.
 WEB_PUSH_HOSTS = (
@@ -116,6 +116,7 @@ def configure() -> dict[str, str]:
     env.setdefault("APNS_CA_FILE", str(VAR / "fake" / "ca.pem"))
     env.setdefault("FCM_ENDPOINT", f"http://127.0.0.1:{FCM_PORT}")
     env.setdefault("SMS_ENDPOINT", f"http://127.0.0.1:{SMS_PORT}")
+    env.setdefault("KAKAO_ENDPOINT", f"http://127.0.0.1:{KAKAO_PORT}")
     env.setdefault("SMTP_CA_FILE", str(VAR / "fake" / "ca.pem"))
     # The fake push service's endpoints are http://127.0.0.1:<port>/push/...: allowed here only.
     env.setdefault("WEB_PUSH_ALLOWED_HOSTS", ",".join([*WEB_PUSH_HOSTS, "127.0.0.1"]))
@@ -220,6 +221,7 @@ def main() -> int:
                 f"--smtps-port={SMTPS_PORT}",
                 f"--smtp-admin-port={SMTP_ADMIN_PORT}",
                 f"--webpush-port={WEBPUSH_PORT}",
+                f"--kakao-port={KAKAO_PORT}",
                 f"--state-dir={VAR / 'fake'}",
             ],
         )

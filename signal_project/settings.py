@@ -280,6 +280,17 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
         "options": {"queue": "messages"},
     },
+    # KakaoTalk: the dealer's per-recipient results, and its list of approved templates.
+    "poll-kakao-results": {
+        "task": "messaging.poll_kakao_results",
+        "schedule": env.float("KAKAO_RESULTS_POLL_SECONDS", default=60.0),
+        "options": {"queue": "critical", "expires": 60},
+    },
+    "sync-kakao-templates": {
+        "task": "templates_app.sync_kakao_templates",
+        "schedule": env.float("KAKAO_TEMPLATES_SYNC_SECONDS", default=600.0),
+        "options": {"queue": "messages", "expires": 600},
+    },
 }
 
 # --- Delivery ------------------------------------------------------------------------------
@@ -305,6 +316,18 @@ CAMPAIGN_BATCH_SIZE = env.int("CAMPAIGN_BATCH_SIZE", default=1000)
 CAMPAIGN_STALL_SECONDS = env.int("CAMPAIGN_STALL_SECONDS", default=60)
 # A run with more pending messages than this waits a moment before its next fan-out step.
 CAMPAIGN_MAX_PENDING = env.int("CAMPAIGN_MAX_PENDING", default=50_000)
+
+# --- KakaoTalk results ---------------------------------------------------------------------
+# Each poll of the dealer's results reads from its last window's end less this overlap (the
+# dealer's dates have minutes only; a result read twice is recorded once).
+KAKAO_RESULTS_OVERLAP_SECONDS = env.int("KAKAO_RESULTS_OVERLAP_SECONDS", default=120)
+# How far back the first poll of an application reads (no watermark yet, or the cache lost it).
+KAKAO_RESULTS_FIRST_LOOKBACK_SECONDS = env.int("KAKAO_RESULTS_FIRST_LOOKBACK_SECONDS", default=3600)
+# A result found by the dealer's request id is looked for among the messages made this long
+# before its window (the dealer reports within minutes; retries stretch it).
+KAKAO_RESULTS_MATCH_SECONDS = env.int("KAKAO_RESULTS_MATCH_SECONDS", default=86400)
+# One poll of an application at a time: a poll still running after this long is taken as dead.
+KAKAO_RESULTS_POLL_LOCK_SECONDS = env.int("KAKAO_RESULTS_POLL_LOCK_SECONDS", default=300)
 
 # --- Providers -----------------------------------------------------------------------------
 APNS_ENDPOINT = env("APNS_ENDPOINT", default="")  # empty: Apple's host per the app's sandbox flag

@@ -10,12 +10,13 @@ from django import forms
 from django.contrib import admin
 
 from core.admin_kit import StorableJSONField, StorableTextForm
-from core.channels import PART_NAMES
+from core.channels import KAKAOTALK, PART_NAMES
 from core.exceptions import ApplicationError
 from core.validation import untrusted_text_problem
 
 from . import selectors, services
-from .models import MessageTemplate, TemplateVersion
+from .kakao import kakao_preview
+from .models import KakaoTemplate, MessageTemplate, TemplateVersion
 from .rendering import compiled, normalize_language, render
 
 CONTENT_FIELDS = (
@@ -228,4 +229,33 @@ class MessageTemplateAdmin(admin.ModelAdmin):
         preview["rendered"] = rendered
         preview["data_json"] = json.dumps(rendered.data, indent=2, ensure_ascii=False)
         preview["parts_json"] = json.dumps(rendered.parts, indent=2, ensure_ascii=False)
+        if rendered.parts.get("kakao"):  # what KakaoTalk shows: the approved text, filled
+            preview["kakao"] = kakao_preview(
+                application=template.application, channel=KAKAOTALK, parts=rendered.parts
+            )
         return preview
+
+
+@admin.register(KakaoTemplate)
+class KakaoTemplateAdmin(admin.ModelAdmin):
+    """The KakaoTalk templates as last read from the dealer: read-only, since they are
+    registered and approved at the dealer (`sync_kakao_templates` reads them again)."""
+
+    list_display = ("template_code", "name", "status", "application", "synced_at")
+    list_filter = ("status",)
+    search_fields = ("template_code", "name", "application__name")
+    list_select_related = ("application",)
+    fields = (
+        "application", "template_code", "name", "status", "text", "variables", "buttons",
+        "synced_at",
+    )  # fmt: skip
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -72,3 +72,40 @@ class TemplateVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} v{self.version}"
+
+
+class KakaoTemplate(models.Model):
+    """One AlimTalk template as the dealer's template list last showed it for an application
+    (templates_app.kakao.kakao_templates_sync): Kakao approves templates at the dealer, so
+    these rows are a read-only copy, replaced on every sync."""
+
+    APPROVED = "TSC03"
+
+    id = models.BigAutoField(primary_key=True)
+    application = models.ForeignKey(
+        "accounts.Application", on_delete=models.CASCADE, related_name="kakao_templates"
+    )
+    template_code = models.CharField(max_length=100)
+    name = models.CharField(max_length=200, blank=True)
+    # The approved text, with `#{variable}`s that a message's `kakao.variables` fill.
+    text = models.TextField(blank=True)
+    variables = models.JSONField(blank=True, default=list)  # the names of the #{...}s
+    buttons = models.JSONField(blank=True, default=list)
+    # The dealer's status code: TSC01 requested, TSC02 inspecting, TSC03 approved, TSC04
+    # rejected.
+    status = models.CharField(max_length=10)
+    synced_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["application", "template_code"], name="kakao_template_code_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template_code} ({self.status})"
+
+    @property
+    def approved(self) -> bool:
+        return self.status == self.APPROVED

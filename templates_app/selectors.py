@@ -9,7 +9,7 @@ from django.db.models import F, QuerySet
 from accounts.models import Application
 from core.exceptions import NotFound
 
-from .models import MessageTemplate, TemplateVersion
+from .models import KakaoTemplate, MessageTemplate, TemplateVersion
 
 
 def _uuid(value) -> uuid.UUID:
@@ -60,3 +60,13 @@ def template_name_taken(*, application: Application, name: str, exclude=None) ->
     if exclude is not None:
         taken = taken.exclude(pk=exclude.pk)
     return taken.exists()
+
+
+def kakao_template_list(
+    *, application: Application, status: str | None = None
+) -> QuerySet[KakaoTemplate]:
+    """The application's KakaoTalk templates as last synced from the dealer, by code."""
+    templates = KakaoTemplate.objects.filter(application=application)
+    if status:
+        templates = templates.filter(status=status)
+    return templates.order_by("template_code")

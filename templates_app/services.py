@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from accounts.models import Application
 from core.channels import PART_NAMES, parts_check
-from core.exceptions import ValidationFailed
+from core.exceptions import ContentInvalid, ValidationFailed
 from core.validation import (
     MAX_JSON_BYTES,
     MAX_JSON_DEPTH,
@@ -19,6 +19,7 @@ from core.validation import (
 )
 
 from . import selectors
+from .kakao import kakao_content_check, kakao_template_parts
 from .models import MessageTemplate, TemplateVersion
 from .rendering import (
     normalize_language,
@@ -207,6 +208,16 @@ def template_content_clean(
     }
 
 
+def _kakao_check(application: Application, content: dict[str, Any]) -> None:
+    """A template with a kakao part names an approved KakaoTalk template and fills its
+    `#{variables}` (templates_app.kakao), in every language."""
+    parts_list = kakao_template_parts(content["parts"], content["translations"])
+    try:
+        kakao_content_check(application=application, parts_list=parts_list)
+    except ContentInvalid as exc:
+        raise TemplateInvalid(exc.message, details=exc.details) from exc
+
+
 def _name_clean(*, application: Application, name: Any, exclude=None) -> str:
     if not isinstance(name, str) or not name.strip():
         raise TemplateInvalid(details={"name": ["This field is required."]})
@@ -244,6 +255,7 @@ def template_create(
         translations=translations,
         parts=parts,
     )
+    _kakao_check(application, content)
     name = _name_clean(application=application, name=name)
     try:
         with transaction.atomic():
@@ -283,6 +295,7 @@ def template_update(*, template: MessageTemplate, **changes: Any) -> TemplateVer
     if isinstance(changes.get("parts"), dict):
         values["parts"] = {**current.parts, **changes["parts"]}
     content = template_content_clean(**values)
+    _kakao_check(template.application, content)
     name = _name_clean(
         application=template.application, name=changes.get("name", template.name),
         exclude=template,

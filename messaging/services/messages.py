@@ -19,9 +19,10 @@ from django_fsm import can_proceed
 from accounts.models import Application
 from accounts.quotas import quota_consume, quota_insert
 from core.bulk import COPY_FROM_ROWS, copy_models, copy_rows
-from core.channels import SMS, part_for, parts_check, rendered_urls_encoded
+from core.channels import KAKAOTALK, SMS, part_for, parts_check, rendered_urls_encoded
 from core.exceptions import ContentInvalid, InvalidTransition
 from core.validation import MAX_JSON_BYTES, InputInvalid, check_json, text_problem
+from templates_app.kakao import kakao_content_check
 from templates_app.rendering import render
 from templates_app.selectors import template_get
 
@@ -164,6 +165,20 @@ def _sms_checked(subscriptions: Iterable, content_for: ContentFor) -> None:
         checked.add(id(content))
 
 
+def _kakao_checked(application: Application, subscriptions: Iterable, content_for) -> None:
+    """Raises ContentInvalid when a KakaoTalk message among them has no approved template
+    or leaves a `#{variable}` of its text unfilled (templates_app.kakao); each content once."""
+    contents = {}
+    for s in subscriptions:
+        if s.type == KAKAOTALK:
+            content = content_for(s)
+            contents[id(content)] = content
+    if contents:
+        kakao_content_check(
+            application=application, parts_list=[c.parts for c in contents.values()]
+        )
+
+
 def _message(*, content: Content, channel: str, **fields) -> Message:
     return Message(
         id=uuid7(),
@@ -205,6 +220,7 @@ def message_send(
     scheduled = delivery.send_after is not None and delivery.send_after > now
     content_for = content if callable(content) else (lambda _subscription: content)
     _sms_checked(subscriptions, content_for)
+    _kakao_checked(application, subscriptions, content_for)
     enqueued_at = None if scheduled else now
     target = queue or dispatch.queue_for(delivery.priority)
     messages = [

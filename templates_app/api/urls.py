@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import kakao, views
 
 urlpatterns = [
     path("templates", views.TemplateCollectionApi.as_view(), name="templates"),
@@ -14,4 +14,5 @@ urlpatterns = [
         views.TemplateRenderApi.as_view(),
         name="template-render",
     ),
+    path("kakao-templates", kakao.KakaoTemplateCollectionApi.as_view(), name="kakao-templates"),
 ]

@@ -180,6 +180,7 @@ def worker_env(django_db_setup, fake_providers, live_server, tmp_path_factory) -
         "APNS_CA_FILE": fake_providers.ca_file,
         "FCM_ENDPOINT": fake_providers.fcm_endpoint,
         "SMS_ENDPOINT": fake_providers.sms_endpoint,
+        "KAKAO_ENDPOINT": fake_providers.kakao_endpoint,
         "SMTP_CA_FILE": fake_providers.ca_file,
         "WEB_PUSH_ALLOWED_HOSTS": ",".join(settings.WEB_PUSH_ALLOWED_HOSTS),
         # Links the workers hand out (SMS status callbacks, unsubscribe) lead to this test

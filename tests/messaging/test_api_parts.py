@@ -10,6 +10,7 @@ from messaging.models import Message
 from templates_app.services import template_create
 from tests.assertions import assert_error
 from tests.conftest import subscription_create
+from tests.kakao import kakao_template_add
 
 pytestmark = pytest.mark.django_db
 
@@ -26,6 +27,12 @@ KAKAO = {
 WEB_PUSH = {"url": "https://example.com/sale", "icon": "https://example.com/icon.png"}
 IN_APP = {"image_url": "https://example.com/banner.png", "action_url": "https://example.com/go"}
 ALL_PARTS = {"email": EMAIL, "sms": SMS, "kakao": KAKAO, "web_push": WEB_PUSH, "in_app": IN_APP}
+
+
+@pytest.fixture(autouse=True)
+def _kakao_template(app):
+    """The approved KakaoTalk template KAKAO names."""
+    kakao_template_add(app.application, "WELCOME_01", "Welcome, #{name}!")
 
 
 def post(client, body):

@@ -9,6 +9,7 @@ import pytest
 from templates_app.models import TemplateVersion
 from templates_app.rendering import compiled, render
 from tests.assertions import assert_error
+from tests.kakao import kakao_template_add
 
 from .conftest import template_create, template_payload
 
@@ -44,6 +45,12 @@ VARIABLES = {
     "event_id": "7",
     "banner": "https://cdn.example.com/b.png",
 }
+
+
+@pytest.fixture(autouse=True)
+def _kakao_template(app):
+    """The approved KakaoTalk template the kakao part names."""
+    kakao_template_add(app.application, "EVENT_01", "#{name}님, 이벤트가 시작됩니다.")
 
 
 def detail_url(template_id, suffix: str = "") -> str:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
+import urllib.request
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
@@ -14,15 +16,27 @@ from django.db import transaction
 from accounts.models import ApiKey, Application
 from accounts.selectors import channels_ready
 from accounts.services import api_key_create, application_create, channel_credentials_set
+from templates_app.kakao import kakao_templates_sync
+
+logger = logging.getLogger(__name__)
 
 DEMO_NAME = "demo"
+# The approved AlimTalk template the demo registers at the fake dealer (the README's example).
+DEMO_KAKAO_TEMPLATE = {
+    "template_code": "DEMO_ORDER",
+    "name": "Order received",
+    "text": "#{name}님, 주문 #{order}이(가) 접수되었습니다.",
+    "status": "TSC03",
+    "buttons": [{"type": "WL", "name": "주문 보기", "linkMo": "https://shop.example.com/orders"}],
+}
 
 
 class Command(BaseCommand):
     help = (
         "Creates, once, an admin login and a demo application whose credentials are the fake "
         "providers' (from --fake-state-dir): APNs, FCM, e-mail (the fake SMTP relay), SMS (the "
-        "fake Twilio) and Web Push (VAPID keys generated). Writes what it made to --output (a "
+        "fake Twilio), KakaoTalk (the fake dealer, with an approved template DEMO_ORDER) and Web "
+        "Push (VAPID keys generated). Writes what it made to --output (a "
         "local, git-ignored file readable only by you) and prints it."
     )
 
@@ -81,7 +95,8 @@ class Command(BaseCommand):
 
 
 def _channels(application: Application, state: Path, *, only_missing: bool) -> None:
-    """E-mail, SMS and Web Push credentials of the fake providers `make run` starts."""
+    """E-mail, SMS, KakaoTalk (and its demo template) and Web Push credentials of the fake
+    providers `make run` starts."""
     smtp = json.loads((state / "smtp.json").read_text())
     # Where the running fakes listen (written by `python -m fakes` once they all accept).
     ports = json.loads((state / "ready.json").read_text())
@@ -103,8 +118,34 @@ def _channels(application: Application, state: Path, *, only_missing: bool) -> N
         },
         "WebPush": {"subject": "mailto:demo@signal.test"},  # keys generated
     }
+    kakao = state / "kakao.json"
+    if kakao.exists() and ports.get("kakao_port"):
+        account = json.loads(kakao.read_text())
+        wanted["KakaoTalk"] = {
+            name: account[name]
+            for name in ("app_key", "secret_key", "sender_key", "fallback_send_no")
+        }
     ready = channels_ready(application=application)
     for channel, values in wanted.items():
         if only_missing and ready.get(channel):
             continue
         channel_credentials_set(application=application, channel=channel, values=values)
+    if "KakaoTalk" in wanted:
+        _demo_kakao_template(application, ports["kakao_port"], wanted["KakaoTalk"]["sender_key"])
+
+
+def _demo_kakao_template(application: Application, port: int, sender_key: str) -> None:
+    """Registers DEMO_KAKAO_TEMPLATE at the fake dealer (which keeps templates in memory: on
+    every `make run`) and reads the dealer's list into the demo application, as beat does."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/__templates",
+        data=json.dumps({**DEMO_KAKAO_TEMPLATE, "sender_key": sender_key}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 (the local fake, http)
+            pass
+        kakao_templates_sync(application=application)
+    except Exception as exc:  # the demo still starts; beat syncs the templates later
+        logger.warning("The demo's KakaoTalk template is not synced: %s", exc)
