@@ -5,7 +5,7 @@ long-lived TLS connections per credential set, up to the server's concurrent-str
 each, with flow control, timeouts (a stream reset, the connection kept), GOAWAY handling and
 `Retry-After`. The APNs specifics live here: the request headers (device-token path,
 `apns-id`, topic, push type, priority, expiration, collapse id, the provider token), the
-payload, and the answer's classification (`adapters.errors`).
+payload, and the answer's classification (`APNS_ERRORS`, `classify_apns`).
 
 With `HTTPS_PROXY` set (and NO_PROXY not covering the endpoint), read when a credential
 set's client is built, each connection is a CONNECT tunnel through that proxy with TLS and
@@ -34,11 +34,13 @@ from urllib.parse import quote, urlsplit
 import jwt
 
 from adapters import registry
-from adapters.asyncio_adapter import AsyncBatchAdapter, timed_request
+from adapters.asyncio_adapter import AsyncBatchAdapter, resend_after_renewal, timed_request
 from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
 from adapters.errors import (
-    classify_apns,
-    is_credential_rejected,
+    ErrorClass,
+    classified,
+    error_table,
+    failure,
     local_failure,
     parse_json_body,
     parse_retry_after,
@@ -51,6 +53,70 @@ APPLE_SANDBOX = "https://api.sandbox.push.apple.com"
 MAX_PAYLOAD_BYTES = 4096
 # Apple: renew the provider token no more often than every 20 minutes and at least every 60.
 PROVIDER_TOKEN_RENEW_SECONDS = 40 * 60
+
+# (code, HTTP status, permanent, token_invalid, credential_rejected, meaning), in Apple's order.
+# A 400 is permanent: the same request fails the same way. Credential and configuration
+# problems (403) are temporary: the operator can fix them and the message is still good.
+APNS_ERRORS: dict[str, ErrorClass] = error_table(
+    "APNs",
+    [
+        ("BadCollapseId", 400, True, False, False, "apns-collapse-id exceeds 64 bytes"),
+        ("BadDeviceToken", 400, True, True, False, "the device token is malformed or wrong env"),
+        ("BadExpirationDate", 400, True, False, False, "apns-expiration is bad"),
+        ("BadMessageId", 400, True, False, False, "apns-id is bad"),
+        ("BadPriority", 400, True, False, False, "apns-priority is bad"),
+        ("BadTopic", 400, True, False, False, "apns-topic is bad"),
+        ("DeviceTokenNotForTopic", 400, True, True, False, "the token belongs to another topic"),
+        ("DuplicateHeaders", 400, True, False, False, "a header was repeated"),
+        ("IdleTimeout", 400, False, False, False, "the connection idled out; resend"),
+        ("InvalidPushType", 400, True, False, False, "apns-push-type is bad"),
+        ("MissingDeviceToken", 400, True, False, False, "no device token in the path"),
+        ("MissingTopic", 400, True, False, False, "apns-topic is required and missing"),
+        ("PayloadEmpty", 400, True, False, False, "the payload is empty"),
+        ("TopicDisallowed", 400, True, False, False, "pushing to this topic is not allowed"),
+        ("BadCertificate", 403, False, False, False, "the client certificate is bad"),
+        ("BadCertificateEnvironment", 403, False, False, False, "certificate for other env"),
+        ("ExpiredProviderToken", 403, False, False, True, "provider JWT older than 1 hour"),
+        ("Forbidden", 403, False, False, False, "the action is not allowed"),
+        ("InvalidProviderToken", 403, False, False, True, "provider JWT invalid or unknown kid"),
+        ("MissingProviderToken", 403, False, False, False, "no certificate and no JWT"),
+        ("UnrelatedKeyIdInToken", 403, False, False, False, "key id does not match the team"),
+        ("BadEnvironmentKeyIdInToken", 403, False, False, False, "key is for the other env"),
+        ("BadPath", 404, True, False, False, "the request path is bad"),
+        ("MethodNotAllowed", 405, True, False, False, "only POST is supported"),
+        ("ExpiredToken", 410, True, True, False, "the device token has expired"),
+        ("Unregistered", 410, True, True, False, "the device token is no longer active"),
+        ("PayloadTooLarge", 413, True, False, False, "payload over 4096 bytes"),
+        ("TooManyProviderTokenUpdates", 429, False, False, False, "JWT renewed too often"),
+        ("TooManyRequests", 429, False, False, False, "too many requests to the same token"),
+        ("InternalServerError", 500, False, False, False, "Apple internal error"),
+        ("ServiceUnavailable", 503, False, False, False, "APNs unavailable"),
+        ("Shutdown", 503, False, False, False, "the APNs server is shutting down"),
+    ],
+)
+
+
+def classify_apns(
+    message_id: str,
+    status: int,
+    reason: str | None = None,
+    *,
+    provider_id: str | None = None,
+    retry_after: float | None = None,
+    latency_ms: float | None = None,
+) -> SendResult:
+    """The result of one APNs answer: its HTTP status and the `reason` of its JSON body."""
+    if status == 200:
+        return SendResult(
+            message_id=message_id,
+            ok=True,
+            provider_id=provider_id,
+            status_code=200,
+            latency_ms=latency_ms,
+        )
+    code = reason or f"HTTP{status}"
+    error = classified(APNS_ERRORS, "APNs", code, status)
+    return failure(message_id, error, status=status, retry_after=retry_after, latency_ms=latency_ms)
 
 
 class ProviderToken:
@@ -150,6 +216,7 @@ class APNsAdapter(AsyncBatchAdapter):
     """Sends iOS pushes through APNs (or an endpoint given for tests), one batch at a time."""
 
     channel = "iOSPush"
+    errors = APNS_ERRORS
 
     def __init__(
         self,
@@ -185,18 +252,23 @@ class APNsAdapter(AsyncBatchAdapter):
         self, credentials: Credentials, messages: Sequence[OutboundMessage]
     ) -> list[SendResult]:
         client = self._client(credentials)
-        auth = client.auth.get_header() if client.auth else None
+        token = client.auth
+        auth = token.get_header() if token else None
         results = list(await asyncio.gather(*(self._send_one(client, m, auth) for m in messages)))
-        rejected = [i for i, result in enumerate(results) if is_credential_rejected(result)]
-        if rejected and client.auth is not None:
-            client.auth.renew_if_current(auth)
-            auth = client.auth.get_header()
-            retried = await asyncio.gather(
-                *(self._send_one(client, messages[i], auth) for i in rejected)
-            )
-            for index, result in zip(rejected, retried, strict=True):
-                results[index] = result
-        return results
+        if token is None:  # certificate auth: nothing to renew
+            return results
+
+        async def renew() -> str:
+            token.renew_if_current(auth)
+            return token.get_header()
+
+        return await resend_after_renewal(
+            results,
+            messages,
+            APNS_ERRORS,
+            renew,
+            lambda index, renewed: self._send_one(client, messages[index], renewed),
+        )
 
     async def _send_one(
         self, client: _Client, message: OutboundMessage, auth: str | None

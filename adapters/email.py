@@ -12,8 +12,10 @@ one worker per connection, side by side. A refused transaction is followed by RS
 lost connection makes the worker connect again (a message whose MAIL met a closed connection
 is sent once more on the new one: nothing of it had been accepted); a connection that cannot
 be made, or a second timeout, stops the worker, and the messages no worker is left to send
-fail with that error. A batch has `send_rounds` timeouts in all; what is still unsent then
-fails `timeout` (temporary).
+fail with that error. A batch has `send_rounds` timeouts in all: no transaction starts after
+`send_rounds - 1` of them, and one still running after all of them is cancelled; what is
+unsent then fails `timeout` (temporary). The loop is the one every adapter shares
+(`adapters.asyncio_adapter`).
 
 Messages are `email.message.EmailMessage`s with the SMTP policy (CRLF, 7-bit transfer
 encodings, so any relay takes them without 8BITMIME). Building one whole costs about half a
@@ -37,25 +39,26 @@ import asyncio
 import datetime
 import email.policy
 import email.utils
+import functools
 import logging
 import re
 import socket
 import ssl
 import time
 import uuid
-from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email import base64mime, quoprimime
 from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage
+from functools import partial
 from typing import Any
 
 import aiosmtplib
 
-from adapters.asyncio_adapter import AsyncBatchAdapter
+from adapters.asyncio_adapter import AsyncBatchAdapter, Batch
 from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
-from adapters.errors import ErrorClass, local_failure
+from adapters.errors import LOCAL_ERRORS, ErrorClass, error_table, failure
 
 logger = logging.getLogger(__name__)
 
@@ -120,17 +123,17 @@ SMTP_OUTCOMES: tuple[SMTPOutcome, ...] = (
 )
 
 # Failures found on our side or in setting up the connection.
-EMAIL_LOCAL_ERRORS: dict[str, ErrorClass] = {
-    row[0]: ErrorClass("SMTP", *row)
-    for row in [
+EMAIL_LOCAL_ERRORS: dict[str, ErrorClass] = error_table(
+    "SMTP",
+    [
         ("header_injection", None, True, False, False, "a header value holds a line break"),
         ("invalid_message", None, True, False, False, "a header or body cannot be encoded"),
         ("invalid_address", None, True, False, False, "not a plain ASCII e-mail address"),
         ("tls_error", None, False, False, False, "TLS failed or STARTTLS is not offered"),
         ("smtp_auth_failed", None, False, False, False, "AUTH refused or not offered"),
         ("smtp_error", None, False, False, False, "the SMTP session failed unexpectedly"),
-    ]
-}
+    ],
+)
 
 MAX_REPLY_TEXT = 500  # of a server's reply kept in error_message
 _ENHANCED = re.compile(r"([245]\.\d{1,3}\.\d{1,3})(?:\s|$)")
@@ -180,17 +183,8 @@ def email_failure(
     message_id: str, code: str, error_message: str = "", *, token_invalid: bool = False
 ) -> SendResult:
     """A failure of `EMAIL_LOCAL_ERRORS` (or `network_error`, `timeout`)."""
-    error = EMAIL_LOCAL_ERRORS.get(code)
-    if error is None:
-        return local_failure(message_id, code, error_message)
-    return SendResult(
-        message_id=message_id,
-        ok=False,
-        error_code=code,
-        error_message=error_message or error.meaning,
-        permanent=error.permanent,
-        token_invalid=token_invalid,
-    )
+    error = EMAIL_LOCAL_ERRORS.get(code) or LOCAL_ERRORS[code]
+    return failure(message_id, error, error_message, token_invalid=token_invalid)
 
 
 # --- Messages ------------------------------------------------------------------------------
@@ -221,16 +215,7 @@ class _CachedHeaderRegistry(HeaderRegistry):
     """The standard header factory without its new class per header (`__getitem__` builds
     one on every call, a third of a message's cost)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._classes: dict[str, type] = {}
-
-    def __getitem__(self, name: str) -> type:
-        key = name.lower()
-        cls = self._classes.get(key)
-        if cls is None:
-            cls = self._classes[key] = super().__getitem__(name)
-        return cls
+    __getitem__ = functools.lru_cache(maxsize=256)(HeaderRegistry.__getitem__)
 
 
 # The SMTP policy (CRLF), with 7-bit transfer encodings (quoted-printable or base64 for
@@ -312,56 +297,43 @@ class ContentBuilder:
     def __init__(self, from_address: str, cache_size: int = 256) -> None:
         self.from_address = from_address
         self.cache_size = cache_size
-        self._contents: OrderedDict[tuple, bytes] = OrderedDict()
-        self._skeletons: OrderedDict[tuple, list[bytes]] = OrderedDict()
         self._marker = uuid.uuid4().hex.upper()  # ASCII letters and digits: no encoder alters it
+        # Per builder: a relay's From address is in every skeleton.
+        self.content = functools.lru_cache(maxsize=cache_size)(self._content)
+        self._skeleton = functools.lru_cache(maxsize=cache_size)(self._new_skeleton)
 
-    def content(self, from_name: str, subject: str, text: str, html: str | None) -> bytes:
-        key = (from_name, subject, text, html)
-        content = self._contents.get(key)
-        if content is None:
-            text_cte, text_body = encode_body(text)
-            if html is None:
-                bodies = (text_body,)
-                segments = self._skeleton(from_name, subject, text_cte, None)
-            else:
-                html_cte, html_body = encode_body(html)
-                bodies = (text_body, html_body)
-                segments = self._skeleton(from_name, subject, text_cte, html_cte)
-            parts = [segments[0]]
-            for body, segment in zip(bodies, segments[1:], strict=True):
-                parts += (body, segment)
-            content = self._keep(self._contents, key, b"".join(parts))
-        return content
+    def _content(self, from_name: str, subject: str, text: str, html: str | None) -> bytes:
+        text_cte, text_body = encode_body(text)
+        if html is None:
+            bodies = (text_body,)
+            segments = self._skeleton(from_name, subject, text_cte, None)
+        else:
+            html_cte, html_body = encode_body(html)
+            bodies = (text_body, html_body)
+            segments = self._skeleton(from_name, subject, text_cte, html_cte)
+        parts = [segments[0]]
+        for body, segment in zip(bodies, segments[1:], strict=True):
+            parts += (body, segment)
+        return b"".join(parts)
 
-    def _skeleton(
+    def _new_skeleton(
         self, from_name: str, subject: str, text_cte: str, html_cte: str | None
-    ) -> list[bytes]:
-        key = (from_name, subject, text_cte, html_cte)
-        segments = self._skeletons.get(key)
-        if segments is None:
-            message = EmailMessage(policy=POLICY)
-            _set_sender_and_subject(message, self.from_address, from_name, subject)
-            marker = self._marker
-            message.set_content(marker + "\n", cte="7bit")
-            ctes = [text_cte]
-            if html_cte is not None:
-                message.add_alternative(marker + "\n", subtype="html", cte="7bit")
-                ctes.append(html_cte)
-            parts = list(message.iter_parts()) if html_cte is not None else [message]
-            for part, cte in zip(parts, ctes, strict=True):
-                part.replace_header("Content-Transfer-Encoding", cte)
-            segments = message.as_bytes().split(marker.encode("ascii") + b"\r\n")
-            if len(segments) != len(ctes) + 1:  # the marker in a header: build it whole
-                raise _NoSkeleton
-            self._keep(self._skeletons, key, segments)
-        return segments
-
-    def _keep(self, cache: OrderedDict, key: tuple, value: Any) -> Any:
-        cache[key] = value
-        if len(cache) > self.cache_size:
-            cache.popitem(last=False)
-        return value
+    ) -> tuple[bytes, ...]:
+        message = EmailMessage(policy=POLICY)
+        _set_sender_and_subject(message, self.from_address, from_name, subject)
+        marker = self._marker
+        message.set_content(marker + "\n", cte="7bit")
+        ctes = [text_cte]
+        if html_cte is not None:
+            message.add_alternative(marker + "\n", subtype="html", cte="7bit")
+            ctes.append(html_cte)
+        parts = list(message.iter_parts()) if html_cte is not None else [message]
+        for part, cte in zip(parts, ctes, strict=True):
+            part.replace_header("Content-Transfer-Encoding", cte)
+        segments = message.as_bytes().split(marker.encode("ascii") + b"\r\n")
+        if len(segments) != len(ctes) + 1:  # the marker in a header: build it whole
+            raise _NoSkeleton
+        return tuple(segments)
 
 
 class _NoSkeleton(Exception):
@@ -635,7 +607,6 @@ class _Client:
 
 @dataclass(slots=True)
 class _Outgoing:
-    index: int
     message_id: str
     rcpt_to: bytes  # RCPT's argument, b"TO:<address>"
     data: bytes
@@ -643,19 +614,11 @@ class _Outgoing:
     retried: bool = False
 
 
-class _Batch:
-    """The messages of one `send_batch`, drawn by the workers, and their results."""
-
-    def __init__(self, messages: Sequence[OutboundMessage]) -> None:
-        self.queue: deque[_Outgoing] = deque()
-        self.results: list[SendResult | None] = [None] * len(messages)
-        self.stopped: _SetupError | None = None  # why the last stopped worker stopped
-
-
 class EmailAdapter(AsyncBatchAdapter):
     """Sends e-mail through each application's SMTP relay."""
 
     channel = "Email"
+    errors = EMAIL_LOCAL_ERRORS
     send_rounds = 4  # a batch's deadline: 4 timeouts, then unsent messages fail `timeout`
     content_cache_size = 256
 
@@ -712,24 +675,26 @@ class EmailAdapter(AsyncBatchAdapter):
         if self.helo_name is None:
             self.helo_name = await asyncio.to_thread(_local_fqdn)
         client = self._client(credentials)
-        batch = _Batch(messages)
         date = self._dates.now()
-        for index, message in enumerate(messages):
-            prepared = self._prepare(client, index, message, date)
+        outgoing = [self._prepare(client, message, date) for message in messages]
+        todo = [i for i, prepared in enumerate(outgoing) if isinstance(prepared, _Outgoing)]
+        batch = self._batch(messages, todo)
+        for index, prepared in enumerate(outgoing):
             if isinstance(prepared, SendResult):
                 batch.results[index] = prepared
-            else:
-                batch.queue.append(prepared)
-        if batch.queue:
-            await self._run_workers(client.pool, batch)
-        return [
-            result
-            or email_failure(messages[i].message_id, "timeout", "not sent within the batch's time")
-            for i, result in enumerate(batch.results)
-        ]
+        if not todo:
+            return batch.finish()
+        # One worker per connection the pool allows; the ones still in a transaction when the
+        # batch's time is up are cancelled (their message fails `timeout`).
+        return await self._run_workers(
+            batch,
+            partial(self._worker, client.pool, outgoing),
+            client.pool.size,
+            time_limit=self.send_rounds * self.timeout,
+        )
 
     def _prepare(
-        self, client: _Client, index: int, message: OutboundMessage, date: str
+        self, client: _Client, message: OutboundMessage, date: str
     ) -> _Outgoing | SendResult:
         """The message on the wire, or its refusal."""
         to = plain_address(message.token)
@@ -771,83 +736,68 @@ class EmailAdapter(AsyncBatchAdapter):
         except (ValueError, TypeError) as exc:  # e.g. the email package refusing a header
             return email_failure(message.message_id, "invalid_message", f"refused: {exc}")
         return _Outgoing(
-            index=index,
             message_id=message.message_id,
             rcpt_to=b"TO:<%s>" % to.encode("ascii"),
             data=head + content,
             provider_id=provider_id,
         )
 
-    async def _run_workers(self, pool: SMTPPool, batch: _Batch) -> None:
-        """One worker per connection the pool allows, until the queue is empty or the batch's
-        time is up; what no worker was left to send fails with the last worker's reason."""
-        count = min(pool.size, len(batch.queue))
-        tasks = [asyncio.ensure_future(self._worker(pool, batch)) for _ in range(count)]
-        done, pending = await asyncio.wait(tasks, timeout=self.send_rounds * self.timeout)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending)
-        for task in done:
-            if task.exception() is not None:  # a bug; its message is left without a result
-                logger.error("SMTP worker failed", exc_info=task.exception())
-        if batch.stopped is not None:
-            for outgoing in batch.queue:
-                batch.results[outgoing.index] = batch.stopped.result(outgoing.message_id)
-            batch.queue.clear()
-
-    async def _worker(self, pool: SMTPPool, batch: _Batch) -> None:
-        """Sends messages from the batch's queue on one connection until it is empty."""
-        queue, results = batch.queue, batch.results
+    async def _worker(
+        self, pool: SMTPPool, outgoing: Sequence[_Outgoing | SendResult], batch: Batch
+    ) -> None:
+        """Sends the batch's messages on one connection until none is left; a connection
+        that cannot be made, or a second timeout, stops this worker alone (what no worker is
+        left to send fails with its reason)."""
+        results = batch.results
         timeouts = 0
         smtp = await pool.acquire()
         try:
-            while queue:
+            while (index := batch.take()) is not None:
+                message = outgoing[index]
+                assert isinstance(message, _Outgoing)
                 if smtp is None or not smtp.is_connected:
                     try:
                         smtp = await pool.connect()
                     except _SetupError as exc:
-                        batch.stopped = exc  # the others, if any, carry on with the queue
+                        batch.again(index)  # the others, if any, carry on with the queue
+                        batch.unsent = exc.result
                         return
-                    if not queue:  # the others sent the rest meanwhile
-                        break
-                outgoing = queue.popleft()
                 started = time.perf_counter()
                 try:
-                    result = await self._transaction(smtp, pool, outgoing)
+                    result = await self._transaction(smtp, pool, message)
                 except _Resend:
-                    outgoing.retried = True
-                    queue.appendleft(outgoing)
+                    message.retried = True
+                    batch.again(index)
                     continue
                 except aiosmtplib.SMTPTimeoutError as exc:
                     # aiosmtplib closed the connection. One slow recipient is no reason to stop;
                     # a second timeout is: the relay has most likely stalled.
-                    results[outgoing.index] = _with_latency(
-                        email_failure(outgoing.message_id, "timeout", f"{exc}"), started
+                    results[index] = _with_latency(
+                        email_failure(message.message_id, "timeout", f"{exc}"), started
                     )
                     timeouts += 1
                     if timeouts > 1:
-                        batch.stopped = _SetupError(
+                        batch.unsent = _SetupError(
                             "timeout", f"the relay stopped answering: {exc}"
-                        )
+                        ).result
                         return
                     continue
                 except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
                     smtp.close()
-                    result = email_failure(outgoing.message_id, "network_error", f"lost: {exc}")
+                    result = email_failure(message.message_id, "network_error", f"lost: {exc}")
                 except asyncio.CancelledError:
                     smtp.close()
-                    results[outgoing.index] = email_failure(
-                        outgoing.message_id, "timeout", "the batch's time ran out while sending"
+                    results[index] = email_failure(
+                        message.message_id, "timeout", "the batch's time ran out while sending"
                     )
                     raise
                 except Exception as exc:  # a bug must not lose what the batch already sent
                     logger.exception("SMTP transaction failed unexpectedly")
                     smtp.close()
                     result = email_failure(
-                        outgoing.message_id, "smtp_error", f"{type(exc).__name__}: {exc}"
+                        message.message_id, "smtp_error", f"{type(exc).__name__}: {exc}"
                     )
-                results[outgoing.index] = _with_latency(result, started)
+                results[index] = _with_latency(result, started)
         finally:
             pool.release(smtp)
 

@@ -26,6 +26,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,12 +36,18 @@ import requests
 from google.oauth2 import service_account
 from pyfcm.baseapi import BaseAPI
 
-from adapters.asyncio_adapter import AsyncBatchAdapter, timed_request
+from adapters.asyncio_adapter import (
+    AsyncBatchAdapter,
+    RenewalFailed,
+    resend_after_renewal,
+    timed_request,
+)
 from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
 from adapters.errors import (
-    FCM_ERRORS,
-    classify_fcm,
-    is_credential_rejected,
+    ErrorClass,
+    classified,
+    error_table,
+    failure,
     local_failure,
     parse_json_body,
     parse_retry_after,
@@ -51,6 +58,83 @@ from adapters.proxy import proxy_for
 
 GOOGLE_ENDPOINT = "https://fcm.googleapis.com"
 SCOPES = ["https://www.googleapis.com/auth/firebase.messaging"]
+
+
+# FCM v1 `FcmError.errorCode`s, then the Google status names a bare 401/403 carries.
+FCM_ERRORS: dict[str, ErrorClass] = error_table(
+    "FCM",
+    [
+        ("UNSPECIFIED_ERROR", None, False, False, False, "no more information"),
+        (
+            "INVALID_ARGUMENT",
+            400,
+            True,
+            False,
+            False,
+            "bad request; token_invalid only when it names the registration token",
+        ),
+        ("UNREGISTERED", 404, True, True, False, "the app instance was unregistered"),
+        ("SENDER_ID_MISMATCH", 403, True, True, False, "token belongs to another sender"),
+        ("QUOTA_EXCEEDED", 429, False, False, False, "sending limit exceeded"),
+        ("UNAVAILABLE", 503, False, False, False, "FCM overloaded"),
+        ("INTERNAL", 500, False, False, False, "FCM internal error"),
+        ("THIRD_PARTY_AUTH_ERROR", 401, False, False, False, "APNs/web-push credential bad"),
+        ("UNAUTHENTICATED", 401, False, False, True, "our OAuth access token was refused"),
+        ("PERMISSION_DENIED", 403, False, False, False, "service account lacks permission"),
+    ],
+)
+
+
+def _names_the_token(error: Mapping[str, Any]) -> bool:
+    """Whether an INVALID_ARGUMENT is about the registration token rather than the message."""
+    for detail in error.get("details") or ():
+        for violation in detail.get("fieldViolations") or ():
+            field = str(violation.get("field", ""))
+            if field == "message.token" or "registration token" in field.lower():
+                return True
+    text = str(error.get("message", "")).lower()
+    return "registration token" in text or "message.token" in text
+
+
+def classify_fcm(
+    message_id: str,
+    status: int,
+    body: Mapping[str, Any] | None,
+    *,
+    retry_after: float | None = None,
+    latency_ms: float | None = None,
+) -> SendResult:
+    """The result of one FCM v1 answer: its HTTP status and parsed JSON body (None if not JSON)."""
+    body = body or {}
+    if status == 200:
+        return SendResult(
+            message_id=message_id,
+            ok=True,
+            provider_id=body.get("name"),
+            status_code=200,
+            latency_ms=latency_ms,
+        )
+    error = body.get("error") if isinstance(body.get("error"), Mapping) else {}
+    code = None
+    for detail in error.get("details") or ():
+        if str(detail.get("@type", "")).endswith("google.firebase.fcm.v1.FcmError"):
+            code = detail.get("errorCode")
+    if status == 401 and code != "THIRD_PARTY_AUTH_ERROR":
+        code = "UNAUTHENTICATED"
+    code = code or error.get("status") or f"HTTP{status}"
+    entry = classified(FCM_ERRORS, "FCM", code, status)
+    token_invalid = None
+    if code == "INVALID_ARGUMENT":
+        token_invalid = _names_the_token(error)
+    return failure(
+        message_id,
+        entry,
+        str(error.get("message", "")),
+        status=status,
+        retry_after=retry_after,
+        latency_ms=latency_ms,
+        token_invalid=token_invalid,
+    )
 
 
 class _TokenRequest(google.auth.transport.requests.Request):
@@ -121,6 +205,7 @@ class FCMAdapter(AsyncBatchAdapter):
     """Sends Android pushes through FCM HTTP v1 (or an endpoint given for tests)."""
 
     channel = "AndroidPush"
+    errors = FCM_ERRORS
     send_rounds = 4  # two token fetches and two send rounds at most
 
     def __init__(
@@ -167,20 +252,15 @@ class FCMAdapter(AsyncBatchAdapter):
                 )
             )
         )
-        rejected = [i for i, result in enumerate(results) if is_credential_rejected(result)]
-        if rejected:
-            try:
-                token = await self._access_token(client, rejected=token)
-            except _TokenError as exc:
-                for index in rejected:
-                    results[index] = exc.result(messages[index].message_id)
-                return results
-            retried = await asyncio.gather(
-                *(self._send_one(client, token, messages[i], payloads[i]) for i in rejected)
-            )
-            for index, result in zip(rejected, retried, strict=True):
-                results[index] = result
-        return results
+        return await resend_after_renewal(
+            results,
+            messages,
+            FCM_ERRORS,
+            partial(self._access_token, client, rejected=token),
+            lambda index, renewed: self._send_one(
+                client, renewed, messages[index], payloads[index]
+            ),
+        )
 
     async def _close_client(self, client: _Client) -> None:
         await client.pool.aclose()
@@ -286,7 +366,7 @@ class FCMAdapter(AsyncBatchAdapter):
         )
 
 
-class _TokenError(Exception):
+class _TokenError(RenewalFailed):
     """No access token: every message of the batch fails temporarily with this code."""
 
     def __init__(self, code: str, detail: str) -> None:

@@ -20,28 +20,35 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import email.utils
+import functools
 import hashlib
 import ipaddress
 import json
-import math
 import os
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 import http_ece
 import jwt
+from cachetools import TTLCache
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from adapters.asyncio_adapter import AsyncBatchAdapter, timed_request
+from adapters.asyncio_adapter import AsyncBatchAdapter, ClosingLRU, timed_request
 from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
-from adapters.errors import ErrorClass, local_failure
+from adapters.errors import (
+    ErrorClass,
+    classified,
+    error_table,
+    failure,
+    local_failure,
+    parse_retry_after,
+)
 from adapters.http_client import HTTPPool
 from adapters.proxy import proxy_for
 
@@ -87,7 +94,7 @@ _ROWS = [
         "the subscription's p256dh/auth keys are unusable; nothing was sent",
     ),
 ]
-WEB_PUSH_ERRORS: dict[str, ErrorClass] = {row[0]: ErrorClass("WebPush", *row) for row in _ROWS}
+WEB_PUSH_ERRORS: dict[str, ErrorClass] = error_table("WebPush", _ROWS)
 
 DEFAULT_TTL = 4 * 7 * 24 * 3600  # seconds; also the most a push service is asked to keep one
 MAX_ENDPOINT_LENGTH = 2048
@@ -112,14 +119,15 @@ _STATIC_HEADERS = (
 # --- Endpoint and keys checks -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
 class _AllowedHosts:
-    names: frozenset[str]
-    suffixes: tuple[str, ...]  # each starting with "."
-    # (scheme, authority) -> (problem, origin): the verdict on a host, once per host.
-    verdicts: dict[tuple[str, str], tuple[str | None, str]] = field(
-        default_factory=dict, compare=False
-    )
+    def __init__(self, names: frozenset[str], suffixes: tuple[str, ...]) -> None:
+        self.names = names
+        self.suffixes = suffixes  # each starting with "."
+        # (scheme, authority) -> (problem, origin): the verdict on a host, once per host.
+        self.verdict = functools.lru_cache(maxsize=4096)(self._verdict)
+
+    def _verdict(self, scheme: str, netloc: str) -> tuple[str | None, str]:
+        return _check_authority(SplitResult(scheme, netloc, "", "", ""), self)
 
     @classmethod
     def of(cls, entries: Sequence[str]) -> _AllowedHosts:
@@ -155,14 +163,7 @@ def _check_endpoint(url: Any, allowed: _AllowedHosts) -> tuple[str | None, str, 
     if _UNSAFE.search(url):
         return "the endpoint contains spaces, control or non-ASCII characters", "", ""
     parts = urlsplit(url)
-    key = (parts.scheme, parts.netloc)
-    verdict = allowed.verdicts.get(key)
-    if verdict is None:
-        verdict = _check_authority(parts, allowed)
-        if len(allowed.verdicts) >= 4096:
-            allowed.verdicts.clear()
-        allowed.verdicts[key] = verdict
-    problem, origin = verdict
+    problem, origin = allowed.verdict(parts.scheme, parts.netloc)
     if problem is not None:
         return problem, "", ""
     return None, origin, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -289,30 +290,32 @@ def vapid_public_key_of(private_key_b64: str) -> str:
 
 @dataclass
 class _Vapid:
-    """One credential set: its key, and the signed Authorization value per origin."""
+    """One credential set: its key, and the signed Authorization value per origin, kept
+    until an hour before it expires (for endpoints of up to 1,024 hosts: WNS has one per
+    region)."""
 
     private_key: ec.EllipticCurvePrivateKey
     public_key: str
     subject: str
-    tokens: dict[str, tuple[bytes, float]] = field(default_factory=dict)  # origin -> (value, renew)
+    tokens: TTLCache = field(
+        default_factory=lambda: TTLCache(
+            1024, VAPID_TOKEN_SECONDS - VAPID_RENEW_SECONDS, timer=time.time
+        )
+    )  # origin -> Authorization value
     signed: int = 0  # JWTs signed so far (for the tests and the bench)
 
     def authorization(self, origin: str) -> bytes:
-        cached = self.tokens.get(origin)
-        now = time.time()
-        if cached is not None and now < cached[1]:
-            return cached[0]
-        expires = int(now) + VAPID_TOKEN_SECONDS
+        value = self.tokens.get(origin)
+        if value is not None:
+            return value
+        expires = int(time.time()) + VAPID_TOKEN_SECONDS
         token = jwt.encode(
             {"aud": origin, "exp": expires, "sub": self.subject},
             self.private_key,
             algorithm="ES256",
             headers={"typ": "JWT"},
         )
-        value = f"vapid t={token}, k={self.public_key}".encode("ascii")
-        if len(self.tokens) >= 1024:  # endpoints of many hosts (WNS has one per region)
-            self.tokens.clear()
-        self.tokens[origin] = (value, expires - VAPID_RENEW_SECONDS)
+        value = self.tokens[origin] = f"vapid t={token}, k={self.public_key}".encode("ascii")
         self.signed += 1
         return value
 
@@ -401,23 +404,6 @@ def encrypt_payload(
     )
 
 
-def _retry_after(value: bytes | str | None) -> float | None:
-    """Retry-After in seconds: given as seconds or as an HTTP date."""
-    if not value:
-        return None
-    if isinstance(value, bytes):
-        value = value.decode("latin-1")
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - time.time()
-    return max(seconds, 0.0) if math.isfinite(seconds) else None
-
-
 def _failure(
     message_id: str,
     code: str,
@@ -427,19 +413,12 @@ def _failure(
     retry_after: float | None = None,
     latency_ms: float | None = None,
 ) -> SendResult:
-    error = WEB_PUSH_ERRORS.get(code)
-    if error is None:  # a status missing from the table: 4xx permanent, else temporary
-        permanent = status is None or (status < 500 and status != 429)
-        error = ErrorClass("WebPush", code, status, permanent, False, False, "unexpected answer")
-    text = error.meaning if not detail else f"{error.meaning}: {detail}"
-    return SendResult(
-        message_id=message_id,
-        ok=False,
-        status_code=status,
-        error_code=code,
-        error_message=text,
-        permanent=error.permanent,
-        token_invalid=error.token_invalid,
+    error = classified(WEB_PUSH_ERRORS, "WebPush", code, status)
+    return failure(
+        message_id,
+        error,
+        error.meaning if not detail else f"{error.meaning}: {detail}",
+        status=status,
         retry_after=None if error.permanent else retry_after,
         latency_ms=latency_ms,
     )
@@ -468,7 +447,7 @@ def classify_webpush(
         f"HTTP{status}",
         _answer_text(body),
         status=status,
-        retry_after=_retry_after(headers.get(b"retry-after")),
+        retry_after=parse_retry_after(headers.get(b"retry-after")),
         latency_ms=latency_ms,
     )
 
@@ -501,6 +480,7 @@ class WebPushAdapter(AsyncBatchAdapter):
     timeouts, inside the delivery task's soft limit, however large it is."""
 
     channel = "WebPush"
+    errors = WEB_PUSH_ERRORS
     send_rounds = 7
 
     def __init__(
@@ -513,9 +493,9 @@ class WebPushAdapter(AsyncBatchAdapter):
         ca_file: str | None = None,
     ) -> None:
         """`allowed_hosts`: as WEB_PUSH_ALLOWED_HOSTS; `concurrency`: requests in flight per
-        batch; `max_origins`: push service origins with open connections (the least recently
-        used idle one is closed first); `ca_file`: CA bundle for https:// endpoints (default:
-        the system's)."""
+        batch; `max_origins`: push service origins with open connections (past it the least
+        recently used is closed, once its requests in flight are answered); `ca_file`: CA
+        bundle for https:// endpoints (default: the system's)."""
         super().__init__()
         self.allowed_hosts = tuple(allowed_hosts)
         self._allowed = _AllowedHosts.of(self.allowed_hosts)
@@ -523,8 +503,9 @@ class WebPushAdapter(AsyncBatchAdapter):
         self.concurrency = max(1, int(concurrency))
         self.max_origins = max_origins
         self.ca_file = ca_file or None
-        self._pools: OrderedDict[str, HTTPPool] = OrderedDict()
-        self._pool_users: dict[str, int] = {}
+        self._pools = ClosingLRU(max_origins, self._retire)
+        self._in_flight: dict[HTTPPool, int] = {}  # pool -> its requests waiting for answers
+        self._retired: set[HTTPPool] = set()  # evicted, closed when their last answer comes
         self._pools_loop: asyncio.AbstractEventLoop | None = None
         self._protocols: dict[str, str] = {}
 
@@ -540,33 +521,19 @@ class WebPushAdapter(AsyncBatchAdapter):
         self, credentials: Credentials, messages: Sequence[OutboundMessage]
     ) -> list[SendResult]:
         vapid: _Vapid = self._client(credentials)
-        results: list[SendResult | None] = [None] * len(messages)
-        todo = iter(range(len(messages)))
-
-        deadline = self._start_deadline()
-
-        async def worker() -> None:
-            for index in todo:  # shared: each worker takes the next message
-                if time.monotonic() > deadline:
-                    results[index] = local_failure(
-                        messages[index].message_id,
-                        "timeout",
-                        "not sent: the batch's time ran out before sending",
-                    )
-                    continue
-                results[index] = await self._send_one(vapid, messages[index])
-
-        await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(messages)))))
-        return results  # type: ignore[return-value]  (every slot is filled)
+        return await self._each(
+            messages, partial(self._send_one, vapid), min(self.concurrency, len(messages))
+        )
 
     def _build_client(self, values: Mapping[str, Any]) -> _Vapid:
         return _vapid_from(values)
 
     async def _close(self) -> None:
         await super()._close()
-        pools, self._pools = self._pools, OrderedDict()
-        self._pool_users.clear()
-        for pool in pools.values():
+        pools = [*self._pools.values(), *self._retired]
+        self._pools = ClosingLRU(self.max_origins, self._retire)
+        self._in_flight, self._retired = {}, set()
+        for pool in pools:
             await pool.aclose()
 
     async def _close_client(self, client: _Vapid) -> None:
@@ -611,13 +578,21 @@ class WebPushAdapter(AsyncBatchAdapter):
         ]
         if message.collapse_id:
             headers.append((b"topic", topic_of(message.collapse_id).encode("ascii")))
-        self._pool_users[origin] = self._pool_users.get(origin, 0) + 1
+        in_flight = self._in_flight
+        in_flight[pool] = in_flight.get(pool, 0) + 1
         try:
             answered = await timed_request(
                 pool, headers, body, timeout=self.timeout, message_id=message_id
             )
         finally:
-            self._pool_users[origin] -= 1
+            left = in_flight[pool] - 1
+            if left:
+                in_flight[pool] = left
+            else:
+                del in_flight[pool]
+                if pool in self._retired:
+                    self._retired.discard(pool)
+                    pool.close()
         if isinstance(answered, SendResult):
             return answered
         (status, response_headers, response_body), latency_ms = answered
@@ -629,19 +604,12 @@ class WebPushAdapter(AsyncBatchAdapter):
         """The connections to one push service origin on this loop, opened on first use."""
         loop = asyncio.get_running_loop()
         if self._pools_loop is not loop:  # first use, or a forked child's new loop
-            self._pools = OrderedDict()
-            self._pool_users = {}
+            self._pools = ClosingLRU(self.max_origins, self._retire)
+            self._in_flight, self._retired = {}, set()
             self._pools_loop = loop
         pool = self._pools.get(origin)
         if pool is not None:
-            self._pools.move_to_end(origin)
             return pool
-        while len(self._pools) >= self.max_origins:
-            idle = next((o for o in self._pools if not self._pool_users.get(o)), None)
-            if idle is None:
-                break  # every origin has requests in flight: close one later
-            self._pools.pop(idle).close()
-            self._pool_users.pop(idle, None)
         pool = HTTPPool(
             origin,
             timeout=self.timeout,
@@ -655,3 +623,10 @@ class WebPushAdapter(AsyncBatchAdapter):
         )
         self._pools[origin] = pool
         return pool
+
+    def _retire(self, pool: HTTPPool) -> None:
+        """An origin's pool pushed out of `_pools`: closed now, or after its last answer."""
+        if pool in self._in_flight:
+            self._retired.add(pool)
+        else:
+            pool.close()
