@@ -1,6 +1,6 @@
 """Apple Push Notification service adapter: HTTP/2, token (JWT) or certificate auth.
 
-Requests go over our HTTP/2 client (`adapters.http2_client`, the one FCM uses): a few
+Requests go over our HTTP/2 client (`adapters.transport.http2_client`, the one FCM uses): a few
 long-lived TLS connections per credential set, up to the server's concurrent-stream limit
 each, with flow control, timeouts (a stream reset, the connection kept), GOAWAY handling and
 `Retry-After`. The APNs specifics live here: the request headers (device-token path,
@@ -9,7 +9,7 @@ payload, and the answer's classification (`APNS_ERRORS`, `classify_apns`).
 
 With `HTTPS_PROXY` set (and NO_PROXY not covering the endpoint), read when a credential
 set's client is built, each connection is a CONNECT tunnel through that proxy with TLS and
-ALPN h2 inside it, end to end with APNs (`adapters.proxy`).
+ALPN h2 inside it, end to end with APNs (`adapters.transport.proxy`).
 
 aioapns 4.0 is not used: profiled in the campaign benchmark, its send path (a stream-slot
 semaphore, h2 stream bookkeeping, HPACK table search for each request's unique path and
@@ -45,8 +45,8 @@ from adapters.errors import (
     parse_json_body,
     parse_retry_after,
 )
-from adapters.http2_client import Headers, HTTP2Pool
-from adapters.proxy import proxy_for
+from adapters.transport.http2_client import Headers, HTTP2Pool
+from adapters.transport.proxy import proxy_for
 
 APPLE_PRODUCTION = "https://api.push.apple.com"
 APPLE_SANDBOX = "https://api.sandbox.push.apple.com"

@@ -20,7 +20,7 @@ from h2.exceptions import H2Error
 from adapters import registry
 from adapters.base import Credentials, OutboundMessage, SendResult
 from adapters.errors import ErrorClass, is_credential_rejected, local_failure
-from adapters.http2_client import Headers, Response
+from adapters.transport.http2_client import Headers, Response
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ T = TypeVar("T")
 
 
 class Pool(Protocol):
-    """What a client's `pool` offers: `HTTP2Pool` or `adapters.http_client.HTTPPool`."""
+    """What a client's `pool` offers: `HTTP2Pool` or `adapters.transport.http_client.HTTPPool`."""
 
     def request(self, headers: Headers, body: bytes) -> Awaitable[Response]: ...
 

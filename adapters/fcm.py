@@ -7,15 +7,15 @@ the synchronous one sleeps on Retry-After inside the call and retries 503s itsel
 one opens a new event loop per call and a new aiohttp session per message, returns only the
 JSON body (no status, no Retry-After), and refreshes the OAuth token on every call; the
 endpoint is a class constant. So requests go to `{endpoint}/v1/projects/{project_id}/
-messages:send` through `adapters.http_client.HTTPPool`, one per credential set per process:
-HTTP/2 where the server speaks it (a few long-lived connections, many streams each; over
+messages:send` through `adapters.transport.http_client.HTTPPool`, one per credential set per
+process: HTTP/2 where the server speaks it (a few long-lived connections, many streams each; over
 TLS as ALPN decides, as with Google's endpoint; over cleartext with prior knowledge when the
 server answers the preface, as the fake does), else HTTP/1.1 (aiohttp, a bounded keep-alive
 pool; e.g. a staging mock). Both give the same (status, headers, body) to one error table.
 The OAuth token comes from google-auth service-account credentials (the JSON's own
 `token_uri`), cached until it expires and refreshed once on a 401.
 
-`HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` (`adapters.proxy`) are read when a credential
+`HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` (`adapters.transport.proxy`) are read when a credential
 set's client is built, for the endpoint and for the token request alike.
 """
 
@@ -52,9 +52,9 @@ from adapters.errors import (
     parse_json_body,
     parse_retry_after,
 )
-from adapters.http2_client import Headers
-from adapters.http_client import HTTPPool
-from adapters.proxy import proxy_for
+from adapters.transport.http2_client import Headers
+from adapters.transport.http_client import HTTPPool
+from adapters.transport.proxy import proxy_for
 
 GOOGLE_ENDPOINT = "https://fcm.googleapis.com"
 SCOPES = ["https://www.googleapis.com/auth/firebase.messaging"]

@@ -4,7 +4,7 @@ Twilio's webhooks.
 Each message is one `POST {endpoint}/2010-04-01/Accounts/{account_sid}/Messages.json`, Basic
 auth `account_sid:auth_token`, form fields `To`, `From` and/or `MessagingServiceSid`, `Body`
 and, when the message has one, `StatusCallback`. A batch goes out as at most `concurrency`
-requests in flight, over one long-lived `adapters.http_client.HTTPPool` per credential set
+requests in flight, over one long-lived `adapters.transport.http_client.HTTPPool` per credential set
 (keep-alive; HTTP/2 where the server offers it; `HTTPS_PROXY` / `NO_PROXY` read when the pool
 is built). Twilio answers 201 with the Message resource (its `sid` becomes the provider id),
 or an error body `{"code", "message", "more_info", "status"}` that `TWILIO_ERRORS` maps.
@@ -38,9 +38,9 @@ from adapters.errors import (
     local_failure,
     parse_retry_after,
 )
-from adapters.http2_client import Headers
-from adapters.http_client import HTTPPool
-from adapters.proxy import proxy_for
+from adapters.transport.http2_client import Headers
+from adapters.transport.http_client import HTTPPool
+from adapters.transport.proxy import proxy_for
 
 TWILIO_ENDPOINT = "https://api.twilio.com"
 API_VERSION = "2010-04-01"

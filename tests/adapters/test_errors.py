@@ -213,4 +213,3 @@ def test_retry_after_as_an_http_date():
 @pytest.mark.parametrize("value", [None, "", "soon", "-5", "nan", "inf", b"\xff"])
 def test_unreadable_retry_after_is_none(value):
     assert errors.parse_retry_after(value) is None
-
