@@ -32,10 +32,18 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from adapters import registry
 from adapters.asyncio_adapter import AsyncBatchAdapter, resend_after_renewal, timed_request
-from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
+from adapters.base import (
+    AdapterConfigurationError,
+    Credentials,
+    CredentialsInvalid,
+    OutboundMessage,
+    SendResult,
+)
 from adapters.errors import (
     ErrorClass,
     classified,
@@ -190,11 +198,102 @@ class _Client:
         return headers
 
 
+CREDENTIAL_FIELDS = ("private_key", "key_id", "team_id", "topic", "sandbox")
+CERTIFICATE_FIELDS = ("auth", "certificate", "topic", "sandbox")
+
+
+def clean_credentials(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored form of APNs credentials: token auth from `private_key` (the .p8 key's
+    text: a PEM EC private key, since APNs provider tokens are ES256), `key_id`, `team_id`,
+    `topic` and `sandbox`; or the stored form again, `"auth": "token"` or `"certificate"`
+    (a PEM certificate chain with its key, `topic`, `sandbox`)."""
+    auth = values.get("auth", "token")
+    if auth == "certificate":
+        return _clean_certificate(values)
+    if auth != "token":
+        raise CredentialsInvalid('APNs "auth" must be "token" or "certificate".')
+    given = {name: value for name, value in values.items() if name != "auth"}
+    if set(given) - set(CREDENTIAL_FIELDS) or not set(CREDENTIAL_FIELDS[:4]) <= set(given):
+        raise CredentialsInvalid(
+            "APNs credentials take private_key, key_id, team_id, topic and sandbox."
+        )
+    key_id, team_id, topic = given["key_id"], given["team_id"], given["topic"]
+    missing = [
+        name
+        for name, value in (("key id", key_id), ("team id", team_id), ("topic", topic))
+        if not (value or "").strip()
+    ]
+    if missing:
+        raise CredentialsInvalid(f"APNs token auth also needs the {', '.join(missing)}.")
+    private_key = given["private_key"]
+    try:
+        key = serialization.load_pem_private_key(private_key.encode(), password=None)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise CredentialsInvalid(
+            "The APNs key is not a PEM (.p8) private key without a password."
+        ) from exc
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise CredentialsInvalid("The APNs key is not an EC private key, as a .p8 key is.")
+    return {
+        "auth": "token",
+        "key_id": key_id.strip(),
+        "team_id": team_id.strip(),
+        "topic": topic.strip(),
+        "private_key": private_key,
+        "sandbox": bool(given.get("sandbox", False)),
+    }
+
+
+def _clean_certificate(values: Mapping[str, Any]) -> dict[str, Any]:
+    if set(values) - set(CERTIFICATE_FIELDS):
+        raise CredentialsInvalid("APNs certificate credentials take certificate, topic, sandbox.")
+    certificate, topic = values.get("certificate"), values.get("topic")
+    if not isinstance(topic, str) or not topic.strip():
+        raise CredentialsInvalid("APNs certificate auth also needs the topic.")
+    if not isinstance(certificate, str) or not certificate.strip():
+        raise CredentialsInvalid("APNs certificate auth needs the certificate.")
+    # ssl loads a certificate chain only from a file, as the adapter does: owner-only, removed.
+    fd, path = tempfile.mkstemp(suffix=".pem")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(certificate)
+        ssl.create_default_context().load_cert_chain(path)
+    except (ssl.SSLError, OSError) as exc:
+        raise CredentialsInvalid(
+            "The APNs certificate is not a PEM certificate with its private key."
+        ) from exc
+    finally:
+        os.unlink(path)
+    return {
+        "auth": "certificate",
+        "certificate": certificate,
+        "topic": topic.strip(),
+        "sandbox": bool(values.get("sandbox", False)),
+    }
+
+
+def content_of(
+    *,
+    title: str,
+    body: str,
+    data: Mapping[str, Any],
+    part: Mapping[str, Any],
+    credentials: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a push of this content carries: its title, body and data (device pushes have no
+    part of their own). The adapter builds the provider's JSON from it; a preview shows it."""
+    return {"title": title, "body": body, "data": data}
+
+
 def build_payload(message: OutboundMessage) -> dict[str, Any]:
-    """The APNs JSON: `aps` (alert with sound, or content-available) plus custom data."""
-    payload = {key: value for key, value in message.data.items() if key != "aps"}
-    if message.title or message.body:
-        alert = {"title": message.title, "body": message.body}
+    """The APNs JSON: `aps` (alert with sound, or content-available) plus custom data, of
+    the message's `content_of`."""
+    shown = content_of(
+        title=message.title, body=message.body, data=message.data, part=message.parts
+    )
+    payload = {key: value for key, value in shown["data"].items() if key != "aps"}
+    if shown["title"] or shown["body"]:
+        alert = {"title": shown["title"], "body": shown["body"]}
         payload["aps"] = {
             "alert": {key: value for key, value in alert.items() if value},
             "sound": "default",
@@ -217,6 +316,7 @@ class APNsAdapter(AsyncBatchAdapter):
 
     channel = "iOSPush"
     errors = APNS_ERRORS
+    secret_fields = ("private_key", "certificate")
 
     def __init__(
         self,
@@ -233,6 +333,24 @@ class APNsAdapter(AsyncBatchAdapter):
         self.max_concurrency = max_concurrency  # streams per connection, if the server allows
         self.max_connections = max_connections
         super().__init__()
+
+    @classmethod
+    def clean_credentials(
+        cls, values: Mapping[str, Any], *, default_subject: str = ""
+    ) -> dict[str, Any]:
+        return clean_credentials(values)
+
+    @classmethod
+    def content_of(
+        cls,
+        *,
+        title: str,
+        body: str,
+        data: Mapping[str, Any],
+        part: Mapping[str, Any],
+        credentials: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return content_of(title=title, body=body, data=data, part=part, credentials=credentials)
 
     @classmethod
     def from_settings(cls, settings: Any) -> APNsAdapter:

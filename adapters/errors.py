@@ -17,23 +17,9 @@ import json
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from adapters.base import SendResult
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorClass:
-    """How one provider error code is handled."""
-
-    provider: str  # "APNs", "FCM", "Twilio", "WebPush", "SMTP" or "local"
-    code: str
-    status: int | None
-    permanent: bool
-    token_invalid: bool
-    credential_rejected: bool
-    meaning: str
+from adapters.base import ErrorClass, SendResult
 
 
 def error_table(provider: str, rows: list[tuple]) -> dict[str, ErrorClass]:

@@ -42,7 +42,13 @@ from adapters.asyncio_adapter import (
     resend_after_renewal,
     timed_request,
 )
-from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
+from adapters.base import (
+    AdapterConfigurationError,
+    Credentials,
+    CredentialsInvalid,
+    OutboundMessage,
+    SendResult,
+)
 from adapters.errors import (
     ErrorClass,
     classified,
@@ -191,6 +197,45 @@ class _Client:
         return self.headers[1]
 
 
+SERVICE_ACCOUNT_FIELDS = ("project_id", "client_email", "private_key", "token_uri")
+
+
+def clean_credentials(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored form of FCM credentials: `{"service_account": {...}}` from the
+    service-account object or the text of its JSON file (`values` may be the object itself)."""
+    account = values.get("service_account", values)
+    if isinstance(account, str):
+        try:
+            account = json.loads(account)
+        except json.JSONDecodeError as exc:
+            raise CredentialsInvalid(f"The service account is not JSON: {exc}") from exc
+    if not isinstance(account, Mapping):
+        raise CredentialsInvalid(
+            "The service account is not a JSON object, as a service-account file is."
+        )
+    missing = [name for name in SERVICE_ACCOUNT_FIELDS if not account.get(name)]
+    if missing:
+        raise CredentialsInvalid(f"The service account lacks {', '.join(missing)}.")
+    if account.get("type") != "service_account":
+        raise CredentialsInvalid(
+            'The file is not a service account: its "type" is not "service_account".'
+        )
+    return {"service_account": dict(account)}
+
+
+def content_of(
+    *,
+    title: str,
+    body: str,
+    data: Mapping[str, Any],
+    part: Mapping[str, Any],
+    credentials: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a push of this content carries: its title, body and data (device pushes have no
+    part of their own). The adapter builds the provider's JSON from it; a preview shows it."""
+    return {"title": title, "body": body, "data": data}
+
+
 def stringify_data(data: Mapping[str, Any]) -> dict[str, str]:
     """FCM data values must be strings: keep strings, JSON-encode everything else."""
     return {
@@ -206,6 +251,7 @@ class FCMAdapter(AsyncBatchAdapter):
 
     channel = "AndroidPush"
     errors = FCM_ERRORS
+    secret_fields = ("service_account.private_key",)
     send_rounds = 4  # two token fetches and two send rounds at most
 
     def __init__(
@@ -230,6 +276,24 @@ class FCMAdapter(AsyncBatchAdapter):
         self.ca_file = ca_file or None
         self._protocols: dict[str, str] = {}  # endpoint origin -> protocol, for all clients
         super().__init__()
+
+    @classmethod
+    def clean_credentials(
+        cls, values: Mapping[str, Any], *, default_subject: str = ""
+    ) -> dict[str, Any]:
+        return clean_credentials(values)
+
+    @classmethod
+    def content_of(
+        cls,
+        *,
+        title: str,
+        body: str,
+        data: Mapping[str, Any],
+        part: Mapping[str, Any],
+        credentials: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return content_of(title=title, body=body, data=data, part=part, credentials=credentials)
 
     @classmethod
     def from_settings(cls, settings: Any) -> FCMAdapter:
@@ -268,6 +332,9 @@ class FCMAdapter(AsyncBatchAdapter):
 
     @staticmethod
     def _payload(client: _Client, message: OutboundMessage) -> bytes:
+        shown = content_of(
+            title=message.title, body=message.body, data=message.data, part=message.parts
+        )
         android: dict[str, Any] = {"priority": "high" if message.priority == "high" else "normal"}
         if message.ttl is not None:
             android["ttl"] = f"{int(message.ttl)}s"
@@ -275,9 +342,9 @@ class FCMAdapter(AsyncBatchAdapter):
             android["collapse_key"] = message.collapse_id
         return client.builder.parse_payload(
             fcm_token=message.token,
-            notification_title=message.title or None,
-            notification_body=message.body or None,
-            data_payload=stringify_data(message.data) or None,
+            notification_title=shown["title"] or None,
+            notification_body=shown["body"] or None,
+            data_payload=stringify_data(shown["data"]) or None,
             android_config=android,
         )
 

@@ -29,7 +29,15 @@ from typing import Any
 from urllib.parse import quote_plus, urlsplit, urlunsplit
 
 from adapters.asyncio_adapter import AsyncBatchAdapter, Batch, timed_request
-from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
+from adapters.base import (
+    AdapterConfigurationError,
+    Credentials,
+    CredentialsInvalid,
+    OutboundMessage,
+    SendResult,
+    credential_fields_allowed,
+    credential_text,
+)
 from adapters.errors import (
     ErrorClass,
     classified,
@@ -38,6 +46,7 @@ from adapters.errors import (
     local_failure,
     parse_retry_after,
 )
+from adapters.sms_text import segments
 from adapters.transport.http2_client import Headers
 from adapters.transport.http_client import HTTPPool
 from adapters.transport.proxy import proxy_for
@@ -149,6 +158,62 @@ def _url_variants(url: str) -> tuple[str, ...]:
     return (url, without_port if parts.port is not None else with_port)
 
 
+# --- Credentials and content ---------------------------------------------------------------
+
+CREDENTIAL_FIELDS = ("account_sid", "auth_token", "from", "messaging_service_sid")
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+# Twilio's alphanumeric sender ids: up to 11 letters, digits and spaces, at least one letter.
+_ALPHANUMERIC_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
+
+
+def clean_credentials(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A Twilio account (or a gateway speaking its API): account sid, auth token, and either
+    a sender (`from`: an E.164 number or an alphanumeric sender id) or a messaging service."""
+    credential_fields_allowed(values, CREDENTIAL_FIELDS, "SMS")
+    cleaned = {
+        "account_sid": credential_text(values, "account_sid", "SMS"),
+        "auth_token": credential_text(values, "auth_token", "SMS"),
+    }
+    sender = credential_text(values, "from", "SMS", required=False)
+    service = credential_text(values, "messaging_service_sid", "SMS", required=False)
+    if bool(sender) == bool(service):
+        raise CredentialsInvalid(
+            'SMS credentials need exactly one of "from" and "messaging_service_sid".'
+        )
+    if sender:
+        if not (_E164.match(sender) or _ALPHANUMERIC_SENDER.match(sender)):
+            raise CredentialsInvalid(
+                'SMS "from" must be an E.164 number (+15005550006) or an alphanumeric sender id.'
+            )
+        cleaned["from"] = sender
+    else:
+        cleaned["messaging_service_sid"] = service
+    return cleaned
+
+
+def text_of(*, body: str, part: Mapping[str, Any]) -> str:
+    """The text an SMS sends: the part's `text`, else the body."""
+    text = part.get("text")
+    return text if isinstance(text, str) and text else body or ""
+
+
+def content_of(
+    *,
+    title: str,
+    body: str,
+    data: Mapping[str, Any],
+    part: Mapping[str, Any],
+    credentials: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What an SMS of this content says (`text_of`, which the adapter sends) and what it
+    costs: its encoding and number of segments."""
+    text = text_of(body=body, part=part)
+    encoding, count = segments(text)
+    return {"text": text, "encoding": encoding, "segments": count}
+
+
+# --- The adapter -----------------------------------------------------------------------------
+
 _SID = re.compile(r"^[A-Za-z0-9]+$")
 _SID_FIELD = re.compile(rb'"sid"\s*:\s*"([A-Za-z0-9]+)"')  # the resource's own, not account_sid
 
@@ -176,6 +241,7 @@ class TwilioSMSAdapter(AsyncBatchAdapter):
 
     channel = "SMS"
     errors = TWILIO_ERRORS
+    secret_fields = ("auth_token",)
     send_rounds = 7
 
     def __init__(
@@ -195,6 +261,24 @@ class TwilioSMSAdapter(AsyncBatchAdapter):
         self.ca_file = ca_file or None
         self._protocols: dict[str, str] = {}  # endpoint origin -> protocol, for all clients
         super().__init__()
+
+    @classmethod
+    def clean_credentials(
+        cls, values: Mapping[str, Any], *, default_subject: str = ""
+    ) -> dict[str, Any]:
+        return clean_credentials(values)
+
+    @classmethod
+    def content_of(
+        cls,
+        *,
+        title: str,
+        body: str,
+        data: Mapping[str, Any],
+        part: Mapping[str, Any],
+        credentials: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return content_of(title=title, body=body, data=data, part=part, credentials=credentials)
 
     @classmethod
     def from_settings(cls, settings: Any) -> TwilioSMSAdapter:
@@ -228,9 +312,7 @@ class TwilioSMSAdapter(AsyncBatchAdapter):
         return await self._run_workers(batch, worker, self.concurrency)
 
     async def _send_one(self, client: _Client, message: OutboundMessage) -> SendResult:
-        text = message.parts.get("text") if message.parts else None
-        if not isinstance(text, str) or not text:
-            text = message.body
+        text = text_of(body=message.body, part=message.parts or {})
         if len(text) > MAX_BODY_CHARS:
             return local_failure(
                 message.message_id,

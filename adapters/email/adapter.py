@@ -25,9 +25,11 @@ from adapters.email.content import (
     HeaderInjection,
     NoSkeleton,
     build_content,
+    content_of,
     plain_address,
     recipient_headers,
 )
+from adapters.email.credentials import SECRET_FIELDS, clean_credentials
 from adapters.email.errors import EMAIL_LOCAL_ERRORS, classify_smtp, email_failure, enhanced_status
 from adapters.email.pool import Relay, SetupError, SMTPPool
 
@@ -38,6 +40,7 @@ logger = logging.getLogger(__name__)
 class _Client:
     pool: SMTPPool
     relay: Relay
+    values: Mapping[str, Any]  # the credentials as stored
     contents: ContentBuilder
 
 
@@ -55,6 +58,7 @@ class EmailAdapter(AsyncBatchAdapter):
 
     channel = "Email"
     errors = EMAIL_LOCAL_ERRORS
+    secret_fields = SECRET_FIELDS
     send_rounds = 4  # a batch's deadline: 4 timeouts, then unsent messages fail `timeout`
     content_cache_size = 256
 
@@ -75,6 +79,24 @@ class EmailAdapter(AsyncBatchAdapter):
         self.helo_name = helo_name
         self._dates = Dates()
         super().__init__()
+
+    @classmethod
+    def clean_credentials(
+        cls, values: Mapping[str, Any], *, default_subject: str = ""
+    ) -> dict[str, Any]:
+        return clean_credentials(values)
+
+    @classmethod
+    def content_of(
+        cls,
+        *,
+        title: str,
+        body: str,
+        data: Mapping[str, Any],
+        part: Mapping[str, Any],
+        credentials: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return content_of(title=title, body=body, data=data, part=part, credentials=credentials)
 
     @classmethod
     def from_settings(cls, settings: Any) -> EmailAdapter:
@@ -102,6 +124,7 @@ class EmailAdapter(AsyncBatchAdapter):
         return _Client(
             pool=pool,
             relay=relay,
+            values=values,
             contents=ContentBuilder(relay.from_address, self.content_cache_size),
         )
 
@@ -145,23 +168,28 @@ class EmailAdapter(AsyncBatchAdapter):
                 token_invalid=hopeless,
             )
         relay = client.relay
-        parts = message.parts or {}
-        subject = _text(parts.get("subject")) or message.title or ""
-        from_name = _text(parts.get("from_name")) or relay.from_name
-        html = parts.get("html") if isinstance(parts.get("html"), str) else None
+        shown = content_of(
+            title=message.title,
+            body=message.body,
+            data=message.data,
+            part=message.parts or {},
+            credentials=client.values,
+        )
+        subject, text, from_name = shown["subject"], shown["text"], shown["from_name"]
+        html = shown["html"] or None
         local_id = message.message_id
         if not MESSAGE_ID_PART.match(local_id):
             local_id = uuid.uuid4().hex
         provider_id = f"<{local_id}@{relay.domain}>"
         try:
             try:
-                content = client.contents.content(from_name, subject, message.body or "", html)
+                content = client.contents.content(from_name, subject, text, html)
             except NoSkeleton:
                 content = build_content(
                     from_address=relay.from_address,
                     from_name=from_name,
                     subject=subject,
-                    text=message.body or "",
+                    text=text,
                     html=html,
                 )
             head = recipient_headers(
@@ -304,10 +332,6 @@ def _with_latency(result: SendResult, started: float) -> SendResult:
         retry_after=result.retry_after,
         latency_ms=latency_ms,
     )
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
 
 
 def _local_fqdn() -> str:

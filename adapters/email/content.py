@@ -11,6 +11,7 @@ import functools
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from email import base64mime, quoprimime
 from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage
@@ -26,6 +27,30 @@ _ADDRESS = re.compile(
 LINE_BREAK = re.compile("[\x00\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 MESSAGE_ID_PART = re.compile(r"[A-Za-z0-9._-]+\Z")
 BLANK_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+def content_of(
+    *,
+    title: str,
+    body: str,
+    data: Mapping[str, Any],
+    part: Mapping[str, Any],
+    credentials: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What an e-mail of this content says: the subject (the part's, else the title), the
+    text (the body), the HTML alternative ("" for none) and the sender's name (the part's,
+    else the relay's `from_name`). The adapter builds the message from it; a preview shows it."""
+    subject = part.get("subject")
+    from_name = part.get("from_name")
+    html = part.get("html")
+    return {
+        "subject": subject if isinstance(subject, str) and subject else title or "",
+        "text": body or "",
+        "html": html if isinstance(html, str) else "",
+        "from_name": from_name
+        if isinstance(from_name, str) and from_name
+        else (credentials or {}).get("from_name") or "",
+    }
 
 
 def plain_address(value: Any) -> str | None:

@@ -20,6 +20,7 @@ from adapters.transport.proxy import proxy_for
 from adapters.webpush.content import (
     MAX_BODY,
     MAX_PLAINTEXT,
+    content_of,
     encrypt_payload,
     payload_of,
     topic_of,
@@ -27,7 +28,7 @@ from adapters.webpush.content import (
 )
 from adapters.webpush.errors import WEB_PUSH_ERRORS, classify_webpush, webpush_failure
 from adapters.webpush.subscription import AllowedHosts, check_endpoint
-from adapters.webpush.vapid import Vapid, b64url_decode, vapid_from
+from adapters.webpush.vapid import Vapid, b64url_decode, clean_credentials, vapid_from
 
 _STATIC_HEADERS = (
     (b"content-encoding", b"aes128gcm"),
@@ -44,6 +45,7 @@ class WebPushAdapter(AsyncBatchAdapter):
 
     channel = "WebPush"
     errors = WEB_PUSH_ERRORS
+    secret_fields = ("vapid_private_key",)
     send_rounds = 7
 
     def __init__(
@@ -71,6 +73,24 @@ class WebPushAdapter(AsyncBatchAdapter):
         self._retired: set[HTTPPool] = set()  # evicted, closed when their last answer comes
         self._pools_loop: asyncio.AbstractEventLoop | None = None
         self._protocols: dict[str, str] = {}
+
+    @classmethod
+    def clean_credentials(
+        cls, values: Mapping[str, Any], *, default_subject: str = ""
+    ) -> dict[str, Any]:
+        return clean_credentials(values, default_subject=default_subject)
+
+    @classmethod
+    def content_of(
+        cls,
+        *,
+        title: str,
+        body: str,
+        data: Mapping[str, Any],
+        part: Mapping[str, Any],
+        credentials: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return content_of(title=title, body=body, data=data, part=part, credentials=credentials)
 
     @classmethod
     def from_settings(cls, settings: Any) -> WebPushAdapter:

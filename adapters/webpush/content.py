@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import http_ece
@@ -16,28 +17,40 @@ from adapters.base import OutboundMessage
 from adapters.webpush.vapid import b64url
 
 DEFAULT_TTL = 4 * 7 * 24 * 3600  # seconds; also the most a push service is asked to keep one
-
-
 RECORD_SIZE = 4096
 MAX_BODY = 4096  # octets of encrypted body every push service accepts (RFC 8030 7.2)
 # Body = salt (16) + rs (4) + idlen (1) + keyid (65-octet public key) + plaintext + 1 + tag 16.
 MAX_PLAINTEXT = MAX_BODY - (16 + 4 + 1 + 65) - 1 - 16
-
-
 _TOPIC = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
+def content_of(
+    *,
+    title: str,
+    body: str,
+    data: Mapping[str, Any],
+    part: Mapping[str, Any],
+    credentials: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What the browser shows of this content: title, body, and the web_push part's url and
+    icon (None when it has none). `payload_of` sends it, with the message id and data."""
+    return {"title": title, "body": body, "url": part.get("url"), "icon": part.get("icon")}
 
 
 def payload_of(message: OutboundMessage) -> bytes:
     """The JSON the service worker receives: message_id, title, body, data, and url and icon
-    from the message's web_push part when it has them."""
+    when the message has them (`content_of`)."""
+    shown = content_of(
+        title=message.title, body=message.body, data=message.data, part=message.parts or {}
+    )
     payload: dict[str, Any] = {
         "message_id": message.message_id,
-        "title": message.title,
-        "body": message.body,
+        "title": shown["title"],
+        "body": shown["body"],
         "data": dict(message.data),
     }
     for name in ("url", "icon"):
-        value = message.parts.get(name)
+        value = shown[name]
         if value:
             payload[name] = value
     # default=str: a value JSON has no type for (a date) is sent as its text, not a crash.

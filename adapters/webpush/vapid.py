@@ -14,7 +14,12 @@ from cachetools import TTLCache
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from adapters.base import AdapterConfigurationError
+from adapters.base import (
+    AdapterConfigurationError,
+    CredentialsInvalid,
+    credential_fields_allowed,
+    credential_text,
+)
 
 VAPID_TOKEN_SECONDS = 12 * 3600
 VAPID_RENEW_SECONDS = 3600  # a token this close to its expiry is signed again
@@ -129,3 +134,35 @@ def vapid_from(values: Mapping[str, Any]) -> Vapid:
             "Web Push credentials need a subject: a mailto: address or an https:// URL"
         )
     return Vapid(private_key, public_key, subject)
+
+
+CREDENTIAL_FIELDS = ("vapid_private_key", "vapid_public_key", "subject")
+
+
+def clean_credentials(values: Mapping[str, Any], *, default_subject: str) -> dict[str, Any]:
+    """VAPID keys and the subject push services may contact. `{}` generates a new key pair;
+    a private key alone gets its public key derived; a public key that is not the private
+    key's is refused (browsers subscribed with the public key)."""
+    credential_fields_allowed(values, CREDENTIAL_FIELDS, "WebPush")
+    private_key = credential_text(values, "vapid_private_key", "WebPush", required=False)
+    public_key = credential_text(values, "vapid_public_key", "WebPush", required=False)
+    if private_key:
+        try:
+            derived = vapid_public_key_of(private_key)
+        except ValueError as exc:
+            raise CredentialsInvalid(
+                'WebPush "vapid_private_key" must be the base64url raw P-256 private key.'
+            ) from exc
+        if public_key and public_key != derived:
+            raise CredentialsInvalid(
+                'WebPush "vapid_public_key" is not the public key of "vapid_private_key".'
+            )
+        keys = {"vapid_private_key": private_key, "vapid_public_key": derived}
+    elif public_key:
+        raise CredentialsInvalid('WebPush "vapid_public_key" needs its "vapid_private_key".')
+    else:
+        keys = generate_vapid_keys()
+    subject = credential_text(values, "subject", "WebPush", required=False) or default_subject
+    if not subject.startswith(("mailto:", "https://")):
+        raise CredentialsInvalid('WebPush "subject" must be a mailto: or https:// URL.')
+    return keys | {"subject": subject}
