@@ -1,8 +1,9 @@
 """Provider credentials: checking what an operator hands in (a .p8 key, a service-account
-file) and showing what is stored without its secrets.
+file, an SMTP relay...) and showing what is stored without its secrets.
 
-The command line and the admin both check through these functions, so a key that one refuses
-the other refuses too; the display helper serves every channel's credentials.
+Each channel's check is its adapter's `clean_credentials` (the adapter knows what it can
+send with); the functions here keep the names the command line, the admin and the services
+call. The display helper serves every channel's credentials.
 """
 
 from __future__ import annotations
@@ -14,14 +15,35 @@ from collections.abc import Iterable
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 
-# Which values of each provider's credentials are secret: never shown, only fingerprinted.
-# Dotted names reach into nested objects (FCM keeps the service account as one object).
-APNS_SECRETS = ("private_key", "certificate")
-FCM_SECRETS = ("service_account.private_key",)
+from adapters.base import CredentialsInvalid, credential_fields_allowed, credential_text
+
+__all__ = [
+    "CredentialsInvalid",
+    "apns_credentials_clean",
+    "credentials_display",
+    "email_credentials_clean",
+    "fcm_credentials_clean",
+    "fingerprint",
+    "kakao_credentials_clean",
+    "sms_credentials_clean",
+    "web_push_credentials_clean",
+]
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """`APNS_SECRETS`, `FCM_SECRETS`: which values of those credentials are secret (never
+    shown, only fingerprinted): the adapters' `secret_fields`, imported on first use."""
+    if name == "APNS_SECRETS":
+        from adapters.apns import APNsAdapter
+
+        return APNsAdapter.secret_fields
+    if name == "FCM_SECRETS":
+        from adapters.fcm import FCMAdapter
+
+        return FCMAdapter.secret_fields
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # A value under one of these names is secret whatever the caller listed: a channel added later
 # cannot show its password by forgetting to name it.
@@ -29,61 +51,43 @@ _SECRET_NAMES = (
     "private_key", "certificate", "password", "secret", "auth_token", "secret_key",
 )  # fmt: skip
 
-SERVICE_ACCOUNT_FIELDS = ("project_id", "client_email", "private_key", "token_uri")
-
-
-class CredentialsInvalid(ValueError):
-    """Credentials that cannot work; the message says why, for a person to act on."""
-
 
 def apns_credentials_clean(
     *, private_key: str, key_id: str, team_id: str, topic: str, sandbox: bool = False
 ) -> dict[str, Any]:
-    """The stored form of APNs token-auth credentials; the key must be a PEM EC private key
-    (what Apple's .p8 file holds), since APNs signs its provider tokens with ES256."""
-    missing = [
-        name
-        for name, value in (("key id", key_id), ("team id", team_id), ("topic", topic))
-        if not (value or "").strip()
-    ]
-    if missing:
-        raise CredentialsInvalid(f"APNs token auth also needs the {', '.join(missing)}.")
-    try:
-        key = serialization.load_pem_private_key(private_key.encode(), password=None)
-    except (ValueError, TypeError) as exc:
-        raise CredentialsInvalid(
-            "The APNs key is not a PEM (.p8) private key without a password."
-        ) from exc
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise CredentialsInvalid("The APNs key is not an EC private key, as a .p8 key is.")
-    return {
-        "auth": "token",
-        "key_id": key_id.strip(),
-        "team_id": team_id.strip(),
-        "topic": topic.strip(),
-        "private_key": private_key,
-        "sandbox": bool(sandbox),
-    }
+    """The stored form of APNs token-auth credentials (`APNsAdapter.clean_credentials`)."""
+    from adapters.apns import APNsAdapter
+
+    values = {"private_key": private_key, "key_id": key_id, "team_id": team_id, "topic": topic}
+    return APNsAdapter.clean_credentials(values | {"sandbox": sandbox})
 
 
 def fcm_credentials_clean(*, service_account: str) -> dict[str, Any]:
     """The stored form of FCM credentials from the text of a service-account JSON file."""
-    try:
-        account = json.loads(service_account)
-    except json.JSONDecodeError as exc:
-        raise CredentialsInvalid(f"The service account is not JSON: {exc}") from exc
-    if not isinstance(account, dict):
-        raise CredentialsInvalid(
-            "The service account is not a JSON object, as a service-account file is."
-        )
-    missing = [name for name in SERVICE_ACCOUNT_FIELDS if not account.get(name)]
-    if missing:
-        raise CredentialsInvalid(f"The service account lacks {', '.join(missing)}.")
-    if account.get("type") != "service_account":
-        raise CredentialsInvalid(
-            'The file is not a service account: its "type" is not "service_account".'
-        )
-    return {"service_account": account}
+    from adapters.fcm import FCMAdapter
+
+    return FCMAdapter.clean_credentials({"service_account": service_account})
+
+
+def email_credentials_clean(values: dict[str, Any]) -> dict[str, Any]:
+    """An SMTP relay (`EmailAdapter.clean_credentials`)."""
+    from adapters.email import EmailAdapter
+
+    return EmailAdapter.clean_credentials(values)
+
+
+def sms_credentials_clean(values: dict[str, Any]) -> dict[str, Any]:
+    """A Twilio account (`TwilioSMSAdapter.clean_credentials`)."""
+    from adapters.sms import TwilioSMSAdapter
+
+    return TwilioSMSAdapter.clean_credentials(values)
+
+
+def web_push_credentials_clean(values: dict[str, Any], *, default_subject: str) -> dict[str, Any]:
+    """VAPID keys and subject (`WebPushAdapter.clean_credentials`); `{}` generates keys."""
+    from adapters.webpush import WebPushAdapter
+
+    return WebPushAdapter.clean_credentials(values, default_subject=default_subject)
 
 
 def fingerprint(secret: str) -> str:
@@ -129,132 +133,22 @@ def _looks_secret(name: str) -> bool:
     return name.endswith(_SECRET_NAMES) or name.startswith("secret")
 
 
-# --- The channels whose credentials are a JSON object (Email, SMS, WebPush, KakaoTalk) -------
-
-SECURITY_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+# The KakaoTalk check stays here until its adapter (adapters.kakao) owns it.
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
-# Twilio's alphanumeric sender ids: up to 11 letters, digits and spaces, at least one letter.
-_ALPHANUMERIC_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
-
-
-def _allowed(values: dict[str, Any], allowed: Iterable[str], what: str) -> None:
-    unknown = sorted(set(values) - set(allowed))
-    if unknown:
-        raise CredentialsInvalid(
-            f"{what} credentials have no field {', '.join(unknown)}; known: {', '.join(allowed)}."
-        )
-
-
-def _string(values: dict[str, Any], name: str, what: str, *, required: bool = True) -> str:
-    value = values.get(name)
-    if value is None or value == "":
-        if required:
-            raise CredentialsInvalid(f"{what} credentials need {name!r}.")
-        return ""
-    if not isinstance(value, str) or "\x00" in value or "\r" in value or "\n" in value:
-        raise CredentialsInvalid(f"{what} credentials: {name!r} must be one line of text.")
-    return value.strip()
-
-
-def email_credentials_clean(values: dict[str, Any]) -> dict[str, Any]:
-    """An SMTP relay: host, port, security (starttls, tls or none), an optional username and
-    password (AUTH when a username is set), and the From address and name."""
-    fields = ("host", "port", "security", "username", "password", "from_address", "from_name")
-    _allowed(values, fields, "Email")
-    security = values.get("security", "starttls")
-    if security not in SECURITY_PORTS:
-        raise CredentialsInvalid('Email "security" must be "starttls", "tls" or "none".')
-    port = values.get("port", SECURITY_PORTS[security])
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise CredentialsInvalid('Email "port" must be a number from 1 to 65535.')
-    username = _string(values, "username", "Email", required=False)
-    password = values.get("password") or ""
-    if username and not isinstance(password, str):
-        raise CredentialsInvalid('Email "password" must be text.')
-    if username and not password:
-        raise CredentialsInvalid('Email credentials with a "username" need its "password".')
-    from_address = _string(values, "from_address", "Email")
-    try:
-        validate_email(from_address)
-    except ValidationError as exc:
-        raise CredentialsInvalid(
-            f'Email "from_address" {from_address!r} is not an address.'
-        ) from exc
-    cleaned = {
-        "host": _string(values, "host", "Email"),
-        "port": port,
-        "security": security,
-        "from_address": from_address,
-        "from_name": _string(values, "from_name", "Email", required=False),
-    }
-    if username:
-        cleaned |= {"username": username, "password": password}
-    return cleaned
-
-
-def sms_credentials_clean(values: dict[str, Any]) -> dict[str, Any]:
-    """A Twilio account (or a gateway speaking its API): account sid, auth token, and either
-    a sender (`from`: an E.164 number or an alphanumeric sender id) or a messaging service."""
-    fields = ("account_sid", "auth_token", "from", "messaging_service_sid")
-    _allowed(values, fields, "SMS")
-    cleaned = {
-        "account_sid": _string(values, "account_sid", "SMS"),
-        "auth_token": _string(values, "auth_token", "SMS"),
-    }
-    sender = _string(values, "from", "SMS", required=False)
-    service = _string(values, "messaging_service_sid", "SMS", required=False)
-    if bool(sender) == bool(service):
-        raise CredentialsInvalid(
-            'SMS credentials need exactly one of "from" and "messaging_service_sid".'
-        )
-    if sender:
-        if not (_E164.match(sender) or _ALPHANUMERIC_SENDER.match(sender)):
-            raise CredentialsInvalid(
-                'SMS "from" must be an E.164 number (+15005550006) or an alphanumeric sender id.'
-            )
-        cleaned["from"] = sender
-    else:
-        cleaned["messaging_service_sid"] = service
-    return cleaned
-
-
-def web_push_credentials_clean(values: dict[str, Any], *, default_subject: str) -> dict[str, Any]:
-    """VAPID keys and the subject push services may contact. `{}` generates a new key pair;
-    a private key alone gets its public key derived; a public key that is not the private
-    key's is refused (browsers subscribed with the public key)."""
-    from adapters import webpush  # the VAPID key format is the adapter's
-
-    fields = ("vapid_private_key", "vapid_public_key", "subject")
-    _allowed(values, fields, "WebPush")
-    private_key = _string(values, "vapid_private_key", "WebPush", required=False)
-    public_key = _string(values, "vapid_public_key", "WebPush", required=False)
-    if private_key:
-        try:
-            derived = webpush.vapid_public_key_of(private_key)
-        except ValueError as exc:
-            raise CredentialsInvalid(
-                'WebPush "vapid_private_key" must be the base64url raw P-256 private key.'
-            ) from exc
-        if public_key and public_key != derived:
-            raise CredentialsInvalid(
-                'WebPush "vapid_public_key" is not the public key of "vapid_private_key".'
-            )
-        keys = {"vapid_private_key": private_key, "vapid_public_key": derived}
-    elif public_key:
-        raise CredentialsInvalid('WebPush "vapid_public_key" needs its "vapid_private_key".')
-    else:
-        keys = webpush.generate_vapid_keys()
-    subject = _string(values, "subject", "WebPush", required=False) or default_subject
-    if not subject.startswith(("mailto:", "https://")):
-        raise CredentialsInvalid('WebPush "subject" must be a mailto: or https:// URL.')
-    return keys | {"subject": subject}
+# 02-..., 010-..., 0505-... and the 15xx/16xx/18xx service numbers, without hyphens.
+_KOREAN_NUMBER = re.compile(r"^(0[0-9]{8,10}|1[5-9][0-9]{6})$")
 
 
 def kakao_credentials_clean(values: dict[str, Any]) -> dict[str, Any]:
     """NHN Cloud KakaoTalk Bizmessage: app key, secret key, sender key and the SMS fallback
-    number."""
+    number (optional: E.164, or a Korean number of digits)."""
     fields = ("app_key", "secret_key", "sender_key", "fallback_send_no")
-    _allowed(values, fields, "KakaoTalk")
-    cleaned = {name: _string(values, name, "KakaoTalk") for name in fields[:3]}
-    fallback = _string(values, "fallback_send_no", "KakaoTalk", required=False)
+    credential_fields_allowed(values, fields, "KakaoTalk")
+    cleaned = {name: credential_text(values, name, "KakaoTalk") for name in fields[:3]}
+    fallback = credential_text(values, "fallback_send_no", "KakaoTalk", required=False)
+    if fallback and not (_E164.match(fallback) or _KOREAN_NUMBER.match(fallback)):
+        raise CredentialsInvalid(
+            'KakaoTalk "fallback_send_no" must be an E.164 number (+8215881234) or a Korean '
+            "number of digits (15881234, 0212345678)."
+        )
     return cleaned | ({"fallback_send_no": fallback} if fallback else {})

@@ -1,15 +1,15 @@
 """Apple Push Notification service adapter: HTTP/2, token (JWT) or certificate auth.
 
-Requests go over our HTTP/2 client (`adapters.http2_client`, the one FCM uses): a few
+Requests go over our HTTP/2 client (`adapters.transport.http2_client`, the one FCM uses): a few
 long-lived TLS connections per credential set, up to the server's concurrent-stream limit
 each, with flow control, timeouts (a stream reset, the connection kept), GOAWAY handling and
 `Retry-After`. The APNs specifics live here: the request headers (device-token path,
 `apns-id`, topic, push type, priority, expiration, collapse id, the provider token), the
-payload, and the answer's classification (`adapters.errors`).
+payload, and the answer's classification (`APNS_ERRORS`, `classify_apns`).
 
 With `HTTPS_PROXY` set (and NO_PROXY not covering the endpoint), read when a credential
 set's client is built, each connection is a CONNECT tunnel through that proxy with TLS and
-ALPN h2 inside it, end to end with APNs (`adapters.proxy`).
+ALPN h2 inside it, end to end with APNs (`adapters.transport.proxy`).
 
 aioapns 4.0 is not used: profiled in the campaign benchmark, its send path (a stream-slot
 semaphore, h2 stream bookkeeping, HPACK table search for each request's unique path and
@@ -32,25 +32,99 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from adapters import registry
-from adapters.asyncio_adapter import AsyncBatchAdapter, timed_request
-from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
+from adapters.asyncio_adapter import AsyncBatchAdapter, resend_after_renewal, timed_request
+from adapters.base import (
+    AdapterConfigurationError,
+    Credentials,
+    CredentialsInvalid,
+    OutboundMessage,
+    SendResult,
+)
 from adapters.errors import (
-    classify_apns,
-    is_credential_rejected,
+    ErrorClass,
+    classified,
+    error_table,
+    failure,
     local_failure,
     parse_json_body,
     parse_retry_after,
 )
-from adapters.http2_client import Headers, HTTP2Pool
-from adapters.proxy import proxy_for
+from adapters.transport.http2_client import Headers, HTTP2Pool
+from adapters.transport.proxy import proxy_for
 
 APPLE_PRODUCTION = "https://api.push.apple.com"
 APPLE_SANDBOX = "https://api.sandbox.push.apple.com"
 MAX_PAYLOAD_BYTES = 4096
 # Apple: renew the provider token no more often than every 20 minutes and at least every 60.
 PROVIDER_TOKEN_RENEW_SECONDS = 40 * 60
+
+# (code, HTTP status, permanent, token_invalid, credential_rejected, meaning), in Apple's order.
+# A 400 is permanent: the same request fails the same way. Credential and configuration
+# problems (403) are temporary: the operator can fix them and the message is still good.
+APNS_ERRORS: dict[str, ErrorClass] = error_table(
+    "APNs",
+    [
+        ("BadCollapseId", 400, True, False, False, "apns-collapse-id exceeds 64 bytes"),
+        ("BadDeviceToken", 400, True, True, False, "the device token is malformed or wrong env"),
+        ("BadExpirationDate", 400, True, False, False, "apns-expiration is bad"),
+        ("BadMessageId", 400, True, False, False, "apns-id is bad"),
+        ("BadPriority", 400, True, False, False, "apns-priority is bad"),
+        ("BadTopic", 400, True, False, False, "apns-topic is bad"),
+        ("DeviceTokenNotForTopic", 400, True, True, False, "the token belongs to another topic"),
+        ("DuplicateHeaders", 400, True, False, False, "a header was repeated"),
+        ("IdleTimeout", 400, False, False, False, "the connection idled out; resend"),
+        ("InvalidPushType", 400, True, False, False, "apns-push-type is bad"),
+        ("MissingDeviceToken", 400, True, False, False, "no device token in the path"),
+        ("MissingTopic", 400, True, False, False, "apns-topic is required and missing"),
+        ("PayloadEmpty", 400, True, False, False, "the payload is empty"),
+        ("TopicDisallowed", 400, True, False, False, "pushing to this topic is not allowed"),
+        ("BadCertificate", 403, False, False, False, "the client certificate is bad"),
+        ("BadCertificateEnvironment", 403, False, False, False, "certificate for other env"),
+        ("ExpiredProviderToken", 403, False, False, True, "provider JWT older than 1 hour"),
+        ("Forbidden", 403, False, False, False, "the action is not allowed"),
+        ("InvalidProviderToken", 403, False, False, True, "provider JWT invalid or unknown kid"),
+        ("MissingProviderToken", 403, False, False, False, "no certificate and no JWT"),
+        ("UnrelatedKeyIdInToken", 403, False, False, False, "key id does not match the team"),
+        ("BadEnvironmentKeyIdInToken", 403, False, False, False, "key is for the other env"),
+        ("BadPath", 404, True, False, False, "the request path is bad"),
+        ("MethodNotAllowed", 405, True, False, False, "only POST is supported"),
+        ("ExpiredToken", 410, True, True, False, "the device token has expired"),
+        ("Unregistered", 410, True, True, False, "the device token is no longer active"),
+        ("PayloadTooLarge", 413, True, False, False, "payload over 4096 bytes"),
+        ("TooManyProviderTokenUpdates", 429, False, False, False, "JWT renewed too often"),
+        ("TooManyRequests", 429, False, False, False, "too many requests to the same token"),
+        ("InternalServerError", 500, False, False, False, "Apple internal error"),
+        ("ServiceUnavailable", 503, False, False, False, "APNs unavailable"),
+        ("Shutdown", 503, False, False, False, "the APNs server is shutting down"),
+    ],
+)
+
+
+def classify_apns(
+    message_id: str,
+    status: int,
+    reason: str | None = None,
+    *,
+    provider_id: str | None = None,
+    retry_after: float | None = None,
+    latency_ms: float | None = None,
+) -> SendResult:
+    """The result of one APNs answer: its HTTP status and the `reason` of its JSON body."""
+    if status == 200:
+        return SendResult(
+            message_id=message_id,
+            ok=True,
+            provider_id=provider_id,
+            status_code=200,
+            latency_ms=latency_ms,
+        )
+    code = reason or f"HTTP{status}"
+    error = classified(APNS_ERRORS, "APNs", code, status)
+    return failure(message_id, error, status=status, retry_after=retry_after, latency_ms=latency_ms)
 
 
 class ProviderToken:
@@ -124,11 +198,102 @@ class _Client:
         return headers
 
 
+CREDENTIAL_FIELDS = ("private_key", "key_id", "team_id", "topic", "sandbox")
+CERTIFICATE_FIELDS = ("auth", "certificate", "topic", "sandbox")
+
+
+def clean_credentials(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored form of APNs credentials: token auth from `private_key` (the .p8 key's
+    text: a PEM EC private key, since APNs provider tokens are ES256), `key_id`, `team_id`,
+    `topic` and `sandbox`; or the stored form again, `"auth": "token"` or `"certificate"`
+    (a PEM certificate chain with its key, `topic`, `sandbox`)."""
+    auth = values.get("auth", "token")
+    if auth == "certificate":
+        return _clean_certificate(values)
+    if auth != "token":
+        raise CredentialsInvalid('APNs "auth" must be "token" or "certificate".')
+    given = {name: value for name, value in values.items() if name != "auth"}
+    if set(given) - set(CREDENTIAL_FIELDS) or not set(CREDENTIAL_FIELDS[:4]) <= set(given):
+        raise CredentialsInvalid(
+            "APNs credentials take private_key, key_id, team_id, topic and sandbox."
+        )
+    key_id, team_id, topic = given["key_id"], given["team_id"], given["topic"]
+    missing = [
+        name
+        for name, value in (("key id", key_id), ("team id", team_id), ("topic", topic))
+        if not (value or "").strip()
+    ]
+    if missing:
+        raise CredentialsInvalid(f"APNs token auth also needs the {', '.join(missing)}.")
+    private_key = given["private_key"]
+    try:
+        key = serialization.load_pem_private_key(private_key.encode(), password=None)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise CredentialsInvalid(
+            "The APNs key is not a PEM (.p8) private key without a password."
+        ) from exc
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise CredentialsInvalid("The APNs key is not an EC private key, as a .p8 key is.")
+    return {
+        "auth": "token",
+        "key_id": key_id.strip(),
+        "team_id": team_id.strip(),
+        "topic": topic.strip(),
+        "private_key": private_key,
+        "sandbox": bool(given.get("sandbox", False)),
+    }
+
+
+def _clean_certificate(values: Mapping[str, Any]) -> dict[str, Any]:
+    if set(values) - set(CERTIFICATE_FIELDS):
+        raise CredentialsInvalid("APNs certificate credentials take certificate, topic, sandbox.")
+    certificate, topic = values.get("certificate"), values.get("topic")
+    if not isinstance(topic, str) or not topic.strip():
+        raise CredentialsInvalid("APNs certificate auth also needs the topic.")
+    if not isinstance(certificate, str) or not certificate.strip():
+        raise CredentialsInvalid("APNs certificate auth needs the certificate.")
+    # ssl loads a certificate chain only from a file, as the adapter does: owner-only, removed.
+    fd, path = tempfile.mkstemp(suffix=".pem")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(certificate)
+        ssl.create_default_context().load_cert_chain(path)
+    except (ssl.SSLError, OSError) as exc:
+        raise CredentialsInvalid(
+            "The APNs certificate is not a PEM certificate with its private key."
+        ) from exc
+    finally:
+        os.unlink(path)
+    return {
+        "auth": "certificate",
+        "certificate": certificate,
+        "topic": topic.strip(),
+        "sandbox": bool(values.get("sandbox", False)),
+    }
+
+
+def content_of(
+    *,
+    title: str,
+    body: str,
+    data: Mapping[str, Any],
+    part: Mapping[str, Any],
+    credentials: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a push of this content carries: its title, body and data (device pushes have no
+    part of their own). The adapter builds the provider's JSON from it; a preview shows it."""
+    return {"title": title, "body": body, "data": data}
+
+
 def build_payload(message: OutboundMessage) -> dict[str, Any]:
-    """The APNs JSON: `aps` (alert with sound, or content-available) plus custom data."""
-    payload = {key: value for key, value in message.data.items() if key != "aps"}
-    if message.title or message.body:
-        alert = {"title": message.title, "body": message.body}
+    """The APNs JSON: `aps` (alert with sound, or content-available) plus custom data, of
+    the message's `content_of`."""
+    shown = content_of(
+        title=message.title, body=message.body, data=message.data, part=message.parts
+    )
+    payload = {key: value for key, value in shown["data"].items() if key != "aps"}
+    if shown["title"] or shown["body"]:
+        alert = {"title": shown["title"], "body": shown["body"]}
         payload["aps"] = {
             "alert": {key: value for key, value in alert.items() if value},
             "sound": "default",
@@ -150,6 +315,8 @@ class APNsAdapter(AsyncBatchAdapter):
     """Sends iOS pushes through APNs (or an endpoint given for tests), one batch at a time."""
 
     channel = "iOSPush"
+    errors = APNS_ERRORS
+    secret_fields = ("private_key", "certificate")
 
     def __init__(
         self,
@@ -166,6 +333,24 @@ class APNsAdapter(AsyncBatchAdapter):
         self.max_concurrency = max_concurrency  # streams per connection, if the server allows
         self.max_connections = max_connections
         super().__init__()
+
+    @classmethod
+    def clean_credentials(
+        cls, values: Mapping[str, Any], *, default_subject: str = ""
+    ) -> dict[str, Any]:
+        return clean_credentials(values)
+
+    @classmethod
+    def content_of(
+        cls,
+        *,
+        title: str,
+        body: str,
+        data: Mapping[str, Any],
+        part: Mapping[str, Any],
+        credentials: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return content_of(title=title, body=body, data=data, part=part, credentials=credentials)
 
     @classmethod
     def from_settings(cls, settings: Any) -> APNsAdapter:
@@ -185,18 +370,23 @@ class APNsAdapter(AsyncBatchAdapter):
         self, credentials: Credentials, messages: Sequence[OutboundMessage]
     ) -> list[SendResult]:
         client = self._client(credentials)
-        auth = client.auth.get_header() if client.auth else None
+        token = client.auth
+        auth = token.get_header() if token else None
         results = list(await asyncio.gather(*(self._send_one(client, m, auth) for m in messages)))
-        rejected = [i for i, result in enumerate(results) if is_credential_rejected(result)]
-        if rejected and client.auth is not None:
-            client.auth.renew_if_current(auth)
-            auth = client.auth.get_header()
-            retried = await asyncio.gather(
-                *(self._send_one(client, messages[i], auth) for i in rejected)
-            )
-            for index, result in zip(rejected, retried, strict=True):
-                results[index] = result
-        return results
+        if token is None:  # certificate auth: nothing to renew
+            return results
+
+        async def renew() -> str:
+            token.renew_if_current(auth)
+            return token.get_header()
+
+        return await resend_after_renewal(
+            results,
+            messages,
+            APNS_ERRORS,
+            renew,
+            lambda index, renewed: self._send_one(client, messages[index], renewed),
+        )
 
     async def _send_one(
         self, client: _Client, message: OutboundMessage, auth: str | None

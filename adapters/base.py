@@ -7,9 +7,9 @@ in the same order.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +63,49 @@ class SendResult:
     latency_ms: float | None = None
 
 
-class ChannelAdapter(Protocol):
-    """Sends a batch of messages of one channel for one application."""
+@dataclass(frozen=True, slots=True)
+class ErrorClass:
+    """How one provider error code is handled (a row of an adapter's `errors` table, built by
+    `adapters.errors.error_table`)."""
 
-    channel: str
+    provider: str  # "APNs", "FCM", "Twilio", "WebPush", "SMTP" or "local"
+    code: str
+    status: int | None
+    permanent: bool
+    token_invalid: bool
+    credential_rejected: bool
+    meaning: str
+
+
+class ChannelAdapter(Protocol):
+    """Sends a batch of messages of one channel for one application, and says, as class
+    members, what the channel is: its subscription type, its provider's error table, which
+    credential values are secret, how its credentials are checked, and what a message looks
+    like on it (the same function for the send and for a preview)."""
+
+    channel: ClassVar[str]  # the subscription type, e.g. "WebPush"
+    errors: ClassVar[Mapping[str, ErrorClass]]  # its provider's error table
+    secret_fields: ClassVar[tuple[str, ...]]  # dotted names of values never shown
+
+    @classmethod
+    def clean_credentials(
+        cls, values: Mapping[str, Any], *, default_subject: str = ""
+    ) -> dict[str, Any]:
+        """The stored form of this channel's credentials; raises CredentialsInvalid."""
+        ...
+
+    @classmethod
+    def content_of(
+        cls,
+        *,
+        title: str,
+        body: str,
+        data: Mapping[str, Any],
+        part: Mapping[str, Any],
+        credentials: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """What a message with this content looks like on this channel (JSON-able)."""
+        ...
 
     def send_batch(
         self, credentials: Credentials, messages: Sequence[OutboundMessage]
@@ -75,3 +114,30 @@ class ChannelAdapter(Protocol):
 
 class AdapterConfigurationError(Exception):
     """The application's credentials for this channel are missing or unusable."""
+
+
+class CredentialsInvalid(ValueError):
+    """Credentials that cannot work; the message says why, for a person to act on."""
+
+
+def credential_fields_allowed(values: Mapping[str, Any], allowed: Iterable[str], what: str) -> None:
+    """Raises CredentialsInvalid naming the fields of `values` that are not `allowed`."""
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise CredentialsInvalid(
+            f"{what} credentials have no field {', '.join(unknown)}; known: {', '.join(allowed)}."
+        )
+
+
+def credential_text(
+    values: Mapping[str, Any], name: str, what: str, *, required: bool = True
+) -> str:
+    """One line of text of the credentials, stripped ("" when absent and not `required`)."""
+    value = values.get(name)
+    if value is None or value == "":
+        if required:
+            raise CredentialsInvalid(f"{what} credentials need {name!r}.")
+        return ""
+    if not isinstance(value, str) or "\x00" in value or "\r" in value or "\n" in value:
+        raise CredentialsInvalid(f"{what} credentials: {name!r} must be one line of text.")
+    return value.strip()

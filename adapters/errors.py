@@ -1,106 +1,74 @@
-"""What each provider error means for the pipeline, as data, and the classifiers using it.
+"""What a provider's answer means for the pipeline, machinery every adapter shares.
 
-Every APNs reason and FCM v1 error code maps to three flags: `permanent` (retrying the same
-message cannot help), `token_invalid` (the device token is dead: disable the subscription) and
-`credential_rejected` (our provider credential was refused: renew it and retry once).
-`ERRORS.md` next to this module is generated from these tables and the other channels' by
+Each adapter owns its provider's error table (`APNsAdapter.errors`, `TwilioSMSAdapter.errors`,
+...), built here by `error_table`: every code maps to three flags, `permanent` (retrying the
+same message cannot help), `token_invalid` (the device token, address or number is dead:
+disable the subscription) and `credential_rejected` (our provider credential was refused:
+renew it and resend once). A code missing from its table is classified by one rule,
+`unknown_error`. `ERRORS.md` next to this module is generated from the tables by
 `adapters.errors_doc`.
 """
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import json
+import math
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from adapters.base import SendResult
+from adapters.base import ErrorClass, SendResult
 
 
-@dataclass(frozen=True, slots=True)
-class ErrorClass:
-    """How one provider error code is handled."""
-
-    provider: str  # "APNs", "FCM" or "local"
-    code: str
-    status: int | None
-    permanent: bool
-    token_invalid: bool
-    credential_rejected: bool
-    meaning: str
-
-
-def _table(provider: str, rows: list[tuple]) -> dict[str, ErrorClass]:
+def error_table(provider: str, rows: list[tuple]) -> dict[str, ErrorClass]:
+    """A provider's table from rows of (code, HTTP status, permanent, token_invalid,
+    credential_rejected, meaning), by code, in the rows' order."""
     return {row[0]: ErrorClass(provider, *row) for row in rows}
 
 
-# (code, HTTP status, permanent, token_invalid, credential_rejected, meaning), in Apple's order.
-# A 400 is permanent: the same request fails the same way. Credential and configuration
-# problems (403) are temporary: the operator can fix them and the message is still good.
-APNS_ERRORS: dict[str, ErrorClass] = _table(
-    "APNs",
-    [
-        ("BadCollapseId", 400, True, False, False, "apns-collapse-id exceeds 64 bytes"),
-        ("BadDeviceToken", 400, True, True, False, "the device token is malformed or wrong env"),
-        ("BadExpirationDate", 400, True, False, False, "apns-expiration is bad"),
-        ("BadMessageId", 400, True, False, False, "apns-id is bad"),
-        ("BadPriority", 400, True, False, False, "apns-priority is bad"),
-        ("BadTopic", 400, True, False, False, "apns-topic is bad"),
-        ("DeviceTokenNotForTopic", 400, True, True, False, "the token belongs to another topic"),
-        ("DuplicateHeaders", 400, True, False, False, "a header was repeated"),
-        ("IdleTimeout", 400, False, False, False, "the connection idled out; resend"),
-        ("InvalidPushType", 400, True, False, False, "apns-push-type is bad"),
-        ("MissingDeviceToken", 400, True, False, False, "no device token in the path"),
-        ("MissingTopic", 400, True, False, False, "apns-topic is required and missing"),
-        ("PayloadEmpty", 400, True, False, False, "the payload is empty"),
-        ("TopicDisallowed", 400, True, False, False, "pushing to this topic is not allowed"),
-        ("BadCertificate", 403, False, False, False, "the client certificate is bad"),
-        ("BadCertificateEnvironment", 403, False, False, False, "certificate for other env"),
-        ("ExpiredProviderToken", 403, False, False, True, "provider JWT older than 1 hour"),
-        ("Forbidden", 403, False, False, False, "the action is not allowed"),
-        ("InvalidProviderToken", 403, False, False, True, "provider JWT invalid or unknown kid"),
-        ("MissingProviderToken", 403, False, False, False, "no certificate and no JWT"),
-        ("UnrelatedKeyIdInToken", 403, False, False, False, "key id does not match the team"),
-        ("BadEnvironmentKeyIdInToken", 403, False, False, False, "key is for the other env"),
-        ("BadPath", 404, True, False, False, "the request path is bad"),
-        ("MethodNotAllowed", 405, True, False, False, "only POST is supported"),
-        ("ExpiredToken", 410, True, True, False, "the device token has expired"),
-        ("Unregistered", 410, True, True, False, "the device token is no longer active"),
-        ("PayloadTooLarge", 413, True, False, False, "payload over 4096 bytes"),
-        ("TooManyProviderTokenUpdates", 429, False, False, False, "JWT renewed too often"),
-        ("TooManyRequests", 429, False, False, False, "too many requests to the same token"),
-        ("InternalServerError", 500, False, False, False, "Apple internal error"),
-        ("ServiceUnavailable", 503, False, False, False, "APNs unavailable"),
-        ("Shutdown", 503, False, False, False, "the APNs server is shutting down"),
-    ],
-)
+def unknown_error(provider: str, code: str, status: int | None) -> ErrorClass:
+    """A code missing from its provider's table, by its HTTP status: temporary without an
+    answer, and for 401 (our credential: the operator fixes it, the message is still good),
+    429 and 5xx; permanent for any other status (a 3xx or 4xx: the same request would get
+    the same answer)."""
+    permanent = status is not None and status < 500 and status not in (401, 429)
+    return ErrorClass(provider, code, status, permanent, False, False, "unknown error")
 
-# FCM v1 `FcmError.errorCode`s, then the Google status names a bare 401/403 carries.
-FCM_ERRORS: dict[str, ErrorClass] = _table(
-    "FCM",
-    [
-        ("UNSPECIFIED_ERROR", None, False, False, False, "no more information"),
-        (
-            "INVALID_ARGUMENT",
-            400,
-            True,
-            False,
-            False,
-            "bad request; token_invalid only when it names the registration token",
-        ),
-        ("UNREGISTERED", 404, True, True, False, "the app instance was unregistered"),
-        ("SENDER_ID_MISMATCH", 403, True, True, False, "token belongs to another sender"),
-        ("QUOTA_EXCEEDED", 429, False, False, False, "sending limit exceeded"),
-        ("UNAVAILABLE", 503, False, False, False, "FCM overloaded"),
-        ("INTERNAL", 500, False, False, False, "FCM internal error"),
-        ("THIRD_PARTY_AUTH_ERROR", 401, False, False, False, "APNs/web-push credential bad"),
-        ("UNAUTHENTICATED", 401, False, False, True, "our OAuth access token was refused"),
-        ("PERMISSION_DENIED", 403, False, False, False, "service account lacks permission"),
-    ],
-)
+
+def classified(table: Mapping[str, ErrorClass], provider: str, code: str, status: int | None):
+    """The table's row for `code`, else `unknown_error`'s."""
+    return table.get(code) or unknown_error(provider, code, status)
+
+
+def failure(
+    message_id: str,
+    error: ErrorClass,
+    detail: str = "",
+    *,
+    status: int | None = None,
+    retry_after: float | None = None,
+    latency_ms: float | None = None,
+    token_invalid: bool | None = None,
+) -> SendResult:
+    """The failed result of one message: `error`'s flags, `detail` or else its meaning as the
+    message; `token_invalid` overrides the table when the answer says more."""
+    return SendResult(
+        message_id=message_id,
+        ok=False,
+        status_code=status,
+        error_code=error.code,
+        error_message=detail or error.meaning,
+        permanent=error.permanent,
+        token_invalid=error.token_invalid if token_invalid is None else token_invalid,
+        retry_after=retry_after,
+        latency_ms=latency_ms,
+    )
+
 
 # Failures found on our side, before or instead of a provider answer.
-LOCAL_ERRORS: dict[str, ErrorClass] = _table(
+LOCAL_ERRORS: dict[str, ErrorClass] = error_table(
     "local",
     [
         ("payload_too_large", None, True, False, False, "payload over 4096 bytes; not sent"),
@@ -109,147 +77,40 @@ LOCAL_ERRORS: dict[str, ErrorClass] = _table(
     ],
 )
 
-ALL_ERRORS: tuple[ErrorClass, ...] = (
-    *APNS_ERRORS.values(),
-    *FCM_ERRORS.values(),
-    *LOCAL_ERRORS.values(),
-)
-
-
-def _result(
-    message_id: str,
-    error: ErrorClass,
-    *,
-    status: int | None,
-    error_message: str = "",
-    retry_after: float | None = None,
-    latency_ms: float | None = None,
-    token_invalid: bool | None = None,
-) -> SendResult:
-    return SendResult(
-        message_id=message_id,
-        ok=False,
-        status_code=status,
-        error_code=error.code,
-        error_message=error_message or error.meaning,
-        permanent=error.permanent,
-        token_invalid=error.token_invalid if token_invalid is None else token_invalid,
-        retry_after=retry_after,
-        latency_ms=latency_ms,
-    )
-
-
-def _by_status(provider: str, code: str, status: int | None) -> ErrorClass:
-    """A code missing from the table: temporary for 429 and 5xx, permanent for other 4xx."""
-    permanent = status is not None and 400 <= status < 500 and status != 429
-    return ErrorClass(provider, code, status, permanent, False, False, "unknown error")
-
-
-def is_credential_rejected(result: SendResult) -> bool:
-    """Whether the provider refused our credential (renew it and resend once)."""
-    if result.ok or result.error_code is None:
-        return False
-    error = APNS_ERRORS.get(result.error_code) or FCM_ERRORS.get(result.error_code)
-    return bool(error and error.credential_rejected)
-
 
 def local_failure(
     message_id: str, code: str, error_message: str = "", *, latency_ms: float | None = None
 ) -> SendResult:
     """A failure on our side: `payload_too_large`, `network_error` or `timeout`."""
-    return _result(
-        message_id,
-        LOCAL_ERRORS[code],
-        status=None,
-        error_message=error_message,
-        latency_ms=latency_ms,
-    )
+    return failure(message_id, LOCAL_ERRORS[code], error_message, latency_ms=latency_ms)
 
 
-def classify_apns(
-    message_id: str,
-    status: int,
-    reason: str | None = None,
-    *,
-    provider_id: str | None = None,
-    retry_after: float | None = None,
-    latency_ms: float | None = None,
-) -> SendResult:
-    """The result of one APNs answer: its HTTP status and the `reason` of its JSON body."""
-    if status == 200:
-        return SendResult(
-            message_id=message_id,
-            ok=True,
-            provider_id=provider_id,
-            status_code=200,
-            latency_ms=latency_ms,
-        )
-    code = reason or f"HTTP{status}"
-    error = APNS_ERRORS.get(code) or _by_status("APNs", code, status)
-    return _result(message_id, error, status=status, retry_after=retry_after, latency_ms=latency_ms)
-
-
-def _names_the_token(error: Mapping[str, Any]) -> bool:
-    """Whether an INVALID_ARGUMENT is about the registration token rather than the message."""
-    for detail in error.get("details") or ():
-        for violation in detail.get("fieldViolations") or ():
-            field = str(violation.get("field", ""))
-            if field == "message.token" or "registration token" in field.lower():
-                return True
-    text = str(error.get("message", "")).lower()
-    return "registration token" in text or "message.token" in text
-
-
-def classify_fcm(
-    message_id: str,
-    status: int,
-    body: Mapping[str, Any] | None,
-    *,
-    retry_after: float | None = None,
-    latency_ms: float | None = None,
-) -> SendResult:
-    """The result of one FCM v1 answer: its HTTP status and parsed JSON body (None if not JSON)."""
-    body = body or {}
-    if status == 200:
-        return SendResult(
-            message_id=message_id,
-            ok=True,
-            provider_id=body.get("name"),
-            status_code=200,
-            latency_ms=latency_ms,
-        )
-    error = body.get("error") if isinstance(body.get("error"), Mapping) else {}
-    code = None
-    for detail in error.get("details") or ():
-        if str(detail.get("@type", "")).endswith("google.firebase.fcm.v1.FcmError"):
-            code = detail.get("errorCode")
-    if status == 401 and code != "THIRD_PARTY_AUTH_ERROR":
-        code = "UNAUTHENTICATED"
-    code = code or error.get("status") or f"HTTP{status}"
-    entry = FCM_ERRORS.get(code) or _by_status("FCM", code, status)
-    token_invalid = None
-    if code == "INVALID_ARGUMENT":
-        token_invalid = _names_the_token(error)
-    return _result(
-        message_id,
-        entry,
-        status=status,
-        error_message=str(error.get("message", "")),
-        retry_after=retry_after,
-        latency_ms=latency_ms,
-        token_invalid=token_invalid,
-    )
+def is_credential_rejected(result: SendResult, table: Mapping[str, ErrorClass]) -> bool:
+    """Whether `result` is the provider refusing our credential, by its table."""
+    if result.ok or result.error_code is None:
+        return False
+    error = table.get(result.error_code)
+    return bool(error and error.credential_rejected)
 
 
 def parse_retry_after(value: str | bytes | None) -> float | None:
-    """Seconds from a Retry-After header given in seconds; None when absent or a date."""
+    """Seconds to wait from a Retry-After header (RFC 9110 10.2.3): a number of seconds or
+    an HTTP date (a date past is 0); None when absent or unreadable."""
     if not value:
         return None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
     try:
         seconds = float(value)
     except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # "-0000": UTC, as HTTP dates are
+            when = when.replace(tzinfo=datetime.UTC)
+        seconds = max(when.timestamp() - time.time(), 0.0)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def parse_json_body(raw: bytes | str) -> dict[str, Any] | None:

@@ -1,54 +1,43 @@
-"""`adapters/ERRORS.md`, generated from every adapter's error table:
+"""`adapters/ERRORS.md`, generated from every adapter's error table (its class's `errors`):
 `python -m adapters.errors_doc > adapters/ERRORS.md` (a test keeps the file current)."""
 
 from __future__ import annotations
 
-from adapters import email, sms, webpush
-from adapters.errors import ALL_ERRORS
-from adapters.kakao import errors as kakao_errors
+from collections.abc import Iterable
+
+from adapters import email
+from adapters.apns import APNsAdapter
+from adapters.email import EmailAdapter
+from adapters.errors import LOCAL_ERRORS, ErrorClass
+from adapters.fcm import FCMAdapter
+from adapters.kakao import KakaoAdapter
+from adapters.sms import TwilioSMSAdapter
+from adapters.webpush import WebPushAdapter
+
+_HEADER = [
+    "| Provider | Code | HTTP | Permanent | Token invalid | Credential rejected | Meaning |",
+    "|---|---|---|---|---|---|---|",
+]
+_YES_NO = {True: "yes", False: "no"}
 
 
 def errors_markdown() -> str:
-    """The error table as Markdown, the content of `adapters/ERRORS.md`."""
+    """The error tables as Markdown, the content of `adapters/ERRORS.md`."""
     lines = [
         "# Provider errors",
         "",
         "Generated: `python -m adapters.errors_doc > adapters/ERRORS.md`.",
         "",
-        "| Provider | Code | HTTP | Permanent | Token invalid | Credential rejected | Meaning |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    yes_no = {True: "yes", False: "no"}
-    for error in ALL_ERRORS:
-        lines.append(
-            f"| {error.provider} | `{error.code}` | {error.status or ''} "
-            f"| {yes_no[error.permanent]} | {yes_no[error.token_invalid]} "
-            f"| {yes_no[error.credential_rejected]} | {error.meaning} |"
-        )
-    lines += _channel_tables()
-    lines += _kakao_table()
-    return "\n".join(lines) + "\n"
-
-
-def _channel_tables() -> list[str]:
-    """The e-mail, SMS and Web Push outcomes, kept with their adapters."""
-
-    yes_no = {True: "yes", False: "no"}
-    lines = [
+        *_HEADER,
+        *_rows((*APNsAdapter.errors.values(), *FCMAdapter.errors.values())),
+        *_rows(LOCAL_ERRORS.values()),
         "",
         "## Twilio (SMS), Web Push and local e-mail failures",
         "",
-        "| Provider | Code | HTTP | Permanent | Token invalid | Credential rejected | Meaning |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for table in (sms.TWILIO_ERRORS, webpush.WEB_PUSH_ERRORS, email.EMAIL_LOCAL_ERRORS):
-        for error in table.values():
-            lines.append(
-                f"| {error.provider} | `{error.code}` | {error.status or ''} "
-                f"| {yes_no[error.permanent]} | {yes_no[error.token_invalid]} "
-                f"| {yes_no[error.credential_rejected]} | {error.meaning} |"
-            )
-    lines += [
+        *_HEADER,
+        *_rows(TwilioSMSAdapter.errors.values()),
+        *_rows(WebPushAdapter.errors.values()),
+        *_rows(EmailAdapter.errors.values()),
         "",
         "## SMTP replies",
         "",
@@ -60,15 +49,24 @@ def _channel_tables() -> list[str]:
     for outcome in email.SMTP_OUTCOMES:
         lines.append(
             f"| {outcome.command} | {outcome.code} | {outcome.enhanced or 'any'} "
-            f"| {yes_no[outcome.permanent]} | {yes_no[outcome.token_invalid]} "
+            f"| {_YES_NO[outcome.permanent]} | {_YES_NO[outcome.token_invalid]} "
             f"| {outcome.meaning} |"
         )
-    return lines
+    lines += _kakao_table()
+    return "\n".join(lines) + "\n"
+
+
+def _rows(errors: Iterable[ErrorClass]) -> list[str]:
+    return [
+        f"| {error.provider} | `{error.code}` | {error.status or ''} "
+        f"| {_YES_NO[error.permanent]} | {_YES_NO[error.token_invalid]} "
+        f"| {_YES_NO[error.credential_rejected]} | {error.meaning} |"
+        for error in errors
+    ]
 
 
 def _kakao_table() -> list[str]:
     """NHN Cloud's AlimTalk codes: API answers (0 or negative) and final delivery results."""
-    yes_no = {True: "yes", False: "no"}
     lines = [
         "",
         "## NHN Cloud KakaoTalk (AlimTalk)",
@@ -79,10 +77,10 @@ def _kakao_table() -> list[str]:
         "| Provider | Code | Permanent | Token invalid | Credential rejected | Meaning |",
         "|---|---|---|---|---|---|",
     ]
-    for error in kakao_errors.KAKAO_ERRORS.values():
+    for error in KakaoAdapter.errors.values():
         lines.append(
-            f"| {error.provider} | `{error.code}` | {yes_no[error.permanent]} "
-            f"| {yes_no[error.token_invalid]} | {yes_no[error.credential_rejected]} "
+            f"| {error.provider} | `{error.code}` | {_YES_NO[error.permanent]} "
+            f"| {_YES_NO[error.token_invalid]} | {_YES_NO[error.credential_rejected]} "
             f"| {error.meaning} |"
         )
     return lines

@@ -7,15 +7,15 @@ the synchronous one sleeps on Retry-After inside the call and retries 503s itsel
 one opens a new event loop per call and a new aiohttp session per message, returns only the
 JSON body (no status, no Retry-After), and refreshes the OAuth token on every call; the
 endpoint is a class constant. So requests go to `{endpoint}/v1/projects/{project_id}/
-messages:send` through `adapters.http_client.HTTPPool`, one per credential set per process:
-HTTP/2 where the server speaks it (a few long-lived connections, many streams each; over
+messages:send` through `adapters.transport.http_client.HTTPPool`, one per credential set per
+process: HTTP/2 where the server speaks it (a few long-lived connections, many streams each; over
 TLS as ALPN decides, as with Google's endpoint; over cleartext with prior knowledge when the
 server answers the preface, as the fake does), else HTTP/1.1 (aiohttp, a bounded keep-alive
 pool; e.g. a staging mock). Both give the same (status, headers, body) to one error table.
 The OAuth token comes from google-auth service-account credentials (the JSON's own
 `token_uri`), cached until it expires and refreshed once on a 401.
 
-`HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` (`adapters.proxy`) are read when a credential
+`HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` (`adapters.transport.proxy`) are read when a credential
 set's client is built, for the endpoint and for the token request alike.
 """
 
@@ -26,6 +26,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,22 +36,111 @@ import requests
 from google.oauth2 import service_account
 from pyfcm.baseapi import BaseAPI
 
-from adapters.asyncio_adapter import AsyncBatchAdapter, timed_request
-from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
+from adapters.asyncio_adapter import (
+    AsyncBatchAdapter,
+    RenewalFailed,
+    resend_after_renewal,
+    timed_request,
+)
+from adapters.base import (
+    AdapterConfigurationError,
+    Credentials,
+    CredentialsInvalid,
+    OutboundMessage,
+    SendResult,
+)
 from adapters.errors import (
-    FCM_ERRORS,
-    classify_fcm,
-    is_credential_rejected,
+    ErrorClass,
+    classified,
+    error_table,
+    failure,
     local_failure,
     parse_json_body,
     parse_retry_after,
 )
-from adapters.http2_client import Headers
-from adapters.http_client import HTTPPool
-from adapters.proxy import proxy_for
+from adapters.transport.http2_client import Headers
+from adapters.transport.http_client import HTTPPool
+from adapters.transport.proxy import proxy_for
 
 GOOGLE_ENDPOINT = "https://fcm.googleapis.com"
 SCOPES = ["https://www.googleapis.com/auth/firebase.messaging"]
+
+
+# FCM v1 `FcmError.errorCode`s, then the Google status names a bare 401/403 carries.
+FCM_ERRORS: dict[str, ErrorClass] = error_table(
+    "FCM",
+    [
+        ("UNSPECIFIED_ERROR", None, False, False, False, "no more information"),
+        (
+            "INVALID_ARGUMENT",
+            400,
+            True,
+            False,
+            False,
+            "bad request; token_invalid only when it names the registration token",
+        ),
+        ("UNREGISTERED", 404, True, True, False, "the app instance was unregistered"),
+        ("SENDER_ID_MISMATCH", 403, True, True, False, "token belongs to another sender"),
+        ("QUOTA_EXCEEDED", 429, False, False, False, "sending limit exceeded"),
+        ("UNAVAILABLE", 503, False, False, False, "FCM overloaded"),
+        ("INTERNAL", 500, False, False, False, "FCM internal error"),
+        ("THIRD_PARTY_AUTH_ERROR", 401, False, False, False, "APNs/web-push credential bad"),
+        ("UNAUTHENTICATED", 401, False, False, True, "our OAuth access token was refused"),
+        ("PERMISSION_DENIED", 403, False, False, False, "service account lacks permission"),
+    ],
+)
+
+
+def _names_the_token(error: Mapping[str, Any]) -> bool:
+    """Whether an INVALID_ARGUMENT is about the registration token rather than the message."""
+    for detail in error.get("details") or ():
+        for violation in detail.get("fieldViolations") or ():
+            field = str(violation.get("field", ""))
+            if field == "message.token" or "registration token" in field.lower():
+                return True
+    text = str(error.get("message", "")).lower()
+    return "registration token" in text or "message.token" in text
+
+
+def classify_fcm(
+    message_id: str,
+    status: int,
+    body: Mapping[str, Any] | None,
+    *,
+    retry_after: float | None = None,
+    latency_ms: float | None = None,
+) -> SendResult:
+    """The result of one FCM v1 answer: its HTTP status and parsed JSON body (None if not JSON)."""
+    body = body or {}
+    if status == 200:
+        return SendResult(
+            message_id=message_id,
+            ok=True,
+            provider_id=body.get("name"),
+            status_code=200,
+            latency_ms=latency_ms,
+        )
+    error = body.get("error") if isinstance(body.get("error"), Mapping) else {}
+    code = None
+    for detail in error.get("details") or ():
+        if str(detail.get("@type", "")).endswith("google.firebase.fcm.v1.FcmError"):
+            code = detail.get("errorCode")
+    if status == 401 and code != "THIRD_PARTY_AUTH_ERROR":
+        code = "UNAUTHENTICATED"
+    code = code or error.get("status") or f"HTTP{status}"
+    entry = classified(FCM_ERRORS, "FCM", code, status)
+    token_invalid = None
+    if code == "INVALID_ARGUMENT":
+        token_invalid = _names_the_token(error)
+    return failure(
+        message_id,
+        entry,
+        str(error.get("message", "")),
+        status=status,
+        retry_after=retry_after,
+        latency_ms=latency_ms,
+        token_invalid=token_invalid,
+    )
 
 
 class _TokenRequest(google.auth.transport.requests.Request):
@@ -107,6 +197,45 @@ class _Client:
         return self.headers[1]
 
 
+SERVICE_ACCOUNT_FIELDS = ("project_id", "client_email", "private_key", "token_uri")
+
+
+def clean_credentials(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored form of FCM credentials: `{"service_account": {...}}` from the
+    service-account object or the text of its JSON file (`values` may be the object itself)."""
+    account = values.get("service_account", values)
+    if isinstance(account, str):
+        try:
+            account = json.loads(account)
+        except json.JSONDecodeError as exc:
+            raise CredentialsInvalid(f"The service account is not JSON: {exc}") from exc
+    if not isinstance(account, Mapping):
+        raise CredentialsInvalid(
+            "The service account is not a JSON object, as a service-account file is."
+        )
+    missing = [name for name in SERVICE_ACCOUNT_FIELDS if not account.get(name)]
+    if missing:
+        raise CredentialsInvalid(f"The service account lacks {', '.join(missing)}.")
+    if account.get("type") != "service_account":
+        raise CredentialsInvalid(
+            'The file is not a service account: its "type" is not "service_account".'
+        )
+    return {"service_account": dict(account)}
+
+
+def content_of(
+    *,
+    title: str,
+    body: str,
+    data: Mapping[str, Any],
+    part: Mapping[str, Any],
+    credentials: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a push of this content carries: its title, body and data (device pushes have no
+    part of their own). The adapter builds the provider's JSON from it; a preview shows it."""
+    return {"title": title, "body": body, "data": data}
+
+
 def stringify_data(data: Mapping[str, Any]) -> dict[str, str]:
     """FCM data values must be strings: keep strings, JSON-encode everything else."""
     return {
@@ -121,6 +250,8 @@ class FCMAdapter(AsyncBatchAdapter):
     """Sends Android pushes through FCM HTTP v1 (or an endpoint given for tests)."""
 
     channel = "AndroidPush"
+    errors = FCM_ERRORS
+    secret_fields = ("service_account.private_key",)
     send_rounds = 4  # two token fetches and two send rounds at most
 
     def __init__(
@@ -147,6 +278,24 @@ class FCMAdapter(AsyncBatchAdapter):
         super().__init__()
 
     @classmethod
+    def clean_credentials(
+        cls, values: Mapping[str, Any], *, default_subject: str = ""
+    ) -> dict[str, Any]:
+        return clean_credentials(values)
+
+    @classmethod
+    def content_of(
+        cls,
+        *,
+        title: str,
+        body: str,
+        data: Mapping[str, Any],
+        part: Mapping[str, Any],
+        credentials: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return content_of(title=title, body=body, data=data, part=part, credentials=credentials)
+
+    @classmethod
     def from_settings(cls, settings: Any) -> FCMAdapter:
         return cls(endpoint=getattr(settings, "FCM_ENDPOINT", "") or None)
 
@@ -167,20 +316,15 @@ class FCMAdapter(AsyncBatchAdapter):
                 )
             )
         )
-        rejected = [i for i, result in enumerate(results) if is_credential_rejected(result)]
-        if rejected:
-            try:
-                token = await self._access_token(client, rejected=token)
-            except _TokenError as exc:
-                for index in rejected:
-                    results[index] = exc.result(messages[index].message_id)
-                return results
-            retried = await asyncio.gather(
-                *(self._send_one(client, token, messages[i], payloads[i]) for i in rejected)
-            )
-            for index, result in zip(rejected, retried, strict=True):
-                results[index] = result
-        return results
+        return await resend_after_renewal(
+            results,
+            messages,
+            FCM_ERRORS,
+            partial(self._access_token, client, rejected=token),
+            lambda index, renewed: self._send_one(
+                client, renewed, messages[index], payloads[index]
+            ),
+        )
 
     async def _close_client(self, client: _Client) -> None:
         await client.pool.aclose()
@@ -188,6 +332,9 @@ class FCMAdapter(AsyncBatchAdapter):
 
     @staticmethod
     def _payload(client: _Client, message: OutboundMessage) -> bytes:
+        shown = content_of(
+            title=message.title, body=message.body, data=message.data, part=message.parts
+        )
         android: dict[str, Any] = {"priority": "high" if message.priority == "high" else "normal"}
         if message.ttl is not None:
             android["ttl"] = f"{int(message.ttl)}s"
@@ -195,9 +342,9 @@ class FCMAdapter(AsyncBatchAdapter):
             android["collapse_key"] = message.collapse_id
         return client.builder.parse_payload(
             fcm_token=message.token,
-            notification_title=message.title or None,
-            notification_body=message.body or None,
-            data_payload=stringify_data(message.data) or None,
+            notification_title=shown["title"] or None,
+            notification_body=shown["body"] or None,
+            data_payload=stringify_data(shown["data"]) or None,
             android_config=android,
         )
 
@@ -286,7 +433,7 @@ class FCMAdapter(AsyncBatchAdapter):
         )
 
 
-class _TokenError(Exception):
+class _TokenError(RenewalFailed):
     """No access token: every message of the batch fails temporarily with this code."""
 
     def __init__(self, code: str, detail: str) -> None:

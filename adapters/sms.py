@@ -4,7 +4,7 @@ Twilio's webhooks.
 Each message is one `POST {endpoint}/2010-04-01/Accounts/{account_sid}/Messages.json`, Basic
 auth `account_sid:auth_token`, form fields `To`, `From` and/or `MessagingServiceSid`, `Body`
 and, when the message has one, `StatusCallback`. A batch goes out as at most `concurrency`
-requests in flight, over one long-lived `adapters.http_client.HTTPPool` per credential set
+requests in flight, over one long-lived `adapters.transport.http_client.HTTPPool` per credential set
 (keep-alive; HTTP/2 where the server offers it; `HTTPS_PROXY` / `NO_PROXY` read when the pool
 is built). Twilio answers 201 with the Message resource (its `sid` becomes the provider id),
 or an error body `{"code", "message", "more_info", "status"}` that `TWILIO_ERRORS` maps.
@@ -17,24 +17,39 @@ for its timeout).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
 import json
 import re
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import quote_plus, urlsplit, urlunsplit
 
-from adapters.asyncio_adapter import AsyncBatchAdapter, timed_request
-from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
-from adapters.errors import ErrorClass, local_failure, parse_retry_after
-from adapters.http2_client import Headers
-from adapters.http_client import HTTPPool
-from adapters.proxy import proxy_for
+from adapters.asyncio_adapter import AsyncBatchAdapter, Batch, timed_request
+from adapters.base import (
+    AdapterConfigurationError,
+    Credentials,
+    CredentialsInvalid,
+    OutboundMessage,
+    SendResult,
+    credential_fields_allowed,
+    credential_text,
+)
+from adapters.errors import (
+    ErrorClass,
+    classified,
+    error_table,
+    failure,
+    local_failure,
+    parse_retry_after,
+)
+from adapters.sms_text import segments
+from adapters.transport.http2_client import Headers
+from adapters.transport.http_client import HTTPPool
+from adapters.transport.proxy import proxy_for
 
 TWILIO_ENDPOINT = "https://api.twilio.com"
 API_VERSION = "2010-04-01"
@@ -42,16 +57,13 @@ MAX_BODY_CHARS = 1600  # Twilio refuses longer bodies (21617)
 AUTHENTICATION_FAILED = "20003"
 
 
-def _table(rows: list[tuple]) -> dict[str, ErrorClass]:
-    return {row[0]: ErrorClass("Twilio", *row) for row in rows}
-
-
 # (code, HTTP status, permanent, token_invalid, credential_rejected, meaning).
 # An address Twilio calls invalid, not a mobile or unsubscribed (STOP) disables the
 # subscription. A refused account credential is temporary: the operator fixes it and the
 # message is still good (there is nothing to renew, so a batch stops at the first one).
 # Rate limits and Twilio's own failures are retried; any other 4xx fails the message.
-TWILIO_ERRORS: dict[str, ErrorClass] = _table(
+TWILIO_ERRORS: dict[str, ErrorClass] = error_table(
+    "Twilio",
     [
         ("20003", 401, False, False, True, "authentication failed: account sid or auth token"),
         ("20404", 404, True, False, False, "the requested resource was not found"),
@@ -68,7 +80,7 @@ TWILIO_ERRORS: dict[str, ErrorClass] = _table(
         ("21612", 400, True, False, False, "the 'To' number is not reachable via SMS now"),
         ("21614", 400, True, True, False, "the 'To' number is not a mobile number"),
         ("21617", 400, True, False, False, "the body exceeds 1600 characters"),
-    ]
+    ],
 )
 
 
@@ -94,19 +106,12 @@ def classify_twilio(
         )
     code = body.get("code")
     code = str(code) if isinstance(code, int | str) and str(code).isdigit() else f"HTTP{status}"
-    error = TWILIO_ERRORS.get(code)
-    if error is None:
-        temporary = status == 429 or status >= 500 or status == 401
-        error = ErrorClass("Twilio", code, status, not temporary, False, False, "unknown error")
     message = body.get("message")
-    return SendResult(
-        message_id=message_id,
-        ok=False,
-        status_code=status,
-        error_code=code,
-        error_message=str(message) if message else error.meaning,
-        permanent=error.permanent,
-        token_invalid=error.token_invalid,
+    return failure(
+        message_id,
+        classified(TWILIO_ERRORS, "Twilio", code, status),
+        str(message) if message else "",
+        status=status,
         retry_after=retry_after,
         latency_ms=latency_ms,
     )
@@ -153,6 +158,62 @@ def _url_variants(url: str) -> tuple[str, ...]:
     return (url, without_port if parts.port is not None else with_port)
 
 
+# --- Credentials and content ---------------------------------------------------------------
+
+CREDENTIAL_FIELDS = ("account_sid", "auth_token", "from", "messaging_service_sid")
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+# Twilio's alphanumeric sender ids: up to 11 letters, digits and spaces, at least one letter.
+_ALPHANUMERIC_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
+
+
+def clean_credentials(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A Twilio account (or a gateway speaking its API): account sid, auth token, and either
+    a sender (`from`: an E.164 number or an alphanumeric sender id) or a messaging service."""
+    credential_fields_allowed(values, CREDENTIAL_FIELDS, "SMS")
+    cleaned = {
+        "account_sid": credential_text(values, "account_sid", "SMS"),
+        "auth_token": credential_text(values, "auth_token", "SMS"),
+    }
+    sender = credential_text(values, "from", "SMS", required=False)
+    service = credential_text(values, "messaging_service_sid", "SMS", required=False)
+    if bool(sender) == bool(service):
+        raise CredentialsInvalid(
+            'SMS credentials need exactly one of "from" and "messaging_service_sid".'
+        )
+    if sender:
+        if not (_E164.match(sender) or _ALPHANUMERIC_SENDER.match(sender)):
+            raise CredentialsInvalid(
+                'SMS "from" must be an E.164 number (+15005550006) or an alphanumeric sender id.'
+            )
+        cleaned["from"] = sender
+    else:
+        cleaned["messaging_service_sid"] = service
+    return cleaned
+
+
+def text_of(*, body: str, part: Mapping[str, Any]) -> str:
+    """The text an SMS sends: the part's `text`, else the body."""
+    text = part.get("text")
+    return text if isinstance(text, str) and text else body or ""
+
+
+def content_of(
+    *,
+    title: str,
+    body: str,
+    data: Mapping[str, Any],
+    part: Mapping[str, Any],
+    credentials: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What an SMS of this content says (`text_of`, which the adapter sends) and what it
+    costs: its encoding and number of segments."""
+    text = text_of(body=body, part=part)
+    encoding, count = segments(text)
+    return {"text": text, "encoding": encoding, "segments": count}
+
+
+# --- The adapter -----------------------------------------------------------------------------
+
 _SID = re.compile(r"^[A-Za-z0-9]+$")
 _SID_FIELD = re.compile(rb'"sid"\s*:\s*"([A-Za-z0-9]+)"')  # the resource's own, not account_sid
 
@@ -171,16 +232,6 @@ class _Client:
     sender: bytes  # the form's `From` / `MessagingServiceSid` fields, encoded once
 
 
-@dataclass
-class _Batch:
-    """What one batch has learned so far: whether the rest should go unsent, and why."""
-
-    stopped: SendResult | None = None
-    unanswered: int = 0  # requests in a row that got no answer
-    deadline: float = 0.0  # time.monotonic() after which no request starts
-    results: list[SendResult | None] = field(default_factory=list)
-
-
 class TwilioSMSAdapter(AsyncBatchAdapter):
     """Sends SMS through Twilio's Messages API, one request per recipient.
 
@@ -189,6 +240,8 @@ class TwilioSMSAdapter(AsyncBatchAdapter):
     `send_rounds` timeouts (each request has its own), inside the delivery task's soft limit."""
 
     channel = "SMS"
+    errors = TWILIO_ERRORS
+    secret_fields = ("auth_token",)
     send_rounds = 7
 
     def __init__(
@@ -210,6 +263,24 @@ class TwilioSMSAdapter(AsyncBatchAdapter):
         super().__init__()
 
     @classmethod
+    def clean_credentials(
+        cls, values: Mapping[str, Any], *, default_subject: str = ""
+    ) -> dict[str, Any]:
+        return clean_credentials(values)
+
+    @classmethod
+    def content_of(
+        cls,
+        *,
+        title: str,
+        body: str,
+        data: Mapping[str, Any],
+        part: Mapping[str, Any],
+        credentials: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return content_of(title=title, body=body, data=data, part=part, credentials=credentials)
+
+    @classmethod
     def from_settings(cls, settings: Any) -> TwilioSMSAdapter:
         return cls(
             endpoint=getattr(settings, "SMS_ENDPOINT", "") or None,
@@ -221,50 +292,27 @@ class TwilioSMSAdapter(AsyncBatchAdapter):
         self, credentials: Credentials, messages: Sequence[OutboundMessage]
     ) -> list[SendResult]:
         client = self._client(credentials)
-        batch = _Batch(results=[None] * len(messages))
-        batch.deadline = self._start_deadline()
-        indexes = iter(range(len(messages)))  # shared: each worker takes the next message
-        workers = min(self.concurrency, len(messages))
-        if workers == 1:
-            await self._work(client, messages, indexes, batch)
-        else:
-            await asyncio.gather(
-                *(self._work(client, messages, indexes, batch) for _ in range(workers))
-            )
-        return batch.results  # type: ignore[return-value] (every index was filled)
-
-    async def _work(
-        self,
-        client: _Client,
-        messages: Sequence[OutboundMessage],
-        indexes,
-        batch: _Batch,
-    ) -> None:
+        batch = self._batch(messages)
         results = batch.results
-        for index in indexes:
-            message = messages[index]
-            if batch.stopped is None and time.monotonic() > batch.deadline:
-                batch.stopped = local_failure(
-                    message.message_id, "timeout", "the batch's time ran out before sending"
-                )
-            if batch.stopped is not None:
-                results[index] = _unsent(batch.stopped, message.message_id)
-                continue
-            result = await self._send_one(client, message)
-            results[index] = result
-            if result.status_code is None and not result.permanent:  # no answer
-                batch.unanswered += 1
-                if batch.unanswered >= self.concurrency and batch.stopped is None:
-                    batch.stopped = result
-            elif result.status_code is not None:
-                batch.unanswered = 0
-                if result.error_code == AUTHENTICATION_FAILED and batch.stopped is None:
-                    batch.stopped = result
+        unanswered = 0  # requests in a row that got no answer
+
+        async def worker(batch: Batch) -> None:
+            nonlocal unanswered
+            while (index := batch.take()) is not None:
+                result = results[index] = await self._send_one(client, messages[index])
+                if result.status_code is None and not result.permanent:  # no answer
+                    unanswered += 1
+                    if unanswered >= self.concurrency:
+                        batch.stop(partial(_unsent, result))
+                elif result.status_code is not None:
+                    unanswered = 0
+                    if result.error_code == AUTHENTICATION_FAILED:
+                        batch.stop(partial(_unsent, result))
+
+        return await self._run_workers(batch, worker, self.concurrency)
 
     async def _send_one(self, client: _Client, message: OutboundMessage) -> SendResult:
-        text = message.parts.get("text") if message.parts else None
-        if not isinstance(text, str) or not text:
-            text = message.body
+        text = text_of(body=message.body, part=message.parts or {})
         if len(text) > MAX_BODY_CHARS:
             return local_failure(
                 message.message_id,

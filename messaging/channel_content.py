@@ -1,12 +1,19 @@
 """What each channel sends of a message's content: title, body and data serve every channel,
 and a channel's own part (core.channels) takes precedence where it has a field for it (an
-e-mail's subject, an SMS's text). The SMS text must fit MAX_SMS_SEGMENTS segments."""
+e-mail's subject, an SMS's text). The channel's adapter says it (`content_of`, the function
+it builds its sends with), so a preview is what is sent. The SMS text must fit
+MAX_SMS_SEGMENTS segments."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
+from django.utils.module_loading import import_string
+
+from adapters import registry
+from adapters.sms import text_of
 from adapters.sms_text import segments
 from core import channels
 from core.validation import InputInvalid
@@ -16,9 +23,11 @@ MAX_SMS_SEGMENTS = 10
 
 
 def sms_text(*, body: str, parts: Mapping[str, Any] | None) -> tuple[str, str]:
-    """The text an SMS sends and the field it comes from: `sms.text`, else `body`."""
-    text = ((parts or {}).get("sms") or {}).get("text")
-    return (text, "sms.text") if text else (body, "body")
+    """The text an SMS sends (the adapter's `text_of`) and the field it comes from:
+    `sms.text`, else `body`."""
+    part = (parts or {}).get("sms") or {}
+    text = text_of(body=body, part=part)
+    return (text, "sms.text") if part.get("text") else (text, "body")
 
 
 def sms_text_check(*, body: str, parts: Mapping[str, Any] | None) -> None:
@@ -47,26 +56,7 @@ def channel_content(
     """What a message to `channel` sends of this content. `email_from_name`: the sender name
     of the application's e-mail credentials, used when the part gives none."""
     part = channels.part_for(channel, parts)
-    if channel == channels.EMAIL:
-        return {
-            "subject": part.get("subject") or title,
-            "text": body,
-            "html": part.get("html", ""),
-            "from_name": part.get("from_name") or email_from_name,
-        }
-    if channel == channels.SMS:
-        text, _field = sms_text(body=body, parts=parts)
-        encoding, count = segments(text)
-        return {"text": text, "encoding": encoding, "segments": count}
-    if channel == channels.WEB_PUSH:
-        return {"title": title, "body": body, "url": part.get("url"), "icon": part.get("icon")}
-    if channel == channels.KAKAOTALK:
-        return {
-            "template_code": part.get("template_code"),
-            "variables": part.get("variables", {}),
-            "buttons": part.get("buttons", []),
-            "fallback_text": part.get("fallback_text"),
-        }
+    # The in-app inbox is written locally (no adapter); its item is this.
     if channel == channels.IN_APP:
         return {
             "title": title,
@@ -75,4 +65,19 @@ def channel_content(
             "image_url": part.get("image_url"),
             "action_url": part.get("action_url"),
         }
-    return {"title": title, "body": body, "data": data}
+    adapter = _adapter_class(channel)
+    if adapter is None:
+        return {"title": title, "body": body, "data": data}
+    credentials = {"from_name": email_from_name} if channel == channels.EMAIL else None
+    return adapter.content_of(title=title, body=body, data=data, part=part, credentials=credentials)
+
+
+def _adapter_class(channel: str) -> type | None:
+    # The spec's adapter, or the settings' override (adapters.registry.adapter_path).
+    path = registry.adapter_path(channel)
+    return _imported(path) if path and registry.adapter_available(channel) else None
+
+
+@cache
+def _imported(path: str) -> type:
+    return import_string(path)

@@ -24,7 +24,7 @@ def provider_origins() -> list[str]:
 def verify_proxies() -> None:
     """Raises ImproperlyConfigured when HTTPS_PROXY / HTTP_PROXY (as the environment gives
     them now) cannot be used for a provider's origin."""
-    from adapters.proxy import proxy_for
+    from adapters.transport.proxy import proxy_for
 
     for origin in provider_origins():
         try:

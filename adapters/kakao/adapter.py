@@ -2,8 +2,8 @@
 
 A batch becomes one `POST {endpoint}/alimtalk/v2.3/appkeys/{app_key}/messages` per template
 code and per 1,000 recipients (sorted by message id, so the same batch always makes the same
-requests), at most `concurrency` in flight, over one long-lived `adapters.http_client.HTTPPool`
-per credential set. Each request carries `X-Secret-Key` and `X-NC-API-IDEMPOTENCY-KEY`, a
+requests), at most `concurrency` in flight, over one long-lived
+`adapters.transport.http_client.HTTPPool` per credential set. Each request carries `X-Secret-Key` and `X-NC-API-IDEMPOTENCY-KEY`, a
 digest of its message ids: sent again after a timeout or a killed worker, the dealer refuses
 it with -1005 ("the same key was used within the last 10 minutes"), which means the dealer has
 it. Those messages are then looked up in the dealer's message list by `senderGroupingKey`
@@ -33,8 +33,6 @@ from adapters import registry
 from adapters.asyncio_adapter import AsyncBatchAdapter, timed_request
 from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
 from adapters.errors import local_failure
-from adapters.http2_client import Headers
-from adapters.http_client import HTTPPool
 from adapters.kakao import content, credentials, wire
 from adapters.kakao.errors import (
     ALL_RECIPIENTS_FAILED,
@@ -48,7 +46,9 @@ from adapters.kakao.errors import (
     ErrorClass,
     kakao_error,
 )
-from adapters.proxy import proxy_for
+from adapters.transport.http2_client import Headers
+from adapters.transport.http_client import HTTPPool
+from adapters.transport.proxy import proxy_for
 
 DEFAULT_ENDPOINT = "https://api-alimtalk.cloud.toast.com"
 IDEMPOTENCY_HEADER = b"x-nc-api-idempotency-key"

@@ -275,6 +275,24 @@ def test_kakao_needs_each_key(name):
     assert refused(kakao_credentials_clean, values) == f"KakaoTalk credentials need {name!r}."
 
 
+@pytest.mark.parametrize("number", ["+821012345678", "01012345678", "15881234"])
+def test_kakao_fallback_number_is_e164_or_korean_digits(number):
+    values = {**KAKAO, "fallback_send_no": number}
+    assert kakao_credentials_clean(values)["fallback_send_no"] == number
+
+
+@pytest.mark.parametrize("number", ["010-1234-5678", "12345", "+0123456789", "call me"])
+def test_kakao_refuses_a_fallback_number_that_is_not_one(number):
+    message = refused(kakao_credentials_clean, {**KAKAO, "fallback_send_no": number})
+    assert message.startswith('KakaoTalk "fallback_send_no" must be an E.164 number')
+
+
+def test_credentials_invalid_is_the_adapters_class():
+    from adapters.base import CredentialsInvalid as AdaptersCredentialsInvalid
+
+    assert CredentialsInvalid is AdaptersCredentialsInvalid
+
+
 def test_kakao_refuses_an_unknown_field():
     message = refused(kakao_credentials_clean, {**KAKAO, "plus_friend_id": "x"})
 

@@ -10,7 +10,7 @@ import pytest
 
 from adapters.base import OutboundMessage
 from adapters.fcm import FCMAdapter
-from adapters.http2_client import HTTP2Pool, NotHTTP2Error
+from adapters.transport.http2_client import HTTP2Pool, NotHTTP2Error
 from tests.adapters.servers import FCMLike, aiohttp_fcm, fcm_credentials, hypercorn_fcm, make_tls
 
 # (server, TLS?, what the server sees, the pool's protocol)

@@ -1,6 +1,7 @@
-"""The h2 and hpack internals `adapters/http2_client.py` relies on (its docstring lists them),
-checked against the installed h2 and hpack: each test names the internal it covers, and a
-failure says that http2_client.py must be reviewed before h2 or hpack is upgraded."""
+"""The h2 and hpack internals `adapters/transport/http2_client.py` relies on (its docstring
+lists them), checked against the installed h2 and hpack: each test names the internal it
+covers, and a failure says that http2_client.py must be reviewed before h2 or hpack is
+upgraded."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from h2.exceptions import H2Error, TooManyStreamsError
 from h2.settings import SettingCodes
 from hpack import Decoder, NeverIndexedHeaderTuple
 
-from adapters.http2_client import _CountingTable, _H2Connection, _PlainEncoder
+from adapters.transport.http2_client import _CountingTable, _H2Connection, _PlainEncoder
 
 REQUEST = [
     (b":method", b"POST"),
@@ -33,7 +34,8 @@ NEVER = frozenset({b":path"})
 def _changed(internal: str, detail: str) -> str:
     return (
         f"{internal} changed (installed h2 {h2.__version__}, hpack {hpack.__version__}; "
-        f"pinned h2==4.4.1, hpack==4.2.0): {detail}. adapters/http2_client.py relies on it: "
+        f"pinned h2==4.4.1, hpack==4.2.0): {detail}. "
+        "adapters/transport/http2_client.py relies on it: "
         "review that module before upgrading h2 or hpack."
     )
 

@@ -5,7 +5,7 @@ import random
 
 from hpack import Decoder
 
-from adapters.http2_client import _PlainEncoder
+from adapters.transport.http2_client import _PlainEncoder
 
 NEVER = frozenset({b":path", b"apns-id"})
 

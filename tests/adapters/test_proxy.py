@@ -8,8 +8,8 @@ import pytest
 from adapters.apns import APNsAdapter
 from adapters.base import Credentials, OutboundMessage
 from adapters.fcm import FCMAdapter
-from adapters.proxy import Proxy as ProxySetting
-from adapters.proxy import proxy_for
+from adapters.transport.proxy import Proxy as ProxySetting
+from adapters.transport.proxy import proxy_for
 from tests.adapters.conftest import hex_token
 from tests.adapters.servers import (
     FCMLike,

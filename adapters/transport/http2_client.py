@@ -47,11 +47,11 @@ is full, up to `max_connections`.
 `https://` origins use TLS with ALPN (`h2` by default: a server that picks anything else is
 refused with a clear error); `http://` origins use HTTP/2 over cleartext with prior knowledge
 (h2c: the connection preface right away, no Upgrade). Given a `Proxy`, each connection is a
-CONNECT tunnel through it (`adapters.proxy`), with TLS inside the tunnel. No request is
+CONNECT tunnel through it (`adapters.transport.proxy`), with TLS inside the tunnel. No request is
 written to a connection before the server's SETTINGS frame: a server that turns out not to
 speak HTTP/2 (ALPN chose another protocol; over cleartext, an HTTP/1 answer to the preface, or
 the connection closed before SETTINGS) raises `NotHTTP2Error` having seen no request, so with
-`http1_fallback` (`adapters.http_client`) those requests go there instead, each once.
+`http1_fallback` (`adapters.transport.http_client`) those requests go there instead, each once.
 Connection failures, a connection lost with streams open, protocol errors and streams reset
 by the server raise `HTTP2ConnectionError` (an `OSError`), and the request is not sent again:
 the server may have processed it. After a GOAWAY, requests the server did not process
@@ -85,7 +85,7 @@ from hpack import Encoder
 from hpack.hpack import encode_integer
 from hpack.table import HeaderTable
 
-from adapters.proxy import Proxy, open_tunnel
+from adapters.transport.proxy import Proxy, open_tunnel
 
 Headers = Sequence[tuple[bytes, bytes]]
 Response = tuple[int, dict[bytes, bytes], bytes]

@@ -1,8 +1,8 @@
 """One origin in whichever protocol its server speaks: HTTP/2 where it can, else HTTP/1.1.
 
-`HTTPPool.request(headers, body)` is `HTTP2Pool.request` (`adapters.http2_client`) or
-`HTTP1Pool.request` (`adapters.http1_client`, aiohttp), bound directly once the protocol is
-known, so an HTTP/2 request costs nothing more than it would without the choice.
+`HTTPPool.request(headers, body)` is `HTTP2Pool.request` (`adapters.transport.http2_client`)
+or `HTTP1Pool.request` (`adapters.transport.http1_client`, aiohttp), bound directly once the
+protocol is known, so an HTTP/2 request costs nothing more than it would without the choice.
 
 The first HTTP/2 connection is the probe. Over TLS, ALPN offers `h2` and `http/1.1` and the
 server's pick decides; over cleartext, the connection opens with the HTTP/2 preface (prior
@@ -26,9 +26,9 @@ import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
-from adapters.http1_client import HTTP1Pool
-from adapters.http2_client import Headers, HTTP2Pool, NotHTTP2Error, Response
-from adapters.proxy import Proxy
+from adapters.transport.http1_client import HTTP1Pool
+from adapters.transport.http2_client import Headers, HTTP2Pool, NotHTTP2Error, Response
+from adapters.transport.proxy import Proxy
 
 H2 = "h2"
 HTTP1 = "http/1.1"

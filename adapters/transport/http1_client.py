@@ -1,5 +1,5 @@
 """HTTP/1.1 to one origin on aiohttp: a bounded pool of keep-alive connections, for servers
-that do not speak HTTP/2 (`adapters.http_client` decides).
+that do not speak HTTP/2 (`adapters.transport.http_client` decides).
 
 `HTTP1Pool.request(headers, body)` takes the HTTP/2-style header list the adapters build
 (`:method`, `:path` and the regular fields; `:scheme` and `:authority` come from the origin)
@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 import aiohttp
 from yarl import URL
 
-from adapters.http2_client import Headers, Response
-from adapters.proxy import Proxy, ProxyError
+from adapters.transport.http2_client import Headers, Response
+from adapters.transport.proxy import Proxy, ProxyError
 
 
 class HTTP1ConnectionError(ConnectionError):
