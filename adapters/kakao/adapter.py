@@ -3,21 +3,20 @@
 A batch becomes one `POST {endpoint}/alimtalk/v2.3/appkeys/{app_key}/messages` per template
 code and per 1,000 recipients (sorted by message id, so the same batch always makes the same
 requests), at most `concurrency` in flight, over one long-lived
-`adapters.transport.http_client.HTTPPool` per credential set. Each request carries `X-Secret-Key` and `X-NC-API-IDEMPOTENCY-KEY`, a
-digest of its message ids: sent again after a timeout or a killed worker, the dealer refuses
-it with -1005 ("the same key was used within the last 10 minutes"), which means the dealer has
-it. Those messages are then looked up in the dealer's message list by `senderGroupingKey`
-(the same key) to learn their provider ids, and count as sent either way. A request that got
-no answer in time is looked up the same way at once: what the dealer lists is sent, the rest
-fails `timeout` (temporary). Every recipient carries `recipientGroupingKey` = our message id,
-so answers, the list and results map back to messages.
+`adapters.transport.http_client.HTTPPool` per credential set. Each request carries `X-Secret-
+Key` and `X-NC-API-IDEMPOTENCY-KEY`, a digest of its message ids: sent again after a timeout or
+a killed worker, the dealer refuses it with -1005 ("the same key was used within the last 10
+minutes"), which means the dealer has it. Those messages are then looked up in the dealer's
+message list by `senderGroupingKey` (the same key) to learn their provider ids, and count as
+sent either way. A request that got no answer in time is looked up the same way at once: what
+the dealer lists is sent, the rest fails `timeout` (temporary). Every recipient carries
+`recipientGroupingKey` = our message id, so answers, the list and results map back to messages.
 
 The dealer answers each recipient with an API code (0: accepted); whether a number is a
 KakaoTalk user is known only later, in the results (`results()`: delivered, failed, resent as
 SMS), after which the dealer resends as SMS when the request asked for it (`resendParameter`,
 from the credentials' `fallback_send_no`). Without a fallback number the request says
-`isResend: false`, so a console default cannot resend behind the credentials' back.
-"""
+`isResend: false`, so a console default cannot resend behind the credentials' back."""
 
 from __future__ import annotations
 
