@@ -3,8 +3,8 @@
 A batch becomes one `POST {endpoint}/alimtalk/v2.3/appkeys/{app_key}/messages` per template
 code and per 1,000 recipients (sorted by message id, so the same batch always makes the same
 requests), at most `concurrency` in flight, over one long-lived
-`adapters.transport.http_client.HTTPPool` per credential set. Each request carries `X-Secret-
-Key` and `X-NC-API-IDEMPOTENCY-KEY`, a digest of its message ids: sent again after a timeout or
+`adapters.transport.http_client.HTTPPool` per credential set. Each request carries `X-Secret-Key`
+and `X-NC-API-IDEMPOTENCY-KEY`, a digest of its message ids: sent again after a timeout or
 a killed worker, the dealer refuses it with -1005 ("the same key was used within the last 10
 minutes"), which means the dealer has it. Those messages are then looked up in the dealer's
 message list by `senderGroupingKey` (the same key) to learn their provider ids, and count as
