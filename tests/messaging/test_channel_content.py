@@ -101,6 +101,8 @@ CONTENT = {
                 "variables": {"pct": "50"},
                 "buttons": [],
                 "fallback_text": None,
+                # No credentials, so no fallback number: the dealer resends nothing.
+                "resend": None,
             },
         ),
     ],
