@@ -30,20 +30,6 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> tuple[str, ...]:
-    """`APNS_SECRETS`, `FCM_SECRETS`: which values of those credentials are secret (never
-    shown, only fingerprinted): the adapters' `secret_fields`, imported on first use."""
-    if name == "APNS_SECRETS":
-        from adapters.apns import APNsAdapter
-
-        return APNsAdapter.secret_fields
-    if name == "FCM_SECRETS":
-        from adapters.fcm import FCMAdapter
-
-        return FCMAdapter.secret_fields
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 # A value under one of these names is secret whatever the caller listed: a channel added later
 # cannot show its password by forgetting to name it.
 _SECRET_NAMES = (

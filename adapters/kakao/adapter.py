@@ -80,6 +80,7 @@ class KakaoAdapter(AsyncBatchAdapter):
     channel = "KakaoTalk"
     errors: Mapping[str, ErrorClass] = KAKAO_ERRORS
     secret_fields = ("secret_key",)
+    content_schema = content.CONTENT_SCHEMA
     send_rounds = 2
 
     def __init__(
