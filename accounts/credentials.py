@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Iterable
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from adapters.base import CredentialsInvalid, credential_fields_allowed, credential_text
+from adapters.base import CredentialsInvalid
 
 __all__ = [
     "CredentialsInvalid",
@@ -29,20 +28,6 @@ __all__ = [
     "sms_credentials_clean",
     "web_push_credentials_clean",
 ]
-
-
-def __getattr__(name: str) -> tuple[str, ...]:
-    """`APNS_SECRETS`, `FCM_SECRETS`: which values of those credentials are secret (never
-    shown, only fingerprinted): the adapters' `secret_fields`, imported on first use."""
-    if name == "APNS_SECRETS":
-        from adapters.apns import APNsAdapter
-
-        return APNsAdapter.secret_fields
-    if name == "FCM_SECRETS":
-        from adapters.fcm import FCMAdapter
-
-        return FCMAdapter.secret_fields
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # A value under one of these names is secret whatever the caller listed: a channel added later
@@ -90,6 +75,13 @@ def web_push_credentials_clean(values: dict[str, Any], *, default_subject: str) 
     return WebPushAdapter.clean_credentials(values, default_subject=default_subject)
 
 
+def kakao_credentials_clean(values: dict[str, Any]) -> dict[str, Any]:
+    """NHN Cloud KakaoTalk Bizmessage (`KakaoAdapter.clean_credentials`)."""
+    from adapters.kakao import KakaoAdapter
+
+    return KakaoAdapter.clean_credentials(values)
+
+
 def fingerprint(secret: str) -> str:
     """A short, stable name for a secret: SHA-256 of its public key when it is a PEM private
     key (so it matches what the provider's console shows of the key pair), else of its text;
@@ -131,24 +123,3 @@ def credentials_display(
 def _looks_secret(name: str) -> bool:
     name = name.lower()
     return name.endswith(_SECRET_NAMES) or name.startswith("secret")
-
-
-# The KakaoTalk check stays here until its adapter (adapters.kakao) owns it.
-_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
-# 02-..., 010-..., 0505-... and the 15xx/16xx/18xx service numbers, without hyphens.
-_KOREAN_NUMBER = re.compile(r"^(0[0-9]{8,10}|1[5-9][0-9]{6})$")
-
-
-def kakao_credentials_clean(values: dict[str, Any]) -> dict[str, Any]:
-    """NHN Cloud KakaoTalk Bizmessage: app key, secret key, sender key and the SMS fallback
-    number (optional: E.164, or a Korean number of digits)."""
-    fields = ("app_key", "secret_key", "sender_key", "fallback_send_no")
-    credential_fields_allowed(values, fields, "KakaoTalk")
-    cleaned = {name: credential_text(values, name, "KakaoTalk") for name in fields[:3]}
-    fallback = credential_text(values, "fallback_send_no", "KakaoTalk", required=False)
-    if fallback and not (_E164.match(fallback) or _KOREAN_NUMBER.match(fallback)):
-        raise CredentialsInvalid(
-            'KakaoTalk "fallback_send_no" must be an E.164 number (+8215881234) or a Korean '
-            "number of digits (15881234, 0212345678)."
-        )
-    return cleaned | ({"fallback_send_no": fallback} if fallback else {})

@@ -7,7 +7,6 @@ from functools import lru_cache
 
 from django.db import connection
 
-from accounts import credentials
 from accounts.models import ApiKey, Application, ChannelCredential
 from adapters import registry
 from core import channels, rows
@@ -82,15 +81,6 @@ def credential_secret_fields(channel: str) -> tuple[str, ...]:
     `secret_fields`. Any value whose name looks secret is hidden as well
     (accounts.credentials.credentials_display)."""
     spec = channels.SPECS.get(channel)
-    try:
-        adapter = spec.adapter_class() if spec is not None else None
-    except (LookupError, ImportError):
-        adapter = None
-    fields = getattr(adapter, "secret_fields", None)
-    if fields is not None:
-        return tuple(fields)
-    # Until every adapter names its own (then this goes): the names accounts.credentials has.
-    return {
-        channels.IOS_PUSH: credentials.APNS_SECRETS,
-        channels.ANDROID_PUSH: credentials.FCM_SECRETS,
-    }.get(channel, ())
+    if spec is None or spec.adapter is None:
+        return ()
+    return tuple(spec.adapter_class().secret_fields)

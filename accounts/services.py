@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -90,7 +89,7 @@ def channel_credentials_clean(*, channel: str, values: dict[str, Any]) -> dict[s
         )
     if not spec.credentials:
         raise credentials.CredentialsInvalid(f"{channel} takes no credentials.")
-    clean = _credentials_check(spec)
+    clean = spec.adapter_class().clean_credentials
     default_subject = django_settings.PUBLIC_URL
     if not default_subject.startswith("https://"):
         default_subject = "mailto:webpush@localhost"
@@ -100,40 +99,6 @@ def channel_credentials_clean(*, channel: str, values: dict[str, Any]) -> dict[s
         if values:
             raise
         return {}
-
-
-def _credentials_check(spec: channels.ChannelSpec) -> Callable[..., dict[str, Any]]:
-    """The adapter's `clean_credentials(values, *, default_subject)`; for an adapter that has
-    none yet (or is not installed), the check accounts.credentials has for its channel."""
-    try:
-        check = getattr(spec.adapter_class(), "clean_credentials", None)
-    except ImportError:
-        check = None
-    if check is not None:
-        return check
-    # The checks of accounts.credentials, until every adapter has its own (then this goes).
-    legacy = {
-        channels.IOS_PUSH: _apns_credentials_clean,
-        channels.ANDROID_PUSH: lambda values, **_: credentials.fcm_credentials_clean(
-            service_account=json.dumps(values.get("service_account", values))
-        ),
-        channels.EMAIL: lambda values, **_: credentials.email_credentials_clean(values),
-        channels.SMS: lambda values, **_: credentials.sms_credentials_clean(values),
-        channels.WEB_PUSH: credentials.web_push_credentials_clean,
-        channels.KAKAOTALK: lambda values, **_: credentials.kakao_credentials_clean(values),
-    }
-    if spec.type not in legacy:
-        raise credentials.CredentialsInvalid(f"{spec.type} has no credentials check.")
-    return legacy[spec.type]
-
-
-def _apns_credentials_clean(values: dict[str, Any], **_: Any) -> dict[str, Any]:
-    try:
-        return credentials.apns_credentials_clean(**values)
-    except TypeError as exc:
-        raise credentials.CredentialsInvalid(
-            "APNs credentials take private_key, key_id, team_id, topic and sandbox."
-        ) from exc
 
 
 def channel_credentials_store(

@@ -38,11 +38,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from adapters import registry
 from adapters.asyncio_adapter import AsyncBatchAdapter, resend_after_renewal, timed_request
 from adapters.base import (
+    JSON_OBJECT,
+    TEXT,
     AdapterConfigurationError,
     Credentials,
     CredentialsInvalid,
     OutboundMessage,
     SendResult,
+    object_schema,
 )
 from adapters.errors import (
     ErrorClass,
@@ -317,6 +320,9 @@ class APNsAdapter(AsyncBatchAdapter):
     channel = "iOSPush"
     errors = APNS_ERRORS
     secret_fields = ("private_key", "certificate")
+    content_schema = object_schema(
+        "title, body and data.", {"title": TEXT, "body": TEXT, "data": JSON_OBJECT}
+    )
 
     def __init__(
         self,

@@ -81,11 +81,14 @@ class ChannelAdapter(Protocol):
     """Sends a batch of messages of one channel for one application, and says, as class
     members, what the channel is: its subscription type, its provider's error table, which
     credential values are secret, how its credentials are checked, and what a message looks
-    like on it (the same function for the send and for a preview)."""
+    like on it (the same function for the send and for a preview) and the JSON Schema of
+    that."""
 
     channel: ClassVar[str]  # the subscription type, e.g. "WebPush"
     errors: ClassVar[Mapping[str, ErrorClass]]  # its provider's error table
     secret_fields: ClassVar[tuple[str, ...]]  # dotted names of values never shown
+    # The JSON Schema of what content_of returns, with a "description" for people.
+    content_schema: ClassVar[Mapping[str, Any]]
 
     @classmethod
     def clean_credentials(
@@ -118,6 +121,25 @@ class AdapterConfigurationError(Exception):
 
 class CredentialsInvalid(ValueError):
     """Credentials that cannot work; the message says why, for a person to act on."""
+
+
+def object_schema(
+    description: str, properties: Mapping[str, Any], *, optional: Iterable[str] = ()
+) -> dict[str, Any]:
+    """An adapter's `content_schema`: an object of these properties, each required but the
+    `optional` ones, and nothing else."""
+    return {
+        "type": "object",
+        "description": description,
+        "required": [name for name in properties if name not in set(optional)],
+        "properties": dict(properties),
+        "additionalProperties": False,
+    }
+
+
+TEXT: Mapping[str, Any] = {"type": "string"}
+TEXT_OR_NULL: Mapping[str, Any] = {"type": ["string", "null"]}
+JSON_OBJECT: Mapping[str, Any] = {"type": "object", "additionalProperties": {}}
 
 
 def credential_fields_allowed(values: Mapping[str, Any], allowed: Iterable[str], what: str) -> None:

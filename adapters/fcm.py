@@ -43,11 +43,14 @@ from adapters.asyncio_adapter import (
     timed_request,
 )
 from adapters.base import (
+    JSON_OBJECT,
+    TEXT,
     AdapterConfigurationError,
     Credentials,
     CredentialsInvalid,
     OutboundMessage,
     SendResult,
+    object_schema,
 )
 from adapters.errors import (
     ErrorClass,
@@ -252,6 +255,9 @@ class FCMAdapter(AsyncBatchAdapter):
     channel = "AndroidPush"
     errors = FCM_ERRORS
     secret_fields = ("service_account.private_key",)
+    content_schema = object_schema(
+        "title, body and data.", {"title": TEXT, "body": TEXT, "data": JSON_OBJECT}
+    )
     send_rounds = 4  # two token fetches and two send rounds at most
 
     def __init__(

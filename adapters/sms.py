@@ -30,6 +30,7 @@ from urllib.parse import quote_plus, urlsplit, urlunsplit
 
 from adapters.asyncio_adapter import AsyncBatchAdapter, Batch, timed_request
 from adapters.base import (
+    TEXT,
     AdapterConfigurationError,
     Credentials,
     CredentialsInvalid,
@@ -37,6 +38,7 @@ from adapters.base import (
     SendResult,
     credential_fields_allowed,
     credential_text,
+    object_schema,
 )
 from adapters.errors import (
     ErrorClass,
@@ -242,6 +244,14 @@ class TwilioSMSAdapter(AsyncBatchAdapter):
     channel = "SMS"
     errors = TWILIO_ERRORS
     secret_fields = ("auth_token",)
+    content_schema = object_schema(
+        "the text (sms.text or body), its encoding and its number of segments.",
+        {
+            "text": TEXT,
+            "encoding": {"type": "string", "enum": ["GSM-7", "UCS-2"]},
+            "segments": {"type": "integer", "minimum": 0},
+        },
+    )
     send_rounds = 7
 
     def __init__(

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from accounts.models import Application
 from accounts.selectors import channel_credentials_get
-from core.channels import EMAIL, KAKAOTALK, PART_NAMES, SMS, parts_check
+from core.channels import KAKAOTALK, PART_NAMES, SMS, parts_check
 from core.exceptions import ContentInvalid, InvalidTransition, QuotaExceeded, ValidationFailed
 from core.validation import MAX_JSON_BYTES, InputInvalid, check_json, check_text
 from messaging import dispatch
@@ -595,10 +595,10 @@ def campaign_preview(*, campaign: Campaign, sample_size: int = 3) -> dict:
     version = campaign_content_check(campaign=campaign)
     sample = []
     members = list(audience.order_by("pk").only("id", "type", "language")[:sample_size])
-    from_name = ""
-    if any(member.type == EMAIL for member in members):
-        credentials = channel_credentials_get(application=campaign.application, channel=EMAIL)
-        from_name = credentials.get("from_name") or ""
+    stored = {
+        channel: channel_credentials_get(application=campaign.application, channel=channel)
+        for channel in {member.type for member in members}
+    }
     for subscription in members:
         item = {
             "subscription_id": str(subscription.pk),
@@ -628,7 +628,7 @@ def campaign_preview(*, campaign: Campaign, sample_size: int = 3) -> dict:
             body=item["body"],
             data=item["data"],
             parts=item["parts"],
-            email_from_name=from_name,
+            credentials=stored[subscription.type],
         )
         item["channel_content"] |= kakao_preview(
             application=campaign.application, channel=subscription.type, parts=item["parts"]

@@ -24,7 +24,7 @@ from fakes.apns_server import FakeAPNs, serve_apns
 from fakes.fcm_server import FakeFCM, serve_fcm
 from fakes.kakao_server import FakeKakao, serve_kakao
 from fakes.smtp_server import FakeSMTP, serve_smtp
-from fakes.state import ensure_state, set_token_uri
+from fakes.state import ensure_state, set_token_uri, write_demo_credentials
 from fakes.twilio_server import FakeTwilio, serve_twilio
 from fakes.webpush_server import FakeWebPush, serve_webpush
 
@@ -127,6 +127,7 @@ async def serve(
         "kakao_port": kakao_port,
         "pid": os.getpid(),
     }
+    write_demo_credentials(state, ready)
     # Written last and atomically: its presence means both servers accept connections.
     tmp = state_dir / (READY_FILE + ".tmp")
     tmp.write_text(json.dumps(ready))

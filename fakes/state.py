@@ -11,6 +11,7 @@ import ipaddress
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -273,3 +274,54 @@ def ensure_kakao_account(state: FakeState) -> KakaoAccount:
         plus_friend_id=info["plus_friend_id"],
         fallback_send_no=info["fallback_send_no"],
     )
+
+
+DEMO_CREDENTIALS_FILE = "demo_credentials.json"
+
+
+def write_demo_credentials(state: FakeState, ports: Mapping[str, int]) -> None:
+    """Each channel's credentials for an application sending to the running fakes, by
+    subscription type: what `manage.py bootstrap_demo` stores for `make run`'s demo. Written
+    once the ports are known (and the FCM token URI set)."""
+    apns = json.loads(state.path(APNS_INFO_FILE).read_text())
+    username, password = load_smtp_account(state)
+    twilio = ensure_twilio_account(state)
+    kakao = ensure_kakao_account(state)
+    credentials = {
+        "iOSPush": {
+            "auth": "token",
+            "key_id": apns["key_id"],
+            "team_id": apns["team_id"],
+            "topic": apns["topic"],
+            "private_key": state.path(APNS_KEY_FILE).read_text(),
+            "sandbox": False,
+        },
+        "AndroidPush": {
+            "service_account": json.loads(state.path(FCM_SERVICE_ACCOUNT_FILE).read_text())
+        },
+        "Email": {
+            "host": "127.0.0.1",
+            "port": ports["smtp_port"],
+            "security": "starttls",
+            "username": username,
+            "password": password,
+            "from_address": "demo@signal.test",
+            "from_name": "Signal demo",
+        },
+        "SMS": {
+            "account_sid": twilio.account_sid,
+            "auth_token": twilio.auth_token,
+            "from": twilio.from_number,
+        },
+        "WebPush": {"subject": "mailto:demo@signal.test"},  # keys generated
+        "KakaoTalk": {
+            "app_key": kakao.app_key,
+            "secret_key": kakao.secret_key,
+            "sender_key": kakao.sender_key,
+            "fallback_send_no": kakao.fallback_send_no,
+        },
+    }
+    path = state.path(DEMO_CREDENTIALS_FILE)
+    tmp = path.with_suffix(".tmp")
+    _write(tmp, json.dumps(credentials, indent=2).encode())
+    tmp.replace(path)

@@ -51,10 +51,11 @@ def channel_content(
     body: str,
     data: dict,
     parts: Mapping[str, Any] | None,
-    email_from_name: str = "",
+    credentials: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What a message to `channel` sends of this content. `email_from_name`: the sender name
-    of the application's e-mail credentials, used when the part gives none."""
+    """What a message to `channel` sends of this content. `credentials`: the application's
+    stored credentials of the channel (e.g. the e-mail sender name used when the part gives
+    none), as the adapter sends with them."""
     part = channels.part_for(channel, parts)
     # The in-app inbox is written locally (no adapter); its item is this.
     if channel == channels.IN_APP:
@@ -68,7 +69,6 @@ def channel_content(
     adapter = _adapter_class(channel)
     if adapter is None:
         return {"title": title, "body": body, "data": data}
-    credentials = {"from_name": email_from_name} if channel == channels.EMAIL else None
     return adapter.content_of(title=title, body=body, data=data, part=part, credentials=credentials)
 
 

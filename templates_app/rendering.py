@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import re
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
+
+from cachetools import LRUCache
 
 from core.channels import PART_NAMES
 from core.validation import MAX_JSON_DEPTH, InputInvalid, json_depth_exceeds
@@ -288,37 +289,10 @@ class CompiledTemplate:
         return found
 
 
-class _LRU:
-    """A small thread-safe LRU of compiled templates."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self._items: OrderedDict[tuple, CompiledTemplate] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple) -> CompiledTemplate | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is not None:
-                self._items.move_to_end(key)
-            return item
-
-    def put(self, key: tuple, item: CompiledTemplate) -> None:
-        with self._lock:
-            self._items[key] = item
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-compiled_cache = _LRU(CACHE_SIZE)
+# Compiled templates by (template id, version); cachetools' classes are not thread-safe, so
+# the lock guards each lookup and insertion (a compile runs outside it).
+compiled_cache: LRUCache[tuple, CompiledTemplate] = LRUCache(maxsize=CACHE_SIZE)
+_compiled_lock = threading.Lock()
 
 
 def compiled(version_obj) -> CompiledTemplate:
@@ -328,10 +302,12 @@ def compiled(version_obj) -> CompiledTemplate:
     if template_id is None:
         return CompiledTemplate(version_obj)
     key = (template_id, version_obj.version)
-    item = compiled_cache.get(key)
+    with _compiled_lock:
+        item = compiled_cache.get(key)
     if item is None:
         item = CompiledTemplate(version_obj)
-        compiled_cache.put(key, item)
+        with _compiled_lock:
+            compiled_cache[key] = item
     return item
 
 

@@ -16,7 +16,14 @@ from typing import Any
 import aiosmtplib
 
 from adapters.asyncio_adapter import AsyncBatchAdapter, Batch
-from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
+from adapters.base import (
+    TEXT,
+    AdapterConfigurationError,
+    Credentials,
+    OutboundMessage,
+    SendResult,
+    object_schema,
+)
 from adapters.email.content import (
     BLANK_OR_CONTROL,
     MESSAGE_ID_PART,
@@ -59,6 +66,11 @@ class EmailAdapter(AsyncBatchAdapter):
     channel = "Email"
     errors = EMAIL_LOCAL_ERRORS
     secret_fields = SECRET_FIELDS
+    content_schema = object_schema(
+        "the subject (email.subject or title), the text part (body), the HTML part and the "
+        "sender's name (email.from_name or the credentials').",
+        {"subject": TEXT, "text": TEXT, "html": TEXT, "from_name": TEXT},
+    )
     send_rounds = 4  # a batch's deadline: 4 timeouts, then unsent messages fail `timeout`
     content_cache_size = 256
 

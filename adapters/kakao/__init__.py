@@ -2,10 +2,11 @@
 content (what a message is on KakaoTalk, and its SMS fallback), credentials, wire (the request
 and record formats) and adapter (the I/O)."""
 
+from adapters.base import CredentialsInvalid
 from adapters.kakao.adapter import DEFAULT_ENDPOINT, KakaoAdapter, KakaoDealerError
 from adapters.kakao.content import content_of
-from adapters.kakao.credentials import CredentialsInvalid, clean_credentials
-from adapters.kakao.errors import KAKAO_ERRORS, kakao_error
+from adapters.kakao.credentials import clean_credentials
+from adapters.kakao.errors import KAKAO_ERRORS
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -15,5 +16,4 @@ __all__ = [
     "KakaoDealerError",
     "clean_credentials",
     "content_of",
-    "kakao_error",
 ]

@@ -20,18 +20,16 @@ from the credentials' `fallback_send_no`). Without a fallback number the request
 
 from __future__ import annotations
 
-import asyncio
 import datetime
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from adapters import registry
-from adapters.asyncio_adapter import AsyncBatchAdapter, timed_request
+from adapters.asyncio_adapter import AsyncBatchAdapter, Batch, timed_request
 from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
-from adapters.errors import local_failure
+from adapters.errors import classified, failure, parse_json_body, parse_retry_after
 from adapters.kakao import content, credentials, wire
 from adapters.kakao.errors import (
     ALL_RECIPIENTS_FAILED,
@@ -41,9 +39,9 @@ from adapters.kakao.errors import (
     KAKAO_ERRORS,
     LOCAL_ERRORS,
     MISSING_TEMPLATE_CODE,
+    PROVIDER,
     SUCCESS,
     ErrorClass,
-    kakao_error,
 )
 from adapters.transport.http2_client import Headers
 from adapters.transport.http_client import HTTPPool
@@ -82,6 +80,7 @@ class KakaoAdapter(AsyncBatchAdapter):
     channel = "KakaoTalk"
     errors: Mapping[str, ErrorClass] = KAKAO_ERRORS
     secret_fields = ("secret_key",)
+    content_schema = content.CONTENT_SCHEMA
     send_rounds = 2
 
     def __init__(
@@ -158,37 +157,39 @@ class KakaoAdapter(AsyncBatchAdapter):
         self, credentials: Credentials, messages: Sequence[OutboundMessage]
     ) -> list[SendResult]:
         client = self._client(credentials)
-        results: list[SendResult | None] = [None] * len(messages)
+        missing = LOCAL_ERRORS[MISSING_TEMPLATE_CODE]
         groups: dict[str, list[int]] = {}
+        unsendable: list[int] = []
         for index, message in enumerate(messages):
             code = (message.parts or {}).get("template_code")
             if isinstance(code, str) and code:
                 groups.setdefault(code, []).append(index)
             else:
-                results[index] = _failure(message.message_id, LOCAL_ERRORS[MISSING_TEMPLATE_CODE])
-        requests = []
+                unsendable.append(index)
+        # One request per template code and 1,000 recipients, known by its first index: the
+        # batch's workers take requests, and what is not started by the deadline fails
+        # `timeout` (Batch.finish).
+        requests: dict[int, tuple[str, list[int]]] = {}
         for code, indexes in groups.items():
             indexes.sort(key=lambda index: messages[index].message_id)
             for start in range(0, len(indexes), wire.MAX_RECIPIENTS):
-                requests.append((code, indexes[start : start + wire.MAX_RECIPIENTS]))
-        deadline = self._start_deadline()
-        slots = asyncio.Semaphore(self.concurrency)
+                chunk = indexes[start : start + wire.MAX_RECIPIENTS]
+                requests[chunk[0]] = (code, chunk)
+        batch = self._batch(messages, todo=requests)
+        for index in unsendable:
+            batch.results[index] = failure(messages[index].message_id, missing)
+        if not requests:
+            return batch.finish()
 
-        async def send(code: str, indexes: list[int]) -> None:
-            async with slots:
+        async def worker(batch: Batch) -> None:
+            while (first := batch.take()) is not None:
+                code, indexes = requests[first]
                 chunk = [messages[index] for index in indexes]
-                if time.monotonic() > deadline:
-                    answers = [
-                        local_failure(m.message_id, "timeout", "the batch's time ran out")
-                        for m in chunk
-                    ]
-                else:
-                    answers = await self._send_request(client, code, chunk)
+                answers = await self._send_request(client, code, chunk)
                 for index, answer in zip(indexes, answers, strict=True):
-                    results[index] = answer
+                    batch.results[index] = answer
 
-        await asyncio.gather(*(send(code, indexes) for code, indexes in requests))
-        return results  # type: ignore[return-value] (every index was filled)
+        return await self._run_workers(batch, worker, self.concurrency)
 
     async def _send_request(
         self, client: _Client, template_code: str, messages: list[OutboundMessage]
@@ -211,9 +212,9 @@ class KakaoAdapter(AsyncBatchAdapter):
                 return await self._unanswered(client, key, messages, answered)
             return [replace(answered, message_id=m.message_id) for m in messages]
         (status, response_headers, raw), latency_ms = answered
-        answer = wire.decode(raw)
+        answer = parse_json_body(raw)
         code, text, successful = wire.header_of(answer)
-        retry_after = wire.parse_retry_after(response_headers.get(b"retry-after"))
+        retry_after = parse_retry_after(response_headers.get(b"retry-after"))
         if code == IDEMPOTENCY_KEY_REUSED:
             return await self._already_sent(client, key, messages, status, latency_ms)
         sent = (answer or {}).get("message")
@@ -228,18 +229,17 @@ class KakaoAdapter(AsyncBatchAdapter):
             # again under the same key cannot deliver twice.
             error = LOCAL_ERRORS[BAD_ANSWER]
             return [
-                _failure(m.message_id, error, status=status, latency_ms=latency_ms)
-                for m in messages
+                failure(m.message_id, error, status=status, latency_ms=latency_ms) for m in messages
             ]
-        error = kakao_error(code if code is not None else f"HTTP{status}", status)
+        error = classified(KAKAO_ERRORS, PROVIDER, _code(code, status), status)
         if status == 429 or status >= 500:
             error = replace(error, permanent=False, token_invalid=False)
         return [
-            _failure(
+            failure(
                 m.message_id,
                 error,
+                text,
                 status=status,
-                message=text,
                 retry_after=retry_after,
                 latency_ms=latency_ms,
             )
@@ -411,11 +411,11 @@ class KakaoAdapter(AsyncBatchAdapter):
                 f"GET {path}: {answered.error_message}", code=answered.error_code
             )
         (status, _headers, raw), _latency = answered
-        answer = wire.decode(raw)
+        answer = parse_json_body(raw)
         code, text, successful = wire.header_of(answer)
         if status == 200 and successful and answer is not None:
             return answer
-        error = kakao_error(code if code is not None else f"HTTP{status}", status)
+        error = classified(KAKAO_ERRORS, PROVIDER, _code(code, status), status)
         message = f"GET {path}: {status} {error.code} {text or error.meaning}"
         if error.credential_rejected:
             raise AdapterConfigurationError(f"KakaoTalk credentials refused: {message}")
@@ -514,46 +514,21 @@ def _per_recipient(
                 latency_ms=latency_ms,
             )
             continue
-        error = kakao_error(code_text, status)
-        answers[index] = _failure(
-            message_id,
-            error,
-            status=status,
-            message=str(entry.get("resultMessage") or ""),
-            provider_id=provider_id,
-            latency_ms=latency_ms,
-        )
+        error = classified(KAKAO_ERRORS, PROVIDER, code_text, status)
+        refused = failure(message_id, error, str(entry.get("resultMessage") or ""), status=status)
+        answers[index] = replace(refused, provider_id=provider_id, latency_ms=latency_ms)
     missing = LOCAL_ERRORS[BAD_ANSWER]
     return [
         answer
         if answer is not None
-        else _failure(m.message_id, missing, status=status, latency_ms=latency_ms)
+        else failure(m.message_id, missing, status=status, latency_ms=latency_ms)
         for m, answer in zip(messages, answers, strict=True)
     ]
 
 
-def _failure(
-    message_id: str,
-    error: ErrorClass,
-    *,
-    status: int | None = None,
-    message: str = "",
-    provider_id: str | None = None,
-    retry_after: float | None = None,
-    latency_ms: float | None = None,
-) -> SendResult:
-    return SendResult(
-        message_id=message_id,
-        ok=False,
-        provider_id=provider_id,
-        status_code=status,
-        error_code=error.code,
-        error_message=message or error.meaning,
-        permanent=error.permanent,
-        token_invalid=error.token_invalid,
-        retry_after=retry_after,
-        latency_ms=latency_ms,
-    )
+def _code(code: int | None, status: int) -> str:
+    """The dealer's `header.resultCode`, or `HTTP<status>` when the answer has none."""
+    return str(code) if code is not None else f"HTTP{status}"
 
 
 def _listed_messages(answer: Mapping[str, Any]) -> tuple[list, int | None]:

@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from adapters.base import JSON_OBJECT, TEXT, TEXT_OR_NULL, object_schema
+
 SMS_MAX_BYTES = 90
 LMS_MAX_BYTES = 2000
 LMS_TITLE_MAX_BYTES = 120
@@ -35,6 +37,37 @@ _RECIPIENT_BUTTON_FIELDS = {
     "target": "target",
     "tel_number": "telNumber",
 }
+
+
+# What content_of returns; a preview adds the approved template's name and text, filled with
+# the variables, and the template's buttons (the product holds the synced templates), and
+# `problem` when the part cannot be sent.
+CONTENT_SCHEMA = object_schema(
+    "the kakao part, the SMS fallback's resendParameter (null without a fallback number) and "
+    "the approved template's text filled with the variables.",
+    {
+        "template_code": TEXT_OR_NULL,
+        "variables": {"type": "object", "additionalProperties": TEXT},
+        "buttons": {"type": "array", "items": JSON_OBJECT},
+        "fallback_text": TEXT_OR_NULL,
+        "resend": {
+            "type": ["object", "null"],
+            "required": ["isResend", "resendSendNo"],
+            "properties": {
+                "isResend": {"type": "boolean"},
+                "resendSendNo": TEXT,
+                "resendType": {"type": "string", "enum": ["SMS", "LMS"]},
+                "resendContent": TEXT,
+                "resendTitle": TEXT,
+            },
+            "additionalProperties": False,
+        },
+        "template_name": TEXT,
+        "text": TEXT_OR_NULL,
+        "problem": TEXT_OR_NULL,
+    },
+    optional=("template_name", "text", "problem"),
+)
 
 
 def euc_kr_text(text: str) -> str:

@@ -8,12 +8,13 @@ list APIs, "1000" = delivered). Each maps to the three flags of `adapters.errors
 AlimTalk from this channel: disable the subscription) and `credential_rejected` (the app key or
 secret key was refused). As for the other providers, a credential or configuration problem of
 ours (keys, sender profile, SMS fallback settings) is temporary: the operator fixes it and the
-message is still good. A code missing here: see `kakao_error`.
+message is still good. A code missing here is classified by the shared rule
+(`adapters.errors.classified`).
 """
 
 from __future__ import annotations
 
-from adapters.errors import ErrorClass
+from adapters.errors import ErrorClass, error_table
 
 PROVIDER = "NHN Kakao"
 
@@ -31,8 +32,9 @@ BAD_ANSWER = "bad_answer"
 
 
 def _table(rows: list[tuple]) -> dict[str, ErrorClass]:
-    # (code, permanent, token_invalid, credential_rejected, meaning); the dealer answers 200.
-    return {str(row[0]): ErrorClass(PROVIDER, str(row[0]), None, *row[1:]) for row in rows}
+    # (code, permanent, token_invalid, credential_rejected, meaning): the dealer's codes come
+    # in the body of a 200, so a row has no HTTP status of its own.
+    return error_table(PROVIDER, [(str(code), None, *flags) for code, *flags in rows])
 
 
 # API response codes that a send, a template list or a result query can answer, in the
@@ -196,27 +198,12 @@ DELIVERY_ERRORS: dict[str, ErrorClass] = _table(
     ]
 )
 
-LOCAL_ERRORS: dict[str, ErrorClass] = {
-    MISSING_TEMPLATE_CODE: ErrorClass(
-        "local", MISSING_TEMPLATE_CODE, None, True, False, False, "no kakao.template_code: not sent"
-    ),
-    BAD_ANSWER: ErrorClass(
-        "local", BAD_ANSWER, None, False, False, False, "the dealer's answer could not be read"
-    ),
-}
+LOCAL_ERRORS: dict[str, ErrorClass] = error_table(
+    "local",
+    [
+        (MISSING_TEMPLATE_CODE, None, True, False, False, "no kakao.template_code: not sent"),
+        (BAD_ANSWER, None, False, False, False, "the dealer's answer could not be read"),
+    ],
+)
 
 KAKAO_ERRORS: dict[str, ErrorClass] = {**API_ERRORS, **DELIVERY_ERRORS, **LOCAL_ERRORS}
-
-
-def kakao_error(code: int | str, status: int | None = None) -> ErrorClass:
-    """The class of a dealer code. A code missing from the tables is temporary when the HTTP
-    status says so (429, 5xx) or it is a delivery code of Kakao's system (9xxx), and
-    permanent otherwise: the dealer refuses the same request the same way."""
-    code = str(code)
-    known = KAKAO_ERRORS.get(code)
-    if known is not None:
-        return known
-    temporary = status == 429 or (status is not None and status >= 500) or code.startswith("9")
-    if status in (401, 403):
-        temporary = True  # the keys were refused: the operator fixes them
-    return ErrorClass(PROVIDER, code, status, not temporary, False, False, "unknown error")

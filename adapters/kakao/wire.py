@@ -1,13 +1,11 @@
-"""The dealer's wire format: request bodies, dates, the idempotency key, Retry-After, and the
-template and result records read back, normalized. No I/O here (`adapters.kakao.adapter`)."""
+"""The dealer's wire format: request bodies, dates, the idempotency key, and the template and
+result records read back, normalized. No I/O here (`adapters.kakao.adapter`)."""
 
 from __future__ import annotations
 
 import datetime
-import email.utils
 import hashlib
 import json
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -89,15 +87,6 @@ def encode(body: Mapping[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def decode(raw: bytes) -> dict[str, Any] | None:
-    """A JSON object answer, or None."""
-    try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def dealer_date(moment: datetime.datetime, *, round_up: bool = False) -> str:
     """A moment as the dealer's `yyyy-MM-dd HH:mm` in KST (naive moments are UTC), floored to
     its minute or, with `round_up`, raised to the next one."""
@@ -108,28 +97,6 @@ def dealer_date(moment: datetime.datetime, *, round_up: bool = False) -> str:
     if round_up and floored != moment:
         floored += datetime.timedelta(minutes=1)
     return floored.strftime(DATE_FORMAT)
-
-
-def parse_retry_after(value: str | bytes | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header, given in seconds or as an HTTP date (RFC
-    9110 10.2.3); None when absent or unreadable."""
-    if not value:
-        return None
-    if isinstance(value, bytes):
-        value = value.decode("latin-1")
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=datetime.UTC)
-        seconds = when.timestamp() - (time.time() if now is None else now)
-        return max(0.0, seconds)
-    return seconds if seconds >= 0 else None
 
 
 def header_of(body: Mapping[str, Any] | None) -> tuple[int | None, str, bool]:

@@ -11,7 +11,14 @@ from typing import Any
 import http_ece
 
 from adapters.asyncio_adapter import AsyncBatchAdapter, ClosingLRU, timed_request
-from adapters.base import Credentials, OutboundMessage, SendResult
+from adapters.base import (
+    TEXT,
+    TEXT_OR_NULL,
+    Credentials,
+    OutboundMessage,
+    SendResult,
+    object_schema,
+)
 from adapters.errors import (
     local_failure,
 )
@@ -46,6 +53,10 @@ class WebPushAdapter(AsyncBatchAdapter):
     channel = "WebPush"
     errors = WEB_PUSH_ERRORS
     secret_fields = ("vapid_private_key",)
+    content_schema = object_schema(
+        "title, body and the web_push part's url and icon.",
+        {"title": TEXT, "body": TEXT, "url": TEXT_OR_NULL, "icon": TEXT_OR_NULL},
+    )
     send_rounds = 7
 
     def __init__(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from adapters.base import JSON_OBJECT, TEXT, TEXT_OR_NULL, object_schema
 from core import channels
 from core.api import (
     AwareDateTimeField,
@@ -277,95 +277,40 @@ class CampaignOutputParts(WithChannelParts):
     target_class = CampaignOutput
 
 
-def _object(description: str, **properties: dict) -> dict:
-    return {
-        "type": "object",
-        "description": description,
-        "required": list(properties),
-        "properties": properties,
-        "additionalProperties": False,
-    }
-
-
-_TEXT = {"type": "string"}
-_TEXT_OR_NULL = {"type": ["string", "null"]}
-_DATA = {"type": "object", "additionalProperties": {}}
-_PUSH_CONTENT = ("title, body and data.", {"title": _TEXT, "body": _TEXT, "data": _DATA})
-# What messaging.channel_content returns for each channel whose adapter does not say it itself
-# (an adapter's `content_schema`: the JSON Schema of what its content_of returns).
-_CONTENT_WITHOUT_SCHEMA = {
-    "Email": (
-        "the subject (email.subject or title), the text part (body), the HTML part and the "
-        "sender's name (email.from_name or the credentials').",
-        {"subject": _TEXT, "text": _TEXT, "html": _TEXT, "from_name": _TEXT},
-    ),
-    "SMS": (
-        "the text (sms.text or body), its encoding and its number of segments.",
-        {
-            "text": _TEXT,
-            "encoding": {"type": "string", "enum": ["GSM-7", "UCS-2"]},
-            "segments": {"type": "integer", "minimum": 0},
-        },
-    ),
-    "WebPush": (
-        "title, body and the web_push part's url and icon.",
-        {"title": _TEXT, "body": _TEXT, "url": _TEXT_OR_NULL, "icon": _TEXT_OR_NULL},
-    ),
-    "KakaoTalk": (
-        "the kakao part.",
-        {
-            "template_code": _TEXT_OR_NULL,
-            "variables": {"type": "object", "additionalProperties": _TEXT},
-            "buttons": {"type": "array", "items": _DATA},
-            "fallback_text": _TEXT_OR_NULL,
-        },
-    ),
-    "InAppMessage": (
+# The in-app inbox is written locally (no adapter): its item, as messaging.channel_content
+# writes it. Every other channel's form is its adapter's `content_schema`.
+_LOCAL_CONTENT_SCHEMA = {
+    channels.IN_APP: object_schema(
         "title, body, data and the in_app part's image_url and action_url.",
         {
-            "title": _TEXT, "body": _TEXT, "data": _DATA,
-            "image_url": _TEXT_OR_NULL, "action_url": _TEXT_OR_NULL,
+            "title": TEXT, "body": TEXT, "data": JSON_OBJECT,
+            "image_url": TEXT_OR_NULL, "action_url": TEXT_OR_NULL,
         },
     ),
-    "iOSPush": _PUSH_CONTENT,
-    "AndroidPush": _PUSH_CONTENT,
 }  # fmt: skip
 
 
-def _content_schema_of(spec: channels.ChannelSpec) -> dict | None:
-    """The adapter's `content_schema`, when its adapter is installed and has one."""
-    if spec.adapter is None or importlib.util.find_spec(spec.adapter.rpartition(".")[0]) is None:
-        return None
-    schema = getattr(spec.adapter_class(), "content_schema", None)
-    return dict(schema) if schema else None
+def _content_schema_of(spec: channels.ChannelSpec) -> dict:
+    if spec.adapter is None:
+        return dict(_LOCAL_CONTENT_SCHEMA[spec.type])
+    return dict(spec.adapter_class().content_schema)
 
 
 def channel_content_schema() -> dict:
     """The schema of a preview's channel_content, one form per channel (channels whose
-    content looks alike share one): its adapter's `content_schema`, else the known form."""
+    content looks alike share one): its adapter's `content_schema`."""
     forms: dict[str, tuple[list[str], str, dict]] = {}
-    every_one_known = True
     for spec in channels.SPECS.values():
         schema = _content_schema_of(spec)
-        if schema is not None:
-            description = schema.pop("description", "what it sends.")
-        elif spec.type in _CONTENT_WITHOUT_SCHEMA:
-            known, properties = _CONTENT_WITHOUT_SCHEMA[spec.type]
-            schema = _object(known, **properties)
-            description = schema.pop("description")
-        else:
-            description, schema = "what its adapter's content_of returns.", {"type": "object"}
-            every_one_known = False
+        description = schema.pop("description", "what it sends.")
         key = json.dumps(schema, sort_keys=True) + description
         forms.setdefault(key, ([], description, schema))[0].append(spec.type)
-    variants = [
-        {"description": f"{', '.join(types)}: {description}", **schema}
-        for types, description, schema in forms.values()
-    ]
     return {
         "description": "What the member's channel sends of the content.",
-        # A form that says nothing of its fields matches every value: then any of them.
-        ("oneOf" if every_one_known else "anyOf"): variants,
+        "oneOf": [
+            {"description": f"{', '.join(types)}: {description}", **schema}
+            for types, description, schema in forms.values()
+        ],
     }
 
 

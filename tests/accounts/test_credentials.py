@@ -281,7 +281,12 @@ def test_kakao_fallback_number_is_e164_or_korean_digits(number):
     assert kakao_credentials_clean(values)["fallback_send_no"] == number
 
 
-@pytest.mark.parametrize("number", ["010-1234-5678", "12345", "+0123456789", "call me"])
+def test_kakao_fallback_number_drops_hyphens_and_spaces():
+    values = {**KAKAO, "fallback_send_no": "010-1234 5678"}
+    assert kakao_credentials_clean(values)["fallback_send_no"] == "01012345678"
+
+
+@pytest.mark.parametrize("number", ["010-12", "12345", "+0123456789", "call me"])
 def test_kakao_refuses_a_fallback_number_that_is_not_one(number):
     message = refused(kakao_credentials_clean, {**KAKAO, "fallback_send_no": number})
     assert message.startswith('KakaoTalk "fallback_send_no" must be an E.164 number')

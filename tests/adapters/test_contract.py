@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from adapters.apns import APNsAdapter, build_payload
 from adapters.base import CredentialsInvalid, OutboundMessage
 from adapters.email import EmailAdapter
 from adapters.errors import ErrorClass
 from adapters.fcm import FCMAdapter
+from adapters.kakao import KakaoAdapter
 from adapters.sms import TwilioSMSAdapter
 from adapters.webpush import WebPushAdapter, payload_of
 from tests.admin_pages import p8_key, service_account
@@ -22,6 +24,22 @@ ADAPTERS = {
     "Email": EmailAdapter,
     "SMS": TwilioSMSAdapter,
     "WebPush": WebPushAdapter,
+    "KakaoTalk": KakaoAdapter,
+}
+# A part and credentials for each channel that fill every field its content has.
+SAMPLES = {
+    "Email": ({"subject": "S", "html": "<p>B</p>", "from_name": "Shop"}, {"from_name": "Relay"}),
+    "SMS": ({"text": "Sale 가"}, None),
+    "WebPush": ({"url": "https://example.com/sale", "icon": "https://example.com/i.png"}, None),
+    "KakaoTalk": (
+        {
+            "template_code": "SALE_01",
+            "variables": {"pct": 50},
+            "buttons": [{"ordering": 1, "chat_extra": "x"}],
+            "fallback_text": "세일 50%, 오늘만. 자세한 내용은 앱에서 확인하세요. " * 3,
+        },
+        {"fallback_send_no": "15881234"},
+    ),
 }
 
 
@@ -34,6 +52,22 @@ def test_every_adapter_says_what_its_channel_is(channel, adapter):
     assert json.loads(json.dumps(content)) == content  # JSON-able, as a preview shows it
     with pytest.raises(CredentialsInvalid):
         adapter.clean_credentials({"nonsense": "x"}, default_subject="mailto:ops@example.com")
+
+
+@pytest.mark.parametrize(("channel", "adapter"), ADAPTERS.items())
+def test_content_of_is_what_its_content_schema_says(channel, adapter):
+    validator = Draft202012Validator(adapter.content_schema)
+    Draft202012Validator.check_schema(adapter.content_schema)
+    part, credentials = SAMPLES.get(channel, ({}, None))
+    for content in (
+        adapter.content_of(title="T", body="B", data={"k": "v"}, part={}),
+        adapter.content_of(
+            title="Sale", body="Half price", data={"n": 1}, part=part, credentials=credentials
+        ),
+    ):
+        assert list(validator.iter_errors(content)) == [], content
+    assert adapter.content_schema["description"]
+    assert not validator.is_valid({})  # it says something: an empty object is not one
 
 
 def test_credentials_invalid_is_a_value_error_with_the_reason():

@@ -101,19 +101,18 @@ CONTENT = {
                 "variables": {"pct": "50"},
                 "buttons": [],
                 "fallback_text": None,
-                # No credentials, so no fallback number: the dealer resends nothing.
                 "resend": None,
             },
         ),
     ],
 )
 def test_channel_content(channel, expected):
-    assert channel_content(channel, email_from_name="Shop", **CONTENT) == expected
+    assert channel_content(channel, credentials={"from_name": "Shop"}, **CONTENT) == expected
 
 
 def test_an_email_part_overrides_subject_and_sender():
     content = {**CONTENT, "parts": {"email": {"subject": "SALE!", "from_name": "Sales team"}}}
 
-    sent = channel_content("Email", email_from_name="Shop", **content)
+    sent = channel_content("Email", credentials={"from_name": "Shop"}, **content)
 
     assert (sent["subject"], sent["from_name"], sent["html"]) == ("SALE!", "Sales team", "")

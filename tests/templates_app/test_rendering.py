@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from cachetools import LRUCache
 
 from core.validation import InputInvalid
+from templates_app import rendering
 from templates_app.models import TemplateVersion
 from templates_app.rendering import (
     Rendered,
@@ -238,15 +240,17 @@ def test_compiled_templates_are_cached_per_template_and_version():
 
 
 def test_the_cache_is_bounded(monkeypatch):
-    monkeypatch.setattr(compiled_cache, "size", 3)
+    assert compiled_cache.maxsize == rendering.CACHE_SIZE
+    small = LRUCache(maxsize=3)
+    monkeypatch.setattr(rendering, "compiled_cache", small)
     first = version(title_template="first")
 
     render(first, {}, None)
     for _ in range(5):
         render(version(), {}, None)
 
-    assert len(compiled_cache) == 3
-    assert compiled_cache.get((first.template_id, 1)) is None
+    assert len(small) == 3
+    assert small.get((first.template_id, 1)) is None
 
 
 def test_unsaved_versions_without_a_template_are_rendered_but_not_cached():

@@ -61,23 +61,7 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(demo, indent=2))
 
     def _demo(self, state: Path) -> dict:
-        apns_meta = json.loads((state / "apns.json").read_text())
-        application = application_create(
-            name=DEMO_NAME,
-            credentials={
-                "iOSPush": {
-                    "auth": "token",
-                    "key_id": apns_meta["key_id"],
-                    "team_id": apns_meta["team_id"],
-                    "topic": apns_meta["topic"],
-                    "private_key": (state / "apns_key.p8").read_text(),
-                    "sandbox": False,
-                },
-                "AndroidPush": {
-                    "service_account": json.loads((state / "fcm_service_account.json").read_text())
-                },
-            },
-        )
+        application = application_create(name=DEMO_NAME)
         _channels(application, state, only_missing=False)
         server = api_key_create(application=application, scope=ApiKey.Scope.SERVER, name="demo")
         client = api_key_create(application=application, scope=ApiKey.Scope.CLIENT, name="demo")
@@ -95,36 +79,11 @@ class Command(BaseCommand):
 
 
 def _channels(application: Application, state: Path, *, only_missing: bool) -> None:
-    """E-mail, SMS, KakaoTalk (and its demo template) and Web Push credentials of the fake
-    providers `make run` starts."""
-    smtp = json.loads((state / "smtp.json").read_text())
+    """Every channel's credentials of the fake providers `make run` starts (as `python -m
+    fakes` writes them), and the demo KakaoTalk template."""
     # Where the running fakes listen (written by `python -m fakes` once they all accept).
     ports = json.loads((state / "ready.json").read_text())
-    twilio = json.loads((state / "twilio.json").read_text())
-    wanted = {
-        "Email": {
-            "host": "127.0.0.1",
-            "port": ports["smtp_port"],
-            "security": "starttls",
-            "username": smtp["username"],
-            "password": smtp["password"],
-            "from_address": "demo@signal.test",
-            "from_name": "Signal demo",
-        },
-        "SMS": {
-            "account_sid": twilio["account_sid"],
-            "auth_token": twilio["auth_token"],
-            "from": twilio["from"],
-        },
-        "WebPush": {"subject": "mailto:demo@signal.test"},  # keys generated
-    }
-    kakao = state / "kakao.json"
-    if kakao.exists() and ports.get("kakao_port"):
-        account = json.loads(kakao.read_text())
-        wanted["KakaoTalk"] = {
-            name: account[name]
-            for name in ("app_key", "secret_key", "sender_key", "fallback_send_no")
-        }
+    wanted = json.loads((state / "demo_credentials.json").read_text())
     ready = channels_ready(application=application)
     for channel, values in wanted.items():
         if only_missing and ready.get(channel):
