@@ -82,9 +82,12 @@ def get_adapter(subscription_type: str) -> ChannelAdapter:
 
 
 def reset_adapters() -> None:
-    """Forget the built adapters, e.g. after a test changed the provider settings."""
+    """Forget the built adapters, e.g. after a test changed the provider settings, closing
+    their connections (dropped open, aiohttp reports them unclosed when the process exits)."""
     with _lock:
+        dropped = list(_adapters.values())
         _adapters.clear()
+    _close(dropped)
 
 
 def _build(subscription_type: str) -> ChannelAdapter:
@@ -135,9 +138,13 @@ def run_in_loop(coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
 
 def _close_adapters_at_exit() -> None:
     # Otherwise open HTTP sessions are reported as unclosed when the interpreter exits.
+    _close(list(_adapters.values()))
+
+
+def _close(adapters: list[ChannelAdapter]) -> None:
     if _loop is None or _loop.is_closed():
         return
-    for adapter in list(_adapters.values()):
+    for adapter in adapters:
         close = getattr(adapter, "close", None)
         if close is not None:
             with contextlib.suppress(Exception):
