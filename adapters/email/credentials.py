@@ -13,7 +13,7 @@ FIELDS = ("host", "port", "security", "username", "password", "from_address", "f
 SECRET_FIELDS = ("password",)
 
 
-def clean_credentials(values: Mapping[str, Any]) -> dict[str, Any]:
+def clean_credentials(values: Mapping[str, Any], *, default_subject: str = "") -> dict[str, Any]:
     """An SMTP relay: host, port, security (starttls, tls or none), an optional username and
     password (AUTH when a username is set), and the From address (plain ASCII, as the adapter
     sends it) and name."""

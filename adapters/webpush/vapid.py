@@ -139,7 +139,7 @@ def vapid_from(values: Mapping[str, Any]) -> Vapid:
 CREDENTIAL_FIELDS = ("vapid_private_key", "vapid_public_key", "subject")
 
 
-def clean_credentials(values: Mapping[str, Any], *, default_subject: str) -> dict[str, Any]:
+def clean_credentials(values: Mapping[str, Any], *, default_subject: str = "") -> dict[str, Any]:
     """VAPID keys and the subject push services may contact. `{}` generates a new key pair;
     a private key alone gets its public key derived; a public key that is not the private
     key's is refused (browsers subscribed with the public key)."""
