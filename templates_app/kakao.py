@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +26,11 @@ from accounts.models import Application, ChannelCredential
 from accounts.selectors import channel_credentials_get
 from adapters import registry
 from adapters.base import Credentials
-from core.channels import KAKAOTALK
-from core.exceptions import ContentInvalid, ValidationFailed
+from core.channels import KAKAOTALK, ContentToCheck
+from core.exceptions import ValidationFailed
 from core.validation import InputInvalid
 
 from .models import KakaoTemplate
-from .rendering import translated_parts
 
 logger = logging.getLogger(__name__)
 
@@ -195,36 +194,23 @@ def kakao_part_check(
 
 
 def kakao_content_check(
-    *, application: Application, parts_list: Iterable[Mapping[str, Any] | None]
+    *,
+    application: Application,
+    channel: str = KAKAOTALK,
+    contents: Sequence[ContentToCheck],
+    templated: bool = False,
 ) -> None:
-    """Checks the `kakao` part of each of `parts_list` (each a content's parts, {"kakao":
-    {...}, ...}; each distinct part once) with kakao_part_check; raises ContentInvalid, the
-    validation error of messages, templates and campaigns. A template's code that is itself
-    a `{{ variable }}` is checked once rendered, when a message is made of it."""
+    """KakaoTalk's content check (core.channels.ChannelSpec.content_check): the `kakao` part of
+    each of `contents` (each distinct part once) passes kakao_part_check, else InputInvalid
+    naming the field. A template's code that is itself a `{{ variable }}` is checked once
+    rendered, when a message is made of it."""
     seen: list = []
-    for parts in parts_list:
-        part = (parts or {}).get(PART) or {}
+    for content in contents:
+        part = (content.parts or {}).get(PART) or {}
         if part in seen or "{{" in str(part.get("template_code") or ""):
             continue
         seen.append(part)
-        try:
-            kakao_part_check(application=application, part=part)
-        except InputInvalid as exc:
-            raise ContentInvalid(exc.message, details=exc.errors) from exc
-
-
-def kakao_template_parts(parts: Mapping[str, Any] | None, translations: Mapping | None) -> list:
-    """The parts a template's KakaoTalk messages would carry, one per language, when the
-    template has a kakao part in any language (else none: a template without one is not
-    meant for KakaoTalk, and sending it there is refused when it is sent)."""
-    translations = translations or {}
-    if not (parts or {}).get(PART) and not any(
-        isinstance(t, Mapping) and t.get(PART) for t in translations.values()
-    ):
-        return []
-    return [parts or {}] + [
-        translated_parts(parts, t) for t in translations.values() if isinstance(t, Mapping)
-    ]
+        kakao_part_check(application=application, part=part)
 
 
 # --- Preview -----------------------------------------------------------------------------------
