@@ -3,7 +3,9 @@ part and its fields, how it is delivered and by which adapter. `SubscriptionType
 validation, the part serializers of messages, templates and campaigns, the OpenAPI schemas and
 the admin's lists are derived from `SPECS`; the model fields' choices are `channel_choices`
 (so no migration), the adapters' registry sends with the spec's `adapter` (core.apps registers
-the paths; settings.CHANNEL_ADAPTERS may override one), and a channel's links are its `links`.
+the paths; settings.CHANNEL_ADAPTERS may override one), a channel's links are its `links`, and
+the rule its content must meet when a message, template or campaign is accepted is its
+`content_check` (messaging, campaigns and templates_app run it for the channels concerned).
 
 A new provider channel is one more spec here (a token rule: `tokens.matching` when a pattern
 says it all), its adapter package (the class the spec names: `send_batch`, `from_settings`,

@@ -196,7 +196,7 @@ def kakao_part_check(
 def kakao_content_check(
     *,
     application: Application,
-    channel: str = KAKAOTALK,
+    channel: str,
     contents: Sequence[ContentToCheck],
     templated: bool = False,
 ) -> None:
