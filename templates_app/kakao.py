@@ -155,12 +155,17 @@ def kakao_templates_sync_all() -> dict[str, str]:
 
 
 def kakao_part_check(
-    *, application: Application, part: Mapping[str, Any] | None, field: str = PART
+    *,
+    application: Application,
+    part: Mapping[str, Any] | None,
+    field: str = PART,
+    templates: Mapping[str, KakaoTemplate] | None = None,
 ) -> KakaoTemplate:
     """Checks a `kakao` part (rendered, or a template's with `{{ }}` still in its values)
-    against the application's synced templates; returns the template. Raises InputInvalid
-    naming `kakao.template_code` (none, unknown or not approved) or `kakao.variables.<name>`
-    (a `#{name}` of the approved text that the part does not fill)."""
+    against the application's synced templates (`templates` by code when the caller read
+    them already); returns the template. Raises InputInvalid naming `kakao.template_code`
+    (none, unknown or not approved) or `kakao.variables.<name>` (a `#{name}` of the approved
+    text that the part does not fill)."""
     part = part or {}
     code = part.get("template_code")
     if not code:
@@ -169,7 +174,11 @@ def kakao_part_check(
             "approved by Kakao (GET /kakao-templates lists them).",
             field=f"{field}.template_code",
         )
-    template = KakaoTemplate.objects.filter(application=application, template_code=code).first()
+    template = (
+        templates.get(code)
+        if templates is not None
+        else KakaoTemplate.objects.filter(application=application, template_code=code).first()
+    )
     if template is None:
         raise InputInvalid(
             f"{field}.template_code {code!r} is not a KakaoTalk template of this application "
@@ -202,15 +211,24 @@ def kakao_content_check(
 ) -> None:
     """KakaoTalk's content check (core.channels.ChannelSpec.content_check): the `kakao` part of
     each of `contents` (each distinct part once) passes kakao_part_check, else InputInvalid
-    naming the field. A template's code that is itself a `{{ variable }}` is checked once
-    rendered, when a message is made of it."""
-    seen: list = []
+    naming the field; the templates they name are read in one query. A template's code
+    that is itself a `{{ variable }}` is checked once rendered, when a message is made of it."""
+    parts: list = []
     for content in contents:
         part = (content.parts or {}).get(PART) or {}
-        if part in seen or "{{" in str(part.get("template_code") or ""):
-            continue
-        seen.append(part)
-        kakao_part_check(application=application, part=part)
+        if part not in parts and "{{" not in str(part.get("template_code") or ""):
+            parts.append(part)
+    codes = {part["template_code"] for part in parts if part.get("template_code")}
+    templates = {
+        template.template_code: template
+        for template in (
+            KakaoTemplate.objects.filter(application=application, template_code__in=codes)
+            if codes
+            else ()
+        )
+    }
+    for part in parts:
+        kakao_part_check(application=application, part=part, templates=templates)
 
 
 # --- Preview -----------------------------------------------------------------------------------

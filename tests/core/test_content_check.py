@@ -11,12 +11,13 @@ import pytest
 from adapters.sms import TwilioSMSAdapter
 from campaigns.models import Campaign
 from core import channels
-from core.channels import EMAIL, SMS, SPECS, PlainContent
+from core.channels import EMAIL, KAKAOTALK, SMS, SPECS, PlainContent
 from core.validation import InputInvalid
 from messaging.models import Message
 from templates_app.models import MessageTemplate
 from tests.assertions import assert_error
 from tests.conftest import subscription_create
+from tests.kakao import kakao_template_add
 
 pytestmark = pytest.mark.django_db
 
@@ -146,3 +147,21 @@ def test_the_sms_rule_is_the_sms_adapters():
         SPECS[SMS].check_content(application=None, contents=[PlainContent("a" * 1531, {})])
     assert refused.value.field == "body"
     assert "(body) takes 11 segments of GSM-7" in refused.value.message
+
+
+def test_the_kakao_rule_reads_the_templates_once_for_all_contents(app, django_assert_num_queries):
+    kakao_template_add(app.application, "WELCOME_01", "#{name}님, 환영합니다.")
+    kakao_template_add(app.application, "BYE_01", "#{name}님, 안녕히.")
+    contents = [
+        PlainContent("b", {"kakao": {"template_code": code, "variables": {"name": name}}})
+        for code in ("WELCOME_01", "BYE_01")
+        for name in ("Kim", "Lee", "Park")
+    ]
+
+    with django_assert_num_queries(1):
+        SPECS[KAKAOTALK].check_content(application=app.application, contents=contents)
+
+    unfilled = [*contents, PlainContent("b", {"kakao": {"template_code": "BYE_01"}})]
+    with django_assert_num_queries(1), pytest.raises(InputInvalid) as refused:
+        SPECS[KAKAOTALK].check_content(application=app.application, contents=unfilled)
+    assert refused.value.field == "kakao.variables.name"
