@@ -214,6 +214,25 @@ def content_of(
     return {"text": text, "encoding": encoding, "segments": count}
 
 
+# Twilio refuses a Body over 1,600 characters; ten segments is the most it concatenates.
+MAX_SEGMENTS = 10
+
+
+def content_problem(*, body: str, part: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(field, message) when the text an SMS of this content sends (`content_of`) takes more
+    than MAX_SEGMENTS segments, the field being `sms.text` or `body` (where the text comes
+    from); None when it fits."""
+    content = content_of(title="", body=body, data={}, part=part)
+    if content["segments"] <= MAX_SEGMENTS:
+        return None
+    field = "sms.text" if part.get("text") else "body"
+    return field, (
+        f"The SMS text ({field}) takes {content['segments']} segments of "
+        f"{content['encoding']}; the limit is {MAX_SEGMENTS} (1,530 GSM-7 characters, or 670 "
+        "in UCS-2, which any character outside the GSM alphabet brings in)."
+    )
+
+
 # --- The adapter -----------------------------------------------------------------------------
 
 _SID = re.compile(r"^[A-Za-z0-9]+$")
@@ -276,6 +295,11 @@ class TwilioSMSAdapter(AsyncBatchAdapter):
     # and to preview alike): the adapter's own functions.
     clean_credentials = staticmethod(clean_credentials)
     content_of = staticmethod(content_of)
+
+    @classmethod
+    def content_problem(cls, *, body: str, part: Mapping[str, Any]) -> tuple[str, str] | None:
+        """(field, message) when an SMS of this content would take too many segments."""
+        return content_problem(body=body, part=part)
 
     @classmethod
     def from_settings(cls, settings: Any) -> TwilioSMSAdapter:

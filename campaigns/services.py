@@ -16,11 +16,12 @@ from django.utils import timezone
 
 from accounts.models import Application
 from accounts.selectors import channel_credentials_get
-from core.channels import KAKAOTALK, PART_NAMES, SMS, parts_check
+from core import channels
+from core.channels import PART_NAMES, parts_check
 from core.exceptions import ContentInvalid, InvalidTransition, QuotaExceeded, ValidationFailed
 from core.validation import MAX_JSON_BYTES, InputInvalid, check_json, check_text
 from messaging import dispatch
-from messaging.channel_content import channel_content, sms_text_check
+from messaging.channel_content import channel_content
 from messaging.models import Message, MessageStatus
 from messaging.services.messages import (
     MAX_BODY_LENGTH,
@@ -35,7 +36,7 @@ from messaging.services.messages import (
     render_content,
     rendered_content,
 )
-from templates_app.kakao import kakao_content_check, kakao_preview
+from templates_app.kakao import kakao_preview
 from templates_app.rendering import compiled, render
 from templates_app.selectors import template_get
 
@@ -66,56 +67,55 @@ def _refuse(campaign: Campaign, action: str) -> InvalidTransition:
     )
 
 
-def _sms_check(campaign: Campaign, content: Content) -> None:
-    """The SMS text must fit an SMS when the campaign has one of its own (`sms.text`) or
-    targets SMS by name; otherwise the body is checked where it goes to an SMS, in the
-    fan-out (message_send)."""
-    if (content.parts.get("sms") or {}).get("text") or SMS in (
-        campaign.targeting_criteria or {}
-    ).get("channels", ()):
-        try:
-            sms_text_check(body=content.body, parts=content.parts)
-        except InputInvalid as exc:
-            raise ContentInvalid(exc.message, details=exc.errors) from exc
-
-
-def _kakao_check(campaign: Campaign, contents: list[Content]) -> None:
-    """A campaign with a kakao part, or whose audience includes KakaoTalk, names an approved
-    KakaoTalk template and fills its `#{variables}` (templates_app.kakao)."""
-    channels = (campaign.targeting_criteria or {}).get("channels")
-    if not any(c.parts.get("kakao") for c in contents) and not (
-        KAKAOTALK in channels
-        if channels
-        else targeting.audience(campaign.application, campaign.targeting_criteria or {})
-        .filter(type=KAKAOTALK)
-        .exists()
-    ):
-        return
-    kakao_content_check(application=campaign.application, parts_list=[c.parts for c in contents])
+def _content_check(campaign: Campaign, contents: list[Content]) -> None:
+    """Each channel's content rule (ChannelSpec.content_check) over the campaign's contents,
+    for the channels it means: those whose part it has, those its targeting names, and, when
+    it names none, those that need their part (KakaoTalk) and are in its audience (a
+    query each). Otherwise the content is checked where it goes to a channel, in the fan-out
+    (message_send)."""
+    specs = [spec for spec in channels.SPECS.values() if spec.content_check]
+    named = (campaign.targeting_criteria or {}).get("channels")
+    meant = {
+        spec.type
+        for spec in specs
+        if (spec.part and any(c.parts.get(spec.part) for c in contents))
+        or (named and spec.type in named)
+    }
+    if not named:
+        for spec in specs:
+            if spec.part_required and spec.type not in meant:
+                audience = targeting.audience(
+                    campaign.application, campaign.targeting_criteria or {}
+                )
+                if audience.filter(type=spec.type).exists():
+                    meant.add(spec.type)
+    for spec in specs:
+        if spec.type in meant:
+            try:
+                spec.check_content(application=campaign.application, contents=contents)
+            except InputInvalid as exc:
+                raise ContentInvalid(exc.message, details=exc.errors) from exc
 
 
 def campaign_content_check(*, campaign: Campaign):
     """Checks the campaign's content: its literal channel parts, or its template's content
     rendered in every language of the template's current version with the campaign's
     variables (over the limits of a message: ContentInvalid naming the template and the
-    field); and the SMS text where an SMS is meant (_sms_check). Returns the template version
+    field); and each meant channel's content rule (_content_check). Returns the template version
     (None without a template)."""
     if not campaign.template_id:
         try:
             parts_check(campaign.parts)
         except InputInvalid as exc:
             raise ContentInvalid(exc.message, details=exc.errors) from exc
-        _sms_check(campaign, _literal(campaign))
-        _kakao_check(campaign, [_literal(campaign)])
+        _content_check(campaign, [_literal(campaign)])
         return None
     version = template_get(application=campaign.application, template_id=campaign.template_id)
     contents = [
         render_content(version, campaign.variables, language)
         for language in compiled(version).contents
     ]
-    for content in contents:
-        _sms_check(campaign, content)
-    _kakao_check(campaign, contents)
+    _content_check(campaign, contents)
     return version
 
 

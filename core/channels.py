@@ -3,7 +3,9 @@ part and its fields, how it is delivered and by which adapter. `SubscriptionType
 validation, the part serializers of messages, templates and campaigns, the OpenAPI schemas and
 the admin's lists are derived from `SPECS`; the model fields' choices are `channel_choices`
 (so no migration), the adapters' registry sends with the spec's `adapter` (core.apps registers
-the paths; settings.CHANNEL_ADAPTERS may override one), and a channel's links are its `links`.
+the paths; settings.CHANNEL_ADAPTERS may override one), a channel's links are its `links`, and
+the rule its content must meet when a message, template or campaign is accepted is its
+`content_check` (messaging, campaigns and templates_app run it for the channels concerned).
 
 A new provider channel is one more spec here (a token rule: `tokens.matching` when a pattern
 says it all), its adapter package (the class the spec names: `send_batch`, `from_settings`,
@@ -18,11 +20,11 @@ each optional. A stored message keeps only the part of its own channel.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from django.utils.module_loading import import_string
@@ -68,6 +70,15 @@ class ChannelSpec:
     # "unsubscribe_url" (campaign mail, RFC 8058), "status_callback" (the SMS gateway's
     # delivery reports).
     links: tuple[str, ...] = ()
+    # The rule its content must meet for a message, template or campaign to be accepted: the
+    # dotted path of `check(*, application, channel, contents, templated) -> None`, raising
+    # core.validation.InputInvalid naming the field (`check_content` calls it; None: no rule
+    # beyond the part's fields). `contents` are distinct contents going to the channel (each
+    # with `body` and `parts`); `templated`: a template's, with its `{{ }}`s not rendered.
+    content_check: str | None = None
+    # A message to it is not sendable without its part (KakaoTalk: the template code), so a
+    # campaign whose audience may reach it is checked even when it names no channel.
+    part_required: bool = False
 
     @property
     def token_help(self) -> str:
@@ -80,10 +91,59 @@ class ChannelSpec:
             raise LookupError(f"{self.type} has no adapter: it is delivered {self.delivery}.")
         return _imported(self.adapter)
 
+    def check_content(
+        self,
+        *,
+        application: Any,
+        contents: Sequence[ContentToCheck],
+        templated: bool = False,
+    ) -> None:
+        """Raises InputInvalid when one of `contents` breaks the channel's rule
+        (`content_check`, imported when first used); nothing without a rule."""
+        if self.content_check is not None:
+            _imported(self.content_check)(
+                application=application, channel=self.type, contents=contents, templated=templated
+            )
+
+
+class ContentToCheck(Protocol):
+    """What a content check reads of a message's content (messaging's `Content` is one)."""
+
+    @property
+    def body(self) -> str: ...
+
+    @property
+    def parts(self) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class PlainContent:
+    """A content as a content check reads it, for callers without a `Content` of their own
+    (one language of a template, say)."""
+
+    body: str
+    parts: Mapping[str, Any]
+
 
 @cache
-def _imported(path: str) -> type:
+def _imported(path: str) -> Any:
     return import_string(path)
+
+
+def adapter_content_check(
+    *, application: Any, channel: str, contents: Sequence[ContentToCheck], templated: bool = False
+) -> None:
+    """The content check of a channel whose adapter says what it cannot send: its
+    `content_problem(body=, part=)`, (field, message) or None, a pure function of the content
+    (a template's text, not rendered yet, is checked once rendered)."""
+    if templated:
+        return
+    adapter = spec_of(channel).adapter_class()
+    for content in contents:
+        problem = adapter.content_problem(body=content.body, part=part_for(channel, content.parts))
+        if problem is not None:
+            field, message = problem
+            raise InputInvalid(message, field=field)
 
 
 def _spec(*, part_fields: Mapping[str, PartField] | None = None, **values: Any) -> ChannelSpec:
@@ -148,6 +208,7 @@ SPECS: dict[str, ChannelSpec] = {
             delivery=PROVIDER,
             adapter="adapters.sms.TwilioSMSAdapter",
             credentials=True,
+            content_check="core.channels.adapter_content_check",
             links=("status_callback",),
         ),
         _spec(
@@ -165,6 +226,9 @@ SPECS: dict[str, ChannelSpec] = {
             delivery=PROVIDER,
             adapter="adapters.kakao.KakaoAdapter",
             credentials=True,
+            # The application's templates synced from the dealer (templates_app.kakao).
+            content_check="templates_app.kakao.kakao_content_check",
+            part_required=True,
         ),
         _spec(
             type=IN_APP,

@@ -12,36 +12,26 @@ from typing import Any
 
 from django.utils.module_loading import import_string
 
-from adapters import registry
-from adapters.sms import text_of
-from adapters.sms_text import segments
+from adapters import registry, sms
 from core import channels
-from core.validation import InputInvalid
 
-# Twilio refuses a Body over 1,600 characters; ten segments is the most it concatenates.
-MAX_SMS_SEGMENTS = 10
+MAX_SMS_SEGMENTS = sms.MAX_SEGMENTS
 
 
 def sms_text(*, body: str, parts: Mapping[str, Any] | None) -> tuple[str, str]:
     """The text an SMS sends (the adapter's `text_of`) and the field it comes from:
     `sms.text`, else `body`."""
     part = (parts or {}).get("sms") or {}
-    text = text_of(body=body, part=part)
+    text = sms.text_of(body=body, part=part)
     return (text, "sms.text") if part.get("text") else (text, "body")
 
 
 def sms_text_check(*, body: str, parts: Mapping[str, Any] | None) -> None:
     """Raises InputInvalid naming `sms.text` or `body` when the SMS text takes more than
-    MAX_SMS_SEGMENTS segments."""
-    text, field = sms_text(body=body, parts=parts)
-    encoding, count = segments(text)
-    if count > MAX_SMS_SEGMENTS:
-        raise InputInvalid(
-            f"The SMS text ({field}) takes {count} segments of {encoding}; the limit is "
-            f"{MAX_SMS_SEGMENTS} (1,530 GSM-7 characters, or 670 in UCS-2, which any "
-            "character outside the GSM alphabet brings in).",
-            field=field,
-        )
+    MAX_SMS_SEGMENTS segments (the SMS spec's content check, the adapter's rule)."""
+    channels.spec_of(channels.SMS).check_content(
+        application=None, contents=[channels.PlainContent(body=body, parts=parts or {})]
+    )
 
 
 def channel_content(

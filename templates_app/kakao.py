@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +26,11 @@ from accounts.models import Application, ChannelCredential
 from accounts.selectors import channel_credentials_get
 from adapters import registry
 from adapters.base import Credentials
-from core.channels import KAKAOTALK
-from core.exceptions import ContentInvalid, ValidationFailed
+from core.channels import KAKAOTALK, ContentToCheck
+from core.exceptions import ValidationFailed
 from core.validation import InputInvalid
 
 from .models import KakaoTemplate
-from .rendering import translated_parts
 
 logger = logging.getLogger(__name__)
 
@@ -156,12 +155,17 @@ def kakao_templates_sync_all() -> dict[str, str]:
 
 
 def kakao_part_check(
-    *, application: Application, part: Mapping[str, Any] | None, field: str = PART
+    *,
+    application: Application,
+    part: Mapping[str, Any] | None,
+    field: str = PART,
+    templates: Mapping[str, KakaoTemplate] | None = None,
 ) -> KakaoTemplate:
     """Checks a `kakao` part (rendered, or a template's with `{{ }}` still in its values)
-    against the application's synced templates; returns the template. Raises InputInvalid
-    naming `kakao.template_code` (none, unknown or not approved) or `kakao.variables.<name>`
-    (a `#{name}` of the approved text that the part does not fill)."""
+    against the application's synced templates (`templates` by code when the caller read
+    them already); returns the template. Raises InputInvalid naming `kakao.template_code`
+    (none, unknown or not approved) or `kakao.variables.<name>` (a `#{name}` of the approved
+    text that the part does not fill)."""
     part = part or {}
     code = part.get("template_code")
     if not code:
@@ -170,7 +174,11 @@ def kakao_part_check(
             "approved by Kakao (GET /kakao-templates lists them).",
             field=f"{field}.template_code",
         )
-    template = KakaoTemplate.objects.filter(application=application, template_code=code).first()
+    template = (
+        templates.get(code)
+        if templates is not None
+        else KakaoTemplate.objects.filter(application=application, template_code=code).first()
+    )
     if template is None:
         raise InputInvalid(
             f"{field}.template_code {code!r} is not a KakaoTalk template of this application "
@@ -195,36 +203,32 @@ def kakao_part_check(
 
 
 def kakao_content_check(
-    *, application: Application, parts_list: Iterable[Mapping[str, Any] | None]
+    *,
+    application: Application,
+    channel: str,
+    contents: Sequence[ContentToCheck],
+    templated: bool = False,
 ) -> None:
-    """Checks the `kakao` part of each of `parts_list` (each a content's parts, {"kakao":
-    {...}, ...}; each distinct part once) with kakao_part_check; raises ContentInvalid, the
-    validation error of messages, templates and campaigns. A template's code that is itself
-    a `{{ variable }}` is checked once rendered, when a message is made of it."""
-    seen: list = []
-    for parts in parts_list:
-        part = (parts or {}).get(PART) or {}
-        if part in seen or "{{" in str(part.get("template_code") or ""):
-            continue
-        seen.append(part)
-        try:
-            kakao_part_check(application=application, part=part)
-        except InputInvalid as exc:
-            raise ContentInvalid(exc.message, details=exc.errors) from exc
-
-
-def kakao_template_parts(parts: Mapping[str, Any] | None, translations: Mapping | None) -> list:
-    """The parts a template's KakaoTalk messages would carry, one per language, when the
-    template has a kakao part in any language (else none: a template without one is not
-    meant for KakaoTalk, and sending it there is refused when it is sent)."""
-    translations = translations or {}
-    if not (parts or {}).get(PART) and not any(
-        isinstance(t, Mapping) and t.get(PART) for t in translations.values()
-    ):
-        return []
-    return [parts or {}] + [
-        translated_parts(parts, t) for t in translations.values() if isinstance(t, Mapping)
-    ]
+    """KakaoTalk's content check (core.channels.ChannelSpec.content_check): the `kakao` part of
+    each of `contents` (each distinct part once) passes kakao_part_check, else InputInvalid
+    naming the field; the templates they name are read in one query. A template's code
+    that is itself a `{{ variable }}` is checked once rendered, when a message is made of it."""
+    parts: list = []
+    for content in contents:
+        part = (content.parts or {}).get(PART) or {}
+        if part not in parts and "{{" not in str(part.get("template_code") or ""):
+            parts.append(part)
+    codes = {part["template_code"] for part in parts if part.get("template_code")}
+    templates = {
+        template.template_code: template
+        for template in (
+            KakaoTemplate.objects.filter(application=application, template_code__in=codes)
+            if codes
+            else ()
+        )
+    }
+    for part in parts:
+        kakao_part_check(application=application, part=part, templates=templates)
 
 
 # --- Preview -----------------------------------------------------------------------------------

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Application
-from core.channels import PART_NAMES, parts_check
-from core.exceptions import ContentInvalid, ValidationFailed
+from core import channels
+from core.channels import PART_NAMES, PlainContent, parts_check
+from core.exceptions import ValidationFailed
 from core.validation import (
     MAX_JSON_BYTES,
     MAX_JSON_DEPTH,
@@ -19,10 +21,10 @@ from core.validation import (
 )
 
 from . import selectors
-from .kakao import kakao_content_check, kakao_template_parts
 from .models import MessageTemplate, TemplateVersion
 from .rendering import (
     normalize_language,
+    translated_parts,
     validate_data_template,
     validate_template_text,
 )
@@ -208,14 +210,25 @@ def template_content_clean(
     }
 
 
-def _kakao_check(application: Application, content: dict[str, Any]) -> None:
-    """A template with a kakao part names an approved KakaoTalk template and fills its
-    `#{variables}` (templates_app.kakao), in every language."""
-    parts_list = kakao_template_parts(content["parts"], content["translations"])
-    try:
-        kakao_content_check(application=application, parts_list=parts_list)
-    except ContentInvalid as exc:
-        raise TemplateInvalid(exc.message, details=exc.details) from exc
+def _content_check(application: Application, content: dict[str, Any]) -> None:
+    """The content rule of each channel whose part the template has in some language
+    (ChannelSpec.content_check: an approved KakaoTalk template with its `#{variables}`
+    filled), over every language; raises TemplateInvalid naming the field. A template
+    without a channel's part is not meant for it and is checked when sent there."""
+    contents = [PlainContent(body=content["body_template"], parts=content["parts"])] + [
+        PlainContent(
+            body=translation.get("body_template", content["body_template"]),
+            parts=translated_parts(content["parts"], translation),
+        )
+        for translation in (content["translations"] or {}).values()
+        if isinstance(translation, Mapping)
+    ]
+    for spec in channels.SPECS.values():
+        if spec.content_check and spec.part and any(c.parts.get(spec.part) for c in contents):
+            try:
+                spec.check_content(application=application, contents=contents, templated=True)
+            except InputInvalid as exc:
+                raise TemplateInvalid(exc.message, details=exc.errors) from exc
 
 
 def _name_clean(*, application: Application, name: Any, exclude=None) -> str:
@@ -255,7 +268,7 @@ def template_create(
         translations=translations,
         parts=parts,
     )
-    _kakao_check(application, content)
+    _content_check(application, content)
     name = _name_clean(application=application, name=name)
     try:
         with transaction.atomic():
@@ -295,7 +308,7 @@ def template_update(*, template: MessageTemplate, **changes: Any) -> TemplateVer
     if isinstance(changes.get("parts"), dict):
         values["parts"] = {**current.parts, **changes["parts"]}
     content = template_content_clean(**values)
-    _kakao_check(template.application, content)
+    _content_check(template.application, content)
     name = _name_clean(
         application=template.application, name=changes.get("name", template.name),
         exclude=template,

@@ -18,16 +18,15 @@ from django_fsm import can_proceed
 
 from accounts.models import Application
 from accounts.quotas import quota_consume, quota_insert
+from core import channels
 from core.bulk import COPY_FROM_ROWS, copy_models, copy_rows
-from core.channels import KAKAOTALK, SMS, part_for, parts_check, rendered_urls_encoded
+from core.channels import part_for, parts_check, rendered_urls_encoded
 from core.exceptions import ContentInvalid, InvalidTransition
 from core.validation import MAX_JSON_BYTES, InputInvalid, check_json, text_problem
-from templates_app.kakao import kakao_content_check
 from templates_app.rendering import render
 from templates_app.selectors import template_get
 
 from .. import dispatch
-from ..channel_content import sms_text_check
 from ..ids import uuid7
 from ..message_columns import INSERTED
 from ..models import Message, MessageEvent, MessageStatus, Subscription
@@ -148,35 +147,28 @@ class SendOutcome:
     skipped: int
 
 
-def _sms_checked(subscriptions: Iterable, content_for: ContentFor) -> None:
-    """Raises ContentInvalid when the text of an SMS among the messages would take more
-    segments than an SMS may (channel_content.sms_text_check); each content once."""
-    checked: set[int] = set()
+def _content_checked(
+    application: Application, subscriptions: Iterable, content_for: ContentFor
+) -> None:
+    """Raises ContentInvalid when a message among them breaks its channel's content rule
+    (ChannelSpec.content_check: an SMS text over the segment limit, a KakaoTalk message
+    without an approved template...); each channel's rule runs once, over the distinct
+    contents going to it, channels in the order of SPECS."""
+    specs = channels.SPECS
+    contents: dict[str, dict[int, Content]] = {}
     for s in subscriptions:
-        if s.type != SMS:
-            continue
-        content = content_for(s)
-        if id(content) in checked:
-            continue
-        try:
-            sms_text_check(body=content.body, parts=content.parts)
-        except InputInvalid as exc:
-            raise ContentInvalid(exc.message, details=exc.errors) from exc
-        checked.add(id(content))
-
-
-def _kakao_checked(application: Application, subscriptions: Iterable, content_for) -> None:
-    """Raises ContentInvalid when a KakaoTalk message among them has no approved template
-    or leaves a `#{variable}` of its text unfilled (templates_app.kakao); each content once."""
-    contents = {}
-    for s in subscriptions:
-        if s.type == KAKAOTALK:
+        spec = specs.get(s.type)
+        if spec is not None and spec.content_check is not None:
             content = content_for(s)
-            contents[id(content)] = content
-    if contents:
-        kakao_content_check(
-            application=application, parts_list=[c.parts for c in contents.values()]
-        )
+            contents.setdefault(s.type, {})[id(content)] = content
+    for channel, spec in specs.items():
+        if channel in contents:
+            try:
+                spec.check_content(
+                    application=application, contents=list(contents[channel].values())
+                )
+            except InputInvalid as exc:
+                raise ContentInvalid(exc.message, details=exc.errors) from exc
 
 
 def _message(*, content: Content, channel: str, **fields) -> Message:
@@ -211,16 +203,15 @@ def message_send(
 ) -> SendOutcome:
     """Stores one pending message per subscription (counting the quota) and enqueues them
     after commit; scheduled ones are left to the sweep, which sends them when due. Each
-    message keeps its own channel's part of the content. An SMS whose text would take more
-    than channel_content.MAX_SMS_SEGMENTS segments raises ContentInvalid, storing nothing.
+    message keeps its own channel's part of the content. Content that breaks its channel's
+    rule (an SMS text over the segment limit, ...) raises ContentInvalid, storing nothing.
 
     With return_messages=False (a campaign's fan-out) no model instances are made: the rows
     go straight to COPY, and the outcome lists no messages."""
     now = timezone.now()
     scheduled = delivery.send_after is not None and delivery.send_after > now
     content_for = content if callable(content) else (lambda _subscription: content)
-    _sms_checked(subscriptions, content_for)
-    _kakao_checked(application, subscriptions, content_for)
+    _content_checked(application, subscriptions, content_for)
     enqueued_at = None if scheduled else now
     target = queue or dispatch.queue_for(delivery.priority)
     messages = [

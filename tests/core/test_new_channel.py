@@ -29,6 +29,7 @@ LINE = dataclasses.replace(
     part_fields=MappingProxyType({}),
     adapter="tests.core.line_adapter.LineAdapter",
     links=(),
+    content_check=None,
 )
 
 
