@@ -448,8 +448,9 @@ async def _catch_up(the_hub: InboxHub, subscription, channel: str, last: str | N
         or info is None
         or position[0] < now_ms - replay_seconds() * 1000
         or (
-            info["entries-added"] > info["length"]
-            and info["first-entry"] is not None
+            # Entries were trimmed (Redis < 7 does not say: assume so), and maybe after it.
+            info.get("entries-added", info["length"] + 1) > info["length"]
+            and info.get("first-entry") is not None
             and position < parse_id(info["first-entry"][0])
         )
     )
