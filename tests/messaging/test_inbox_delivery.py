@@ -217,9 +217,12 @@ def test_each_event_is_published_with_its_stream_entry_id_and_the_items_api_shap
 def test_nothing_is_published_when_the_transaction_rolls_back(app, stream):
     subscription = inbox(app)
     [message] = send(app.application, [subscription])
-    with _committed(execute=True) as callbacks:
-        with pytest.raises(RuntimeError), transaction.atomic():
-            delivery.deliver_batch([str(message.pk)])
-            raise RuntimeError
+    with (
+        _committed(execute=True) as callbacks,
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        delivery.deliver_batch([str(message.pk)])
+        raise RuntimeError
     assert callbacks == []
     assert not entries(stream, subscription) and not InboxItem.objects.exists()
