@@ -234,6 +234,18 @@ def test_the_key_may_come_in_the_query_string_as_eventsource_sends_it(server, in
     asyncio.run(scenario())
 
 
+def test_a_cors_preflight_is_answered(server):
+    async def scenario():
+        async with (
+            aiohttp.ClientSession() as session,
+            session.options(f"{server.url}{stream.PATH}") as response,
+        ):
+            assert response.status == 204
+            assert "X-API-Key" in response.headers["Access-Control-Allow-Headers"]
+
+    asyncio.run(scenario())
+
+
 def test_a_cut_stream_resumed_with_last_event_id_misses_nothing_and_repeats_nothing(server, inbox):
     app, subscription = inbox
 
