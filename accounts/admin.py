@@ -336,7 +336,7 @@ class ApplicationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Rotate the identity secret (shown once)")
     def rotate_identity_secret(self, request, queryset):
-        grace = getattr(django_settings, "IDENTITY_SECRET_GRACE_SECONDS", 86400)
+        grace = django_settings.IDENTITY_SECRET_GRACE_SECONDS
         page = confirmation(
             self,
             request,

@@ -25,7 +25,7 @@ def user_hash(secret: str, external_user_id: str) -> str:
 def _secrets(application: Application) -> list[str]:
     valid = [application.identity_secret] if application.identity_secret else []
     rotated = application.identity_secret_rotated_at
-    grace = getattr(settings, "IDENTITY_SECRET_GRACE_SECONDS", 86400)
+    grace = settings.IDENTITY_SECRET_GRACE_SECONDS
     if (
         application.identity_secret_previous
         and rotated is not None

@@ -386,6 +386,9 @@ INBOX_REPLAY_SECONDS = env.int("INBOX_REPLAY_SECONDS", default=86400)
 # Seconds of silence after which an open stream gets a `: keep-alive` comment (proxies and
 # load balancers close idle connections, commonly after 60 s).
 INBOX_HEARTBEAT_SECONDS = env.float("INBOX_HEARTBEAT_SECONDS", default=15.0)
+# After an application's identity secret is rotated, hashes made with the previous one are
+# still accepted this long, so its backends can switch without a window of 401s.
+IDENTITY_SECRET_GRACE_SECONDS = env.int("IDENTITY_SECRET_GRACE_SECONDS", default=86400)
 
 LOGGING = {
     "version": 1,
