@@ -1,0 +1,102 @@
+"""A real browser on the reference inbox client: Debian's Chromium, headless, driven over the
+DevTools protocol, opens /inbox-demo/ on the ASGI app (hypercorn on loopback, which serves the
+page, the API and the SSE stream), receives a message live (the bell count goes up with no
+reload), is clicked on it (a real mouse click) and shows it read, the count down, and the
+message `received`."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+
+import pytest
+
+from messaging.models import Message
+
+from .conftest import wait_for
+from .inbox_support import Browser, asgi_server_fixture  # noqa: F401 (the asgi_server fixture)
+from .test_inbox import register, send
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def browser(tmp_path):
+    chromium = Browser(tmp_path / "profile", tmp_path / "chromium.log").start()
+    yield chromium
+    chromium.stop()
+
+
+def text(browser, selector: str) -> str | None:
+    return browser.evaluate(
+        f"(document.querySelector({json.dumps(selector)}) || {{}}).textContent || null"
+    )
+
+
+def item_class(browser, message_id: str) -> str | None:
+    return browser.evaluate(
+        f"(document.querySelector('li[data-id=\"{message_id}\"]') || {{}}).className || null"
+    )
+
+
+def test_the_reference_page_receives_a_message_live_and_marks_it_read(
+    live_app, asgi_server, browser
+):
+    subscription = register(live_app)
+    earlier = send(live_app, subscription, title="Already there")
+    wait_for(
+        lambda: Message.objects.filter(pk=earlier, status="successful").exists(),
+        timeout=30,
+        what="the first message to be delivered",
+    )
+    query = urllib.parse.urlencode(
+        {"subscription_id": subscription, "api_key": live_app.client_key}
+    )
+    browser.navigate(f"{asgi_server.url}/inbox-demo/?{query}")
+
+    # The page lists what is there, shows the bell's count and says it is live.
+    wait_for(
+        lambda: browser.evaluate("document.getElementById('connection').dataset.state") == "open",
+        timeout=15,
+        what="the page's stream to be open",
+    )
+    wait_for(lambda: item_class(browser, earlier), timeout=10, what="the first item listed")
+    assert text(browser, "#bell-count") == "1"
+    assert "unread" in item_class(browser, earlier)
+
+    # A message sent now appears without a reload, at the top, and the bell goes to 2.
+    browser.evaluate("window.__loaded_once = true")
+    message_id = send(live_app, subscription, title="Live from the test", body="Hello, browser")
+    wait_for(lambda: item_class(browser, message_id), timeout=10, what="the new item on the page")
+    wait_for(lambda: text(browser, "#bell-count") == "2", timeout=5, what="the bell to show 2")
+    assert browser.evaluate("window.__loaded_once") is True, "the page was reloaded"
+    first = browser.evaluate("document.querySelector('#items li').dataset.id")
+    assert first == message_id, "the newest item is at the top"
+    assert text(browser, f'li[data-id="{message_id}"] .body') == "Hello, browser"
+
+    # Clicking it marks it read: the item shows read, the bell goes down, the message is
+    # `received`.
+    browser.click(f'li[data-id="{message_id}"] .title')
+    wait_for(
+        lambda: "read" in (item_class(browser, message_id) or "").split(),
+        timeout=10,
+        what="the item to show read",
+    )
+    wait_for(lambda: text(browser, "#bell-count") == "1", timeout=5, what="the bell to show 1")
+    wait_for(
+        lambda: Message.objects.get(pk=message_id).status == "received",
+        timeout=5,
+        what="the message to be received",
+    )
+    assert Message.objects.get(pk=earlier).status == "successful"
+
+    # "Mark all read" empties the bell.
+    browser.click("#read-all")
+    wait_for(lambda: text(browser, "#bell-count") == "0", timeout=5, what="the bell to show 0")
+    wait_for(
+        lambda: Message.objects.get(pk=earlier).status == "received",
+        timeout=5,
+        what="the first message to be received",
+    )
+    assert not browser.exceptions, browser.exceptions
+    assert browser.evaluate("document.getElementById('error').textContent") == ""
