@@ -1,5 +1,6 @@
-"""What the inbox's end-to-end tests share: the ASGI app under hypercorn on a loopback port (it
-serves the API, the SSE stream and, with INBOX_DEMO on, the reference page), a small SSE client
+"""What the inbox's end-to-end tests share: the ASGI app under hypercorn and the WSGI app under
+gunicorn on loopback ports (hypercorn serves the API and the SSE stream; either serves the
+reference page with INBOX_DEMO on), a small SSE client
 that records when each event arrived, and a tiny Chrome DevTools Protocol client over aiohttp's
 websocket that drives Debian's headless Chromium."""
 
@@ -42,27 +43,27 @@ def _answers(url: str) -> bool:
     return True
 
 
-class AsgiServer:
-    """`hypercorn signal_project.asgi:application` in its own process group."""
+class Server:
+    """A web server process (hypercorn for the ASGI app, gunicorn for the WSGI app) on a free
+    loopback port, in its own process group."""
 
-    def __init__(self, env: dict[str, str], log: Path):
-        self.env, self.log = env, log
+    def __init__(self, kind: str, env: dict[str, str], log: Path):
+        self.kind, self.env, self.log = kind, env, log
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> AsgiServer:
+    def command(self) -> list[str]:
+        bind = f"127.0.0.1:{self.port}"
+        if self.kind == "asgi":
+            return [sys.executable, "-m", "hypercorn", "signal_project.asgi:application",
+                    "--bind", bind, "--workers", "1"]  # fmt: skip
+        return [sys.executable, "-m", "gunicorn", "signal_project.wsgi:application",
+                "--bind", bind, "--workers", "1", "--threads", "4"]  # fmt: skip
+
+    def start(self) -> Server:
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hypercorn",
-                "signal_project.asgi:application",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                "1",
-            ],
+            self.command(),
             cwd=ROOT,
             env=self.env,
             stdout=self.log.open("ab"),
@@ -73,13 +74,14 @@ class AsgiServer:
             wait_for(
                 lambda: self.process.poll() is not None or _answers(f"{self.url}/api/v1/"),
                 timeout=60,
-                what="hypercorn to answer",
+                what=f"{self.command()[2]} to answer",
             )
         except AssertionError:
             self.stop()
             raise
         if self.process.poll() is not None:
-            raise RuntimeError(f"hypercorn exited:\n{self.log.read_text(errors='replace')}")
+            log = self.log.read_text(errors="replace")
+            raise RuntimeError(f"the {self.kind} server exited:\n{log}")
         return self
 
     def stop(self) -> None:
@@ -95,8 +97,8 @@ class AsgiServer:
 # Import it as `asgi_server_fixture` into a test module; it stops with that module's last test.
 @pytest.fixture(scope="module", name="asgi_server")
 def asgi_server_fixture(worker_env, tmp_path_factory):
-    env = {**worker_env, "INBOX_DEMO": "true", "INBOX_HEARTBEAT_SECONDS": "15"}
-    server = AsgiServer(env, tmp_path_factory.mktemp("asgi") / "hypercorn.log").start()
+    env = {**worker_env, "INBOX_DEMO": "true"}
+    server = Server("asgi", env, tmp_path_factory.mktemp("asgi") / "hypercorn.log").start()
     yield server
     server.stop()
 

@@ -1,6 +1,7 @@
 """A real browser on the reference inbox client: Debian's Chromium, headless, driven over the
-DevTools protocol, opens /inbox-demo/ on the ASGI app (hypercorn on loopback, which serves the
-page, the API and the SSE stream), receives a message live (the bell count goes up with no
+DevTools protocol, opens /inbox-demo/ laid out as `make run` lays it out: the page and the API
+on the WSGI app (gunicorn), the SSE stream on the ASGI app (hypercorn) on another port, named by
+INBOX_STREAM_URL. It receives a message live (the bell count goes up with no
 reload), is clicked on it (a real mouse click) and shows it read, the count down, and the
 message `received`."""
 
@@ -14,10 +15,19 @@ import pytest
 from messaging.models import Message
 
 from .conftest import wait_for
-from .inbox_support import Browser, asgi_server_fixture  # noqa: F401 (the asgi_server fixture)
+from .inbox_support import Browser, Server, asgi_server_fixture  # noqa: F401 (asgi_server)
 from .test_inbox import register, send
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def web_server(worker_env, asgi_server, tmp_path_factory):
+    """The WSGI app with the demo on, its page pointing at the ASGI process for the stream."""
+    env = {**worker_env, "INBOX_DEMO": "true", "INBOX_STREAM_URL": asgi_server.url}
+    server = Server("wsgi", env, tmp_path_factory.mktemp("wsgi") / "gunicorn.log").start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
@@ -40,7 +50,7 @@ def item_class(browser, message_id: str) -> str | None:
 
 
 def test_the_reference_page_receives_a_message_live_and_marks_it_read(
-    live_app, asgi_server, browser
+    live_app, web_server, browser
 ):
     subscription = register(live_app)
     earlier = send(live_app, subscription, title="Already there")
@@ -52,7 +62,7 @@ def test_the_reference_page_receives_a_message_live_and_marks_it_read(
     query = urllib.parse.urlencode(
         {"subscription_id": subscription, "api_key": live_app.client_key}
     )
-    browser.navigate(f"{asgi_server.url}/inbox-demo/?{query}")
+    browser.navigate(f"{web_server.url}/inbox-demo/?{query}")
 
     # The page lists what is there, shows the bell's count and says it is live.
     wait_for(
