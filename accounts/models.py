@@ -8,7 +8,7 @@ import uuid
 from django.db import models
 
 from core.channels import channel_choices
-from core.fields import EncryptedJSONField
+from core.fields import EncryptedJSONField, EncryptedTextField
 
 
 class Application(models.Model):
@@ -16,6 +16,15 @@ class Application(models.Model):
     name = models.CharField(max_length=200)
     settings = models.JSONField(blank=True, default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Identity verification (accounts.identity): when on, a client key acting for a user must
+    # carry X-User-Hash = hex(HMAC-SHA256(identity_secret, external_user_id)).
+    identity_verification = models.BooleanField(
+        default=False, help_text="Client-key calls acting for a user must carry X-User-Hash."
+    )
+    identity_secret = EncryptedTextField(blank=True, default="", editable=False)
+    # The secret before the last rotation, honoured for IDENTITY_SECRET_GRACE_SECONDS after.
+    identity_secret_previous = EncryptedTextField(blank=True, default="", editable=False)
+    identity_secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]

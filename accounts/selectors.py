@@ -19,7 +19,10 @@ def api_key_digest(raw: str) -> str:
 @lru_cache(maxsize=1)
 def _api_key_query() -> tuple[str, tuple, tuple]:
     key_fields = rows.fields_of(ApiKey)
-    app_fields = rows.fields_of(Application)
+    # The identity secrets are left deferred: decrypted only by a call that checks a hash.
+    app_fields = rows.fields_of(
+        Application, exclude=("identity_secret", "identity_secret_previous")
+    )
     sql = (
         f"SELECT {rows.columns('k', key_fields)}, {rows.columns('a', app_fields)}"  # noqa: S608 (names are ours)
         f" FROM {ApiKey._meta.db_table} k"
@@ -52,22 +55,27 @@ def api_key_get_active(*, raw: str) -> ApiKey | None:
 
 def channels_ready(*, application: Application) -> dict[str, bool]:
     """Whether each channel can send for this application: its adapter is installed (the
-    spec's, or settings.CHANNEL_ADAPTERS') and the application has its credentials. One query
-    (no secret is decrypted)."""
+    spec's, or settings.CHANNEL_ADAPTERS') and the application has its credentials; a channel
+    delivered locally (the in-app inbox) always can. One query (no secret is decrypted)."""
     return channels_ready_of(application_id=application.pk)
 
 
 def channels_ready_of(*, application_id) -> dict[str, bool]:
-    """channels_ready by the application's id (one query; an unknown id: all False)."""
+    """channels_ready by the application's id (one query; an unknown id: only the local
+    channels)."""
     stored = set(
         ChannelCredential.objects.filter(application_id=application_id).values_list(
             "channel", flat=True
         )
     )
-    return {
-        channel: channel in stored and registry.adapter_available(channel)
-        for channel in channels.CHANNELS
-    }
+    return {channel: _ready(channel, stored) for channel in channels.CHANNELS}
+
+
+def _ready(channel: str, stored: set) -> bool:
+    spec = channels.SPECS[channel]
+    if spec.delivery == channels.LOCAL:  # written here (the inbox): nothing to configure
+        return True
+    return channel in stored and registry.adapter_available(channel)
 
 
 def channel_credentials_get(*, application: Application, channel: str) -> dict:

@@ -32,6 +32,7 @@ from core.channels import PART_NAMES, part_check
 from core.db import database_unavailable, retry_after_seconds
 from core.exceptions import (
     ApplicationError,
+    AuthenticationFailed,
     Conflict,
     IdempotencyConflict,
     InvalidTransition,
@@ -59,6 +60,7 @@ API_PREFIX = "/api/"
 # A subclass takes its nearest listed ancestor's.
 STATUS_OF: dict[type[ApplicationError], int] = {
     ApplicationError: 400,
+    AuthenticationFailed: 401,
     PayloadTooLarge: 413,
     NotFound: 404,
     InvalidTransition: 409,

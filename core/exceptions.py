@@ -38,6 +38,13 @@ class PayloadTooLarge(ApplicationError):
     default_message = "The request body is larger than the limit."
 
 
+class AuthenticationFailed(ApplicationError):
+    """A call that must prove who it acts for and does not (identity verification)."""
+
+    default_code = "authentication_failed"
+    default_message = "The request is not authenticated."
+
+
 class NotFound(ApplicationError):
     default_code = "not_found"
     default_message = "Not found."

@@ -277,3 +277,70 @@ class SweepMark(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} swept up to {self.position}"
+
+
+class InboxItem(models.Model):
+    """A message delivered to an in-app inbox (an InAppMessage subscription): written by the
+    delivery pipeline in the transaction that records the message `successful`. Unread:
+    read_at and archived_at null; read: read_at set; archived: archived_at set."""
+
+    # The item is its message: the item's id is the message's id.
+    message = models.OneToOneField(
+        Message, on_delete=models.CASCADE, primary_key=True, related_name="inbox_item"
+    )
+    # No foreign key constraints, as on Message: a constraint's check would lock the
+    # subscription's row for each item a campaign writes. Django's collector still deletes
+    # the items of a deleted subscription or application.
+    application = models.ForeignKey(
+        Application, on_delete=models.CASCADE, related_name="+", db_index=False,
+        db_constraint=False,
+    )  # fmt: skip
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.CASCADE, related_name="inbox_items", db_index=False,
+        db_constraint=False,
+    )  # fmt: skip
+    title = models.TextField(blank=True)
+    body = models.TextField(blank=True)
+    data = models.JSONField(blank=True, default=dict)
+    # The message's in_app part ({"image_url", "action_url"}), {} for none.
+    in_app = models.JSONField(blank=True, default=dict)
+    created_at = models.DateTimeField()
+    read_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        # One inbox's pages, newest first, read an index range and stop at the page's end
+        # (tests/messaging/test_inbox_plans.py shows the plans): all states (the subscription's
+        # items, also what deleting a subscription looks up), and the two states an inbox
+        # shows most, unread and archived, each its own partial index so a page of them never
+        # walks the others. Counts never read this table (InboxCount).
+        indexes = [
+            models.Index(fields=["subscription", "-created_at"], name="inbox_sub_created"),
+            models.Index(
+                fields=["subscription", "-created_at"],
+                condition=Q(read_at__isnull=True, archived_at__isnull=True),
+                name="inbox_sub_unread",
+            ),
+            models.Index(
+                fields=["subscription", "-created_at"],
+                condition=Q(archived_at__isnull=False),
+                name="inbox_sub_archived",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"inbox item {self.message_id}"
+
+
+class InboxCount(models.Model):
+    """One inbox's counts, moved in the same transaction as its items: `unread`, and `total`
+    (every item not archived). What `GET /inbox/count` reads, so a count is one row."""
+
+    subscription = models.OneToOneField(
+        Subscription, on_delete=models.CASCADE, primary_key=True, related_name="inbox_count"
+    )
+    unread = models.IntegerField(default=0)
+    total = models.IntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.unread}/{self.total} in inbox {self.subscription_id}"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import messages, subscriptions, users
+from . import inbox, messages, subscriptions, users
 
 urlpatterns = [
     path("subscriptions", subscriptions.SubscriptionCollectionApi.as_view(), name="subscriptions"),
@@ -26,5 +26,18 @@ urlpatterns = [
         "messages/<uuid:message_id>/status",
         messages.MessageStatusApi.as_view(),
         name="message-status",
+    ),
+    # The in-app inbox (inbox/stream is the ASGI app's).
+    path("inbox", inbox.InboxListApi.as_view(), name="inbox"),
+    path("inbox/count", inbox.InboxCountApi.as_view(), name="inbox-count"),
+    path("inbox/read-all", inbox.InboxReadAllApi.as_view(), name="inbox-read-all"),
+    path("inbox/<uuid:item_id>/read", inbox.InboxItemReadApi.as_view(), name="inbox-item-read"),
+    path(
+        "inbox/<uuid:item_id>/unread", inbox.InboxItemUnreadApi.as_view(), name="inbox-item-unread"
+    ),
+    path(
+        "inbox/<uuid:item_id>/archive",
+        inbox.InboxItemArchiveApi.as_view(),
+        name="inbox-item-archive",
     ),
 ]

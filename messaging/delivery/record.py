@@ -18,8 +18,10 @@ from django_fsm import TransitionNotAllowed
 
 from adapters.base import SendResult
 from core.bulk import COPY_FROM_ROWS, cast_types, copy_rows, insert_statement
+from core.channels import LOCAL, SPECS
 
 from .. import dispatch
+from ..inbox.deliver import inbox_items_write
 from ..message_columns import EVENT_COLUMNS, WRITTEN
 from ..models import Message, MessageEvent, MessageStatus
 from ..services.subscriptions import TOKEN_INVALID, subscriptions_disable
@@ -79,6 +81,7 @@ UNSENDABLE = {
     None: ("subscription_deleted", "The subscription was deleted before the message was sent."),
 }
 _NOT_ATTEMPTED = frozenset(code for code, _text in UNSENDABLE.values())
+_LOCAL_CHANNELS = frozenset(t for t, spec in SPECS.items() if spec.delivery == LOCAL)
 _ATTEMPT, _STATUS = MessageEvent.Type.ATTEMPT.value, MessageEvent.Type.STATUS.value
 
 
@@ -155,6 +158,12 @@ def record_results(
                 # Counted from the attempt, so the stale sweep leaves it alone until it is due.
                 message.enqueued_at = now + timedelta(seconds=delays[key])
         write_messages(messages, out.events)
+        delivered_locally = [
+            m
+            for m in messages
+            if m.status == MessageStatus.SUCCESSFUL and m.channel in _LOCAL_CHANNELS
+        ]
+        inbox_items_write(delivered_locally, now)
         if out.dead_subscriptions:
             subscriptions_disable(
                 subscription_ids=out.dead_subscriptions,

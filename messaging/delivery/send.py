@@ -1,5 +1,7 @@
 """Sending a batch: claim it, send each (application, channel) group through its adapter,
-record the results, all in one transaction."""
+record the results, all in one transaction. A channel delivered locally (the in-app inbox)
+has no adapter and no credentials: its messages succeed at once, and recording them writes
+their inbox items (record.record_results)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from accounts.models import Application, ChannelCredential
 from adapters import registry
 from adapters.base import AdapterConfigurationError, Credentials, OutboundMessage, SendResult
 from core.bulk import uuid_array
+from core.channels import LOCAL, SPECS
 
 from ..links import links_for
 from .claim import Outgoing, claim_batch
@@ -107,6 +110,10 @@ def _failures(messages: list[Outgoing], code: str, text: str, *, permanent: bool
 
 def send_group(application: _Sender, channel: str, messages: list[Outgoing]):
     """Sends one (application, channel) group; returns one SendResult per message."""
+    spec = SPECS.get(channel)
+    if spec is not None and spec.delivery == LOCAL:
+        # Delivery is writing the item, done when the results are recorded.
+        return [SendResult(message_id=str(m.id), ok=True) for m in messages]
     adapter = _get_adapter(channel)
     if adapter is None:
         return _failures(

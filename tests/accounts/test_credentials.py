@@ -490,8 +490,8 @@ def test_android_push_refuses_what_is_not_a_service_account(application):
 # --- Which channels are ready ------------------------------------------------------------------
 
 
-def test_no_channel_is_ready_for_a_new_application(application):
-    expected = dict.fromkeys(CHANNELS, False)
+def test_only_the_inbox_is_ready_for_a_new_application(application):
+    expected = dict.fromkeys(CHANNELS, False) | {"InAppMessage": True}
 
     assert channels_ready(application=application) == expected
     assert channels_ready_of(application_id=application.pk) == expected
@@ -503,7 +503,7 @@ def test_no_channel_is_ready_for_a_new_application(application):
 def test_a_channel_is_ready_once_its_credentials_are_set(application, channel, values):
     channel_credentials_set(application=application, channel=channel, values=values)
 
-    expected = dict.fromkeys(CHANNELS, False) | {channel: True}
+    expected = dict.fromkeys(CHANNELS, False) | {channel: True, "InAppMessage": True}
     assert channels_ready(application=application) == expected
     assert channels_ready_of(application_id=application.pk) == expected
 
@@ -512,7 +512,7 @@ def test_a_channel_is_ready_once_its_credentials_are_set(application, channel, v
     assert channels_ready_of(application_id=application.pk)[channel] is False
 
 
-def test_a_channel_without_an_adapter_is_not_ready_even_with_credentials(application):
+def test_a_channel_delivered_locally_is_ready_without_an_adapter(application):
     assert SPECS["InAppMessage"].adapter is None
     ChannelCredential.objects.create(
         application=application, channel="InAppMessage", values={"any": "x"}, set_at=timezone.now()
@@ -522,7 +522,7 @@ def test_a_channel_without_an_adapter_is_not_ready_even_with_credentials(applica
         channels_ready(application=application),
         channels_ready_of(application_id=application.pk),
     ):
-        assert ready["InAppMessage"] is False
+        assert ready["InAppMessage"] is True
 
 
 def test_a_channel_turned_off_in_settings_is_not_ready(application, settings):
@@ -548,8 +548,9 @@ def test_an_adapter_in_settings_overrides_the_specs(application, settings):
     assert channels_ready_of(application_id=application.pk)["KakaoTalk"] is True
 
 
-def test_channels_ready_of_an_unknown_application_is_all_false(db):
-    assert channels_ready_of(application_id=uuid.uuid4()) == dict.fromkeys(CHANNELS, False)
+def test_channels_ready_of_an_unknown_application_is_false_but_for_the_inbox(db):
+    expected = dict.fromkeys(CHANNELS, False) | {"InAppMessage": True}
+    assert channels_ready_of(application_id=uuid.uuid4()) == expected
 
 
 def test_channels_ready_takes_one_query(application, django_assert_num_queries):
