@@ -15,6 +15,7 @@ import uuid
 import pytest
 from rest_framework.test import APIClient
 
+from accounts.identity import user_hash
 from accounts.models import Application
 from accounts.services import api_key_create, application_create
 from messaging.models import Message
@@ -93,8 +94,10 @@ def open_stream(server, app, subscription_id: str, **extra) -> SSEClient:
 
 def test_messages_arrive_as_items_with_counts_and_read_makes_them_received(live_app):
     subscription = register(live_app)
-    ids = [send(live_app, subscription, title=f"Message {n}") for n in range(3)]
-    wait_for(delivered(*ids), timeout=30, what="the three messages to be delivered")
+    ids = []
+    for n in range(3):  # one after the other: an item's time is its delivery's
+        ids.append(send(live_app, subscription, title=f"Message {n}"))
+        wait_for(delivered(*ids), timeout=30, what=f"message {n} to be delivered")
     assert set(Message.objects.filter(pk__in=ids).values_list("status", flat=True)) == {
         "successful"
     }
@@ -239,17 +242,18 @@ def test_with_identity_verification_a_wrong_or_missing_hash_is_401(live_app, asg
     assert turned.json()["identity_verification"] is True
     secret = Application.objects.get(pk=live_app.pk).identity_secret
     assert secret, "turning identity verification on gives the application a secret"
-    right = hmac.new(secret.encode(), user.encode(), hashlib.sha256).hexdigest()
-    wrong = hmac.new(b"not the secret", user.encode(), hashlib.sha256).hexdigest()
+    right = user_hash(secret, user)  # what the application's backend computes
+    assert right == hmac.new(secret.encode(), user.encode(), hashlib.sha256).hexdigest()
+    wrong = user_hash("not the secret", user)
 
-    for user_hash in (None, "", wrong, right[:-1] + ("0" if right[-1] != "0" else "1")):
-        answer = inbox(live_app, subscription, user_hash=user_hash)
-        assert answer.status_code == 401, (user_hash, answer.content)
+    for given in (None, "", wrong, right[:-1] + ("0" if right[-1] != "0" else "1")):
+        answer = inbox(live_app, subscription, user_hash=given)
+        assert answer.status_code == 401, (given, answer.content)
         params = {"subscription_id": subscription, "api_key": live_app.client_key}
-        if user_hash is not None:
-            params["user_hash"] = user_hash
+        if given is not None:
+            params["user_hash"] = given
         stream = SSEClient(f"{asgi_server.url}/api/v1/inbox/stream", params=params)
-        assert stream.status == 401, (user_hash, stream.response.text)
+        assert stream.status == 401, (given, stream.response.text)
         stream.close()
 
     answer = inbox(live_app, subscription, user_hash=right)
