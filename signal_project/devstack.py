@@ -2,10 +2,11 @@
 
 Uses PostgreSQL and Redis from the environment / `.env` when they answer; otherwise falls
 back to SQLite and a file-system broker, and says so. Then migrates, creates the demo
-application once, and runs the fake providers, the web app, a Celery worker and beat in the
-foreground, as their supervisor: a process that exits is started again (after a pause that
-grows while it keeps exiting soon after its start), and the output says so. Ctrl-C stops
-them all.
+application once, and runs the fake providers, the web app (gunicorn, WEB_ADDRESS), the ASGI
+app (hypercorn, ASGI_ADDRESS: the inbox's live stream, /api/v1/inbox/stream, which the WSGI
+workers do not serve), a Celery worker and beat in the foreground, as their supervisor: a
+process that exits is started again (after a pause that grows while it keeps exiting soon
+after its start), and the output says so. Ctrl-C stops them all.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
 PY = sys.executable
 WEB_ADDRESS = os.environ.get("WEB_ADDRESS", "127.0.0.1:8000")
+ASGI_ADDRESS = os.environ.get("ASGI_ADDRESS", "127.0.0.1:8001")
 APNS_PORT, FCM_PORT = 8443, 8089
 SMS_PORT, WEBPUSH_PORT, KAKAO_PORT = 8090, 8091, 8092
 SMTP_PORT, SMTPS_PORT, SMTP_ADMIN_PORT = 2525, 2465, 8025
@@ -122,6 +124,8 @@ def configure() -> dict[str, str]:
     env.setdefault("WEB_PUSH_ALLOWED_HOSTS", ",".join([*WEB_PUSH_HOSTS, "127.0.0.1"]))
     # Where the fake Twilio posts its status callbacks, and what unsubscribe links point at.
     env.setdefault("PUBLIC_URL", f"http://{WEB_ADDRESS}")
+    # No proxy in front here: pages of the web app open the stream on the ASGI process itself.
+    env.setdefault("INBOX_STREAM_URL", f"http://{ASGI_ADDRESS}")
     return env
 
 
@@ -248,6 +252,22 @@ def main() -> int:
                 "-",
             ],
         )
+        # The same API, and the inbox's stream: one process, every stream a coroutine in it.
+        start(
+            "asgi",
+            [
+                PY,
+                "-m",
+                "hypercorn",
+                "signal_project.asgi:application",
+                "--bind",
+                ASGI_ADDRESS,
+                "--workers",
+                "1",
+                "--access-logfile",
+                "-",
+            ],
+        )
         start(
             "worker",
             [
@@ -279,7 +299,8 @@ def main() -> int:
             ],
         )
         say(
-            f"ready: API http://{WEB_ADDRESS}/api/v1/docs/  admin http://{WEB_ADDRESS}/admin/ "
+            f"ready: API http://{WEB_ADDRESS}/api/v1/docs/  admin http://{WEB_ADDRESS}/admin/  "
+            f"inbox stream http://{ASGI_ADDRESS}/api/v1/inbox/stream "
             "(keys and login above, also in var/demo.json). Ctrl-C stops everything."
         )
         while True:

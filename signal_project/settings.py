@@ -382,6 +382,16 @@ KAKAO_CONCURRENCY = env.int("KAKAO_CONCURRENCY", default=4)
 # another class (a dotted path) or turn it off (None), e.g. {"SMS": "tests.fakes.SMSAdapter"}.
 CHANNEL_ADAPTERS: dict[str, str | None] = {}
 
+# The in-app inbox's live stream (messaging.inbox.stream, served by the ASGI app only).
+# Redis for its events (streams and pub/sub); REDIS_URL unless set.
+INBOX_REDIS_URL = env("INBOX_REDIS_URL", default=REDIS_URL)
+# How long an inbox's events stay replayable for a client resuming with Last-Event-ID (at most
+# the last 1,000 per inbox); an older Last-Event-ID gets the current counts instead.
+INBOX_REPLAY_SECONDS = env.int("INBOX_REPLAY_SECONDS", default=86400)
+# Seconds of silence after which an open stream gets a `: keep-alive` comment (proxies and
+# load balancers close idle connections, commonly after 60 s).
+INBOX_HEARTBEAT_SECONDS = env.float("INBOX_HEARTBEAT_SECONDS", default=15.0)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

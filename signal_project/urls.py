@@ -3,10 +3,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from messaging import inbox_demo, webhooks
+from messaging.inbox import stream as inbox_stream
 
 _public = {"authentication_classes": [], "permission_classes": [], "throttle_classes": []}
 
 api_v1 = [
+    # Served by the ASGI app only (signal_project.asgi); here, an error that says so.
+    path("inbox/stream", inbox_stream.wsgi_answer, name="inbox-stream"),
     path("", include("accounts.api.urls")),
     path("", include("messaging.api.urls")),
     path("", include("templates_app.api.urls")),
