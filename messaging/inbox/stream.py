@@ -35,6 +35,8 @@ from django.db import close_old_connections
 from django.http import JsonResponse
 from redis.exceptions import RedisError
 
+from .events import key_of
+
 logger = logging.getLogger(__name__)
 
 PATH = "/api/v1/inbox/stream"
@@ -61,11 +63,6 @@ def replay_seconds() -> int:
 
 def redis_url() -> str:
     return getattr(settings, "INBOX_REDIS_URL", None) or settings.REDIS_URL
-
-
-def key_of(subscription_id) -> str:
-    """The Redis stream and pub/sub channel of one inbox (as messaging.inbox.events writes)."""
-    return f"inbox:{subscription_id}"
 
 
 def parse_id(text: str | None) -> tuple[int, int] | None:
@@ -244,7 +241,9 @@ class InboxHub:
     async def _read(self, conn) -> None:
         pinged = False
         while True:
-            response = await conn.read_response(timeout=PING_AFTER, disconnect_on_error=False)
+            response = await conn.read_response(
+                timeout=PING_AFTER, disconnect_on_error=False, push_request=True
+            )
             if response is None:  # silence: is Redis still there?
                 if pinged:
                     raise ConnectionError("Redis did not answer a PING on the pub/sub connection")

@@ -71,6 +71,13 @@ class Hypercorn:
             time.sleep(0.05)
 
     def stop(self) -> None:
+        from asgiref.sync import sync_to_async
+        from django.db import connections
+
+        # The database connection of the server's sync thread (the access checks ran there).
+        asyncio.run_coroutine_threadsafe(sync_to_async(connections.close_all)(), self.loop).result(
+            10
+        )
         self.loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(20)
         assert not self._thread.is_alive()
@@ -196,7 +203,7 @@ def test_an_event_arrives_within_a_second_of_its_publish(server, inbox):
     app, subscription = inbox
 
     async def scenario():
-        async with opened(server, subscription, app.client.key) as sse:
+        async with opened(server, subscription, app.client.raw) as sse:
             start = await sse.next()  # the resume point: an id only, no data
             assert set(start) == {"id"}
             published_at = time.monotonic()
@@ -216,7 +223,7 @@ def test_the_key_may_come_in_the_query_string_as_eventsource_sends_it(server, in
 
     async def scenario():
         async with aiohttp.ClientSession() as session:
-            query = f"subscription_id={subscription.pk}&api_key={app.client.key}"
+            query = f"subscription_id={subscription.pk}&api_key={app.client.raw}"
             url = f"{server.url}{stream.PATH}?{query}"
             async with session.get(url) as response:
                 assert response.status == 200
@@ -231,14 +238,14 @@ def test_a_cut_stream_resumed_with_last_event_id_misses_nothing_and_repeats_noth
     app, subscription = inbox
 
     async def scenario():
-        async with opened(server, subscription, app.server.key) as sse:
+        async with opened(server, subscription, app.server.raw) as sse:
             await sse.next()
             await asyncio.to_thread(publish, subscription, "one")
             first = await sse.next_event()
         # Cut: published while no stream is open.
         await asyncio.to_thread(publish, subscription, "two", "three")
         async with opened(
-            server, subscription, app.server.key, headers={"Last-Event-ID": first["id"]}
+            server, subscription, app.server.raw, headers={"Last-Event-ID": first["id"]}
         ) as sse:
             replayed = [await sse.next_event(), await sse.next_event()]
             assert titles_of(replayed) == ["two", "three"]
@@ -249,7 +256,7 @@ def test_a_cut_stream_resumed_with_last_event_id_misses_nothing_and_repeats_noth
                 await sse.next_event(timeout=0.5)
         # The same from the query string (a new EventSource cannot send the header).
         async with opened(
-            server, subscription, app.server.key, last_event_id=replayed[0]["id"]
+            server, subscription, app.server.raw, last_event_id=replayed[0]["id"]
         ) as sse:
             assert titles_of([await sse.next_event(), await sse.next_event()]) == [
                 "three",
@@ -275,7 +282,7 @@ def test_events_published_while_a_stream_resumes_arrive_once_each_in_order(serve
         task = asyncio.create_task(publisher())
         await asyncio.sleep(0.02)
         received = []
-        async with opened(server, subscription, app.server.key, last_event_id=before) as sse:
+        async with opened(server, subscription, app.server.raw, last_event_id=before) as sse:
             while len(received) < len(titles):
                 received.append(await sse.next_event(timeout=3))
             await task
@@ -294,7 +301,7 @@ def test_a_last_event_id_older_than_the_stream_gets_the_current_counts(server, i
     publish(subscription, "kept")
 
     async def scenario():
-        async with opened(server, subscription, app.server.key, last_event_id="1-0") as sse:
+        async with opened(server, subscription, app.server.raw, last_event_id="1-0") as sse:
             event = await sse.next_event()
             assert event["event"] == "count"
             assert json.loads(event["data"]) == {"unread": 3, "total": 5}
@@ -309,7 +316,7 @@ def test_a_server_restart_loses_nothing_within_the_replay_window(inbox_settings,
     app, subscription = inbox
 
     async def read_one(srv, **params):
-        async with opened(srv, subscription, app.server.key, **params) as sse:
+        async with opened(srv, subscription, app.server.raw, **params) as sse:
             await sse.next()
             if not params:
                 await asyncio.to_thread(publish, subscription, "before restart")
@@ -326,7 +333,7 @@ def test_a_server_restart_loses_nothing_within_the_replay_window(inbox_settings,
 
         async def resume():
             async with opened(
-                second_server, subscription, app.server.key, last_event_id=before["id"]
+                second_server, subscription, app.server.raw, last_event_id=before["id"]
             ) as sse:
                 return await sse.next_event()
 
@@ -340,7 +347,7 @@ def test_a_keep_alive_comment_every_heartbeat(server, inbox, inbox_settings):
     inbox_settings.INBOX_HEARTBEAT_SECONDS = 0.3
 
     async def scenario():
-        async with opened(server, subscription, app.server.key) as sse:
+        async with opened(server, subscription, app.server.raw) as sse:
             await sse.next()
             started = time.monotonic()
             assert await sse.next(timeout=1) == {"comment": "keep-alive"}
@@ -376,13 +383,13 @@ def test_another_applications_subscription_is_404(server, inbox):
         async with aiohttp.ClientSession() as session:
             async with session.get(
                 f"{server.url}{stream.PATH}",
-                params={"subscription_id": str(subscription.pk), "api_key": other.server.key},
+                params={"subscription_id": str(subscription.pk), "api_key": other.server.raw},
             ) as response:
                 assert response.status == 404
                 assert (await response.json())["error"]["code"] == "not_found"
             async with session.get(
                 f"{server.url}{stream.PATH}",
-                params={"subscription_id": "not-a-uuid", "api_key": other.server.key},
+                params={"subscription_id": "not-a-uuid", "api_key": other.server.raw},
             ) as response:
                 assert response.status == 400
 
@@ -396,7 +403,7 @@ def test_a_closed_stream_leaves_no_task_and_no_subscription(server, inbox):
     async def scenario():
         async with contextlib.AsyncExitStack() as stack:
             for _ in range(3):
-                sse = await stack.enter_async_context(opened(server, subscription, app.server.key))
+                sse = await stack.enter_async_context(opened(server, subscription, app.server.raw))
                 await sse.next()
             assert server.stream_tasks() == 6
             assert len(server.hub().listeners[channel]) == 3
@@ -422,7 +429,7 @@ def test_many_streams_in_one_process_share_one_pubsub_connection(server):
             readers = []
             for n in range(200):
                 subscription = subscriptions[n % 20]
-                sse = await stack.enter_async_context(opened(server, subscription, app.server.key))
+                sse = await stack.enter_async_context(opened(server, subscription, app.server.raw))
                 await sse.next()
                 readers.append((subscription, sse))
             hub = server.hub()
@@ -444,7 +451,7 @@ def test_events_published_while_the_pubsub_connection_is_down_arrive_after_it_re
     app, subscription = inbox
 
     async def scenario():
-        async with opened(server, subscription, app.server.key) as sse:
+        async with opened(server, subscription, app.server.raw) as sse:
             await sse.next()
             hub = server.hub()
 
@@ -469,7 +476,7 @@ def test_the_asgi_app_serves_the_rest_of_the_api_through_django(server, inbox):
         async with (
             aiohttp.ClientSession() as session,
             session.get(
-                f"{server.url}/api/v1/applications/current", headers={"X-API-Key": app.server.key}
+                f"{server.url}/api/v1/applications/current", headers={"X-API-Key": app.server.raw}
             ) as response,
         ):
             assert response.status == 200
