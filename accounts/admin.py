@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from django import forms
+from django.conf import settings as django_settings
 from django.contrib import admin, messages
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -21,6 +22,8 @@ from accounts.services import (
     application_create,
     channel_credentials_clean,
     channel_credentials_store,
+    identity_secret_rotate,
+    identity_verification_set,
 )
 from core import channels
 from core.admin_kit import StorableJSONField, StorableTextForm, confirmation
@@ -105,7 +108,7 @@ class ApplicationForm(StorableTextForm):
 
     class Meta:
         model = Application
-        fields = ["name", "settings"]
+        fields = ["name", "settings", "identity_verification"]
         field_classes = {"settings": StorableJSONField}
 
     def __init__(self, *args, **kwargs):
@@ -204,7 +207,7 @@ class ApplicationAdmin(admin.ModelAdmin):
     form = ApplicationForm
     list_display = ["name", "id", "created_at", "active_keys"]
     search_fields = ["name", "id"]
-    readonly_fields = ["id", "created_at", "apns_summary", "fcm_summary"]
+    readonly_fields = ["id", "created_at", "apns_summary", "fcm_summary", "identity_secret_summary"]
     fieldsets = [
         (None, {"fields": ["id", "name", "settings", "created_at"]}),
         (
@@ -225,9 +228,13 @@ class ApplicationAdmin(admin.ModelAdmin):
             "FCM (Android push)",
             {"fields": ["fcm_summary", "fcm_service_account_file", "fcm_clear"]},
         ),
+        (
+            "Identity verification (in-app inbox, identify)",
+            {"fields": ["identity_verification", "identity_secret_summary"]},
+        ),
     ]
     inlines = [MessageQuotaInline, ChannelCredentialInline, ApiKeyInline]
-    actions = ["create_server_key", "create_client_key"]
+    actions = ["create_server_key", "create_client_key", "rotate_identity_secret"]
 
     @admin.display(description="active keys")
     def active_keys(self, obj: Application) -> int:
@@ -253,6 +260,27 @@ class ApplicationAdmin(admin.ModelAdmin):
     def fcm_summary(self, obj: Application) -> str:
         return self._summary(obj, channels.ANDROID_PUSH)
 
+    @admin.display(description="identity secret")
+    def identity_secret_summary(self, obj: Application) -> str:
+        if not obj.pk or not obj.identity_secret:
+            return "None yet: generated (and shown once) when verification is turned on."
+        if obj.identity_secret_rotated_at:
+            return f"Set; last rotated {obj.identity_secret_rotated_at:%Y-%m-%d %H:%M} UTC."
+        return 'Set. Rotate it with the action "Rotate the identity secret".'
+
+    def _show_secret(self, request, application: Application, secret: str | None) -> None:
+        if secret:
+            self.message_user(
+                request,
+                format_html(
+                    "Identity secret of {}: <code>{}</code> — copy it to your backend now, "
+                    "it is not shown again.",
+                    application.name,
+                    secret,
+                ),
+                messages.WARNING,
+            )
+
     def save_model(self, request, obj, form, change):
         # What the form's sections say to store: None keeps a channel's credentials, {}
         # removes them.
@@ -267,10 +295,19 @@ class ApplicationAdmin(admin.ModelAdmin):
                 credentials={channel: values for channel, values in given.items() if values},
             )
             obj.pk = application.pk
+            if form.cleaned_data.get("identity_verification"):
+                secret = identity_verification_set(application=application, enabled=True)
+                self._show_secret(request, application, secret)
             obj.refresh_from_db()
             return
-        # Only the fields of the form: the credentials are written by their service alone.
+        # Only the fields of the form: the credentials and the identity settings are written
+        # by their services alone.
         obj.save(update_fields=["name", "settings"])
+        if "identity_verification" in form.changed_data:
+            secret = identity_verification_set(
+                application=obj, enabled=form.cleaned_data["identity_verification"]
+            )
+            self._show_secret(request, obj, secret)
         for channel, values in given.items():
             if values is not None:
                 channel_credentials_store(application=obj, channel=channel, values=values)
@@ -296,6 +333,28 @@ class ApplicationAdmin(admin.ModelAdmin):
     @admin.action(description="Create a client key (shown once)")
     def create_client_key(self, request, queryset):
         self._create_key(request, queryset, ApiKey.Scope.CLIENT)
+
+    @admin.action(description="Rotate the identity secret (shown once)")
+    def rotate_identity_secret(self, request, queryset):
+        grace = getattr(django_settings, "IDENTITY_SECRET_GRACE_SECONDS", 86400)
+        page = confirmation(
+            self,
+            request,
+            title="Rotate identity secrets",
+            consequences=[
+                "Generate a new identity secret for each application, shown once on the next page.",
+                f"Keep accepting hashes made with the old secret for {grace} seconds "
+                "(IDENTITY_SECRET_GRACE_SECONDS); after that only the new one is valid.",
+            ],
+            objects=queryset,
+            action="rotate_identity_secret",
+            button="Rotate",
+        )
+        if page:
+            return page
+        for application in queryset:
+            self._show_secret(request, application, identity_secret_rotate(application=application))
+        return None
 
 
 @admin.register(ApiKey)
@@ -436,6 +495,27 @@ class ChannelCredentialAdmin(admin.ModelAdmin):
         return credentials_summary(
             obj.values, obj.set_at, secret_keys=credential_secret_fields(obj.channel)
         )
+
+    @admin.display(description="identity secret")
+    def identity_secret_summary(self, obj: Application) -> str:
+        if not obj.pk or not obj.identity_secret:
+            return "None yet: generated (and shown once) when verification is turned on."
+        if obj.identity_secret_rotated_at:
+            return f"Set; last rotated {obj.identity_secret_rotated_at:%Y-%m-%d %H:%M} UTC."
+        return 'Set. Rotate it with the action "Rotate the identity secret".'
+
+    def _show_secret(self, request, application: Application, secret: str | None) -> None:
+        if secret:
+            self.message_user(
+                request,
+                format_html(
+                    "Identity secret of {}: <code>{}</code> — copy it to your backend now, "
+                    "it is not shown again.",
+                    application.name,
+                    secret,
+                ),
+                messages.WARNING,
+            )
 
     def save_model(self, request, obj, form, change):
         if form.values is not None:  # checked by the form (channel_credentials_clean)

@@ -134,3 +134,42 @@ def channel_credentials_set(
 def channel_credentials_remove(*, application: Application, channel: str) -> None:
     """Removes a channel's credentials: its messages then fail `channel_unavailable`."""
     channel_credentials_store(application=application, channel=channel, values={})
+
+
+def _identity_secret() -> str:
+    return secrets.token_hex(32)
+
+
+def identity_verification_set(*, application: Application, enabled: bool) -> str | None:
+    """Turns identity verification on or off. Turning it on for an application without a
+    secret generates one and returns it (shown once, stored encrypted); otherwise None."""
+    generated = None
+    with transaction.atomic():
+        application = Application.objects.select_for_update().get(pk=application.pk)
+        fields = ["identity_verification"]
+        if enabled and not application.identity_secret:
+            generated = application.identity_secret = _identity_secret()
+            fields.append("identity_secret")
+        application.identity_verification = enabled
+        application.save(update_fields=fields)
+    return generated
+
+
+def identity_secret_rotate(*, application: Application) -> str:
+    """A new identity secret, returned once; the one it replaces stays valid for
+    IDENTITY_SECRET_GRACE_SECONDS, so backends can switch without a window of 401s."""
+    with transaction.atomic():
+        application = Application.objects.select_for_update().get(pk=application.pk)
+        application.identity_secret_previous = application.identity_secret
+        application.identity_secret_rotated_at = (
+            timezone.now() if application.identity_secret else None
+        )
+        application.identity_secret = _identity_secret()
+        application.save(
+            update_fields=[
+                "identity_secret",
+                "identity_secret_previous",
+                "identity_secret_rotated_at",
+            ]
+        )
+    return application.identity_secret

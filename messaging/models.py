@@ -309,17 +309,26 @@ class InboxItem(models.Model):
     archived_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        # One inbox's pages, newest first, read an index range and stop at the page's end
-        # (tests/messaging/test_inbox_plans.py shows the plans): all states (the subscription's
-        # items, also what deleting a subscription looks up), and the two states an inbox
-        # shows most, unread and archived, each its own partial index so a page of them never
-        # walks the others. Counts never read this table (InboxCount).
+        # One inbox's page in any state, newest first, is an index range read up to the
+        # page's end: each state has its own partial index, so a page never walks the items
+        # of other states (tests/messaging/test_inbox_plans.py shows the plans). A new item
+        # enters two (all, unread); counts never read this table (InboxCount). Deleting a
+        # subscription finds its items through `all` and `archived`.
         indexes = [
-            models.Index(fields=["subscription", "-created_at"], name="inbox_sub_created"),
+            models.Index(
+                fields=["subscription", "-created_at"],
+                condition=Q(archived_at__isnull=True),
+                name="inbox_sub_all",
+            ),
             models.Index(
                 fields=["subscription", "-created_at"],
                 condition=Q(read_at__isnull=True, archived_at__isnull=True),
                 name="inbox_sub_unread",
+            ),
+            models.Index(
+                fields=["subscription", "-created_at"],
+                condition=Q(read_at__isnull=False, archived_at__isnull=True),
+                name="inbox_sub_read",
             ),
             models.Index(
                 fields=["subscription", "-created_at"],

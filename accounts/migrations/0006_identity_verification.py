@@ -4,30 +4,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0005_channel_choices_from_specs'),
+        ("accounts", "0005_channel_choices_from_specs"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='application',
-            name='identity_secret',
-            field=models.TextField(blank=True, default='', editable=False),
+            model_name="application",
+            name="identity_secret",
+            field=models.TextField(blank=True, default="", editable=False),
         ),
         migrations.AddField(
-            model_name='application',
-            name='identity_secret_previous',
-            field=models.TextField(blank=True, default='', editable=False),
+            model_name="application",
+            name="identity_secret_previous",
+            field=models.TextField(blank=True, default="", editable=False),
         ),
         migrations.AddField(
-            model_name='application',
-            name='identity_secret_rotated_at',
+            model_name="application",
+            name="identity_secret_rotated_at",
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='application',
-            name='identity_verification',
-            field=models.BooleanField(default=False, help_text='Client-key calls acting for a user must carry X-User-Hash.'),
+            model_name="application",
+            name="identity_verification",
+            field=models.BooleanField(
+                default=False,
+                help_text="Client-key calls acting for a user must carry X-User-Hash.",
+            ),
         ),
     ]

@@ -9,9 +9,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.api.auth import IsServerKey, IsServerOrClientKey
+from accounts.identity import HEADER as USER_HASH_HEADER
 from accounts.services import actor_of
 from core.api import ResultsCursorPagination, paginated
 
+from ..inbox.access import subscription_identity_check
 from ..selectors.subscriptions import subscription_get, subscription_list
 from ..services.subscriptions import (
     subscription_delete,
@@ -79,7 +81,14 @@ class SubscriptionDetailApi(APIView):
 
     @extend_schema(operation_id="subscriptions_retrieve", responses=SubscriptionDetailOutput)
     def get(self, request: Request, subscription_id) -> Response:
-        return Response(SubscriptionDetailOutput(self._subscription(request, subscription_id)).data)
+        subscription = self._subscription(request, subscription_id)
+        if subscription.user is not None:  # a user's subscription: its reader proves the user
+            subscription_identity_check(
+                api_key=request.auth,
+                subscription=subscription,
+                user_hash=request.META.get(USER_HASH_HEADER),
+            )
+        return Response(SubscriptionDetailOutput(subscription).data)
 
     @extend_schema(
         operation_id="subscriptions_update",

@@ -27,7 +27,8 @@ def test_either_key_gets_its_application(app, other_app, scope):
     assert response.json() == {
         "id": str(app.application.pk),
         "name": "first",
-        "channels": dict.fromkeys(CHANNELS, False),
+        "channels": dict.fromkeys(CHANNELS, False) | {"InAppMessage": True},
+        "identity_verification": False,
         "web_push_public_key": None,
     }
 
@@ -48,12 +49,13 @@ def test_channels_show_what_has_credentials_and_an_adapter(app, client_api, sett
     ChannelCredential.objects.create(
         application=app.application, channel="InAppMessage", values={"x": 1}, set_at=timezone.now()
     )
-    settings.CHANNEL_ADAPTERS = {"SMS": None}  # SMS turned off; in-app messages have no adapter
+    settings.CHANNEL_ADAPTERS = {"SMS": None}  # SMS turned off
 
     channels = client_api.get(URL).json()["channels"]
 
     assert list(channels) == list(CHANNELS)
-    assert channels == dict.fromkeys(CHANNELS, False) | {"Email": True}
+    # In-app messages are written here: ready without an adapter or credentials.
+    assert channels == dict.fromkeys(CHANNELS, False) | {"Email": True, "InAppMessage": True}
 
 
 def test_the_web_push_public_key_appears_once_web_push_has_credentials(app, client_api):
