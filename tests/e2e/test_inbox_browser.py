@@ -76,7 +76,13 @@ def test_the_reference_page_receives_a_message_live_and_marks_it_read(
 
     # A message sent now appears without a reload, at the top, and the bell goes to 2.
     browser.evaluate("window.__loaded_once = true")
-    message_id = send(live_app, subscription, title="Live from the test", body="Hello, browser")
+    message_id = send(
+        live_app,
+        subscription,
+        title="Live from the test",
+        body="Hello, browser",
+        in_app={"action_url": "https://example.com/welcome"},
+    )
     wait_for(lambda: item_class(browser, message_id), timeout=10, what="the new item on the page")
     wait_for(lambda: text(browser, "#bell-count") == "2", timeout=5, what="the bell to show 2")
     assert browser.evaluate("window.__loaded_once") is True, "the page was reloaded"
