@@ -116,3 +116,43 @@ def test_the_reference_page_receives_a_message_live_and_marks_it_read(
     )
     assert not browser.exceptions, browser.exceptions
     assert browser.evaluate("document.getElementById('error').textContent") == ""
+
+
+def connection_state(browser) -> str:
+    return browser.evaluate("document.getElementById('connection').dataset.state")
+
+
+def test_the_page_reconnects_by_itself_after_a_restart_and_misses_nothing(
+    live_app, web_server, asgi_server, browser
+):
+    subscription = register(live_app)
+    query = urllib.parse.urlencode(
+        {"subscription_id": subscription, "api_key": live_app.client_key}
+    )
+    browser.navigate(f"{web_server.url}/inbox-demo/?{query}")
+    wait_for(lambda: connection_state(browser) == "open", timeout=15, what="the stream open")
+    before = send(live_app, subscription, title="Before the restart")
+    wait_for(lambda: item_class(browser, before), timeout=10, what="the first item live")
+
+    # The stream's server goes away: the page says so, and keeps trying.
+    asgi_server.stop()
+    wait_for(lambda: connection_state(browser) != "open", timeout=15, what="the page to notice")
+    during = send(live_app, subscription, title="While the stream was down")
+    wait_for(
+        lambda: Message.objects.filter(pk=during, status="successful").exists(),
+        timeout=30,
+        what="the message sent meanwhile to be delivered",
+    )
+    assert not item_class(browser, during)
+
+    # It comes back on the same port: the page reconnects by itself (no reload, no click) and
+    # what was sent meanwhile shows up, counted.
+    browser.evaluate("window.__not_reloaded = true")
+    asgi_server.start()
+    wait_for(lambda: connection_state(browser) == "open", timeout=30, what="the page to reconnect")
+    wait_for(lambda: item_class(browser, during), timeout=10, what="the item sent meanwhile")
+    wait_for(lambda: text(browser, "#bell-count") == "2", timeout=5, what="the bell to show 2")
+    assert browser.evaluate("window.__not_reloaded") is True
+    after = send(live_app, subscription, title="After the restart")
+    wait_for(lambda: item_class(browser, after), timeout=10, what="live again after it")
+    assert not browser.exceptions, browser.exceptions
