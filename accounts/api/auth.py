@@ -57,5 +57,6 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
             "in": "header",
             "name": "X-API-Key",
             "description": "A server key (full access) or a client key (subscriptions, "
-            "identify/logout and message status reports only).",
+            "identify/logout, message status reports, the current application and the in-app "
+            "inbox only).",
         }

@@ -11,11 +11,13 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.exceptions import NotFound
+
 from ..models import InboxCount, InboxItem, Message, MessageEvent, MessageStatus, Subscription
 from ..services.messages import message_report_status
 from ..signals import message_statuses_changed
 from . import events
-from .selectors import inbox_count_get, inbox_item_get
+from .selectors import inbox_count_get
 from .shape import count_json
 
 
@@ -32,8 +34,15 @@ def _count_move(subscription: Subscription, *, unread: int = 0, total: int = 0) 
 
 
 def _locked(subscription: Subscription, item_id) -> InboxItem:
-    item = inbox_item_get(subscription=subscription, item_id=item_id)
-    return InboxItem.objects.select_for_update().get(pk=item.pk)
+    """The inbox's item, locked until the transaction ends; NotFound for any other."""
+    item = (
+        InboxItem.objects.select_for_update()
+        .filter(subscription_id=subscription.pk, message_id=item_id)
+        .first()
+    )
+    if item is None:
+        raise NotFound("No such item in this inbox.")
+    return item
 
 
 def inbox_item_read(*, subscription: Subscription, item_id, actor: str) -> InboxItem:

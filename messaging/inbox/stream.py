@@ -448,8 +448,9 @@ async def _catch_up(the_hub: InboxHub, subscription, channel: str, last: str | N
         or info is None
         or position[0] < now_ms - replay_seconds() * 1000
         or (
-            info["entries-added"] > info["length"]
-            and info["first-entry"] is not None
+            # Entries were trimmed (Redis < 7 does not say: assume so), and maybe after it.
+            info.get("entries-added", info["length"] + 1) > info["length"]
+            and info.get("first-entry") is not None
             and position < parse_id(info["first-entry"][0])
         )
     )
@@ -532,6 +533,22 @@ async def _until_disconnect(receive) -> None:
 
 async def stream(scope, receive, send) -> None:
     """The ASGI app of `GET /api/v1/inbox/stream`."""
+    if scope["method"] == "OPTIONS":
+        # A CORS preflight (EventSource sends none; a fetch()-based client with headers does).
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 204,
+                "headers": [
+                    (b"access-control-allow-origin", b"*"),
+                    (b"access-control-allow-methods", b"GET"),
+                    (b"access-control-allow-headers", b"X-API-Key, X-User-Hash, Last-Event-ID"),
+                    (b"access-control-max-age", b"86400"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
+        return
     if scope["method"] != "GET":
         await _refuse(
             send,

@@ -99,7 +99,9 @@ def test_read_unread_archive_and_read_all(app, server_api, client_api):
     assert Message.objects.get(pk=b.pk).status == MessageStatus.SUCCESSFUL  # archived unread
 
     # A click is still reported the usual way.
-    converted = client_api.put(f"/api/v1/messages/{c.pk}/status", {"status": "converted"}, format="json")
+    converted = client_api.put(
+        f"/api/v1/messages/{c.pk}/status", {"status": "converted"}, format="json"
+    )
     assert converted.status_code == 200, converted.content
     assert Message.objects.get(pk=c.pk).status == MessageStatus.CONVERTED
 

@@ -8,7 +8,7 @@ import json
 import pytest
 import redis
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from accounts.selectors import channels_ready
@@ -189,3 +189,40 @@ def test_a_converted_message_stays_converted_when_read(app, stream):
     after_commit(inbox_item_read, subscription=subscription, item_id=message.pk, actor="t")
     assert Message.objects.get().status == MessageStatus.CONVERTED
     assert inbox_count_get(subscription=subscription) == (0, 1)
+
+
+def test_each_event_is_published_with_its_stream_entry_id_and_the_items_api_shape(
+    app, stream, client_api
+):
+    subscription = inbox(app)
+    pubsub = stream.pubsub()
+    pubsub.subscribe(events.key_of(subscription.pk))
+    assert pubsub.get_message(timeout=1)["type"] == "subscribe"
+    [message] = send(app.application, [subscription])
+
+    deliver([message])
+
+    published = [pubsub.get_message(timeout=1) for _ in range(2)]
+    bodies = [json.loads(p["data"]) for p in published]
+    entries_ = stream.xrange(events.key_of(subscription.pk))
+    assert [b["id"] for b in bodies] == [entry_id for entry_id, _ in entries_]
+    assert [b["event"] for b in bodies] == ["message", "count"]
+    assert [b["data"] for b in bodies] == [fields["data"] for _, fields in entries_]
+    listed = client_api.get("/api/v1/inbox", {"subscription_id": str(subscription.pk)})
+    assert json.loads(bodies[0]["data"]) == listed.json()["results"][0]
+    assert 0 < stream.ttl(events.key_of(subscription.pk)) <= 86400
+    pubsub.close()
+
+
+def test_nothing_is_published_when_the_transaction_rolls_back(app, stream):
+    subscription = inbox(app)
+    [message] = send(app.application, [subscription])
+    with (
+        _committed(execute=True) as callbacks,
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        delivery.deliver_batch([str(message.pk)])
+        raise RuntimeError
+    assert callbacks == []
+    assert not entries(stream, subscription) and not InboxItem.objects.exists()

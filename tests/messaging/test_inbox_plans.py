@@ -27,7 +27,8 @@ PAGE = 101  # a page of 100 and the look-ahead the cursor pagination reads
 # target inbox's items: 7,000 unread, 2,000 read, 1,000 archived.
 _SEED = """
 WITH rows AS (
-    SELECT gen_random_uuid() AS id, %(app)s::uuid AS app, sub, now() - n * interval '1 second' AS at,
+    SELECT gen_random_uuid() AS id, %(app)s::uuid AS app, sub,
+           now() - n * interval '1 second' AS at,
            CASE WHEN n %% 10 IN (7, 8) THEN now() END AS read_at,
            CASE WHEN n %% 10 = 9 THEN now() END AS archived_at
     FROM (

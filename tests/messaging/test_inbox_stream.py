@@ -234,6 +234,18 @@ def test_the_key_may_come_in_the_query_string_as_eventsource_sends_it(server, in
     asyncio.run(scenario())
 
 
+def test_a_cors_preflight_is_answered(server):
+    async def scenario():
+        async with (
+            aiohttp.ClientSession() as session,
+            session.options(f"{server.url}{stream.PATH}") as response,
+        ):
+            assert response.status == 204
+            assert "X-API-Key" in response.headers["Access-Control-Allow-Headers"]
+
+    asyncio.run(scenario())
+
+
 def test_a_cut_stream_resumed_with_last_event_id_misses_nothing_and_repeats_nothing(server, inbox):
     app, subscription = inbox
 
@@ -492,3 +504,73 @@ def test_the_wsgi_app_answers_the_stream_path_with_where_it_is_served(client, se
     body = response.json()["error"]
     assert "ASGI" in body["message"]
     assert body["details"]["stream_url"] == "http://127.0.0.1:8001/api/v1/inbox/stream"
+
+
+def test_under_identity_verification_a_client_key_needs_the_users_hash(server):
+    from accounts.identity import user_hash
+
+    app = application_with_keys()
+    app.application.identity_verification = True
+    app.application.identity_secret = "the-secret"
+    app.application.save()
+    subscription = subscription_create(
+        app.application, type="InAppMessage", token="device-kim", external_user_id="kim"
+    )
+    right = user_hash("the-secret", "kim")
+
+    async def status(**params) -> int:
+        headers = params.pop("headers", {})
+        query = {"subscription_id": str(subscription.pk), "api_key": app.client.raw, **params}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{server.url}{stream.PATH}", params=query, headers=headers) as response,
+        ):
+            return response.status
+
+    async def scenario():
+        assert await status() == 401
+        assert await status(user_hash="0" * 64) == 401
+        assert await status(user_hash=right) == 200
+        assert await status(headers={"X-User-Hash": right}) == 200
+
+    asyncio.run(scenario())
+
+
+def test_a_stream_whose_queue_overflows_rereads_the_redis_stream(server, inbox, monkeypatch):
+    """Events that outrun a stream's queue are not dropped: it rereads them from Redis."""
+    app, subscription = inbox
+    monkeypatch.setattr(stream, "QUEUE_SIZE", 2)
+    titles = [f"burst {n}" for n in range(40)]
+
+    async def scenario():
+        async with opened(server, subscription, app.server.raw) as sse:
+            await sse.next()
+            # One pipeline: the PUBLISHes reach the hub in one read, faster than the stream.
+            await asyncio.to_thread(publish, subscription, *titles)
+            received = [await sse.next_event(timeout=3) for _ in titles]
+            assert titles_of(received) == titles
+            with pytest.raises(TimeoutError):
+                await sse.next_event(timeout=0.3)
+
+    asyncio.run(scenario())
+
+
+def test_a_server_shutdown_ends_open_streams_within_the_graceful_timeout(inbox_settings, inbox):
+    """hypercorn does not tell the app it is stopping: it waits `graceful_timeout` (1 s here),
+    then drops the open streams, and EventSource reconnects (elsewhere) with Last-Event-ID."""
+    app, subscription = inbox
+    srv = Hypercorn().start()
+
+    async def scenario():
+        async with opened(srv, subscription, app.server.raw) as sse:
+            await sse.next()
+            started = time.monotonic()
+            stopping = asyncio.get_running_loop().run_in_executor(None, srv.stop)
+            with pytest.raises((EOFError, aiohttp.ClientPayloadError)):
+                while True:
+                    await sse.next(timeout=10)
+            assert time.monotonic() - started < 5
+            await stopping
+        assert srv.loop not in stream._hubs  # the lifespan's shutdown closed its hub
+
+    asyncio.run(scenario())

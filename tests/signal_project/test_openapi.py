@@ -29,6 +29,12 @@ CLIENT_KEY_OPERATIONS = {
     "users_logout",
     "messages_status_update",
     "applications_current",
+    "inbox_list",
+    "inbox_count",
+    "inbox_item_read",
+    "inbox_item_unread",
+    "inbox_item_archive",
+    "inbox_read_all",
 }
 ERROR_REF = "#/components/schemas/Error"
 
