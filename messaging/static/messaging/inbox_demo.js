@@ -116,11 +116,25 @@
     items.set(item.id, item);
   }
 
+  var arrivedDuringFetch = null; // items the stream brought while the list was being fetched
+
+  function sortNewestFirst() {
+    order.sort(function (a, b) {
+      return String(items.get(b).created_at).localeCompare(String(items.get(a).created_at)) ||
+        String(b).localeCompare(String(a));
+    });
+  }
+
   function loadList() {
+    var arrived = arrivedDuringFetch = new Map();
     return api("GET", "/inbox", { state: $("state").value }).then(function (page) {
       items.clear();
       order = [];
       page.results.forEach(function (item) { remember(item, false); });
+      // What came live meanwhile may be newer than the page: kept, not dropped.
+      arrived.forEach(function (item, id) { if (!items.has(id)) remember(item, true); });
+      if (arrivedDuringFetch === arrived) arrivedDuringFetch = null;
+      sortNewestFirst();
       nextUrl = page.next;
       render();
     });
@@ -169,11 +183,10 @@
     source.onopen = function () {
       retryDelay = 1000;
       setConnection("open", "live");
-      if (opened) {
-        // Back after a cut: what was missed was replayed after Last-Event-ID, but if the gap
-        // outlived the replay window only a count comes; the list is fetched again either way.
-        loadList().then(loadCount).catch(showError);
-      }
+      // The list is fetched again once the stream is open: on the first open, so that nothing
+      // that arrived between the first fetch and the stream is missing; after a cut, since
+      // only a count comes when the gap outlived the replay window.
+      loadList().then(loadCount).then(function () { showError(null); }).catch(showError);
       opened = true;
     };
     source.onerror = function () {
@@ -191,11 +204,9 @@
     source.addEventListener("message", function (event) {
       lastEventId = event.lastEventId || lastEventId;
       var item = JSON.parse(event.data);
+      if (arrivedDuringFetch) arrivedDuringFetch.set(item.id, item);
       remember(item, true);
-      order.sort(function (a, b) {
-        return String(items.get(b).created_at).localeCompare(String(items.get(a).created_at)) ||
-          String(b).localeCompare(String(a));
-      });
+      sortNewestFirst();
       render();
     });
     source.addEventListener("count", function (event) {
