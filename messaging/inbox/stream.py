@@ -447,6 +447,8 @@ async def _catch_up(the_hub: InboxHub, subscription, channel: str, last: str | N
         position is None
         or info is None
         or position[0] < now_ms - replay_seconds() * 1000
+        # Ahead of the stream (Redis lost data, or another Redis): the ids start over lower.
+        or position > parse_id(top)
         or (
             # Entries were trimmed (Redis < 7 does not say: assume so), and maybe after it.
             info.get("entries-added", info["length"] + 1) > info["length"]

@@ -74,3 +74,16 @@ def test_api_bench_runs_at_a_tiny_size():
     assert figures["requests"] == 60 and figures["errors"] == 0
     assert figures["p50_latency_ms"] > 0 and figures["p99_latency_ms"] > 0
     assert figures["p50_accepted_to_successful_ms"] > 0
+
+
+@pytest.mark.e2e
+def test_inbox_streams_bench_runs_at_a_tiny_size():
+    figures = _run_bench(
+        "inbox_streams.py",
+        *("--streams", "20", "--subscriptions", "5", "--events", "10", "--rate", "20"),
+        *("--db-name", "signal_bench_smoke_streams", "--redis-db", "10"),
+    )
+    assert figures["streams"] == 20
+    assert figures["deliveries_received"] == figures["deliveries_expected"] > 0
+    assert figures["pubsub_subscribers_per_inbox_channel"] == [1]
+    assert figures["latency_ms_p50"] > 0 and figures["rss_mb_open"] > 0

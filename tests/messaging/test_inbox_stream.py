@@ -324,6 +324,24 @@ def test_a_last_event_id_older_than_the_stream_gets_the_current_counts(server, i
     asyncio.run(scenario())
 
 
+def test_a_last_event_id_ahead_of_the_stream_starts_over_from_the_counts(server, inbox):
+    """A Redis that lost data numbers new entries below ids the clients hold: they must not
+    be dropped as already sent."""
+    app, subscription = inbox
+    (newest,) = publish(subscription, "kept")
+    ms, _, _ = newest.partition("-")
+
+    async def scenario():
+        ahead = f"{int(ms) + 60_000}-0"
+        async with opened(server, subscription, app.server.raw, last_event_id=ahead) as sse:
+            event = await sse.next_event()
+            assert (event["event"], event["id"]) == ("count", newest)
+            await asyncio.to_thread(publish, subscription, "next")
+            assert titles_of([await sse.next_event()]) == ["next"]
+
+    asyncio.run(scenario())
+
+
 def test_a_server_restart_loses_nothing_within_the_replay_window(inbox_settings, inbox):
     app, subscription = inbox
 
