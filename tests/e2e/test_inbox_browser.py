@@ -71,7 +71,7 @@ def test_the_reference_page_receives_a_message_live_and_marks_it_read(
         what="the page's stream to be open",
     )
     wait_for(lambda: item_class(browser, earlier), timeout=10, what="the first item listed")
-    assert text(browser, "#bell-count") == "1"
+    wait_for(lambda: text(browser, "#bell-count") == "1", timeout=5, what="the bell to show 1")
     assert "unread" in item_class(browser, earlier)
 
     # A message sent now appears without a reload, at the top, and the bell goes to 2.
