@@ -149,7 +149,19 @@
     }).catch(showError);
   }
 
-  function loadCount() { return api("GET", "/inbox/count").then(setCount); }
+  // A count fetched over HTTP is older than a count event that arrived while it was on its way:
+  // it is shown only when the stream said nothing meanwhile.
+  var countEvents = 0;
+
+  function fetchedCount(request) {
+    var seen = countEvents;
+    return request.then(function (count) {
+      if (seen === countEvents && count && typeof count.unread === "number") setCount(count);
+      return count;
+    });
+  }
+
+  function loadCount() { return fetchedCount(api("GET", "/inbox/count")); }
 
   function act(id, action) {
     api("POST", "/inbox/" + encodeURIComponent(id) + "/" + action).then(function (item) {
@@ -160,11 +172,10 @@
   }
 
   function readAll() {
-    api("POST", "/inbox/read-all").then(function (count) {
+    fetchedCount(api("POST", "/inbox/read-all")).then(function () {
       var now = new Date().toISOString();
       items.forEach(function (item) { if (!item.read_at) item.read_at = now; });
       render();
-      if (count && typeof count.unread === "number") setCount(count);
     }).catch(showError);
   }
 
@@ -211,6 +222,7 @@
     });
     source.addEventListener("count", function (event) {
       lastEventId = event.lastEventId || lastEventId;
+      countEvents += 1;
       setCount(JSON.parse(event.data));
     });
   }
