@@ -27,6 +27,7 @@ run: $(VENV)/.runtime
 ## PYTEST_ARGS (a subset), only the first run.
 test: $(VENV)/.dev
 	./scripts/ensure_services.sh
+	./scripts/ensure_chromium.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 	@if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory test-e2e-rabbitmq; fi
 

@@ -1,11 +1,11 @@
 """Campaign throughput: one campaign over N subscriptions (half iOS, half Android, or all of
 one other channel) through the real pipeline (API, Celery workers, Redis, PostgreSQL, the fake
-providers), from execute until every message is terminal; then the same through a naive design
-(bench/naive.py), for a ratio.
+providers; for InAppMessage, the inbox items written instead), from execute until every
+message is terminal; then the same through a naive design (bench/naive.py), for a ratio.
 
     python bench/campaign.py --n 100000 [--workers 2 --concurrency 2] \
         [--baseline-n 20000 | --no-baseline] [--repeat 3]
-        [--channel push|Email|SMS|KakaoTalk|WebPush]
+        [--channel push|Email|SMS|KakaoTalk|WebPush|InAppMessage]
 
 Prints progress, and as its last line one JSON object: messages_per_second, p50/p95
 created-to-successful, worker peak RSS, CPU shares (fakes, workers, web, postgres, redis),
@@ -130,6 +130,18 @@ def wait_until(done, stack, timeout: float, progress) -> bool:
     return False
 
 
+def inbox_items(application_id) -> int:
+    """The inbox items (one per delivered InAppMessage message) of the application."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM messaging_inboxitem WHERE application_id = %s",
+            [application_id],
+        )
+        return cursor.fetchone()[0]
+
+
 def create_campaign(stack, key: str, channel: str = "push") -> str:
     from bench.seed import KAKAO_TEMPLATE_CODE
 
@@ -140,6 +152,8 @@ def create_campaign(stack, key: str, channel: str = "push") -> str:
         "data": {"screen": "sale"},
         "targeting_criteria": {"tags": {"plan": "gold"}},
     }
+    if channel == "InAppMessage":  # written to the inboxes, no provider, no credentials
+        campaign["in_app"] = {"action_url": "https://example.com/sale"}
     if channel == "KakaoTalk":
         campaign["kakao"] = {
             "template_code": KAKAO_TEMPLATE_CODE,
@@ -199,11 +213,14 @@ def run_ours(stack, n: int, number: int, timeout: float, channel: str = "push") 
     stack.sample_rss()
     run = state.get("run")
     figures = message_figures(campaign_run_id=run.pk) if run else {}
+    if channel == "InAppMessage":
+        figures["inbox_items"] = inbox_items(application.pk)
     ok = bool(
         finished
         and run.status == RunStatus.COMPLETED
         and figures.get("messages") == n
         and figures.get("successful") == n
+        and figures.get("inbox_items", n) == n
     )
     result = {
         "run": number,
@@ -356,7 +373,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=None, help="seconds per run")
     parser.add_argument(
         "--channel",
-        choices=["push", "Email", "SMS", "KakaoTalk", "WebPush"],
+        choices=["push", "Email", "SMS", "KakaoTalk", "WebPush", "InAppMessage"],
         default="push",
         help="the audience's channel: push (half iOS, half Android; the default) or one other",
     )

@@ -72,6 +72,8 @@ TOKENS = {
     "Email": lambda salt, index: ("Email", email_address(salt, index)),
     "SMS": lambda salt, index: ("SMS", phone_number(salt, index)),
     "KakaoTalk": lambda salt, index: ("KakaoTalk", kakao_number(salt, index)),
+    # An app installation's id: the in-app inbox is written locally, no provider is called.
+    "InAppMessage": lambda salt, index: ("InAppMessage", f"install-{salt:012x}-{index:010d}"),
 }
 
 
@@ -125,8 +127,8 @@ def seed_subscriptions(
     browsers: list[tuple[str, dict]] | None = None,
 ) -> dict:
     """Inserts n subscriptions of `application` with COPY; returns the timings. `channel`:
-    "push" (half iOS, half Android), "Email", "SMS", "KakaoTalk", or "WebPush" with
-    `browsers`, n (endpoint, keys) pairs of the fake push service."""
+    "push" (half iOS, half Android), "Email", "SMS", "KakaoTalk", "InAppMessage", or "WebPush"
+    with `browsers`, n (endpoint, keys) pairs of the fake push service."""
     from django.db import connection
 
     salt = random.getrandbits(48)

@@ -143,6 +143,11 @@ STATIC_ROOT = env("STATIC_ROOT", default=None)
 # in DEBUG it finds them without collectstatic.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
+# The reference inbox client at /inbox-demo/ (messaging.inbox_demo): development only, on with
+# DEBUG or INBOX_DEMO. INBOX_STREAM_URL is the base URL of the ASGI process that serves
+# /api/v1/inbox/stream (e.g. http://127.0.0.1:8001); empty: the page's own origin.
+INBOX_DEMO = env.bool("INBOX_DEMO", default=False)
+INBOX_STREAM_URL = env("INBOX_STREAM_URL", default="")
 
 # --- API -----------------------------------------------------------------------------------
 API_RATE_LIMIT = env.int("API_RATE_LIMIT", default=100)  # requests per second per key

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from messaging import webhooks
+from messaging import inbox_demo, webhooks
 from messaging.inbox import stream as inbox_stream
 
 _public = {"authentication_classes": [], "permission_classes": [], "throttle_classes": []}
@@ -27,5 +27,9 @@ urlpatterns = [
     ),
     path("unsubscribe/<str:token>", webhooks.unsubscribe, name="unsubscribe"),
 ]
+
+# The reference inbox client, in development only (DEBUG or INBOX_DEMO; the view checks again).
+if inbox_demo.enabled():
+    urlpatterns.append(path("inbox-demo/", inbox_demo.inbox_demo, name="inbox-demo"))
 
 handler500 = "signal_project.views.server_error"
