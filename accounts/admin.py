@@ -496,27 +496,6 @@ class ChannelCredentialAdmin(admin.ModelAdmin):
             obj.values, obj.set_at, secret_keys=credential_secret_fields(obj.channel)
         )
 
-    @admin.display(description="identity secret")
-    def identity_secret_summary(self, obj: Application) -> str:
-        if not obj.pk or not obj.identity_secret:
-            return "None yet: generated (and shown once) when verification is turned on."
-        if obj.identity_secret_rotated_at:
-            return f"Set; last rotated {obj.identity_secret_rotated_at:%Y-%m-%d %H:%M} UTC."
-        return 'Set. Rotate it with the action "Rotate the identity secret".'
-
-    def _show_secret(self, request, application: Application, secret: str | None) -> None:
-        if secret:
-            self.message_user(
-                request,
-                format_html(
-                    "Identity secret of {}: <code>{}</code> — copy it to your backend now, "
-                    "it is not shown again.",
-                    application.name,
-                    secret,
-                ),
-                messages.WARNING,
-            )
-
     def save_model(self, request, obj, form, change):
         if form.values is not None:  # checked by the form (channel_credentials_clean)
             channel_credentials_store(
