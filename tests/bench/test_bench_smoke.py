@@ -87,3 +87,19 @@ def test_inbox_streams_bench_runs_at_a_tiny_size():
     assert figures["deliveries_received"] == figures["deliveries_expected"] > 0
     assert figures["pubsub_subscribers_per_inbox_channel"] == [1]
     assert figures["latency_ms_p50"] > 0 and figures["rss_mb_open"] > 0
+
+
+@pytest.mark.e2e
+def test_inbox_campaign_latency_bench_runs_at_a_tiny_size():
+    figures = _run_bench(
+        "inbox_campaign_latency.py",
+        *("--n", "200", "--streams", "20", "--drain", "5"),
+        *("--workers", "1", "--db-name", "signal_bench_smoke_inbox_latency", "--redis-db", "12"),
+    )
+    assert figures["ok"] is True
+    assert figures["n"] == 200 and figures["inbox_items"] == 200
+    assert figures["events_received"] == figures["events_distinct"] == figures["streams"] == 20
+    assert figures["pubsub_subscribers_per_inbox_channel"] == [1]
+    assert figures["items_per_second"] > 0
+    assert 0 < figures["delivery_to_event_ms_p50"] <= figures["send_to_event_ms_p50"]
+    assert figures["asgi_rss_mb_open"] > 0
