@@ -83,6 +83,13 @@ def test_the_reference_page_receives_a_message_live_and_marks_it_read(
         body="Hello, browser",
         in_app={"action_url": "https://example.com/welcome"},
     )
+    # Delivery first (a worker busy with a former test's leftovers may take a while), so that
+    # what follows times the page alone: the live event must be on it within 10 s.
+    wait_for(
+        lambda: Message.objects.filter(pk=message_id, status="successful").exists(),
+        timeout=30,
+        what="the live message to be delivered",
+    )
     wait_for(lambda: item_class(browser, message_id), timeout=10, what="the new item on the page")
     wait_for(lambda: text(browser, "#bell-count") == "2", timeout=5, what="the bell to show 2")
     assert browser.evaluate("window.__loaded_once") is True, "the page was reloaded"
