@@ -384,16 +384,9 @@ def main() -> int:
 
     config = config_from(args)
     setup_django(config)  # before any Django import; the database is (re)made by the stack
-    from bench.stack import running_stack
+    from bench.stack import running_stack_of
 
-    with running_stack(
-        config,
-        workers=args.workers,
-        concurrency=args.concurrency,
-        pool=args.pool,
-        web_workers=args.web_workers,
-        keep_logs=args.keep_logs,
-    ) as stack:
+    with running_stack_of(config, args) as stack:
         runs = [
             run_ours(stack, args.n, i + 1, timeout, args.channel)
             for i in range(max(args.repeat, 1))

@@ -362,16 +362,9 @@ def main() -> int:
 
     config = config_from(args)
     setup_django(config)  # before any Django import; the database is (re)made by the stack
-    from bench.stack import running_stack
+    from bench.stack import running_stack_of
 
-    with running_stack(
-        config,
-        workers=args.workers,
-        concurrency=args.concurrency,
-        pool=args.pool,
-        web_workers=args.web_workers,
-        keep_logs=args.keep_logs,
-    ) as stack:
+    with running_stack_of(config, args) as stack:
         figures = run(stack, args)
         rss = sorted(stack.rss_peaks.values(), reverse=True)
     print(

@@ -328,6 +328,18 @@ def _web_command(port: int, web_workers: int) -> list[str]:
     ]
 
 
+def running_stack_of(config: BenchConfig, args) -> contextlib.AbstractContextManager[Stack]:
+    """running_stack with the options bench.common.add_stack_arguments parsed into `args`."""
+    return running_stack(
+        config,
+        workers=args.workers,
+        concurrency=args.concurrency,
+        pool=args.pool,
+        web_workers=args.web_workers,
+        keep_logs=args.keep_logs,
+    )
+
+
 @contextlib.contextmanager
 def running_stack(
     config: BenchConfig,

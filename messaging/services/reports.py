@@ -8,9 +8,10 @@ and what happened later is history, not a new outcome.
 
 KakaoTalk results (KakaoAdapter.results) are read per application for a window of update
 times; windows overlap (the dealer's dates have minutes only), and a result already recorded
-on its message is not recorded twice. A result resent as SMS records the resend's status, and
-moves the message to `received` once the SMS was delivered; "not a KakaoTalk user" with no SMS
-sent in its place disables the subscription (`token_invalid`), as a dead token does."""
+on its message is not recorded twice. A result the dealer resent as a text message records the
+resend's status, and moves the message to `received` once the resend was delivered; "not a
+KakaoTalk user" with nothing resent in its place disables the subscription (`token_invalid`),
+as a dead token does."""
 
 from __future__ import annotations
 
