@@ -26,6 +26,8 @@ urlpatterns = [
         "webhooks/sms/<uuid:message_id>", webhooks.sms_status_callback, name="sms-status-callback"
     ),
     path("unsubscribe/<str:token>", webhooks.unsubscribe, name="unsubscribe"),
+    # /healthz, /readyz, /metrics: no API key, no throttling (operations/views.py).
+    path("", include("operations.urls")),
 ]
 
 # The reference inbox client, in development only (DEBUG or INBOX_DEMO; the view checks again).

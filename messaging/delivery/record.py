@@ -17,6 +17,7 @@ from django.db.models import DateTimeField, UUIDField
 from django_fsm import TransitionNotAllowed
 
 from adapters.base import SendResult
+from core import metrics
 from core.bulk import COPY_FROM_ROWS, cast_types, copy_rows, insert_statement
 from core.channels import LOCAL, SPECS
 
@@ -178,6 +179,7 @@ def record_results(
             transaction.on_commit(
                 lambda ids=ids, key=key: dispatch.enqueue(key[0], ids, countdown=delays[key])
             )
+        metrics.observe_batch(messages, results, out.outcomes)
     return BatchReport(claimed=len(messages), outcomes=out.outcomes)
 
 

@@ -1,0 +1,36 @@
+"""Gauges read at scrape time from operations.probes (not stored by any process):
+signal_queue_depth{queue}, signal_oldest_pending_seconds, signal_workers_online. A probe
+that cannot answer leaves its gauge out of the scrape (absent, not a false 0)."""
+
+from __future__ import annotations
+
+from prometheus_client.core import GaugeMetricFamily
+
+from . import probes
+
+
+class ProbeCollector:
+    def collect(self):
+        depths = probes.queue_depths()
+        depth = GaugeMetricFamily(
+            "signal_queue_depth", "Tasks waiting in each Celery queue.", labels=["queue"]
+        )
+        for queue, n in sorted(depths.items()):
+            depth.add_metric([queue], n)
+        yield depth
+        oldest = probes.oldest_pending_seconds()
+        if oldest is not None:
+            yield GaugeMetricFamily(
+                "signal_oldest_pending_seconds",
+                "Seconds the oldest task waiting in the broker has waited (on RabbitMQ an "
+                "upper bound).",
+                value=oldest,
+            )
+        yield GaugeMetricFamily(
+            "signal_workers_online",
+            "Worker processes whose heartbeat is fresh.",
+            value=len(probes.workers_online()),
+        )
+
+    def describe(self):
+        return []
