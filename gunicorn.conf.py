@@ -63,3 +63,11 @@ def post_worker_init(worker):
     from signal_project.gc_settings import freeze_loaded_code
 
     freeze_loaded_code()
+
+
+def child_exit(server, worker):
+    """In the master, when a worker exits: its live-gauge metric files are removed (its
+    counters stay in the sums of /metrics; core/metrics_process.py)."""
+    from core.metrics_process import process_exited
+
+    process_exited(worker.pid)

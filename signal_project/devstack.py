@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+from core.metrics_process import directory_clear
+
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
 PY = sys.executable
@@ -94,6 +96,11 @@ def configure() -> dict[str, str]:
     database_url = env.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/signal")
     redis_url = env.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     VAR.mkdir(exist_ok=True)
+    # Every process writes its metric files here and /metrics sums them: the files of the
+    # last run's processes are gone from a new run's figures.
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR / "prometheus"))
+    if env["PROMETHEUS_MULTIPROC_DIR"]:
+        directory_clear(env["PROMETHEUS_MULTIPROC_DIR"])
     if database_url.startswith("postgres") and answers(database_url, 5432):
         ensure_database(database_url)
         say(f"database: PostgreSQL at {urlparse(database_url).hostname}")
