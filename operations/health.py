@@ -49,12 +49,8 @@ class AmqpBroker(HealthCheck):
     timeout: datetime.timedelta = dataclasses.field(default=CHECK_TIMEOUT, repr=False)
 
     def run(self) -> None:
-        from kombu import Connection
-
-        seconds = self.timeout.total_seconds()
         try:
-            with Connection(self.url, connect_timeout=seconds, heartbeat=0) as conn:
-                conn.ensure_connection(max_retries=0, timeout=seconds)
+            probes.amqp_connection(self.timeout.total_seconds(), url=self.url).close()
         except Exception as exc:
             raise ServiceUnavailable(f"Unable to connect to RabbitMQ: {exc}.") from exc
 

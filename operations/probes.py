@@ -110,18 +110,26 @@ def _redis_depths() -> dict[str, int]:
     return {q: sum(sizes[i * steps : (i + 1) * steps]) for i, q in enumerate(queues)}
 
 
-def _amqp_connection():
+def amqp_connection(timeout: float = PROBE_TIMEOUT_SECONDS, url: str | None = None):
+    """A connected py-amqp connection to the broker, opened once with these timeouts (kombu's
+    Connection.connect() would retry after a pause instead of failing)."""
+    import amqp
     from kombu import Connection
 
-    return Connection(
-        broker_url(),
-        connect_timeout=AMQP_CONNECT_TIMEOUT_SECONDS,
+    info = Connection(url or broker_url())
+    conn = amqp.Connection(
+        host=f"{info.hostname or '127.0.0.1'}:{info.port or 5672}",
+        userid=info.userid or "guest",
+        password=info.password or "guest",
+        virtual_host=info.virtual_host or "/",
+        ssl=info.ssl,
+        connect_timeout=max(timeout, AMQP_CONNECT_TIMEOUT_SECONDS),
+        read_timeout=timeout,
+        write_timeout=timeout,
         heartbeat=0,
-        transport_options={
-            "read_timeout": PROBE_TIMEOUT_SECONDS,
-            "write_timeout": PROBE_TIMEOUT_SECONDS,
-        },
     )
+    conn.connect()
+    return conn
 
 
 def _amqp_depths() -> dict[str, int]:
@@ -130,8 +138,7 @@ def _amqp_depths() -> dict[str, int]:
     from amqp.exceptions import NotFound
 
     depths = {}
-    with _amqp_connection() as conn:
-        conn.connect()
+    with amqp_connection() as conn:
         for queue in queue_names():
             channel = conn.channel()
             try:
