@@ -18,7 +18,7 @@ class ProbeCollector:
         for queue, n in sorted(depths.items()):
             depth.add_metric([queue], n)
         yield depth
-        oldest = probes.oldest_pending_seconds()
+        oldest = probes.oldest_pending_seconds(depths)
         if oldest is not None:
             yield GaugeMetricFamily(
                 "signal_oldest_pending_seconds",

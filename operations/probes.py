@@ -26,8 +26,10 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_SECONDS = 0.05
-# A fresh AMQP connection needs a TCP and an AMQP handshake: a little more than one round trip.
+# RabbitMQ is asked over a fresh connection (a TCP and an AMQP handshake, then one round trip
+# per queue): each step gets a little more than a Redis command.
 AMQP_CONNECT_TIMEOUT_SECONDS = 0.1
+AMQP_TIMEOUT_SECONDS = 0.1
 HEARTBEAT_PREFIX = "ops:worker:"
 WORKERS_INDEX = "ops:workers"
 HEARTBEAT_INTERVAL_SECONDS = 10.0
@@ -133,20 +135,20 @@ def amqp_connection(timeout: float = PROBE_TIMEOUT_SECONDS, url: str | None = No
 
 
 def _amqp_depths() -> dict[str, int]:
-    """Passive queue_declare per queue (a queue not declared yet counts 0: nothing waits in
-    it). A passive declare of a missing queue closes its channel, so each queue gets one."""
+    """Passive queue_declare per queue on one channel (a queue not declared yet counts 0:
+    nothing waits in it; the broker closes the channel of such a declare, so the next queue
+    gets a new one)."""
     from amqp.exceptions import NotFound
 
     depths = {}
-    with amqp_connection() as conn:
+    with amqp_connection(AMQP_TIMEOUT_SECONDS) as conn:
+        channel = conn.channel()
         for queue in queue_names():
-            channel = conn.channel()
             try:
                 depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
             except NotFound:
                 depths[queue] = 0
-                continue
-            channel.close()
+                channel = conn.channel()
     return depths
 
 
@@ -178,7 +180,7 @@ def _published_at(raw: bytes | None) -> float | None:
         return None
 
 
-def _redis_oldest(now: float) -> float | None:
+def _redis_oldest(now: float, depths: dict[str, int] | None = None) -> float | None:
     """kombu pushes on the left and workers pop on the right: the oldest message of each list
     is LINDEX -1. Messages without the header (published before it existed) are skipped."""
     client = _redis(broker_url())
@@ -188,11 +190,12 @@ def _redis_oldest(now: float) -> float | None:
         pipe.lindex(key, -1)
     stamps = [s for s in map(_published_at, pipe.execute()) if s is not None]
     if not stamps:
-        return 0.0 if all(n == 0 for n in _redis_depths().values()) else None
+        depths = depths if depths else _redis_depths()
+        return 0.0 if all(n == 0 for n in depths.values()) else None
     return max(0.0, now - min(stamps))
 
 
-def _amqp_oldest(now: float) -> float | None:
+def _amqp_oldest(now: float, depths: dict[str, int] | None = None) -> float | None:
     """RabbitMQ cannot be peeked without taking the message from the queue, so this is an
     upper bound: each worker records, per queue, the published_at of the last task it started
     (ops:last_started:<queue>); queues are first in, first out, so every task still waiting
@@ -200,7 +203,7 @@ def _amqp_oldest(now: float) -> float | None:
     counts 0. A non-empty queue from which no task was ever started (no worker consumes it)
     counts from the first time a probe saw it non-empty (ops:backlog_since:<queue>, cleared
     when it is seen empty): a lower bound then, the best there is without a consumer."""
-    depths = _amqp_depths()
+    depths = depths if depths else _amqp_depths()
     if not depths:
         return None
     client = state_redis()
@@ -223,17 +226,18 @@ def _amqp_oldest(now: float) -> float | None:
     return max(0.0, *ages)
 
 
-def oldest_pending_seconds() -> float | None:
+def oldest_pending_seconds(depths: dict[str, int] | None = None) -> float | None:
     """Seconds the oldest task waiting in the broker has waited (0.0 when nothing waits);
     None when it cannot be known (broker down or slow, file-system broker). Redis: read from
-    the oldest message of each queue; RabbitMQ: an upper bound, see _amqp_oldest."""
+    the oldest message of each queue; RabbitMQ: an upper bound, see _amqp_oldest. `depths`,
+    queue_depths() just read, saves asking the broker for them again."""
     try:
         now = time.time()
         kind = broker_kind()
         if kind == "redis":
-            return _redis_oldest(now)
+            return _redis_oldest(now, depths)
         if kind == "amqp":
-            return _amqp_oldest(now)
+            return _amqp_oldest(now, depths)
     except Exception as exc:
         logger.debug("oldest pending probe failed: %s", exc)
     return None

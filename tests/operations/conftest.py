@@ -22,11 +22,22 @@ def _clear_operations_keys() -> None:
 
 
 def _clear_queues() -> None:
-    if probes.broker_kind() != "redis":
-        return
-    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    keys = [key for queue in probes.queue_names() for key in probes._priority_keys(queue)]
-    broker.delete(*keys)
+    kind = probes.broker_kind(settings.CELERY_BROKER_URL)
+    if kind == "redis":
+        broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+        keys = [key for queue in probes.queue_names() for key in probes._priority_keys(queue)]
+        broker.delete(*keys)
+    elif kind == "amqp":
+        from amqp.exceptions import NotFound
+
+        with probes.amqp_connection(5.0, url=settings.CELERY_BROKER_URL) as conn:
+            for queue in probes.queue_names():
+                channel = conn.channel()
+                try:
+                    channel.queue_purge(queue)
+                except NotFound:
+                    continue
+                channel.close()
 
 
 @pytest.fixture

@@ -15,8 +15,12 @@ from operations import probes
 from signal_project.celery import app as celery_app
 from tests.e2e.conftest import wait_for
 from tests.e2e.processes import Process, celery, start
+from tests.operations.conftest import _clear_queues
 
 pytestmark = pytest.mark.usefixtures("clean_state")
+on_rabbitmq = pytest.mark.skipif(
+    probes.broker_kind(settings.CELERY_BROKER_URL) != "amqp", reason="the broker is not RabbitMQ"
+)
 on_redis = pytest.mark.skipif(
     probes.broker_kind(settings.CELERY_BROKER_URL) != "redis", reason="the broker is not Redis"
 )
@@ -62,6 +66,32 @@ def test_the_oldest_pending_task_is_aged_from_its_publication():
     age = probes.oldest_pending_seconds()
 
     assert 0.6 <= age < 5
+
+
+@on_rabbitmq
+def test_queue_depths_are_read_from_rabbitmq():
+    publish("critical", 3)
+    publish("retry", 2)
+
+    assert probes.queue_depths() == {"critical": 3, "messages": 0, "campaigns": 0, "retry": 2}
+
+
+@on_rabbitmq
+def test_on_rabbitmq_the_oldest_pending_task_is_bounded_by_the_last_one_started():
+    assert probes.oldest_pending_seconds() == 0.0
+    publish("campaigns", 1)
+    # No worker started a task from the queue yet: counted from when a probe first saw it.
+    assert probes.oldest_pending_seconds() < 1
+    time.sleep(0.5)
+    assert probes.oldest_pending_seconds() >= 0.5
+    # What a worker records when it starts a task of the queue (operations.worker).
+    probes.state_redis().set(probes.LAST_STARTED_PREFIX + "campaigns", time.time() - 100)
+    assert 100 <= probes.oldest_pending_seconds() < 105
+
+    _clear_queues()
+
+    assert probes.oldest_pending_seconds() == 0.0
+    assert not probes.state_redis().exists(probes.BACKLOG_SINCE_PREFIX + "campaigns")
 
 
 def test_probes_answer_their_empty_values_in_time_when_nothing_listens(settings, closed_port):
