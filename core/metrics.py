@@ -45,17 +45,6 @@ SUCCESSFUL, FAILED, RETRIED = "successful", "failed", "retried"
 _OUTCOME_OF = {"successful": SUCCESSFUL, "failed": FAILED, "retry": RETRIED}
 
 
-def _outcome(message, result) -> str | None:
-    """successful, failed or retried for a message whose result was just recorded; None for
-    one left untouched (e.g. no longer pending)."""
-    status = getattr(message, "status", None)
-    if status in ("successful", "failed"):
-        return status
-    if status == "pending" and result is not None and not result.ok:
-        return RETRIED
-    return None
-
-
 def observe_batch(messages, results: dict, outcomes: Tally | None = None) -> None:
     """Counts one recorded batch: DELIVERIES per (channel, outcome) from each message's new
     status (`messages` carry `channel` and `status` after record_results ran their
@@ -73,11 +62,17 @@ def _observe_batch(messages, results: dict, outcomes: Tally | None) -> None:
     counts: Tally = Tally()
     latencies: dict[str, list[float]] = defaultdict(list)
     for message in messages:
-        channel = getattr(message, "channel", None) or "unknown"
+        status = message.status
         result = results.get(message.id)
-        outcome = _outcome(message, result)
-        if outcome is None:
+        if status == "pending":  # put back for a retry (or untouched: no failed result)
+            if result is None or result.ok:
+                continue
+            outcome = RETRIED
+        elif status == "successful" or status == "failed":
+            outcome = str(status)
+        else:
             continue
+        channel = message.channel or "unknown"
         counts[(channel, outcome)] += 1
         if result is not None and result.latency_ms is not None:
             latencies[channel].append(result.latency_ms / 1000.0)
