@@ -18,7 +18,8 @@ class ProbeCollector:
         for queue, n in sorted(depths.items()):
             depth.add_metric([queue], n)
         yield depth
-        oldest = probes.oldest_pending_seconds(depths)
+        # A broker that did not answer for the depths is not asked again.
+        oldest = probes.oldest_pending_seconds(depths) if depths else None
         if oldest is not None:
             yield GaugeMetricFamily(
                 "signal_oldest_pending_seconds",
