@@ -4,6 +4,7 @@ throttling), for load balancers, orchestrators and Prometheus."""
 from __future__ import annotations
 
 import hmac
+import logging
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
@@ -13,6 +14,8 @@ from core.api import error_body
 
 from . import health, metrics_export
 
+logger = logging.getLogger(__name__)
+
 
 @require_GET
 def healthz(request):
@@ -20,15 +23,30 @@ def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
+_last_failures: dict[str, str] = {}
+
+
 @require_GET
 def readyz(request):
-    """200 when the database, Redis and the broker answer and a worker reports; else 503."""
+    """200 when the database, Redis and the broker answer and a worker reports; else 503.
+
+    Polled every few seconds by load balancers: a change of what fails is logged once (not
+    each 503, which Django would log as an error every time)."""
+    global _last_failures
     checks = health.readiness()
-    ready = all(value == health.OK for value in checks.values())
-    return JsonResponse(
-        {"status": "ok" if ready else "unavailable", "checks": checks},
-        status=200 if ready else 503,
+    failures = {name: value for name, value in checks.items() if value != health.OK}
+    if failures != _last_failures:
+        if failures:
+            logger.warning("not ready: %s", "; ".join(f"{k}: {v}" for k, v in failures.items()))
+        else:
+            logger.info("ready again")
+        _last_failures = failures
+    response = JsonResponse(
+        {"status": "unavailable" if failures else "ok", "checks": checks},
+        status=503 if failures else 200,
     )
+    response._has_been_logged = True  # django.utils.log.log_response: logged above
+    return response
 
 
 def _authorized(request) -> bool:

@@ -136,3 +136,27 @@ def test_histogram_add_writes_what_observe_would():
 
     assert [b.get() for b in at_once._buckets] == [b.get() for b in one_by_one._buckets]
     assert at_once._sum.get() == pytest.approx(one_by_one._sum.get())
+
+
+def test_gunicorn_removes_the_live_gauges_of_a_worker_that_exits():
+    """gunicorn.conf.py's child_exit, as the master runs it for an exited worker's pid."""
+    import runpy
+    import socket
+    from types import SimpleNamespace
+
+    from core.metrics_process import multiprocess_dir
+
+    config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    host = socket.gethostname().replace("_", "-")
+    live = Path(multiprocess_dir()) / f"gauge_livesum_{host}-999999.db"
+    kept = Path(multiprocess_dir()) / f"counter_{host}-999999.db"
+    live.write_bytes(b"")
+    kept.write_bytes(b"")
+    try:
+        config["child_exit"](server=None, worker=SimpleNamespace(pid=999999))
+
+        assert not live.exists()
+        assert kept.exists()  # its counts stay in the totals
+    finally:
+        live.unlink(missing_ok=True)
+        kept.unlink(missing_ok=True)
