@@ -1,6 +1,8 @@
 """Gauges read at scrape time from operations.probes (not stored by any process):
-signal_queue_depth{queue}, signal_oldest_pending_seconds, signal_workers_online. A probe
-that cannot answer leaves its gauge out of the scrape (absent, not a false 0)."""
+signal_queue_depth{queue}, signal_oldest_pending_seconds, signal_workers_online. A broker
+that cannot answer leaves the queue gauges out of the scrape (absent, not a false 0);
+signal_workers_online is 0 both when no worker reports and when Redis does not answer (either
+way nothing is known to deliver)."""
 
 from __future__ import annotations
 
