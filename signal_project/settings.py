@@ -9,6 +9,8 @@ from pathlib import Path
 import environ
 from kombu import Exchange, Queue
 
+from core.metrics_process import multiprocess_setup
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -35,6 +37,7 @@ INSTALLED_APPS = [
     "templates_app",
     "messaging",
     "campaigns",
+    "operations",
 ]
 
 MIDDLEWARE = [
@@ -125,6 +128,16 @@ else:
             "KEY_PREFIX": "signal",
         }
     }
+
+# --- Operations (operations/, core/metrics.py) ------------------------------------------------
+# Where every process writes its Prometheus metric files, summed by /metrics: one directory
+# shared by all processes of a deployment, emptied when it starts. Empty: each process keeps
+# its own metrics (and /metrics shows only the answering process's).
+PROMETHEUS_MULTIPROC_DIR = multiprocess_setup(
+    env("PROMETHEUS_MULTIPROC_DIR", default=str(BASE_DIR / "var" / "prometheus"))
+)
+# Bearer token /metrics asks for (`Authorization: Bearer <token>`); empty: /metrics is open.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
