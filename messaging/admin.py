@@ -9,13 +9,17 @@ from django.db import transaction
 
 from accounts.admin import actor_of_request
 from core.admin_kit import (
+    EstimatedCountPaginator,
+    RecentTimeFilter,
     StorableJSONField,
     StorableTextForm,
     add_serializer_errors,
     confirmation,
+    exact_value_filter,
 )
 from core.exceptions import ValidationFailed
 
+from .admin_filters import ErrorCodeFilter
 from .models import Message, MessageEvent, Subscription, SubscriptionEvent, User
 from .services.messages import messages_cancel, messages_requeue
 from .services.subscriptions import (
@@ -212,13 +216,23 @@ class MessageEventInline(admin.TabularInline):
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
     list_display = ["id", "channel", "status", "attempts", "error_code", "created_at", "sent_at"]
-    list_filter = ["status", "channel", "priority", "error_code"]
+    # None of these reads the table for its choices (the console links to them).
+    list_filter = [
+        "status",
+        "channel",
+        "priority",
+        ErrorCodeFilter,
+        ("created_at", RecentTimeFilter),
+        exact_value_filter("campaign_id", "campaign"),
+        exact_value_filter("application_id", "application"),
+    ]
     search_fields = ["=id", "=subscription__id", "=campaign_id"]
-    date_hierarchy = "created_at"
     readonly_fields = [f.name for f in Message._meta.fields]
     inlines = [MessageEventInline]
     actions = ["cancel_pending", "send_again"]
     show_full_result_count = False  # no COUNT(*) over millions of rows on every page
+    paginator = EstimatedCountPaginator
+    show_facets = admin.ShowFacets.NEVER
 
     def has_add_permission(self, request):
         return False

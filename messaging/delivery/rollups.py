@@ -59,8 +59,9 @@ def latency_bucket(latency_ms: float) -> int:
 
 def add_batch(messages: Iterable, results: dict, now: datetime) -> None:
     """Adds a recorded batch to the rollups: per (application, channel), attempts, messages
-    that became successful or failed, attempts that will be retried, latencies, and the
-    providers' error codes. `messages` carry their new status (after record's transitions)."""
+    that became successful or failed, attempts that will be retried, latencies, and the error
+    codes of failed attempts. `messages` carry their new status and error code (after
+    record's transitions)."""
     if connection.vendor != "postgresql":
         return
     groups: dict[tuple, list] = {}
@@ -78,7 +79,9 @@ def add_batch(messages: Iterable, results: dict, now: datetime) -> None:
             if result.latency_ms is not None:
                 group[4][bisect_left(BOUNDS_MS, result.latency_ms)] += 1
             if not result.ok:
-                errors[(*key, (result.error_code or "error")[:64])] += 1
+                # As recorded on the message (a dead token's is "token_invalid"), so the
+                # message log's filter by error code finds what the rollup counted.
+                errors[(*key, (message.error_code or "error")[:64])] += 1
         if message.status == _SUCCESSFUL:
             group[1] += 1
         elif message.status == _FAILED:
