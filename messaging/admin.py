@@ -278,3 +278,28 @@ class MessageAdmin(admin.ModelAdmin):
             return page
         count = messages_requeue(message_ids=queryset.values_list("pk", flat=True))
         self.message_user(request, f"Enqueued {count} pending message(s).")
+
+
+@admin.register(MessageEvent)
+class MessageEventAdmin(admin.ModelAdmin):
+    """The event log of all messages, newest first: read-only, and over tens of millions of
+    rows, so never counted (EstimatedCountPaginator) and ordered by the primary key."""
+
+    list_display = ["id", "message_id", "type", "status", "at"]
+    list_filter = ["type", ("at", RecentTimeFilter)]
+    search_fields = ["=message__id"]
+    ordering = ["-id"]
+    fields = ["message", "type", "status", "at", "details"]
+    readonly_fields = fields
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
