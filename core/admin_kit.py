@@ -15,7 +15,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.admin import helpers
 from django.core.paginator import Paginator
-from django.db import connections
+from django.db import OperationalError, connections, transaction
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
@@ -126,11 +126,13 @@ def confirmation(
 class EstimatedCountPaginator(Paginator):
     """A paginator whose count does not read a large table. Unfiltered, it is the planner's
     estimate of the table's rows (pg_class.reltuples, kept by autovacuum's ANALYZE); filtered,
-    rows are counted up to COUNT_UP_TO and beyond that the planner's estimate of the filtered
-    query stands in (never below what was counted). Pages past the real end are simply empty.
-    Use with `show_full_result_count = False`, which spares the second, unfiltered count."""
+    rows are counted up to COUNT_UP_TO within COUNT_TIMEOUT_MS, and when there are more, or
+    counting them takes longer (rare matches in a large table), the planner's estimate of the
+    filtered query stands in. Pages past the real end are simply empty. Use with
+    `show_full_result_count = False`, which spares the second, unfiltered count."""
 
     COUNT_UP_TO = 10_000
+    COUNT_TIMEOUT_MS = 100
 
     @cached_property
     def count(self) -> int:
@@ -142,10 +144,32 @@ class EstimatedCountPaginator(Paginator):
             estimate = _table_estimate(db, queryset.model._meta.db_table)
             if estimate is not None and estimate >= self.COUNT_UP_TO:
                 return estimate
-        counted = queryset.order_by()[: self.COUNT_UP_TO + 1].count()
-        if counted <= self.COUNT_UP_TO:
+        counted = _count_within(queryset, self.COUNT_UP_TO + 1, self.COUNT_TIMEOUT_MS)
+        if counted is not None and counted <= self.COUNT_UP_TO:
             return counted
-        return max(counted, _query_estimate(db, queryset))
+        return max(counted or 0, _query_estimate(db, queryset))
+
+
+def _count_within(queryset, up_to: int, timeout_ms: int) -> int | None:
+    """The queryset's rows counted up to `up_to`, or None if that takes over `timeout_ms`
+    (the count is cancelled by PostgreSQL's statement_timeout, in a savepoint)."""
+    db = connections[queryset.db]
+    try:
+        with transaction.atomic(using=queryset.db), db.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_setting('statement_timeout'),"
+                " set_config('statement_timeout', %s, true)",
+                [str(timeout_ms)],
+            )
+            previous = cursor.fetchone()[0]
+            counted = queryset.order_by()[:up_to].count()
+            # Put back for the rest of an enclosing transaction (a savepoint keeps it).
+            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [previous])
+            return counted
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) == "57014":  # query_canceled
+            return None
+        raise
 
 
 def _table_estimate(db, table: str) -> int | None:

@@ -2,7 +2,8 @@
 per-minute rollups (messaging.delivery.rollups), provider error codes, the broker and the
 workers from operations.probes, and the campaigns at work from their runs' counters. A
 handful of queries over small tables, whatever the number of messages stored: nothing here
-reads the messages table.
+reads the messages table. Sums over the day's closed minutes and the top error codes are
+computed once a minute and cached; the current minute and the last hour are read live.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from urllib.parse import urlencode
 
+from django.core.cache import cache
 from django.db import connection
 from django.db.models import Sum
 from django.urls import reverse
@@ -30,6 +32,8 @@ CAMPAIGNS_LISTED = 50
 ERRORS_LISTED = 10
 HOUR_MINUTES = 60
 DAY_MINUTES = 1440
+# Sums over minutes that are over are kept this long (keyed by the current minute).
+CLOSED_MINUTES_CACHE_SECONDS = 120
 
 
 def format_time(moment: datetime | None) -> str:
@@ -157,62 +161,80 @@ def window_starts(now: datetime) -> tuple[datetime, datetime, datetime]:
     )
 
 
-@lru_cache(maxsize=1)
-def _channel_windows_sql() -> str:
-    """One pass over the last day's rollup rows: per channel, each counter and histogram
-    bucket summed over the day and (FILTER) over the last hour. Buckets as sum(latency[i])
-    per i: plain sums, where unnesting the arrays would multiply the rows by BUCKETS."""
-    counters = ("sent", "successful", "failed_permanent", "failed_temporary")
-    columns = [f"sum({name})" for name in counters]
+@lru_cache(maxsize=4)
+def _sums_sql(by_minute: bool, until: bool) -> str:
+    """Each counter and histogram bucket summed per channel (and minute) from %(since)s (to
+    %(until)s). Buckets as sum(latency[i]) per i: plain sums, where unnesting the arrays
+    would multiply the rows by BUCKETS."""
+    columns = [f"sum({name})" for name in COUNTERS]
     columns += [f"sum(latency[{i}])" for i in range(1, BUCKETS + 1)]
-    hour = [f"{c} FILTER (WHERE minute >= %(hour)s)" for c in columns]
+    keys = "channel, minute" if by_minute else "channel"
+    window = "minute >= %(since)s" + (" AND minute < %(until)s" if until else "")
     table = DeliveryRollup._meta.db_table
     return (
-        f"SELECT channel, {', '.join(hour)}, {', '.join(columns)} "  # noqa: S608 (names are ours)
-        f"FROM {table} WHERE minute >= %(day)s GROUP BY channel ORDER BY channel"
+        f"SELECT {keys}, {', '.join(columns)} FROM {table}"  # noqa: S608 (names are ours)
+        f" WHERE {window} GROUP BY {keys}"
     )
 
 
-def _window(values: list) -> Window:
+COUNTERS = ("sent", "successful", "failed_permanent", "failed_temporary")
+
+
+def _window(values) -> Window:
     numbers = [int(v or 0) for v in values]
-    return Window(*numbers[:4], histogram=numbers[4:])
+    return Window(*numbers[: len(COUNTERS)], histogram=numbers[len(COUNTERS) :])
+
+
+def _closed_minutes(minute: datetime, day: datetime) -> dict[str, list[int]]:
+    """Per channel, the counters and buckets summed over the day's minutes before `minute`:
+    minutes that are over change no more, so the sum is computed once a minute (per cache)
+    and the current minute is added to it live."""
+    key = f"console:day:{minute.isoformat()}"
+    sums = cache.get(key)
+    if sums is None:
+        with connection.cursor() as cursor:
+            cursor.execute(_sums_sql(False, True), {"since": day, "until": minute})
+            sums = {row[0]: [int(v or 0) for v in row[1:]] for row in cursor.fetchall()}
+        cache.set(key, sums, CLOSED_MINUTES_CACHE_SECONDS)
+    return sums
 
 
 def channel_figures(now: datetime) -> list[ChannelFigures]:
     """Per channel that sent in the last 24 hours: the hour's and the day's figures and the
-    hour's attempts per minute. Two queries over the rollup."""
-    minute, hour, day = window_starts(now)
+    hour's attempts per minute. The hour per channel and minute in one query; the day is the
+    sum of its closed minutes (cached for the minute) and the current one."""
     if connection.vendor != "postgresql":
         return []
+    minute, hour, day = window_starts(now)
     with connection.cursor() as cursor:
-        cursor.execute(_channel_windows_sql(), {"hour": hour, "day": day})
-        rows = cursor.fetchall()
+        cursor.execute(_sums_sql(True, False), {"since": hour})
+        minutes = cursor.fetchall()
+    width = len(COUNTERS) + BUCKETS
+    days = {channel: list(values) for channel, values in _closed_minutes(minute, day).items()}
+    hours: dict[str, list[int]] = {}
     per_minute: dict[str, list[int]] = {}
-    series = (
-        DeliveryRollup.objects.filter(minute__gte=hour)
-        .values_list("channel", "minute")
-        .order_by()
-        .annotate(attempts=Sum("sent"))
-    )
-    for channel, at, attempts in series:
+    for channel, at, *values in minutes:
+        values = [int(v or 0) for v in values]
+        totals = hours.setdefault(channel, [0] * width)
+        for i, value in enumerate(values):
+            totals[i] += value
+        if at == minute:
+            day_totals = days.setdefault(channel, [0] * width)
+            for i, value in enumerate(values):
+                day_totals[i] += value
         slot = int((at - hour).total_seconds() // 60)
         if 0 <= slot < HOUR_MINUTES:
-            per_minute.setdefault(channel, [0] * HOUR_MINUTES)[slot] += attempts or 0
-    width = 4 + BUCKETS
-    figures = []
-    for row in rows:
-        channel, values = row[0], list(row[1:])
-        spec = SPECS.get(channel)
-        figures.append(
-            ChannelFigures(
-                channel=channel,
-                label=spec.label if spec else channel,
-                hour=_window(values[:width]),
-                day=_window(values[width:]),
-                per_minute=per_minute.get(channel, [0] * HOUR_MINUTES),
-            )
+            per_minute.setdefault(channel, [0] * HOUR_MINUTES)[slot] += values[0]
+    return [
+        ChannelFigures(
+            channel=channel,
+            label=_label(channel),
+            hour=_window(hours.get(channel, [])),
+            day=_window(day_totals),
+            per_minute=per_minute.get(channel, [0] * HOUR_MINUTES),
         )
-    return figures
+        for channel, day_totals in sorted(days.items())
+    ]
 
 
 def minute_totals(figures: list[ChannelFigures]) -> list[int]:
@@ -223,15 +245,20 @@ def minute_totals(figures: list[ChannelFigures]) -> list[int]:
 
 
 def top_errors(now: datetime, limit: int = ERRORS_LISTED) -> list[dict]:
-    """The most frequent error codes of failed attempts in the last 24 hours, per channel."""
-    _minute, _hour, day = window_starts(now)
-    rows = (
-        ErrorRollup.objects.filter(minute__gte=day)
-        .values("channel", "error_code")
-        .order_by()
-        .annotate(count=Sum("count"))
-        .order_by("-count", "channel", "error_code")[:limit]
-    )
+    """The most frequent error codes of failed attempts in the last 24 hours, per channel;
+    computed once a minute (per cache)."""
+    minute, _hour, day = window_starts(now)
+    key = f"console:errors:{minute.isoformat()}:{limit}"
+    rows = cache.get(key)
+    if rows is None:
+        rows = list(
+            ErrorRollup.objects.filter(minute__gte=day)
+            .values("channel", "error_code")
+            .order_by()
+            .annotate(count=Sum("count"))
+            .order_by("-count", "channel", "error_code")[:limit]
+        )
+        cache.set(key, rows, CLOSED_MINUTES_CACHE_SECONDS)
     return [{**row, "label": _label(row["channel"])} for row in rows]
 
 
