@@ -9,7 +9,7 @@ from django.db import transaction
 
 from accounts.admin import actor_of_request
 from core.admin_kit import (
-    EstimatedCountPaginator,
+    LargeTableAdmin,
     RecentTimeFilter,
     StorableJSONField,
     StorableTextForm,
@@ -214,7 +214,7 @@ class MessageEventInline(admin.TabularInline):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(LargeTableAdmin, admin.ModelAdmin):
     list_display = ["id", "channel", "status", "attempts", "error_code", "created_at", "sent_at"]
     # None of these reads the table for its choices (the console links to them).
     list_filter = [
@@ -231,8 +231,6 @@ class MessageAdmin(admin.ModelAdmin):
     inlines = [MessageEventInline]
     actions = ["cancel_pending", "send_again"]
     show_full_result_count = False  # no COUNT(*) over millions of rows on every page
-    paginator = EstimatedCountPaginator
-    show_facets = admin.ShowFacets.NEVER
 
     def has_add_permission(self, request):
         return False
@@ -281,9 +279,9 @@ class MessageAdmin(admin.ModelAdmin):
 
 
 @admin.register(MessageEvent)
-class MessageEventAdmin(admin.ModelAdmin):
+class MessageEventAdmin(LargeTableAdmin, admin.ModelAdmin):
     """The event log of all messages, newest first: read-only, and over tens of millions of
-    rows, so never counted (EstimatedCountPaginator) and ordered by the primary key."""
+    rows, so never counted (LargeTableAdmin) and ordered by the primary key."""
 
     list_display = ["id", "message_id", "type", "status", "at"]
     list_filter = ["type", ("at", RecentTimeFilter)]
@@ -291,9 +289,6 @@ class MessageEventAdmin(admin.ModelAdmin):
     ordering = ["-id"]
     fields = ["message", "type", "status", "at", "details"]
     readonly_fields = fields
-    paginator = EstimatedCountPaginator
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
 
     def has_add_permission(self, request):
         return False
