@@ -92,8 +92,8 @@ def seed_messages(application, subscriptions: list, n: int) -> float:
     return time.perf_counter() - started
 
 
-def seed_rollups(application) -> float:
-    """DAYS days of rollup rows, per minute, channel and SHARDS slots (what the workers would
+def seed_rollups(application, days: int = DAYS) -> float:
+    """`days` days of rollup rows, per minute, channel and SHARDS slots (what the workers would
     have left), and a few error codes per minute: generated in the database."""
     from django.db import connection
 
@@ -116,7 +116,7 @@ FROM generate_series(date_trunc('minute', now()) - %(days)s * interval '1 day',
             {
                 "app": application.pk,
                 "buckets": BUCKETS,
-                "days": DAYS,
+                "days": days,
                 "channels": list(CHANNELS),
                 "shards": SHARDS,
             },
@@ -132,7 +132,7 @@ FROM generate_series(date_trunc('minute', now()) - %(days)s * interval '1 day',
 """,
             {
                 "app": application.pk,
-                "days": DAYS,
+                "days": days,
                 "channels": list(CHANNELS),
                 "codes": list(ERROR_CODES),
                 "shards": SHARDS,
@@ -183,6 +183,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000_000, help="messages (10,000,000)")
     parser.add_argument("--repeat", type=int, default=20, help="requests per page (20)")
+    parser.add_argument("--days", type=int, default=DAYS, help=f"days of rollups ({DAYS})")
     parser.add_argument("--db-name", default="signal_bench_console", help="dropped first")
     parser.add_argument("--redis-db", type=int, default=11, help="Redis database (11)")
     args = parser.parse_args()
@@ -209,7 +210,7 @@ def main() -> None:
     random.shuffle(subscriptions)
     print(f"seeding {args.n:,} messages", flush=True)
     message_seconds = seed_messages(application, subscriptions, args.n)
-    rollup_seconds = seed_rollups(application)
+    rollup_seconds = seed_rollups(application, args.days)
     seed_campaign(application)
 
     user = get_user_model().objects.create_superuser("bench", "bench@example.com", None)

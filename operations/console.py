@@ -239,9 +239,9 @@ def channel_figures(now: datetime) -> list[ChannelFigures]:
 
 def minute_totals(figures: list[ChannelFigures]) -> list[int]:
     """Attempts per minute of the last hour, all channels."""
-    return [sum(column) for column in zip(*(f.per_minute for f in figures), strict=True)] or [
-        0
-    ] * HOUR_MINUTES
+    if not figures:
+        return [0] * HOUR_MINUTES
+    return [sum(column) for column in zip(*(f.per_minute for f in figures), strict=True)]
 
 
 def top_errors(now: datetime, limit: int = ERRORS_LISTED) -> list[dict]:
