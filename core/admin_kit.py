@@ -1,16 +1,23 @@
-"""What the admin pages share: forms that refuse what the API refuses, and the confirmation
-page in front of every action that sends, cancels, revokes or deletes."""
+"""What the admin pages share: forms that refuse what the API refuses, the confirmation page
+in front of every action that sends, cancels, revokes or deletes, and what a changelist over
+millions of rows needs (a paginator that does not count the table, a time-range filter)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from functools import cached_property
 from itertools import islice
 from typing import Any
 
 from django import forms
 from django.contrib import admin
 from django.contrib.admin import helpers
+from django.core.paginator import Paginator
+from django.db import OperationalError, connections, transaction
 from django.template.response import TemplateResponse
+from django.utils import timezone
 
 from .validation import untrusted_text_problem
 
@@ -114,3 +121,145 @@ def confirmation(
     }
     request.current_app = modeladmin.admin_site.name
     return TemplateResponse(request, CONFIRM_TEMPLATE, context)
+
+
+class EstimatedCountPaginator(Paginator):
+    """A paginator whose count does not read a large table. Unfiltered, it is the planner's
+    estimate of the table's rows (pg_class.reltuples, kept by autovacuum's ANALYZE); filtered,
+    rows are counted up to COUNT_UP_TO within COUNT_TIMEOUT_MS, and when there are more, or
+    counting them takes longer (rare matches in a large table), the planner's estimate of the
+    filtered query stands in. Pages past the real end are simply empty. Use with
+    `show_full_result_count = False`, which spares the second, unfiltered count."""
+
+    COUNT_UP_TO = 10_000
+    COUNT_TIMEOUT_MS = 100
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self.object_list
+        db = connections[queryset.db]
+        if db.vendor != "postgresql":
+            return super().count
+        if not queryset.query.where:
+            estimate = _table_estimate(db, queryset.model._meta.db_table)
+            if estimate is not None and estimate >= self.COUNT_UP_TO:
+                return estimate
+        counted = _count_within(queryset, self.COUNT_UP_TO + 1, self.COUNT_TIMEOUT_MS)
+        if counted is not None and counted <= self.COUNT_UP_TO:
+            return counted
+        return max(counted or 0, _query_estimate(db, queryset))
+
+
+def _count_within(queryset, up_to: int, timeout_ms: int) -> int | None:
+    """The queryset's rows counted up to `up_to`, or None if that takes over `timeout_ms`
+    (the count is cancelled by PostgreSQL's statement_timeout, in a savepoint)."""
+    db = connections[queryset.db]
+    try:
+        with transaction.atomic(using=queryset.db), db.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_setting('statement_timeout'),"
+                " set_config('statement_timeout', %s, true)",
+                [str(timeout_ms)],
+            )
+            previous = cursor.fetchone()[0]
+            counted = queryset.order_by()[:up_to].count()
+            # Put back for the rest of an enclosing transaction (a savepoint keeps it).
+            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [previous])
+            return counted
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) == "57014":  # query_canceled
+            return None
+        raise
+
+
+def _table_estimate(db, table: str) -> int | None:
+    """The planner's row count of `table`; None before its first ANALYZE."""
+    with db.cursor() as cursor:
+        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [table])
+        row = cursor.fetchone()
+    return row[0] if row and row[0] >= 0 else None
+
+
+def _query_estimate(db, queryset) -> int:
+    """The planner's row estimate of `queryset` (EXPLAIN without running it)."""
+    sql, params = queryset.order_by().query.sql_with_params()
+    with db.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+class LargeTableAdmin:
+    """What a ModelAdmin over tens of millions of rows needs (mixed in before ModelAdmin):
+    no count of the table (EstimatedCountPaginator, no full count, no facet counts), and its
+    list read without parallel workers. A filtered page ordered by key and cut to a page
+    (`ORDER BY id DESC LIMIT 100` with a selective filter) walks the key's index backwards
+    and stops at 100 rows; planned in parallel, each worker keeps scanning its part of the
+    index until it finds a row for the merge, which reads the whole table when matches are
+    rare (200 ms against 18 ms at 200,000 messages)."""
+
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+
+    def changelist_view(self, request, extra_context=None):
+        if request.method != "GET":  # actions keep their own transactions
+            return super().changelist_view(request, extra_context)
+        using = self.model._default_manager.db
+        with transaction.atomic(using=using):
+            with connections[using].cursor() as cursor:
+                cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+            response = super().changelist_view(request, extra_context)
+            if hasattr(response, "render"):
+                response.render()  # the list is read while the page renders
+            return response
+
+
+class RecentTimeFilter(admin.DateFieldListFilter):
+    """A time-range filter for a datetime column: the last hour, 24 hours, 7 days (from the
+    current minute, so a link stays selected while it is used), and any range given by
+    `<field>__gte` / `<field>__lt` in the URL (the console's links), shown as such."""
+
+    RANGES = (("Last hour", timedelta(hours=1)), ("Last 24 hours", timedelta(days=1)),
+              ("Last 7 days", timedelta(days=7)))  # fmt: skip
+
+    def __init__(self, field, request, params, model, model_admin, field_path):
+        super().__init__(field, request, params, model, model_admin, field_path)
+        now = timezone.now().replace(second=0, microsecond=0)
+        self.links = (
+            ("Any time", {}),
+            *((title, {self.lookup_kwarg_since: now - span}) for title, span in self.RANGES),
+        )
+        chosen = {k: v for k, v in self.date_params.items() if not k.endswith("isnull")}
+        known = [{k: str(v) for k, v in link.items()} for _title, link in self.links]
+        if chosen and chosen not in known:
+            since, until = chosen.get(self.lookup_kwarg_since), chosen.get(self.lookup_kwarg_until)
+            self.links += ((f"From {since or 'the start'} to {until or 'now'}", chosen),)
+
+    def get_facet_counts(self, pk_attname, filtered_qs):
+        return {}  # no counts per range over a large table
+
+
+def exact_value_filter(field_name: str, title: str) -> type[admin.SimpleListFilter]:
+    """A list filter on one column's exact value given in the URL (`?<field>=<value>`, as the
+    console links to), offering no list of values: reading them would scan the table."""
+
+    class ExactValueFilter(admin.SimpleListFilter):
+        parameter_name = field_name
+
+        def lookups(self, request, model_admin):
+            value = self.value()
+            return [(value, value)] if value else []
+
+        def has_output(self) -> bool:
+            return True
+
+        def queryset(self, request, queryset):
+            value = self.value()
+            return queryset.filter(**{field_name: value}) if value else queryset
+
+    ExactValueFilter.title = title
+    ExactValueFilter.__name__ = ExactValueFilter.__qualname__ = f"{field_name.title()}Filter"
+    return ExactValueFilter

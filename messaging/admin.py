@@ -9,13 +9,17 @@ from django.db import transaction
 
 from accounts.admin import actor_of_request
 from core.admin_kit import (
+    LargeTableAdmin,
+    RecentTimeFilter,
     StorableJSONField,
     StorableTextForm,
     add_serializer_errors,
     confirmation,
+    exact_value_filter,
 )
 from core.exceptions import ValidationFailed
 
+from .admin_filters import ErrorCodeFilter
 from .models import Message, MessageEvent, Subscription, SubscriptionEvent, User
 from .services.messages import messages_cancel, messages_requeue
 from .services.subscriptions import (
@@ -210,11 +214,19 @@ class MessageEventInline(admin.TabularInline):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(LargeTableAdmin, admin.ModelAdmin):
     list_display = ["id", "channel", "status", "attempts", "error_code", "created_at", "sent_at"]
-    list_filter = ["status", "channel", "priority", "error_code"]
+    # None of these reads the table for its choices (the console links to them).
+    list_filter = [
+        "status",
+        "channel",
+        "priority",
+        ErrorCodeFilter,
+        ("created_at", RecentTimeFilter),
+        exact_value_filter("campaign_id", "campaign"),
+        exact_value_filter("application_id", "application"),
+    ]
     search_fields = ["=id", "=subscription__id", "=campaign_id"]
-    date_hierarchy = "created_at"
     readonly_fields = [f.name for f in Message._meta.fields]
     inlines = [MessageEventInline]
     actions = ["cancel_pending", "send_again"]
@@ -264,3 +276,25 @@ class MessageAdmin(admin.ModelAdmin):
             return page
         count = messages_requeue(message_ids=queryset.values_list("pk", flat=True))
         self.message_user(request, f"Enqueued {count} pending message(s).")
+
+
+@admin.register(MessageEvent)
+class MessageEventAdmin(LargeTableAdmin, admin.ModelAdmin):
+    """The event log of all messages, newest first: read-only, and over tens of millions of
+    rows, so never counted (LargeTableAdmin) and ordered by the primary key."""
+
+    list_display = ["id", "message_id", "type", "status", "at"]
+    list_filter = ["type", ("at", RecentTimeFilter)]
+    search_fields = ["=message__id"]
+    ordering = ["-id"]
+    fields = ["message", "type", "status", "at", "details"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

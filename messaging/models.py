@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 from django_fsm import FSMField, transition
@@ -353,3 +354,69 @@ class InboxCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.unread}/{self.total} in inbox {self.subscription_id}"
+
+
+class DeliveryRollup(models.Model):
+    """What sending did in one minute, per application, channel and writer slot: counters
+    and a histogram of provider latency, added to by each delivery batch in the
+    transaction that records it (messaging.delivery.rollups). The operators'
+    console reads these rows, never the messages.
+
+    `shard` is the writing process's slot: two worker processes add to different rows, so no
+    row serialises sending; readers sum over it."""
+
+    minute = models.DateTimeField()
+    # No constraint (its check would lock the application's row on every batch), no cascade
+    # (the purge removes an application's rows with everyone's after ROLLUP_RETENTION_DAYS).
+    application = models.ForeignKey(
+        Application, on_delete=models.DO_NOTHING, related_name="+", db_index=False,
+        db_constraint=False,
+    )  # fmt: skip
+    channel = models.CharField(max_length=20, choices=channel_choices)
+    shard = models.PositiveSmallIntegerField()
+    sent = models.BigIntegerField(default=0, help_text="Send attempts.")
+    successful = models.BigIntegerField(default=0)
+    failed_permanent = models.BigIntegerField(
+        default=0, help_text="Messages that became failed (given up, or a permanent error)."
+    )
+    failed_temporary = models.BigIntegerField(
+        default=0, help_text="Attempts that failed temporarily; the message is retried."
+    )
+    # Counts of attempts per provider latency bucket (messaging.delivery.rollups.BOUNDS_MS).
+    latency = ArrayField(models.BigIntegerField(), default=list)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["minute", "application", "channel", "shard"], name="delivery_rollup_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} at {self.minute:%Y-%m-%d %H:%M} (slot {self.shard})"
+
+
+class ErrorRollup(models.Model):
+    """How often each provider error code came back in one minute, per application, channel
+    and writer slot; written by the same statement as DeliveryRollup."""
+
+    minute = models.DateTimeField()
+    application = models.ForeignKey(
+        Application, on_delete=models.DO_NOTHING, related_name="+", db_index=False,
+        db_constraint=False,
+    )  # fmt: skip
+    channel = models.CharField(max_length=20, choices=channel_choices)
+    error_code = models.CharField(max_length=64)
+    shard = models.PositiveSmallIntegerField()
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["minute", "application", "channel", "error_code", "shard"],
+                name="error_rollup_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.error_code} on {self.channel} at {self.minute:%Y-%m-%d %H:%M}"

@@ -66,6 +66,17 @@ def purge_idempotency_records() -> int:
     return deleted
 
 
+@shared_task(name="messaging.purge_rollups")
+def purge_rollups() -> int:
+    """Beat, daily: drops the console's per-minute rollups older than ROLLUP_RETENTION_DAYS."""
+    from django.conf import settings
+    from django.utils import timezone
+
+    from .delivery import rollups
+
+    return rollups.purge(now=timezone.now(), days=settings.ROLLUP_RETENTION_DAYS)
+
+
 @shared_task(name="messaging.poll_kakao_results")
 def poll_kakao_results(application_id: str | None = None) -> dict:
     """Beat, every minute: hands each application with KakaoTalk credentials its own poll of

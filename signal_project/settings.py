@@ -21,7 +21,8 @@ DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin, with the operators' console as its site (operations.admin_site).
+    "operations.admin_site.SignalAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -307,6 +308,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
         "options": {"queue": "messages"},
     },
+    "purge-rollups": {
+        "task": "messaging.purge_rollups",
+        "schedule": 86400.0,
+        "options": {"queue": "messages"},
+    },
     # KakaoTalk: the dealer's per-recipient results, and its list of approved templates.
     "poll-kakao-results": {
         "task": "messaging.poll_kakao_results",
@@ -412,6 +418,8 @@ INBOX_REDIS_URL = env("INBOX_REDIS_URL", default=REDIS_URL)
 INBOX_REPLAY_SECONDS = env.int("INBOX_REPLAY_SECONDS", default=86400)
 # Seconds of silence after which an open stream gets a `: keep-alive` comment (proxies and
 # load balancers close idle connections, commonly after 60 s).
+# The console's per-minute delivery rollups are kept this long (messaging.purge_rollups).
+ROLLUP_RETENTION_DAYS = env.int("ROLLUP_RETENTION_DAYS", default=30)
 INBOX_HEARTBEAT_SECONDS = env.float("INBOX_HEARTBEAT_SECONDS", default=15.0)
 # After an application's identity secret is rotated, hashes made with the previous one are
 # still accepted this long, so its backends can switch without a window of 401s.

@@ -27,6 +27,7 @@ from ..message_columns import EVENT_COLUMNS, WRITTEN
 from ..models import Message, MessageEvent, MessageStatus
 from ..services.subscriptions import TOKEN_INVALID, subscriptions_disable
 from ..signals import message_statuses_changed
+from . import rollups
 from .claim import Outgoing
 
 
@@ -179,7 +180,9 @@ def record_results(
             transaction.on_commit(
                 lambda ids=ids, key=key: dispatch.enqueue(key[0], ids, countdown=delays[key])
             )
-        metrics.observe_batch(messages, results, out.outcomes)
+        # Counted once the batch is committed: a batch rolled back is sent again, not twice.
+        transaction.on_commit(lambda: metrics.observe_batch(messages, results, out.outcomes))
+        rollups.add_batch(messages, results, now)  # last: its row locks are held to commit
     return BatchReport(claimed=len(messages), outcomes=out.outcomes)
 
 

@@ -103,3 +103,17 @@ def test_inbox_campaign_latency_bench_runs_at_a_tiny_size():
     assert figures["items_per_second"] > 0
     assert 0 < figures["delivery_to_event_ms_p50"] <= figures["send_to_event_ms_p50"]
     assert figures["asgi_rss_mb_open"] > 0
+
+
+@pytest.mark.e2e
+def test_console_bench_runs_at_a_tiny_size():
+    figures = _run_bench(
+        "console.py",
+        *("--n", "2000", "--days", "1", "--repeat", "2"),
+        *("--db-name", "signal_bench_smoke_console", "--redis-db", "12"),
+    )
+    assert figures["n"] == 2000
+    assert set(figures["pages"]) == {
+        "console", "message_log", "message_log_filtered", "message_log_error_code",
+    }  # fmt: skip
+    assert figures["pages"]["console"]["queries"] <= 10

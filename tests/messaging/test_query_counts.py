@@ -49,7 +49,7 @@ def test_a_send_takes_the_same_statements_for_any_number_of_targets(
 
 
 @pytest.mark.parametrize("size", [1, 50])
-def test_a_delivery_batch_takes_five_statements_for_any_size(
+def test_a_delivery_batch_takes_six_statements_for_any_size(
     fake_app, providers, django_assert_num_queries, size
 ):
     subscriptions = [subscription_create(fake_app, token=ios_token()) for _ in range(size)]
@@ -58,9 +58,9 @@ def test_a_delivery_batch_takes_five_statements_for_any_size(
     # SAVEPOINT (deliver_batch's transaction, inside the test's); the claim (messages and
     # tokens, one SELECT ... FOR UPDATE); the applications' credentials; the statuses' UPDATE
     # from jsonb_to_recordset, with the events' INSERT in the same statement below
-    # COPY_FROM_ROWS events (2 per message), else followed by their COPY (not counted);
-    # RELEASE SAVEPOINT.
-    with django_assert_num_queries(5):
+    # COPY_FROM_ROWS events (2 per message), else followed by their COPY (not counted); the
+    # delivery rollups' upsert (messaging.delivery.rollups); RELEASE SAVEPOINT.
+    with django_assert_num_queries(6):
         report = delivery.deliver_batch(ids(messages), queue="messages")
 
     assert (report.claimed, report.outcomes) == (size, Counter({"successful": size}))
