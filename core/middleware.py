@@ -24,7 +24,10 @@ def request_id_from(value: str | None) -> str:
 
 class RequestIdMiddleware:
     """First in MIDDLEWARE: the request's id is bound while every other middleware and the
-    view run, and set on whatever response comes back (errors included)."""
+    view run, and set on whatever response comes back (errors included). It stays bound
+    until the response is closed (`clear_request_context`), so Django's own line about a 4xx
+    or 5xx answer, written after the middleware returned, and the server's access log line
+    carry it too."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -35,12 +38,15 @@ class RequestIdMiddleware:
         # A thread serves one request after another: nothing of the last one is carried on.
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        try:
-            response = self.get_response(request)
-        finally:
-            structlog.contextvars.clear_contextvars()
+        response = self.get_response(request)
         response[HEADER] = request_id
         return response
+
+
+def clear_request_context(**_signal) -> None:
+    """Django's request_finished (the response was sent and closed): the request's id is
+    not carried into what the thread does next."""
+    structlog.contextvars.clear_contextvars()
 
 
 def asgi_request_id(app):
