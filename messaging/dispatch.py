@@ -118,8 +118,10 @@ def _request_ids(origins: list[tuple[int, str | None]], start: int, end: int) ->
     the `origins` offsets."""
     found: list[str] = []
     for i, (offset, request_id) in enumerate(origins):
+        if offset >= end:  # the offsets ascend: the rest lie beyond this batch
+            break
         upto = origins[i + 1][0] if i + 1 < len(origins) else end
-        if request_id and offset < end and upto > start and request_id not in found:
+        if request_id and upto > start and request_id not in found:
             found.append(request_id)
             if len(found) == MAX_REQUEST_IDS:
                 break
@@ -323,10 +325,11 @@ def broker_marker_present() -> bool | None:
 
 
 def broker_lost_queued_tasks(*, placed_before: bool | None = None) -> bool:
-    """Whether the broker lost what it held: its marker is gone although one was placed on
-    it before (the SweepMark BROKER_MARK says so). A broker that never had one (this
-    deployment's first start, or a new, empty broker) gets it here, and nothing counts as
-    lost. `placed_before`: that SweepMark's presence, when the caller read it already."""
+    """Whether the broker lost what it held: its marker is gone although a marker was placed
+    before (the SweepMark BROKER_MARK says so; a new, empty broker in place of the old one
+    counts as a loss too, and rightly: what the old one held is not in it). Without that
+    record (this deployment's first start) the broker gets its marker here, and nothing
+    counts as lost. `placed_before`: the record's presence, when the caller read it already."""
     if placed_before is None:
         placed_before = SweepMark.objects.filter(name=BROKER_MARK).exists()
     present = broker_marker_present()

@@ -9,7 +9,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -168,23 +167,6 @@ def test_a_task_published_while_a_request_is_served_carries_its_id(published):
         message = queue.get(timeout=5)
         assert message.headers["request_id"] == "req-42"  # it travelled through the broker
         message.ack()
-
-
-def test_the_outbox_names_the_requests_whose_messages_one_task_carries(published, settings):
-    seen = published
-    # The outbox's thread waits out the interval: the test's flush takes all three additions.
-    settings.MESSAGE_OUTBOX_FLUSH_MS = 2000
-    settings.MESSAGE_BATCH_SIZE = 3
-    dispatch.outbox.last_flush = time.monotonic()
-    for request_id, ids in (("req-a", ["1", "2"]), ("req-b", ["3", "4"]), (None, ["5"])):
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        dispatch.outbox.add(TEST_QUEUE, ids)
-    structlog.contextvars.clear_contextvars()
-    dispatch.outbox.flush()  # from no request: the ids it gathered name theirs
-
-    by_ids = {tuple(json.loads(h["argsrepr"].replace("'", '"'))[0]): h for h in seen}
-    assert by_ids[("1", "2", "3")]["request_id"] == "req-a,req-b"
-    assert by_ids[("4", "5")]["request_id"] == "req-b"
 
 
 # --- Quiet periodic tasks ------------------------------------------------------------------
