@@ -78,8 +78,8 @@ task_postrun.connect(clear_task_context, weak=False)
 def _mark_a_new_broker(**kwargs) -> None:
     """A broker this deployment never used gets its marker before beat's first work reaches
     it, so that losing what is queued from then on is recognised even when no worker swept
-    before the loss (messaging.dispatch.broker_lost_queued_tasks; a loss found here is left to the
-    sweep)."""
+    before the loss (messaging.dispatch.broker_lost_queued_tasks; a loss found here is left
+    to the sweep)."""
     import logging
 
     from messaging.dispatch import broker_lost_queued_tasks
