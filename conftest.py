@@ -49,3 +49,14 @@ def _clear_cache():
 
     cache.clear()
     yield
+
+
+@pytest.fixture(autouse=True)
+def _clear_log_context():
+    """What one test bound for its log lines (a request's id...) is not carried into the next
+    test, nor into the tasks it publishes."""
+    import structlog
+
+    structlog.contextvars.clear_contextvars()
+    yield
+    structlog.contextvars.clear_contextvars()

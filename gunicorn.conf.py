@@ -10,6 +10,19 @@ request line or header, a malformed request) is answered in the API's error shap
 
 import json
 import os
+import sys
+from pathlib import Path
+
+import environ
+
+# gunicorn reads this file before it imports the app: the project on the path, `.env` read
+# as the settings read it.
+_ROOT = Path(__file__).resolve().parent
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+environ.Env.read_env(_ROOT / ".env", overwrite=False)
+
+from core.logging import build_logging  # noqa: E402
 
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -18,6 +31,9 @@ timeout = 30
 keepalive = 5
 limit_request_line = 8190
 limit_request_field_size = 8190
+# gunicorn's own lines (master, workers, and the access log when one is asked for) in the
+# shape and level of every other line (LOG_FORMAT, LOG_LEVEL; core.logging).
+logconfig_dict = build_logging()
 
 _ERROR_CODES = {
     400: "bad_request",

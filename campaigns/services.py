@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+import structlog
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F
@@ -419,6 +420,7 @@ def run_fanout_step(*, run_id, step: int | None = None) -> bool:
     )
     if run is None or run.status != RunStatus.RUNNING:
         return False
+    structlog.contextvars.bind_contextvars(campaign_id=str(run.campaign_id))  # for its lines
     if step is not None and step == run.batches_done - 1:
         # This very step committed already: it runs again because its worker died after the
         # commit (Celery re-delivers a task whose worker was lost), perhaps before it handed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import structlog
 from celery import shared_task
 from django.db import DatabaseError
 
@@ -32,6 +33,7 @@ def campaign_fanout(run_id: str, step: int | None = None) -> bool:
 @shared_task(name="campaigns.start_scheduled_run")
 def start_scheduled_run(campaign_id: str, trigger: str) -> str | None:
     """Started by beat at a campaign's scheduled time or crontab."""
+    structlog.contextvars.bind_contextvars(campaign_id=campaign_id)
     campaign = Campaign.objects.filter(pk=campaign_id).first()
     if campaign is None:
         return None

@@ -14,6 +14,12 @@ task is kept in the process and offered again every second, with its countdown c
 the first attempt, for up to MESSAGE_PUBLISH_DEFER_SECONDS, so a broker that comes back within
 that time gets all of it; what a process could not hand over by then (or held when it died) is
 still pending in PostgreSQL, for the sweep.
+
+Each task carries the id of the request it was published for (its `request_id` header, see
+core.logging): a task published in the caller's context gets it from Celery's
+before_task_publish; the outbox, which publishes from its own thread, keeps the ids of the
+requests whose messages it gathered and names them itself (comma-separated, at most
+MAX_REQUEST_IDS, when one batch holds the messages of several requests).
 """
 
 from __future__ import annotations
@@ -32,8 +38,11 @@ from datetime import datetime
 
 from celery import current_app
 from django.conf import settings
+from django.utils import timezone
 
-from .models import Message
+from core.logging import current_request_id
+
+from .models import Message, SweepMark
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +50,8 @@ logger = logging.getLogger(__name__)
 # pending in PostgreSQL, and the sweep or the campaign watchdog enqueues it again).
 MAX_DEFERRED = 10_000
 DEFER_RETRY_SECONDS = 1.0
+# Request ids one task names at most (its header stays small).
+MAX_REQUEST_IDS = 20
 
 QUEUE_FOR_PRIORITY = {Message.Priority.HIGH: "critical", Message.Priority.NORMAL: "messages"}
 RETRY_QUEUE = "retry"
@@ -56,13 +67,18 @@ class _Deferred:
     queue: str
     due: float  # time.monotonic() when it was meant to run
     given_up_at: float
+    request_id: str | None
 
 
-def _publish(queue: str, ids: list[str], countdown: float | None = None) -> None:
-    publish(DELIVER_BATCH, args=[ids], queue=queue, countdown=countdown)
+def _publish(
+    queue: str, ids: list[str], countdown: float | None = None, request_id: str | None = None
+) -> None:
+    publish(DELIVER_BATCH, args=[ids], queue=queue, countdown=countdown, request_id=request_id)
 
 
-def _apply(task: str, args: list, queue: str, countdown: float | None) -> None:
+def _apply(
+    task: str, args: list, queue: str, countdown: float | None, request_id: str | None = None
+) -> None:
     if countdown and settings.BROKER_COUNTDOWN_WHOLE_SECONDS:
         # Delays kept in the broker (RabbitMQ quorum queues) count whole seconds and refuse
         # less than one: round up, so a retry never goes sooner than its back-off.
@@ -76,16 +92,40 @@ def _apply(task: str, args: list, queue: str, countdown: float | None) -> None:
         queue=queue,
         countdown=countdown or None,
         ignore_result=current_app.conf.task_ignore_result,
+        headers={"request_id": request_id} if request_id else None,
     )
 
 
-def publish(task: str, *, args: list, queue: str, countdown: float | None = None) -> None:
+def publish(
+    task: str,
+    *,
+    args: list,
+    queue: str,
+    countdown: float | None = None,
+    request_id: str | None = None,
+) -> None:
     """Publishes the Celery task named `task`; when the broker does not take it, keeps it
-    for a later try (see the module's docstring) instead of raising."""
+    for a later try (see the module's docstring) instead of raising. `request_id`: the
+    request(s) it is published for, when that is not the current one."""
     try:
-        _apply(task, args, queue, countdown)
+        _apply(task, args, queue, countdown, request_id)
     except Exception as exc:
-        outbox.defer(task, args, queue, countdown, exc)
+        outbox.defer(task, args, queue, countdown, exc, request_id or current_request_id())
+
+
+def _request_ids(origins: list[tuple[int, str | None]], start: int, end: int) -> str | None:
+    """The request ids of the ids [start, end) of an outbox queue whose additions began at
+    the `origins` offsets."""
+    found: list[str] = []
+    for i, (offset, request_id) in enumerate(origins):
+        if offset >= end:  # the offsets ascend: the rest lie beyond this batch
+            break
+        upto = origins[i + 1][0] if i + 1 < len(origins) else end
+        if request_id and upto > start and request_id not in found:
+            found.append(request_id)
+            if len(found) == MAX_REQUEST_IDS:
+                break
+    return ",".join(found) or None
 
 
 def _batches(ids: list[str]) -> Iterator[list[str]]:
@@ -102,6 +142,8 @@ class Outbox:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._pending: dict[str, list[str]] = defaultdict(list)
+        # Per queue: (offset in _pending, request id) of each addition, for the tasks' headers.
+        self._origins: dict[str, list[tuple[int, str | None]]] = defaultdict(list)
         self._thread: threading.Thread | None = None
         self._pid = 0
         # When the last flush began (time.monotonic()): the next waits for the interval.
@@ -113,13 +155,17 @@ class Outbox:
         """Publishes waiting for the broker."""
         return len(self._deferred)
 
-    def defer(self, task, args: list, queue: str, countdown: float | None, exc) -> None:
+    def defer(
+        self, task, args: list, queue: str, countdown: float | None, exc, request_id=None
+    ) -> None:
         now = time.monotonic()
         keep = settings.MESSAGE_PUBLISH_DEFER_SECONDS
         with self._lock:
             if not self._deferred:
                 logger.warning("The broker did not take a task (%s); retrying every second", exc)
-            self._deferred.append(_Deferred(task, args, queue, now + (countdown or 0), now + keep))
+            self._deferred.append(
+                _Deferred(task, args, queue, now + (countdown or 0), now + keep, request_id)
+            )
             while len(self._deferred) > MAX_DEFERRED:
                 dropped = self._deferred.popleft()
                 logger.error("Dropped a deferred %s for %s: too many waiting", dropped.task,
@@ -141,7 +187,8 @@ class Outbox:
                              item.task, item.queue)  # fmt: skip
             else:
                 try:
-                    _apply(item.task, item.args, item.queue, max(item.due - now, 0.0))
+                    _apply(item.task, item.args, item.queue, max(item.due - now, 0.0),
+                           item.request_id)  # fmt: skip
                 except Exception:
                     return len(self._deferred)
             with self._lock:
@@ -159,17 +206,23 @@ class Outbox:
             _publish(queue, batch)
         if cut == len(ids):
             return
+        request_id = current_request_id()
         with self._lock:
-            self._pending[queue].extend(ids[cut:])
+            pending = self._pending[queue]
+            self._origins[queue].append((len(pending), request_id))
+            pending.extend(ids[cut:])
             self._ensure_thread()
         self._wake.set()
 
     def flush(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, defaultdict(list)
+            origins, self._origins = self._origins, defaultdict(list)
+        size = settings.MESSAGE_BATCH_SIZE
         for queue, ids in pending.items():
-            for batch in _batches(ids):
-                _publish(queue, batch)
+            for start in range(0, len(ids), size):
+                end = min(start + size, len(ids))
+                _publish(queue, ids[start:end], request_id=_request_ids(origins[queue], start, end))
 
     def _ensure_thread(self) -> None:
         # Threads do not survive fork: a forked web or worker process starts its own; and a
@@ -236,6 +289,9 @@ def hand_over(rows: Sequence[tuple], now: datetime) -> None:
 # --- Did the broker lose its queues? -----------------------------------------------------------
 
 BROKER_MARKER = "signal.broker-marker"
+# The SweepMark that records when a marker was last placed: with it, a missing marker means
+# lost data; without it, a broker this deployment never used (its first start).
+BROKER_MARK = "broker"
 
 
 def _marker_queue():
@@ -268,8 +324,33 @@ def broker_marker_present() -> bool | None:
         return None
 
 
+def broker_lost_queued_tasks(*, placed_before: bool | None = None) -> bool:
+    """Whether the broker lost what it held: its marker is gone although a marker was placed
+    before (the SweepMark BROKER_MARK says so; a new, empty broker in place of the old one
+    counts as a loss too, and rightly: what the old one held is not in it). Without that
+    record (this deployment's first start) the broker gets its marker here, and nothing
+    counts as lost. `placed_before`: the record's presence, when the caller read it already."""
+    if placed_before is None:
+        placed_before = SweepMark.objects.filter(name=BROKER_MARK).exists()
+    present = broker_marker_present()
+    if present is None:
+        return False
+    if not present and placed_before:
+        return True
+    if not present:
+        broker_marker_place()
+    elif not placed_before:
+        _record_marker()  # placed before the record was kept
+    return False
+
+
+def _record_marker() -> None:
+    SweepMark.objects.update_or_create(name=BROKER_MARK, defaults={"position": timezone.now()})
+
+
 def broker_marker_place() -> None:
-    """Puts the marker (one persistent message in a durable queue) in the broker."""
+    """Puts the marker (one persistent message in a durable queue) in the broker, and records
+    that it did (SweepMark BROKER_MARK)."""
     from kombu import Producer
 
     queue = _marker_queue()
@@ -289,3 +370,4 @@ def broker_marker_place() -> None:
         finally:
             with contextlib.suppress(Exception):
                 channel.close()
+    _record_marker()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import structlog
 from celery import shared_task
 from django.db import DatabaseError
 
@@ -43,6 +44,8 @@ def _delivered_from(request) -> str | None:
 )
 def deliver_batch(self, message_ids: list[str]) -> None:
     """Sends the pending messages among these ids (a batch of up to MESSAGE_BATCH_SIZE)."""
+    if len(message_ids) == 1:  # a batch's lines name no message of their own
+        structlog.contextvars.bind_contextvars(message_id=message_ids[0])
     delivery.deliver_batch(message_ids, queue=_delivered_from(self.request))
 
 

@@ -11,10 +11,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signal_project.settings")
 
 django_application = get_asgi_application()
 
+from core.middleware import asgi_request_id  # noqa: E402
 from messaging.checks import verify_on_start  # noqa: E402
 from messaging.inbox import stream  # noqa: E402
 
 verify_on_start()
+# The stream's lines carry a request id as the Django views' do (core.middleware).
+stream_application = asgi_request_id(stream.stream)
 
 
 async def lifespan(receive, send) -> None:
@@ -32,7 +35,7 @@ async def lifespan(receive, send) -> None:
 
 async def application(scope, receive, send) -> None:
     if scope["type"] == "http" and scope["path"] == stream.PATH:
-        await stream.stream(scope, receive, send)
+        await stream_application(scope, receive, send)
     elif scope["type"] == "lifespan":
         await lifespan(receive, send)
     else:

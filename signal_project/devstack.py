@@ -266,6 +266,8 @@ def main() -> int:
                 PY,
                 "-m",
                 "hypercorn",
+                "--config",
+                "file:hypercorn.conf.py",
                 "signal_project.asgi:application",
                 "--bind",
                 ASGI_ADDRESS,

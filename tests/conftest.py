@@ -107,3 +107,25 @@ def other_client_api(other_app) -> APIClient:
 @pytest.fixture
 def anonymous_api() -> APIClient:
     return api_client(None)
+
+
+@pytest.fixture
+def log_lines():
+    """The JSON lines (as dicts) that the root logger and Django's loggers write during the
+    test, formatted as LOG_FORMAT=json formats them (core.logging)."""
+    import io
+    import json
+    import logging
+
+    from core.logging import formatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter("json"))
+    # Django's loggers do not propagate to the root (they have the handler of their own).
+    loggers = [logging.getLogger(), logging.getLogger("django")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    for logger in loggers:
+        logger.removeHandler(handler)

@@ -5,6 +5,7 @@ their inbox items (record.record_results)."""
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import logging
@@ -188,7 +189,9 @@ def _deliver(message_ids: Sequence[str], queue: str | None) -> BatchReport:
     if len(jobs) <= 1:  # none: every subscription was disabled, nothing goes out
         batches = [send_group(*job) for job in jobs]
     else:
-        batches = list(_group_pool.map(lambda job: send_group(*job), jobs))
+        # Each in a copy of this context: the adapters' lines carry the task's ids too.
+        contexts = [contextvars.copy_context() for _ in jobs]
+        batches = list(_group_pool.map(lambda c, job: c.run(send_group, *job), contexts, jobs))
     for (_app, _channel, group), batch_results in zip(jobs, batches, strict=True):
         for message, result in zip(group, batch_results, strict=True):
             results[message.id] = result

@@ -34,8 +34,10 @@ def pending_sweep(*, now: datetime | None = None, limit: int = 200_000) -> int:
     its marks, so the next one reads the same windows again.
 
     When the broker lost its queued tasks (a restart without its data: the marker in
-    dispatch.broker_marker_present is gone), the work handed over since the stale window's end
-    is lost too and would wait MESSAGE_STALE_AFTER_SECONDS: a third window, "lost", hands
+    dispatch.broker_marker_present is gone although one was placed before; a broker that
+    never had one gets it quietly, see dispatch.broker_lost_queued_tasks), the work handed
+    over since the stale window's end is lost too and would wait
+    MESSAGE_STALE_AFTER_SECONDS: a third window, "lost", hands
     over every pending message handed over before now, the retries that are not yet due go
     back on the retry queue with what is left of their back-off, and `broker_data_lost`
     tells the other apps (campaign fan-outs). Only once all of it is done is the marker put
@@ -60,7 +62,8 @@ def pending_sweep(*, now: datetime | None = None, limit: int = 200_000) -> int:
         ("stale", stale, "enqueued_at", stale_before),
         ("due", due, "send_after", now),
     ]
-    broker_lost = dispatch.broker_marker_present() is False
+    # A broker that never had a marker (the first start) gets one without a word.
+    broker_lost = dispatch.broker_lost_queued_tasks(placed_before=dispatch.BROKER_MARK in marks)
     if broker_lost:
         # Handed over before now (hand_over writes `now`, so what it hands over leaves).
         lost = Message.objects.filter(

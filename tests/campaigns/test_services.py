@@ -4,6 +4,7 @@ interface calls them (the API's serializers and the admin's forms only parse).""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from django.utils import timezone
 from campaigns import services
 from campaigns.models import Campaign, CampaignStatus
 from core.exceptions import InvalidTransition, ValidationFailed
+from tests.conftest import subscription_create
 
 from .conftest import beat_rows, campaign_create, in_an_hour, template_create
 
@@ -168,3 +170,17 @@ def test_validate_refuses_a_change_to_a_finished_campaign(app):
 
     with pytest.raises(InvalidTransition):
         services.campaign_validate(application=app.application, campaign=campaign, name="late")
+
+
+def test_a_fanout_step_names_its_campaign_in_its_log_lines(app, log_lines):
+    """A step knows its run only; the lines written while it runs (and by the task around
+    it) carry the run's campaign, read with the run (no query more, test_query_counts)."""
+    subscription_create(app.application)
+    campaign = campaign_create(app.application)
+    run = services.campaign_execute(campaign=campaign)
+
+    assert services.run_fanout_step(run_id=run.pk, step=0) is False
+    logging.getLogger("campaigns.tasks").warning("a line of the step's task")
+
+    [line] = log_lines()
+    assert line["campaign_id"] == str(campaign.pk)

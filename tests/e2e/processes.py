@@ -72,13 +72,15 @@ def api(web: Process, key: str, method: str, path: str, body: dict | None = None
     return status, answer
 
 
-def request(web: Process, key: str, method: str, path: str, body: dict | None = None) -> tuple:
+def request(
+    web: Process, key: str, method: str, path: str, body: dict | None = None, headers=None
+) -> tuple:
     """(status, headers, JSON body) of one request to the web process."""
     outgoing = urllib.request.Request(  # noqa: S310 (our own loopback server)
         web.url + path,
         data=json.dumps(body).encode() if body is not None else None,
         method=method,
-        headers={"X-API-Key": key, "Content-Type": "application/json"},
+        headers={"X-API-Key": key, "Content-Type": "application/json", **(headers or {})},
     )
     try:
         with urllib.request.urlopen(outgoing, timeout=30) as response:  # noqa: S310

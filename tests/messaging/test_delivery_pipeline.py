@@ -19,7 +19,7 @@ from django.utils import timezone
 from messaging import delivery, dispatch, signals
 from messaging.delivery import record
 from messaging.delivery import send as delivery_send
-from messaging.models import Message, MessageEvent, MessageStatus, SubscriptionEvent
+from messaging.models import Message, MessageEvent, MessageStatus, SubscriptionEvent, SweepMark
 from messaging.services.messages import (
     Content,
     Delivery,
@@ -556,6 +556,31 @@ def test_after_the_broker_lost_its_data_the_sweep_hands_over_all_pending_work(
     assert dispatch.broker_marker_present() is True
     enqueued.clear()
     assert delivery.pending_sweep(now=now) == 0 and enqueued == []
+
+
+def test_a_broker_never_marked_gets_its_marker_without_a_lost_tasks_warning(
+    app, settings, enqueued, log_lines
+):
+    """A first start (no marker, and none was ever placed) is not a loss; once the marker
+    was placed, losing it is, and is said."""
+    broker_loses_its_data()
+    SweepMark.objects.filter(name=dispatch.BROKER_MARK).delete()
+    settings.MESSAGE_STALE_AFTER_SECONDS = 300
+    [message] = send(app.application, [subscription_create(app.application)])
+    Message.objects.filter(pk=message.pk).update(enqueued_at=timezone.now())
+
+    assert delivery.pending_sweep() == 0  # the pending message is not taken for lost
+    assert dispatch.broker_marker_present() is True
+    assert SweepMark.objects.filter(name=dispatch.BROKER_MARK).exists()
+    assert delivery.pending_sweep() == 0
+    assert log_lines() == []  # idle sweeps say nothing
+
+    broker_loses_its_data()
+    assert delivery.pending_sweep() == 1
+    [line] = log_lines()
+    assert line["level"] == "warning"
+    assert line["event"].startswith("The broker lost its queued tasks: enqueued 1 pending")
+    assert [batch for _, batch, _ in enqueued] == [[str(message.pk)]]
 
 
 def test_recording_a_send_is_a_heap_only_update(fake_app, providers):

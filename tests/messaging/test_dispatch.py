@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 import redis
+import structlog
 from django.conf import settings as django_settings
 
 from messaging import dispatch
@@ -42,6 +43,14 @@ def tasks_on(broker, queue: str) -> list[tuple[str, list[str], float | None]]:
         [ids] = args
         tasks.append((envelope["headers"]["task"], ids, envelope["headers"].get("eta")))
     return tasks
+
+
+def request_ids_on(broker, queue: str) -> list[str | None]:
+    """The `request_id` header of every task waiting on the queue, oldest first."""
+    return [
+        json.loads(raw)["headers"].get("request_id")
+        for raw in reversed(broker.lrange(queue, 0, -1))
+    ]
 
 
 def wait_past_the_flush(settings) -> None:
@@ -141,6 +150,33 @@ def test_each_queue_gets_its_own_tasks(broker, queue, settings, just_flushed):
         broker.delete(other, *broker.keys(f"*{other}*"))
 
 
+def test_a_task_names_the_requests_whose_ids_it_carries(broker, queue, settings, just_flushed):
+    """The outbox publishes from its own thread: it keeps each addition's request id for
+    the task that carries its ids."""
+    settings.MESSAGE_OUTBOX_FLUSH_MS = 50
+    settings.MESSAGE_BATCH_SIZE = 3
+    for request_id, ids in (("req-a", ["1", "2"]), ("req-b", ["3", "4"]), (None, ["5"])):
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        outbox.add(queue, ids)
+    structlog.contextvars.clear_contextvars()
+    wait_past_the_flush(settings)
+
+    assert [task[1] for task in tasks_on(broker, queue)] == [["1", "2", "3"], ["4", "5"]]
+    assert request_ids_on(broker, queue) == ["req-a,req-b", "req-b"]
+
+
+def test_a_task_names_at_most_twenty_requests(broker, queue, settings, just_flushed):
+    settings.MESSAGE_OUTBOX_FLUSH_MS = 50
+    for i in range(25):
+        structlog.contextvars.bind_contextvars(request_id=f"r{i}")
+        outbox.add(queue, [str(i)])
+    structlog.contextvars.clear_contextvars()
+    wait_past_the_flush(settings)
+
+    [names] = request_ids_on(broker, queue)
+    assert names.split(",") == [f"r{i}" for i in range(dispatch.MAX_REQUEST_IDS)]
+
+
 def test_a_delayed_enqueue_skips_the_outbox_and_carries_its_countdown(broker, queue, settings):
     settings.MESSAGE_BATCH_SIZE = 2
     settings.MESSAGE_OUTBOX_FLUSH_MS = 400
@@ -159,10 +195,10 @@ def broker_refuses(monkeypatch, queue):
     real_apply = dispatch._apply
     refusing = {"on": True}
 
-    def apply(task, args, name, countdown):
+    def apply(task, args, name, countdown, request_id=None):
         if refusing["on"] and name == queue:
             raise ConnectionError("broker down")
-        real_apply(task, args, name, countdown)
+        real_apply(task, args, name, countdown, request_id)
 
     monkeypatch.setattr(dispatch, "_apply", apply)
     yield refusing
@@ -175,7 +211,9 @@ def test_a_refused_publish_is_kept_and_sent_once_the_broker_takes_it(
     settings.MESSAGE_OUTBOX_FLUSH_MS = 50
     other = f"{queue}-other"
     try:
+        structlog.contextvars.bind_contextvars(request_id="req-kept")
         outbox.add(queue, ["kept"])
+        structlog.contextvars.clear_contextvars()
         outbox.add(other, ["sent"])
         wait_past_the_flush(settings)
         assert [task[1] for task in tasks_on(broker, other)] == [["sent"]]
@@ -185,6 +223,7 @@ def test_a_refused_publish_is_kept_and_sent_once_the_broker_takes_it(
         time.sleep(dispatch.DEFER_RETRY_SECONDS + 0.5)
 
         assert [task[1] for task in tasks_on(broker, queue)] == [["kept"]]
+        assert request_ids_on(broker, queue) == ["req-kept"]  # still its request's
         assert outbox.deferred == 0
     finally:
         broker.delete(other, *broker.keys(f"*{other}*"))
