@@ -117,6 +117,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
         "last_active_at",
+        "messages_link",
     ]
     fields = [
         "id",
@@ -134,6 +135,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
         "token_digest",
         "created_at",
         "updated_at",
+        "messages_link",
     ]
     raw_id_fields = ["user"]
     inlines = [SubscriptionEventInline]
@@ -142,6 +144,13 @@ class SubscriptionAdmin(admin.ModelAdmin):
     @admin.display(description="id", ordering="id")
     def id_short(self, obj: Subscription) -> str:
         return short_id(obj.pk)
+
+    @admin.display(description="messages")
+    def messages_link(self, obj: Subscription) -> str:
+        return format_html(
+            '<a href="{}" id="subscription-messages-link">the messages sent to it</a>',
+            changelist_url("messaging", "message", subscription=obj.pk),
+        )
 
     @admin.display(description="external user id", ordering="user__external_user_id")
     def external_user_id(self, obj: Subscription) -> str:
