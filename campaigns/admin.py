@@ -179,7 +179,8 @@ class CampaignAdmin(admin.ModelAdmin):
         )
         if editable:
             audience = ["tags", "countries", "languages", "channels", "last_active_after"]
-            schedule = ["scheduled_at", "schedule_preset", *CRON_FORM_FIELDS, "schedule_timezone"]
+            # The five crontab fields on one line, as a crontab is written.
+            schedule = ["scheduled_at", "schedule_preset", CRON_FORM_FIELDS, "schedule_timezone"]
             variables = ["variables"]
         else:  # what was sent, read-only
             audience, schedule, variables = (

@@ -22,7 +22,10 @@ from .validation import untrusted_text_problem
 
 CONFIRM_TEMPLATE = "admin/confirm_action.html"
 LISTED = 100  # objects named on a confirmation page
-SHORT_ID = 8  # characters of an id shown in lists (the whole id in its title)
+# An id in lists: its first and last characters (the whole id in its title). Time-ordered ids
+# (uuid7) share their first characters with every row written in the same minute; the last
+# ones are random.
+SHORT_ID_HEAD, SHORT_ID_TAIL = 8, 6
 EMPTY = "—"
 
 
@@ -43,17 +46,25 @@ def zoned(moment: datetime | None, *, seconds: bool = True) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z").strip()
 
 
+def shortened(value) -> str:
+    """ "01a24da5-a7b0-7538-b4fd-69914dda1a8f" as "01a24da5…da1a8f"."""
+    full = str(value)
+    if len(full) <= SHORT_ID_HEAD + SHORT_ID_TAIL + 1:
+        return full
+    return f"{full[:SHORT_ID_HEAD]}…{full[-SHORT_ID_TAIL:]}"
+
+
 def short_id(value, *, url: str | None = None) -> str:
-    """An id as its first characters in monospace, the whole id in the title (shown on hover
-    and copied with the text's selection), linked to `url` when given."""
+    """An id shortened in monospace, the whole id in the title (shown on hover), linked to
+    `url` when given."""
     if value in (None, ""):
         return EMPTY
     full = str(value)
     if url:
         return format_html(
-            '<a class="signal-id" href="{}" title="{}">{}</a>', url, full, full[:SHORT_ID]
+            '<a class="signal-id" href="{}" title="{}">{}</a>', url, full, shortened(full)
         )
-    return format_html('<span class="signal-id" title="{}">{}</span>', full, full[:SHORT_ID])
+    return format_html('<span class="signal-id" title="{}">{}</span>', full, shortened(full))
 
 
 def change_url(app_label: str, model: str, pk) -> str | None:
