@@ -131,7 +131,11 @@ messaging_admin.MessageAdmin.campaign_search = staticmethod(_campaign_message_se
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
     form = CampaignForm
-    Media = AdminMedia
+
+    class Media:
+        css = AdminMedia.css
+        js = ["campaigns/campaign_form.js"]
+
     list_display = [
         "name",
         "status",

@@ -129,7 +129,23 @@ def lines_format(values: dict | None) -> str:
     return "\n".join(lines)
 
 
+class TemplateSelect(forms.Select):
+    """A template's option carries the variables its current version uses (data-variables),
+    which the page's script shows in the variables field."""
+
+    def create_option(self, name, value, *args, **kwargs):
+        option = super().create_option(name, value, *args, **kwargs)
+        template = getattr(value, "instance", None)
+        if template is not None and template.current_id:
+            option["attrs"]["data-variables"] = ",".join(
+                sorted(compiled(template.current).variables)
+            )
+        return option
+
+
 class TemplateChoiceField(forms.ModelChoiceField):
+    widget = TemplateSelect
+
     def label_from_instance(self, obj: MessageTemplate) -> str:
         return f"{obj.name} ({obj.application})"
 
@@ -144,7 +160,7 @@ def _language_choices(extra: list[str]) -> list[tuple[str, str]]:
 class CampaignForm(StorableTextForm):
     template = TemplateChoiceField(
         queryset=MessageTemplate.objects.filter(deleted_at__isnull=True).select_related(
-            "application"
+            "application", "current"
         ),
         required=False,
         help_text="A template of the same application, or leave empty and give title/body/data.",

@@ -256,7 +256,29 @@ def test_every_admin_page_loads_without_an_error_in_a_real_browser(
         )
         assert browser.evaluate("document.querySelectorAll('#campaign-next-runs li').length") == 3
         assert "09:00 KST (Mon)" in text(browser, "#campaign-next-runs")
+        # A preset fills the crontab fields (the page's script); typing switches to Custom.
+        browser.evaluate(
+            "const p = document.getElementById('id_schedule_preset');"
+            "p.value = '0 9 * * 1-5'; p.dispatchEvent(new Event('change'));"
+        )
+        assert browser.evaluate("document.getElementById('id_cron_day_of_week').value") == "1-5"
+        browser.evaluate(
+            "const m = document.getElementById('id_cron_minute');"
+            "m.value = '30'; m.dispatchEvent(new Event('input'));"
+        )
+        assert browser.evaluate("document.getElementById('id_schedule_preset').value") == "custom"
+        assert browser.exceptions == [] and browser.console == []
+
+        # The add page: choosing a template shows its variables in the variables field.
         check_page(browser, f"{web_server.url}/admin/campaigns/campaign/add/")
+        browser.evaluate(
+            "const t = document.getElementById('id_template');"
+            f"t.value = '{data['template'].pk}'; t.dispatchEvent(new Event('change'));"
+        )
+        assert browser.evaluate("document.getElementById('id_variables').placeholder") == (
+            "user_name="
+        )
+        assert browser.exceptions == [] and browser.console == []
 
         # The template's second version shows its diff.
         version = data["template"].current
