@@ -34,6 +34,8 @@ from .models import Campaign, CampaignRun, CampaignStatus
 from .schedules import next_runs
 
 EDITABLE_STATUSES = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
+# A campaign in one of these never runs again.
+FINISHED_STATUSES = (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED, CampaignStatus.FAILED)
 LATEST_RUN_FIELDS = ("status", "targeted", "pending", "audience_estimate")
 NEXT_RUNS = 3
 
@@ -273,7 +275,7 @@ class CampaignAdmin(admin.ModelAdmin):
     @admin.display(description="next runs")
     def next_runs_display(self, obj: Campaign) -> str:
         if obj.schedule:
-            if obj.status not in EDITABLE_STATUSES:
+            if obj.status in FINISHED_STATUSES:
                 return f"None: the campaign is {obj.status}."
             times = next_runs(obj.schedule, count=NEXT_RUNS)
             return format_html(
