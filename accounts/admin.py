@@ -9,7 +9,6 @@ from typing import Any
 from django import forms
 from django.conf import settings as django_settings
 from django.contrib import admin, messages
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from accounts import credentials
@@ -26,7 +25,7 @@ from accounts.services import (
     identity_verification_set,
 )
 from core import channels
-from core.admin_kit import StorableJSONField, StorableTextForm, confirmation
+from core.admin_kit import StorableJSONField, StorableTextForm, confirmation, zoned
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -194,7 +193,7 @@ def credentials_summary(values: dict, set_at, *, secret_keys) -> str:
     """Stored credentials as an HTML list with secrets fingerprinted, and when they were set."""
     if not values:
         return "None stored."
-    when = f"{timezone.localtime(set_at):%Y-%m-%d %H:%M %Z}" if set_at else "before dates were kept"
+    when = zoned(set_at, seconds=False) if set_at else "before dates were kept"
     rows = [*credentials.credentials_display(values, secret_keys=secret_keys), ("set on", when)]
     return format_html(
         '<dl class="credentials">{}</dl>',
@@ -265,7 +264,7 @@ class ApplicationAdmin(admin.ModelAdmin):
         if not obj.pk or not obj.identity_secret:
             return "None yet: generated (and shown once) when verification is turned on."
         if obj.identity_secret_rotated_at:
-            return f"Set; last rotated {obj.identity_secret_rotated_at:%Y-%m-%d %H:%M} UTC."
+            return f"Set; last rotated {zoned(obj.identity_secret_rotated_at, seconds=False)}."
         return 'Set. Rotate it with the action "Rotate the identity secret".'
 
     def _show_secret(self, request, application: Application, secret: str | None) -> None:

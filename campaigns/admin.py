@@ -4,58 +4,40 @@ its beat task follows), preview its audience, execute or cancel it, watch its ru
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
-from django import forms
+from cron_descriptor import get_description
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from core.admin_kit import (
-    StorableJSONField,
-    StorableTextForm,
-    add_serializer_errors,
+    EMPTY,
+    AdminMedia,
+    changelist_url,
     confirmation,
+    linked,
+    short_id,
+    zoned,
 )
-from core.channels import CHANNELS, PART_NAMES, parts_example
-from core.exceptions import ApplicationError, ContentInvalid, NotFound, ValidationFailed
-from messaging.models import Message
-from messaging.services.messages import MAX_BODY_LENGTH, MAX_TITLE_LENGTH, MAX_TTL
-from templates_app.models import MessageTemplate
+from core.exceptions import ApplicationError
+from messaging import admin as messaging_admin
 
 from . import selectors, services
+from .forms import CRON_FORM_FIELDS, CampaignForm, lines_format
 from .models import Campaign, CampaignRun, CampaignStatus
-from .schedules import ScheduleInvalid, schedule_clean
-from .targeting import CriteriaInvalid, criteria_clean
+from .schedules import next_runs
 
 EDITABLE_STATUSES = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
-FORM_FIELDS = (
-    "name",
-    "template",
-    "variables",
-    "title",
-    "body",
-    "data",
-    "parts",
-    "targeting_criteria",
-    "scheduled_at",
-    "schedule",
-    "throttle_per_minute",
-    "priority",
-    "ttl",
-)
+# A campaign in one of these never runs again.
+FINISHED_STATUSES = (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED, CampaignStatus.FAILED)
 LATEST_RUN_FIELDS = ("status", "targeted", "pending", "audience_estimate")
-# The services name fields as the API does; where each is on the form.
-API_NAMES = {"template_id": "template", **dict.fromkeys(PART_NAMES, "parts")}
-
-
-def _problems(errors: dict) -> list[str]:
-    """{key: [messages]} from criteria_clean / schedule_clean as form messages naming the key."""
-    return [f"{key}: {message}" for key, problems in errors.items() for message in problems]
+NEXT_RUNS = 3
 
 
 def _actor(request) -> str:
@@ -71,133 +53,91 @@ def schedule_summary(campaign: Campaign) -> str:
     if campaign.schedule:
         return f"cron {campaign.schedule['crontab']} ({campaign.schedule['timezone']})"
     if campaign.scheduled_at:
-        moment = timezone.localtime(campaign.scheduled_at)
-        return f"once at {moment:%Y-%m-%d %H:%M %Z}"
-    return "—"
+        return f"once at {zoned(campaign.scheduled_at, seconds=False)}"
+    return EMPTY
 
 
-class TemplateChoiceField(forms.ModelChoiceField):
-    def label_from_instance(self, obj: MessageTemplate) -> str:
-        return f"{obj.name} ({obj.application})"
+def describe_crontab(crontab: str) -> str:
+    """A crontab in words ("At 09:00 AM, only on Monday"), as django-celery-beat shows it."""
+    try:
+        return get_description(crontab)
+    except Exception:  # noqa: BLE001 (a description is a nicety; the expression is valid)
+        return crontab
 
 
-class CampaignForm(StorableTextForm):
-    template = TemplateChoiceField(
-        queryset=MessageTemplate.objects.filter(deleted_at__isnull=True).select_related(
-            "application"
-        ),
-        required=False,
-        help_text="A template of the same application, or leave empty and give title/body/data.",
-    )
-    variables = StorableJSONField(
-        required=False, initial=dict, help_text='The template\'s variables: {"name": "value"}.'
-    )
-    title = forms.CharField(required=False, max_length=MAX_TITLE_LENGTH)
-    body = forms.CharField(
-        required=False, max_length=MAX_BODY_LENGTH, widget=forms.Textarea({"rows": 3})
-    )
-    data = StorableJSONField(required=False, initial=dict)
-    parts = StorableJSONField(
-        required=False,
-        initial=dict,
-        label="Channel parts",
-        help_text=f"With literal content: {parts_example()}; each part and field optional.",
-    )
-    targeting_criteria = StorableJSONField(
-        required=False,
-        initial=dict,
-        help_text='e.g. {"tags": {"plan": "gold"}, "last_active_after": '
-        '"2026-10-01T00:00:00Z", "countries": ["KR"], "languages": ["ko"], '
-        f'"channels": [{", ".join(map(json.dumps, CHANNELS))}]}}; {{}} targets every enabled '
-        "subscription.",
-    )
-    schedule = StorableJSONField(
-        required=False,
-        help_text='Recurring: {"crontab": "0 9 * * 1", "timezone": "Asia/Seoul"}. '
-        "Leave empty for a one-off campaign.",
-    )
-    throttle_per_minute = forms.IntegerField(required=False, min_value=1, max_value=10_000_000)
-    priority = forms.ChoiceField(choices=Message.Priority.choices, initial="normal")
-    ttl = forms.IntegerField(required=False, min_value=0, max_value=MAX_TTL, help_text="Seconds.")
+def campaign_messages_url(campaign_id, run_id=None) -> str:
+    """The message changelist filtered to a campaign's messages, or one run's."""
+    if run_id is not None:
+        return changelist_url("messaging", "message", campaign_run_id=run_id)
+    return changelist_url("messaging", "message", campaign_id=campaign_id)
 
-    class Meta:
-        model = Campaign
-        fields = ["application", *FORM_FIELDS]
 
-    def clean_variables(self):
-        return self._object("variables")
+def percent(rate: float | None) -> str:
+    return EMPTY if rate is None else f"{rate:.1%}"
 
-    def clean_data(self):
-        return self._object("data")
 
-    def clean_parts(self):
-        return self._object("parts")
-
-    def _object(self, name: str) -> dict:
-        value = self.cleaned_data.get(name)
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise forms.ValidationError("A JSON object.")
-        return value
-
-    def clean_targeting_criteria(self):
-        try:
-            return criteria_clean(self.cleaned_data.get("targeting_criteria") or {})
-        except CriteriaInvalid as exc:
-            raise forms.ValidationError(_problems(exc.errors)) from exc
-
-    def clean_schedule(self):
-        try:
-            return schedule_clean(self.cleaned_data.get("schedule") or None)
-        except ScheduleInvalid as exc:
-            raise forms.ValidationError(_problems(exc.errors)) from exc
-
-    def clean(self):
-        cleaned = super().clean()
-        if self.errors:
-            return cleaned  # the services judge values the form could read
-        adding = self.instance._state.adding
-        application = cleaned.get("application") if adding else self.instance.application
-        try:
-            services.campaign_validate(
-                application=application,
-                campaign=None if adding else self.instance,
-                **self.service_fields(),
+def funnel_table(stats: dict[str, int], reasons: dict | None, *, html_id: str) -> str:
+    """The funnel of a run or campaign as an HTML table: delivered (successful + received +
+    converted), failed (with its error codes when given), received (received + converted),
+    converted, each with its rate, then pending and cancelled."""
+    f = selectors.funnel(stats)
+    failed_detail = ""
+    if reasons and reasons["reasons"]:
+        failed_detail = format_html(
+            '<ul class="signal-reasons">{}{}</ul>{}',
+            format_html_join(
+                "",
+                '<li><code class="failure-code">{}</code>: <span class="failure-count">{}</span>'
+                "</li>",
+                reasons["reasons"],
+            ),
+            format_html("<li>other codes: {}</li>", reasons["others"]) if reasons["others"] else "",
+            format_html(
+                '<p class="help">Counted over the newest {} failed messages.</p>',
+                selectors.FAILURE_SAMPLE,
             )
-        except ApplicationError as exc:
-            self._add_service_error(exc)
-        return cleaned
+            if reasons["sampled"]
+            else "",
+        )
+    rows = [
+        ("targeted", f["targeted"], "", "Messages made for the audience so far"),
+        ("delivered", f["delivered"], percent(f["delivered_rate"]), "of targeted"),
+        ("failed", f["failed"], failed_detail, ""),
+        ("received", f["received"], percent(f["received_rate"]), "of delivered"),
+        ("converted", f["converted"], percent(f["converted_rate"]), "of delivered"),
+        ("pending", f["pending"], "", "Not sent yet"),
+        ("cancelled", f["cancelled"], "", ""),
+    ]
+    return format_html(
+        '<table class="signal-funnel" id="{}"><tr><th>Stage</th><th class="num">Messages</th>'
+        "<th>Rate / detail</th></tr>{}</table>",
+        html_id,
+        format_html_join(
+            "",
+            '<tr class="funnel-{}"><th>{}</th><td class="num" data-stage="{}">{}</td>'
+            '<td class="rate">{} <span class="help">{}</span></td></tr>',
+            ((name, name, name, value, detail, note) for name, value, detail, note in rows),
+        ),
+    )
 
-    def _add_service_error(self, exc: ApplicationError) -> None:
-        """A service's refusal on the form: under the fields it names (the API's names mapped
-        to the form's), the rest above the form."""
-        template = self.cleaned_data.get("template")
-        if template is not None and isinstance(exc, ContentInvalid | NotFound):
-            # What the template renders to, or a template gone meanwhile.
-            self.add_error("template", exc.message)
-        elif isinstance(exc, ValidationFailed) and exc.details:
-            details = dict(exc.details)
-            if whole := details.pop("non_field_errors", None):
-                self.add_error(None, whole)
-            add_serializer_errors(self, details, API_NAMES)
-        else:
-            self.add_error(None, exc.message)
 
-    def _all_parts(self) -> dict[str, dict]:
-        """Every part, `{}` for the ones the form leaves out (which removes them)."""
-        parts = self.cleaned_data.get("parts") or {}
-        return {name: parts.get(name, {}) for name in PART_NAMES} | parts
+def _campaign_message_search(term: str) -> list:
+    """Ids of campaigns whose name contains `term` (the message list searches by them)."""
+    return list(Campaign.objects.filter(name__icontains=term).values_list("pk", flat=True)[:100])
 
-    def service_fields(self) -> dict[str, Any]:
-        return {name: self.cleaned_data[name] for name in FORM_FIELDS} | {
-            "parts": self._all_parts()
-        }
+
+# The message list searches campaigns by name through this (messaging does not import campaigns).
+messaging_admin.MessageAdmin.campaign_search = staticmethod(_campaign_message_search)
 
 
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
     form = CampaignForm
+
+    class Media:
+        css = AdminMedia.css
+        js = ["campaigns/campaign_form.js"]
+
     list_display = [
         "name",
         "status",
@@ -207,9 +147,20 @@ class CampaignAdmin(admin.ModelAdmin):
         "created_at",
     ]
     list_filter = ["status", "application"]
-    search_fields = ["name"]
+    search_fields = ["name", "=id"]
     list_select_related = ["application"]
-    readonly_fields = ["id", "status", "created_at", "updated_at"]
+    readonly_fields = [
+        "id",
+        "status",
+        "created_at",
+        "updated_at",
+        "audience_display",
+        "variables_display",
+        "criteria_json",
+        "schedule_display",
+        "next_runs_display",
+        "runs_link",
+    ]
     actions = ["execute_selected", "cancel_selected"]
     change_form_template = "admin/campaigns/campaign/change_form.html"
 
@@ -218,7 +169,7 @@ class CampaignAdmin(admin.ModelAdmin):
         return (
             super()
             .get_queryset(request)
-            .select_related("application", "template")
+            .select_related("application", "template__current")
             .annotate(
                 **{
                     f"latest_run_{name}": Subquery(latest.values(name)[:1])
@@ -228,23 +179,48 @@ class CampaignAdmin(admin.ModelAdmin):
         )
 
     def get_fieldsets(self, request, obj=None):
-        head = ["id", "application", "name", "status"] if obj else ["application", "name"]
+        editable = obj is None or obj.status in EDITABLE_STATUSES
+        head = (
+            ["id", "application", "name", "status", "runs_link"] if obj else ["application", "name"]
+        )
+        if editable:
+            audience = ["tags", "countries", "languages", "channels", "last_active_after"]
+            # The five crontab fields on one line, as a crontab is written.
+            schedule = ["scheduled_at", "schedule_preset", CRON_FORM_FIELDS, "schedule_timezone"]
+            variables = ["variables"]
+        else:  # what was sent, read-only
+            audience, schedule, variables = (
+                ["audience_display"],
+                ["schedule_display"],
+                ["variables_display"],
+            )
+        if obj:
+            audience = [*audience, "criteria_json"]
+            schedule = [*schedule, "next_runs_display"]
         return [
             (None, {"fields": head}),
             (
                 "Content",
                 {
-                    "fields": ["template", "variables", "title", "body", "data", "parts"],
+                    "fields": ["template", *variables, "title", "body", "data", "parts"],
                     "description": "A template with its variables, or literal title/body/data "
                     "and channel parts.",
                 },
             ),
-            ("Audience", {"fields": ["targeting_criteria"]}),
+            (
+                "Audience",
+                {
+                    "fields": audience,
+                    "description": "The enabled subscriptions of the application that match "
+                    "every criterion given; none given: all of them.",
+                },
+            ),
             (
                 "Schedule",
                 {
-                    "fields": ["scheduled_at", "schedule"],
-                    "description": "Neither: the campaign runs only when executed.",
+                    "fields": schedule,
+                    "description": "Once at a time, or recurring; neither: the campaign runs "
+                    "only when executed.",
                 },
             ),
             ("Delivery", {"fields": ["throttle_per_minute", "priority", "ttl"]}),
@@ -265,6 +241,69 @@ class CampaignAdmin(admin.ModelAdmin):
         if obj is not None and obj.status == CampaignStatus.RUNNING:
             return False  # cancel it first
         return super().has_delete_permission(request, obj)
+
+    # --- Read-only views of the stored JSON -----------------------------------------------------
+
+    @admin.display(description="audience")
+    def audience_display(self, obj: Campaign) -> str:
+        criteria = obj.targeting_criteria or {}
+        if not criteria:
+            return "Every enabled subscription of the application."
+        rows = []
+        if criteria.get("tags"):
+            rows.append(("tags", ", ".join(f"{k}={v}" for k, v in criteria["tags"].items())))
+        for key in ("countries", "languages", "channels"):
+            if criteria.get(key):
+                rows.append((key, ", ".join(criteria[key])))
+        if criteria.get("last_active_after"):
+            moment = datetime.fromisoformat(criteria["last_active_after"])
+            rows.append(("last active after", zoned(moment)))
+        return format_html_join("", "<div><strong>{}</strong>: {}</div>", rows)
+
+    @admin.display(description="variables")
+    def variables_display(self, obj: Campaign) -> str:
+        text = lines_format(obj.variables)
+        return format_html('<pre class="signal-json">{}</pre>', text) if text else EMPTY
+
+    @admin.display(description="stored criteria (JSON)")
+    def criteria_json(self, obj: Campaign) -> str:
+        return format_html(
+            '<pre class="signal-json" id="campaign-criteria-json">{}</pre>',
+            json.dumps(obj.targeting_criteria or {}, indent=2, ensure_ascii=False),
+        )
+
+    @admin.display(description="next runs")
+    def next_runs_display(self, obj: Campaign) -> str:
+        if obj.schedule:
+            if obj.status in FINISHED_STATUSES:
+                return f"None: the campaign is {obj.status}."
+            times = next_runs(obj.schedule, count=NEXT_RUNS)
+            return format_html(
+                '<div>{}</div><ol id="campaign-next-runs">{}</ol>',
+                describe_crontab(obj.schedule["crontab"]) + f" ({obj.schedule['timezone']})",
+                format_html_join(
+                    "",
+                    '<li>{} <span class="help">({})</span></li>',
+                    (
+                        (t.strftime("%Y-%m-%d %H:%M %Z (%a)"), zoned(t, seconds=False))
+                        for t in times
+                    ),
+                ),
+            )
+        if obj.scheduled_at:
+            return f"Once, at {zoned(obj.scheduled_at, seconds=False)}."
+        return "Not scheduled: runs only when executed."
+
+    @admin.display(description="runs and messages")
+    def runs_link(self, obj: Campaign) -> str:
+        if obj.pk is None:
+            return EMPTY
+        return format_html(
+            '<a href="{}" id="campaign-runs-link">its runs</a> · '
+            '<a href="{}" id="campaign-messages-link">its messages</a>',
+            changelist_url("campaigns", "campaignrun", campaign__id__exact=obj.pk),
+            campaign_messages_url(obj.pk),
+        )
 
     # --- Changelist ------------------------------------------------------------------------
 
@@ -337,15 +376,33 @@ class CampaignAdmin(admin.ModelAdmin):
                 )
         runs = list(selectors.campaign_runs(campaign=campaign))
         history = [
-            {"run": run, "progress": run_progress(run), "stats": run.stats()} for run in runs
+            {
+                "run": run,
+                "progress": run_progress(run),
+                "stats": run.stats(),
+                "funnel": selectors.funnel(run.stats()),
+                "url": reverse("admin:campaigns_campaignrun_change", args=[run.pk]),
+                "messages_url": campaign_messages_url(campaign.pk, run.pk),
+            }
+            for run in runs
         ]
+        totals = selectors.campaign_stats(campaign=campaign)
+        reasons = selectors.failure_reasons(campaign_id=campaign.pk) if totals["failed"] else None
         return {
             "campaign": campaign,
             "preview": preview,
             "preview_error": preview_error,
             "latest": history[0] if history else None,
             "history": history,
-            "totals": selectors.campaign_stats(campaign=campaign),
+            "totals": totals,
+            "funnel": selectors.funnel(totals),
+            "funnel_table": funnel_table(totals, reasons, html_id="campaign-funnel"),
+            "latest_funnel_table": (
+                funnel_table(history[0]["stats"], None, html_id="campaign-latest-funnel")
+                if history
+                else ""
+            ),
+            "messages_url": campaign_messages_url(campaign.pk),
             "schedule_summary": schedule_summary(campaign),
             "auto_refresh": campaign.status == CampaignStatus.RUNNING,
             "can_edit": campaign.status in EDITABLE_STATUSES,
@@ -494,26 +551,47 @@ class CampaignAdmin(admin.ModelAdmin):
 
 @admin.register(CampaignRun)
 class CampaignRunAdmin(admin.ModelAdmin):
+    Media = AdminMedia
     list_display = [
-        "campaign",
+        "run_short",
+        "campaign_link",
         "number",
         "trigger",
         "status",
         "progress",
         "targeted",
         "pending",
-        "successful",
+        "delivered",
         "failed",
-        "received",
+        "received_total",
         "converted",
         "cancelled",
         "started_at",
         "finished_at",
     ]
+    list_display_links = ["run_short"]
     list_filter = ["status", "trigger"]
     search_fields = ["campaign__name", "=campaign__id"]
     list_select_related = ["campaign"]
-    readonly_fields = [f.name for f in CampaignRun._meta.fields]
+    fields = [
+        "id",
+        "campaign_link",
+        "number",
+        "trigger",
+        "status",
+        "template_version_link",
+        "messages_link",
+        "funnel_display",
+        "progress",
+        "audience_estimate",
+        "batches_done",
+        "fanout_done",
+        "error",
+        "started_at",
+        "updated_at",
+        "finished_at",
+    ]
+    readonly_fields = fields
 
     def has_add_permission(self, request):
         return False  # runs are started by executing their campaign
@@ -524,6 +602,46 @@ class CampaignRunAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    @admin.display(description="run")
+    def run_short(self, obj: CampaignRun) -> str:
+        return short_id(obj.pk)
+
+    @admin.display(description="campaign", ordering="campaign__name")
+    def campaign_link(self, obj: CampaignRun) -> str:
+        return linked("campaigns", "campaign", obj.campaign_id, obj.campaign.name)
+
+    @admin.display(description="template version")
+    def template_version_link(self, obj: CampaignRun) -> str:
+        if obj.template_version_id is None:
+            return EMPTY
+        return linked(
+            "templates_app", "templateversion", obj.template_version_id, str(obj.template_version)
+        )
+
+    @admin.display(description="messages")
+    def messages_link(self, obj: CampaignRun) -> str:
+        return format_html(
+            '<a href="{}" id="run-messages-link">the messages of this run</a>',
+            campaign_messages_url(obj.campaign_id, obj.pk),
+        )
+
+    @admin.display(description="funnel")
+    def funnel_display(self, obj: CampaignRun) -> str:
+        reasons = (
+            selectors.failure_reasons(campaign_id=obj.campaign_id, run_id=obj.pk)
+            if obj.failed
+            else None
+        )
+        return funnel_table(obj.stats(), reasons, html_id="run-funnel")
+
     @admin.display(description="progress")
     def progress(self, obj: CampaignRun) -> str:
         return f"{run_progress(obj):.0%}"
+
+    @admin.display(description="delivered")
+    def delivered(self, obj: CampaignRun) -> int:
+        return selectors.funnel(obj.stats())["delivered"]
+
+    @admin.display(description="received", ordering="received")
+    def received_total(self, obj: CampaignRun) -> int:
+        return selectors.funnel(obj.stats())["received"]

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import zoneinfo
+from datetime import datetime
 
 from celery.schedules import crontab as celery_crontab
+from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
+from django_celery_beat.tzcrontab import TzAwareCrontab
 
 CRON_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
 START_TASK = "campaigns.start_scheduled_run"
@@ -47,6 +50,21 @@ def schedule_clean(schedule) -> dict | None:
     if errors:
         raise ScheduleInvalid(errors)
     return {"crontab": " ".join(fields), "timezone": tz}
+
+
+def next_runs(schedule: dict, *, count: int = 3, after: datetime | None = None) -> list[datetime]:
+    """The next `count` times a cleaned recurring schedule fires after `after` (now), in the
+    schedule's time zone: computed by the crontab class the beat scheduler itself uses."""
+    tz = zoneinfo.ZoneInfo(schedule.get("timezone") or "UTC")
+    fields = dict(zip(CRON_FIELDS, schedule["crontab"].split(), strict=True))
+    cron = TzAwareCrontab(**fields, tz=tz)
+    moment = (after or timezone.now()).astimezone(tz)
+    times = []
+    for _ in range(count):
+        last, delta, _now = cron.remaining_delta(moment)
+        moment = (last + delta).astimezone(tz)
+        times.append(moment)
+    return times
 
 
 def periodic_task_sync(campaign) -> PeriodicTask | None:

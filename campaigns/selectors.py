@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet, Sum
+from typing import Any
+
+from django.db.models import Count, QuerySet, Subquery, Sum
 
 from accounts.models import Application
 from core.exceptions import NotFound
+from messaging.models import Message, MessageStatus
 
 from .models import STAT_FIELDS, Campaign, CampaignRun
 
@@ -53,3 +56,59 @@ def run_progress(run: CampaignRun) -> float:
         return 0.0
     done = run.targeted - run.pending
     return round(min(1.0, done / run.audience_estimate), 4)
+
+
+# --- The delivery funnel -------------------------------------------------------------------------
+
+# How many of a campaign's failed messages (the newest) the failure reasons are counted over.
+FAILURE_SAMPLE = 10_000
+FAILURE_REASONS = 10
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def funnel(stats: dict[str, int]) -> dict[str, Any]:
+    """A run's (or a campaign's summed) counters as a funnel. The counters are buckets: a
+    message is in exactly one status, so one that was received is no longer counted in
+    `successful`. Delivered is every message the provider took (successful, received,
+    converted); received includes the converted ones (a conversion implies receipt)."""
+    delivered = stats["successful"] + stats["received"] + stats["converted"]
+    received = stats["received"] + stats["converted"]
+    return {
+        "targeted": stats["targeted"],
+        "pending": stats["pending"],
+        "delivered": delivered,
+        "failed": stats["failed"],
+        "received": received,
+        "converted": stats["converted"],
+        "cancelled": stats["cancelled"],
+        "delivered_rate": _rate(delivered, stats["targeted"]),
+        "received_rate": _rate(received, delivered),
+        "converted_rate": _rate(stats["converted"], delivered),
+    }
+
+
+def failure_reasons(*, campaign_id, run_id=None) -> dict[str, Any]:
+    """The error codes of a campaign's (or one run's) failed messages, most frequent first:
+    {"reasons": [(code, count)], "sampled": bool}. Counted over at most the newest
+    FAILURE_SAMPLE failed messages, read through the (campaign_id, created_at) index, so the
+    page stays quick for a campaign of millions."""
+    failed = Message.objects.filter(campaign_id=campaign_id, status=MessageStatus.FAILED)
+    if run_id is not None:
+        failed = failed.filter(campaign_run_id=run_id)
+    newest = failed.order_by("-created_at").values("pk")[:FAILURE_SAMPLE]
+    counts = list(
+        Message.objects.filter(pk__in=Subquery(newest))
+        .order_by()
+        .values_list("error_code")
+        .annotate(count=Count("pk"))
+        .order_by("-count", "error_code")
+    )
+    total = sum(count for _code, count in counts)
+    return {
+        "reasons": [(code or "(no code)", count) for code, count in counts[:FAILURE_REASONS]],
+        "others": sum(count for _code, count in counts[FAILURE_REASONS:]),
+        "sampled": total >= FAILURE_SAMPLE,
+    }

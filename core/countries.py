@@ -3,6 +3,11 @@ iso3166.tab lists them). User-assigned codes such as ZZ or XX name no country.""
 
 from __future__ import annotations
 
+import contextlib
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
 _ASSIGNED = (
     "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI "
     "BJ BL BM BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN "
@@ -28,3 +33,21 @@ def country_code_pattern() -> str:
     """A regular expression (JSON Schema's dialect too) of exactly the assigned codes, any case."""
     pairs = (f"[{a.upper()}{a.lower()}][{b.upper()}{b.lower()}]" for a, b in sorted(COUNTRY_CODES))
     return "^(?:" + "|".join(pairs) + ")$"
+
+
+@cache
+def country_names() -> dict[str, str]:
+    """{code: English name} of the assigned codes, from the tz database's iso3166.tab (the
+    tzdata package, else the system's zoneinfo); a code whose name is not found names itself."""
+    text = ""
+    with contextlib.suppress(ImportError, OSError):
+        text = resources.files("tzdata.zoneinfo").joinpath("iso3166.tab").read_text("utf-8")
+    if not text:
+        with contextlib.suppress(OSError):
+            text = Path("/usr/share/zoneinfo/iso3166.tab").read_text("utf-8")
+    names = {}
+    for line in text.splitlines():
+        code, _, name = line.partition("\t")
+        if code in COUNTRY_CODES and name:
+            names[code] = name.strip()
+    return {code: names.get(code, code) for code in sorted(COUNTRY_CODES)}

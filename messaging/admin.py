@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from django.contrib import admin
 from django.db import transaction
+from django.db.models import Q
+from django.utils.html import format_html
 
 from accounts.admin import actor_of_request
 from core.admin_kit import (
+    EMPTY,
+    AdminMedia,
     LargeTableAdmin,
     RecentTimeFilter,
     StorableJSONField,
     StorableTextForm,
     add_serializer_errors,
+    changelist_url,
     confirmation,
     exact_value_filter,
+    linked,
+    short_id,
 )
 from core.exceptions import ValidationFailed
 
@@ -88,8 +97,9 @@ class SubscriptionForm(StorableTextForm):
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
     form = SubscriptionForm
+    Media = AdminMedia
     list_display = [
-        "id",
+        "id_short",
         "type",
         "external_user_id",
         "enabled",
@@ -98,6 +108,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
         "last_active_at",
         "application",
     ]
+    list_display_links = ["id_short"]
     list_filter = ["type", "enabled", "country", "application"]
     search_fields = ["user__external_user_id", "=id"]
     list_select_related = ["user", "application"]
@@ -110,6 +121,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
         "last_active_at",
+        "messages_link",
     ]
     fields = [
         "id",
@@ -127,10 +139,22 @@ class SubscriptionAdmin(admin.ModelAdmin):
         "token_digest",
         "created_at",
         "updated_at",
+        "messages_link",
     ]
     raw_id_fields = ["user"]
     inlines = [SubscriptionEventInline]
     actions = ["disable"]
+
+    @admin.display(description="id", ordering="id")
+    def id_short(self, obj: Subscription) -> str:
+        return short_id(obj.pk)
+
+    @admin.display(description="messages")
+    def messages_link(self, obj: Subscription) -> str:
+        return format_html(
+            '<a href="{}" id="subscription-messages-link">the messages sent to it</a>',
+            changelist_url("messaging", "message", subscription=obj.pk),
+        )
 
     @admin.display(description="external user id", ordering="user__external_user_id")
     def external_user_id(self, obj: Subscription) -> str:
@@ -215,8 +239,21 @@ class MessageEventInline(admin.TabularInline):
 
 @admin.register(Message)
 class MessageAdmin(LargeTableAdmin, admin.ModelAdmin):
-    list_display = ["id", "channel", "status", "attempts", "error_code", "created_at", "sent_at"]
-    # None of these reads the table for its choices (the console links to them).
+    Media = AdminMedia
+    list_display = [
+        "id_short",
+        "application",
+        "channel",
+        "status",
+        "attempts",
+        "error_code",
+        "title_short",
+        "campaign_short",
+        "created_at",
+        "sent_at",
+    ]
+    list_display_links = ["id_short"]
+    # None of these reads the messages table for its choices (the console links to them).
     list_filter = [
         "status",
         "channel",
@@ -224,16 +261,115 @@ class MessageAdmin(LargeTableAdmin, admin.ModelAdmin):
         ErrorCodeFilter,
         ("created_at", RecentTimeFilter),
         exact_value_filter("campaign_id", "campaign"),
-        exact_value_filter("application_id", "application"),
+        "application",
     ]
-    search_fields = ["=id", "=subscription__id", "=campaign_id"]
-    readonly_fields = [f.name for f in Message._meta.fields]
+    list_select_related = ["application"]
+    # The search is get_search_results': ids, titles and campaigns by name.
+    search_fields = ["title"]
+    search_help_text = (
+        "An id (of the message, its subscription, campaign or run), or text of the title or "
+        "of the campaign's name."
+    )
+    fields = [
+        "id",
+        "application",
+        "channel",
+        "status",
+        "subscription_link",
+        "campaign_link",
+        "run_link",
+        "template_version_link",
+        "title",
+        "body",
+        "data",
+        "parts",
+        "priority",
+        "ttl",
+        "collapse_id",
+        "send_after",
+        "attempts",
+        "error_code",
+        "error_message",
+        "error_permanent",
+        "provider_id",
+        "created_at",
+        "enqueued_at",
+        "sent_at",
+    ]
+    readonly_fields = fields
     inlines = [MessageEventInline]
     actions = ["cancel_pending", "send_again"]
     show_full_result_count = False  # no COUNT(*) over millions of rows on every page
+    # Ids of the campaigns whose name contains a term: set by the campaigns' admin (messaging
+    # does not import campaigns); None searches titles and ids only.
+    campaign_search: ClassVar[Callable[[str], list] | None] = None
 
     def has_add_permission(self, request):
         return False
+
+    def get_search_results(self, request, queryset, search_term):
+        """A term that is a UUID finds the message, or the messages of that subscription,
+        campaign or run (each through its index); other text finds titles containing it and
+        the messages of campaigns whose name contains it."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        try:
+            uid = uuid.UUID(term)
+        except ValueError:
+            uid = None
+        if uid is not None:
+            found = Q(pk=uid) | Q(subscription_id=uid) | Q(campaign_id=uid) | Q(campaign_run_id=uid)
+        else:
+            found = Q(title__icontains=term)
+            campaigns = type(self).campaign_search(term) if type(self).campaign_search else []
+            if campaigns:
+                found |= Q(campaign_id__in=campaigns)
+        return queryset.filter(found), False
+
+    @admin.display(description="id", ordering="id")
+    def id_short(self, obj: Message) -> str:
+        return short_id(obj.pk)
+
+    @admin.display(description="title")
+    def title_short(self, obj: Message) -> str:
+        return obj.title if len(obj.title) <= 60 else obj.title[:59] + "…"
+
+    @admin.display(description="campaign")
+    def campaign_short(self, obj: Message) -> str:
+        return linked("campaigns", "campaign", obj.campaign_id)
+
+    @admin.display(description="subscription")
+    def subscription_link(self, obj: Message) -> str:
+        return format_html(
+            "{} {}", obj.channel, linked("messaging", "subscription", obj.subscription_id)
+        )
+
+    @admin.display(description="campaign")
+    def campaign_link(self, obj: Message) -> str:
+        if obj.campaign_id is None:
+            return EMPTY
+        return format_html(
+            '{} · <a href="{}">its messages</a>',
+            linked("campaigns", "campaign", obj.campaign_id),
+            changelist_url("messaging", "message", campaign_id=obj.campaign_id),
+        )
+
+    @admin.display(description="campaign run")
+    def run_link(self, obj: Message) -> str:
+        if obj.campaign_run_id is None:
+            return EMPTY
+        return format_html(
+            '{} · <a href="{}">its messages</a>',
+            linked("campaigns", "campaignrun", obj.campaign_run_id),
+            changelist_url("messaging", "message", campaign_run_id=obj.campaign_run_id),
+        )
+
+    @admin.display(description="template version")
+    def template_version_link(self, obj: Message) -> str:
+        if obj.template_version_id is None:
+            return EMPTY
+        return linked("templates_app", "templateversion", obj.template_version_id)
 
     @admin.action(description="Cancel the selected pending messages")
     def cancel_pending(self, request, queryset):

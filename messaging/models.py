@@ -23,6 +23,9 @@ class User(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        # "App users": the users of the applications, not the console's (django.contrib.auth).
+        verbose_name = "app user"
+        verbose_name_plural = "app users"
         constraints = [
             models.UniqueConstraint(
                 fields=["application", "external_user_id"], name="user_external_id_unique"

@@ -160,6 +160,9 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Dates and times shown as "2026-12-06 23:10:05 UTC" (the zone named) in the admin and every
+# template (core/formats).
+FORMAT_MODULE_PATH = ["core.formats"]
 
 STATIC_URL = "static/"
 # Set STATIC_ROOT (and run `collectstatic`) in production; without it WhiteNoise serves the

@@ -3,13 +3,16 @@ services as the API), old versions are listed, and the change page previews a re
 
 from __future__ import annotations
 
+import difflib
 import json
 from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
-from core.admin_kit import StorableJSONField, StorableTextForm
+from core.admin_kit import EMPTY, AdminMedia, StorableJSONField, StorableTextForm, linked
 from core.channels import KAKAOTALK, PART_NAMES
 from core.exceptions import ApplicationError
 from core.validation import untrusted_text_problem
@@ -115,6 +118,7 @@ class TemplateVersionInline(admin.TabularInline):
     readonly_fields = fields
     ordering = ["-version"]
     can_delete = False
+    show_change_link = True  # each version's page shows its content and its diff
     verbose_name_plural = "versions (every save adds one; messages keep the one they used)"
 
     def has_add_permission(self, request, obj=None):
@@ -124,6 +128,7 @@ class TemplateVersionInline(admin.TabularInline):
 @admin.register(MessageTemplate)
 class MessageTemplateAdmin(admin.ModelAdmin):
     form = MessageTemplateForm
+    Media = AdminMedia
     list_display = ["name", "application", "current_version", "updated_at"]
     list_filter = ["application"]
     search_fields = ["name", "id"]
@@ -234,6 +239,118 @@ class MessageTemplateAdmin(admin.ModelAdmin):
                 application=template.application, channel=KAKAOTALK, parts=rendered.parts
             )
         return preview
+
+
+# --- Versions: their content, and what changed since the one before -----------------------------
+
+
+def _json(value) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+def version_text(version: TemplateVersion | None) -> list[str]:
+    """A version's content as lines to compare: each field named, JSON indented."""
+    if version is None:
+        return []
+    lines = [
+        f"name: {version.name}",
+        f"default_language: {version.default_language}",
+        f"title_template: {version.title_template}",
+        "body_template:",
+        *(f"  {line}" for line in version.body_template.splitlines()),
+    ]
+    for name in ("data_template", "parts", "translations"):
+        lines += [f"{name}:", *(f"  {line}" for line in _json(getattr(version, name)).splitlines())]
+    return lines
+
+
+def version_diff(previous: TemplateVersion | None, version: TemplateVersion) -> str:
+    """difflib.HtmlDiff's side-by-side table of what changed (3 lines of context); HtmlDiff
+    escapes the content (&, <, >), and the headers are our own text."""
+    if previous is None:
+        return "The first version: nothing to compare with."
+    before, after = version_text(previous), version_text(version)
+    if before == after:
+        return "Same content as the version before."
+    table = difflib.HtmlDiff(wrapcolumn=70).make_table(
+        before,
+        after,
+        fromdesc=f"version {previous.version}",
+        todesc=f"version {version.version}",
+        context=True,
+        numlines=3,
+    )
+    return mark_safe(table)  # noqa: S308 (HtmlDiff escapes every line of content)
+
+
+@admin.register(TemplateVersion)
+class TemplateVersionAdmin(admin.ModelAdmin):
+    """Each version of each template, read-only: its content and the diff against the version
+    before it (versions are never changed; saving the template adds one)."""
+
+    Media = AdminMedia
+    list_display = ["__str__", "template_link", "version", "default_language", "created_at"]
+    list_filter = ["template__application"]
+    search_fields = ["name", "=template__id"]
+    list_select_related = ["template"]
+    fields = [
+        "id",
+        "template_link",
+        "version",
+        "name",
+        "default_language",
+        "title_template",
+        "body_display",
+        "data_display",
+        "parts_display",
+        "translations_display",
+        "created_at",
+        "diff_display",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="template", ordering="template__name")
+    def template_link(self, obj: TemplateVersion) -> str:
+        return linked("templates_app", "messagetemplate", obj.template_id, obj.template.name)
+
+    @admin.display(description="body template")
+    def body_display(self, obj: TemplateVersion) -> str:
+        return format_html('<pre class="signal-json version-body">{}</pre>', obj.body_template)
+
+    def _json_display(self, value, css: str) -> str:
+        if not value:
+            return EMPTY
+        return format_html('<pre class="signal-json {}">{}</pre>', css, _json(value))
+
+    @admin.display(description="data template")
+    def data_display(self, obj: TemplateVersion) -> str:
+        return self._json_display(obj.data_template, "version-data")
+
+    @admin.display(description="channel parts")
+    def parts_display(self, obj: TemplateVersion) -> str:
+        return self._json_display(obj.parts, "version-parts")
+
+    @admin.display(description="translations")
+    def translations_display(self, obj: TemplateVersion) -> str:
+        return self._json_display(obj.translations, "version-translations")
+
+    @admin.display(description="changes since the version before")
+    def diff_display(self, obj: TemplateVersion) -> str:
+        previous = (
+            TemplateVersion.objects.filter(template_id=obj.template_id, version__lt=obj.version)
+            .order_by("-version")
+            .first()
+        )
+        return format_html('<div id="version-diff">{}</div>', version_diff(previous, obj))
 
 
 @admin.register(KakaoTemplate)

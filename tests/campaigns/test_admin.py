@@ -4,6 +4,8 @@ change page's preview, progress and runs, and the execute and cancel buttons and
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -14,6 +16,10 @@ from django_celery_beat.models import PeriodicTask
 from campaigns import services
 from campaigns.models import Campaign, CampaignRun, CampaignStatus, RunStatus
 from campaigns.schedules import schedule_clean
+from messaging.models import Message, MessageStatus
+from messaging.services.messages import message_report_status
+from messaging.signals import message_statuses_changed
+from tests.admin_pages import page_data
 from tests.conftest import fcm_token, subscription_create
 
 from .conftest import (
@@ -42,14 +48,22 @@ def form_data(application, **overrides) -> dict:
         "application": str(application.pk),
         "name": "summer-sale",
         "template": "",
-        "variables": "{}",
+        "variables": "",
         "title": "Sale",
         "body": "Half price",
         "data": "{}",
-        "targeting_criteria": "{}",
+        "tags": "",
+        "last_active_after_0": "",
+        "last_active_after_1": "",
         "scheduled_at_0": "",
         "scheduled_at_1": "",
-        "schedule": "",
+        "schedule_preset": "",
+        "cron_minute": "",
+        "cron_hour": "",
+        "cron_day_of_month": "",
+        "cron_month_of_year": "",
+        "cron_day_of_week": "",
+        "schedule_timezone": "UTC",
         "throttle_per_minute": "",
         "priority": "normal",
         "ttl": "",
@@ -121,7 +135,12 @@ def test_the_add_page_loads(admin_client, app):
 
     assert response.status_code == 200
     html = response.content.decode()
-    assert 'name="targeting_criteria"' in html and 'name="schedule"' in html
+    for name in ("tags", "countries", "languages", "channels", "last_active_after_0"):
+        assert f'name="{name}"' in html, name
+    for name in ("schedule_preset", "cron_minute", "cron_day_of_week", "schedule_timezone"):
+        assert f'name="{name}"' in html, name
+    assert 'value="KR">Korea (South)</option>' in html
+    assert 'value="Email"' in html  # a channel's checkbox
     assert 'id="campaign-console"' not in html  # nothing to preview before it exists
 
 
@@ -130,8 +149,10 @@ def test_adding_a_recurring_campaign_goes_through_the_service_with_its_beat_task
         ADD_URL,
         form_data(
             app.application,
-            targeting_criteria=json.dumps({"countries": ["kr"], "tags": {"plan": "gold"}}),
-            schedule=json.dumps({"crontab": "0 9 * * 1", "timezone": "Asia/Seoul"}),
+            countries=["KR"],
+            tags="plan=gold\n",
+            schedule_preset="0 9 * * 1",  # the preset "Every Monday at 09:00"
+            schedule_timezone="Asia/Seoul",
             throttle_per_minute="600",
         ),
     )
@@ -160,7 +181,7 @@ def test_adding_a_one_off_campaign_from_a_template_schedules_its_time(admin_clie
         form_data(
             app.application,
             template=str(version.template_id),
-            variables=json.dumps({"user_name": "Kim"}),
+            variables="user_name=Kim",
             title="",
             body="",
             scheduled_at_0=when.strftime("%Y-%m-%d"),
@@ -192,13 +213,25 @@ def test_adding_a_draft_creates_no_beat_task(admin_client, app):
 @pytest.mark.parametrize(
     ("overrides", "field", "text"),
     [
-        ({"targeting_criteria": json.dumps({"segment": "vip"})}, "targeting_criteria", "segment"),
-        ({"targeting_criteria": json.dumps({"countries": ["KOR"]})}, "targeting_criteria", "KOR"),
-        ({"targeting_criteria": "{tags: gold"}, "targeting_criteria", "JSON"),
-        ({"schedule": json.dumps({"crontab": "61 9 * * 1"})}, "schedule", "crontab"),
+        ({"tags": "plan: gold"}, "tags", "Line 1: not key=value"),
+        ({"tags": "plan=gold\nplan=silver"}, "tags", "plan is given twice"),
+        ({"countries": ["KOR"]}, "countries", "KOR"),
+        ({"channels": ["Pigeon"]}, "channels", "Pigeon"),
         (
-            {"schedule": json.dumps({"crontab": "0 9 * * 1", "timezone": "Mars/Olympus"})},
-            "schedule",
+            {"last_active_after_0": "2026-13-01", "last_active_after_1": "09:00"},
+            "last_active_after",
+            "date",
+        ),
+        (
+            {"schedule_preset": "custom", "cron_minute": "61", "cron_hour": "9"},
+            "cron_minute",
+            "crontab",
+        ),
+        ({"cron_hour": "25"}, "cron_hour", "crontab"),
+        ({"cron_day_of_week": "1", "cron_month_of_year": "13"}, "cron_month_of_year", "crontab"),
+        (
+            {"schedule_preset": "0 9 * * 1", "schedule_timezone": "Mars/Olympus"},
+            "schedule_timezone",
             "Mars/Olympus",
         ),
         ({"scheduled_at_0": "2020-01-01", "scheduled_at_1": "09:00:00"}, "scheduled_at", "future"),
@@ -206,9 +239,9 @@ def test_adding_a_draft_creates_no_beat_task(admin_client, app):
             {
                 "scheduled_at_0": (timezone.now() + timedelta(days=1)).strftime("%Y-%m-%d"),
                 "scheduled_at_1": "09:00:00",
-                "schedule": json.dumps({"crontab": "0 9 * * 1"}),
+                "schedule_preset": "0 9 * * 1",
             },
-            "schedule",
+            "schedule_preset",
             "not both",
         ),
         ({"title": "", "body": ""}, "__all__", "needs a template"),
@@ -222,11 +255,12 @@ def test_adding_a_draft_creates_no_beat_task(admin_client, app):
         ),
         ({"data": json.dumps({"k": "v" * 70_000})}, "data", "bytes"),
         ({"throttle_per_minute": "0"}, "throttle_per_minute", "1"),
-        ({"variables": "[1, 2]"}, "variables", "object"),
-        ({"targeting_criteria": json.dumps({"countries": ["ZZ"]})}, "targeting_criteria", "ZZ"),
+        ({"variables": "[1, 2]"}, "variables", "Line 1: not name=value"),
+        ({"variables": "user:={1"}, "variables", "user:= is not JSON"),
+        ({"countries": ["ZZ"]}, "countries", "ZZ"),
         ({"data": '{"screen": "a\\u0000"}'}, "data", "Null characters"),
-        ({"variables": '{"name": "\\ud800"}'}, "variables", "Unpaired surrogate"),
-        ({"targeting_criteria": '{"tags": {"plan": "\\u0000"}}'}, "targeting_criteria", "Null"),
+        ({"variables": 'name:="\\ud800"'}, "variables", "Unpaired surrogate"),
+        ({"tags": "plan=\x00"}, "tags", "Null"),
         ({"body": "Half\x00price"}, "body", "Null characters"),
     ],
 )
@@ -328,7 +362,10 @@ def test_a_draft_is_edited_through_the_service(admin_client, app):
         form_data(
             app.application,
             name="renamed",
-            schedule=json.dumps({"crontab": "30 7 * * *", "timezone": "Europe/Paris"}),
+            schedule_preset="custom",
+            cron_minute="30",
+            cron_hour="7",
+            schedule_timezone="Europe/Paris",
         ),
     )
 
@@ -657,7 +694,7 @@ def test_content_the_template_renders_over_the_limits_is_a_form_error(admin_clie
             template=str(version.template.pk),
             title="",
             body="",
-            variables=json.dumps({"user_name": "x" * 1000}),
+            variables="user_name=" + "x" * 1000,
         ),
     )
 
@@ -665,3 +702,210 @@ def test_content_the_template_renders_over_the_limits_is_a_form_error(admin_clie
     [error] = response.context["adminform"].form.errors["template"]
     assert "the limit is 1000" in error
     assert not Campaign.objects.exists()
+
+
+# --- The funnel ---------------------------------------------------------------------------------
+
+
+def messages_fail(messages, code: str) -> None:
+    """What delivery does for a refused message: pending -> failed with the provider's code."""
+    transitions: Counter = Counter()
+    for message in messages:
+        message.fail()
+        message.error_code = code
+        message.save(update_fields=["status", "error_code"])
+        transitions[(message.campaign_run_id, MessageStatus.PENDING, MessageStatus.FAILED)] += 1
+    message_statuses_changed.send(sender=Message, transitions=transitions)
+
+
+def funnel_of(html: str, table: str) -> dict[str, str]:
+    """{stage: count} of a funnel table on the page."""
+    part = html.split(f'id="{table}"')[1].split("</table>")[0]
+    return dict(re.findall(r'data-stage="(\w+)">(\d+)<', part))
+
+
+def test_a_completed_campaign_shows_delivered_as_every_message_the_providers_took(
+    admin_client, app
+):
+    subscription_create(app.application, type="Email", token="kim@example.com")
+    subscription_create(app.application, type="SMS", token="+821012345678")
+    campaign = campaign_create(app.application)
+    run = services.campaign_execute(campaign=campaign)
+    fanout(run.pk)
+    email, sms = sorted(run_messages(run), key=lambda m: m.channel)
+    messages_succeed([email, sms])
+    message_report_status(message=sms, status=MessageStatus.RECEIVED, actor="test")
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.COMPLETED
+
+    response = admin_client.get(change_url(campaign))
+
+    html = response.content.decode()
+    # The buckets are successful 1, received 1: the funnel counts the received SMS as
+    # delivered too.
+    expected = {"targeted": "2", "delivered": "2", "failed": "0", "received": "1"}
+    assert funnel_of(html, "campaign-funnel").items() >= expected.items()
+    assert funnel_of(html, "campaign-latest-funnel").items() >= expected.items()
+    assert response.context["funnel"]["received_rate"] == 0.5
+    assert "100.0%" in html.split('id="campaign-funnel"')[1]  # delivered of targeted
+    assert "50.0%" in html.split('id="campaign-funnel"')[1]  # received of delivered
+    row = html.split('class="campaign-run"')[1].split("</tr>")[0]
+    assert re.findall(r'class="num">(\d+)<', row) == ["2", "2", "0", "1", "0", "0", "0"]
+
+
+def test_the_funnel_counts_the_failures_by_error_code(admin_client, app):
+    for _ in range(4):
+        subscription_create(app.application)
+    campaign = campaign_create(app.application)
+    run = services.campaign_execute(campaign=campaign)
+    fanout(run.pk)
+    first, second, third, fourth = run_messages(run)
+    messages_fail([first, second], "Unregistered")
+    messages_fail([third], "<BadDeviceToken>")
+    messages_succeed([fourth])
+
+    campaign_page = admin_client.get(change_url(campaign)).content.decode()
+    run_page = admin_client.get(f"/admin/campaigns/campaignrun/{run.pk}/change/").content.decode()
+
+    for html, table in ((campaign_page, "campaign-funnel"), (run_page, "run-funnel")):
+        assert funnel_of(html, table).items() >= {"delivered": "1", "failed": "3"}.items()
+        part = html.split(f'id="{table}"')[1].split("</table>")[0]
+        assert re.findall(
+            r'class="failure-code">([^<]+)</code>: <span class="failure-count">(\d+)', part
+        ) == [
+            ("Unregistered", "2"),
+            ("&lt;BadDeviceToken&gt;", "1"),
+        ]
+
+
+def test_campaign_run_and_message_pages_link_to_each_other(admin_client, app):
+    subscription_create(app.application)
+    campaign = campaign_create(app.application)
+    run = services.campaign_execute(campaign=campaign)
+    fanout(run.pk)
+    [message] = run_messages(run)
+
+    campaign_page = admin_client.get(change_url(campaign)).content.decode()
+    run_url = f"/admin/campaigns/campaignrun/{run.pk}/change/"
+    run_page = admin_client.get(run_url).content.decode()
+    message_page = admin_client.get(f"/admin/messaging/message/{message.pk}/change/")
+    runs = admin_client.get(f"/admin/campaigns/campaignrun/?campaign__id__exact={campaign.pk}")
+    of_run = admin_client.get(f"/admin/messaging/message/?campaign_run_id={run.pk}")
+
+    assert f'href="{run_url}"' in campaign_page
+    assert f"/admin/messaging/message/?campaign_run_id={run.pk}" in campaign_page
+    assert f"/admin/messaging/message/?campaign_id={campaign.pk}" in campaign_page
+    assert f"/admin/campaigns/campaignrun/?campaign__id__exact={campaign.pk}" in campaign_page
+    assert f'href="{change_url(campaign)}"' in run_page
+    assert f"/admin/messaging/message/?campaign_run_id={run.pk}" in run_page
+    assert [r.pk for r in runs.context["cl"].result_list] == [run.pk]
+    assert [m.pk for m in of_run.context["cl"].result_list] == [message.pk]
+    html = message_page.content.decode()
+    assert f'href="{change_url(campaign)}"' in html
+    assert f'href="{run_url}"' in html
+    assert f'href="/admin/messaging/subscription/{message.subscription_id}/change/"' in html
+
+
+# --- The form's fields and the JSON they store ---------------------------------------------
+
+
+def test_the_change_page_fills_the_fields_from_the_stored_json_and_saving_keeps_it(
+    admin_client, app
+):
+    criteria = {
+        "tags": {"plan": "gold", "city": "Seoul"},
+        "countries": ["KR", "US"],
+        "languages": ["ko", "en"],
+        "channels": ["Email", "SMS"],
+        "last_active_after": "2026-10-01T00:00:00+00:00",
+    }
+    version = template_create(app.application)
+    campaign = campaign_create(
+        app.application,
+        template=version.template,
+        targeting_criteria=criteria,
+        variables={"user_name": "Kim", "user": {"tier": 2}},
+        schedule=schedule_clean({"crontab": "0 9 * * 1", "timezone": "Asia/Seoul"}),
+    )
+    page = admin_client.get(change_url(campaign))
+    form = page.context["adminform"].form
+    assert sorted(form["tags"].value().splitlines()) == ["city=Seoul", "plan=gold"]
+    assert form["countries"].value() == ["KR", "US"]
+    assert form["schedule_preset"].value() == "0 9 * * 1"
+    assert form["schedule_timezone"].value() == "Asia/Seoul"
+    assert sorted(form["variables"].value().splitlines()) == ['user:={"tier": 2}', "user_name=Kim"]
+    html = page.content.decode()
+    assert 'id="campaign-criteria-json"' in html and "&quot;plan&quot;: &quot;gold&quot;" in html
+    assert "At 09:00 AM, only on Monday (Asia/Seoul)" in html
+    # The template's variables, named beside the field.
+    assert "The template uses: event_id, event_name, user_name." in html
+    assert html.count("09:00 KST (Mon)") == 3  # the next runs, in the campaign's zone
+
+    data = page_data(page)
+    moment = data.pop("last_active_after")  # its widget posts a date and a time
+    data |= {
+        "last_active_after_0": f"{moment:%Y-%m-%d}",
+        "last_active_after_1": f"{moment:%H:%M:%S}",
+    }
+    response = admin_client.post(change_url(campaign), data)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    campaign.refresh_from_db()
+    assert campaign.targeting_criteria == criteria
+    assert campaign.variables == {"user_name": "Kim", "user": {"tier": 2}}
+    assert campaign.schedule == {"crontab": "0 9 * * 1", "timezone": "Asia/Seoul"}
+
+
+def test_custom_crontab_fields_and_a_time_zone_make_the_schedule(admin_client, app):
+    response = admin_client.post(
+        ADD_URL,
+        form_data(
+            app.application,
+            schedule_preset="custom",
+            cron_minute="*/30",
+            cron_hour="8-18",
+            cron_day_of_week="1-5",
+            schedule_timezone="America/New_York",
+            last_active_after_0="2026-10-01",
+            last_active_after_1="12:00:00",
+            languages=["ko", "en"],
+            channels=["AndroidPush"],
+        ),
+    )
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    campaign = Campaign.objects.get()
+    assert campaign.schedule == {"crontab": "*/30 8-18 * * 1-5", "timezone": "America/New_York"}
+    assert campaign.targeting_criteria == {
+        "last_active_after": "2026-10-01T12:00:00+00:00",
+        "languages": ["ko", "en"],
+        "channels": ["AndroidPush"],
+    }
+
+
+def test_a_finished_campaign_shows_its_audience_and_variables_read_only(admin_client, app):
+    version = template_create(app.application)
+    campaign = campaign_create(
+        app.application,
+        template=version.template,
+        variables={"user_name": "<Kim>"},
+        targeting_criteria={"tags": {"plan": "gold"}, "countries": ["KR"]},
+    )
+    fanout(services.campaign_execute(campaign=campaign).pk)  # nobody: completes at once
+
+    response = admin_client.get(change_url(campaign))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<strong>tags</strong>: plan=gold" in html
+    assert "<strong>countries</strong>: KR" in html
+    assert "user_name=&lt;Kim&gt;" in html
+    assert 'name="tags"' not in html
+
+
+def test_times_carry_their_zone(admin_client, app):
+    campaign = campaign_create(app.application)
+
+    html = admin_client.get(CHANGELIST).content.decode()
+
+    assert f"{campaign.created_at:%Y-%m-%d %H:%M:%S} UTC" in html

@@ -238,3 +238,38 @@ def test_the_admin_refuses_bad_parts(admin_client, app, parts, fragment):
     errors = response.context["adminform"].form.errors
     assert any(fragment in message for message in errors["parts"]), errors
     assert not MessageTemplate.objects.exists()
+
+
+# --- Versions ----------------------------------------------------------------------------------
+
+
+def test_a_version_page_shows_its_content_and_the_diff_against_the_version_before(
+    admin_client, app
+):
+    first = template_create(app.application, body_template="<b>Welcome</b> {{ name }}")
+    response = admin_client.post(
+        change_url(first.template_id),
+        form_data(
+            body_template="<b>Welcome back</b> {{ name }}",
+            parts=json.dumps({"sms": {"text": "Hi {{ name }}"}}),
+        ),
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    second = TemplateVersion.objects.get(template_id=first.template_id, version=2)
+
+    page = admin_client.get(f"/admin/templates_app/templateversion/{second.pk}/change/")
+    oldest = admin_client.get(f"/admin/templates_app/templateversion/{first.pk}/change/")
+    template_page = admin_client.get(change_url(first.template_id)).content.decode()
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "&lt;b&gt;Welcome back&lt;/b&gt;" in html.split('class="signal-json version-body"')[1]
+    assert "&quot;text&quot;: &quot;Hi {{ name }}&quot;" in html  # its channel parts
+    diff = html.split('id="version-diff"')[1].split("</table>")[0]
+    assert 'class="diff"' in diff and "version 1" in diff and "version 2" in diff
+    # The changed line, escaped (never markup), the addition marked.
+    assert '&lt;b&gt;Welcome<span class="diff_add">&nbsp;back</span>&lt;/b&gt;' in diff
+    assert "<b>" not in diff
+    assert "The first version: nothing to compare with." in oldest.content.decode()
+    assert f"/admin/templates_app/templateversion/{second.pk}/change/" in template_page
+    assert admin_client.get("/admin/templates_app/templateversion/add/").status_code == 403
