@@ -40,14 +40,18 @@ def value(samples, name: str, **labels) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def test_a_delivery_batch_is_counted_by_channel_and_outcome(fake_app, providers):
+def test_a_delivery_batch_is_counted_by_channel_and_outcome(
+    fake_app, providers, django_capture_on_commit_callbacks
+):
     ok = [subscription_create(fake_app, token=ios_token()) for _ in range(3)]
     refused = subscription_create(fake_app, token=ios_token("bad0"))  # 400 BadDeviceToken
     broken = subscription_create(fake_app, token=ios_token("0500"))  # 500: tried again later
     messages = send(fake_app, [*ok, refused, broken])
     before = scrape()
 
-    report = delivery.deliver_batch(ids(messages), queue="messages")
+    # Counted when the batch's transaction commits.
+    with django_capture_on_commit_callbacks(execute=True):
+        report = delivery.deliver_batch(ids(messages), queue="messages")
 
     assert report.claimed == 5
     after = scrape()
