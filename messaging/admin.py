@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db import transaction
 
 from accounts.admin import actor_of_request
@@ -14,10 +14,10 @@ from core.admin_kit import (
     add_serializer_errors,
     confirmation,
 )
-from core.exceptions import ValidationFailed
+from core.exceptions import InvalidTransition, QuotaExceeded, ValidationFailed
 
-from .models import Message, MessageEvent, Subscription, SubscriptionEvent, User
-from .services.messages import messages_cancel, messages_requeue
+from .models import Message, MessageEvent, MessageStatus, Subscription, SubscriptionEvent, User
+from .services.messages import message_retry, messages_cancel, messages_requeue
 from .services.subscriptions import (
     subscription_changes_check,
     subscription_disable,
@@ -217,7 +217,7 @@ class MessageAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     readonly_fields = [f.name for f in Message._meta.fields]
     inlines = [MessageEventInline]
-    actions = ["cancel_pending", "send_again"]
+    actions = ["cancel_pending", "send_again", "retry_failed"]
     show_full_result_count = False  # no COUNT(*) over millions of rows on every page
 
     def has_add_permission(self, request):
@@ -243,7 +243,10 @@ class MessageAdmin(admin.ModelAdmin):
             message_ids=queryset.values_list("pk", flat=True),
             actor=actor_of_request(request),
         )
-        self.message_user(request, f"Cancelled {count} pending message(s).")
+        # What messages_cancel skipped: rows a worker held while sending them.
+        sending = queryset.filter(status=MessageStatus.PENDING).count()
+        left = f" {sending} being sent at that moment were left to the workers." if sending else ""
+        self.message_user(request, f"Cancelled {count} pending message(s).{left}")
 
     @admin.action(description="Send the selected pending messages now")
     def send_again(self, request, queryset):
@@ -264,3 +267,38 @@ class MessageAdmin(admin.ModelAdmin):
             return page
         count = messages_requeue(message_ids=queryset.values_list("pk", flat=True))
         self.message_user(request, f"Enqueued {count} pending message(s).")
+
+    @admin.action(description="Retry the selected failed messages")
+    def retry_failed(self, request, queryset):
+        page = confirmation(
+            self,
+            request,
+            title="Retry messages",
+            consequences=[
+                "Send each failed message among these again: a new pending message to the same "
+                "subscription with the same content, counted against the application's quota.",
+                "Messages not failed, to a disabled subscription, or retried already are skipped.",
+            ],
+            objects=queryset,
+            action="retry_failed",
+            button="Retry the messages",
+        )
+        if page:
+            return page
+        actor, retried, refused = actor_of_request(request), 0, 0
+        for message in queryset.filter(status=MessageStatus.FAILED).select_related("application"):
+            try:
+                message_retry(message=message, actor=actor)
+            except InvalidTransition:
+                refused += 1
+            except QuotaExceeded as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+                break
+            else:
+                retried += 1
+        not_failed = queryset.exclude(status=MessageStatus.FAILED).count()
+        self.message_user(
+            request,
+            f"Retried {retried} failed message(s). Skipped {not_failed} not failed and "
+            f"{refused} whose subscription is disabled or that were retried already.",
+        )
