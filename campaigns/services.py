@@ -396,7 +396,10 @@ def campaign_resume(*, campaign: Campaign, actor: str) -> Campaign:
                 transaction.on_commit(
                     lambda run=run: _enqueue_fanout(run.pk, step=run.batches_done)
                 )
-        _complete_if_done([run.pk for run in runs if run.fanout_done])
+        finished = [run.pk for run in runs if run.fanout_done]
+        if finished:
+            _complete_if_done(finished)
+            campaign.refresh_from_db(fields=["status", "updated_at"])
     logger.info("Campaign %s resumed by %s", campaign.pk, actor)
     return campaign
 
