@@ -9,12 +9,13 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.messages import get_messages
-from django.db import connections
+from django.db import connections, transaction
 from django.utils import timezone
 
 from campaigns import services, tasks
 from campaigns.models import Campaign, CampaignRun, CampaignStatus, RunStatus
-from messaging.models import MessageStatus
+from messaging import dispatch
+from messaging.models import Message, MessageStatus
 from tests.assertions import assert_error
 from tests.conftest import subscription_create
 
@@ -220,6 +221,54 @@ def test_a_paused_campaign_is_cancelled_with_its_pending_messages(
     assert (run.pending, run.cancelled, run.successful) == (0, 3, 1)
     assert step(run) is False
     assert run_messages(run).count() == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_cancel_task_looks_again_for_a_message_a_worker_was_sending(app, audience, monkeypatch):
+    """messages_cancel skips the row a worker holds; the run's cancel task then runs again a
+    little later for what is still pending."""
+    campaign, run = started(app)
+    step(run)
+    held, free = list(run_messages(run))
+    services.campaign_cancel(campaign=campaign, actor="operator")
+    published: list[tuple[str, list, float | None]] = []
+    monkeypatch.setattr(
+        dispatch,
+        "publish",
+        lambda task, *, args, queue, countdown=None: published.append((task, args, countdown)),
+    )
+    locked, release = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        try:
+            with transaction.atomic():
+                Message.objects.select_for_update().get(pk=held.pk)
+                locked.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        assert locked.wait(10)
+        assert tasks.campaign_run_cancel_messages(str(run.pk), "operator") == 1
+    finally:
+        release.set()
+        thread.join(10)
+
+    assert published == [
+        (
+            "campaigns.cancel_run_messages",
+            [str(run.pk), "operator", 1],
+            services.RUN_CANCEL_PASS_SECONDS,
+        )
+    ]
+    assert Message.objects.get(pk=free.pk).status == MessageStatus.CANCELLED
+    assert tasks.campaign_run_cancel_messages(str(run.pk), "operator", 1) == 1
+    assert len(published) == 1  # nothing left pending: no third pass
+    run.refresh_from_db()
+    assert (run.pending, run.cancelled) == (0, 2)
 
 
 def test_a_paused_recurring_campaign_skips_its_scheduled_occurrence(app, audience):
