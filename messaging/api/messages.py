@@ -130,6 +130,9 @@ class MessageRetryApi(APIView):
         parameters=[IDEMPOTENCY_HEADER],
         responses={
             202: MessageOutput,
+            400: error_response(
+                "validation_error: the Idempotency-Key header is longer than its limit."
+            ),
             409: error_response(
                 "invalid_transition: only a failed message whose subscription is enabled can "
                 "be retried, and only once (retry the retry if it fails in its turn)."
