@@ -36,6 +36,8 @@ from .schedules import next_runs
 EDITABLE_STATUSES = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
 # A campaign in one of these never runs again.
 FINISHED_STATUSES = (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED, CampaignStatus.FAILED)
+# Statuses with a run under way: sending, or paused midway.
+ACTIVE_STATUSES = (CampaignStatus.RUNNING, CampaignStatus.PAUSED)
 LATEST_RUN_FIELDS = ("status", "targeted", "pending", "audience_estimate")
 NEXT_RUNS = 3
 
@@ -161,7 +163,7 @@ class CampaignAdmin(admin.ModelAdmin):
         "next_runs_display",
         "runs_link",
     ]
-    actions = ["execute_selected", "cancel_selected"]
+    actions = ["execute_selected", "cancel_selected", "pause_selected", "resume_selected"]
     change_form_template = "admin/campaigns/campaign/change_form.html"
 
     def get_queryset(self, request):
@@ -238,7 +240,7 @@ class CampaignAdmin(admin.ModelAdmin):
         return super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request, obj=None):
-        if obj is not None and obj.status == CampaignStatus.RUNNING:
+        if obj is not None and obj.status in ACTIVE_STATUSES:
             return False  # cancel it first
         return super().has_delete_permission(request, obj)
 
@@ -404,10 +406,10 @@ class CampaignAdmin(admin.ModelAdmin):
             ),
             "messages_url": campaign_messages_url(campaign.pk),
             "schedule_summary": schedule_summary(campaign),
-            "auto_refresh": campaign.status == CampaignStatus.RUNNING,
+            "auto_refresh": campaign.status in ACTIVE_STATUSES,
             "can_edit": campaign.status in EDITABLE_STATUSES,
             "can_execute": campaign.status in EDITABLE_STATUSES,
-            "can_cancel": campaign.status in (*EDITABLE_STATUSES, CampaignStatus.RUNNING),
+            "can_cancel": campaign.status in (*EDITABLE_STATUSES, *ACTIVE_STATUSES),
             "execute_url": reverse("admin:campaigns_campaign_execute", args=[campaign.pk]),
             "cancel_url": reverse("admin:campaigns_campaign_cancel", args=[campaign.pk]),
         }
@@ -481,10 +483,10 @@ class CampaignAdmin(admin.ModelAdmin):
         ]
 
     def _will_cancel(self, campaign: Campaign) -> list[str]:
-        if campaign.status not in (*EDITABLE_STATUSES, CampaignStatus.RUNNING):
+        if campaign.status not in (*EDITABLE_STATUSES, *ACTIVE_STATUSES):
             return [f"Nothing: a {campaign.status} campaign cannot be cancelled."]
         will = [f"{campaign}: becomes cancelled and is never run again by its schedule."]
-        if campaign.status == CampaignStatus.RUNNING:
+        if campaign.status in ACTIVE_STATUSES:
             run = selectors.campaign_latest_run(campaign=campaign)
             pending = run.pending if run else 0
             will.append(
@@ -546,6 +548,45 @@ class CampaignAdmin(admin.ModelAdmin):
             "Cancelled",
             self._cancel,
             self._will_cancel,
+        )
+
+    def _pause(self, request, campaign: Campaign) -> str:
+        services.campaign_pause(campaign=campaign, actor=_actor(request))
+        return f"{campaign}: paused."
+
+    def _resume(self, request, campaign: Campaign) -> str:
+        services.campaign_resume(campaign=campaign, actor=_actor(request))
+        return f"{campaign}: resumed."
+
+    def _will_pause(self, campaign: Campaign) -> list[str]:
+        if campaign.status != CampaignStatus.RUNNING:
+            return [f"Nothing: a {campaign.status} campaign cannot be paused."]
+        return [
+            f"{campaign}: no new batch of its run starts until it is resumed; messages "
+            "already queued are still sent."
+        ]
+
+    def _will_resume(self, campaign: Campaign) -> list[str]:
+        if campaign.status != CampaignStatus.PAUSED:
+            return [f"Nothing: a {campaign.status} campaign cannot be resumed."]
+        return [f"{campaign}: its run goes on where it stopped, one message per subscription."]
+
+    @admin.action(description="Pause the selected running campaigns")
+    def pause_selected(self, request, queryset):
+        return self._confirmed_each(
+            request, queryset, "pause_selected", "Pause", "Paused", self._pause, self._will_pause
+        )
+
+    @admin.action(description="Resume the selected paused campaigns")
+    def resume_selected(self, request, queryset):
+        return self._confirmed_each(
+            request,
+            queryset,
+            "resume_selected",
+            "Resume",
+            "Resumed",
+            self._resume,
+            self._will_resume,
         )
 
 

@@ -13,6 +13,7 @@ class CampaignStatus(models.TextChoices):
     DRAFT = "draft"
     SCHEDULED = "scheduled"
     RUNNING = "running"
+    PAUSED = "paused"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
     FAILED = "failed"
@@ -97,9 +98,24 @@ class Campaign(models.Model):
     def fail(self) -> None:
         pass
 
+    # Only a running campaign pauses: its run's fan-out stops between batches. A scheduled
+    # one is held by cancelling it or by taking its schedule off (PUT), not by a pause.
+    @transition(field=status, source=CampaignStatus.RUNNING, target=CampaignStatus.PAUSED)
+    def pause(self) -> None:
+        pass
+
+    @transition(field=status, source=CampaignStatus.PAUSED, target=CampaignStatus.RUNNING)
+    def resume(self) -> None:
+        pass
+
     @transition(
         field=status,
-        source=[CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.RUNNING],
+        source=[
+            CampaignStatus.DRAFT,
+            CampaignStatus.SCHEDULED,
+            CampaignStatus.RUNNING,
+            CampaignStatus.PAUSED,
+        ],
         target=CampaignStatus.CANCELLED,
     )
     def cancel(self) -> None:
@@ -108,6 +124,10 @@ class Campaign(models.Model):
 
 class RunStatus(models.TextChoices):
     RUNNING = "running"
+    # Its campaign is paused: no fan-out step runs, the stall watchdog leaves it alone, and it
+    # does not complete until resumed; its messages already queued are still delivered and
+    # move its counters.
+    PAUSED = "paused"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
     FAILED = "failed"

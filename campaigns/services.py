@@ -1,5 +1,5 @@
-"""Campaign writes: create, update, execute, cancel; the fan-out of a run in batches; and the
-statistics that follow its messages."""
+"""Campaign writes: create, update, execute, pause, resume, cancel; the fan-out of a run in
+batches; and the statistics that follow its messages."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F
 from django.utils import timezone
+from django_fsm import can_proceed
 
 from accounts.models import Application
 from accounts.selectors import channel_credentials_get
@@ -324,22 +325,19 @@ def campaign_execute(*, campaign: Campaign, trigger: str = "execute") -> Campaig
 
 
 def campaign_cancel(*, campaign: Campaign, actor: str) -> Campaign:
-    """Cancels the campaign: no further runs or batches, and its unsent messages become
-    `cancelled` (in a task on the critical queue, moments later)."""
+    """Cancels the campaign (draft, scheduled, running or paused): no further runs or
+    batches, and its unsent messages become `cancelled` (in a task on the critical queue,
+    moments later)."""
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
-        if campaign.status not in (
-            CampaignStatus.DRAFT,
-            CampaignStatus.SCHEDULED,
-            CampaignStatus.RUNNING,
-        ):
+        if not can_proceed(campaign.cancel):
             raise _refuse(campaign, "cancelled")
         campaign.cancel()
         campaign.save(update_fields=["status", "updated_at"])
         schedules.periodic_task_disable(campaign)
         runs = list(
             CampaignRun.objects.select_for_update()
-            .filter(campaign=campaign, status=RunStatus.RUNNING)
+            .filter(campaign=campaign, status__in=(RunStatus.RUNNING, RunStatus.PAUSED))
             .values_list("pk", flat=True)
         )
         CampaignRun.objects.filter(pk__in=runs).update(
@@ -350,10 +348,84 @@ def campaign_cancel(*, campaign: Campaign, actor: str) -> Campaign:
     return campaign
 
 
-def run_cancel_messages(*, run_id, actor: str) -> int:
-    """Cancels every pending message of a cancelled run."""
-    pending = Message.objects.filter(campaign_run_id=run_id, status=MessageStatus.PENDING)
-    return messages_cancel(message_ids=pending.values("pk"), actor=actor)
+def campaign_pause(*, campaign: Campaign, actor: str) -> Campaign:
+    """Pauses a running campaign: its run starts no further fan-out batch (a batch being
+    written when the pause commits is rolled back, see run_fanout_step) and is neither
+    resumed by the stall watchdog nor completed; messages already queued are still
+    delivered. Anything but `running` raises InvalidTransition."""
+    with transaction.atomic():
+        # The run rows first, then the campaign's: the order in which delivery's counters
+        # and completion (run_stats_apply, _finish) lock them.
+        runs = list(
+            CampaignRun.objects.select_for_update()
+            .filter(campaign_id=campaign.pk, status=RunStatus.RUNNING)
+            .values_list("pk", flat=True)
+        )
+        campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if not can_proceed(campaign.pause):
+            raise _refuse(campaign, "paused")
+        campaign.pause()
+        campaign.save(update_fields=["status", "updated_at"])
+        CampaignRun.objects.filter(pk__in=runs).update(
+            status=RunStatus.PAUSED, updated_at=timezone.now()
+        )
+    logger.info("Campaign %s paused by %s", campaign.pk, actor)
+    return campaign
+
+
+def campaign_resume(*, campaign: Campaign, actor: str) -> Campaign:
+    """Resumes a paused campaign: its run's fan-out continues after the run's cursor (the
+    subscriptions it reached keep their one message each), or, when the fan-out had
+    finished, the run completes now if none of its messages is pending. Anything but
+    `paused` raises InvalidTransition."""
+    with transaction.atomic():
+        runs = list(
+            CampaignRun.objects.select_for_update().filter(
+                campaign_id=campaign.pk, status=RunStatus.PAUSED
+            )
+        )
+        campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if not can_proceed(campaign.resume):
+            raise _refuse(campaign, "resumed")
+        campaign.resume()
+        campaign.save(update_fields=["status", "updated_at"])
+        CampaignRun.objects.filter(pk__in=[run.pk for run in runs]).update(
+            status=RunStatus.RUNNING, updated_at=timezone.now()
+        )
+        for run in runs:
+            if not run.fanout_done:
+                transaction.on_commit(
+                    lambda run=run: _enqueue_fanout(run.pk, step=run.batches_done)
+                )
+        finished = [run.pk for run in runs if run.fanout_done]
+        if finished:
+            _complete_if_done(finished)
+            campaign.refresh_from_db(fields=["status", "updated_at"])
+    logger.info("Campaign %s resumed by %s", campaign.pk, actor)
+    return campaign
+
+
+# How often the cancel of a run's messages looks again for those a worker was sending.
+RUN_CANCEL_PASSES = 5
+RUN_CANCEL_PASS_SECONDS = 10.0
+
+
+def run_cancel_messages(*, run_id, actor: str, attempt: int = 0) -> int:
+    """Cancels every pending message of a cancelled run. Those a worker is sending at that
+    moment are left to it (messages_cancel skips locked rows); when some are still pending
+    afterwards (a temporary failure put them back for a retry), this runs again a little
+    later, up to RUN_CANCEL_PASSES times in all."""
+    campaign_id = (
+        CampaignRun.objects.filter(pk=run_id).values_list("campaign_id", flat=True).first()
+    )
+    # campaign_id leads the message index that finds a run's messages.
+    pending = Message.objects.filter(
+        campaign_id=campaign_id, campaign_run_id=run_id, status=MessageStatus.PENDING
+    )
+    cancelled = messages_cancel(message_ids=pending.values("pk"), actor=actor)
+    if attempt + 1 < RUN_CANCEL_PASSES and pending.exists():
+        _enqueue_cancel(run_id, actor, attempt=attempt + 1, countdown=RUN_CANCEL_PASS_SECONDS)
+    return cancelled
 
 
 def _enqueue_fanout(run_id, *, step: int, countdown: float | None = None) -> None:
@@ -364,8 +436,13 @@ def _enqueue_fanout(run_id, *, step: int, countdown: float | None = None) -> Non
     )
 
 
-def _enqueue_cancel(run_id, actor: str) -> None:
-    dispatch.publish("campaigns.cancel_run_messages", args=[str(run_id), actor], queue="critical")
+def _enqueue_cancel(run_id, actor: str, attempt: int = 0, countdown: float | None = None) -> None:
+    dispatch.publish(
+        "campaigns.cancel_run_messages",
+        args=[str(run_id), actor, attempt],
+        queue="critical",
+        countdown=countdown,
+    )
 
 
 # --- Fan-out -----------------------------------------------------------------------------------
@@ -412,13 +489,16 @@ def run_fanout_step(*, run_id, step: int | None = None) -> bool:
     delivery keeps moving the run's counters meanwhile). A crash rolls both back; a step that
     finds the run cancelled or advanced by another rolls its batch back; and the unique
     constraint on run and subscription makes a second message for one subscription in one
-    run impossible."""
+    run impossible. A pause that commits while the step works fails that UPDATE (the run is
+    no longer running), so the batch rolls back and is written after the resume."""
     run = (
         CampaignRun.objects.select_related("campaign__application", "template_version")
         .filter(pk=run_id)
         .first()
     )
     if run is None or run.status != RunStatus.RUNNING:
+        # Cancelled, finished, or paused (the pause moves the run with its campaign): no
+        # batch, and no next step; campaign_resume enqueues the step the run is at.
         return False
     structlog.contextvars.bind_contextvars(campaign_id=str(run.campaign_id))  # for its lines
     if step is not None and step == run.batches_done - 1:
@@ -531,7 +611,8 @@ def _finish(run: CampaignRun, status: str, error: str = "") -> None:
 
 def runs_resume_stalled(*, now: datetime | None = None) -> int:
     """Re-enqueues the fan-out of running runs that made no progress for a while (their next
-    step was lost with a worker, or never reached the broker)."""
+    step was lost with a worker, or never reached the broker). Paused runs are not running:
+    they wait for campaign_resume."""
     now = now or timezone.now()
     stalled_before = now - timedelta(seconds=settings.CAMPAIGN_STALL_SECONDS)
     count = 0

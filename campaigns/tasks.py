@@ -47,8 +47,8 @@ def start_scheduled_run(campaign_id: str, trigger: str) -> str | None:
 
 
 @shared_task(name="campaigns.cancel_run_messages")
-def campaign_run_cancel_messages(run_id: str, actor: str) -> int:
-    return services.run_cancel_messages(run_id=run_id, actor=actor)
+def campaign_run_cancel_messages(run_id: str, actor: str, attempt: int = 0) -> int:
+    return services.run_cancel_messages(run_id=run_id, actor=actor, attempt=attempt)
 
 
 @shared_task(name="campaigns.resume_stalled_runs")

@@ -346,6 +346,8 @@ _LINKS = {
                 ("UpdateCampaign", "campaigns_update", "Change it"),
                 ("PreviewCampaign", "campaigns_preview", "Its audience"),
                 ("ExecuteCampaign", "campaigns_execute", "Run it"),
+                ("PauseCampaign", "campaigns_pause", "Pause it while it runs"),
+                ("ResumeCampaign", "campaigns_resume", "Resume it once paused"),
                 ("CancelCampaign", "campaigns_cancel", "Cancel it"),
                 ("ListCampaignRuns", "campaigns_runs_list", "Its runs"),
             )
@@ -359,6 +361,11 @@ _LINKS = {
             "ReportMessageStatus": _link(
                 "messages_status_update",
                 "Report its status",
+                message_id="$response.body#/messages/0/id",
+            ),
+            "RetryMessage": _link(
+                "messages_retry",
+                "Send it again once it failed",
                 message_id="$response.body#/messages/0/id",
             ),
         }

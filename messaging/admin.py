@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import Q
 from django.utils.html import format_html
@@ -26,11 +26,11 @@ from core.admin_kit import (
     linked,
     short_id,
 )
-from core.exceptions import ValidationFailed
+from core.exceptions import InvalidTransition, QuotaExceeded, ValidationFailed
 
 from .admin_filters import ErrorCodeFilter
-from .models import Message, MessageEvent, Subscription, SubscriptionEvent, User
-from .services.messages import messages_cancel, messages_requeue
+from .models import Message, MessageEvent, MessageStatus, Subscription, SubscriptionEvent, User
+from .services.messages import message_retry, messages_cancel, messages_requeue
 from .services.subscriptions import (
     subscription_changes_check,
     subscription_disable,
@@ -275,6 +275,7 @@ class MessageAdmin(LargeTableAdmin, admin.ModelAdmin):
         "application",
         "channel",
         "status",
+        "retry_of",
         "subscription_link",
         "campaign_link",
         "run_link",
@@ -298,7 +299,7 @@ class MessageAdmin(LargeTableAdmin, admin.ModelAdmin):
     ]
     readonly_fields = fields
     inlines = [MessageEventInline]
-    actions = ["cancel_pending", "send_again"]
+    actions = ["cancel_pending", "send_again", "retry_failed"]
     show_full_result_count = False  # no COUNT(*) over millions of rows on every page
     # Ids of the campaigns whose name contains a term: set by the campaigns' admin (messaging
     # does not import campaigns); None searches titles and ids only.
@@ -391,7 +392,10 @@ class MessageAdmin(LargeTableAdmin, admin.ModelAdmin):
             message_ids=queryset.values_list("pk", flat=True),
             actor=actor_of_request(request),
         )
-        self.message_user(request, f"Cancelled {count} pending message(s).")
+        # What messages_cancel skipped: rows a worker held while sending them.
+        sending = queryset.filter(status=MessageStatus.PENDING).count()
+        left = f" {sending} being sent at that moment were left to the workers." if sending else ""
+        self.message_user(request, f"Cancelled {count} pending message(s).{left}")
 
     @admin.action(description="Send the selected pending messages now")
     def send_again(self, request, queryset):
@@ -412,6 +416,41 @@ class MessageAdmin(LargeTableAdmin, admin.ModelAdmin):
             return page
         count = messages_requeue(message_ids=queryset.values_list("pk", flat=True))
         self.message_user(request, f"Enqueued {count} pending message(s).")
+
+    @admin.action(description="Retry the selected failed messages")
+    def retry_failed(self, request, queryset):
+        page = confirmation(
+            self,
+            request,
+            title="Retry messages",
+            consequences=[
+                "Send each failed message among these again: a new pending message to the same "
+                "subscription with the same content, counted against the application's quota.",
+                "Messages not failed, to a disabled subscription, or retried already are skipped.",
+            ],
+            objects=queryset,
+            action="retry_failed",
+            button="Retry the messages",
+        )
+        if page:
+            return page
+        actor, retried, refused = actor_of_request(request), 0, 0
+        for message in queryset.filter(status=MessageStatus.FAILED).select_related("application"):
+            try:
+                message_retry(message=message, actor=actor)
+            except InvalidTransition:
+                refused += 1
+            except QuotaExceeded as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+                break
+            else:
+                retried += 1
+        not_failed = queryset.exclude(status=MessageStatus.FAILED).count()
+        self.message_user(
+            request,
+            f"Retried {retried} failed message(s). Skipped {not_failed} not failed and "
+            f"{refused} whose subscription is disabled or that were retried already.",
+        )
 
 
 @admin.register(MessageEvent)

@@ -191,6 +191,9 @@ class Message(models.Model):
     # When work for it was last handed to the broker: the stale sweep re-enqueues what never
     # got there. (A worker sending it holds its row lock; no column records that.)
     enqueued_at = models.DateTimeField(null=True, blank=True)
+    # The failed message this one sends again, by hand (message_retry). A plain id, as
+    # campaign_id: the original may be deleted by retention before its retry.
+    retry_of = models.UUIDField(null=True, blank=True, editable=False)
 
     class Meta:
         # No index holds a column that sending changes (status, attempts, errors, provider id,
@@ -198,7 +201,9 @@ class Message(models.Model):
         # records a send is then a heap-only (HOT) update, written in place on the row's page
         # with no new index entries. The table keeps room for it (fillfactor, migration 0006).
         # The stale-pending sweep finds its candidates by time windows over enqueued_at and
-        # send_after instead of an index of pending rows (delivery.pending_sweep).
+        # send_after instead of an index of pending rows (delivery.pending_sweep). retry_of
+        # is written once, at insert, and only retries have one: its partial index holds
+        # their rows alone and costs the other inserts nothing.
         indexes = [
             models.Index(fields=["application", "-created_at"], name="msg_app_created"),
             models.Index(fields=["subscription", "-created_at"], name="msg_sub_created"),
@@ -208,6 +213,9 @@ class Message(models.Model):
                 fields=["send_after"],
                 condition=Q(send_after__isnull=False),
                 name="msg_scheduled",
+            ),
+            models.Index(
+                fields=["retry_of"], condition=Q(retry_of__isnull=False), name="msg_retry_of"
             ),
         ]
         constraints = [

@@ -16,6 +16,16 @@ urlpatterns = [
         name="campaign-cancel",
     ),
     path(
+        "campaigns/<uuid:campaign_id>/pause",
+        views.CampaignPauseApi.as_view(),
+        name="campaign-pause",
+    ),
+    path(
+        "campaigns/<uuid:campaign_id>/resume",
+        views.CampaignResumeApi.as_view(),
+        name="campaign-resume",
+    ),
+    path(
         "campaigns/<uuid:campaign_id>/preview",
         views.CampaignPreviewApi.as_view(),
         name="campaign-preview",

@@ -148,6 +148,38 @@ class CampaignCancelApi(APIView):
         return Response(CampaignOutput(campaign).data)
 
 
+class CampaignPauseApi(APIView):
+    @extend_schema(
+        operation_id="campaigns_pause",
+        request=None,
+        responses={200: CampaignOutput, 409: refused("paused")},
+        description="Pauses a running campaign: no new batch of its run starts; messages "
+        "already queued are still sent. Only a running campaign can be paused.",
+    )
+    def post(self, request: Request, campaign_id) -> Response:
+        campaign = selectors.campaign_get(
+            application=request.auth.application, campaign_id=campaign_id
+        )
+        campaign = services.campaign_pause(campaign=campaign, actor=actor_of(request.auth))
+        return Response(CampaignOutput(campaign).data)
+
+
+class CampaignResumeApi(APIView):
+    @extend_schema(
+        operation_id="campaigns_resume",
+        request=None,
+        responses={202: CampaignOutput, 409: refused("resumed")},
+        description="Resumes a paused campaign where its run stopped: each subscription of "
+        "the audience still gets exactly one message.",
+    )
+    def post(self, request: Request, campaign_id) -> Response:
+        campaign = selectors.campaign_get(
+            application=request.auth.application, campaign_id=campaign_id
+        )
+        campaign = services.campaign_resume(campaign=campaign, actor=actor_of(request.auth))
+        return Response(CampaignOutput(campaign).data, status=status.HTTP_202_ACCEPTED)
+
+
 class CampaignPreviewApi(APIView):
     @extend_schema(operation_id="campaigns_preview", request=None, responses=PreviewOutput)
     def post(self, request: Request, campaign_id) -> Response:

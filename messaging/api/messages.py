@@ -1,5 +1,5 @@
-"""Message endpoints: send, read, list, and the client's status reports. Parse, call one
-service or selector, reply."""
+"""Message endpoints: send, read, list, the client's status reports, and sending a failed
+message again. Parse, call one service or selector, reply."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from core.idempotency import IDEMPOTENCY_HEADER, idempotent_call
 from core.openapi import error_response
 
 from ..selectors.messages import message_get, message_list
-from ..services.messages import message_create, message_report_status
+from ..services.messages import message_create, message_report_status, message_retry
 from .serializers.messages import (
     MessageAcceptedOutput,
     MessageCreateInput,
@@ -121,3 +121,41 @@ class MessageStatusApi(APIView):
             message=message, status=data.validated_data["status"], actor=actor_of(request.auth)
         )
         return Response(MessageOutput(message).data)
+
+
+class MessageRetryApi(APIView):
+    @extend_schema(
+        operation_id="messages_retry",
+        request=None,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            202: MessageOutput,
+            400: error_response(
+                "validation_error: the Idempotency-Key header is longer than its limit."
+            ),
+            409: error_response(
+                "invalid_transition: only a failed message whose subscription is enabled can "
+                "be retried, and only once (retry the retry if it fails in its turn)."
+            ),
+        },
+        description="Sends a failed message again: a new pending message to the same "
+        "subscription with the same content, whose `retry_of` is the failed one. It keeps "
+        "the failed message's `campaign_id` but is no part of the campaign's run or stats.",
+    )
+    def post(self, request: Request, message_id) -> Response:
+        application = request.auth.application
+
+        def produce() -> tuple[int, dict]:
+            message = message_get(application=application, message_id=message_id)
+            retry = message_retry(message=message, actor=actor_of(request.auth))
+            return status.HTTP_202_ACCEPTED, MessageOutput(retry).data
+
+        code, body = idempotent_call(
+            owner_id=application.pk,
+            endpoint="messages.retry",
+            key=request.headers.get("Idempotency-Key"),
+            # The message is part of the request: one key retries one message.
+            body={"message_id": str(message_id)},
+            produce=produce,
+        )
+        return Response(body, status=code)

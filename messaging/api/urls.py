@@ -27,6 +27,11 @@ urlpatterns = [
         messages.MessageStatusApi.as_view(),
         name="message-status",
     ),
+    path(
+        "messages/<uuid:message_id>/retry",
+        messages.MessageRetryApi.as_view(),
+        name="message-retry",
+    ),
     # The in-app inbox (inbox/stream is the ASGI app's).
     path("inbox", inbox.InboxListApi.as_view(), name="inbox"),
     path("inbox/count", inbox.InboxCountApi.as_view(), name="inbox-count"),

@@ -363,14 +363,23 @@ def message_report_status(*, message: Message, status: str, actor: str) -> Messa
 
 
 def messages_cancel(*, message_ids: Iterable, actor: str, chunk: int = 5000) -> int:
-    """Cancels the pending messages among `message_ids`, in chunks; returns how many. A
-    message a worker is sending at this moment may still reach the device; its status stays
-    `cancelled` all the same."""
+    """Cancels the pending messages among `message_ids`, in chunks; returns how many.
+
+    A message a worker is sending at this moment is left alone: the worker's claim holds
+    its row lock until it records the outcome (delivery.claim), and the cancel skips locked
+    rows (SKIP LOCKED) rather than wait for the send or cancel what is reaching the device.
+    Such a message ends as the send says: sent, failed, or pending again for a retry (a
+    second cancel catches that one). Campaign run counters move with the statuses
+    (message_statuses_changed)."""
     pending = Message.objects.filter(pk__in=message_ids, status=MessageStatus.PENDING)
     done = 0
     while True:
         with transaction.atomic():
-            rows = list(pending.select_for_update().values_list("pk", "campaign_run_id")[:chunk])
+            rows = list(
+                pending.select_for_update(skip_locked=True).values_list("pk", "campaign_run_id")[
+                    :chunk
+                ]
+            )
             if not rows:
                 return done
             ids = [pk for pk, _ in rows]
@@ -396,6 +405,81 @@ def messages_cancel(*, message_ids: Iterable, actor: str, chunk: int = 5000) -> 
             if transitions:
                 message_statuses_changed.send(sender=Message, transitions=transitions)
         done += len(rows)
+
+
+def _retry_refusal(message: Message) -> InvalidTransition | None:
+    """Why `message` (locked) cannot be sent again, or None: only a failed message is, to an
+    enabled subscription, and only once (a retry that fails is retried in its turn)."""
+    if message.status != MessageStatus.FAILED:
+        return InvalidTransition(
+            f"A {message.status} message cannot be retried; only a failed one can.",
+            details={"status": message.status},
+        )
+    enabled = (
+        Subscription.objects.filter(pk=message.subscription_id)
+        .values_list("enabled", flat=True)
+        .first()
+    )
+    if not enabled:
+        return InvalidTransition(
+            "The message's subscription is disabled or deleted; it is not sent to.",
+            details={"status": message.status, "subscription_enabled": False},
+        )
+    retried_by = Message.objects.filter(retry_of=message.pk).values_list("pk", flat=True).first()
+    if retried_by is not None:
+        return InvalidTransition(
+            f"The message was already retried as {retried_by}.",
+            details={"status": message.status, "retried_by": str(retried_by)},
+        )
+    return None
+
+
+def message_retry(*, message: Message, actor: str) -> Message:
+    """Sends a failed message again: a new pending message to the same subscription with
+    the same content and delivery options, `retry_of` the failed one, counted against the
+    quota and handed to delivery after commit like any single send. A message that is not
+    failed, whose subscription is disabled, or that was retried already raises
+    InvalidTransition.
+
+    The new message keeps campaign_id (it is the campaign's content, and lists by campaign
+    find it) but not campaign_run_id: the run's counters and its one message per
+    subscription stay as the run made them."""
+    with transaction.atomic():
+        # Serializes retries of one message: the second finds the first's retry.
+        original = Message.objects.select_for_update().get(pk=message.pk)
+        if (refusal := _retry_refusal(original)) is not None:
+            raise refusal
+        now = timezone.now()
+        retry = Message(
+            id=uuid7(),
+            application_id=original.application_id,
+            subscription_id=original.subscription_id,
+            channel=original.channel,
+            campaign_id=original.campaign_id,
+            title=original.title,
+            body=original.body,
+            data=original.data,
+            parts=original.parts,
+            template_version_id=original.template_version_id,
+            priority=original.priority,
+            ttl=original.ttl,
+            collapse_id=original.collapse_id,
+            retry_of=original.pk,
+            enqueued_at=now,
+        )
+        retry.save(force_insert=True)
+        MessageEvent.objects.create(
+            message=retry,
+            type=MessageEvent.Type.STATUS,
+            status=MessageStatus.PENDING,
+            at=now,
+            details={"actor": actor, "retry_of": str(original.pk)},
+        )
+        # Last, so the quota row stays locked only until the commit.
+        quota_consume(application=message.application, count=1)
+        queue, ids = dispatch.queue_for(retry.priority), [str(retry.pk)]
+        transaction.on_commit(lambda: dispatch.enqueue(queue, ids))
+    return retry
 
 
 def messages_requeue(*, message_ids: Iterable) -> int:

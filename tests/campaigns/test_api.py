@@ -746,7 +746,7 @@ def test_the_list_is_paginated(server_api):
 
 
 def test_an_unknown_status_filter_is_a_validation_error(server_api):
-    details = assert_error(server_api.get(URL, {"status": "paused"}), 400, "validation_error")
+    details = assert_error(server_api.get(URL, {"status": "stopped"}), 400, "validation_error")
 
     assert "status" in details
 
@@ -761,6 +761,8 @@ def test_an_unknown_status_filter_is_a_validation_error(server_api):
         ("put", "", {"name": "stolen"}),
         ("post", "execute", None),
         ("post", "cancel", None),
+        ("post", "pause", None),
+        ("post", "resume", None),
         ("post", "preview", None),
         ("get", "runs", None),
     ],
@@ -790,6 +792,8 @@ def test_another_applications_campaign_is_not_found(
         ("put", "", {"name": "renamed"}),
         ("post", "execute", None),
         ("post", "cancel", None),
+        ("post", "pause", None),
+        ("post", "resume", None),
         ("post", "preview", None),
         ("get", "runs", None),
     ],

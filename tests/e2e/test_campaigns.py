@@ -236,3 +236,58 @@ def test_crontab_campaign_runs_on_beats_schedule(live_app):
         assert run.successful == 20
     listed = api(live_app.server_key).get(f"/api/v1/campaigns/{campaign['id']}/runs").json()
     assert [r["number"] for r in listed["results"]] == [2, 1]
+
+
+def test_pause_holds_the_fan_out_and_resume_finishes_it_once_per_subscription(live_app):
+    # The throttle spaces the fan-out out (200 every 2 s), so the pause lands in the middle.
+    audience = seed(live_app, 2_000, tags={"pause": "yes"})
+    campaign = create_campaign(
+        live_app,
+        name="to-pause",
+        title="x",
+        throttle_per_minute=6_000,
+        targeting_criteria={"tags": {"pause": "yes"}},
+    )
+    server = api(live_app.server_key)
+    server.post(f"/api/v1/campaigns/{campaign['id']}/execute")
+    run = wait_for(
+        lambda: CampaignRun.objects.filter(campaign_id=campaign["id"], targeted__gt=0).first(),
+        what="the first batch",
+    )
+
+    response = server.post(f"/api/v1/campaigns/{campaign['id']}/pause")
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "paused"
+    # A step that wrote its batch before the pause committed first; any later one rolls back.
+    held = Message.objects.filter(campaign_id=campaign["id"]).count()
+    assert 0 < held < 2_000
+    # Messages already queued are still delivered while the run stays paused...
+    wait_for(
+        lambda: not Message.objects.filter(campaign_run_id=run.pk, status="pending").exists(),
+        timeout=60,
+        what="the queued messages of the paused run to be delivered",
+    )
+    # ...and no new batch starts, not even by the stall watchdog.
+    assert campaign_services.runs_resume_stalled() == 0
+    time.sleep(4)
+    assert Message.objects.filter(campaign_id=campaign["id"]).count() == held
+    run.refresh_from_db()
+    assert (run.status, run.fanout_done, run.targeted, run.pending) == ("paused", False, held, 0)
+    assert campaign_status(campaign["id"]) == "paused"
+
+    response = server.post(f"/api/v1/campaigns/{campaign['id']}/resume")
+
+    assert response.status_code == 202
+    assert response.json()["status"] == "running"
+    wait_for(
+        lambda: campaign_status(campaign["id"]) == "completed",
+        timeout=120,
+        what="the resumed campaign to complete",
+    )
+    messages = Message.objects.filter(campaign_run_id=run.pk)
+    assert messages.count() == 2_000
+    assert set(messages.values_list("subscription_id", flat=True)) == audience
+    run.refresh_from_db()
+    assert run.stats() == {"targeted": 2_000, **real_stats(run)}
+    assert run.successful == 2_000

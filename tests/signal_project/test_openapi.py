@@ -124,8 +124,11 @@ def test_every_operation_needs_the_x_api_key(schema, operations):
         assert operation["security"] == [{"ApiKeyAuth": []}], operation_id
 
 
+IDEMPOTENT = ("messages_create", "campaigns_create", "messages_retry")
+
+
 def test_idempotent_posts_take_the_header_and_document_422(operations):
-    for operation_id in ("messages_create", "campaigns_create"):
+    for operation_id in IDEMPOTENT:
         operation = operations[operation_id]
         headers = [p for p in operation["parameters"] if p["in"] == "header"]
         assert [p["name"] for p in headers] == ["Idempotency-Key"]
@@ -133,7 +136,7 @@ def test_idempotent_posts_take_the_header_and_document_422(operations):
     assert not any(
         "422" in op["responses"]
         for operation_id, op in operations.items()
-        if operation_id not in ("messages_create", "campaigns_create")
+        if operation_id not in IDEMPOTENT
     )
 
 

@@ -195,6 +195,7 @@ class MessageOutput(serializers.ModelSerializer):
             "provider_id",
             "created_at",
             "sent_at",
+            "retry_of",
         ]
 
     def to_representation(self, message: Message) -> dict:
