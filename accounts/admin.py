@@ -426,8 +426,8 @@ class ChannelCredentialForm(forms.ModelForm):
         required=False,
         label="Credentials JSON file",
         help_text="Upload to set or replace them; leave empty to keep the stored ones. The "
-        "channel's fields as a JSON object, the file set_channel_credentials takes (the "
-        "README's channel table); WebPush: a file holding {} generates VAPID keys.",
+        "channel's fields as a JSON object, the file set_channel_credentials takes (see "
+        "docs/channels.md, Credentials); WebPush: a file holding {} generates VAPID keys.",
     )
     test_recipient = forms.CharField(
         required=False,

@@ -1,7 +1,7 @@
 """Identity verification: with it on, a client-key call that acts for a user proves it with
 `X-User-Hash` = hex(HMAC-SHA256(identity_secret, external_user_id)), computed by the
-application's backend (README, "In-app inbox"). The previous secret stays valid for
-IDENTITY_SECRET_GRACE_SECONDS after a rotation."""
+application's backend (docs/channels.md, "Identity verification"). The previous secret stays
+valid for IDENTITY_SECRET_GRACE_SECONDS after a rotation."""
 
 from __future__ import annotations
 

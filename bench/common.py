@@ -57,7 +57,8 @@ def base_env(config: BenchConfig) -> dict[str, str]:
         "TOKEN_HMAC_KEY": BENCH_HMAC_KEY,
         "API_RATE_LIMIT": "100000",  # the bench measures the pipeline, not the throttle
         "DEBUG": "false",
-        "LOG_LEVEL": "WARNING",
+        # The logs a run writes: WARNING unless BENCH_LOG_LEVEL says (INFO: every task logged).
+        "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
         "PYTHONPATH": str(ROOT),
         "PYTHONUNBUFFERED": "1",
     }

@@ -1,7 +1,8 @@
 """The ASGI app (`signal_project.asgi:application`, e.g. under hypercorn): the same API as the
 WSGI app, and also `GET /api/v1/inbox/stream` (messaging.inbox.stream), which only an ASGI
 process serves: an open stream is a coroutine here, where under WSGI it would hold a worker.
-A reverse proxy sends that path here with buffering off (README, "Deploying")."""
+A reverse proxy sends that path here with buffering off (docs/channels.md, "The live stream:
+the ASGI processes, behind a proxy")."""
 
 import os
 

@@ -1,7 +1,7 @@
 """Django settings for Automata-Signal.
 
 Everything that differs between machines comes from the environment (or `.env`, which the
-environment overrides); see `.env.example` and the README's configuration table.
+environment overrides); see `.env.example` and docs/configuration.md.
 """
 
 from pathlib import Path

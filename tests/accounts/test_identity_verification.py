@@ -24,7 +24,7 @@ APP_URL = "/api/v1/applications/current"
 
 
 def user_hash(secret: str, external_user_id: str) -> str:
-    # What the README tells backends to compute.
+    # What docs/channels.md tells backends to compute.
     return hmac.new(secret.encode(), external_user_id.encode(), hashlib.sha256).hexdigest()
 
 

@@ -20,10 +20,13 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.test import RequestFactory
 from django.urls import reverse
+from django.utils import timezone
 
+from adapters.base import SendResult
 from campaigns import services as campaign_services
 from campaigns.models import CampaignRun, CampaignStatus
 from campaigns.schedules import schedule_clean
+from messaging.delivery import rollups
 from messaging.models import Message, MessageStatus
 from messaging.services.messages import message_report_status
 from messaging.signals import message_statuses_changed
@@ -94,10 +97,21 @@ def browser(tmp_path):
 
 
 def _transition(messages, status: str, code: str = "") -> None:
-    """What delivery records for a batch: pending -> successful or failed, and the signal
-    that moves the run's counters."""
+    """What delivery records for a batch: pending -> successful or failed, the signal that
+    moves the run's counters, and the console's rollups (the providers answered in 120 ms)."""
     with transaction.atomic():
         _record(messages, status, code)
+        results = {
+            m.id: SendResult(
+                message_id=str(m.id),
+                ok=status == MessageStatus.SUCCESSFUL,
+                error_code=code or None,
+                permanent=bool(code),
+                latency_ms=120.0,
+            )
+            for m in messages
+        }
+        rollups.add_batch(messages, results, timezone.now())
 
 
 def _record(messages, status: str, code: str) -> None:
@@ -206,6 +220,13 @@ def test_every_admin_page_loads_without_an_error_in_a_real_browser(
     try:
         login(browser, web_server)
         check_page(browser, f"{web_server.url}/admin/")
+        # The console: a row per channel that sent (from the rollups), the four queues, the
+        # provider's error code.
+        rows = "#console-channels tbody tr"
+        assert browser.evaluate(f"document.querySelectorAll('{rows}').length") == 4
+        assert browser.evaluate("document.querySelectorAll('#console-broker tbody tr').length") >= 5
+        assert text(browser, "#console-errors tbody td a") == "Unregistered"
+        assert browser.evaluate("!!document.querySelector('#console-channels svg')")
 
         opened = []
         for model, model_admin in admin.site._registry.items():

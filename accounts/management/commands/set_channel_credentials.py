@@ -18,8 +18,8 @@ from core.channels import CHANNELS
 
 class Command(BaseCommand):
     help = (
-        "Stores an application's credentials for one channel from a JSON file (see the "
-        "README's channel table for each channel's fields; WebPush `{}` generates VAPID "
+        "Stores an application's credentials for one channel from a JSON file (see "
+        "docs/channels.md, Credentials, for each channel's fields; WebPush `{}` generates VAPID "
         "keys) and prints what was stored, secrets masked, as JSON on the last line."
     )
 

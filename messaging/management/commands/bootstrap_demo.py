@@ -21,7 +21,8 @@ from templates_app.kakao import kakao_templates_sync
 logger = logging.getLogger(__name__)
 
 DEMO_NAME = "demo"
-# The approved AlimTalk template the demo registers at the fake dealer (the README's example).
+# The approved AlimTalk template the demo registers at the fake dealer (docs/channels.md's
+# example).
 DEMO_KAKAO_TEMPLATE = {
     "template_code": "DEMO_ORDER",
     "name": "Order received",
