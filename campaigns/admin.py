@@ -19,6 +19,7 @@ from django.utils.html import format_html, format_html_join
 from core.admin_kit import (
     EMPTY,
     AdminMedia,
+    ReadOnlyAdmin,
     changelist_url,
     confirmation,
     linked,
@@ -591,7 +592,7 @@ class CampaignAdmin(admin.ModelAdmin):
 
 
 @admin.register(CampaignRun)
-class CampaignRunAdmin(admin.ModelAdmin):
+class CampaignRunAdmin(ReadOnlyAdmin, admin.ModelAdmin):  # runs start by executing a campaign
     Media = AdminMedia
     list_display = [
         "run_short",
@@ -633,15 +634,6 @@ class CampaignRunAdmin(admin.ModelAdmin):
         "finished_at",
     ]
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False  # runs are started by executing their campaign
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="run")
     def run_short(self, obj: CampaignRun) -> str:

@@ -32,21 +32,7 @@ from .schedules import CRON_FIELDS, ScheduleInvalid, schedule_clean
 from .targeting import CriteriaInvalid, criteria_clean
 
 # What the services take, in the order they are named.
-FORM_FIELDS = (
-    "name",
-    "template",
-    "variables",
-    "title",
-    "body",
-    "data",
-    "parts",
-    "targeting_criteria",
-    "scheduled_at",
-    "schedule",
-    "throttle_per_minute",
-    "priority",
-    "ttl",
-)
+FORM_FIELDS = services.EDITABLE_FIELDS
 TARGETING_FIELDS = ("tags", "countries", "languages", "channels", "last_active_after")
 CRON_FORM_FIELDS = tuple(f"cron_{name}" for name in CRON_FIELDS)
 SCHEDULE_FIELDS = ("schedule_preset", *CRON_FORM_FIELDS, "schedule_timezone")

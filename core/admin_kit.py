@@ -275,6 +275,20 @@ def _query_estimate(db, queryset) -> int:
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
+class ReadOnlyAdmin:
+    """A ModelAdmin mixin for records that are only ever written by the system (event logs,
+    template versions, campaign runs): the pages show them, nobody adds, edits or deletes."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class LargeTableAdmin:
     """What a ModelAdmin over tens of millions of rows needs (mixed in before ModelAdmin):
     no count of the table (EstimatedCountPaginator, no full count, no facet counts), and its

@@ -16,6 +16,7 @@ from core.admin_kit import (
     EMPTY,
     AdminMedia,
     LargeTableAdmin,
+    ReadOnlyAdmin,
     RecentTimeFilter,
     StorableJSONField,
     StorableTextForm,
@@ -454,7 +455,7 @@ class MessageAdmin(LargeTableAdmin, admin.ModelAdmin):
 
 
 @admin.register(MessageEvent)
-class MessageEventAdmin(LargeTableAdmin, admin.ModelAdmin):
+class MessageEventAdmin(ReadOnlyAdmin, LargeTableAdmin, admin.ModelAdmin):
     """The event log of all messages, newest first: read-only, and over tens of millions of
     rows, so never counted (LargeTableAdmin) and ordered by the primary key."""
 
@@ -464,12 +465,3 @@ class MessageEventAdmin(LargeTableAdmin, admin.ModelAdmin):
     ordering = ["-id"]
     fields = ["message", "type", "status", "at", "details"]
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

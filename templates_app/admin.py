@@ -12,7 +12,14 @@ from django.contrib import admin
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from core.admin_kit import EMPTY, AdminMedia, StorableJSONField, StorableTextForm, linked
+from core.admin_kit import (
+    EMPTY,
+    AdminMedia,
+    ReadOnlyAdmin,
+    StorableJSONField,
+    StorableTextForm,
+    linked,
+)
 from core.channels import KAKAOTALK, PART_NAMES
 from core.exceptions import ApplicationError
 from core.validation import untrusted_text_problem
@@ -284,7 +291,7 @@ def version_diff(previous: TemplateVersion | None, version: TemplateVersion) -> 
 
 
 @admin.register(TemplateVersion)
-class TemplateVersionAdmin(admin.ModelAdmin):
+class TemplateVersionAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     """Each version of each template, read-only: its content and the diff against the version
     before it (versions are never changed; saving the template adds one)."""
 
@@ -308,15 +315,6 @@ class TemplateVersionAdmin(admin.ModelAdmin):
         "diff_display",
     ]
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="template", ordering="template__name")
     def template_link(self, obj: TemplateVersion) -> str:
