@@ -7,6 +7,8 @@ import itertools
 from dataclasses import dataclass
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, Application
@@ -129,3 +131,17 @@ def log_lines():
     yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
     for logger in loggers:
         logger.removeHandler(handler)
+
+
+# The admin's pages, as a superuser (replaces pytest-django's fixtures of the same names, so
+# that the actor the admin records is "admin:root").
+@pytest.fixture
+def admin_user(db):
+    return get_user_model().objects.create_superuser("root", "root@example.com", None)
+
+
+@pytest.fixture
+def admin_client(admin_user) -> Client:
+    client = Client()
+    client.force_login(admin_user)
+    return client

@@ -8,9 +8,7 @@ import json
 import uuid
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import Client
 
 from accounts.channel_test import TEST_BODY, TEST_TITLE
 from accounts.credentials import fingerprint
@@ -46,14 +44,6 @@ def providers(fakes, settings):
     registry.reset_adapters()
     yield fakes
     registry.reset_adapters()
-
-
-@pytest.fixture
-def admin_client(db) -> Client:
-    user = get_user_model().objects.create_superuser("root", "root@example.com", None)
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

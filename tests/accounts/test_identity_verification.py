@@ -9,8 +9,6 @@ import hmac
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.test import Client
 from django.utils import timezone
 
 from accounts.models import Application
@@ -163,14 +161,6 @@ def test_the_previous_secret_is_honoured_for_the_grace_period(app, client_api, s
 
 
 # --- The admin ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def admin_client(db) -> Client:
-    user = get_user_model().objects.create_superuser("root", "root@example.com", None)
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def _messages(response) -> list[str]:

@@ -7,7 +7,6 @@ import json
 import re
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
@@ -46,14 +45,6 @@ APNS_CREDENTIALS = {
     "topic": "com.example.app",
     "sandbox": False,
 }
-
-
-@pytest.fixture
-def admin_client(db) -> Client:
-    user = get_user_model().objects.create_superuser("root", "root@example.com", None)
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def shown(response) -> list:

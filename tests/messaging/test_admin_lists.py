@@ -5,8 +5,6 @@ messages, subscriptions and campaigns, and the app users' own name in the sideba
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.test import Client
 
 from campaigns import services as campaign_services
 from campaigns.models import CampaignRun
@@ -17,14 +15,6 @@ from tests.conftest import subscription_create
 pytestmark = pytest.mark.django_db
 
 MESSAGES = "/admin/messaging/message/"
-
-
-@pytest.fixture
-def admin_client(db) -> Client:
-    user = get_user_model().objects.create_superuser("root", "root@example.com", None)
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def send(application, title: str) -> Message:

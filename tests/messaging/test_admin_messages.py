@@ -6,8 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.test import Client
 from django.utils import timezone
 
 from messaging import delivery, dispatch
@@ -18,14 +16,6 @@ from tests.conftest import subscription_create
 pytestmark = pytest.mark.django_db
 
 URL = "/admin/messaging/message/"
-
-
-@pytest.fixture
-def admin_client(db) -> Client:
-    user = get_user_model().objects.create_superuser("root", "root@example.com", None)
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

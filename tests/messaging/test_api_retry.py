@@ -8,7 +8,6 @@ import uuid
 from collections import Counter
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connections, transaction
 from django.test import Client
 
@@ -268,13 +267,6 @@ def test_cancel_leaves_a_row_a_worker_holds_alone(app):
 
 
 # --- The message admin's actions ---------------------------------------------------------------
-
-
-@pytest.fixture
-def admin_client(db) -> Client:
-    client = Client()
-    client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", None))
-    return client
 
 
 def action(client: Client, name: str, messages: list[Message]):

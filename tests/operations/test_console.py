@@ -12,7 +12,6 @@ from types import SimpleNamespace
 
 import psycopg
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -34,14 +33,6 @@ from tests.messaging.test_delivery_pipeline import ANDROID_OK, ids, ios_token, s
 pytestmark = pytest.mark.django_db
 
 MESSAGE_TABLE = re.compile(r"\bmessaging_message\b")
-
-
-@pytest.fixture
-def staff_client(db) -> Client:
-    user = get_user_model().objects.create_superuser("ops", "ops@example.com", None)
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def rollup_of(channel: str) -> dict:
@@ -266,10 +257,10 @@ def seed_console(application) -> Campaign:
     return campaign
 
 
-def test_the_console_shows_the_rollups_and_campaigns(staff_client, app):
+def test_the_console_shows_the_rollups_and_campaigns(admin_client, app):
     campaign = seed_console(app.application)
 
-    response = staff_client.get("/admin/")
+    response = admin_client.get("/admin/")
 
     assert response.status_code == 200
     page = response.content.decode()
@@ -297,9 +288,9 @@ def test_the_console_shows_the_rollups_and_campaigns(staff_client, app):
     assert 'href="/api/v1/docs/"' in page and "Automata-Signal" in page
 
 
-def test_the_day_adds_the_current_minute_to_its_closed_minutes_read_once(staff_client, app):
+def test_the_day_adds_the_current_minute_to_its_closed_minutes_read_once(admin_client, app):
     seed_console(app.application)
-    staff_client.get("/admin/")
+    admin_client.get("/admin/")
     now = timezone.now()
     DeliveryRollup.objects.create(
         minute=now.replace(second=0, microsecond=0), application=app.application,
@@ -307,7 +298,7 @@ def test_the_day_adds_the_current_minute_to_its_closed_minutes_read_once(staff_c
     )  # fmt: skip
 
     with CaptureQueriesContext(connection) as queries:
-        response = staff_client.get("/admin/")
+        response = admin_client.get("/admin/")
 
     [figures] = response.context["channels"]
     if timezone.now().replace(second=0, microsecond=0) == now.replace(second=0, microsecond=0):
@@ -317,12 +308,12 @@ def test_the_day_adds_the_current_minute_to_its_closed_minutes_read_once(staff_c
 
 
 def test_the_console_reads_no_messages_and_few_queries(
-    staff_client, app, django_assert_max_num_queries
+    admin_client, app, django_assert_max_num_queries
 ):
     seed_console(app.application)
 
     with CaptureQueriesContext(connection) as queries, django_assert_max_num_queries(10):
-        response = staff_client.get("/admin/")
+        response = admin_client.get("/admin/")
 
     assert response.status_code == 200
     touching = [q["sql"] for q in queries.captured_queries if MESSAGE_TABLE.search(q["sql"])]
@@ -335,8 +326,8 @@ def test_the_console_is_for_staff_only(app):
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
 
-def test_view_site_leads_to_the_api_docs(staff_client):
-    assert staff_client.get("/api/v1/docs/").status_code == 200
+def test_view_site_leads_to_the_api_docs(admin_client):
+    assert admin_client.get("/api/v1/docs/").status_code == 200
 
 
 # --- The message log -----------------------------------------------------------------------------
@@ -379,7 +370,7 @@ def test_the_paginator_takes_the_planners_estimate_of_an_unfiltered_table(fake_a
     assert EstimatedCountPaginator(slow.filter(channel="AndroidPush"), 100).count == 0
 
 
-def test_the_message_log_filters_without_counting_the_table(staff_client, fake_app, providers):  # noqa: F811
+def test_the_message_log_filters_without_counting_the_table(admin_client, fake_app, providers):  # noqa: F811
     messages = send(fake_app, [subscription_create(fake_app, token=ios_token("0413"))])
     delivery.deliver_batch(ids(messages))
     failed = Message.objects.get(pk=messages[0].pk)
@@ -389,7 +380,7 @@ def test_the_message_log_filters_without_counting_the_table(staff_client, fake_a
     )
 
     with CaptureQueriesContext(connection) as queries:
-        response = staff_client.get(url)
+        response = admin_client.get(url)
 
     assert response.status_code == 200
     assert str(failed.pk) in response.content.decode()
@@ -401,13 +392,13 @@ def test_the_message_log_filters_without_counting_the_table(staff_client, fake_a
     listed = next(i for i, q in enumerate(sql) if q.startswith('SELECT "messaging_message"."id"'))
     assert serial < listed
     # Unfiltered, and by campaign and by a range given in the URL.
-    assert staff_client.get("/admin/messaging/message/").status_code == 200
+    assert admin_client.get("/admin/messaging/message/").status_code == 200
     other = console.message_log_url(campaign_id=uuid.uuid4(), since=since)
-    response = staff_client.get(other)
+    response = admin_client.get(other)
     assert response.status_code == 200 and str(failed.pk) not in response.content.decode()
 
 
-def test_the_event_log_pages_without_counting_the_table(staff_client, fake_app, providers):  # noqa: F811
+def test_the_event_log_pages_without_counting_the_table(admin_client, fake_app, providers):  # noqa: F811
     messages = send(fake_app, [subscription_create(fake_app, token=ios_token())])
     delivery.deliver_batch(ids(messages))
     with connection.cursor() as cursor:
@@ -417,13 +408,13 @@ def test_the_event_log_pages_without_counting_the_table(staff_client, fake_app, 
         )
 
     with CaptureQueriesContext(connection) as queries:
-        response = staff_client.get("/admin/messaging/messageevent/")
+        response = admin_client.get("/admin/messaging/messageevent/")
 
     assert response.status_code == 200
     assert "98765432" in response.content.decode().replace(",", "")
     assert not any("COUNT(" in q["sql"].upper() for q in queries.captured_queries)
     since = (timezone.now() - timedelta(hours=1)).replace(second=0, microsecond=0)
-    response = staff_client.get(
+    response = admin_client.get(
         "/admin/messaging/messageevent/", {"type__exact": "attempt", "at__gte": str(since)}
     )
     assert response.status_code == 200 and "attempt" in response.content.decode()

@@ -8,9 +8,7 @@ import re
 
 import pytest
 from django.contrib import admin
-from django.contrib.auth import get_user_model
 from django.db import connection
-from django.test import Client
 
 from accounts import credentials
 from accounts.services import channel_credentials_set, channel_credentials_store
@@ -29,14 +27,6 @@ OBJECTS_PER_MODEL = 5
 TEST_P256DH = (
     "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4"
 )
-
-
-@pytest.fixture
-def admin_client(db) -> Client:
-    user = get_user_model().objects.create_superuser("root", "root@example.com", None)
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.test import Client
 
 from templates_app import services
 from templates_app.models import TemplateVersion
@@ -36,11 +34,3 @@ def _empty_compiled_cache():
     compiled_cache.clear()
     yield
     compiled_cache.clear()
-
-
-@pytest.fixture
-def admin_client(db) -> Client:
-    user = get_user_model().objects.create_superuser("root", "root@example.com", None)
-    client = Client()
-    client.force_login(user)
-    return client
