@@ -267,18 +267,25 @@ class Browser:
         self._reader = asyncio.ensure_future(self._read())
 
     async def _read(self) -> None:
+        """Answers to calls, and what the page reports: console messages with their level,
+        exceptions, and (once Log.enable was called) the browser's own log entries, such as
+        resources that failed to load."""
         async for message in self._ws:
             payload = json.loads(message.data)
             if "id" in payload:
                 future = self._pending.pop(payload["id"], None)
                 if future and not future.done():
                     future.set_result(payload)
-            elif payload.get("method") == "Runtime.consoleAPICalled":
-                args = payload["params"].get("args", [])
-                texts = (str(a.get("value", a.get("description"))) for a in args)
-                self.console.append(" ".join(texts))
-            elif payload.get("method") == "Runtime.exceptionThrown":
-                self.exceptions.append(json.dumps(payload["params"]["exceptionDetails"])[:500])
+                continue
+            method, params = payload.get("method"), payload.get("params", {})
+            if method == "Runtime.consoleAPICalled":
+                texts = (str(a.get("value", a.get("description"))) for a in params.get("args", []))
+                self.console.append(f"console.{params.get('type')}: {' '.join(texts)}")
+            elif method == "Runtime.exceptionThrown":
+                self.exceptions.append(json.dumps(params["exceptionDetails"])[:500])
+            elif method == "Log.entryAdded":
+                entry = params["entry"]
+                self.console.append(f"{entry['level']} ({entry['source']}): {entry['text']}")
 
     async def _call(self, method: str, params: dict) -> dict:
         self._ids += 1

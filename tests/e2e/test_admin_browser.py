@@ -43,25 +43,7 @@ PASSWORD = "a-long-test-password-7f3c"  # noqa: S105 (a test account's)
 
 class ConsoleBrowser(Browser):
     """The inbox test's Chromium, also recording the browser's own log (resources that failed
-    to load, CSP and network errors) with each console message's level."""
-
-    async def _read(self) -> None:
-        async for message in self._ws:
-            payload = json.loads(message.data)
-            if "id" in payload:
-                future = self._pending.pop(payload["id"], None)
-                if future and not future.done():
-                    future.set_result(payload)
-                continue
-            method, params = payload.get("method"), payload.get("params", {})
-            if method == "Runtime.consoleAPICalled":
-                texts = (str(a.get("value", a.get("description"))) for a in params.get("args", []))
-                self.console.append(f"console.{params.get('type')}: {' '.join(texts)}")
-            elif method == "Runtime.exceptionThrown":
-                self.exceptions.append(json.dumps(params["exceptionDetails"])[:500])
-            elif method == "Log.entryAdded":
-                entry = params["entry"]
-                self.console.append(f"{entry['level']} ({entry['source']}): {entry['text']}")
+    to load, CSP and network errors)."""
 
     def start(self) -> ConsoleBrowser:
         super().start()
