@@ -292,7 +292,8 @@ def broker_figures() -> dict:
     return {
         "queues": [{"name": name, "depth": depths.get(name)} for name in probes.queue_names()],
         "depths_known": bool(depths),
-        "oldest_pending_seconds": probes.oldest_pending_seconds(),
+        # The depths just read, not read again; a broker that did not answer is not asked.
+        "oldest_pending_seconds": probes.oldest_pending_seconds(depths) if depths else None,
         "workers": probes.workers_online(),
     }
 
