@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.servers import answers
 
-from .conftest import ROOT, wait_for
+from .conftest import QUEUES, ROOT, wait_for
 
 
 class Process:
@@ -51,6 +51,43 @@ class Process:
 
 def celery(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "signal_project", *args]
+
+
+def stack_processes(
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    port: int,
+    name: str,
+    threads: int = 4,
+    web_args: tuple[str, ...] = (),
+    worker_args: tuple[str, ...] = (),
+) -> dict[str, Process]:
+    """Web (gunicorn on `port`), worker (all four queues, `-c 2`, node `name@%h`) and beat, not
+    started: a test starts them (`start`) in the order it needs. `processes["web"].url` is
+    the web process's base URL."""
+    processes = {
+        "web": Process(
+            "web",
+            [sys.executable, "-m", "gunicorn", "signal_project.wsgi:application",
+             "-b", f"127.0.0.1:{port}", "-w", "1", "--threads", str(threads), *web_args],
+            env, log_dir,
+        ),
+        "worker": Process(
+            "worker",
+            celery("worker", "-Q", QUEUES, "-c", "2", "-l", "info", "-n", f"{name}@%h",
+                   *worker_args),
+            env, log_dir,
+        ),
+        "beat": Process(
+            "beat",
+            celery("beat", "-l", "info", "--pidfile", str(log_dir / "beat.pid"),
+                   "-s", str(log_dir / "beat-schedule")),
+            env, log_dir,
+        ),
+    }  # fmt: skip
+    processes["web"].url = f"http://127.0.0.1:{port}"
+    return processes
 
 
 def start(process: Process, ready: str) -> None:

@@ -7,7 +7,6 @@ the tests' own broker and the machine's are never touched."""
 
 from __future__ import annotations
 
-import sys
 import time
 
 import pytest
@@ -17,8 +16,8 @@ from campaigns.models import CampaignRun, RunStatus
 from messaging.models import Message, MessageStatus
 from messaging.services.subscriptions import SYSTEM, subscription_register
 
-from .conftest import QUEUES, broker_env, private_broker, queued, wait_for
-from .processes import Process, api, celery, start, start_web
+from .conftest import broker_env, private_broker, queued, wait_for
+from .processes import api, stack_processes, start, start_web
 
 pytestmark = pytest.mark.e2e
 
@@ -44,26 +43,8 @@ def stack(e2e, worker_env, broker, tmp_path):
         "MESSAGE_SWEEP_INTERVAL_SECONDS": "1",
         "API_RATE_LIMIT": "10000",
     }
-    processes = {
-        "web": Process(
-            "web",
-            [sys.executable, "-m", "gunicorn", "signal_project.wsgi:application",
-             "-b", f"127.0.0.1:{port}", "-w", "1", "--threads", "4"],
-            env, tmp_path,
-        ),
-        # As `make run` and compose run it: with gossip, mingle and heartbeats.
-        "worker": Process(
-            "worker", celery("worker", "-Q", QUEUES, "-c", "2", "-l", "info", "-n", "restart@%h"),
-            env, tmp_path,
-        ),
-        "beat": Process(
-            "beat",
-            celery("beat", "-l", "info", "--pidfile", str(tmp_path / "beat.pid"),
-                   "-s", str(tmp_path / "beat-schedule")),
-            env, tmp_path,
-        ),
-    }  # fmt: skip
-    processes["web"].url = f"http://127.0.0.1:{port}"
+    # The worker as `make run` and compose run it: with gossip, mingle and heartbeats.
+    processes = stack_processes(env, tmp_path, port=port, name="restart")
     yield processes
     for process in processes.values():
         process.stop()

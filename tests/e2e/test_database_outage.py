@@ -7,7 +7,6 @@ test cuts, stops and starts again; the machine's PostgreSQL is never touched."""
 
 from __future__ import annotations
 
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -20,8 +19,8 @@ from messaging.models import Message, SweepMark
 from messaging.services.subscriptions import SYSTEM, subscription_register
 from tests.tcp_proxy import TcpProxy
 
-from .conftest import QUEUES, broker_env, private_broker, wait_for
-from .processes import Process, api, celery, request, start, start_web
+from .conftest import broker_env, private_broker, wait_for
+from .processes import api, request, stack_processes, start, start_web
 
 pytestmark = pytest.mark.e2e
 THREADS = 4
@@ -50,26 +49,14 @@ def stack(e2e, worker_env, proxy, tmp_path):
             "MESSAGE_SWEEP_INTERVAL_SECONDS": "1",
             "API_RATE_LIMIT": "10000",
         }
-        processes = {
-            "web": Process(
-                "web",
-                [sys.executable, "-m", "gunicorn", "signal_project.wsgi:application",
-                 "-b", f"127.0.0.1:{port}", "-w", "1", "--threads", str(THREADS)],
-                env, tmp_path,
-            ),
-            "worker": Process(
-                "worker", celery("worker", "-Q", QUEUES, "-c", "2", "-l", "info", "-n", "db@%h",
-                                 "--without-gossip", "--without-mingle", "--without-heartbeat"),
-                env, tmp_path,
-            ),
-            "beat": Process(
-                "beat",
-                celery("beat", "-l", "info", "--pidfile", str(tmp_path / "beat.pid"),
-                       "-s", str(tmp_path / "beat-schedule")),
-                env, tmp_path,
-            ),
-        }  # fmt: skip
-        processes["web"].url = f"http://127.0.0.1:{port}"
+        processes = stack_processes(
+            env,
+            tmp_path,
+            port=port,
+            name="db",
+            threads=THREADS,
+            worker_args=("--without-gossip", "--without-mingle", "--without-heartbeat"),
+        )
         try:
             yield processes
         finally:

@@ -5,7 +5,6 @@ an idle stack on a fresh broker writes nothing about its periodic sweeps."""
 from __future__ import annotations
 
 import json
-import sys
 import time
 
 import pytest
@@ -14,8 +13,8 @@ from bench.servers import free_port
 from messaging.models import Message, SweepMark
 from messaging.services.subscriptions import SYSTEM, subscription_register
 
-from .conftest import QUEUES, broker_env, private_broker, wait_for
-from .processes import Process, celery, request, start, start_web
+from .conftest import broker_env, private_broker, wait_for
+from .processes import Process, request, stack_processes, start, start_web
 
 pytestmark = pytest.mark.e2e
 
@@ -33,27 +32,10 @@ def stack(e2e, worker_env, tmp_path):
             "LOG_LEVEL": "INFO",
             "MESSAGE_SWEEP_INTERVAL_SECONDS": "1",
         }
-        processes = {
-            "web": Process(
-                "web",
-                [sys.executable, "-m", "gunicorn", "signal_project.wsgi:application",
-                 "-b", f"127.0.0.1:{port}", "-w", "1", "--threads", "2",
-                 "--access-logfile", "-"],
-                env, tmp_path,
-            ),
-            # As `make run` starts it: `-l info` is Celery's, the lines' level is LOG_LEVEL.
-            "worker": Process(
-                "worker", celery("worker", "-Q", QUEUES, "-c", "2", "-l", "info", "-n", "logs@%h"),
-                env, tmp_path,
-            ),
-            "beat": Process(
-                "beat",
-                celery("beat", "-l", "info", "--pidfile", str(tmp_path / "beat.pid"),
-                       "-s", str(tmp_path / "beat-schedule")),
-                env, tmp_path,
-            ),
-        }  # fmt: skip
-        processes["web"].url = f"http://127.0.0.1:{port}"
+        # The worker as `make run` starts it: `-l info` is Celery's, the lines' level is LOG_LEVEL.
+        processes = stack_processes(
+            env, tmp_path, port=port, name="logs", threads=2, web_args=("--access-logfile", "-")
+        )
         yield processes
         for process in processes.values():
             process.stop()
