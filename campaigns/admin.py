@@ -31,14 +31,12 @@ from messaging import admin as messaging_admin
 
 from . import selectors, services
 from .forms import CRON_FORM_FIELDS, CampaignForm, lines_format
-from .models import Campaign, CampaignRun, CampaignStatus
+from .models import ACTIVE_STATUSES, Campaign, CampaignRun, CampaignStatus
 from .schedules import next_runs
 
 EDITABLE_STATUSES = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
 # A campaign in one of these never runs again.
 FINISHED_STATUSES = (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED, CampaignStatus.FAILED)
-# Statuses with a run under way: sending, or paused midway.
-ACTIVE_STATUSES = (CampaignStatus.RUNNING, CampaignStatus.PAUSED)
 LATEST_RUN_FIELDS = ("status", "targeted", "pending", "audience_estimate")
 NEXT_RUNS = 3
 

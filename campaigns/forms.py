@@ -35,7 +35,6 @@ from .targeting import CriteriaInvalid, criteria_clean
 FORM_FIELDS = services.EDITABLE_FIELDS
 TARGETING_FIELDS = ("tags", "countries", "languages", "channels", "last_active_after")
 CRON_FORM_FIELDS = tuple(f"cron_{name}" for name in CRON_FIELDS)
-SCHEDULE_FIELDS = ("schedule_preset", *CRON_FORM_FIELDS, "schedule_timezone")
 CUSTOM = "custom"
 PRESETS = {
     "0 9 * * *": "Every day at 09:00",

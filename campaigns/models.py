@@ -19,6 +19,10 @@ class CampaignStatus(models.TextChoices):
     FAILED = "failed"
 
 
+# A campaign with a run under way: sending, or paused midway.
+ACTIVE_STATUSES = (CampaignStatus.RUNNING, CampaignStatus.PAUSED)
+
+
 class Campaign(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     application = models.ForeignKey(

@@ -19,15 +19,13 @@ from django.db.models import Sum
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.models import Campaign, CampaignRun
+from campaigns.models import ACTIVE_STATUSES, Campaign, CampaignRun
 from core.channels import SPECS
 from messaging.delivery.rollups import BOUNDS_MS, BUCKETS
 from messaging.models import DeliveryRollup, ErrorRollup
 
 from . import probes
 
-# The campaign statuses shown (the strings: "paused" belongs to the pause/resume feature).
-ACTIVE_CAMPAIGN_STATUSES = ("running", "paused")
 CAMPAIGNS_LISTED = 50
 ERRORS_LISTED = 10
 HOUR_MINUTES = 60
@@ -270,7 +268,7 @@ def _label(channel: str) -> str:
 def active_campaigns(limit: int = CAMPAIGNS_LISTED) -> list[CampaignFigures]:
     """Running and paused campaigns, most recently changed first, each with its latest run."""
     campaigns = list(
-        Campaign.objects.filter(status__in=ACTIVE_CAMPAIGN_STATUSES)
+        Campaign.objects.filter(status__in=ACTIVE_STATUSES)
         .select_related("application")
         .order_by("-updated_at")[:limit]
     )
