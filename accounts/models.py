@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import uuid
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import timezone
 
 from core.channels import channel_choices
 from core.fields import EncryptedJSONField, EncryptedTextField
+
+MAX_RETENTION_DAYS = 3650
 
 
 class Application(models.Model):
@@ -25,6 +29,21 @@ class Application(models.Model):
     # The secret before the last rotation, honoured for IDENTITY_SECRET_GRACE_SECONDS after.
     identity_secret_previous = EncryptedTextField(blank=True, default="", editable=False)
     identity_secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Messages and their events older than this are deleted by the daily purge
+    # (messaging.retention).
+    retention_days = models.PositiveIntegerField(
+        default=90,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_RETENTION_DAYS)],
+        help_text="Messages and their events are deleted this many days after they were made.",
+    )
+    # The web origins whose pages may call the API with this application's client key (CORS,
+    # core.cors): "https://shop.example.com"; empty: no browser origin may.
+    allowed_origins = models.JSONField(
+        blank=True,
+        default=list,
+        help_text="Origins allowed to call the API with a client key, e.g. "
+        '["https://shop.example.com"].',
+    )
 
     class Meta:
         ordering = ["name"]
@@ -104,3 +123,52 @@ class ChannelCredential(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} credentials of {self.application}"
+
+
+class AuditEntry(models.Model):
+    """One important action: who (an API key by its prefix, an admin user, or the system),
+    what, on which object, when. Written in the transaction of the action it records
+    (accounts.audit.audit_record). Append-only: the database refuses UPDATE and DELETE on the
+    table (a trigger, migration 0007), and the rows outlive their application. Never holds
+    secrets or a recipient's personal data: objects are named by their ids."""
+
+    id = models.BigAutoField(primary_key=True)
+    application = models.ForeignKey(
+        Application,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+    )
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.CharField(
+        max_length=200, help_text='"api_key:<prefix>", "admin:<username>" or "system".'
+    )
+    api_key = models.ForeignKey(
+        ApiKey,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+        help_text="The key that acted, when a key did.",
+    )
+    action = models.CharField(max_length=50)
+    object_type = models.CharField(max_length=50)
+    object_id = models.CharField(max_length=100, blank=True)
+    details = models.JSONField(blank=True, default=dict)
+
+    class Meta:
+        verbose_name = "audit entry"
+        verbose_name_plural = "audit log"
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["application", "-at", "-id"], name="audit_app_at"),
+            models.Index(fields=["-at"], name="audit_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.object_type} {self.object_id} by {self.actor}"

@@ -7,12 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings as django_settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import credentials
+from accounts import audit, credentials
 from accounts.models import ApiKey, Application, ChannelCredential, MessageQuota
 from accounts.selectors import api_key_digest
 from core import channels
@@ -153,6 +154,71 @@ def identity_verification_set(*, application: Application, enabled: bool) -> str
         application.identity_verification = enabled
         application.save(update_fields=fields)
     return generated
+
+
+def origin_clean(value: str) -> str:
+    """A web origin as browsers send it ("https://shop.example.com", "http://127.0.0.1:8080"):
+    scheme and host, lower case, no path, query or trailing slash. ValueError otherwise."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an origin: it needs http:// or https:// and a host.")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"{value!r} is not an origin: no path, query or user part.")
+    host = parts.hostname
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
+def application_settings_update(
+    *,
+    application: Application,
+    actor: str,
+    identity_verification: bool | None = None,
+    retention_days: int | None = None,
+    allowed_origins: list[str] | None = None,
+) -> tuple[Application, str | None]:
+    """PUT /applications/current: sets what is given (None: unchanged), records one audit row
+    naming the changed fields (old and new values; none of them is a secret), and returns the
+    application and, when identity verification was turned on for the first time, its new
+    secret (shown once)."""
+    generated = None
+    with transaction.atomic():
+        if identity_verification is not None:
+            before = Application.objects.only("identity_verification").get(pk=application.pk)
+            generated = identity_verification_set(
+                application=application, enabled=identity_verification
+            )
+        locked = Application.objects.select_for_update().get(pk=application.pk)
+        changes: dict[str, list] = {}
+        if identity_verification is not None and before.identity_verification != (
+            identity_verification
+        ):
+            changes["identity_verification"] = [
+                before.identity_verification,
+                identity_verification,
+            ]
+        fields = []
+        for name, value in (
+            ("retention_days", retention_days),
+            ("allowed_origins", allowed_origins),
+        ):
+            if value is not None and getattr(locked, name) != value:
+                changes[name] = [getattr(locked, name), value]
+                setattr(locked, name, value)
+                fields.append(name)
+        if fields:
+            locked.save(update_fields=fields)
+        if changes:
+            audit.audit_record(
+                application_id=locked.pk,
+                actor=actor,
+                action=audit.SETTINGS_CHANGED,
+                object_type="application",
+                object_id=locked.pk,
+                details={"changes": changes},
+            )
+    return locked, generated
 
 
 def identity_secret_rotate(*, application: Application) -> str:

@@ -13,8 +13,9 @@ from rest_framework.views import APIView
 from core.api import StrictSerializer
 from core.channels import CHANNELS, WEB_PUSH
 
+from ..models import MAX_RETENTION_DAYS
 from ..selectors import channel_credentials_get, channels_ready
-from ..services import identity_verification_set
+from ..services import actor_of, application_settings_update, origin_clean
 from .auth import IsServerKey, IsServerOrClientKey
 
 
@@ -28,6 +29,13 @@ class ApplicationOutput(serializers.Serializer):
     identity_verification = serializers.BooleanField(
         help_text="Whether client-key calls acting for a user must carry X-User-Hash."
     )
+    retention_days = serializers.IntegerField(
+        help_text="Messages and their events are deleted this many days after they were made."
+    )
+    allowed_origins = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Web origins whose pages may call the API with a client key (CORS).",
+    )
     web_push_public_key = serializers.CharField(
         allow_null=True,
         help_text="The VAPID public key (base64url): the applicationServerKey a browser "
@@ -35,8 +43,32 @@ class ApplicationOutput(serializers.Serializer):
     )
 
 
+class OriginField(serializers.CharField):
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        try:
+            return origin_clean(value)
+        except ValueError as error:
+            raise serializers.ValidationError(str(error)) from None
+
+
 class ApplicationUpdateInput(StrictSerializer):
-    identity_verification = serializers.BooleanField()
+    identity_verification = serializers.BooleanField(required=False)
+    retention_days = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_RETENTION_DAYS
+    )
+    allowed_origins = serializers.ListField(
+        child=OriginField(max_length=300), required=False, max_length=100
+    )
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError(
+                "Give at least one of identity_verification, retention_days, allowed_origins."
+            )
+        if "allowed_origins" in attrs:  # kept in the order given, without repeats
+            attrs["allowed_origins"] = list(dict.fromkeys(attrs["allowed_origins"]))
+        return attrs
 
 
 class ApplicationUpdateOutput(ApplicationOutput):
@@ -58,6 +90,8 @@ def _application_json(application) -> dict:
         "name": application.name,
         "channels": ready,
         "identity_verification": application.identity_verification,
+        "retention_days": application.retention_days,
+        "allowed_origins": application.allowed_origins,
         "web_push_public_key": public_key,
     }
 
@@ -75,16 +109,17 @@ class ApplicationCurrentApi(APIView):
         operation_id="applications_current_update",
         request=ApplicationUpdateInput,
         responses=ApplicationUpdateOutput,
-        description="Turns identity verification on or off (server key).",
+        description="Sets any of identity verification, retention_days and allowed_origins "
+        "(server key); each change is in the audit log.",
     )
     def put(self, request: Request) -> Response:
         data = ApplicationUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        application = request.auth.application
-        secret = identity_verification_set(
-            application=application, enabled=data.validated_data["identity_verification"]
+        application, secret = application_settings_update(
+            application=request.auth.application,
+            actor=actor_of(request.auth),
+            **data.validated_data,
         )
-        application.identity_verification = data.validated_data["identity_verification"]
         body = _application_json(application)
         if secret:
             body["identity_secret"] = secret

@@ -29,6 +29,8 @@ def test_either_key_gets_its_application(app, other_app, scope):
         "name": "first",
         "channels": dict.fromkeys(CHANNELS, False) | {"InAppMessage": True},
         "identity_verification": False,
+        "retention_days": 90,
+        "allowed_origins": [],
         "web_push_public_key": None,
     }
 
