@@ -7,3 +7,10 @@ class AccountsConfig(AppConfig):
 
     name = "accounts"
     verbose_name = "Accounts"
+
+    def ready(self) -> None:
+        from corsheaders.signals import check_request_enabled
+
+        from .cors import cors_request_allowed
+
+        check_request_enabled.connect(cors_request_allowed, dispatch_uid="accounts.cors")

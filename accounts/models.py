@@ -37,7 +37,7 @@ class Application(models.Model):
         help_text="Messages and their events are deleted this many days after they were made.",
     )
     # The web origins whose pages may call the API with this application's client key (CORS,
-    # core.cors): "https://shop.example.com"; empty: no browser origin may.
+    # accounts.cors): "https://shop.example.com"; empty: no browser origin may.
     allowed_origins = models.JSONField(
         blank=True,
         default=list,

@@ -57,6 +57,10 @@ def base_env(config: BenchConfig) -> dict[str, str]:
         "TOKEN_HMAC_KEY": BENCH_HMAC_KEY,
         "API_RATE_LIMIT": "100000",  # the bench measures the pipeline, not the throttle
         "DEBUG": "false",
+        # The stack serves plain HTTP on loopback: no redirect to HTTPS, no Secure-only cookies.
+        "SECURE_SSL_REDIRECT": "false",
+        "SESSION_COOKIE_SECURE": "false",
+        "CSRF_COOKIE_SECURE": "false",
         # The logs a run writes: WARNING unless BENCH_LOG_LEVEL says (INFO: every task logged).
         "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
         "PYTHONPATH": str(ROOT),

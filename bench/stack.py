@@ -39,9 +39,10 @@ PR_SET_PDEATHSIG = 1
 
 
 def _migrations_digest() -> str:
-    """Changes whenever a migration does, so a stale template is never reused."""
+    """Changes whenever a migration does, so a stale template is never reused: the project's
+    migrations, and the pinned requirements (the installed apps' migrations come with them)."""
     digest = hashlib.sha256()
-    for path in sorted(ROOT.glob("*/migrations/*.py")):
+    for path in [*sorted(ROOT.glob("*/migrations/*.py")), ROOT / "requirements.txt"]:
         digest.update(path.relative_to(ROOT).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]

@@ -154,6 +154,8 @@ def main() -> int:
         # High enough that 429s stay rare; they are documented and allowed when they happen.
         "API_RATE_LIMIT": "100000",
         "DEBUG": "false",
+        # gunicorn on loopback speaks plain HTTP: no redirect to HTTPS.
+        "SECURE_SSL_REDIRECT": "false",
         "LOG_FORMAT": "console",
         "WEB_CONCURRENCY": "2",
         "WEB_THREADS": "4",

@@ -133,6 +133,10 @@ def configure() -> dict[str, str]:
     env.setdefault("PUBLIC_URL", f"http://{WEB_ADDRESS}")
     # No proxy in front here: pages of the web app open the stream on the ASGI process itself.
     env.setdefault("INBOX_STREAM_URL", f"http://{ASGI_ADDRESS}")
+    # Plain HTTP on loopback, also when .env turns DEBUG off: no redirect to HTTPS, and cookies
+    # the admin login can set over HTTP.
+    for name in ("SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE"):
+        env.setdefault(name, "false")
     return env
 
 
@@ -239,7 +243,13 @@ def main() -> int:
         # Written once every fake listens (and its accounts are in the state directory).
         wait_for_file(VAR / "fake" / "ready.json")
         subprocess.run(
-            [*manage, "bootstrap_demo", f"--fake-state-dir={VAR / 'fake'}"],
+            # The demo page (web app) opens the stream on the ASGI app: another origin.
+            [
+                *manage,
+                "bootstrap_demo",
+                f"--fake-state-dir={VAR / 'fake'}",
+                f"--allowed-origin=http://{WEB_ADDRESS}",
+            ],  # fmt: skip
             env=env,
             cwd=ROOT,
             check=True,

@@ -4,7 +4,9 @@ Everything that differs between machines comes from the environment (or `.env`, 
 environment overrides); see `.env.example` and docs/configuration.md.
 """
 
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from kombu import Exchange, Queue
@@ -34,6 +36,10 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_prometheus",
+    # Browsers' cross-origin API calls (accounts.cors decides which origins).
+    "corsheaders",
+    # Lockouts after repeated failed admin logins.
+    "axes",
     "core",
     "accounts",
     "adapters",
@@ -53,6 +59,9 @@ MIDDLEWARE = [
     # 130-430 ms; per-view counts are core.metrics.API_REQUESTS. Its database wrapper is left
     # out too: it replaces the core.db backend and counts every statement, the delivery's too.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Before anything that may answer: a preflight is answered here, and every API answer,
+    # errors and 429s included, gets the CORS headers its origin and key allow.
+    "corsheaders.middleware.CorsMiddleware",
     "core.api.ApiErrorMiddleware",
     "core.metrics.ApiMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -63,6 +72,14 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last (django-axes): turns a login refused for a lockout into the lockout page.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out login before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "signal_project.urls"
@@ -430,6 +447,73 @@ INBOX_HEARTBEAT_SECONDS = env.float("INBOX_HEARTBEAT_SECONDS", default=15.0)
 # After an application's identity secret is rotated, hashes made with the previous one are
 # still accepted this long, so its backends can switch without a window of 401s.
 IDENTITY_SECRET_GRACE_SECONDS = env.int("IDENTITY_SECRET_GRACE_SECONDS", default=86400)
+
+# --- Security: HTTPS behind a proxy, browsers' cross-origin calls, admin login lockouts ------
+# TLS ends at a reverse proxy (docs/operations.md, "TLS and the proxy"). Without DEBUG the web
+# app assumes its public address is HTTPS; processes serving plain HTTP to people (compose
+# without a proxy, `make run`, the tests' servers) turn the redirect and secure cookies off.
+# SECURE_PROXY_SSL_HEADER: "HTTP_X_FORWARDED_PROTO,https" makes a request secure when the proxy
+# says so. Off by default: without a proxy that sets (and overwrites) the header, a client
+# could claim HTTPS itself.
+_proxy_ssl_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_ssl_header and len(_proxy_ssl_header) != 2:
+    raise ValueError(
+        "SECURE_PROXY_SSL_HEADER is a header and its value, e.g. HTTP_X_FORWARDED_PROTO,https"
+    )
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header) or None
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# The probes speak plain HTTP to the processes inside the cluster, past the proxy.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+# Each is a promise beyond this host (every subdomain speaks HTTPS; the domain may be put on
+# the browsers' preload list): an operator's decision, so off unless set.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+# Origins the admin's forms may be posted from besides the request's own host (a proxy that
+# passes another Host header): PUBLIC_URL's by default.
+_public = urlsplit(PUBLIC_URL)
+CSRF_TRUSTED_ORIGINS = env.list(
+    "CSRF_TRUSTED_ORIGINS",
+    default=[f"{_public.scheme}://{_public.netloc}"] if _public.scheme and _public.netloc else [],
+)
+
+# CORS (django-cors-headers) on the API only; no origin is allowed here: accounts.cors allows a
+# browser's call when its client key's application lists the origin (allowed_origins), and a
+# preflight, which carries no key, when any application lists it.
+CORS_URLS_REGEX = r"^/api/v1/"
+CORS_ALLOWED_ORIGINS: list[str] = []
+CORS_ALLOW_CREDENTIALS = False  # keys travel in headers; no cookies
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "content-type",
+    "x-api-key",
+    "x-user-hash",
+    "idempotency-key",
+    "x-request-id",
+    "last-event-id",  # the inbox stream's resume point (messaging.inbox.stream)
+)
+CORS_EXPOSE_HEADERS = ("retry-after", "x-request-id")
+# How long each process keeps the set of origins any application lists (for preflights).
+CORS_ORIGINS_CACHE_SECONDS = env.float("CORS_ORIGINS_CACHE_SECONDS", default=5.0)
+
+# The admin login (django-axes; the API uses keys, not passwords): AXES_FAILURE_LIMIT failed
+# logins for one username from one address lock that pair out for AXES_COOLOFF_MINUTES;
+# `manage.py axes_reset` (or axes_reset_username NAME) lifts lockouts. The address is the
+# client's as the proxies report it (operations.admin_login.client_ip, TRUSTED_PROXY_COUNT).
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_ONLY_ADMIN_SITE = True
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "operations.admin_login.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "operations.admin_login.client_ip"
+# Failures and lockouts are logged; not the start-up banner and the verbose client strings.
+AXES_VERBOSE = False
+# Reverse proxies in front of the web processes that append the address they saw to
+# X-Forwarded-For: the client is that many entries from the right. 0: REMOTE_ADDR.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 
 # --- Logs ----------------------------------------------------------------------------------
 # LOG_FORMAT: `console` (lines for people, the default) or `json` (one object a line, for log

@@ -6,6 +6,11 @@ import os
 
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("CACHE_URL", "redis://127.0.0.1:6379/14")
+# The test client, the live server and the processes the e2e tests start speak plain HTTP with
+# DEBUG off: no redirect to HTTPS and no Secure-only cookies there (tests that check the
+# production defaults set them on).
+for _name in ("SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE"):
+    os.environ.setdefault(_name, "false")
 # Metric files of this run's processes (the tests' and the workers they start) only.
 if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     import atexit

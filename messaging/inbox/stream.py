@@ -295,9 +295,30 @@ async def hub_close() -> None:
 # --- the access check and the counts: Django, in its sync thread, once per connect ---
 
 
-def _authorize(*, raw_key: str | None, subscription_id: UUID, user_hash: str | None):
-    """The subscription this stream may read (messaging.inbox.access.inbox_subscription),
-    for the raw key of the request; domain errors as the API maps them."""
+class _Access:
+    """What the access check found: the subscription, and whether the request's Origin may
+    read the answer (accounts.cors: the key's application lists it), known once the key is,
+    so that a refusal after that point is readable by the page too."""
+
+    __slots__ = ("subscription", "cors_origin")
+
+    def __init__(self) -> None:
+        self.subscription = None
+        self.cors_origin: str | None = None
+
+
+def _authorize(
+    *,
+    access: _Access,
+    raw_key: str | None,
+    subscription_id: UUID,
+    user_hash: str | None,
+    origin: str | None,
+) -> None:
+    """Fills `access` with the subscription this stream may read
+    (messaging.inbox.access.inbox_subscription) for the raw key of the request, and the CORS
+    decision for its Origin; domain errors as the API maps them."""
+    from accounts.cors import origin_allowed
     from accounts.selectors import api_key_get_active
     from accounts.services import api_key_touch
     from core.exceptions import AuthenticationFailed
@@ -313,10 +334,22 @@ def _authorize(*, raw_key: str | None, subscription_id: UUID, user_hash: str | N
                 if not raw_key
                 else "The API key is unknown or revoked."
             )
+        if origin_allowed(api_key=api_key, origin=origin):
+            access.cors_origin = origin
         api_key_touch(api_key=api_key)
-        return inbox_subscription(
+        access.subscription = inbox_subscription(
             api_key=api_key, subscription_id=subscription_id, user_hash=user_hash
         )
+    finally:
+        close_old_connections()
+
+
+def _origin_listed(origin: str | None) -> bool:
+    from accounts.cors import origin_listed
+
+    close_old_connections()
+    try:
+        return origin_listed(origin)
     finally:
         close_old_connections()
 
@@ -336,22 +369,36 @@ def _counts_text(subscription) -> str:
 
 
 class _Refused(Exception):
-    def __init__(self, status: int, code: str, message: str, details=None, headers=()):
+    def __init__(
+        self, status: int, code: str, message: str, details=None, headers=(), cors_origin=None
+    ):
         super().__init__(message)
         self.status, self.body = (
             status,
             {"error": {"code": code, "message": message, "details": details or {}}},
         )
         self.headers = list(headers)
+        self.cors_origin = cors_origin
+
+
+def _headers_of(scope) -> dict[str, str]:
+    return {
+        name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]
+    }
+
+
+def _cors_headers(origin: str | None) -> list[tuple[bytes, bytes]]:
+    """Vary: Origin always (the answer depends on it), and the CORS headers when allowed."""
+    from accounts.cors import response_headers
+
+    return [(b"vary", b"Origin"), *(response_headers(origin) if origin else ())]
 
 
 def _request_of(scope) -> tuple[UUID, str | None, str | None, str | None]:
     """(subscription_id, raw key, user hash, Last-Event-ID) from the headers, else the query
     string (EventSource cannot set headers)."""
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    headers = {
-        name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]
-    }
+    headers = _headers_of(scope)
 
     def one(header: str | None, param: str) -> str | None:
         if header and headers.get(header):
@@ -385,22 +432,27 @@ async def _refuse(send, refused: _Refused) -> None:
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
-        (b"access-control-allow-origin", b"*"),
+        *_cors_headers(refused.cors_origin),
         *refused.headers,
     ]
     await send({"type": "http.response.start", "status": refused.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-async def _check(scope) -> tuple[object, str | None]:
-    """(subscription, Last-Event-ID) or _Refused."""
+async def _check(scope) -> tuple[_Access, str | None]:
+    """(access, Last-Event-ID) or _Refused."""
     from core.api import database_unavailable, status_of
     from core.exceptions import ApplicationError, RetryLater
 
     subscription_id, raw_key, user_hash, last_event_id = _request_of(scope)
+    access = _Access()
     try:
-        subscription = await sync_to_async(_authorize)(
-            raw_key=raw_key, subscription_id=subscription_id, user_hash=user_hash
+        await sync_to_async(_authorize)(
+            access=access,
+            raw_key=raw_key,
+            subscription_id=subscription_id,
+            user_hash=user_hash,
+            origin=_headers_of(scope).get("origin"),
         )
     except ApplicationError as exc:
         status = status_of(exc)
@@ -409,7 +461,9 @@ async def _check(scope) -> tuple[object, str | None]:
             headers.append((b"www-authenticate", b"X-API-Key"))
         if isinstance(exc, RetryLater):
             headers.append((b"retry-after", str(exc.retry_after).encode()))
-        raise _Refused(status, exc.code, exc.message, exc.details, headers) from None
+        raise _Refused(
+            status, exc.code, exc.message, exc.details, headers, cors_origin=access.cors_origin
+        ) from None
     except Exception as exc:
         if database_unavailable(exc):
             raise _Refused(
@@ -420,7 +474,7 @@ async def _check(scope) -> tuple[object, str | None]:
         raise _Refused(
             500, "internal_error", "An internal error occurred; it has been logged."
         ) from None
-    return subscription, last_event_id
+    return access, last_event_id
 
 
 async def _catch_up(the_hub: InboxHub, subscription, channel: str, last: str | None):
@@ -475,7 +529,7 @@ def _body(chunk: bytes) -> dict:
     return {"type": "http.response.body", "body": chunk, "more_body": True}
 
 
-async def _pump(send, subscription, last_event_id: str | None) -> None:
+async def _pump(send, subscription, last_event_id: str | None, cors_origin: str | None) -> None:
     the_hub = hub()
     channel = key_of(subscription.pk)
     await send(
@@ -486,7 +540,7 @@ async def _pump(send, subscription, last_event_id: str | None) -> None:
                 (b"content-type", b"text/event-stream; charset=utf-8"),
                 (b"cache-control", b"no-cache, no-transform"),
                 (b"x-accel-buffering", b"no"),  # nginx: do not buffer this response
-                (b"access-control-allow-origin", b"*"),
+                *_cors_headers(cors_origin),
             ],
         }
     )
@@ -536,19 +590,16 @@ async def _until_disconnect(receive) -> None:
 async def stream(scope, receive, send) -> None:
     """The ASGI app of `GET /api/v1/inbox/stream`."""
     if scope["method"] == "OPTIONS":
-        # A CORS preflight (EventSource sends none; a fetch()-based client with headers does).
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 204,
-                "headers": [
-                    (b"access-control-allow-origin", b"*"),
-                    (b"access-control-allow-methods", b"GET"),
-                    (b"access-control-allow-headers", b"X-API-Key, X-User-Hash, Last-Event-ID"),
-                    (b"access-control-max-age", b"86400"),
-                ],
-            }
-        )
+        # A CORS preflight (EventSource sends none; a fetch()-based client with headers does):
+        # it carries no key, so it is answered for an origin some application lists, as the
+        # API's are (accounts.cors); the GET that follows is checked against its key.
+        from accounts.cors import preflight_headers
+
+        origin = _headers_of(scope).get("origin")
+        headers = [(b"vary", b"Origin")]
+        if origin and await sync_to_async(_origin_listed)(origin):
+            headers += preflight_headers(origin, methods=("GET",))
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
         return
     if scope["method"] != "GET":
@@ -560,11 +611,13 @@ async def stream(scope, receive, send) -> None:
         )
         return
     try:
-        subscription, last_event_id = await _check(scope)
+        access, last_event_id = await _check(scope)
     except _Refused as refused:
         await _refuse(send, refused)
         return
-    pump = asyncio.ensure_future(_pump(send, subscription, last_event_id))
+    pump = asyncio.ensure_future(
+        _pump(send, access.subscription, last_event_id, access.cors_origin)
+    )
     watch = asyncio.ensure_future(_until_disconnect(receive))
     try:
         await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)

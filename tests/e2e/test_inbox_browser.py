@@ -12,6 +12,8 @@ import urllib.parse
 
 import pytest
 
+from accounts.audit import SYSTEM
+from accounts.services import application_settings_update
 from messaging.models import Message
 
 from .conftest import wait_for
@@ -37,6 +39,14 @@ def browser(tmp_path):
     chromium.stop()
 
 
+def allow_the_page(application, web_server) -> None:
+    """The page (web app) opens the stream on the ASGI app, another origin: the application
+    lists the page's origin, as `make run` does for its demo (accounts.cors)."""
+    application_settings_update(
+        application=application, actor=SYSTEM, allowed_origins=[web_server.url]
+    )
+
+
 def text(browser, selector: str) -> str | None:
     return browser.evaluate(
         f"(document.querySelector({json.dumps(selector)}) || {{}}).textContent || null"
@@ -52,6 +62,7 @@ def item_class(browser, message_id: str) -> str | None:
 def test_the_reference_page_receives_a_message_live_and_marks_it_read(
     live_app, web_server, browser
 ):
+    allow_the_page(live_app, web_server)
     subscription = register(live_app)
     earlier = send(live_app, subscription, title="Already there")
     wait_for(
@@ -132,6 +143,7 @@ def connection_state(browser) -> str:
 def test_the_page_reconnects_by_itself_after_a_restart_and_misses_nothing(
     live_app, web_server, asgi_server, browser
 ):
+    allow_the_page(live_app, web_server)
     subscription = register(live_app)
     query = urllib.parse.urlencode(
         {"subscription_id": subscription, "api_key": live_app.client_key}

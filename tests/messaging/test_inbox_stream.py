@@ -227,23 +227,92 @@ def test_the_key_may_come_in_the_query_string_as_eventsource_sends_it(server, in
             url = f"{server.url}{stream.PATH}?{query}"
             async with session.get(url) as response:
                 assert response.status == 200
-                assert response.headers["Access-Control-Allow-Origin"] == "*"
+                # No Origin (not a browser's cross-origin call): no CORS headers.
+                assert "Access-Control-Allow-Origin" not in response.headers
                 sse = Sse(response)
                 assert await sse.next() == {"retry": "3000"}
 
     asyncio.run(scenario())
 
 
-def test_a_cors_preflight_is_answered(server):
+SHOP = "https://shop.example.com"
+
+
+def _allow(app, *origins: str) -> None:
+    from accounts.audit import SYSTEM
+    from accounts.cors import listed_origins_forget
+    from accounts.services import application_settings_update
+
+    application_settings_update(
+        application=app.application, actor=SYSTEM, allowed_origins=list(origins)
+    )
+    listed_origins_forget()
+
+
+def _stream_headers(url: str, **headers) -> tuple[int, dict]:
     async def scenario():
         async with (
             aiohttp.ClientSession() as session,
-            session.options(f"{server.url}{stream.PATH}") as response,
+            session.get(url, headers=headers) as response,
         ):
-            assert response.status == 204
-            assert "X-API-Key" in response.headers["Access-Control-Allow-Headers"]
+            return response.status, dict(response.headers)
 
-    asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_the_stream_lets_a_listed_origin_read_it_with_a_client_key_only(server, inbox):
+    app, subscription = inbox
+    other = application_with_keys()
+    _allow(app, SHOP)
+    _allow(other, "https://other.example.com")
+    base = f"{server.url}{stream.PATH}?subscription_id={subscription.pk}"
+
+    status, headers = _stream_headers(f"{base}&api_key={app.client.raw}", Origin=SHOP)
+    assert status == 200
+    assert headers["Access-Control-Allow-Origin"] == SHOP
+    assert "Origin" in headers["Vary"]
+    # Another application's origin, an unlisted one, a server key: no CORS header.
+    for origin, key in (
+        ("https://other.example.com", app.client.raw),
+        ("https://evil.example.com", app.client.raw),
+        (SHOP, app.server.raw),
+    ):
+        status, headers = _stream_headers(f"{base}&api_key={key}", Origin=origin)
+        assert status == 200, origin
+        assert "Access-Control-Allow-Origin" not in headers, (origin, key[:3])
+    # A refusal once the key is known is readable by the page; an unknown key's is not.
+    status, headers = _stream_headers(
+        f"{server.url}{stream.PATH}?subscription_id={other.application.pk}"
+        f"&api_key={app.client.raw}",
+        Origin=SHOP,
+    )
+    assert (status, headers["Access-Control-Allow-Origin"]) == (404, SHOP)
+    status, headers = _stream_headers(f"{base}&api_key=ck_unknown", Origin=SHOP)
+    assert status == 401 and "Access-Control-Allow-Origin" not in headers
+
+
+def test_a_cors_preflight_is_answered_for_a_listed_origin_only(server, inbox):
+    app, _subscription = inbox
+    _allow(app, SHOP)
+
+    async def preflight(origin: str):
+        async with (
+            aiohttp.ClientSession() as session,
+            session.options(
+                f"{server.url}{stream.PATH}",
+                headers={"Origin": origin, "Access-Control-Request-Method": "GET"},
+            ) as response,
+        ):
+            return response.status, dict(response.headers)
+
+    status, headers = asyncio.run(preflight(SHOP))
+    assert status == 204
+    assert headers["Access-Control-Allow-Origin"] == SHOP
+    assert headers["Access-Control-Allow-Methods"] == "GET"
+    for name in ("x-api-key", "x-user-hash", "last-event-id"):
+        assert name in headers["Access-Control-Allow-Headers"]
+    status, headers = asyncio.run(preflight("https://evil.example.com"))
+    assert status == 204 and "Access-Control-Allow-Origin" not in headers
 
 
 def test_a_cut_stream_resumed_with_last_event_id_misses_nothing_and_repeats_nothing(server, inbox):

@@ -13,9 +13,16 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from accounts import audit
 from accounts.models import ApiKey, Application
 from accounts.selectors import channels_ready
-from accounts.services import api_key_create, application_create, channel_credentials_set
+from accounts.services import (
+    api_key_create,
+    application_create,
+    application_settings_update,
+    channel_credentials_set,
+    origin_clean,
+)
 from templates_app.kakao import kakao_templates_sync
 
 logger = logging.getLogger(__name__)
@@ -44,18 +51,28 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--fake-state-dir", default="var/fake")
         parser.add_argument("--output", default="var/demo.json")
+        parser.add_argument(
+            "--allowed-origin",
+            action="append",
+            default=[],
+            help="A web origin the demo application lets call the API and the inbox stream "
+            "with its client key (CORS), e.g. the demo page's http://127.0.0.1:8000; repeatable.",
+        )
 
     def handle(self, *args, **opts):
         output = Path(opts["output"])
         state = Path(opts["fake_state_dir"])
         existing = Application.objects.filter(name=DEMO_NAME).first()
+        origins = [origin_clean(origin) for origin in opts["allowed_origin"]]
         if existing is not None and output.exists():
             # A demo made before some channel existed gets that channel's credentials too.
             _channels(existing, state, only_missing=True)
+            _allow_origins(existing, origins)
             self.stdout.write(output.read_text())
             return
         with transaction.atomic():
             demo = self._demo(state)
+            _allow_origins(Application.objects.get(pk=demo["application_id"]), origins)
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(demo, indent=2))
         os.chmod(output, 0o600)
@@ -77,6 +94,17 @@ class Command(BaseCommand):
             User.objects.create_superuser("admin", "admin@localhost", password)
             demo["admin"] = {"username": "admin", "password": password}
         return demo
+
+
+def _allow_origins(application: Application, origins: list[str]) -> None:
+    """Adds the origins the application does not list yet (through the service, audited)."""
+    missing = [origin for origin in origins if origin not in application.allowed_origins]
+    if missing:
+        application_settings_update(
+            application=application,
+            actor=audit.SYSTEM,
+            allowed_origins=[*application.allowed_origins, *missing],
+        )
 
 
 def _channels(application: Application, state: Path, *, only_missing: bool) -> None:
