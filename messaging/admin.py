@@ -286,6 +286,22 @@ class UserAdmin(admin.ModelAdmin):
             self.message_user(request, "Choose exactly one user to export.", messages.ERROR)
             return None
         [user] = users
+        page = confirmation(
+            self,
+            request,
+            title="Export a user",
+            consequences=[
+                "Download everything stored about this user as one JSON document: its tags, "
+                "its subscriptions with their device tokens and addresses in clear, their "
+                "events, messages and inbox items.",
+                "The audit log records the export.",
+            ],
+            objects=users,
+            action="export",
+            button="Download",
+        )
+        if page:
+            return page
         chunks = user_export(user=user, actor=actor_of_request(request))
         response = StreamingHttpResponse(
             (chunk.encode() for chunk in chunks), content_type="application/json"

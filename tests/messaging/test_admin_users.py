@@ -74,10 +74,14 @@ def test_the_admin_offers_no_row_by_row_delete(admin_client, app):
     assert "delete_selected" not in admin_client.get(CHANGELIST).content.decode()
 
 
-def test_export_downloads_the_users_document_and_audits_it(admin_client, app):
+def test_export_asks_then_downloads_the_users_document_and_audits_it(admin_client, app):
     alice, subscriptions = person(app.application)
+    page = action(admin_client, "export", [alice])
+    assert page.status_code == 200 and not page.streaming
+    assert "device tokens" in page.content.decode()
+    assert not AuditEntry.objects.filter(action=audit.USER_EXPORTED).exists()
 
-    response = action(admin_client, "export", [alice])
+    response = action(admin_client, "export", [alice], confirm="yes")
 
     assert response.status_code == 200
     assert response["Content-Disposition"] == f'attachment; filename="user-{alice.pk}.json"'
