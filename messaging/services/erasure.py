@@ -65,8 +65,7 @@ def user_erase(*, user: User, actor: str, api_key: ApiKey | None = None) -> dict
     it with the number of rows deleted per kind, and returns those counts. Raises NotFound
     when another request erased it first."""
     with transaction.atomic():
-        # Locked first: a concurrent identify or registration for this user waits, and a
-        # concurrent erasure finds it gone.
+        # Locked first: a concurrent erasure or tag change of this user waits for this one.
         user = User.objects.select_for_update().filter(pk=user.pk).first()
         if user is None:
             raise NotFound("No such user.")

@@ -31,8 +31,10 @@ def user_tags_update(
     except FieldInvalid as exc:
         raise ValidationFailed(details={"tags": exc.detail}) from exc
     with transaction.atomic():
-        user = user_get_or_create(application=application, external_user_id=external_user_id)
-        user = User.objects.select_for_update().get(pk=user.pk)
+        user = None
+        while user is None:  # again when an erasure deleted it while this waited for its lock
+            found = user_get_or_create(application=application, external_user_id=external_user_id)
+            user = User.objects.select_for_update().filter(pk=found.pk).first()
         merged = tags_merge(user.tags, changes)
         if len(merged) > MAX_TAGS:
             raise ValidationFailed(
