@@ -117,8 +117,10 @@ def _message_pages(subscription_id) -> Iterator[list[dict[str, Any]]]:
         if len(page) < PAGE:
             return
         last = page[-1]
-        after = Q(created_at__lt=last["created_at"]) | Q(
-            created_at=last["created_at"], pk__lt=last["id"]
+        # `created_at <=` bounds the index range; the rows of that very instant already
+        # read are left out by a filter on the few rows that share it.
+        after = Q(created_at__lte=last["created_at"]) & ~Q(
+            created_at=last["created_at"], pk__gte=last["id"]
         )
 
 
