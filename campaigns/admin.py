@@ -30,7 +30,7 @@ from core.exceptions import ApplicationError
 from messaging import admin as messaging_admin
 
 from . import selectors, services
-from .forms import CRON_FORM_FIELDS, CampaignForm, lines_format
+from .forms import CRON_FORM_FIELDS, TARGETING_FIELDS, CampaignForm, lines_format
 from .models import ACTIVE_STATUSES, Campaign, CampaignRun, CampaignStatus
 from .schedules import next_runs
 
@@ -185,7 +185,7 @@ class CampaignAdmin(admin.ModelAdmin):
             ["id", "application", "name", "status", "runs_link"] if obj else ["application", "name"]
         )
         if editable:
-            audience = ["tags", "countries", "languages", "channels", "last_active_after"]
+            audience = list(TARGETING_FIELDS)
             # The five crontab fields on one line, as a crontab is written.
             schedule = ["scheduled_at", "schedule_preset", CRON_FORM_FIELDS, "schedule_timezone"]
             variables = ["variables"]
@@ -251,8 +251,10 @@ class CampaignAdmin(admin.ModelAdmin):
         if not criteria:
             return "Every enabled subscription of the application."
         rows = []
-        if criteria.get("tags"):
-            rows.append(("tags", ", ".join(f"{k}={v}" for k, v in criteria["tags"].items())))
+        for key in ("tags", "user_tags"):
+            if criteria.get(key):
+                tags = ", ".join(f"{k}={v}" for k, v in criteria[key].items())
+                rows.append((key.replace("_", " "), tags))
         for key in ("countries", "languages", "channels"):
             if criteria.get(key):
                 rows.append((key, ", ".join(criteria[key])))

@@ -33,7 +33,7 @@ from .targeting import CriteriaInvalid, criteria_clean
 
 # What the services take, in the order they are named.
 FORM_FIELDS = services.EDITABLE_FIELDS
-TARGETING_FIELDS = ("tags", "countries", "languages", "channels", "last_active_after")
+TARGETING_FIELDS = ("tags", "user_tags", "countries", "languages", "channels", "last_active_after")
 CRON_FORM_FIELDS = tuple(f"cron_{name}" for name in CRON_FIELDS)
 CUSTOM = "custom"
 PRESETS = {
@@ -176,6 +176,13 @@ class CampaignForm(StorableTextForm):
         help_text="Subscriptions having every one of these tags, one <code>key=value</code> "
         "per line.",
     )
+    user_tags = forms.CharField(
+        required=False,
+        label="User tags",
+        widget=forms.Textarea({"rows": 3, "placeholder": "tier=vip"}),
+        help_text="Subscriptions whose user has every one of these tags, one "
+        "<code>key=value</code> per line (subscriptions of no user never match).",
+    )
     countries = forms.MultipleChoiceField(
         required=False,
         widget=admin_widgets.FilteredSelectMultiple("countries", is_stacked=False),
@@ -266,6 +273,7 @@ class CampaignForm(StorableTextForm):
         initial = {
             "variables": lines_format(campaign.variables),
             "tags": lines_format(criteria.get("tags")),
+            "user_tags": lines_format(criteria.get("user_tags")),
             "countries": criteria.get("countries", []),
             "languages": criteria.get("languages", []),
             "channels": criteria.get("channels", []),
@@ -294,6 +302,9 @@ class CampaignForm(StorableTextForm):
 
     def clean_tags(self):
         return lines_parse(self.cleaned_data.get("tags"), json_values=False)
+
+    def clean_user_tags(self):
+        return lines_parse(self.cleaned_data.get("user_tags"), json_values=False)
 
     def clean_data(self):
         return self._object("data")

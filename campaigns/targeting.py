@@ -13,7 +13,9 @@ from core.countries import is_country_code
 from core.validation import MAX_JSON_BYTES, InputInvalid, check_json
 from messaging.models import Subscription, SubscriptionType
 
-KNOWN_KEYS = ("tags", "last_active_after", "countries", "languages", "channels")
+KNOWN_KEYS = ("tags", "user_tags", "last_active_after", "countries", "languages", "channels")
+# Tag criteria: the subscription's own tags, and the tags of the user it belongs to.
+TAG_KEYS = ("tags", "user_tags")
 
 
 class CriteriaInvalid(ValueError):
@@ -48,14 +50,16 @@ def criteria_clean(criteria) -> dict:
         if key not in KNOWN_KEYS:
             errors[key] = [f"Unknown targeting key; known: {', '.join(KNOWN_KEYS)}."]
     clean: dict = {}
-    if "tags" in criteria:
-        tags = criteria["tags"]
+    for key in TAG_KEYS:
+        if key not in criteria:
+            continue
+        tags = criteria[key]
         if not isinstance(tags, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
         ):
-            errors["tags"] = ["An object of string -> string."]
+            errors[key] = ["An object of string -> string."]
         else:
-            clean["tags"] = tags
+            clean[key] = tags
     if "last_active_after" in criteria:
         value = criteria["last_active_after"]
         try:
@@ -83,15 +87,19 @@ def criteria_clean(criteria) -> dict:
 def audience(application: Application, criteria: dict) -> QuerySet[Subscription]:
     """The enabled subscriptions matching cleaned criteria, as one query.
 
-    Tags use `@>` (the GIN jsonb_path_ops index) on PostgreSQL; the other criteria use the
+    Tags use `@>` (the GIN jsonb_path_ops index) on PostgreSQL; user tags join each
+    subscription's user and use the same kind of index on the users' tags (a subscription
+    without a user has no user tags, so it never matches them); the other criteria use the
     (application, ...) b-tree indexes, and walking in id order uses the partial index on
     enabled subscriptions."""
     qs = Subscription.objects.filter(application=application, enabled=True)
-    if criteria.get("tags"):
+    for key, field in (("tags", "tags"), ("user_tags", "user__tags")):
+        if not criteria.get(key):
+            continue
         if connection.vendor == "postgresql":
-            qs = qs.filter(tags__contains=criteria["tags"])
+            qs = qs.filter(**{f"{field}__contains": criteria[key]})
         else:  # the SQLite fallback has no JSON containment
-            qs = qs.filter(**{f"tags__{k}": v for k, v in criteria["tags"].items()})
+            qs = qs.filter(**{f"{field}__{k}": v for k, v in criteria[key].items()})
     if criteria.get("last_active_after"):
         qs = qs.filter(last_active_at__gte=datetime.fromisoformat(criteria["last_active_after"]))
     if criteria.get("countries"):

@@ -320,6 +320,22 @@ _LINKS = {
                 "The user's subscriptions",
                 external_user_id="$response.body#/external_user_id",
             ),
+            "GetUser": _link(
+                "users_retrieve", "The user", external_user_id="$response.body#/external_user_id"
+            ),
+        }
+    },
+    "users_update": {
+        "200": {
+            name: _link(
+                operation_id, description, external_user_id="$response.body#/external_user_id"
+            )
+            for name, operation_id, description in (
+                ("GetUser", "users_retrieve", "The user"),
+                ("ListUserSubscriptions", "users_subscriptions_list", "The user's subscriptions"),
+                ("ExportUser", "users_export", "Everything stored about the user"),
+                ("EraseUser", "users_destroy", "Erase the user"),
+            )
         }
     },
     "templates_create": {

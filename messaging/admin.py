@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -9,6 +10,7 @@ from typing import Any, ClassVar
 from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import Q
+from django.http import StreamingHttpResponse
 from django.utils.html import format_html
 
 from accounts.admin import actor_of_request
@@ -27,10 +29,12 @@ from core.admin_kit import (
     linked,
     short_id,
 )
-from core.exceptions import InvalidTransition, QuotaExceeded, ValidationFailed
+from core.exceptions import InvalidTransition, NotFound, QuotaExceeded, ValidationFailed
 
 from .admin_filters import ErrorCodeFilter
 from .models import Message, MessageEvent, MessageStatus, Subscription, SubscriptionEvent, User
+from .selectors.users import users_data_counts
+from .services.erasure import user_erase, user_export
 from .services.messages import message_retry, messages_cancel, messages_requeue
 from .services.subscriptions import (
     subscription_changes_check,
@@ -215,16 +219,95 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
 @admin.register(User)
 class UserAdmin(admin.ModelAdmin):
-    list_display = ["external_user_id", "application", "created_at"]
+    list_display = ["external_user_id", "application", "tags_short", "created_at"]
     search_fields = ["external_user_id"]
     list_filter = ["application"]
     # Users come and go with their subscriptions through the API (identify, logout); the
     # console shows them. Renaming one here would cut it off from the app that knows it.
-    fields = ["id", "application", "external_user_id", "created_at"]
+    fields = ["id", "application", "external_user_id", "tags_display", "created_at"]
     readonly_fields = fields
+    actions = ["erase", "export"]
+
+    @admin.display(description="tags")
+    def tags_short(self, obj: User) -> str:
+        return ", ".join(f"{k}={v}" for k, v in obj.tags.items()) or EMPTY
+
+    @admin.display(description="tags")
+    def tags_display(self, obj: User) -> str:
+        if not obj.tags:
+            return EMPTY
+        return format_html(
+            '<pre class="signal-json" id="user-tags">{}</pre>',
+            json.dumps(obj.tags, indent=2, ensure_ascii=False),
+        )
 
     def has_add_permission(self, request):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        # Django's delete would load every message of the user; "Erase" deletes in bulk.
+        return False
+
+    @admin.action(description="Erase the selected users")
+    def erase(self, request, queryset):
+        counts = users_data_counts(user_ids=queryset.values("pk"))
+        page = confirmation(
+            self,
+            request,
+            title="Erase users",
+            consequences=[
+                "Erase these users and everything stored about them, for good: "
+                f"{counts['subscriptions']} subscription(s) with their "
+                f"{counts['subscription_events']} event(s) and inbox counts, "
+                f"{counts['messages']} message(s) with their {counts['message_events']} "
+                f"event(s), and {counts['inbox_items']} inbox item(s).",
+                "Messages queued for them are not sent. The audit log keeps that each user was "
+                "erased, with these counts and nothing personal.",
+            ],
+            objects=queryset,
+            action="erase",
+            button="Erase",
+        )
+        if page:
+            return page
+        actor, erased = actor_of_request(request), 0
+        for user in queryset:
+            try:
+                user_erase(user=user, actor=actor)
+            except NotFound:
+                continue  # erased meanwhile
+            erased += 1
+        self.message_user(request, f"Erased {erased} user(s).")
+
+    @admin.action(description="Export the selected user (JSON)")
+    def export(self, request, queryset):
+        users = list(queryset[:2])
+        if len(users) != 1:
+            self.message_user(request, "Choose exactly one user to export.", messages.ERROR)
+            return None
+        [user] = users
+        page = confirmation(
+            self,
+            request,
+            title="Export a user",
+            consequences=[
+                "Download everything stored about this user as one JSON document: its tags, "
+                "its subscriptions with their device tokens and addresses in clear, their "
+                "events, messages and inbox items.",
+                "The audit log records the export.",
+            ],
+            objects=users,
+            action="export",
+            button="Download",
+        )
+        if page:
+            return page
+        chunks = user_export(user=user, actor=actor_of_request(request))
+        response = StreamingHttpResponse(
+            (chunk.encode() for chunk in chunks), content_type="application/json"
+        )
+        response["Content-Disposition"] = f'attachment; filename="user-{user.pk}.json"'
+        return response
 
 
 class MessageEventInline(admin.TabularInline):

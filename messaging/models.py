@@ -20,6 +20,9 @@ class User(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="users")
     external_user_id = models.CharField(max_length=255)
+    # string -> string, by the rules of a subscription's tags (messaging.subscription_fields);
+    # campaigns target them as `user_tags` (a GIN index, migration 0019).
+    tags = models.JSONField(blank=True, default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -164,6 +164,17 @@ def tags_clean(value: Any, *, allow_removal: bool = True) -> dict[str, str | Non
     return cleaned
 
 
+def tags_merge(current: Mapping[str, str], changes: Mapping[str, str | None]) -> dict[str, str]:
+    """`current` with cleaned `changes` applied: a value of None or "" removes its tag."""
+    merged = dict(current)
+    for key, value in changes.items():
+        if value is None or value == "":
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
 PROFILE_RULES: dict[str, Any] = {
     "language": language_clean,
     "country": country_clean,

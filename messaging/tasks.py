@@ -12,6 +12,7 @@ from accounts.models import Application
 from templates_app.kakao import kakao_applications
 
 from . import delivery, dispatch
+from .services import erasure
 from .services.reports import kakao_results_poll
 
 # A batch's transaction stays open while it sends: the adapters give a batch at most
@@ -96,3 +97,13 @@ def poll_kakao_results(application_id: str | None = None) -> dict:
     if application is None:
         return {}
     return dict(kakao_results_poll(application=application))
+
+
+@shared_task(name="messaging.erase_leftovers")
+def erase_leftovers(subscription_ids: list[str]) -> dict:
+    """A few minutes after a user's erasure: deletes the messages a campaign fan-out step
+    inserted for its subscriptions after the erasure (services.erasure)."""
+    found = erasure.erase_leftovers(subscription_ids=subscription_ids)
+    if found:
+        structlog.get_logger(__name__).info("erase_leftovers", **found)
+    return found

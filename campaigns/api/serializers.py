@@ -46,6 +46,11 @@ _CRITERIA = {
     "additionalProperties": False,
     "properties": {
         "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+        "user_tags": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "Subscriptions whose user has every one of these tags.",
+        },
         "last_active_after": {"type": "string", "format": "date-time"},
         "countries": {
             **_NON_EMPTY_STRINGS,

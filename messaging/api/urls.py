@@ -16,6 +16,9 @@ urlpatterns = [
         users.UserSubscriptionListApi.as_view(),
         name="user-subscriptions",
     ),
+    path("users/<path:external_user_id>/export", users.UserExportApi.as_view(), name="user-export"),
+    # Last of the users: an external id may hold slashes.
+    path("users/<path:external_user_id>", users.UserDetailApi.as_view(), name="user-detail"),
     path("messages", messages.MessageCollectionApi.as_view(), name="messages"),
     path(
         "messages/<uuid:message_id>",

@@ -14,7 +14,7 @@ from core import crypto
 from core.validation import InputInvalid
 
 from ..models import Subscription, SubscriptionEvent
-from ..subscription_fields import profile_clean
+from ..subscription_fields import profile_clean, tags_merge
 from .users import user_get_or_create
 
 SYSTEM = "system"
@@ -30,16 +30,6 @@ def _record(subscription: Subscription, kind: str, actor: str, changes: dict | N
     SubscriptionEvent.objects.create(
         subscription=subscription, kind=kind, actor=actor, changes=changes or {}
     )
-
-
-def _merge_tags(current: dict[str, str], changes: dict[str, str | None]) -> dict[str, str]:
-    merged = dict(current)
-    for key, value in changes.items():
-        if value is None or value == "":
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    return merged
 
 
 def subscription_register(
@@ -76,7 +66,7 @@ def subscription_register(
                     token=token,
                     token_digest=digest,
                     keys=keys or {},
-                    tags=_merge_tags({}, tags or {}),
+                    tags=tags_merge({}, tags or {}),
                     last_active_at=now,
                     **{k: v for k, v in profile.items() if v is not None},
                 )
@@ -150,7 +140,7 @@ def _apply_changes(
             changes[name] = [getattr(subscription, name), value]
             setattr(subscription, name, value)
     if tags:
-        merged = _merge_tags(subscription.tags, tags)
+        merged = tags_merge(subscription.tags, tags)
         if merged != subscription.tags:
             changes["tags"] = [subscription.tags, merged]
             subscription.tags = merged

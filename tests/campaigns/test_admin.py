@@ -135,7 +135,7 @@ def test_the_add_page_loads(admin_client, app):
 
     assert response.status_code == 200
     html = response.content.decode()
-    for name in ("tags", "countries", "languages", "channels", "last_active_after_0"):
+    for name in ("tags", "user_tags", "countries", "languages", "channels", "last_active_after_0"):
         assert f'name="{name}"' in html, name
     for name in ("schedule_preset", "cron_minute", "cron_day_of_week", "schedule_timezone"):
         assert f'name="{name}"' in html, name
@@ -170,6 +170,19 @@ def test_adding_a_recurring_campaign_goes_through_the_service_with_its_beat_task
     assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week) == ("0", "9", "1")
     assert str(task.crontab.timezone) == "Asia/Seoul"
     assert json.loads(task.args) == [str(campaign.pk), "crontab"]
+
+
+def test_user_tags_are_a_field_of_the_audience_and_read_back(admin_client, app):
+    response = admin_client.post(
+        ADD_URL, form_data(app.application, user_tags="tier=vip\ncity=Seoul\n")
+    )
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    campaign = Campaign.objects.get()
+    assert campaign.targeting_criteria == {"user_tags": {"tier": "vip", "city": "Seoul"}}
+    page = admin_client.get(change_url(campaign))
+    form = page.context["adminform"].form
+    assert sorted(form["user_tags"].value().splitlines()) == ["city=Seoul", "tier=vip"]
 
 
 def test_adding_a_one_off_campaign_from_a_template_schedules_its_time(admin_client, app):

@@ -655,6 +655,49 @@ def test_preview_counts_the_matching_enabled_subscriptions_by_channel(server_api
     assert Message.objects.count() == 0
 
 
+def test_a_campaign_by_user_tags_previews_and_reaches_only_those_users(server_api, app):
+    kim = [
+        subscription_create(app.application, external_user_id="kim"),
+        subscription_create(
+            app.application, type="AndroidPush", token=fcm_token(), external_user_id="kim"
+        ),
+    ]
+    subscription_create(app.application, external_user_id="lee")
+    subscription_create(app.application, tags={"tier": "vip"})  # its own tag, not its user's
+    subscription_create(app.application)
+    assert (
+        server_api.put("/api/v1/users/kim", {"tags": {"tier": "vip"}}, format="json").status_code
+        == 200
+    )
+    server_api.put("/api/v1/users/lee", {"tags": {"tier": "basic"}}, format="json")
+    created = create(server_api, targeting_criteria={"user_tags": {"tier": "vip"}})
+    assert created["targeting_criteria"] == {"user_tags": {"tier": "vip"}}
+
+    preview = server_api.post(url(created["id"], "preview")).json()
+    server_api.post(url(created["id"], "execute"))
+    run = CampaignRun.objects.get(campaign_id=created["id"])
+    fanout(run.pk)
+
+    assert preview["audience_size"] == 2
+    assert preview["by_channel"] == {"iOSPush": 1, "AndroidPush": 1}
+    reached = set(run_messages(run).values_list("subscription_id", flat=True))
+    assert reached == {s.pk for s in kim}
+    run.refresh_from_db()
+    assert run.targeted == preview["audience_size"]
+
+
+def test_user_tags_must_be_strings(server_api):
+    details = assert_error(
+        post(
+            server_api, {"name": "x", "title": "t", "targeting_criteria": {"user_tags": {"a": 1}}}
+        ),
+        400,
+        "validation_error",
+    )
+
+    assert "targeting_criteria" in details
+
+
 def test_preview_renders_the_template_in_each_subscriptions_language(server_api, app):
     version = template_create(app.application)
     english = subscription_create(app.application, language="en-GB")

@@ -10,8 +10,9 @@ from django.db import connection
 
 from campaigns.targeting import CriteriaInvalid, audience, criteria_clean
 from core import crypto
-from messaging.models import Subscription
+from messaging.models import Subscription, User
 from messaging.services.subscriptions import subscription_disable
+from messaging.services.users import user_tags_update
 from tests.conftest import fcm_token, subscription_create
 
 pytestmark = pytest.mark.django_db
@@ -24,6 +25,7 @@ def test_every_key_comes_back_in_canonical_form():
     clean = criteria_clean(
         {
             "tags": {"plan": "gold", "tier": "1"},
+            "user_tags": {"tier": "vip"},
             "last_active_after": "2026-10-01T09:00:00+09:00",
             "countries": ["kr", "JP", "KR"],
             "languages": ["ko", "en-US"],
@@ -33,6 +35,7 @@ def test_every_key_comes_back_in_canonical_form():
 
     assert clean == {
         "tags": {"plan": "gold", "tier": "1"},
+        "user_tags": {"tier": "vip"},
         "last_active_after": "2026-10-01T09:00:00+09:00",
         "countries": ["JP", "KR"],  # upper case, sorted, once each
         "languages": ["ko", "en-US"],
@@ -59,6 +62,9 @@ def test_a_z_suffix_is_kept_as_utc():
         ({"tags": {"plan": 1}}, "tags"),
         ({"tags": {"plan": None}}, "tags"),
         ({"tags": {"plan": {"nested": "x"}}}, "tags"),
+        ({"user_tags": ["tier", "vip"]}, "user_tags"),
+        ({"user_tags": {"tier": 1}}, "user_tags"),
+        ({"user_tags": {"tier": None}}, "user_tags"),
         ({"countries": ["KOR"]}, "countries"),
         ({"countries": ["K1"]}, "countries"),
         ({"countries": "KR"}, "countries"),
@@ -116,6 +122,37 @@ def test_tags_match_by_containment_of_every_given_tag(app, other_app):
     found = audience(app.application, criteria_clean({"tags": {"plan": "gold", "region": "kr"}}))
 
     assert _ids(found) == {gold_kr.pk, gold_kr_more.pk}
+
+
+def _tag_user(application, external_user_id: str, **tags) -> None:
+    user_tags_update(application=application, external_user_id=external_user_id, tags=tags)
+
+
+def test_user_tags_match_the_subscriptions_of_users_with_every_given_tag(app, other_app):
+    vip_phone = subscription_create(app.application, external_user_id="kim")
+    vip_mail = subscription_create(
+        app.application, type="Email", token="kim@example.com", external_user_id="kim"
+    )
+    _tag_user(app.application, "kim", tier="vip", city="Seoul")
+    subscription_create(app.application, external_user_id="lee")
+    _tag_user(app.application, "lee", tier="basic", city="Seoul")
+    subscription_create(app.application, external_user_id="park")  # a user without tags
+    # The user's tags, not the subscription's, are what user_tags reads.
+    subscription_create(app.application, tags={"tier": "vip"})
+    subscription_create(other_app.application, external_user_id="kim")
+    _tag_user(other_app.application, "kim", tier="vip")
+    disabled = subscription_create(app.application, external_user_id="kim")
+    subscription_disable(subscription_id=disabled.pk, reason="test")
+
+    found = audience(app.application, criteria_clean({"user_tags": {"tier": "vip"}}))
+
+    assert _ids(found) == {vip_phone.pk, vip_mail.pk}
+    both = criteria_clean({"user_tags": {"tier": "vip"}, "channels": ["Email"]})
+    assert _ids(audience(app.application, both)) == {vip_mail.pk}
+    with_subscription_tags = criteria_clean(
+        {"user_tags": {"city": "Seoul"}, "tags": {"tier": "vip"}}
+    )
+    assert _ids(audience(app.application, with_subscription_tags)) == set()
 
 
 def test_last_active_after_includes_its_own_instant(app):
@@ -238,4 +275,37 @@ def test_the_tags_query_uses_the_gin_index(app):
         plan = "\n".join(row[0] for row in cursor.fetchall())
 
     assert "sub_tags_gin" in plan, plan
+    assert _ids(queryset) == {wanted.pk}
+
+
+def test_the_user_tags_query_can_use_the_users_gin_index(app):
+    assert connection.vendor == "postgresql"
+    wanted = subscription_create(app.application, external_user_id="kim")
+    _tag_user(app.application, "kim", tier="vip")
+    # Filler users, each with a subscription, inserted in bulk.
+    users = User.objects.bulk_create(
+        User(application=app.application, external_user_id=f"u{n}", tags={"tier": "basic"})
+        for n in range(2000)
+    )
+    Subscription.objects.bulk_create(
+        Subscription(
+            application=app.application,
+            user=user,
+            type="iOSPush",
+            token=f"{n:064x}",
+            token_digest=crypto.token_digest("iOSPush", f"{n:064x}"),
+        )
+        for n, user in enumerate(users, 10_000)
+    )
+    queryset = audience(app.application, criteria_clean({"user_tags": {"tier": "vip"}}))
+    sql, params = queryset.query.sql_with_params()
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE messaging_user")
+        cursor.execute("ANALYZE messaging_subscription")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert "user_tags_gin" in plan, plan
     assert _ids(queryset) == {wanted.pk}
