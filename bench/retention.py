@@ -275,11 +275,12 @@ def purge_alone(application, batch_size: int, limit_seconds: float) -> dict:
     now = timezone.now()
     cutoff = retention.cutoff_of(application, now)
     batch_ms, messages, events = [], 0, 0
+    after = None
     started = time.monotonic()
     while True:
         t = time.perf_counter()
-        done = retention.messages_batch_purge(
-            application=application, cutoff=cutoff, now=now, limit=batch_size
+        done, after = retention.messages_batch_purge(
+            application=application, cutoff=cutoff, now=now, limit=batch_size, after=after
         )
         batch_ms.append((time.perf_counter() - t) * 1000)
         messages += done.messages

@@ -25,7 +25,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
@@ -77,6 +77,9 @@ class PurgeRun:
     skipped: bool = False  # another purge was running
 
 
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def cutoff_of(application: Application, now: datetime) -> datetime:
     return now - timedelta(days=application.retention_days)
 
@@ -84,10 +87,13 @@ def cutoff_of(application: Application, now: datetime) -> datetime:
 # --- Statements ---------------------------------------------------------------------------------
 
 # The batch: the oldest expired messages of one application through msg_app_created, locked;
-# rows another transaction holds (a worker sending them) are skipped, not waited for.
+# rows another transaction holds (a worker sending them) are skipped, not waited for. The
+# scan starts where the run's previous batch ended (`after`): the index entries of the rows
+# deleted before stay in the index until vacuum, and a scan from the oldest end would walk
+# all of them again on every batch.
 _PICK = """
-SELECT id, status, campaign_run_id FROM messaging_message
-WHERE application_id = %(app)s AND created_at < %(cutoff)s
+SELECT id, status, campaign_run_id, created_at FROM messaging_message
+WHERE application_id = %(app)s AND created_at >= %(after)s AND created_at < %(cutoff)s
   AND NOT (status = 'pending' AND send_after IS NOT NULL AND send_after > %(now)s)
 ORDER BY created_at
 LIMIT %(limit)s
@@ -140,19 +146,26 @@ def _lock_timeout(cursor) -> None:
 
 
 def messages_batch_purge(
-    *, application: Application, cutoff: datetime, now: datetime, limit: int
-) -> Purged:
-    """Deletes up to `limit` of the application's messages made before `cutoff` (oldest
-    first), their events and inbox items, in one transaction; moves inbox counts and the
-    runs' figures of pending messages."""
+    *,
+    application: Application,
+    cutoff: datetime,
+    now: datetime,
+    limit: int,
+    after: datetime | None = None,
+) -> tuple[Purged, datetime | None]:
+    """Deletes up to `limit` of the application's messages made before `cutoff` (and not
+    before `after`), oldest first, their events and inbox items, in one transaction; moves
+    inbox counts and the runs' figures of pending messages. Returns the counts and the
+    newest created_at deleted (the next batch's `after`)."""
     purged = Purged()
+    params = {"app": application.pk, "after": after or _EARLIEST, "cutoff": cutoff}
     with transaction.atomic(), connection.cursor() as cursor:
         _lock_timeout(cursor)
-        cursor.execute(_PICK, {"app": application.pk, "cutoff": cutoff, "now": now, "limit": limit})
+        cursor.execute(_PICK, {**params, "now": now, "limit": limit})
         rows = cursor.fetchall()
         if not rows:
-            return purged
-        ids = uuid_array(pk for pk, _status, _run in rows)
+            return purged, after
+        ids = uuid_array(row[0] for row in rows)
         cursor.execute(_DELETE_EVENTS, {"ids": ids})
         purged.events = cursor.rowcount
         cursor.execute(_DELETE_ITEMS, {"ids": ids})
@@ -171,13 +184,13 @@ def messages_batch_purge(
         purged.messages = cursor.rowcount
         transitions = Counter(
             (run_id, MessageStatus.PENDING, MessageStatus.CANCELLED)
-            for _pk, status, run_id in rows
+            for _pk, status, run_id, _at in rows
             if run_id and status == MessageStatus.PENDING
         )
         if transitions:
             purged.pending_cancelled = sum(transitions.values())
             message_statuses_changed.send(sender=Message, transitions=transitions)
-    return purged
+    return purged, rows[-1][3]
 
 
 def subscription_events_batch_purge(
@@ -272,6 +285,7 @@ def _purge(applications, now, batch_size, budget, pause, started) -> PurgeRun:
     # run always makes progress.
     messages_left = list(applications)
     events_left = list(applications)
+    position: dict = {}  # application id -> where its next batch starts
     batches = 0
 
     def spent() -> bool:
@@ -279,12 +293,19 @@ def _purge(applications, now, batch_size, budget, pause, started) -> PurgeRun:
 
     while messages_left or events_left:
         for app in list(messages_left):
-            done = _batch_or_none(
+            result = _batch_or_none(
                 lambda app=app: messages_batch_purge(
-                    application=app, cutoff=cutoff_of(app, now), now=now, limit=batch_size
+                    application=app,
+                    cutoff=cutoff_of(app, now),
+                    now=now,
+                    limit=batch_size,
+                    after=position.get(app.pk),
                 ),
                 app,
             )
+            done = None
+            if result is not None:
+                done, position[app.pk] = result
             batches += 1
             if done is None or done.messages < batch_size:
                 messages_left.remove(app)
