@@ -11,7 +11,7 @@ with events (COPY) into a throwaway database behind a running stack, then
       times, total time, WAL bytes, table and index sizes and dead rows after.
 
     python bench/retention.py [--n 10000000] [--campaign-n 100000] [--rounds 2] \\
-        [--batch-size 2000] [--pause 0.1] [--purge-seconds 0] [--skip-partitions]
+        [--batch-size 2000] [--pause 0.3] [--purge-seconds 0] [--skip-partitions]
 
 Run by hand only (10M messages take minutes to seed). Prints progress, and as its last line
 one JSON object. WAL figures are the cluster's (pg_current_wal_lsn): other databases' writes
@@ -316,15 +316,18 @@ def purge_alone(application, batch_size: int, limit_seconds: float) -> dict:
 # --- Partitions ---------------------------------------------------------------------------------
 
 
-def partitions(batch_size: int) -> dict:
+def partitions(application, batch_size: int) -> dict:
     """Copies the messages and their events into monthly partitioned tables (events carry
     their message's created_at, the partition key), then times DETACH + DROP of the fullest
     month against the batched DELETE (ids, events by message id, messages) of the next
     fullest."""
-    from django.db import connection, transaction
+    from django.db import connection
 
     figures = {}
     with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('part_message') IS NOT NULL")
+        if cursor.fetchone()[0]:  # --reuse: the copy of an earlier run is there
+            return partitions_measured(application, batch_size, figures)
         cursor.execute(
             "SELECT date_trunc('month', min(created_at)), max(created_at) FROM messaging_message"
         )
@@ -372,11 +375,25 @@ def partitions(batch_size: int) -> dict:
         cursor.execute("VACUUM (ANALYZE) part_message")
         cursor.execute("VACUUM (ANALYZE) part_event")
         figures["copy_seconds"] = round(time.perf_counter() - started, 1)
+    return partitions_measured(application, batch_size, figures)
+
+
+def partitions_measured(application, batch_size: int, figures: dict) -> dict:
+    """DETACH + DROP of the fullest month of the partitioned copy, and the batched DELETE of
+    the next fullest; then the copy is dropped."""
+    from django.db import connection, transaction
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'part_message'::regclass"
+        )
         sizes = []
-        for start, _end in months:
-            suffix = start.strftime("%Y%m")
-            cursor.execute(f"SELECT count(*) FROM part_message_{suffix}")  # noqa: S608
-            sizes.append((cursor.fetchone()[0], suffix, start))
+        for name, bound in cursor.fetchall():
+            cursor.execute(f"SELECT count(*) FROM {name}")  # noqa: S608
+            start = datetime.fromisoformat(bound.split("'")[1])
+            sizes.append((cursor.fetchone()[0], name.rsplit("_", 1)[1], start))
         sizes.sort(reverse=True)
         (dropped, drop_suffix, _), (deleted_n, delete_suffix, delete_start) = sizes[:2]
         figures["months"] = {suffix: count for count, suffix, _ in sizes}
@@ -401,16 +418,20 @@ def partitions(batch_size: int) -> dict:
     started = time.perf_counter()
     deleted = 0
     batch_ms = []
+    after = delete_start
     while True:
         t = time.perf_counter()
         with transaction.atomic(), connection.cursor() as cursor:
+            # As the purge picks them: one application's oldest, by its index.
             cursor.execute(
-                "SELECT id, created_at FROM part_message WHERE created_at >= %s AND "
-                "created_at < %s ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED",
-                [delete_start, delete_end, batch_size],
+                "SELECT id, created_at FROM part_message WHERE application_id = %s "
+                "AND created_at >= %s AND created_at < %s ORDER BY created_at LIMIT %s "
+                "FOR UPDATE SKIP LOCKED",
+                [application.pk, after, delete_end, batch_size],
             )
             rows = cursor.fetchall()
             ids = [row[0] for row in rows]
+            after = rows[-1][1] if rows else after
             if ids:
                 cursor.execute(
                     "DELETE FROM part_event WHERE message_id = ANY(%s) "
@@ -453,7 +474,7 @@ def main() -> int:
     parser.add_argument("--campaign-n", type=int, default=100_000, help="subscriptions (100k)")
     parser.add_argument("--rounds", type=int, default=2, help="A and B rounds each (2)")
     parser.add_argument("--batch-size", type=int, default=2000, help="messages per batch")
-    parser.add_argument("--pause", type=float, default=0.1, help="seconds between batches")
+    parser.add_argument("--pause", type=float, default=0.3, help="seconds between batches")
     parser.add_argument(
         "--purge-seconds", type=float, default=0, help="stop the lone purge after (0: all)"
     )
@@ -461,6 +482,11 @@ def main() -> int:
         "--tune", type=int, default=1, help="A/B again with 3x the pause if over 10 %% (1)"
     )
     parser.add_argument("--skip-partitions", action="store_true")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="no stack, no seeding: (d) and (b) on the database an interrupted run left",
+    )
     parser.add_argument("--skip-ab", action="store_true")
     parser.add_argument("--purge-worker", action="store_true", help=argparse.SUPPRESS)
     add_stack_arguments(parser)
@@ -475,6 +501,17 @@ def main() -> int:
     from bench.stack import running_stack_of
 
     figures = {"benchmark": "retention", "n": args.n, "load_start": load()}
+    if args.reuse:
+        from accounts.models import Application
+
+        application = Application.objects.get(name="retention-bench")
+        if not args.skip_partitions:
+            figures["partitions"] = partitions(application, args.batch_size)
+        print("purging the rest alone", flush=True)
+        figures["purge"] = purge_alone(application, args.batch_size, args.purge_seconds)
+        figures.update(ok=True, load_end=load(), machine=machine())
+        emit(figures)
+        return 0
     with running_stack_of(config, args) as stack:
         application, figures["seed"] = seed(args.n, args.events_per_message)
         print(f"seeded: {figures['seed']}, load {load()}", flush=True)
@@ -491,7 +528,7 @@ def main() -> int:
             figures["campaign_ab"] = tried[-1]
             figures["campaign_ab_tried"] = tried[:-1]
         if not args.skip_partitions:
-            figures["partitions"] = partitions(args.batch_size)
+            figures["partitions"] = partitions(application, args.batch_size)
         print("purging the rest alone", flush=True)
         figures["purge"] = purge_alone(application, args.batch_size, args.purge_seconds)
         print(f"purge: {json.dumps(figures['purge'])[:400]}", flush=True)
