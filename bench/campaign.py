@@ -165,12 +165,16 @@ def create_campaign(stack, key: str, channel: str = "push") -> str:
     return body["id"]
 
 
-def run_ours(stack, n: int, number: int, timeout: float, channel: str = "push") -> dict:
-    """One campaign over n fresh subscriptions of `channel`; its figures."""
+def run_ours(
+    stack, n: int, number: int, timeout: float, channel: str = "push", *, reset: bool = True
+) -> dict:
+    """One campaign over n fresh subscriptions of `channel`; its figures. Runs after the
+    first empty the tables first, unless `reset` is false (the other rows stay; the run's
+    own application and audience are new either way)."""
     from bench.seed import create_application, seed_subscriptions
     from campaigns.models import CampaignRun, RunStatus
 
-    if number > 1:
+    if number > 1 and reset:
         reset_data()
     application, key = create_application(stack.fakes, f"bench-campaign-{number}")
     browsers = None

@@ -46,9 +46,11 @@ def _status_table() -> list[str]:
     return table
 
 
-def seed_messages(application, subscriptions: list, n: int) -> float:
-    """n messages of `application` to its subscriptions, created over the last DAYS days,
-    with core.bulk.copy_rows (COPY) in chunks; returns the seconds taken."""
+def seed_messages(
+    application, subscriptions: list, n: int, *, days: int = DAYS, until: datetime | None = None
+) -> float:
+    """n messages of `application` to its subscriptions, created over the `days` days before
+    `until` (now), with core.bulk.copy_rows (COPY) in chunks; returns the seconds taken."""
     from core.bulk import copy_rows
     from messaging.ids import uuid7
     from messaging.models import Message
@@ -59,9 +61,9 @@ def seed_messages(application, subscriptions: list, n: int) -> float:
         "provider_id", "created_at", "sent_at", "campaign_id",
     )  # fmt: skip
     statuses = _status_table()
-    now = datetime.now(UTC)
-    start_ms = int((now - timedelta(days=DAYS)).timestamp() * 1000)
-    step_ms = DAYS * 86_400_000 / max(n, 1)
+    now = until or datetime.now(UTC)
+    start_ms = int((now - timedelta(days=days)).timestamp() * 1000)
+    step_ms = days * 86_400_000 / max(n, 1)
     campaign_id = uuid.uuid4()
     empty: dict = {}
     started = time.perf_counter()

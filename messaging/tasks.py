@@ -107,3 +107,22 @@ def erase_leftovers(subscription_ids: list[str]) -> dict:
     if found:
         structlog.get_logger(__name__).info("erase_leftovers", **found)
     return found
+
+
+@shared_task(name="messaging.purge_expired")
+def purge_expired() -> dict:
+    """Beat (RETENTION_PURGE_INTERVAL_SECONDS): deletes messages, their events and inbox
+    items, and subscription events past their application's retention_days, for at most
+    RETENTION_PURGE_BUDGET_SECONDS (kept under the task's soft time limit); the next run
+    continues."""
+    from django.conf import settings
+
+    from . import retention
+
+    budget = min(settings.RETENTION_PURGE_BUDGET_SECONDS, settings.CELERY_TASK_SOFT_TIME_LIMIT - 30)
+    run = retention.expired_purge(budget_seconds=budget)
+    return {
+        "messages": sum(p.messages for p in run.purged.values()),
+        "finished": run.finished,
+        "seconds": run.seconds,
+    }

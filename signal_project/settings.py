@@ -336,6 +336,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 86400.0,
         "options": {"queue": "messages"},
     },
+    # Retention: each run works for at most RETENTION_PURGE_BUDGET_SECONDS; the next continues.
+    "purge-expired": {
+        "task": "messaging.purge_expired",
+        "schedule": env.float("RETENTION_PURGE_INTERVAL_SECONDS", default=900.0),
+        "options": {"queue": "messages", "expires": 600},
+    },
     # KakaoTalk: the dealer's per-recipient results, and its list of approved templates.
     "poll-kakao-results": {
         "task": "messaging.poll_kakao_results",
@@ -372,6 +378,17 @@ CAMPAIGN_BATCH_SIZE = env.int("CAMPAIGN_BATCH_SIZE", default=1000)
 CAMPAIGN_STALL_SECONDS = env.int("CAMPAIGN_STALL_SECONDS", default=60)
 # A run with more pending messages than this waits a moment before its next fan-out step.
 CAMPAIGN_MAX_PENDING = env.int("CAMPAIGN_MAX_PENDING", default=50_000)
+
+# --- Retention -----------------------------------------------------------------------------
+# Retention of messages, their events and inbox items, and subscription events
+# (Application.retention_days; messaging.retention): the purge deletes them in batches of
+# this many messages, one short transaction each, pausing between batches so that sending
+# keeps the database, for at most the budget per run (the task keeps it under
+# CELERY_TASK_SOFT_TIME_LIMIT).
+RETENTION_PURGE_BATCH_SIZE = env.int("RETENTION_PURGE_BATCH_SIZE", default=2000)
+RETENTION_PURGE_PAUSE_SECONDS = env.float("RETENTION_PURGE_PAUSE_SECONDS", default=0.3)
+RETENTION_PURGE_BUDGET_SECONDS = env.float("RETENTION_PURGE_BUDGET_SECONDS", default=200.0)
+RETENTION_PURGE_LOCK_TIMEOUT_MS = env.int("RETENTION_PURGE_LOCK_TIMEOUT_MS", default=2000)
 
 # --- KakaoTalk results ---------------------------------------------------------------------
 # Each poll of the dealer's results reads from its last window's end less this overlap (the

@@ -117,3 +117,26 @@ def test_console_bench_runs_at_a_tiny_size():
         "console", "message_log", "message_log_filtered", "message_log_error_code",
     }  # fmt: skip
     assert figures["pages"]["console"]["queries"] <= 10
+
+
+@pytest.mark.e2e
+def test_retention_bench_runs_at_a_tiny_size():
+    figures = _run_bench(
+        "retention.py",
+        *("--n", "3000", "--campaign-n", "200", "--rounds", "1", "--tune", "0"),
+        *("--batch-size", "500", "--workers", "1"),
+        *("--db-name", "signal_bench_smoke_retention", "--redis-db", "13"),
+        timeout=240,
+    )
+    assert figures["seed"] == {**figures["seed"], "messages": 3000, "events": 6000}
+    assert [r["purge"] for r in figures["campaign_ab"]["rounds"]] == [False, True]
+    assert all(r["ok"] for r in figures["campaign_ab"]["rounds"])
+    months = figures["partitions"]["months"]
+    dropped, deleted = figures["partitions"]["detach_drop"], figures["partitions"]["batched_delete"]
+    assert dropped["messages"] == months[dropped["month"]] > 0
+    assert deleted["messages"] == months[deleted["month"]] > 0
+    # The lone purge deletes what the concurrent one and the partitions left: everything.
+    purged = figures["purge"]["messages"] + (
+        figures["campaign_ab"]["rounds"][1]["purged_messages"] or 0
+    )
+    assert purged == 3000 and figures["purge"]["events"] > 0

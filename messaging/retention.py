@@ -1,0 +1,390 @@
+"""Retention: an application's messages are deleted `retention_days` after they were made
+(Application.retention_days), with their events and inbox items, and so are its
+subscription events.
+
+The purge walks each application's expired messages oldest first through the
+(application, created_at) index, a bounded batch per short transaction, the applications in
+turn (one batch each per round), until nothing is left or the run's time budget is spent;
+the next run continues where this one stopped, since what is left is again "the oldest
+expired rows". Each batch's transaction locks only the rows it deletes (SKIP LOCKED: a
+message a worker is sending right now is left for a later run) and waits at most
+RETENTION_PURGE_LOCK_TIMEOUT_MS for any other lock. A pause between batches leaves the
+database to sending (bench/retention.py measures both; figures in bench/RESULTS.md).
+
+A message past retention is deleted whatever its status, except a pending one still
+scheduled for later (send_after in the future; at most 30 days ahead), which is kept until it
+has been sent. A pending message of a campaign run that is deleted counts as cancelled in
+the run's figures (message_statuses_changed), so the run's `pending` reaches zero and the run
+completes; the run's other counters are its history and do not move. Inbox counts move with
+the inbox items deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
+from django.utils import timezone
+
+from accounts import audit
+from accounts.models import Application
+from core.bulk import uuid_array
+
+from .models import Message, MessageStatus
+from .signals import message_statuses_changed
+
+logger = logging.getLogger(__name__)
+
+# One purge at a time across all processes (a run longer than the beat interval, or one
+# started by hand meanwhile): a session-level advisory lock.
+PURGE_LOCK = 0x5245_5445  # "RETE"
+
+
+@dataclass
+class Purged:
+    """What a run deleted (or, dry, would delete) of one application."""
+
+    messages: int = 0
+    events: int = 0
+    inbox_items: int = 0
+    subscription_events: int = 0
+    # Pending messages of campaign runs among `messages`, counted cancelled in their runs.
+    pending_cancelled: int = 0
+
+    def add(self, other: Purged) -> None:
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+    def __bool__(self) -> bool:
+        return any(asdict(self).values())
+
+
+@dataclass
+class PurgeRun:
+    """A run's outcome: per application id what it deleted, and `finished`: false when the
+    budget ran out with expired rows left (rows skipped because others held them are left
+    for a later run either way)."""
+
+    purged: dict
+    finished: bool
+    seconds: float
+    batches: int
+    skipped: bool = False  # another purge was running
+
+
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def cutoff_of(application: Application, now: datetime) -> datetime:
+    return now - timedelta(days=application.retention_days)
+
+
+# --- Statements ---------------------------------------------------------------------------------
+
+# The batch: the oldest expired messages of one application through msg_app_created, locked;
+# rows another transaction holds (a worker sending them) are skipped, not waited for. The
+# scan starts where the run's previous batch ended (`after`): the index entries of the rows
+# deleted before stay in the index until vacuum, and a scan from the oldest end would walk
+# all of them again on every batch.
+_PICK = """
+SELECT id, status, campaign_run_id, created_at FROM messaging_message
+WHERE application_id = %(app)s AND created_at >= %(after)s AND created_at < %(cutoff)s
+  AND NOT (status = 'pending' AND send_after IS NOT NULL AND send_after > %(now)s)
+ORDER BY created_at
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+"""
+
+_DELETE_EVENTS = "DELETE FROM messaging_messageevent WHERE message_id = ANY(%(ids)s::uuid[])"
+
+# Each deleted item leaves its inbox's total if it was not archived, and its unread count if
+# it was neither read nor archived.
+_DELETE_ITEMS = """
+WITH gone AS (
+  DELETE FROM messaging_inboxitem WHERE message_id = ANY(%(ids)s::uuid[])
+  RETURNING subscription_id, read_at, archived_at
+)
+SELECT subscription_id, count(*),
+       count(*) FILTER (WHERE archived_at IS NULL),
+       count(*) FILTER (WHERE read_at IS NULL AND archived_at IS NULL)
+FROM gone GROUP BY subscription_id
+"""
+
+# Inboxes in id order (as messaging.inbox.deliver.counts_add takes them): two writers of
+# the same inboxes wait for each other instead of deadlocking.
+_COUNTS_MOVE = """
+UPDATE messaging_inboxcount AS c
+SET total = c.total - v.total, unread = c.unread - v.unread
+FROM (SELECT * FROM unnest(%(subs)s::uuid[], %(total)s::int[], %(unread)s::int[])
+      AS t(subscription_id, total, unread)) AS v
+WHERE c.subscription_id = v.subscription_id
+"""
+
+_DELETE_MESSAGES = "DELETE FROM messaging_message WHERE id = ANY(%(ids)s::uuid[])"
+
+_DELETE_SUBSCRIPTION_EVENTS = """
+DELETE FROM messaging_subscriptionevent WHERE id IN (
+  SELECT e.id FROM messaging_subscriptionevent e
+  JOIN messaging_subscription s ON s.id = e.subscription_id
+  WHERE s.application_id = %(app)s AND e.created_at < %(cutoff)s
+  ORDER BY e.created_at LIMIT %(limit)s
+  FOR UPDATE OF e SKIP LOCKED
+)
+"""
+
+
+# --- Batches ------------------------------------------------------------------------------------
+
+
+def _lock_timeout(cursor) -> None:
+    cursor.execute(f"SET LOCAL lock_timeout = {int(settings.RETENTION_PURGE_LOCK_TIMEOUT_MS)}")
+
+
+def messages_batch_purge(
+    *,
+    application: Application,
+    cutoff: datetime,
+    now: datetime,
+    limit: int,
+    after: datetime | None = None,
+) -> tuple[Purged, datetime | None]:
+    """Deletes up to `limit` of the application's messages made before `cutoff` (and not
+    before `after`), oldest first, their events and inbox items, in one transaction; moves
+    inbox counts and the runs' figures of pending messages. Returns the counts and the
+    newest created_at deleted (the next batch's `after`)."""
+    purged = Purged()
+    params = {"app": application.pk, "after": after or _EARLIEST, "cutoff": cutoff}
+    with transaction.atomic(), connection.cursor() as cursor:
+        _lock_timeout(cursor)
+        cursor.execute(_PICK, {**params, "now": now, "limit": limit})
+        rows = cursor.fetchall()
+        if not rows:
+            return purged, after
+        ids = uuid_array(row[0] for row in rows)
+        cursor.execute(_DELETE_EVENTS, {"ids": ids})
+        purged.events = cursor.rowcount
+        cursor.execute(_DELETE_ITEMS, {"ids": ids})
+        inboxes = sorted(cursor.fetchall(), key=lambda row: str(row[0]))
+        if inboxes:
+            purged.inbox_items = sum(row[1] for row in inboxes)
+            cursor.execute(
+                _COUNTS_MOVE,
+                {
+                    "subs": uuid_array(row[0] for row in inboxes),
+                    "total": [row[2] for row in inboxes],
+                    "unread": [row[3] for row in inboxes],
+                },
+            )
+        cursor.execute(_DELETE_MESSAGES, {"ids": ids})
+        purged.messages = cursor.rowcount
+        transitions = Counter(
+            (run_id, MessageStatus.PENDING, MessageStatus.CANCELLED)
+            for _pk, status, run_id, _at in rows
+            if run_id and status == MessageStatus.PENDING
+        )
+        if transitions:
+            purged.pending_cancelled = sum(transitions.values())
+            message_statuses_changed.send(sender=Message, transitions=transitions)
+    return purged, rows[-1][3]
+
+
+def subscription_events_batch_purge(
+    *, application: Application, cutoff: datetime, limit: int
+) -> int:
+    """Deletes up to `limit` of the application's subscription events made before `cutoff`."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        _lock_timeout(cursor)
+        cursor.execute(
+            _DELETE_SUBSCRIPTION_EVENTS,
+            {"app": application.pk, "cutoff": cutoff, "limit": limit},
+        )
+        return cursor.rowcount
+
+
+def expired_count(*, application: Application, now: datetime) -> Purged:
+    """What a purge would delete of the application now (the dry run's figures)."""
+    cutoff = cutoff_of(application, now)
+    expired = """
+        SELECT id FROM messaging_message
+        WHERE application_id = %(app)s AND created_at < %(cutoff)s
+          AND NOT (status = 'pending' AND send_after IS NOT NULL AND send_after > %(now)s)
+    """
+    params = {"app": application.pk, "cutoff": cutoff, "now": now}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT (SELECT count(*) FROM ({expired}) m),
+                   (SELECT count(*) FROM messaging_messageevent
+                    WHERE message_id IN ({expired})),
+                   (SELECT count(*) FROM messaging_inboxitem WHERE message_id IN ({expired})),
+                   (SELECT count(*) FROM messaging_subscriptionevent e
+                    JOIN messaging_subscription s ON s.id = e.subscription_id
+                    WHERE s.application_id = %(app)s AND e.created_at < %(cutoff)s)
+            """,  # noqa: S608 (our own statement)
+            params,
+        )
+        messages, events, items, subscription_events = cursor.fetchone()
+    return Purged(
+        messages=messages,
+        events=events,
+        inbox_items=items,
+        subscription_events=subscription_events,
+    )
+
+
+# --- The run ------------------------------------------------------------------------------------
+
+
+def expired_purge(
+    *,
+    now: datetime | None = None,
+    application_id=None,
+    batch_size: int | None = None,
+    budget_seconds: float | None = None,
+    pause_seconds: float | None = None,
+    dry_run: bool = False,
+) -> PurgeRun:
+    """Deletes the expired messages (with events and inbox items) and subscription events of
+    every application, or of one, in batches of `batch_size`, the applications in turn,
+    for at most `budget_seconds`, pausing `pause_seconds` after each batch. Writes a log line
+    and an audit row per application it deleted something of. Dry: counts instead."""
+    now = now or timezone.now()
+    batch_size = batch_size or settings.RETENTION_PURGE_BATCH_SIZE
+    budget = settings.RETENTION_PURGE_BUDGET_SECONDS if budget_seconds is None else budget_seconds
+    pause = settings.RETENTION_PURGE_PAUSE_SECONDS if pause_seconds is None else pause_seconds
+    applications = Application.objects.order_by("pk")
+    if application_id is not None:
+        applications = applications.filter(pk=application_id)
+    started = time.monotonic()
+    if dry_run:
+        purged = {app.pk: expired_count(application=app, now=now) for app in applications}
+        return PurgeRun(
+            purged={k: v for k, v in purged.items() if v},
+            finished=True,
+            seconds=round(time.monotonic() - started, 3),
+            batches=0,
+        )
+    if not _try_lock():
+        logger.info("Retention purge skipped: another purge is running")
+        return PurgeRun(purged={}, finished=False, seconds=0.0, batches=0, skipped=True)
+    try:
+        return _purge(list(applications), now, batch_size, budget, pause, started)
+    finally:
+        _unlock()
+
+
+def _purge(applications, now, batch_size, budget, pause, started) -> PurgeRun:
+    purged = {app.pk: Purged() for app in applications}
+    # An application leaves the round when a batch finds less than a full batch (or a lock
+    # timed out: a later run tries again). The budget is looked at after each batch, so a
+    # run always makes progress.
+    messages_left = list(applications)
+    events_left = list(applications)
+    position: dict = {}  # application id -> where its next batch starts
+    batches = 0
+
+    def spent() -> bool:
+        return time.monotonic() - started >= budget
+
+    while messages_left or events_left:
+        for app in list(messages_left):
+            result = _batch_or_none(
+                lambda app=app: messages_batch_purge(
+                    application=app,
+                    cutoff=cutoff_of(app, now),
+                    now=now,
+                    limit=batch_size,
+                    after=position.get(app.pk),
+                ),
+                app,
+            )
+            done = None
+            if result is not None:
+                done, position[app.pk] = result
+            batches += 1
+            if done is None or done.messages < batch_size:
+                messages_left.remove(app)
+            if done:
+                purged[app.pk].add(done)
+            if spent():
+                break
+            if pause and done:  # a batch that found nothing cost one index probe
+                time.sleep(pause)
+        if spent():
+            break
+        for app in list(events_left):
+            count = _batch_or_none(
+                lambda app=app: subscription_events_batch_purge(
+                    application=app, cutoff=cutoff_of(app, now), limit=batch_size
+                ),
+                app,
+            )
+            batches += 1
+            if count is None or count < batch_size:
+                events_left.remove(app)
+            if count:
+                purged[app.pk].subscription_events += count
+            if spent():
+                break
+            if pause and count:
+                time.sleep(pause)
+        if spent():
+            break
+    seconds = round(time.monotonic() - started, 3)
+    finished = not (messages_left or events_left)
+    for app in applications:
+        done = purged[app.pk]
+        if not done:
+            continue
+        figures = asdict(done)
+        logger.info(
+            "Retention purge of application %s (%d days): %s%s",
+            app.pk,
+            app.retention_days,
+            ", ".join(f"{name} {value}" for name, value in figures.items()),
+            "" if finished else " (budget spent; the next run continues)",
+        )
+        audit.audit_record(
+            application_id=app.pk,
+            actor=audit.SYSTEM,
+            action=audit.RETENTION_PURGED,
+            object_type="application",
+            object_id=app.pk,
+            details={**figures, "retention_days": app.retention_days, "finished": finished},
+        )
+    return PurgeRun(
+        purged={k: v for k, v in purged.items() if v},
+        finished=finished,
+        seconds=seconds,
+        batches=batches,
+    )
+
+
+def _batch_or_none(batch, application):
+    """The batch's result, or None when it waited too long for a lock (rolled back)."""
+    try:
+        return batch()
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != "55P03":  # lock_not_available
+            raise
+        logger.warning(
+            "Retention purge of application %s waited too long for a lock; a later run continues",
+            application.pk,
+        )
+        return None
+
+
+def _try_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [PURGE_LOCK])
+        return cursor.fetchone()[0]
+
+
+def _unlock() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(%s)", [PURGE_LOCK])
