@@ -136,9 +136,7 @@ def test_the_proxys_header_makes_a_request_secure_only_when_configured(https_set
     https_settings.SECURE_PROXY_SSL_HEADER = PROXY_HEADER
     response = Client().get("/admin/login/", **forwarded)
     assert response.status_code == 200
-    assert response["Strict-Transport-Security"] == (
-        "max-age=31536000; includeSubDomains; preload"
-    )
+    assert response["Strict-Transport-Security"] == ("max-age=31536000; includeSubDomains; preload")
 
 
 def _login_through_the_proxy(client: Client, *, origin: str = PUBLIC):
