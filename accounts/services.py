@@ -19,6 +19,17 @@ from accounts.selectors import api_key_digest
 from core import channels
 
 _KEY_PREFIXES = {ApiKey.Scope.SERVER: "sk_", ApiKey.Scope.CLIENT: "ck_"}
+# The stored, logged and audited start of a key: "sk_" and 8 of its random characters (48
+# bits), enough to tell keys apart in logs and lists, far too little to guess the rest.
+PREFIX_LENGTH = 11
+# What the admin's application form writes through application_update.
+APPLICATION_FIELDS = (
+    "name",
+    "settings",
+    "identity_verification",
+    "retention_days",
+    "allowed_origins",
+)
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
@@ -37,35 +48,120 @@ def application_create(
     name: str,
     settings: dict[str, Any] | None = None,
     credentials: Mapping[str, dict[str, Any]] | None = None,
+    retention_days: int | None = None,
+    allowed_origins: list[str] | None = None,
+    actor: str = audit.SYSTEM,
 ) -> Application:
     """Creates an application with an unlimited quota row and, for each channel of
-    `credentials`, its credentials as given (check them first: channel_credentials_clean)."""
+    `credentials`, its credentials as given (check them first: channel_credentials_clean).
+    Audited as created by `actor` (scripts and seeds leave the default, the system)."""
+    fields: dict[str, Any] = {"name": name, "settings": settings or {}}
+    if retention_days is not None:
+        fields["retention_days"] = retention_days
+    if allowed_origins is not None:
+        fields["allowed_origins"] = allowed_origins
     with transaction.atomic():
-        application = Application.objects.create(name=name, settings=settings or {})
+        application = Application.objects.create(**fields)
         MessageQuota.objects.create(application=application)
+        audit.audit_record(
+            application_id=application.pk,
+            actor=actor,
+            action=audit.APPLICATION_CREATED,
+            object_type="application",
+            object_id=application.pk,
+            details={"name": name, "channels": sorted(credentials or {})},
+        )
         for channel, values in (credentials or {}).items():
-            channel_credentials_store(application=application, channel=channel, values=values)
+            channel_credentials_store(
+                application=application, channel=channel, values=values, actor=actor
+            )
     return application
 
 
-def api_key_create(*, application: Application, scope: str, name: str = "") -> NewApiKey:
-    """Creates a key; the raw key is returned once and only its SHA-256 digest is stored."""
+def application_update(
+    *, application: Application, actor: str, **fields: Any
+) -> tuple[Application, str | None]:
+    """The admin's application form: sets the given fields among APPLICATION_FIELDS that
+    differ from what is stored and records one APPLICATION_CHANGED row naming them (names
+    only: `settings` may hold anything). Returns the application and, when identity
+    verification was turned on for the first time, its new secret (shown once)."""
+    unknown = set(fields) - set(APPLICATION_FIELDS)
+    if unknown:
+        raise ValueError(f"not fields of the application form: {sorted(unknown)}")
+    generated = None
+    with transaction.atomic():
+        locked = Application.objects.select_for_update().get(pk=application.pk)
+        changed = [name for name in APPLICATION_FIELDS if name in fields]
+        changed = [name for name in changed if getattr(locked, name) != fields[name]]
+        if "identity_verification" in changed:
+            generated = identity_verification_set(
+                application=locked, enabled=fields["identity_verification"]
+            )
+            locked.refresh_from_db(fields=["identity_verification", "identity_secret"])
+        written = [name for name in changed if name != "identity_verification"]
+        for name in written:
+            setattr(locked, name, fields[name])
+        if written:
+            locked.save(update_fields=written)
+        if changed:
+            audit.audit_record(
+                application_id=locked.pk,
+                actor=actor,
+                action=audit.APPLICATION_CHANGED,
+                object_type="application",
+                object_id=locked.pk,
+                details={"fields": changed},
+            )
+    return locked, generated
+
+
+def api_key_create(
+    *, application: Application, scope: str, name: str = "", actor: str = audit.SYSTEM
+) -> NewApiKey:
+    """Creates a key; the raw key is returned once and only its SHA-256 digest is stored.
+    Audited with its name, scope and prefix (never the key)."""
     raw = _KEY_PREFIXES[ApiKey.Scope(scope)] + secrets.token_urlsafe(32)
-    api_key = ApiKey.objects.create(
-        application=application,
-        scope=scope,
-        name=name,
-        prefix=raw[:11],
-        digest=api_key_digest(raw),
-    )
+    with transaction.atomic():
+        api_key = ApiKey.objects.create(
+            application=application,
+            scope=scope,
+            name=name,
+            prefix=raw[:PREFIX_LENGTH],
+            digest=api_key_digest(raw),
+        )
+        audit.audit_record(
+            application_id=application.pk,
+            actor=actor,
+            action=audit.API_KEY_CREATED,
+            object_type="api_key",
+            object_id=api_key.pk,
+            details=_key_details(api_key),
+        )
     return NewApiKey(api_key=api_key, raw=raw)
 
 
-def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
-    if api_key.revoked_at is None:
-        api_key.revoked_at = timezone.now()
-        api_key.save(update_fields=["revoked_at"])
+def api_key_revoke(*, api_key: ApiKey, actor: str) -> ApiKey:
+    """Revokes a key at once: the next request made with it is 401 (every request looks its
+    key up in the database). Revoking a revoked key changes nothing and records nothing."""
+    with transaction.atomic():
+        locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        if locked.revoked_at is None:
+            locked.revoked_at = timezone.now()
+            locked.save(update_fields=["revoked_at"])
+            audit.audit_record(
+                application_id=locked.application_id,
+                actor=actor,
+                action=audit.API_KEY_REVOKED,
+                object_type="api_key",
+                object_id=locked.pk,
+                details=_key_details(locked),
+            )
+    api_key.revoked_at = locked.revoked_at
     return api_key
+
+
+def _key_details(api_key: ApiKey) -> dict[str, str]:
+    return {"name": api_key.name, "scope": api_key.scope, "prefix": api_key.prefix}
 
 
 def api_key_touch(*, api_key: ApiKey) -> None:
@@ -103,38 +199,62 @@ def channel_credentials_clean(*, channel: str, values: dict[str, Any]) -> dict[s
 
 
 def channel_credentials_store(
-    *, application: Application, channel: str, values: dict[str, Any]
+    *, application: Application, channel: str, values: dict[str, Any], actor: str = audit.SYSTEM
 ) -> None:
     """Stores one channel's credentials as given (already checked by channel_credentials_clean),
-    replacing what was there and recording when; `{}` removes them."""
+    replacing what was there and recording when; `{}` removes them. Audited as
+    CREDENTIALS_CHANGED with the names of the fields that changed, or CREDENTIALS_REMOVED
+    (when there were some); never their values."""
     if channel not in channels.CHANNELS:
         raise credentials.CredentialsInvalid(
             f"Unknown channel {channel!r}; known: {', '.join(channels.CHANNELS)}."
         )
-    if not values:
-        ChannelCredential.objects.filter(application=application, channel=channel).delete()
-        return
-    ChannelCredential.objects.update_or_create(
-        application=application,
-        channel=channel,
-        defaults={"values": values, "set_at": timezone.now()},
-    )
+    with transaction.atomic():
+        stored = (
+            ChannelCredential.objects.select_for_update()
+            .filter(application=application, channel=channel)
+            .first()
+        )
+        if not values:
+            if stored is None:
+                return
+            stored.delete()
+            action, details = audit.CREDENTIALS_REMOVED, {"channel": channel}
+        else:
+            before = stored.values if stored is not None else {}
+            ChannelCredential.objects.update_or_create(
+                application=application,
+                channel=channel,
+                defaults={"values": values, "set_at": timezone.now()},
+            )
+            changed = sorted(
+                name for name in set(before) | set(values) if before.get(name) != values.get(name)
+            )
+            action, details = audit.CREDENTIALS_CHANGED, {"channel": channel, "fields": changed}
+        audit.audit_record(
+            application_id=application.pk,
+            actor=actor,
+            action=action,
+            object_type="channel_credentials",
+            object_id=channel,
+            details=details,
+        )
 
 
 def channel_credentials_set(
-    *, application: Application, channel: str, values: dict[str, Any]
+    *, application: Application, channel: str, values: dict[str, Any], actor: str = audit.SYSTEM
 ) -> dict[str, Any]:
     """Checks and stores one channel's credentials (channel_credentials_clean), replacing what
     was there; returns what was stored. For WebPush, `{}` generates VAPID keys; for the other
     channels `{}` removes them."""
     cleaned = channel_credentials_clean(channel=channel, values=values)
-    channel_credentials_store(application=application, channel=channel, values=cleaned)
+    channel_credentials_store(application=application, channel=channel, values=cleaned, actor=actor)
     return cleaned
 
 
-def channel_credentials_remove(*, application: Application, channel: str) -> None:
+def channel_credentials_remove(*, application: Application, channel: str, actor: str) -> None:
     """Removes a channel's credentials: its messages then fail `channel_unavailable`."""
-    channel_credentials_store(application=application, channel=channel, values={})
+    channel_credentials_store(application=application, channel=channel, values={}, actor=actor)
 
 
 def _identity_secret() -> str:
@@ -221,9 +341,10 @@ def application_settings_update(
     return locked, generated
 
 
-def identity_secret_rotate(*, application: Application) -> str:
+def identity_secret_rotate(*, application: Application, actor: str) -> str:
     """A new identity secret, returned once; the one it replaces stays valid for
-    IDENTITY_SECRET_GRACE_SECONDS, so backends can switch without a window of 401s."""
+    IDENTITY_SECRET_GRACE_SECONDS, so backends can switch without a window of 401s.
+    Audited (without either secret)."""
     with transaction.atomic():
         application = Application.objects.select_for_update().get(pk=application.pk)
         application.identity_secret_previous = application.identity_secret
@@ -237,5 +358,13 @@ def identity_secret_rotate(*, application: Application) -> str:
                 "identity_secret_previous",
                 "identity_secret_rotated_at",
             ]
+        )
+        audit.audit_record(
+            application_id=application.pk,
+            actor=actor,
+            action=audit.IDENTITY_SECRET_ROTATED,
+            object_type="application",
+            object_id=application.pk,
+            details={"grace_seconds": django_settings.IDENTITY_SECRET_GRACE_SECONDS},
         )
     return application.identity_secret
