@@ -38,7 +38,6 @@ from core.admin_kit import (
     confirmation,
     linked,
     zoned,
-    zoned_column,
 )
 
 
@@ -636,7 +635,10 @@ class AuditEntryAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     fields = ["at_zoned", "application_link", "actor", "action", "object_type", "object_id",
               "details"]  # fmt: skip
     readonly_fields = fields
-    at_zoned = zoned_column("at", "at")
+
+    @admin.display(description="at", ordering="at")
+    def at_zoned(self, obj: AuditEntry) -> str:
+        return zoned(obj.at)
 
     @admin.display(description="application")
     def application_link(self, obj: AuditEntry) -> str:
