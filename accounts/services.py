@@ -1,4 +1,6 @@
-"""Writes of applications and their API keys."""
+"""Writes of applications, their API keys and their channel credentials. Each change is
+recorded in the audit log (accounts.audit) in its own transaction, with the actor the caller
+passes: the API's key, the admin user, or the system for commands and seeds."""
 
 from __future__ import annotations
 
