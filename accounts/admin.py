@@ -116,7 +116,7 @@ class OriginsField(forms.CharField):
                 problems.append(f"{line.strip()[:40]}…: longer than {MAX_ORIGIN_LENGTH}.")
                 continue
             try:
-                origins.append(origin_clean(line))
+                origins.append(origin_clean(line.strip()))
             except ValueError as exc:
                 problems.append(str(exc))
         if problems:

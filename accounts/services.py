@@ -4,6 +4,7 @@ passes: the API's key, the admin user, or the system for commands and seeds."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -278,18 +279,30 @@ def identity_verification_set(*, application: Application, enabled: bool) -> str
     return generated
 
 
+# A web origin as browsers send it: http or https, a host name or IPv4 address (letters,
+# digits, hyphens and dots), an optional port 1-65535, an optional trailing "/". The OpenAPI
+# document gives the same pattern (accounts.api.applications), so what it calls valid is.
+_PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+ORIGIN_PATTERN = rf"^[Hh][Tt][Tt][Pp][Ss]?://{_LABEL}(?:[.]{_LABEL})*(?::{_PORT})?/?$"
+_ORIGIN = re.compile(ORIGIN_PATTERN)
+
+
 def origin_clean(value: str) -> str:
     """A web origin as browsers send it ("https://shop.example.com", "http://127.0.0.1:8080"):
-    scheme and host, lower case, no path, query or trailing slash. ValueError otherwise."""
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{value!r} is not an origin: it needs http:// or https:// and a host.")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        raise ValueError(f"{value!r} is not an origin: no path, query or user part.")
-    host = parts.hostname
-    if ":" in host:  # an IPv6 literal keeps its brackets
-        host = f"[{host}]"
-    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+    scheme and host, lower case, no path, query or trailing slash (ORIGIN_PATTERN; IPv6
+    literals are not taken). ValueError saying what is wrong otherwise."""
+    if not _ORIGIN.fullmatch(value):
+        rest = value.partition("://")[2]
+        if not value.lower().startswith(("http://", "https://")) or not rest:
+            reason = "it needs http:// or https:// and a host"
+        elif any(mark in rest.rstrip("/") for mark in "/?#@"):
+            reason = "no path, query or user part"
+        else:
+            reason = "the host must be a name or an IPv4 address, the port 1-65535"
+        raise ValueError(f"{value!r} is not an origin: {reason}.")
+    parts = urlsplit(value)
+    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
 def application_settings_update(

@@ -3,6 +3,8 @@ change leaves; the audit log refuses to be changed."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.db import DatabaseError, transaction
 
@@ -100,3 +102,25 @@ def test_the_audit_log_refuses_update_and_delete(app, server_api):
         with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
             change()
     assert AuditEntry.objects.get(pk=entry.pk).action == "settings.changed"
+
+
+ORIGIN_SAMPLES = [
+    "https://shop.example.com", "HTTP://Shop.Example.com/", "http://127.0.0.1:8080",
+    "https://a-b.example:65535", "http://a:0", "http://a:65536", "http://a:080", "http://a?",
+    "http://a#x", "https://a.example/path", "https://user@a.example", "http://[::1]:8080",
+    " https://a.example", "https://a.example ", "https://-a.example", "ftp://a.example", "https://",
+]  # fmt: skip
+
+
+def test_the_documents_origin_pattern_is_the_rule_the_api_applies(server_api):
+    """What the OpenAPI document calls a valid origin is accepted, and nothing else (the API
+    is fuzzed against the document)."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    body = schema["components"]["schemas"]["ApplicationUpdateInputRequest"]
+    pattern = body["properties"]["allowed_origins"]["items"]["pattern"]
+    for origin in ORIGIN_SAMPLES:
+        response = server_api.put(URL, {"allowed_origins": [origin]}, format="json")
+        valid = re.search(pattern, origin) is not None
+        assert response.status_code == (200 if valid else 400), (origin, response.content)
