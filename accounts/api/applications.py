@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from core.api import StrictSerializer
 from core.channels import CHANNELS, WEB_PUSH
+from core.openapi import RequestRules
 
 from ..models import MAX_RETENTION_DAYS
 from ..selectors import channel_credentials_get, channels_ready
@@ -83,6 +84,14 @@ class ApplicationUpdateInput(StrictSerializer):
         if "allowed_origins" in attrs:  # kept in the order given, without repeats
             attrs["allowed_origins"] = list(dict.fromkeys(attrs["allowed_origins"]))
         return attrs
+
+
+class ApplicationUpdateRules(RequestRules):
+    """What validate() requires, in JSON Schema: at least one field."""
+
+    target_class = ApplicationUpdateInput
+    body_required = True
+    rules = {"minProperties": 1}
 
 
 class ApplicationUpdateOutput(ApplicationOutput):
