@@ -1,5 +1,6 @@
 """The operators' console for applications (credentials uploaded as files, shown only as
-fingerprints), their API keys and quotas."""
+fingerprints), their API keys and quotas, and the audit log (read-only). Every change made
+here goes through the services with the admin user as the audit log's actor."""
 
 from __future__ import annotations
 
@@ -13,19 +14,31 @@ from django.utils.html import format_html, format_html_join
 
 from accounts import credentials
 from accounts.channel_test import RecipientInvalid, channel_test_send
-from accounts.models import ApiKey, Application, ChannelCredential, MessageQuota
+from accounts.models import ApiKey, Application, AuditEntry, ChannelCredential, MessageQuota
 from accounts.selectors import channel_credentials_get, credential_secret_fields
 from accounts.services import (
+    APPLICATION_FIELDS,
     api_key_create,
     api_key_revoke,
     application_create,
+    application_update,
     channel_credentials_clean,
+    channel_credentials_remove,
     channel_credentials_store,
     identity_secret_rotate,
-    identity_verification_set,
+    origin_clean,
 )
 from core import channels
-from core.admin_kit import StorableJSONField, StorableTextForm, confirmation, zoned
+from core.admin_kit import (
+    AdminMedia,
+    ReadOnlyAdmin,
+    RecentTimeFilter,
+    StorableJSONField,
+    StorableTextForm,
+    confirmation,
+    linked,
+    zoned,
+)
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -80,6 +93,46 @@ def _uploaded_text(upload, what: str) -> str:
         raise forms.ValidationError(f"The {what} is not UTF-8 text.") from exc
 
 
+MAX_ORIGINS = 100  # as PUT /applications/current takes them
+MAX_ORIGIN_LENGTH = 300
+
+
+class OriginsField(forms.CharField):
+    """A list of web origins written one per line; each is checked and normalized as the API
+    does it (accounts.services.origin_clean), repeats dropped, the order kept."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "cols": 60})
+
+    def prepare_value(self, value):
+        return "\n".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value) -> list[str]:
+        text = super().to_python(value) or ""
+        origins, problems = [], []
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            if len(line.strip()) > MAX_ORIGIN_LENGTH:
+                problems.append(f"{line.strip()[:40]}…: longer than {MAX_ORIGIN_LENGTH}.")
+                continue
+            try:
+                origins.append(origin_clean(line.strip()))
+            except ValueError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise forms.ValidationError(problems)
+        origins = list(dict.fromkeys(origins))
+        if len(origins) > MAX_ORIGINS:
+            raise forms.ValidationError(f"At most {MAX_ORIGINS} origins.")
+        return origins
+
+    def has_changed(self, initial, data) -> bool:
+        try:
+            return (initial or []) != self.to_python(data)
+        except forms.ValidationError:
+            return True
+
+
 class ApplicationForm(StorableTextForm):
     """Credentials come in as files and are never put back into the page: the stored ones are
     shown by the admin as fingerprints (credentials_display). An empty upload keeps them."""
@@ -102,12 +155,23 @@ class ApplicationForm(StorableTextForm):
         help_text="Upload to set or replace it; leave empty to keep the stored one.",
     )
     fcm_clear = forms.BooleanField(required=False, label="Remove the FCM credentials")
+    allowed_origins = OriginsField(
+        required=False,
+        help_text="One origin per line, e.g. https://shop.example.com: the web pages that may "
+        "call the API with a client key (CORS). Empty: no browser origin may.",
+    )
 
     APNS_DETAILS = ("apns_key_id", "apns_team_id", "apns_topic", "apns_sandbox")
 
     class Meta:
         model = Application
-        fields = ["name", "settings", "identity_verification"]
+        fields = [
+            "name",
+            "settings",
+            "identity_verification",
+            "retention_days",
+            "allowed_origins",
+        ]
         field_classes = {"settings": StorableJSONField}
 
     def __init__(self, *args, **kwargs):
@@ -231,6 +295,7 @@ class ApplicationAdmin(admin.ModelAdmin):
             "Identity verification (in-app inbox, identify)",
             {"fields": ["identity_verification", "identity_secret_summary"]},
         ),
+        ("Data and browsers", {"fields": ["retention_days", "allowed_origins"]}),
     ]
     inlines = [MessageQuotaInline, ChannelCredentialInline, ApiKeyInline]
     actions = ["create_server_key", "create_client_key", "rotate_identity_secret"]
@@ -287,33 +352,48 @@ class ApplicationAdmin(admin.ModelAdmin):
             channels.IOS_PUSH: form.apns_credentials,
             channels.ANDROID_PUSH: form.fcm_credentials,
         }
+        actor = actor_of_request(request)
         if not change:
             application = application_create(
                 name=obj.name,
                 settings=obj.settings,
+                retention_days=obj.retention_days,
+                allowed_origins=obj.allowed_origins,
                 credentials={channel: values for channel, values in given.items() if values},
+                actor=actor,
             )
             obj.pk = application.pk
             if form.cleaned_data.get("identity_verification"):
-                secret = identity_verification_set(application=application, enabled=True)
+                _, secret = application_update(
+                    application=application, actor=actor, identity_verification=True
+                )
                 self._show_secret(request, application, secret)
             obj.refresh_from_db()
             return
-        # Only the fields of the form: the credentials and the identity settings are written
-        # by their services alone.
-        obj.save(update_fields=["name", "settings"])
-        if "identity_verification" in form.changed_data:
-            secret = identity_verification_set(
-                application=obj, enabled=form.cleaned_data["identity_verification"]
-            )
+        # Only the fields of the form, through the service that records which changed; the
+        # credentials are written by their own service (and audited there).
+        changed = {
+            name: form.cleaned_data[name]
+            for name in APPLICATION_FIELDS
+            if name in form.changed_data
+        }
+        if changed:
+            _, secret = application_update(application=obj, actor=actor, **changed)
             self._show_secret(request, obj, secret)
         for channel, values in given.items():
             if values is not None:
-                channel_credentials_store(application=obj, channel=channel, values=values)
+                channel_credentials_store(
+                    application=obj, channel=channel, values=values, actor=actor
+                )
 
     def _create_key(self, request, queryset, scope: str):
         for application in queryset:
-            new = api_key_create(application=application, scope=scope, name="admin")
+            new = api_key_create(
+                application=application,
+                scope=scope,
+                name="admin",
+                actor=actor_of_request(request),
+            )
             self.message_user(
                 request,
                 format_html(
@@ -351,8 +431,10 @@ class ApplicationAdmin(admin.ModelAdmin):
         )
         if page:
             return page
+        actor = actor_of_request(request)
         for application in queryset:
-            self._show_secret(request, application, identity_secret_rotate(application=application))
+            secret = identity_secret_rotate(application=application, actor=actor)
+            self._show_secret(request, application, secret)
         return None
 
 
@@ -400,10 +482,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
         )
         if page:
             return page
-        count = 0
+        actor, count = actor_of_request(request), 0
         for api_key in queryset:
-            api_key_revoke(api_key=api_key)
-            count += 1
+            if api_key.revoked_at is None:
+                api_key_revoke(api_key=api_key, actor=actor)
+                count += 1
         self.message_user(request, f"Revoked {count} key(s).")
 
 
@@ -501,12 +584,22 @@ class ChannelCredentialAdmin(admin.ModelAdmin):
                 application=form.cleaned_data.get("application") or obj.application,
                 channel=form.cleaned_data.get("channel") or obj.channel,
                 values=form.values,
+                actor=actor_of_request(request),
             )
             stored = ChannelCredential.objects.get(application=obj.application, channel=obj.channel)
             obj.pk, obj.values, obj.set_at = stored.pk, stored.values, stored.set_at
         recipient = form.cleaned_data.get("test_recipient") or ""
         if recipient.strip():
             self._send_test(request, obj, recipient)
+
+    def delete_model(self, request, obj: ChannelCredential) -> None:
+        channel_credentials_remove(
+            application=obj.application, channel=obj.channel, actor=actor_of_request(request)
+        )
+
+    def delete_queryset(self, request, queryset) -> None:
+        for row in queryset.select_related("application"):
+            self.delete_model(request, row)
 
     def _send_test(self, request, obj: ChannelCredential, recipient: str) -> None:
         try:
@@ -526,3 +619,33 @@ class ChannelCredentialAdmin(admin.ModelAdmin):
                 f"Test {obj.channel} message refused: {result.error_code}: {result.error_message}",
                 messages.ERROR,
             )
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+    """The audit log of every application, newest first: nobody adds, edits or deletes a row
+    (the database refuses it as well)."""
+
+    Media = AdminMedia
+    list_display = ["at_zoned", "application_link", "actor", "action", "object_type", "object_id"]
+    list_filter = ["action", ("at", RecentTimeFilter), "application"]
+    search_fields = ["=object_id"]
+    ordering = ["-at", "-id"]
+    list_select_related = ["application"]
+    fields = ["at_zoned", "application_link", "actor", "action", "object_type", "object_id",
+              "details"]  # fmt: skip
+    readonly_fields = fields
+
+    @admin.display(description="at", ordering="at")
+    def at_zoned(self, obj: AuditEntry) -> str:
+        return zoned(obj.at)
+
+    @admin.display(description="application")
+    def application_link(self, obj: AuditEntry) -> str:
+        if obj.application_id is None:
+            return "—"
+        try:
+            name = obj.application.name if obj.application else str(obj.application_id)
+        except Application.DoesNotExist:  # the rows outlive their application
+            return str(obj.application_id)
+        return linked("accounts", "application", obj.application_id, name)

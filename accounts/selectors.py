@@ -1,4 +1,4 @@
-"""Reads of applications and their API keys."""
+"""Reads of applications, their API keys and their audit log."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import hashlib
 from functools import lru_cache
 
 from django.db import connection
+from django.db.models import QuerySet
 
-from accounts.models import ApiKey, Application, ChannelCredential
+from accounts.models import ApiKey, Application, AuditEntry, ChannelCredential
 from adapters import registry
 from core import channels, rows
+from core.exceptions import NotFound
 
 
 def api_key_digest(raw: str) -> str:
@@ -51,6 +53,42 @@ def api_key_get_active(*, raw: str) -> ApiKey | None:
         )
     except ApiKey.DoesNotExist:
         return None
+
+
+def api_key_get(*, application: Application, api_key_id) -> ApiKey:
+    """One of the application's keys, revoked or not; another application's is not found."""
+    api_key = ApiKey.objects.filter(application=application, pk=api_key_id).first()
+    if api_key is None:
+        raise NotFound("No such API key.")
+    return api_key
+
+
+def api_key_list(*, application: Application, active: bool | None = None) -> QuerySet[ApiKey]:
+    """The application's keys, newest first; `active` True: only unrevoked ones, False: only
+    revoked ones."""
+    keys = ApiKey.objects.filter(application=application).defer("digest")
+    if active is not None:
+        keys = keys.filter(revoked_at__isnull=active)
+    return keys.order_by("-created_at")
+
+
+# The filters of audit_entry_list, each an exact match but for the time range.
+AUDIT_FILTERS = ("action", "object_type", "object_id", "since", "until")
+
+
+def audit_entry_list(*, application: Application, filters: dict) -> QuerySet[AuditEntry]:
+    """The application's audit rows, newest first, by `action`, `object_type`, `object_id`
+    (exact) and `since` (inclusive) / `until` (exclusive). Rows of other applications, and
+    rows of no application, are never among them."""
+    entries = AuditEntry.objects.filter(application_id=application.pk)
+    for name in ("action", "object_type", "object_id"):
+        if name in filters:
+            entries = entries.filter(**{name: filters[name]})
+    if "since" in filters:
+        entries = entries.filter(at__gte=filters["since"])
+    if "until" in filters:
+        entries = entries.filter(at__lt=filters["until"])
+    return entries.order_by("-at", "-id")
 
 
 def channels_ready(*, application: Application) -> dict[str, bool]:

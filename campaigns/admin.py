@@ -462,7 +462,7 @@ class CampaignAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
 
     def _execute(self, request, campaign: Campaign) -> str:
-        run = services.campaign_execute(campaign=campaign)
+        run = services.campaign_execute(campaign=campaign, actor=_actor(request))
         return f"{campaign}: run {run.number} started."
 
     def _cancel(self, request, campaign: Campaign) -> str:

@@ -16,6 +16,7 @@ from django.db.models import Count, F
 from django.utils import timezone
 from django_fsm import can_proceed
 
+from accounts import audit
 from accounts.models import Application
 from accounts.selectors import channel_credentials_get
 from core import channels
@@ -292,11 +293,12 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
     return campaign
 
 
-def campaign_execute(*, campaign: Campaign, trigger: str = "execute") -> CampaignRun:
+def campaign_execute(*, campaign: Campaign, actor: str, trigger: str = "execute") -> CampaignRun:
     """Starts a run now: the campaign becomes `running` and the fan-out begins after commit.
     Executed by hand, content that renders over a message's limits (the template may have
     changed since) raises ContentInvalid and nothing starts; a scheduled run finds out in its
-    fan-out, which fails the run with the reason."""
+    fan-out, which fails the run with the reason. Audited with `actor` (audit.SYSTEM for the
+    runs beat starts)."""
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
         if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
@@ -320,8 +322,25 @@ def campaign_execute(*, campaign: Campaign, trigger: str = "execute") -> Campaig
         run = CampaignRun.objects.create(
             campaign=campaign, number=number, trigger=trigger, template_version=version
         )
+        _audit(
+            campaign,
+            actor,
+            audit.CAMPAIGN_EXECUTED,
+            {"run_id": str(run.pk), "run_number": number, "trigger": trigger},
+        )
         transaction.on_commit(lambda: _enqueue_fanout(run.pk, step=0))
     return run
+
+
+def _audit(campaign: Campaign, actor: str, action: str, details: dict | None = None) -> None:
+    audit.audit_record(
+        application_id=campaign.application_id,
+        actor=actor,
+        action=action,
+        object_type="campaign",
+        object_id=campaign.pk,
+        details=details,
+    )
 
 
 def campaign_cancel(*, campaign: Campaign, actor: str) -> Campaign:
@@ -343,6 +362,7 @@ def campaign_cancel(*, campaign: Campaign, actor: str) -> Campaign:
         CampaignRun.objects.filter(pk__in=runs).update(
             status=RunStatus.CANCELLED, finished_at=timezone.now()
         )
+        _audit(campaign, actor, audit.CAMPAIGN_CANCELLED, {"run_ids": [str(pk) for pk in runs]})
         for run_id in runs:
             transaction.on_commit(lambda run_id=run_id: _enqueue_cancel(run_id, actor))
     return campaign
@@ -369,6 +389,7 @@ def campaign_pause(*, campaign: Campaign, actor: str) -> Campaign:
         CampaignRun.objects.filter(pk__in=runs).update(
             status=RunStatus.PAUSED, updated_at=timezone.now()
         )
+        _audit(campaign, actor, audit.CAMPAIGN_PAUSED, {"run_ids": [str(pk) for pk in runs]})
     logger.info("Campaign %s paused by %s", campaign.pk, actor)
     return campaign
 
@@ -392,6 +413,7 @@ def campaign_resume(*, campaign: Campaign, actor: str) -> Campaign:
         CampaignRun.objects.filter(pk__in=[run.pk for run in runs]).update(
             status=RunStatus.RUNNING, updated_at=timezone.now()
         )
+        _audit(campaign, actor, audit.CAMPAIGN_RESUMED, {"run_ids": [str(run.pk) for run in runs]})
         for run in runs:
             if not run.fanout_done:
                 transaction.on_commit(

@@ -8,6 +8,7 @@ import structlog
 from celery import shared_task
 from django.db import DatabaseError
 
+from accounts.audit import SYSTEM
 from core.exceptions import InvalidTransition
 
 from . import services
@@ -38,7 +39,7 @@ def start_scheduled_run(campaign_id: str, trigger: str) -> str | None:
     if campaign is None:
         return None
     try:
-        run = services.campaign_execute(campaign=campaign, trigger=trigger)
+        run = services.campaign_execute(campaign=campaign, actor=SYSTEM, trigger=trigger)
     except InvalidTransition:
         # Cancelled, or its previous run is still going: this occurrence is skipped.
         logger.warning("Campaign %s is %s: scheduled run skipped", campaign_id, campaign.status)

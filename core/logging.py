@@ -6,8 +6,10 @@ gunicorn, hypercorn), writes through one handler whose formatter is structlog's
 ProcessorFormatter, so all lines have one shape:
 
 - LOG_FORMAT=json: one JSON object a line with `timestamp` (ISO 8601, UTC), `level`, `event`,
-  `logger`, and `request_id`, `task_id`, `message_id`, `campaign_id` while they are bound
-  (structlog.contextvars); an exception is the string field `exception`.
+  `logger`, and `request_id`, `api_key`, `task_id`, `message_id`, `campaign_id` while they
+  are bound (structlog.contextvars); an exception is the string field `exception`. `api_key`
+  is the prefix of the request's key (its first 11 characters, bound where the API
+  authenticates it), never the key.
 - LOG_FORMAT=console (the default): the same fields as a line for people.
 
 The context travels: core.middleware binds the request's id; a task published meanwhile
@@ -29,6 +31,7 @@ from __future__ import annotations
 import logging
 import logging.config
 import os
+import re
 import sys
 
 import structlog
@@ -36,7 +39,7 @@ import structlog
 LOG_FORMATS = ("json", "console")
 # The context fields a line carries when they are bound, and the only `extra=` keys of a
 # standard-library call that become fields (`logger.info(..., extra={"message_id": ...})`).
-CONTEXT_FIELDS = ("request_id", "task_id", "message_id", "campaign_id")
+CONTEXT_FIELDS = ("request_id", "api_key", "task_id", "message_id", "campaign_id")
 # Loggers of libraries that have handlers of their own (or would get some): ours instead.
 _LIBRARY_LOGGERS = ("django", "django.server", "gunicorn.error", "gunicorn.access",
                     "hypercorn.error", "hypercorn.access")  # fmt: skip
@@ -44,6 +47,21 @@ _LIBRARY_LOGGERS = ("django", "django.server", "gunicorn.error", "gunicorn.acces
 _TASK_LINE_LOGGERS = ("celery.beat", "celery.worker.strategy", "celery.app.trace")
 
 _configured = False
+
+# An API key as accounts.services makes them: "sk_" or "ck_" and 43 URL-safe characters. Its
+# first 11 characters (the prefix) name it; a whole key never reaches a log line.
+_RAW_API_KEY = re.compile(r"(?<![A-Za-z0-9])([sc]k_[A-Za-z0-9_-]{8})[A-Za-z0-9_-]{20,}")
+
+
+def redact_api_keys(_logger, _name, event_dict: dict) -> dict:
+    """Every string field of a line (the message, an exception's traceback, a server's access
+    line with its query string) with any whole API key in it cut to the key's prefix and
+    "…": a key given where it does not belong (in a URL, the inbox stream's `api_key`
+    parameter, an error message) is not written to the logs."""
+    for key, value in event_dict.items():
+        if isinstance(value, str) and "k_" in value:
+            event_dict[key] = _RAW_API_KEY.sub(r"\1…", value)
+    return event_dict
 
 
 def _shared_processors() -> list:
@@ -60,19 +78,23 @@ def _shared_processors() -> list:
 def formatter(log_format: str = "console", colors: bool | None = None) -> logging.Formatter:
     """The formatter of the one handler (a `()` factory of the LOGGING dictionary)."""
     if log_format == "json":
-        final = [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+        renderer = structlog.processors.JSONRenderer()
     else:
         if colors is None:
             colors = sys.stdout.isatty()
-        # Plain tracebacks: rich's would print local variables (tokens, keys) into the logs.
-        final = [
-            structlog.dev.ConsoleRenderer(
-                colors=colors, exception_formatter=structlog.dev.plain_traceback
-            )
-        ]
+        # Plain tracebacks (made into text first, so they are redacted like the rest): rich's
+        # would print local variables (tokens, keys) into the logs.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=colors, exception_formatter=structlog.dev.plain_traceback
+        )
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_shared_processors(),
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redact_api_keys,
+            renderer,
+        ],
     )
 
 

@@ -29,13 +29,13 @@ from core.admin_kit import (
     linked,
     short_id,
 )
-from core.exceptions import InvalidTransition, NotFound, QuotaExceeded, ValidationFailed
+from core.exceptions import NotFound, ValidationFailed
 
 from .admin_filters import ErrorCodeFilter
 from .models import Message, MessageEvent, MessageStatus, Subscription, SubscriptionEvent, User
 from .selectors.users import users_data_counts
 from .services.erasure import user_erase, user_export
-from .services.messages import message_retry, messages_cancel, messages_requeue
+from .services.messages import messages_cancel, messages_requeue, messages_retry
 from .services.subscriptions import (
     subscription_changes_check,
     subscription_disable,
@@ -475,6 +475,7 @@ class MessageAdmin(LargeTableAdmin, admin.ModelAdmin):
         count = messages_cancel(
             message_ids=queryset.values_list("pk", flat=True),
             actor=actor_of_request(request),
+            by_hand=True,
         )
         # What messages_cancel skipped: rows a worker held while sending them.
         sending = queryset.filter(status=MessageStatus.PENDING).count()
@@ -518,17 +519,13 @@ class MessageAdmin(LargeTableAdmin, admin.ModelAdmin):
         )
         if page:
             return page
-        actor, retried, refused = actor_of_request(request), 0, 0
-        for message in queryset.filter(status=MessageStatus.FAILED).select_related("application"):
-            try:
-                message_retry(message=message, actor=actor)
-            except InvalidTransition:
-                refused += 1
-            except QuotaExceeded as exc:
-                self.message_user(request, exc.message, messages.ERROR)
-                break
-            else:
-                retried += 1
+        outcome = messages_retry(
+            messages=queryset.filter(status=MessageStatus.FAILED).select_related("application"),
+            actor=actor_of_request(request),
+        )
+        if outcome.quota_exceeded is not None:
+            self.message_user(request, outcome.quota_exceeded.message, messages.ERROR)
+        retried, refused = outcome.retried, outcome.refused
         not_failed = queryset.exclude(status=MessageStatus.FAILED).count()
         self.message_user(
             request,

@@ -4,7 +4,7 @@ identity verification on or off."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -12,10 +12,11 @@ from rest_framework.views import APIView
 
 from core.api import StrictSerializer
 from core.channels import CHANNELS, WEB_PUSH
+from core.openapi import RequestRules
 
 from ..models import MAX_RETENTION_DAYS
 from ..selectors import channel_credentials_get, channels_ready
-from ..services import actor_of, application_settings_update, origin_clean
+from ..services import ORIGIN_PATTERN, actor_of, application_settings_update, origin_clean
 from .auth import IsServerKey, IsServerOrClientKey
 
 
@@ -43,7 +44,23 @@ class ApplicationOutput(serializers.Serializer):
     )
 
 
+MAX_ORIGIN_LENGTH = 300
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": ORIGIN_PATTERN,
+        "maxLength": MAX_ORIGIN_LENGTH,
+        "description": 'A web origin, e.g. "https://shop.example.com" or "http://127.0.0.1:8080".',
+    }
+)
 class OriginField(serializers.CharField):
+    """An origin exactly as given (no trimming: the pattern in the document is the rule)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(trim_whitespace=False, max_length=MAX_ORIGIN_LENGTH, **kwargs)
+
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
         try:
@@ -57,9 +74,7 @@ class ApplicationUpdateInput(StrictSerializer):
     retention_days = serializers.IntegerField(
         required=False, min_value=1, max_value=MAX_RETENTION_DAYS
     )
-    allowed_origins = serializers.ListField(
-        child=OriginField(max_length=300), required=False, max_length=100
-    )
+    allowed_origins = serializers.ListField(child=OriginField(), required=False, max_length=100)
 
     def validate(self, attrs):
         if not attrs:
@@ -69,6 +84,14 @@ class ApplicationUpdateInput(StrictSerializer):
         if "allowed_origins" in attrs:  # kept in the order given, without repeats
             attrs["allowed_origins"] = list(dict.fromkeys(attrs["allowed_origins"]))
         return attrs
+
+
+class ApplicationUpdateRules(RequestRules):
+    """What validate() requires, in JSON Schema: at least one field."""
+
+    target_class = ApplicationUpdateInput
+    body_required = True
+    rules = {"minProperties": 1}
 
 
 class ApplicationUpdateOutput(ApplicationOutput):

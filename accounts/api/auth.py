@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import structlog
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
@@ -13,7 +14,10 @@ HEADER = "HTTP_X_API_KEY"
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
-    """Sets request.auth (and request.user) to the active ApiKey the header names."""
+    """Sets request.auth (and request.user) to the active ApiKey the header names, and binds
+    its prefix as `api_key` for the request's log lines (core.logging; the request's context
+    is cleared by core.middleware). The raw key is never logged: an unknown one binds
+    nothing."""
 
     def authenticate(self, request):
         raw = request.META.get(HEADER)
@@ -22,6 +26,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         api_key = api_key_get_active(raw=raw)
         if api_key is None:
             raise exceptions.AuthenticationFailed("The API key is unknown or revoked.")
+        structlog.contextvars.bind_contextvars(api_key=api_key.prefix)
         api_key_touch(api_key=api_key)
         return api_key, api_key
 

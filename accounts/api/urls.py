@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import applications
+from . import applications, audit_log, keys
 
 urlpatterns = [
     path(
@@ -8,4 +8,7 @@ urlpatterns = [
         applications.ApplicationCurrentApi.as_view(),
         name="application-current",
     ),
+    path("api-keys", keys.ApiKeyCollectionApi.as_view(), name="api-keys"),
+    path("api-keys/<uuid:api_key_id>", keys.ApiKeyDetailApi.as_view(), name="api-key-detail"),
+    path("audit-log", audit_log.AuditLogApi.as_view(), name="audit-log"),
 ]

@@ -130,7 +130,7 @@ class CampaignExecuteApi(APIView):
         campaign = selectors.campaign_get(
             application=request.auth.application, campaign_id=campaign_id
         )
-        run = services.campaign_execute(campaign=campaign)
+        run = services.campaign_execute(campaign=campaign, actor=actor_of(request.auth))
         return Response(CampaignOutput(run.campaign).data, status=status.HTTP_202_ACCEPTED)
 
 

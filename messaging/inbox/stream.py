@@ -29,6 +29,7 @@ from urllib.parse import parse_qs
 from uuid import UUID
 
 import redis.asyncio as aioredis
+import structlog
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
@@ -441,6 +442,7 @@ async def _refuse(send, refused: _Refused) -> None:
 
 async def _check(scope) -> tuple[_Access, str | None]:
     """(access, Last-Event-ID) or _Refused."""
+    from accounts.services import PREFIX_LENGTH
     from core.api import database_unavailable, status_of
     from core.exceptions import ApplicationError, RetryLater
 
@@ -474,6 +476,8 @@ async def _check(scope) -> tuple[_Access, str | None]:
         raise _Refused(
             500, "internal_error", "An internal error occurred; it has been logged."
         ) from None
+    # The stream's lines name its key by its prefix, as the API's do (accounts.api.auth).
+    structlog.contextvars.bind_contextvars(api_key=raw_key[:PREFIX_LENGTH])
     return access, last_event_id
 
 

@@ -16,12 +16,13 @@ from django.db.models import Q
 from django.utils import timezone
 from django_fsm import can_proceed
 
+from accounts import audit
 from accounts.models import Application
 from accounts.quotas import quota_consume, quota_insert
 from core import channels
 from core.bulk import COPY_FROM_ROWS, copy_models, copy_rows
 from core.channels import part_for, parts_check, rendered_urls_encoded
-from core.exceptions import ContentInvalid, InvalidTransition
+from core.exceptions import ContentInvalid, InvalidTransition, QuotaExceeded
 from core.validation import MAX_JSON_BYTES, InputInvalid, check_json, text_problem
 from templates_app.rendering import render
 from templates_app.selectors import template_get
@@ -41,6 +42,8 @@ MAX_VARIABLES_BYTES = MAX_JSON_BYTES
 # How far ahead `send_after` may be: scheduling further out is what campaigns are for.
 SEND_AFTER_MAX_AHEAD = timedelta(days=30)
 MAX_TTL = 28 * 24 * 3600  # seconds: the longest either provider keeps a message
+# The message ids an audit row of a retry or cancel by hand names; its count says how many.
+AUDITED_IDS = 100
 
 
 @dataclass(frozen=True)
@@ -362,8 +365,13 @@ def message_report_status(*, message: Message, status: str, actor: str) -> Messa
     return message
 
 
-def messages_cancel(*, message_ids: Iterable, actor: str, chunk: int = 5000) -> int:
+def messages_cancel(
+    *, message_ids: Iterable, actor: str, chunk: int = 5000, by_hand: bool = False
+) -> int:
     """Cancels the pending messages among `message_ids`, in chunks; returns how many.
+    `by_hand` (the admin's action): one MESSAGES_CANCELLED audit row per application after
+    the last chunk, with the count and the first AUDITED_IDS ids (a campaign's cancel is
+    audited as the campaign's).
 
     A message a worker is sending at this moment is left alone: the worker's claim holds
     its row lock until it records the outcome (delivery.claim), and the cancel skips locked
@@ -373,16 +381,22 @@ def messages_cancel(*, message_ids: Iterable, actor: str, chunk: int = 5000) -> 
     (message_statuses_changed)."""
     pending = Message.objects.filter(pk__in=message_ids, status=MessageStatus.PENDING)
     done = 0
+    cancelled: dict[Any, list] = {}  # application id -> the ids cancelled
     while True:
         with transaction.atomic():
             rows = list(
-                pending.select_for_update(skip_locked=True).values_list("pk", "campaign_run_id")[
-                    :chunk
-                ]
+                pending.select_for_update(skip_locked=True).values_list(
+                    "pk", "campaign_run_id", "application_id"
+                )[:chunk]
             )
             if not rows:
+                if by_hand:
+                    _audit_by_hand(audit.MESSAGES_CANCELLED, actor, cancelled)
                 return done
-            ids = [pk for pk, _ in rows]
+            ids = [pk for pk, _, _ in rows]
+            if by_hand:
+                for pk, _, application_id in rows:
+                    cancelled.setdefault(application_id, []).append(pk)
             Message.objects.filter(pk__in=ids, status=MessageStatus.PENDING).update(
                 status=MessageStatus.CANCELLED
             )
@@ -399,7 +413,7 @@ def messages_cancel(*, message_ids: Iterable, actor: str, chunk: int = 5000) -> 
             )
             transitions = Counter(
                 (run_id, MessageStatus.PENDING, MessageStatus.CANCELLED)
-                for _, run_id in rows
+                for _, run_id, _ in rows
                 if run_id
             )
             if transitions:
@@ -434,51 +448,104 @@ def _retry_refusal(message: Message) -> InvalidTransition | None:
     return None
 
 
+def _audit_by_hand(action: str, actor: str, ids_by_application: dict) -> None:
+    """One audit row per application: how many messages, and the first AUDITED_IDS ids."""
+    with transaction.atomic():
+        for application_id, ids in ids_by_application.items():
+            audit.audit_record(
+                application_id=application_id,
+                actor=actor,
+                action=action,
+                object_type="message",
+                object_id=ids[0] if len(ids) == 1 else "",
+                details={"count": len(ids), "message_ids": [str(pk) for pk in ids[:AUDITED_IDS]]},
+            )
+
+
 def message_retry(*, message: Message, actor: str) -> Message:
     """Sends a failed message again: a new pending message to the same subscription with
     the same content and delivery options, `retry_of` the failed one, counted against the
     quota and handed to delivery after commit like any single send. A message that is not
     failed, whose subscription is disabled, or that was retried already raises
-    InvalidTransition.
+    InvalidTransition. Audited as MESSAGES_RETRIED (the failed message's id).
 
     The new message keeps campaign_id (it is the campaign's content, and lists by campaign
     find it) but not campaign_run_id: the run's counters and its one message per
     subscription stay as the run made them."""
     with transaction.atomic():
-        # Serializes retries of one message: the second finds the first's retry.
-        original = Message.objects.select_for_update().get(pk=message.pk)
-        if (refusal := _retry_refusal(original)) is not None:
-            raise refusal
-        now = timezone.now()
-        retry = Message(
-            id=uuid7(),
-            application_id=original.application_id,
-            subscription_id=original.subscription_id,
-            channel=original.channel,
-            campaign_id=original.campaign_id,
-            title=original.title,
-            body=original.body,
-            data=original.data,
-            parts=original.parts,
-            template_version_id=original.template_version_id,
-            priority=original.priority,
-            ttl=original.ttl,
-            collapse_id=original.collapse_id,
-            retry_of=original.pk,
-            enqueued_at=now,
-        )
-        retry.save(force_insert=True)
-        MessageEvent.objects.create(
-            message=retry,
-            type=MessageEvent.Type.STATUS,
-            status=MessageStatus.PENDING,
-            at=now,
-            details={"actor": actor, "retry_of": str(original.pk)},
-        )
-        # Last, so the quota row stays locked only until the commit.
-        quota_consume(application=message.application, count=1)
-        queue, ids = dispatch.queue_for(retry.priority), [str(retry.pk)]
-        transaction.on_commit(lambda: dispatch.enqueue(queue, ids))
+        retry = _message_retry(message=message, actor=actor)
+        _audit_by_hand(audit.MESSAGES_RETRIED, actor, {message.application_id: [message.pk]})
+    return retry
+
+
+@dataclass
+class RetryOutcome:
+    retried: int = 0
+    refused: int = 0  # not failed, to a disabled subscription, or retried already
+    quota_exceeded: QuotaExceeded | None = None  # the retries stopped there
+
+
+def messages_retry(*, messages: Iterable[Message], actor: str) -> RetryOutcome:
+    """message_retry for each of `messages` (the admin's action), each in its own
+    transaction so the quota row is never held across them, stopping at the first
+    QuotaExceeded. One MESSAGES_RETRIED audit row per application records the lot (count,
+    first AUDITED_IDS ids); every new message's event names the actor as well."""
+    outcome, retried = RetryOutcome(), {}
+    try:
+        for message in messages:
+            try:
+                with transaction.atomic():
+                    _message_retry(message=message, actor=actor)
+            except InvalidTransition:
+                outcome.refused += 1
+            except QuotaExceeded as exc:
+                outcome.quota_exceeded = exc
+                break
+            else:
+                outcome.retried += 1
+                retried.setdefault(message.application_id, []).append(message.pk)
+    finally:
+        if retried:
+            _audit_by_hand(audit.MESSAGES_RETRIED, actor, retried)
+    return outcome
+
+
+def _message_retry(*, message: Message, actor: str) -> Message:
+    """message_retry's work, in the caller's transaction."""
+    # Serializes retries of one message: the second finds the first's retry.
+    original = Message.objects.select_for_update().get(pk=message.pk)
+    if (refusal := _retry_refusal(original)) is not None:
+        raise refusal
+    now = timezone.now()
+    retry = Message(
+        id=uuid7(),
+        application_id=original.application_id,
+        subscription_id=original.subscription_id,
+        channel=original.channel,
+        campaign_id=original.campaign_id,
+        title=original.title,
+        body=original.body,
+        data=original.data,
+        parts=original.parts,
+        template_version_id=original.template_version_id,
+        priority=original.priority,
+        ttl=original.ttl,
+        collapse_id=original.collapse_id,
+        retry_of=original.pk,
+        enqueued_at=now,
+    )
+    retry.save(force_insert=True)
+    MessageEvent.objects.create(
+        message=retry,
+        type=MessageEvent.Type.STATUS,
+        status=MessageStatus.PENDING,
+        at=now,
+        details={"actor": actor, "retry_of": str(original.pk)},
+    )
+    # Last, so the quota row stays locked only until the commit.
+    quota_consume(application=message.application, count=1)
+    queue, ids = dispatch.queue_for(retry.priority), [str(retry.pk)]
+    transaction.on_commit(lambda: dispatch.enqueue(queue, ids))
     return retry
 
 

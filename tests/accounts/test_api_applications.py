@@ -70,7 +70,7 @@ def test_the_web_push_public_key_appears_once_web_push_has_credentials(app, clie
     assert body["channels"]["WebPush"] is True
     assert stored["vapid_private_key"] not in str(body)
 
-    channel_credentials_remove(application=app.application, channel="WebPush")
+    channel_credentials_remove(application=app.application, channel="WebPush", actor="test")
     body = client_api.get(URL).json()
     assert body["web_push_public_key"] is None and body["channels"]["WebPush"] is False
 
@@ -93,7 +93,7 @@ def test_with_an_unknown_key_it_is_401(app, raw):
 
 
 def test_with_a_revoked_key_it_is_401(app):
-    api_key_revoke(api_key=app.client.api_key)
+    api_key_revoke(api_key=app.client.api_key, actor="test")
 
     assert_error(api_client(app.client.raw).get(URL), 401, "authentication_failed")
 

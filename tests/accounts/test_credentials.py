@@ -415,8 +415,8 @@ def test_remove_deletes_the_row_and_is_harmless_when_there_is_none(application):
     channel_credentials_set(application=application, channel="SMS", values=SMS)
     channel_credentials_set(application=application, channel="Email", values=EMAIL)
 
-    channel_credentials_remove(application=application, channel="SMS")
-    channel_credentials_remove(application=application, channel="KakaoTalk")
+    channel_credentials_remove(application=application, channel="SMS", actor="test")
+    channel_credentials_remove(application=application, channel="KakaoTalk", actor="test")
 
     assert list(ChannelCredential.objects.values_list("channel", flat=True)) == ["Email"]
     assert channel_credentials_get(application=application, channel="SMS") == {}
@@ -447,7 +447,7 @@ def test_ios_push_through_the_service_is_a_channel_row(application):
     assert channel_credentials_get(application=application, channel="iOSPush") == stored
     assert channels_ready(application=application)["iOSPush"] is True
 
-    channel_credentials_remove(application=application, channel="iOSPush")
+    channel_credentials_remove(application=application, channel="iOSPush", actor="test")
 
     assert not ChannelCredential.objects.exists()
     assert channel_credentials_get(application=application, channel="iOSPush") == {}
@@ -466,7 +466,7 @@ def test_android_push_through_the_service_is_a_channel_row(application, wrapped)
     assert (row.channel, row.values) == ("AndroidPush", stored) and row.set_at is not None
     assert channels_ready_of(application_id=application.pk)["AndroidPush"] is True
 
-    channel_credentials_remove(application=application, channel="AndroidPush")
+    channel_credentials_remove(application=application, channel="AndroidPush", actor="test")
 
     assert not ChannelCredential.objects.exists()
     assert channels_ready_of(application_id=application.pk)["AndroidPush"] is False
@@ -507,7 +507,7 @@ def test_a_channel_is_ready_once_its_credentials_are_set(application, channel, v
     assert channels_ready(application=application) == expected
     assert channels_ready_of(application_id=application.pk) == expected
 
-    channel_credentials_remove(application=application, channel=channel)
+    channel_credentials_remove(application=application, channel=channel, actor="test")
 
     assert channels_ready_of(application_id=application.pk)[channel] is False
 

@@ -145,7 +145,7 @@ def test_identify_logout_and_reads_need_the_hash(app, client_api):
 def test_the_previous_secret_is_honoured_for_the_grace_period(app, client_api, settings):
     settings.IDENTITY_SECRET_GRACE_SECONDS = 60
     old = turned_on(app)
-    new = identity_secret_rotate(application=app.application)
+    new = identity_secret_rotate(application=app.application, actor="test")
     assert new != old
     subscription = inbox(app, user="user-1")
     url = f"/api/v1/inbox/count?subscription_id={subscription.pk}"

@@ -92,7 +92,7 @@ def test_the_changelist_shows_status_schedule_and_progress(admin_client, app, ot
         schedule=schedule_clean({"crontab": "0 9 * * 1", "timezone": "Asia/Seoul"}),
     )
     running = campaign_create(app.application, name="flash-sale")
-    run = services.campaign_execute(campaign=running)
+    run = services.campaign_execute(campaign=running, actor="test")
     fanout(run.pk)
     messages_succeed(list(run_messages(run))[:1])
     campaign_create(other_app.application, name="other-apps-campaign")
@@ -322,7 +322,7 @@ def test_the_change_page_previews_the_audience_and_shows_runs_and_stats(admin_cl
         targeting_criteria={"tags": {"plan": "gold"}},
         schedule=schedule_clean({"crontab": "0 9 * * *"}),
     )
-    run = services.campaign_execute(campaign=campaign)
+    run = services.campaign_execute(campaign=campaign, actor="test")
     fanout(run.pk)
     messages_succeed(list(run_messages(run))[:2])
 
@@ -351,7 +351,7 @@ def test_the_run_history_lists_every_run_with_its_stats(admin_client, app):
     subscription_create(app.application)
     campaign = campaign_create(app.application, schedule=schedule_clean({"crontab": "0 9 * * *"}))
     for _ in range(2):
-        run = services.campaign_execute(campaign=campaign)
+        run = services.campaign_execute(campaign=campaign, actor="test")
         fanout(run.pk)
         messages_succeed(run_messages(run))
 
@@ -403,7 +403,7 @@ def test_clearing_the_schedule_in_the_form_returns_to_draft(admin_client, app):
 
 def test_a_running_campaign_is_read_only(admin_client, app):
     campaign = campaign_create(app.application)
-    services.campaign_execute(campaign=campaign)
+    services.campaign_execute(campaign=campaign, actor="test")
 
     page = admin_client.get(change_url(campaign))
     post = admin_client.post(change_url(campaign), form_data(app.application, name="late"))
@@ -451,7 +451,7 @@ def test_the_cancel_button_cancels(admin_client, app):
 
 def test_executing_a_completed_campaign_shows_an_error_not_a_500(admin_client, app):
     campaign = campaign_create(app.application)  # nobody to send to: completes at once
-    fanout(services.campaign_execute(campaign=campaign).pk)
+    fanout(services.campaign_execute(campaign=campaign, actor="test").pk)
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.COMPLETED
 
@@ -516,7 +516,7 @@ def test_the_cancel_confirmation_counts_the_unsent_messages_of_a_running_campaig
     for _ in range(2):
         subscription_create(app.application)
     campaign = campaign_create(app.application)
-    fanout(services.campaign_execute(campaign=campaign).pk)
+    fanout(services.campaign_execute(campaign=campaign, actor="test").pk)
 
     page = confirmation_of(admin_client.post(f"{CHANGELIST}{campaign.pk}/cancel/"))
 
@@ -588,7 +588,7 @@ def test_execute_selected_reports_each_refusal(admin_client, app):
 def test_cancel_selected_cancels_through_the_service(admin_client, app):
     scheduled = campaign_create(app.application, name="a", scheduled_at=in_an_hour())
     running = campaign_create(app.application, name="b")
-    run = services.campaign_execute(campaign=running)
+    run = services.campaign_execute(campaign=running, actor="test")
 
     response = admin_client.post(
         CHANGELIST,
@@ -613,8 +613,8 @@ def test_cancel_selected_cancels_through_the_service(admin_client, app):
 def test_runs_are_listed_read_only_with_a_status_filter(admin_client, app):
     first = campaign_create(app.application, name="first")
     second = campaign_create(app.application, name="second")
-    fanout(services.campaign_execute(campaign=first).pk)  # empty audience: completed
-    services.campaign_execute(campaign=second)
+    fanout(services.campaign_execute(campaign=first, actor="test").pk)  # empty audience: completed
+    services.campaign_execute(campaign=second, actor="test")
 
     everything = admin_client.get("/admin/campaigns/campaignrun/")
     running = admin_client.get("/admin/campaigns/campaignrun/", {"status__exact": "running"})
@@ -743,7 +743,7 @@ def test_a_completed_campaign_shows_delivered_as_every_message_the_providers_too
     subscription_create(app.application, type="Email", token="kim@example.com")
     subscription_create(app.application, type="SMS", token="+821012345678")
     campaign = campaign_create(app.application)
-    run = services.campaign_execute(campaign=campaign)
+    run = services.campaign_execute(campaign=campaign, actor="test")
     fanout(run.pk)
     email, sms = sorted(run_messages(run), key=lambda m: m.channel)
     messages_succeed([email, sms])
@@ -770,7 +770,7 @@ def test_the_funnel_counts_the_failures_by_error_code(admin_client, app):
     for _ in range(4):
         subscription_create(app.application)
     campaign = campaign_create(app.application)
-    run = services.campaign_execute(campaign=campaign)
+    run = services.campaign_execute(campaign=campaign, actor="test")
     fanout(run.pk)
     first, second, third, fourth = run_messages(run)
     messages_fail([first, second], "Unregistered")
@@ -794,7 +794,7 @@ def test_the_funnel_counts_the_failures_by_error_code(admin_client, app):
 def test_campaign_run_and_message_pages_link_to_each_other(admin_client, app):
     subscription_create(app.application)
     campaign = campaign_create(app.application)
-    run = services.campaign_execute(campaign=campaign)
+    run = services.campaign_execute(campaign=campaign, actor="test")
     fanout(run.pk)
     [message] = run_messages(run)
 
@@ -904,7 +904,9 @@ def test_a_finished_campaign_shows_its_audience_and_variables_read_only(admin_cl
         variables={"user_name": "<Kim>"},
         targeting_criteria={"tags": {"plan": "gold"}, "countries": ["KR"]},
     )
-    fanout(services.campaign_execute(campaign=campaign).pk)  # nobody: completes at once
+    fanout(
+        services.campaign_execute(campaign=campaign, actor="test").pk
+    )  # nobody: completes at once
 
     response = admin_client.get(change_url(campaign))
 

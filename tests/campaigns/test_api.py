@@ -858,7 +858,7 @@ def test_no_key_is_unauthenticated(anonymous_api):
 
 
 def test_a_revoked_server_key_no_longer_works(server_api, app):
-    api_key_revoke(api_key=app.server.api_key)
+    api_key_revoke(api_key=app.server.api_key, actor="test")
 
     assert api_client(app.server.raw).get(URL).status_code == 401
 

@@ -190,7 +190,7 @@ def test_a_scheduled_run_whose_content_breaks_the_limits_fails_with_the_reason(a
     )
     template_services.template_update(template=version.template, title_template=TEN_TIMES * 3)
 
-    run = services.campaign_execute(campaign=campaign, trigger="scheduled_at")
+    run = services.campaign_execute(campaign=campaign, actor="test", trigger="scheduled_at")
     fanout(run.pk)
 
     run.refresh_from_db()

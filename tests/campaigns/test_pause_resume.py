@@ -39,7 +39,7 @@ def audience(app, settings):
 
 def started(app) -> tuple[Campaign, CampaignRun]:
     campaign = campaign_create(app.application)
-    run = services.campaign_execute(campaign=campaign)
+    run = services.campaign_execute(campaign=campaign, actor="test")
     return campaign, run
 
 
@@ -177,7 +177,7 @@ def test_pause_and_resume_in_the_wrong_state_are_invalid_transitions(
     scheduled_at = timezone.now() + timedelta(hours=1) if make == "scheduled" else None
     campaign = campaign_create(app.application, scheduled_at=scheduled_at)
     if make in ("running", "paused"):
-        services.campaign_execute(campaign=campaign)
+        services.campaign_execute(campaign=campaign, actor="test")
     if make == "paused":
         services.campaign_pause(campaign=campaign, actor="test")
     if make == "cancelled":
@@ -275,7 +275,7 @@ def test_a_paused_recurring_campaign_skips_its_scheduled_occurrence(app, audienc
     campaign = campaign_create(
         app.application, schedule={"crontab": "0 9 * * *", "timezone": "UTC"}
     )
-    run = services.campaign_execute(campaign=campaign)
+    run = services.campaign_execute(campaign=campaign, actor="test")
     services.campaign_pause(campaign=campaign, actor="operator")
 
     assert tasks.start_scheduled_run(str(campaign.pk), "crontab") is None

@@ -24,7 +24,7 @@ def test_a_fanout_step_takes_the_same_statements_for_any_batch_size(
     application = application_with_keys().application
     for _ in range(2 * size + 1):
         subscription_create(application)
-    run = services.campaign_execute(campaign=campaign_create(application))
+    run = services.campaign_execute(campaign=campaign_create(application), actor="test")
     assert services.run_fanout_step(run_id=run.pk, step=0) is True  # counts the audience
 
     # The run with its campaign, application and template version; the batch of the audience

@@ -134,7 +134,7 @@ def make_data() -> dict:
     campaign = campaign_services.campaign_create(
         application=application, name="summer-sale", title="Sale", body="Half price"
     )
-    run = campaign_services.campaign_execute(campaign=campaign)
+    run = campaign_services.campaign_execute(campaign=campaign, actor="test")
     while campaign_services.run_fanout_step(run_id=run.pk):
         pass
     by_channel = {m.channel: m for m in Message.objects.filter(campaign_run_id=run.pk)}

@@ -38,7 +38,7 @@ def campaign_message(app):
     campaign = campaign_services.campaign_create(
         application=app.application, name="Black Friday", title="Deals", body="All day"
     )
-    run = campaign_services.campaign_execute(campaign=campaign)
+    run = campaign_services.campaign_execute(campaign=campaign, actor="test")
     while campaign_services.run_fanout_step(run_id=run.pk):
         pass
     return Message.objects.get(campaign_run_id=run.pk)

@@ -70,8 +70,8 @@ def test_an_unknown_key_is_401(app, raw):
 
 def test_a_revoked_key_is_401_everywhere(app):
     subscription = subscription_create(app.application)
-    api_key_revoke(api_key=app.server.api_key)
-    api_key_revoke(api_key=app.client.api_key)
+    api_key_revoke(api_key=app.server.api_key, actor="test")
+    api_key_revoke(api_key=app.client.api_key, actor="test")
 
     for raw in (app.server.raw, app.client.raw):
         for method, url, body in _every_endpoint(str(subscription.pk)):
@@ -80,7 +80,7 @@ def test_a_revoked_key_is_401_everywhere(app):
 
 
 def test_revoking_one_key_leaves_the_others_working(app):
-    api_key_revoke(api_key=app.client.api_key)
+    api_key_revoke(api_key=app.client.api_key, actor="test")
 
     assert api_client(app.server.raw).get(URL).status_code == 200
 

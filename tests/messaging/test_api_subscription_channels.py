@@ -72,7 +72,7 @@ def test_channel_ready_follows_the_applications_credentials_everywhere(app, serv
     new = server_api.post(URL, {"type": "Email", "token": "bob@example.com"}, format="json")
     assert new.status_code == 201 and new.json()["channel_ready"] is True
 
-    channel_credentials_remove(application=app.application, channel="Email")
+    channel_credentials_remove(application=app.application, channel="Email", actor="test")
 
     assert server_api.get(f"{URL}/{subscription_id}").json()["channel_ready"] is False
 

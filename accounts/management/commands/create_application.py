@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts import credentials
+from accounts import audit, credentials
 from accounts.models import ApiKey
 from accounts.services import api_key_create, application_create
 from core import channels
@@ -34,10 +34,16 @@ class Command(BaseCommand):
             channels.ANDROID_PUSH: _fcm_credentials(opts.get("fcm_service_account")),
         }
         application = application_create(
-            name=opts["name"], credentials={c: values for c, values in stored.items() if values}
+            name=opts["name"],
+            credentials={c: values for c, values in stored.items() if values},
+            actor=audit.SYSTEM,
         )
-        server = api_key_create(application=application, scope=ApiKey.Scope.SERVER, name="server")
-        client = api_key_create(application=application, scope=ApiKey.Scope.CLIENT, name="client")
+        server, client = (
+            api_key_create(
+                application=application, scope=scope, name=scope.value, actor=audit.SYSTEM
+            )
+            for scope in (ApiKey.Scope.SERVER, ApiKey.Scope.CLIENT)
+        )
         self.stdout.write(
             json.dumps(
                 {"id": str(application.pk), "server_key": server.raw, "client_key": client.raw}

@@ -9,7 +9,7 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts import credentials
+from accounts import audit, credentials
 from accounts.models import Application
 from accounts.selectors import credential_secret_fields
 from accounts.services import channel_credentials_set
@@ -20,7 +20,8 @@ class Command(BaseCommand):
     help = (
         "Stores an application's credentials for one channel from a JSON file (see "
         "docs/channels.md, Credentials, for each channel's fields; WebPush `{}` generates VAPID "
-        "keys) and prints what was stored, secrets masked, as JSON on the last line."
+        "keys) and prints what was stored, secrets masked, as JSON on the last line. The audit log "
+        "records the change (field names only), by the system."
     )
 
     def add_arguments(self, parser):
@@ -36,7 +37,10 @@ class Command(BaseCommand):
         values = _read_json(opts["file"])
         try:
             stored = channel_credentials_set(
-                application=application, channel=opts["channel"], values=values
+                application=application,
+                channel=opts["channel"],
+                values=values,
+                actor=audit.SYSTEM,
             )
         except credentials.CredentialsInvalid as exc:
             raise CommandError(str(exc)) from exc
