@@ -265,7 +265,7 @@ def test_pending_campaign_messages_erased_leave_their_run_able_to_complete(app):
     user, _ = person(app.application)
     subscription_create(app.application)  # someone else, who gets the campaign too
     campaign = campaign_create(app.application)
-    campaign_services.campaign_execute(campaign=campaign)
+    campaign_services.campaign_execute(campaign=campaign, actor=audit.SYSTEM)
     run = CampaignRun.objects.get(campaign=campaign)
     fanout(run.pk)
     run.refresh_from_db()
