@@ -82,12 +82,13 @@ def application_create(
 
 
 def application_update(
-    *, application: Application, actor: str, **fields: Any
+    *, application: Application, actor: str, action: str = audit.APPLICATION_CHANGED, **fields: Any
 ) -> tuple[Application, str | None]:
-    """The admin's application form: sets the given fields among APPLICATION_FIELDS that
-    differ from what is stored and records one APPLICATION_CHANGED row naming them (names
-    only: `settings` may hold anything). Returns the application and, when identity
-    verification was turned on for the first time, its new secret (shown once)."""
+    """Sets the given fields among APPLICATION_FIELDS that differ from what is stored and
+    records one audit row: the admin's form (APPLICATION_CHANGED) names the changed fields only
+    (`settings` may hold anything); the API (SETTINGS_CHANGED, application_settings_update)
+    gives their old and new values, none of them a secret. Returns the application and, when
+    identity verification was turned on for the first time, its new secret (shown once)."""
     unknown = set(fields) - set(APPLICATION_FIELDS)
     if unknown:
         raise ValueError(f"not fields of the application form: {sorted(unknown)}")
@@ -96,6 +97,7 @@ def application_update(
         locked = Application.objects.select_for_update().get(pk=application.pk)
         changed = [name for name in APPLICATION_FIELDS if name in fields]
         changed = [name for name in changed if getattr(locked, name) != fields[name]]
+        before = {name: getattr(locked, name) for name in changed}
         if "identity_verification" in changed:
             generated = identity_verification_set(
                 application=locked, enabled=fields["identity_verification"]
@@ -107,13 +109,17 @@ def application_update(
         if written:
             locked.save(update_fields=written)
         if changed:
+            if action == audit.SETTINGS_CHANGED:
+                details = {"changes": {name: [before[name], fields[name]] for name in changed}}
+            else:
+                details = {"fields": changed}
             audit.audit_record(
                 application_id=locked.pk,
                 actor=actor,
-                action=audit.APPLICATION_CHANGED,
+                action=action,
                 object_type="application",
                 object_id=locked.pk,
-                details={"fields": changed},
+                details=details,
             )
     return locked, generated
 
@@ -313,47 +319,19 @@ def application_settings_update(
     retention_days: int | None = None,
     allowed_origins: list[str] | None = None,
 ) -> tuple[Application, str | None]:
-    """PUT /applications/current: sets what is given (None: unchanged), records one audit row
-    naming the changed fields (old and new values; none of them is a secret), and returns the
-    application and, when identity verification was turned on for the first time, its new
-    secret (shown once)."""
-    generated = None
-    with transaction.atomic():
-        if identity_verification is not None:
-            before = Application.objects.only("identity_verification").get(pk=application.pk)
-            generated = identity_verification_set(
-                application=application, enabled=identity_verification
-            )
-        locked = Application.objects.select_for_update().get(pk=application.pk)
-        changes: dict[str, list] = {}
-        if identity_verification is not None and before.identity_verification != (
-            identity_verification
-        ):
-            changes["identity_verification"] = [
-                before.identity_verification,
-                identity_verification,
-            ]
-        fields = []
-        for name, value in (
-            ("retention_days", retention_days),
-            ("allowed_origins", allowed_origins),
-        ):
-            if value is not None and getattr(locked, name) != value:
-                changes[name] = [getattr(locked, name), value]
-                setattr(locked, name, value)
-                fields.append(name)
-        if fields:
-            locked.save(update_fields=fields)
-        if changes:
-            audit.audit_record(
-                application_id=locked.pk,
-                actor=actor,
-                action=audit.SETTINGS_CHANGED,
-                object_type="application",
-                object_id=locked.pk,
-                details={"changes": changes},
-            )
-    return locked, generated
+    """PUT /applications/current: application_update of what is given (None: unchanged),
+    audited as SETTINGS_CHANGED with the old and new values."""
+    given = {
+        "identity_verification": identity_verification,
+        "retention_days": retention_days,
+        "allowed_origins": allowed_origins,
+    }
+    return application_update(
+        application=application,
+        actor=actor,
+        action=audit.SETTINGS_CHANGED,
+        **{name: value for name, value in given.items() if value is not None},
+    )
 
 
 def identity_secret_rotate(*, application: Application, actor: str) -> str:
