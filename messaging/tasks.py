@@ -6,12 +6,15 @@ import re
 
 import structlog
 from celery import shared_task
+from django.conf import settings
 from django.db import DatabaseError
+from django.utils import timezone
 
 from accounts.models import Application
 from templates_app.kakao import kakao_applications
 
-from . import delivery, dispatch
+from . import delivery, dispatch, retention
+from .delivery import rollups
 from .services import erasure
 from .services.reports import kakao_results_poll
 
@@ -73,11 +76,6 @@ def purge_idempotency_records() -> int:
 @shared_task(name="messaging.purge_rollups")
 def purge_rollups() -> int:
     """Beat, daily: drops the console's per-minute rollups older than ROLLUP_RETENTION_DAYS."""
-    from django.conf import settings
-    from django.utils import timezone
-
-    from .delivery import rollups
-
     return rollups.purge(now=timezone.now(), days=settings.ROLLUP_RETENTION_DAYS)
 
 
@@ -115,10 +113,6 @@ def purge_expired() -> dict:
     items, and subscription events past their application's retention_days, for at most
     RETENTION_PURGE_BUDGET_SECONDS (kept under the task's soft time limit); the next run
     continues."""
-    from django.conf import settings
-
-    from . import retention
-
     budget = min(settings.RETENTION_PURGE_BUDGET_SECONDS, settings.CELERY_TASK_SOFT_TIME_LIMIT - 30)
     run = retention.expired_purge(budget_seconds=budget)
     return {

@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import AwareDateTimeField, ResultsCursorPagination, StrictQuerySerializer, paginated
+from core.api import AwareDateTimeField, PageQuery, ResultsCursorPagination, paginated
 from core.validation import InputInvalid, check_text
 
 from ..audit import ACTIONS
@@ -37,7 +37,7 @@ def _stored_text(value: str, field: str) -> str:
         raise serializers.ValidationError(exc.message) from exc
 
 
-class AuditLogFilters(StrictQuerySerializer):
+class AuditLogFilters(PageQuery):
     action = serializers.ChoiceField(choices=ACTIONS, required=False)
     object_type = serializers.CharField(
         max_length=50, required=False, help_text="e.g. api_key, application, campaign."
@@ -45,8 +45,6 @@ class AuditLogFilters(StrictQuerySerializer):
     object_id = serializers.CharField(max_length=100, required=False)
     since = AwareDateTimeField(required=False, help_text="Rows at or after this time.")
     until = AwareDateTimeField(required=False, help_text="Rows before this time.")
-    cursor = serializers.CharField(required=False)
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000)
 
     def validate_object_type(self, value: str) -> str:
         return _stored_text(value, "object_type")

@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import ResultsCursorPagination, StrictQuerySerializer, StrictSerializer, paginated
+from core.api import PageQuery, ResultsCursorPagination, StrictSerializer, paginated
 
 from ..models import ApiKey
 from ..selectors import api_key_get, api_key_list
@@ -49,13 +49,11 @@ class ApiKeyCreateInput(StrictSerializer):
     )
 
 
-class ApiKeyListFilters(StrictQuerySerializer):
+class ApiKeyListFilters(PageQuery):
     active = serializers.BooleanField(
         required=False,
         help_text="true: only keys not revoked; false: only revoked ones; absent: all.",
     )
-    cursor = serializers.CharField(required=False)
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000)
 
 
 class ApiKeyCollectionApi(APIView):
