@@ -13,6 +13,8 @@ from core.channels import channel_choices
 from core.fields import EncryptedJSONField, EncryptedTextField
 
 MAX_RETENTION_DAYS = 3650
+CATEGORY_KEY_MAX_LENGTH = 64
+CATEGORY_KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 
 
 class Application(models.Model):
@@ -44,11 +46,65 @@ class Application(models.Model):
         help_text="Origins allowed to call the API with a client key, e.g. "
         '["https://shop.example.com"].',
     )
+    # {"max": 3, "per_seconds": 86400}: a user gets at most `max` messages of non-required
+    # categories, over all channels, in any window of `per_seconds` (messaging.rules); null:
+    # no cap.
+    frequency_cap = models.JSONField(
+        null=True,
+        blank=True,
+        help_text='At most "max" messages of non-required categories per user in any window '
+        'of "per_seconds", e.g. {"max": 3, "per_seconds": 86400}; empty: no cap.',
+    )
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
+        return self.name
+
+
+class Category(models.Model):
+    """What a message is about ("offers", "receipts"), named by messages, templates and
+    campaigns by its `key`. Recipients turn categories on and off in their preferences
+    (messaging.rules); a `required` one (security codes, receipts) passes every rule."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    application = models.ForeignKey(
+        Application, on_delete=models.CASCADE, related_name="categories"
+    )
+    key = models.CharField(
+        max_length=CATEGORY_KEY_MAX_LENGTH,
+        help_text="Lower-case letters, digits, '-' and '_', as messages name it.",
+    )
+    name = models.CharField(max_length=200)
+    # {"ko": "혜택 및 소식"}: the name in other languages, for the preference page.
+    translations = models.JSONField(blank=True, default=dict)
+    required = models.BooleanField(
+        default=False, help_text="Never held back by preferences, quiet hours or the cap."
+    )
+    default_enabled = models.BooleanField(
+        default=True, help_text="Whether a user who never chose gets this category."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "categories"
+        ordering = ["key"]
+        constraints = [
+            models.UniqueConstraint(fields=["application", "key"], name="category_key_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+    def name_in(self, language: str | None) -> str:
+        """The name in `language` ("ko", "pt-BR" falls back to "pt") when translated, else
+        `name`."""
+        if language:
+            for candidate in (language, language.split("-")[0]):
+                if name := self.translations.get(candidate):
+                    return name
         return self.name
 
 

@@ -52,6 +52,12 @@ class Campaign(models.Model):
     # {"crontab": "0 9 * * 1", "timezone": "Asia/Seoul"}
     schedule = models.JSONField(null=True, blank=True)
     throttle_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    # accounts.Category.key, "" for none: the recipients' preferences and the frequency cap
+    # apply to its messages (messaging.rules).
+    category = models.CharField(max_length=64, blank=True)
+    # {"local_time": "09:00"}: each target gets its message at the next 09:00 in its own
+    # time zone; {} sends at once.
+    delivery = models.JSONField(blank=True, default=dict)
     periodic_task = models.OneToOneField(
         "django_celery_beat.PeriodicTask",
         null=True,
@@ -138,6 +144,8 @@ class RunStatus(models.TextChoices):
 
 
 STAT_FIELDS = ("targeted", "pending", "successful", "failed", "received", "converted", "cancelled")
+# Why audience members got no message (messaging.rules.SKIP_REASONS), as the run counts them.
+SKIP_FIELDS = {"opted_out": "skipped_opted_out", "frequency_cap": "skipped_frequency_cap"}
 
 
 class CampaignRun(models.Model):
@@ -169,6 +177,11 @@ class CampaignRun(models.Model):
     received = models.BigIntegerField(default=0)
     converted = models.BigIntegerField(default=0)
     cancelled = models.BigIntegerField(default=0)
+    # Audience members left out by the recipients' rules (SKIP_FIELDS): not messages.
+    skipped_opted_out = models.BigIntegerField(default=0)
+    skipped_frequency_cap = models.BigIntegerField(default=0)
+    # Messages created to wait for a later time (local-time delivery, quiet hours).
+    scheduled = models.BigIntegerField(default=0)
     started_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -184,3 +197,9 @@ class CampaignRun(models.Model):
 
     def stats(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in STAT_FIELDS}
+
+    def skips(self) -> dict:
+        """{"skipped": N, "skipped_by_reason": {reason: n}}: the audience members the
+        recipients' rules left out."""
+        by_reason = {reason: getattr(self, name) for reason, name in SKIP_FIELDS.items()}
+        return {"skipped": sum(by_reason.values()), "skipped_by_reason": by_reason}

@@ -23,7 +23,7 @@ from core import channels
 from core.channels import PART_NAMES, parts_check
 from core.exceptions import ContentInvalid, InvalidTransition, QuotaExceeded, ValidationFailed
 from core.validation import MAX_JSON_BYTES, InputInvalid, check_json, check_text
-from messaging import dispatch
+from messaging import dispatch, rules
 from messaging.channel_content import channel_content
 from messaging.models import Message, MessageStatus
 from messaging.services.messages import (
@@ -44,7 +44,7 @@ from templates_app.rendering import compiled, render
 from templates_app.selectors import template_get
 
 from . import schedules, targeting
-from .models import Campaign, CampaignRun, CampaignStatus, RunStatus
+from .models import SKIP_FIELDS, Campaign, CampaignRun, CampaignStatus, RunStatus
 
 logger = logging.getLogger(__name__)
 
@@ -480,6 +480,13 @@ def _batch_plan(campaign: Campaign) -> tuple[int, float | None]:
     return size, 60.0 * size / throttle
 
 
+def _category(campaign: Campaign, run: CampaignRun) -> str:
+    """The category of the run's messages: the campaign's, else its template's."""
+    if campaign.category or run.template_version_id is None:
+        return campaign.category
+    return run.template_version.template.category
+
+
 def _content(campaign: Campaign, run: CampaignRun) -> Content | ContentFor:
     if run.template_version_id is None:
         return _literal(campaign)
@@ -514,7 +521,7 @@ def run_fanout_step(*, run_id, step: int | None = None) -> bool:
     run impossible. A pause that commits while the step works fails that UPDATE (the run is
     no longer running), so the batch rolls back and is written after the resume."""
     run = (
-        CampaignRun.objects.select_related("campaign__application", "template_version")
+        CampaignRun.objects.select_related("campaign__application", "template_version__template")
         .filter(pk=run_id)
         .first()
     )
@@ -543,17 +550,11 @@ def run_fanout_step(*, run_id, step: int | None = None) -> bool:
     rows = audience.order_by("pk").values_list(*_Member._fields)[:size]
     batch = [_Member._make(row) for row in rows]
     changes["fanout_done"] = len(batch) < size
-    if batch:
-        changes |= {
-            "cursor": batch[-1].pk,
-            "batches_done": F("batches_done") + 1,
-            "targeted": F("targeted") + len(batch),
-            "pending": F("pending") + len(batch),
-        }
+    created = 0
     try:
         with transaction.atomic():
             if batch:
-                message_send(
+                outcome = message_send(
                     application=campaign.application,
                     subscriptions=batch,
                     content=_content(campaign, run),
@@ -562,7 +563,21 @@ def run_fanout_step(*, run_id, step: int | None = None) -> bool:
                     campaign_run_id=run.pk,
                     queue="campaigns",
                     return_messages=False,
+                    send_rules=rules.rules_for(
+                        application=campaign.application, category=_category(campaign, run)
+                    ),
                 )
+                created = outcome.created
+                changes |= {
+                    "cursor": batch[-1].pk,
+                    "batches_done": F("batches_done") + 1,
+                    "targeted": F("targeted") + len(batch),
+                    "pending": F("pending") + created,
+                }
+                if outcome.scheduled:
+                    changes["scheduled"] = F("scheduled") + outcome.scheduled
+                for reason, count in outcome.skipped_by_reason.items():
+                    changes[SKIP_FIELDS[reason]] = F(SKIP_FIELDS[reason]) + count
             advanced = CampaignRun.objects.filter(
                 pk=run.pk, status=RunStatus.RUNNING, batches_done=run.batches_done
             ).update(**changes)
@@ -572,15 +587,17 @@ def run_fanout_step(*, run_id, step: int | None = None) -> bool:
                 _complete_if_done([run.pk])
     except (_StepSuperseded, IntegrityError):
         return False
-    except (QuotaExceeded, ContentInvalid) as exc:
-        # Out of quota, or the content rendered for this batch breaks a message's limits:
-        # the run fails with the reason; retrying would only fail again.
+    except (QuotaExceeded, ContentInvalid, InputInvalid) as exc:
+        # Out of quota, the content rendered for this batch breaks a message's limits, or
+        # the campaign's category is gone: the run fails with the reason; retrying would
+        # only fail again.
         with transaction.atomic():
             _finish(run, RunStatus.FAILED, error=exc.message)
         return False
     if changes["fanout_done"]:
         return False
-    if run.pending + len(batch) > settings.CAMPAIGN_MAX_PENDING:
+    # Messages waiting for their hour are not delivery falling behind.
+    if run.pending - run.scheduled + created > settings.CAMPAIGN_MAX_PENDING:
         # Delivery is behind: let it catch up rather than pile up work in the broker.
         pause = max(pause or 0.0, 0.5)
     _enqueue_fanout(run.pk, step=run.batches_done + 1, countdown=pause)

@@ -10,7 +10,7 @@ INSERTED = (
     "id", "application_id", "subscription_id", "channel", "campaign_id", "campaign_run_id",
     "title", "body", "data", "parts", "template_version_id", "priority", "ttl", "collapse_id",
     "send_after", "status", "attempts", "error_code", "error_message", "error_permanent",
-    "provider_id", "created_at", "sent_at", "enqueued_at",
+    "provider_id", "created_at", "sent_at", "enqueued_at", "category", "fallback_of",
 )  # fmt: skip
 
 # What the claim (delivery.claim.claim_batch) reads of a pending message; the leading fields

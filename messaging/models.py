@@ -6,7 +6,7 @@ import uuid
 
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
-from django.db.models import Q
+from django.db.models import JSONField, Q, Value
 from django_fsm import FSMField, transition
 
 from accounts.models import Application
@@ -23,6 +23,11 @@ class User(models.Model):
     # string -> string, by the rules of a subscription's tags (messaging.subscription_fields);
     # campaigns target them as `user_tags` (a GIN index, migration 0019).
     tags = models.JSONField(blank=True, default=dict)
+    # What the user chose to get (messaging.rules, PREFERENCES_SHAPE): {"channels": {TYPE:
+    # bool}, "categories": {KEY: {"enabled": bool, "channels": {TYPE: bool}}}, "quiet_hours":
+    # {"start": "22:00", "end": "08:00", "timezone": "Asia/Seoul"}}; unset entries left out.
+    # They belong to the user, so every subscription it identifies follows them.
+    preferences = models.JSONField(blank=True, default=dict, db_default=Value({}, JSONField()))
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -70,6 +75,10 @@ class Subscription(models.Model):
     country = models.CharField(max_length=2, blank=True)
     timezone = models.CharField(max_length=64, blank=True)
     device = models.JSONField(blank=True, default=dict)
+    # The preferences of a subscription that belongs to no user (an address a backend
+    # registered, set on the preference page its e-mails link to); a user's subscriptions
+    # follow the user's preferences instead.
+    preferences = models.JSONField(blank=True, default=dict, db_default=Value({}, JSONField()))
     last_active_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -197,6 +206,12 @@ class Message(models.Model):
     # The failed message this one sends again, by hand (message_retry). A plain id, as
     # campaign_id: the original may be deleted by retention before its retry.
     retry_of = models.UUIDField(null=True, blank=True, editable=False)
+    # The category it was sent in (accounts.Category.key), "" for none: what its e-mail's
+    # one-click unsubscribe turns off.
+    category = models.CharField(max_length=64, blank=True, default="", db_default="")
+    # The message of the previous channel in a fallback chain (messaging.fallback), whose
+    # failure or silence this one follows. A plain id, as retry_of.
+    fallback_of = models.UUIDField(null=True, blank=True, editable=False)
 
     class Meta:
         # No index holds a column that sending changes (status, attempts, errors, provider id,
@@ -219,6 +234,11 @@ class Message(models.Model):
             ),
             models.Index(
                 fields=["retry_of"], condition=Q(retry_of__isnull=False), name="msg_retry_of"
+            ),
+            models.Index(
+                fields=["fallback_of"],
+                condition=Q(fallback_of__isnull=False),
+                name="msg_fallback_of",
             ),
         ]
         constraints = [
@@ -265,6 +285,8 @@ class MessageEvent(models.Model):
         STATUS = "status"
         ATTEMPT = "attempt"
         REPORT = "report"  # what the provider said later (an SMS status callback)
+        # Created to wait: held until the recipient's quiet hours end (details: reason, until).
+        HELD = "held"
 
     message = models.ForeignKey(
         Message, on_delete=models.CASCADE, related_name="events", db_index=False
@@ -435,3 +457,24 @@ class ErrorRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.error_code} on {self.channel} at {self.minute:%Y-%m-%d %H:%M}"
+
+
+class FrequencyWindow(models.Model):
+    """One recipient's sends counted by the application's frequency cap (messaging.rules):
+    the times of its capped messages within the longest window still relevant. The
+    recipient is the user, or a subscription that belongs to none. One row per recipient, so
+    concurrent batches serialise only where they share a recipient (its row lock), never on
+    an application-wide row."""
+
+    recipient = models.UUIDField(primary_key=True)
+    # No constraint, as on Message: its check would lock the application's row per batch.
+    application = models.ForeignKey(
+        Application, on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
+    sent = ArrayField(models.DateTimeField(), default=list)
+    # How many the last batch that counted this recipient was granted (the statement that
+    # grants returns it).
+    granted = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{len(self.sent)} capped sends of {self.recipient}"

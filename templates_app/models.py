@@ -25,6 +25,9 @@ class MessageTemplate(models.Model):
         related_name="+",
         editable=False,
     )
+    # accounts.Category.key, "" for none: the category of the messages sent with it, unless
+    # the message or campaign names its own.
+    category = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(null=True, blank=True, editable=False)

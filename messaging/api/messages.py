@@ -15,6 +15,7 @@ from core.api import ResultsCursorPagination, paginated
 from core.idempotency import IDEMPOTENCY_HEADER, idempotent_call
 from core.openapi import error_response
 
+from ..rules import SKIP_REASONS
 from ..selectors.messages import message_get, message_list
 from ..services.messages import message_create, message_report_status, message_retry
 from .serializers.messages import (
@@ -40,6 +41,10 @@ class MessageCollectionApi(APIView):
                 {
                     "messages": MessageAcceptedOutput(many=True),
                     "skipped": serializers.IntegerField(),
+                    "skipped_by_reason": inline_serializer(
+                        "SkippedByReason",
+                        {reason: serializers.IntegerField() for reason in SKIP_REASONS},
+                    ),
                 },
             ),
             404: error_response(
@@ -63,6 +68,9 @@ class MessageCollectionApi(APIView):
                     for m in outcome.messages
                 ],
                 "skipped": outcome.skipped,
+                "skipped_by_reason": {
+                    reason: outcome.skipped_by_reason.get(reason, 0) for reason in SKIP_REASONS
+                },
             }
             return status.HTTP_202_ACCEPTED, body
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from operator import attrgetter, itemgetter
@@ -27,7 +28,7 @@ from core.validation import MAX_JSON_BYTES, InputInvalid, check_json, text_probl
 from templates_app.rendering import render
 from templates_app.selectors import template_get
 
-from .. import dispatch
+from .. import dispatch, rules
 from ..ids import uuid7
 from ..message_columns import INSERTED
 from ..models import Message, MessageEvent, MessageStatus, Subscription
@@ -128,14 +129,6 @@ def rendered_content(version, variables: dict, language: str | None = None) -> C
     return content_for
 
 
-def template_content(
-    *, application: Application, template_id, variables: dict, language: str | None = None
-) -> ContentFor:
-    """Content rendered from the current version of one of the application's templates."""
-    version = template_get(application=application, template_id=template_id)
-    return rendered_content(version, variables, language)
-
-
 @dataclass(frozen=True)
 class Delivery:
     priority: str = Message.Priority.NORMAL
@@ -148,6 +141,12 @@ class Delivery:
 class SendOutcome:
     messages: list[Message]
     skipped: int
+    # reason -> count (rules.SKIP_REASONS), only the reasons that occurred.
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    created: int = 0
+    # Of those created, how many wait for a later time (send_after ahead: scheduled, local
+    # time or quiet hours).
+    scheduled: int = 0
 
 
 def _content_checked(
@@ -190,6 +189,22 @@ def _message(*, content: Content, channel: str, **fields) -> Message:
 _inserted = attrgetter(*INSERTED)
 _inserted_from_dict = itemgetter(*INSERTED)
 _ID = INSERTED.index("id")
+_ENQUEUED_AT = INSERTED.index("enqueued_at")
+
+
+def _held_events(held: dict, message_ids: dict, now: datetime) -> None:
+    """A `held` event for each message the recipient's quiet hours hold (`held`: target pk
+    -> until; `message_ids`: target pk -> message id)."""
+    MessageEvent.objects.bulk_create(
+        MessageEvent(
+            message_id=message_ids[pk],
+            type=MessageEvent.Type.HELD,
+            at=now,
+            details={"reason": rules.QUIET_HOURS, "until": until.isoformat()},
+        )
+        for pk, until in held.items()
+        if pk in message_ids
+    )
 
 
 def message_send(
@@ -203,51 +218,109 @@ def message_send(
     campaign_run_id=None,
     queue: str | None = None,
     return_messages: bool = True,
+    send_rules: rules.Rules | None = None,
+    send_after_for: Callable[[Any], datetime | None] | None = None,
+    fallback_of=None,
 ) -> SendOutcome:
     """Stores one pending message per subscription (counting the quota) and enqueues them
     after commit; scheduled ones are left to the sweep, which sends them when due. Each
     message keeps its own channel's part of the content. Content that breaks its channel's
     rule (an SMS text over the segment limit, ...) raises ContentInvalid, storing nothing.
 
+    `send_rules` (rules.rules_for) is the send's category: stored on each message, and when
+    it is not required the recipients' rules run first (rules.rules_apply), leaving targets
+    out (counted by reason in the outcome with the `skipped` disabled ones) or holding them
+    until their quiet hours end. `send_after_for(subscription)` gives each target its own
+    time (local-time delivery) instead of `delivery.send_after`. `fallback_of` is the
+    message of the previous hop of a fallback chain.
+
     With return_messages=False (a campaign's fan-out) no model instances are made: the rows
     go straight to COPY, and the outcome lists no messages."""
     now = timezone.now()
-    scheduled = delivery.send_after is not None and delivery.send_after > now
+    by_reason: Counter = Counter({rules.DISABLED: skipped} if skipped else {})
+    held: dict = {}
+    if send_rules is not None and send_rules.applies:
+        with transaction.atomic():
+            decision = rules.rules_apply(
+                application=application,
+                rules=send_rules,
+                targets=subscriptions,
+                now=now,
+                send_after_for=send_after_for or (lambda _s: delivery.send_after),
+            )
+            by_reason.update(decision.skipped)
+            held = decision.held
+            return _messages_store(
+                application, decision.kept, content, delivery, now, by_reason, held,
+                campaign_id, campaign_run_id, queue, return_messages, send_rules,
+                send_after_for, fallback_of,
+            )  # fmt: skip
+    return _messages_store(
+        application, subscriptions, content, delivery, now, by_reason, held,
+        campaign_id, campaign_run_id, queue, return_messages, send_rules,
+        send_after_for, fallback_of,
+    )  # fmt: skip
+
+
+def _messages_store(
+    application, subscriptions, content, delivery, now, by_reason, held, campaign_id,
+    campaign_run_id, queue, return_messages, send_rules, send_after_for, fallback_of,
+) -> SendOutcome:  # fmt: skip
+    """message_send's writes, for the targets the rules kept."""
     content_for = content if callable(content) else (lambda _subscription: content)
     _content_checked(application, subscriptions, content_for)
-    enqueued_at = None if scheduled else now
+    category = send_rules.category if send_rules is not None else ""
+    per_target = bool(held) or send_after_for is not None
+
+    def send_after_of(s) -> datetime | None:
+        if s.pk in held:
+            return held[s.pk]
+        return send_after_for(s) if send_after_for is not None else delivery.send_after
+
+    uniform_scheduled = delivery.send_after is not None and delivery.send_after > now
     target = queue or dispatch.queue_for(delivery.priority)
-    messages = [
-        _message(
-            application=application,
-            subscription_id=s.pk,
-            channel=s.type,
-            campaign_id=campaign_id,
-            campaign_run_id=campaign_run_id,
-            content=content_for(s),
-            priority=delivery.priority,
-            ttl=delivery.ttl,
-            collapse_id=delivery.collapse_id,
-            send_after=delivery.send_after,
-            enqueued_at=enqueued_at,
-            created_at=now,
+    outcome = dict(
+        skipped=sum(by_reason.values()), skipped_by_reason=dict(by_reason),
+        created=len(subscriptions),
+    )  # fmt: skip
+    messages = []
+    for s in subscriptions if return_messages else ():
+        send_after = send_after_of(s) if per_target else delivery.send_after
+        messages.append(
+            _message(
+                application=application,
+                subscription_id=s.pk,
+                channel=s.type,
+                campaign_id=campaign_id,
+                campaign_run_id=campaign_run_id,
+                content=content_for(s),
+                priority=delivery.priority,
+                ttl=delivery.ttl,
+                collapse_id=delivery.collapse_id,
+                send_after=send_after,
+                enqueued_at=None if send_after is not None and send_after > now else now,
+                created_at=now,
+                category=category,
+                fallback_of=fallback_of,
+            )
         )
-        for s in (subscriptions if return_messages else ())
-    ]
     if messages and connection.vendor == "postgresql" and len(messages) < COPY_FROM_ROWS:
         # The API's usual send (a few targets): the messages and their quota in one statement.
         rows_ = [_inserted(m) for m in messages]
-        quota_insert(application=application, model=Message, columns=INSERTED, rows=rows_)
+        with transaction.atomic() if held else nullcontext():
+            quota_insert(application=application, model=Message, columns=INSERTED, rows=rows_)
+            if held:
+                _held_events(held, {m.subscription_id: m.pk for m in messages}, now)
         for m in messages:  # saved, as bulk_create leaves them
             m._state.adding, m._state.db = False, connection.alias
-        if not scheduled:
-            ids = [str(m.pk) for m in messages]
+        ids = [str(m.pk) for m in messages if m.enqueued_at is not None]
+        if ids:
             transaction.on_commit(lambda: dispatch.enqueue(target, ids))
-        return SendOutcome(messages=messages, skipped=skipped)
+        return SendOutcome(messages=messages, scheduled=len(messages) - len(ids), **outcome)
     with transaction.atomic():
         if return_messages:
             copy_models(messages)
-            ids = [str(m.pk) for m in messages]
+            rows = [_inserted(m) for m in messages]
         else:
             # The batch's columns, then each message's own, by name.
             batch = {
@@ -256,28 +329,35 @@ def message_send(
                 "ttl": delivery.ttl, "collapse_id": delivery.collapse_id,
                 "send_after": delivery.send_after, "status": MessageStatus.PENDING.value,
                 "attempts": 0, "error_code": "", "error_message": "", "error_permanent": None,
-                "provider_id": "", "created_at": now, "sent_at": None, "enqueued_at": enqueued_at,
+                "provider_id": "", "created_at": now, "sent_at": None,
+                "enqueued_at": None if uniform_scheduled else now, "category": category,
+                "fallback_of": fallback_of,
             }  # fmt: skip
             rows = []
             for s in subscriptions:
                 c = content_for(s)
-                rows.append(
-                    _inserted_from_dict(
-                        batch | {
-                            "id": uuid7(), "subscription_id": s.pk, "channel": s.type,
-                            "title": c.title, "body": c.body, "data": c.data,
-                            "parts": part_for(s.type, c.parts),
-                            "template_version_id": c.template_version_id,
-                        }
-                    )
-                )  # fmt: skip
+                row = batch | {
+                    "id": uuid7(), "subscription_id": s.pk, "channel": s.type,
+                    "title": c.title, "body": c.body, "data": c.data,
+                    "parts": part_for(s.type, c.parts),
+                    "template_version_id": c.template_version_id,
+                }  # fmt: skip
+                if per_target:
+                    send_after = send_after_of(s)
+                    scheduled = send_after is not None and send_after > now
+                    row |= {"send_after": send_after, "enqueued_at": None if scheduled else now}
+                rows.append(_inserted_from_dict(row))
             copy_rows(Message, INSERTED, rows)
-            ids = [str(row[_ID]) for row in rows]
+        if held:
+            _held_events(
+                held, {row[INSERTED.index("subscription_id")]: row[_ID] for row in rows}, now
+            )
+        ids = [str(row[_ID]) for row in rows if row[_ENQUEUED_AT] is not None]
         # Last, so the quota row stays locked only until the commit.
-        quota_consume(application=application, count=len(ids))
-        if not scheduled and ids:
+        quota_consume(application=application, count=len(rows))
+        if ids:
             transaction.on_commit(lambda: dispatch.enqueue(target, ids))
-    return SendOutcome(messages=messages, skipped=skipped)
+    return SendOutcome(messages=messages, scheduled=len(rows) - len(ids), **outcome)
 
 
 def message_create(
@@ -298,10 +378,12 @@ def message_create(
     ttl: int | None = None,
     collapse_id: str = "",
     send_after: datetime | None = None,
+    category: str | None = None,
 ) -> SendOutcome:
     """One request's messages (POST /messages): to one target form (a subscription, a list,
     or a user's subscriptions), with literal content or a template's, sent through
-    message_send."""
+    message_send. `category` (else the template's) is the messages' category: an unknown
+    key raises InputInvalid, and the recipients' rules apply (rules.rules_apply)."""
     targets, skipped = subscription_targets(
         application=application,
         subscription_id=subscription_id,
@@ -310,12 +392,10 @@ def message_create(
         channels=channels,
     )
     if template_id is not None:
-        content = template_content(
-            application=application,
-            template_id=template_id,
-            variables=variables or {},
-            language=language,
-        )
+        version = template_get(application=application, template_id=template_id)
+        content = rendered_content(version, variables or {}, language)
+        if category is None:
+            category = version.template.category
     else:
         content = Content(title=title, body=body, data=data or {}, parts=parts or {})
     return message_send(
@@ -326,6 +406,7 @@ def message_create(
         delivery=Delivery(
             priority=priority, ttl=ttl, collapse_id=collapse_id, send_after=send_after
         ),
+        send_rules=rules.rules_for(application=application, category=category),
     )
 
 

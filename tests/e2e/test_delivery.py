@@ -90,7 +90,11 @@ def test_dead_token_fails_and_disables_the_subscription(live_app):
         "/api/v1/messages", {"subscription_id": str(dead_ios.pk), "body": "x"}, format="json"
     )
     assert response.status_code == 202
-    assert response.json() == {"messages": [], "skipped": 1}
+    assert response.json() == {
+        "messages": [],
+        "skipped": 1,
+        "skipped_by_reason": {"disabled": 1, "opted_out": 0, "frequency_cap": 0},
+    }
 
 
 def test_flaky_answer_is_retried_after_retry_after_and_succeeds(live_app):

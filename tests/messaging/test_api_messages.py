@@ -208,6 +208,7 @@ def test_a_send_is_202_with_one_pending_message_and_its_content(server_api, app,
     assert response.json() == {
         "messages": [{"id": str(message.pk), "subscription_id": str(sub.pk), "status": "pending"}],
         "skipped": 0,
+        "skipped_by_reason": {"disabled": 0, "opted_out": 0, "frequency_cap": 0},
     }
     assert (message.title, message.body, message.data) == ("Hello", "World", {"screen": "home"})
     assert (message.priority, message.ttl, message.collapse_id) == ("high", 60, "promo")
@@ -249,7 +250,11 @@ def test_a_disabled_single_target_is_skipped(server_api, sub):
     response = post(server_api, {"subscription_id": str(sub.pk), "title": "x"})
 
     assert response.status_code == 202
-    assert response.json() == {"messages": [], "skipped": 1}
+    assert response.json() == {
+        "messages": [],
+        "skipped": 1,
+        "skipped_by_reason": {"disabled": 1, "opted_out": 0, "frequency_cap": 0},
+    }
     assert Message.objects.count() == 0
 
 

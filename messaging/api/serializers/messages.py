@@ -54,6 +54,12 @@ class MessageCreateInput(FieldsReusedPerThread, StrictSerializer, ChannelPartsIn
     ttl = serializers.IntegerField(required=False, min_value=0, max_value=MAX_TTL)
     collapse_id = serializers.CharField(max_length=64, required=False, allow_blank=True)
     send_after = AwareDateTimeField(max_ahead=SEND_AFTER_MAX_AHEAD, required=False)
+    category = serializers.CharField(
+        max_length=64,
+        required=False,
+        help_text="The key of one of the application's categories: the recipients' "
+        "preferences, quiet hours and the frequency cap apply (unless it is required).",
+    )
 
     def validate(self, attrs):
         forms = [

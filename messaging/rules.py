@@ -1,0 +1,294 @@
+"""The recipients' rules, applied where targets become messages (services.messages.
+message_send: single sends, id lists, users, campaign fan-out and fallback hops alike).
+
+A message of a non-required category goes only where the recipient's preferences let it:
+- left out (`opted_out`) when the recipient turned the target's channel off, or the category
+  off (else the category's `default_enabled`), or the category off on that channel;
+- held when the recipient is inside their quiet hours at the time it would go (in the quiet
+  hours' time zone, else the subscription's, else UTC): created pending with `send_after` at
+  their end, never dropped;
+- left out (`frequency_cap`) once the recipient had the application's `frequency_cap["max"]`
+  capped messages within `per_seconds`, over all channels.
+A message without a category follows none of them; a required category passes every one.
+
+The recipient is the subscription's user, or the subscription itself when it belongs to no
+user; its preferences are the user's (User.preferences) or the subscription's own.
+
+Cost: one SELECT of the batch's preferences and, with a cap, one INSERT ... ON CONFLICT that
+counts and grants the whole batch; never a query per target. The cap's rows are per
+recipient (FrequencyWindow): two batches reaching one user at once serialise on that user's
+row, so they never both take its last slot, and nothing else waits on them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.db import connection
+
+from accounts.models import Application, Category
+from core.bulk import uuid_array
+from core.validation import InputInvalid
+
+from .models import FrequencyWindow, Subscription, User
+
+# Why a target got no message: its subscription is disabled (POST /messages counts those as
+# before), the recipient opted out, or the frequency cap is reached.
+DISABLED, OPTED_OUT, FREQUENCY_CAP = "disabled", "opted_out", "frequency_cap"
+SKIP_REASONS = (DISABLED, OPTED_OUT, FREQUENCY_CAP)
+QUIET_HOURS = "quiet_hours"  # the reason a held message's event gives
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What applies to one send: its category's key (stored on each message), whether the
+    recipients' rules apply (not for a required category), whether a recipient who never
+    chose gets the category, and the application's cap as (max, per_seconds) or None."""
+
+    category: str
+    applies: bool
+    default_enabled: bool = True
+    cap: tuple[int, int] | None = None
+
+
+def rules_for(*, application: Application, category: str | None) -> Rules | None:
+    """The rules of a send in `category` (a key of the application's categories); None
+    without one. An unknown key raises InputInvalid on the field `category`."""
+    if not category:
+        return None
+    found = (
+        Category.objects.filter(application=application, key=category)
+        .values_list("required", "default_enabled")
+        .first()
+    )
+    if found is None:
+        raise InputInvalid(
+            f"No category {category!r} in this application; create it with POST /categories.",
+            field="category",
+        )
+    required, default_enabled = found
+    return Rules(
+        category=category,
+        applies=not required,
+        default_enabled=default_enabled,
+        cap=frequency_cap_of(application),
+    )
+
+
+def frequency_cap_of(application: Application) -> tuple[int, int] | None:
+    cap = application.frequency_cap
+    if not cap:
+        return None
+    return int(cap["max"]), int(cap["per_seconds"])
+
+
+@dataclass
+class Decision:
+    """What the rules made of a batch of targets: those that get a message, in their order;
+    the held ones' `send_after` (the end of their quiet hours) by target pk; and how many
+    were left out, by reason."""
+
+    kept: list = field(default_factory=list)
+    held: dict = field(default_factory=dict)
+    skipped: Counter = field(default_factory=Counter)
+
+
+# --- Preferences -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Recipient:
+    key: Any  # the user's id, or the subscription's when it has none
+    preferences: dict
+    timezone: str  # the subscription's
+
+
+def _recipients(targets: Sequence) -> dict:
+    """Subscription pk -> _Recipient for `targets`, in one query."""
+    sql = (
+        "SELECT s.id, s.user_id, s.timezone, s.preferences, u.preferences"  # noqa: S608 (names are ours)
+        f" FROM {Subscription._meta.db_table} s"
+        f" LEFT JOIN {User._meta.db_table} u ON u.id = s.user_id"
+        " WHERE s.id = ANY(%s::uuid[])"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [uuid_array(str(t.pk) for t in targets)])
+        return {
+            pk: _Recipient(
+                key=user_id or pk,
+                preferences=_json(user_prefs if user_id else own_prefs),
+                timezone=timezone,
+            )
+            for pk, user_id, timezone, own_prefs, user_prefs in cursor.fetchall()
+        }
+
+
+def _json(value) -> dict:
+    # Django's cursor leaves jsonb as text (JSONField decodes it in from_db_value).
+    if isinstance(value, str):
+        value = json.loads(value)
+    return value or {}
+
+
+def opted_out(preferences: dict, *, channel: str, category: str, default_enabled: bool) -> bool:
+    """Whether `preferences` refuse a message of `category` on `channel`."""
+    if preferences.get("channels", {}).get(channel) is False:
+        return True
+    chosen = preferences.get("categories", {}).get(category) or {}
+    if not chosen.get("enabled", default_enabled):
+        return True
+    return chosen.get("channels", {}).get(channel) is False
+
+
+@lru_cache(maxsize=512)
+def _zone(name: str) -> dt.tzinfo:
+    try:
+        return ZoneInfo(name) if name else dt.UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        return dt.UTC
+
+
+@lru_cache(maxsize=256)
+def _clock(text: str) -> dt.time:
+    return dt.time.fromisoformat(text)
+
+
+def quiet_until(quiet_hours: dict | None, subscription_timezone: str, at: dt.datetime):
+    """The end of the quiet hours `at` falls in (aware, UTC), or None when it falls in none.
+    The hours are wall-clock times in their own time zone, else the subscription's, else
+    UTC; a window whose start is after its end spans midnight. Across a DST change the end
+    is the wall-clock end of that night: an end inside the skipped hour is the first moment
+    after it, an end in the repeated hour its first occurrence."""
+    if not quiet_hours:
+        return None
+    start, end = _clock(quiet_hours["start"]), _clock(quiet_hours["end"])
+    if start == end:
+        return None
+    zone = _zone(quiet_hours.get("timezone") or subscription_timezone)
+    local = at.astimezone(zone)
+    now = local.time().replace(tzinfo=None)
+    if start < end:
+        if not start <= now < end:
+            return None
+        day = local.date()
+    elif now >= start:
+        day = local.date() + dt.timedelta(days=1)
+    elif now < end:
+        day = local.date()
+    else:
+        return None
+    until = dt.datetime.combine(day, end, tzinfo=zone).astimezone(dt.UTC)
+    # A wall-clock end inside a skipped hour maps to an instant that may precede `at`.
+    return until if until > at else None
+
+
+# --- Frequency cap -----------------------------------------------------------------------------
+
+# Grants up to each recipient's free slots in one statement: missing rows are inserted, present
+# ones locked (in recipient order, so two batches never deadlock), their stamps outside the
+# window dropped and the granted ones appended; RETURNING says how many each got. Every SET
+# expression reads the row as it was.
+_KEPT = "ARRAY(SELECT t FROM unnest(w.sent) t WHERE t > %(since)s)"
+_GRANT = f"LEAST(EXCLUDED.granted, GREATEST(0, %(max)s - cardinality({_KEPT})))"
+_CAP_SQL = (
+    f"INSERT INTO {FrequencyWindow._meta.db_table} AS w (recipient, application_id, sent, granted)"  # noqa: S608 (names are ours)
+    " SELECT i.recipient, %(application)s,"
+    " array_fill(%(now)s::timestamptz, ARRAY[LEAST(i.demand, %(max)s)]), LEAST(i.demand, %(max)s)"
+    " FROM unnest(%(recipients)s::uuid[], %(demands)s::int[]) AS i(recipient, demand)"
+    " ORDER BY i.recipient"
+    f" ON CONFLICT (recipient) DO UPDATE SET granted = {_GRANT},"
+    f" sent = {_KEPT} || array_fill(%(now)s::timestamptz, ARRAY[{_GRANT}])"
+    " RETURNING recipient, granted"
+)
+
+
+def cap_grant(
+    *, application: Application, cap: tuple[int, int], demands: dict, now: dt.datetime
+) -> dict:
+    """Counts `demands` (recipient -> messages wanted) against the cap; returns recipient ->
+    messages granted. Runs in the caller's transaction: a batch that rolls back gives its
+    slots back."""
+    if not demands:
+        return {}
+    maximum, per_seconds = cap
+    recipients = sorted(demands, key=str)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CAP_SQL,
+            {
+                "application": application.pk,
+                "now": now,
+                "since": now - dt.timedelta(seconds=per_seconds),
+                "max": maximum,
+                "recipients": uuid_array(str(r) for r in recipients),
+                "demands": [demands[r] for r in recipients],
+            },
+        )
+        return dict(cursor.fetchall())
+
+
+# --- The rules ---------------------------------------------------------------------------------
+
+
+def rules_apply(
+    *,
+    application: Application,
+    rules: Rules,
+    targets: Sequence,
+    now: dt.datetime,
+    send_after_for: Callable[[Any], dt.datetime | None],
+) -> Decision:
+    """Applies `rules` to `targets` (objects with `pk` and `type`, in the order messages
+    would be made); `send_after_for(target)` is when it would go (None: now). See the module
+    docstring for the rules."""
+    if not rules.applies or not targets:
+        return Decision(kept=list(targets))
+    decision = Decision()
+    recipients = _recipients(targets)
+    wanted = []
+    for target in targets:
+        recipient = recipients.get(target.pk)
+        if recipient is None:  # deleted meanwhile: claimed as such, as without rules
+            wanted.append((target, None))
+            continue
+        if opted_out(
+            recipient.preferences,
+            channel=target.type,
+            category=rules.category,
+            default_enabled=rules.default_enabled,
+        ):
+            decision.skipped[OPTED_OUT] += 1
+            continue
+        wanted.append((target, recipient))
+    if rules.cap is not None:
+        demands: dict = defaultdict(int)
+        for _target, recipient in wanted:
+            if recipient is not None:
+                demands[recipient.key] += 1
+        granted = cap_grant(application=application, cap=rules.cap, demands=demands, now=now)
+        capped = []
+        for target, recipient in wanted:
+            if recipient is not None:
+                if granted.get(recipient.key, 0) <= 0:
+                    decision.skipped[FREQUENCY_CAP] += 1
+                    continue
+                granted[recipient.key] -= 1
+            capped.append((target, recipient))
+        wanted = capped
+    for target, recipient in wanted:
+        decision.kept.append(target)
+        if recipient is None:
+            continue
+        quiet = recipient.preferences.get("quiet_hours")
+        if quiet:
+            at = send_after_for(target) or now
+            until = quiet_until(quiet, recipient.timezone, max(at, now))
+            if until is not None:
+                decision.held[target.pk] = until
+    return decision
