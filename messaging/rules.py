@@ -14,8 +14,9 @@ A message without a category follows none of them; a required category passes ev
 The recipient is the subscription's user, or the subscription itself when it belongs to no
 user; its preferences are the user's (User.preferences) or the subscription's own.
 
-Cost: one SELECT of the batch's preferences and, with a cap, one INSERT ... ON CONFLICT that
-counts and grants the whole batch; never a query per target. The cap's rows are per
+Cost: one statement per batch, never a query per target: PostgreSQL evaluates each target's
+preferences (only quiet hours come back to be computed here) and, with a cap, its INSERT ...
+ON CONFLICT counts and grants the whole batch. The cap's rows are per
 recipient (FrequencyWindow): two batches reaching one user at once serialise on that user's
 row, so they never both take its last slot, and nothing else waits on them."""
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -101,39 +102,22 @@ class Decision:
 
 # --- Preferences -------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class _Recipient:
-    key: Any  # the user's id, or the subscription's when it has none
-    preferences: dict
-    timezone: str  # the subscription's
-
-
-def _recipients(targets: Sequence) -> dict:
-    """Subscription pk -> _Recipient for `targets`, in one query."""
-    sql = (
-        "SELECT s.id, s.user_id, s.timezone, s.preferences, u.preferences"  # noqa: S608 (names are ours)
-        f" FROM {Subscription._meta.db_table} s"
-        f" LEFT JOIN {User._meta.db_table} u ON u.id = s.user_id"
-        " WHERE s.id = ANY(%s::uuid[])"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [uuid_array(str(t.pk) for t in targets)])
-        return {
-            pk: _Recipient(
-                key=user_id or pk,
-                preferences=_json(user_prefs if user_id else own_prefs),
-                timezone=timezone,
-            )
-            for pk, user_id, timezone, own_prefs, user_prefs in cursor.fetchall()
-        }
-
-
-def _json(value) -> dict:
-    # Django's cursor leaves jsonb as text (JSONField decodes it in from_db_value).
-    if isinstance(value, str):
-        value = json.loads(value)
-    return value or {}
+# Each target's recipient, time zone, whether its preferences refuse the send, and its quiet
+# hours (jsonb, null mostly): evaluated in PostgreSQL, so no target's preferences are decoded
+# in Python unless it has quiet hours. The same tests as opted_out().
+_PREFERENCES = "CASE WHEN s.user_id IS NULL THEN s.preferences ELSE u.preferences END"
+_TARGETS_SQL = (
+    "SELECT s.id, COALESCE(s.user_id, s.id) AS recipient, s.timezone,"  # noqa: S608 (names are ours)
+    " COALESCE(p -> 'channels' ->> s.type = 'false', false)"
+    " OR NOT COALESCE((p -> 'categories' -> %(category)s ->> 'enabled')::boolean,"
+    " %(default_enabled)s)"
+    " OR COALESCE(p -> 'categories' -> %(category)s -> 'channels' ->> s.type = 'false', false)"
+    " AS refused, p -> 'quiet_hours' AS quiet"
+    f" FROM {Subscription._meta.db_table} s"
+    f" LEFT JOIN {User._meta.db_table} u ON u.id = s.user_id"
+    f" CROSS JOIN LATERAL (SELECT {_PREFERENCES} AS p) x"
+    " WHERE s.id = ANY(%(ids)s::uuid[])"
+)
 
 
 def opted_out(preferences: dict, *, channel: str, category: str, default_enabled: bool) -> bool:
@@ -190,47 +174,26 @@ def quiet_until(quiet_hours: dict | None, subscription_timezone: str, at: dt.dat
 
 # --- Frequency cap -----------------------------------------------------------------------------
 
-# Grants up to each recipient's free slots in one statement: missing rows are inserted, present
-# ones locked (in recipient order, so two batches never deadlock), their stamps outside the
-# window dropped and the granted ones appended; RETURNING says how many each got. Every SET
-# expression reads the row as it was.
-_KEPT = "ARRAY(SELECT t FROM unnest(w.sent) t WHERE t > %(since)s)"
+# Grants up to each recipient's free slots: missing rows are inserted, present ones locked (in
+# recipient order, so two batches never deadlock), their stamps outside the window dropped and
+# the granted ones appended; RETURNING says how many each got. Every SET expression reads the
+# row as it was. With _TARGETS_SQL as a CTE `t`, one statement evaluates and counts a batch.
+_KEPT = "ARRAY(SELECT s FROM unnest(w.sent) s WHERE s > %(since)s)"
 _GRANT = f"LEAST(EXCLUDED.granted, GREATEST(0, %(max)s - cardinality({_KEPT})))"
-_CAP_SQL = (
-    f"INSERT INTO {FrequencyWindow._meta.db_table} AS w (recipient, application_id, sent, granted)"  # noqa: S608 (names are ours)
-    " SELECT i.recipient, %(application)s,"
-    " array_fill(%(now)s::timestamptz, ARRAY[LEAST(i.demand, %(max)s)]), LEAST(i.demand, %(max)s)"
-    " FROM unnest(%(recipients)s::uuid[], %(demands)s::int[]) AS i(recipient, demand)"
-    " ORDER BY i.recipient"
+_CAPPED_SQL = (
+    f"WITH t AS ({_TARGETS_SQL}),"  # noqa: S608 (names are ours)
+    " d AS (SELECT recipient, count(*)::int AS demand FROM t WHERE NOT refused GROUP BY recipient),"
+    f" g AS (INSERT INTO {FrequencyWindow._meta.db_table} AS w"
+    " (recipient, application_id, sent, granted)"
+    " SELECT d.recipient, %(application)s,"
+    " array_fill(%(now)s::timestamptz, ARRAY[LEAST(d.demand, %(max)s)]), LEAST(d.demand, %(max)s)"
+    " FROM d ORDER BY d.recipient"
     f" ON CONFLICT (recipient) DO UPDATE SET granted = {_GRANT},"
     f" sent = {_KEPT} || array_fill(%(now)s::timestamptz, ARRAY[{_GRANT}])"
-    " RETURNING recipient, granted"
+    " RETURNING recipient, granted)"
+    " SELECT t.id, t.recipient, t.timezone, t.refused, t.quiet, g.granted"
+    " FROM t LEFT JOIN g ON g.recipient = t.recipient"
 )
-
-
-def cap_grant(
-    *, application: Application, cap: tuple[int, int], demands: dict, now: dt.datetime
-) -> dict:
-    """Counts `demands` (recipient -> messages wanted) against the cap; returns recipient ->
-    messages granted. Runs in the caller's transaction: a batch that rolls back gives its
-    slots back."""
-    if not demands:
-        return {}
-    maximum, per_seconds = cap
-    recipients = sorted(demands, key=str)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _CAP_SQL,
-            {
-                "application": application.pk,
-                "now": now,
-                "since": now - dt.timedelta(seconds=per_seconds),
-                "max": maximum,
-                "recipients": uuid_array(str(r) for r in recipients),
-                "demands": [demands[r] for r in recipients],
-            },
-        )
-        return dict(cursor.fetchall())
 
 
 # --- The rules ---------------------------------------------------------------------------------
@@ -245,50 +208,58 @@ def rules_apply(
     send_after_for: Callable[[Any], dt.datetime | None],
 ) -> Decision:
     """Applies `rules` to `targets` (objects with `pk` and `type`, in the order messages
-    would be made); `send_after_for(target)` is when it would go (None: now). See the module
-    docstring for the rules."""
+    would be made); `send_after_for(target)` is when it would go (None: now). One statement
+    per batch (see the module docstring for the rules). Runs in the caller's transaction: a
+    batch that rolls back gives its cap slots back."""
     if not rules.applies or not targets:
         return Decision(kept=list(targets))
+    params = {
+        "ids": uuid_array(str(t.pk) for t in targets),
+        "category": rules.category,
+        "default_enabled": rules.default_enabled,
+    }
+    if rules.cap is not None:
+        maximum, per_seconds = rules.cap
+        sql = _CAPPED_SQL
+        params |= {
+            "application": application.pk,
+            "now": now,
+            "since": now - dt.timedelta(seconds=per_seconds),
+            "max": maximum,
+        }
+    else:
+        sql = _TARGETS_SQL
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = {row[0]: row for row in cursor.fetchall()}
     decision = Decision()
-    recipients = _recipients(targets)
-    wanted = []
+    granted: dict = {}
     for target in targets:
-        recipient = recipients.get(target.pk)
-        if recipient is None:  # deleted meanwhile: claimed as such, as without rules
-            wanted.append((target, None))
+        row = found.get(target.pk)
+        if row is None:  # deleted meanwhile: claimed as such, as without rules
+            decision.kept.append(target)
             continue
-        if opted_out(
-            recipient.preferences,
-            channel=target.type,
-            category=rules.category,
-            default_enabled=rules.default_enabled,
-        ):
+        _pk, recipient, timezone, refused, quiet = row[:5]
+        if refused:
             decision.skipped[OPTED_OUT] += 1
             continue
-        wanted.append((target, recipient))
-    if rules.cap is not None:
-        demands: dict = defaultdict(int)
-        for _target, recipient in wanted:
-            if recipient is not None:
-                demands[recipient.key] += 1
-        granted = cap_grant(application=application, cap=rules.cap, demands=demands, now=now)
-        capped = []
-        for target, recipient in wanted:
-            if recipient is not None:
-                if granted.get(recipient.key, 0) <= 0:
-                    decision.skipped[FREQUENCY_CAP] += 1
-                    continue
-                granted[recipient.key] -= 1
-            capped.append((target, recipient))
-        wanted = capped
-    for target, recipient in wanted:
+        if rules.cap is not None:
+            left = granted.setdefault(recipient, row[5] or 0)
+            if left <= 0:
+                decision.skipped[FREQUENCY_CAP] += 1
+                continue
+            granted[recipient] = left - 1
         decision.kept.append(target)
-        if recipient is None:
-            continue
-        quiet = recipient.preferences.get("quiet_hours")
-        if quiet:
+        if quiet is not None:
             at = send_after_for(target) or now
-            until = quiet_until(quiet, recipient.timezone, max(at, now))
+            until = quiet_until(_json(quiet), timezone, max(at, now))
             if until is not None:
                 decision.held[target.pk] = until
     return decision
+
+
+def _json(value) -> dict:
+    # Django's cursor leaves jsonb as text (JSONField decodes it in from_db_value).
+    if isinstance(value, str):
+        value = json.loads(value)
+    return value or {}
