@@ -11,7 +11,7 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import Q
 from django.http import StreamingHttpResponse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from accounts.admin import actor_of_request
 from core.admin_kit import (
@@ -32,7 +32,15 @@ from core.admin_kit import (
 from core.exceptions import NotFound, ValidationFailed
 
 from .admin_filters import ErrorCodeFilter
-from .models import Message, MessageEvent, MessageStatus, Subscription, SubscriptionEvent, User
+from .models import (
+    FallbackChain,
+    Message,
+    MessageEvent,
+    MessageStatus,
+    Subscription,
+    SubscriptionEvent,
+    User,
+)
 from .selectors.users import users_data_counts
 from .services.erasure import user_erase, user_export
 from .services.messages import messages_cancel, messages_requeue, messages_retry
@@ -360,6 +368,7 @@ class MessageAdmin(LargeTableAdmin, admin.ModelAdmin):
         "channel",
         "status",
         "retry_of",
+        "fallback_of",
         "subscription_link",
         "campaign_link",
         "run_link",
@@ -545,3 +554,78 @@ class MessageEventAdmin(ReadOnlyAdmin, LargeTableAdmin, admin.ModelAdmin):
     ordering = ["-id"]
     fields = ["message", "type", "status", "at", "details"]
     readonly_fields = fields
+
+
+@admin.register(FallbackChain)
+class FallbackChainAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+    """Fallback chains (messaging.services.fallback), newest first: read-only, as beat's tick
+    moves them."""
+
+    list_display = [
+        "id_short",
+        "application",
+        "user_link",
+        "status",
+        "hop",
+        "due_at",
+        "deadline_at",
+        "hop_messages",
+        "created_at",
+        "closed_at",
+    ]
+    list_display_links = ["id_short"]
+    list_filter = ["status", ("created_at", RecentTimeFilter), "application"]
+    list_select_related = ["application"]
+    search_fields = ["=id", "=user__id"]
+    ordering = ["-id"]
+    fields = [
+        "id",
+        "application",
+        "user_link",
+        "status",
+        "reason",
+        "order",
+        "position",
+        "after_seconds",
+        "hop_messages",
+        "hops",
+        "due_at",
+        "deadline_at",
+        "category",
+        "title",
+        "body",
+        "template_version",
+        "created_at",
+        "updated_at",
+        "closed_at",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="id", ordering="id")
+    def id_short(self, obj: FallbackChain) -> str:
+        return short_id(obj.pk)
+
+    @admin.display(description="user")
+    def user_link(self, obj: FallbackChain) -> str:
+        return linked("messaging", "user", obj.user_id)
+
+    @admin.display(description="hop")
+    def hop(self, obj: FallbackChain) -> str:
+        """The order, the current (or last) hop's type in bold."""
+        return format_html_join(
+            " › ",
+            "{}",
+            (
+                (format_html("<b>{}</b>", channel) if i == obj.position else channel,)
+                for i, channel in enumerate(obj.order)
+            ),
+        )
+
+    @admin.display(description="messages")
+    def hop_messages(self, obj: FallbackChain) -> str:
+        """The current (or last) hop's messages."""
+        if not obj.message_ids:
+            return EMPTY
+        return format_html_join(
+            " ", "{}", ((linked("messaging", "message", pk),) for pk in obj.message_ids)
+        )

@@ -209,7 +209,7 @@ class Message(models.Model):
     # The category it was sent in (accounts.Category.key), "" for none: what its e-mail's
     # one-click unsubscribe turns off.
     category = models.CharField(max_length=64, blank=True, default="", db_default="")
-    # The message of the previous channel in a fallback chain (messaging.fallback), whose
+    # The message of the previous channel in a fallback chain (services.fallback), whose
     # failure or silence this one follows. A plain id, as retry_of.
     fallback_of = models.UUIDField(null=True, blank=True, editable=False)
 
@@ -478,3 +478,94 @@ class FrequencyWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{len(self.sent)} capped sends of {self.recipient}"
+
+
+class FallbackChain(models.Model):
+    """One send across channels in turn (POST /messages with `fallback`): the user's
+    subscriptions of one type of `order` at a time, the next type when the current hop's
+    messages failed or none was received within `after_seconds`, until one is received
+    (messaging.services.fallback). Stored state that beat's tick advances, never a task that
+    sleeps: a crash or a broker restart loses nothing of it."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"  # a hop is out: waiting for its receipt, its failure or its deadline
+        RECEIVED = "received"  # a hop's message was received (or converted): the chain ends
+        EXHAUSTED = "exhausted"  # no type left to try, and nothing was received
+        STOPPED = "stopped"  # the next hop could not be made (`reason`)
+
+    # Time-ordered, as messages' keys: new chains append to the key's index.
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    # The retention purge finds closed chains through fallback_closed, which leads with it.
+    application = models.ForeignKey(
+        Application, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    # Erasing the user deletes its chains (services.erasure) before the user's row.
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="fallback_chains")
+    order = models.JSONField(help_text="The subscription types to try, in turn.")
+    position = models.PositiveSmallIntegerField(
+        default=0, help_text="The index in `order` of the current hop's type."
+    )
+    after_seconds = models.PositiveIntegerField()
+    # What every hop sends: literal content (each hop keeps its own channel's part), or a
+    # template version rendered for each hop's subscriptions (their language, or `language`).
+    title = models.TextField(blank=True)
+    body = models.TextField(blank=True)
+    data = models.JSONField(blank=True, default=dict)
+    parts = models.JSONField(blank=True, default=dict)
+    template_version = models.ForeignKey(
+        "templates_app.TemplateVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+    )
+    variables = models.JSONField(blank=True, default=dict)
+    language = models.CharField(max_length=16, blank=True)
+    # The send's category (accounts.Category.key, "" for none): the recipient's rules apply
+    # to every hop.
+    category = models.CharField(max_length=64, blank=True)
+    priority = models.CharField(
+        max_length=10, choices=Message.Priority.choices, default=Message.Priority.NORMAL
+    )
+    ttl = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds.")
+    collapse_id = models.CharField(max_length=64, blank=True)
+    # The current hop's messages (ids as text).
+    message_ids = models.JSONField(blank=True, default=list)
+    # Every type tried, in turn: {"channel", "messages": [ids], "at", "ended": null (the
+    # current hop) | "received" | "failed" | "not_received" | "left_out" (the rules left
+    # every target out) | "content_invalid" | "cancelled" | "stopped"}. A GIN index
+    # (jsonb_path_ops, migration 0021) finds the chain of a message.
+    hops = models.JSONField(blank=True, default=list)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.OPEN)
+    reason = models.CharField(max_length=64, blank=True, help_text="Why it stopped.")
+    deadline_at = models.DateTimeField(
+        null=True, blank=True, help_text="The current hop's: not received by then, the next."
+    )
+    due_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the tick looks at it next (open chains)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The tick's read: open chains whose time has come, soonest first. Closed chains
+            # leave the index.
+            models.Index(fields=["due_at"], condition=Q(status="open"), name="fallback_due"),
+            # The retention purge: an application's chains closed before its cutoff.
+            models.Index(
+                fields=["application", "closed_at"],
+                condition=Q(closed_at__isnull=False),
+                name="fallback_closed",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"fallback {' > '.join(self.order)} ({self.status})"
+
+    @property
+    def channel(self) -> str:
+        """The current hop's type."""
+        return self.order[self.position]

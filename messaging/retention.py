@@ -1,6 +1,7 @@
 """Retention: an application's messages are deleted `retention_days` after they were made
 (Application.retention_days), with their events and inbox items, and so are its
-subscription events.
+subscription events and its fallback chains closed that long ago (an open chain is kept
+until it closes; one whose current messages the purge deleted stops, `messages_deleted`).
 
 The purge walks each application's expired messages oldest first through the
 (application, created_at) index, a bounded batch per short transaction, the applications in
@@ -53,6 +54,7 @@ class Purged:
     events: int = 0
     inbox_items: int = 0
     subscription_events: int = 0
+    fallback_chains: int = 0
     # Pending messages of campaign runs among `messages`, counted cancelled in their runs.
     pending_cancelled: int = 0
 
@@ -138,6 +140,17 @@ DELETE FROM messaging_subscriptionevent WHERE id IN (
 """
 
 
+# Closed chains through fallback_closed (application, closed_at); an open one has no closed_at.
+_DELETE_CHAINS = """
+DELETE FROM messaging_fallbackchain WHERE id IN (
+  SELECT id FROM messaging_fallbackchain
+  WHERE application_id = %(app)s AND closed_at IS NOT NULL AND closed_at < %(cutoff)s
+  ORDER BY closed_at LIMIT %(limit)s
+  FOR UPDATE SKIP LOCKED
+)
+"""
+
+
 # --- Batches ------------------------------------------------------------------------------------
 
 
@@ -206,6 +219,14 @@ def subscription_events_batch_purge(
         return cursor.rowcount
 
 
+def chains_batch_purge(*, application: Application, cutoff: datetime, limit: int) -> int:
+    """Deletes up to `limit` of the application's fallback chains closed before `cutoff`."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        _lock_timeout(cursor)
+        cursor.execute(_DELETE_CHAINS, {"app": application.pk, "cutoff": cutoff, "limit": limit})
+        return cursor.rowcount
+
+
 def expired_count(*, application: Application, now: datetime) -> Purged:
     """What a purge would delete of the application now (the dry run's figures)."""
     cutoff = cutoff_of(application, now)
@@ -224,16 +245,19 @@ def expired_count(*, application: Application, now: datetime) -> Purged:
                    (SELECT count(*) FROM messaging_inboxitem WHERE message_id IN ({expired})),
                    (SELECT count(*) FROM messaging_subscriptionevent e
                     JOIN messaging_subscription s ON s.id = e.subscription_id
-                    WHERE s.application_id = %(app)s AND e.created_at < %(cutoff)s)
+                    WHERE s.application_id = %(app)s AND e.created_at < %(cutoff)s),
+                   (SELECT count(*) FROM messaging_fallbackchain
+                    WHERE application_id = %(app)s AND closed_at < %(cutoff)s)
             """,  # noqa: S608 (our own statement)
             params,
         )
-        messages, events, items, subscription_events = cursor.fetchone()
+        messages, events, items, subscription_events, chains = cursor.fetchone()
     return Purged(
         messages=messages,
         events=events,
         inbox_items=items,
         subscription_events=subscription_events,
+        fallback_chains=chains,
     )
 
 
@@ -249,10 +273,11 @@ def expired_purge(
     pause_seconds: float | None = None,
     dry_run: bool = False,
 ) -> PurgeRun:
-    """Deletes the expired messages (with events and inbox items) and subscription events of
-    every application, or of one, in batches of `batch_size`, the applications in turn,
-    for at most `budget_seconds`, pausing `pause_seconds` after each batch. Writes a log line
-    and an audit row per application it deleted something of. Dry: counts instead."""
+    """Deletes the expired messages (with events and inbox items), subscription events and
+    closed fallback chains of every application, or of one, in batches of `batch_size`, the
+    applications in turn, for at most `budget_seconds`, pausing `pause_seconds` after each
+    batch. Writes a log line and an audit row per application it deleted something of. Dry:
+    counts instead."""
     now = now or timezone.now()
     batch_size = batch_size or settings.RETENTION_PURGE_BATCH_SIZE
     budget = settings.RETENTION_PURGE_BUDGET_SECONDS if budget_seconds is None else budget_seconds
@@ -285,13 +310,14 @@ def _purge(applications, now, batch_size, budget, pause, started) -> PurgeRun:
     # run always makes progress.
     messages_left = list(applications)
     events_left = list(applications)
+    chains_left = list(applications)
     position: dict = {}  # application id -> where its next batch starts
     batches = 0
 
     def spent() -> bool:
         return time.monotonic() - started >= budget
 
-    while messages_left or events_left:
+    while messages_left or events_left or chains_left:
         for app in list(messages_left):
             result = _batch_or_none(
                 lambda app=app: messages_batch_purge(
@@ -335,8 +361,24 @@ def _purge(applications, now, batch_size, budget, pause, started) -> PurgeRun:
                 time.sleep(pause)
         if spent():
             break
+        for app in list(chains_left):
+            count = _batch_or_none(
+                lambda app=app: chains_batch_purge(
+                    application=app, cutoff=cutoff_of(app, now), limit=batch_size
+                ),
+                app,
+            )
+            batches += 1
+            if count is None or count < batch_size:
+                chains_left.remove(app)
+            if count:
+                purged[app.pk].fallback_chains += count
+            if spent():
+                break
+        if spent():
+            break
     seconds = round(time.monotonic() - started, 3)
-    finished = not (messages_left or events_left)
+    finished = not (messages_left or events_left or chains_left)
     for app in applications:
         done = purged[app.pk]
         if not done:

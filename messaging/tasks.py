@@ -15,7 +15,7 @@ from templates_app.kakao import kakao_applications
 
 from . import delivery, dispatch, retention
 from .delivery import rollups
-from .services import erasure
+from .services import erasure, fallback
 from .services.reports import kakao_results_poll
 
 # A batch's transaction stays open while it sends: the adapters give a batch at most
@@ -95,6 +95,13 @@ def poll_kakao_results(application_id: str | None = None) -> dict:
     if application is None:
         return {}
     return dict(kakao_results_poll(application=application))
+
+
+@shared_task(name="messaging.fallback_advance", soft_time_limit=60, time_limit=90)
+def fallback_advance() -> dict:
+    """Beat (FALLBACK_INTERVAL_SECONDS): moves the fallback chains that are due: the next
+    channel for a hop that failed or went unreceived, the end for one received."""
+    return dict(fallback.fallback_advance())
 
 
 @shared_task(name="messaging.erase_leftovers")

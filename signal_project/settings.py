@@ -353,6 +353,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("KAKAO_TEMPLATES_SYNC_SECONDS", default=600.0),
         "options": {"queue": "messages", "expires": 600},
     },
+    # Fallback across channels: the chains whose current hop failed or went unreceived.
+    "fallback-advance": {
+        "task": "messaging.fallback_advance",
+        "schedule": env.float("FALLBACK_INTERVAL_SECONDS", default=5.0),
+        "options": {"queue": "critical", "expires": 30},
+    },
 }
 
 # --- Delivery ------------------------------------------------------------------------------
@@ -371,6 +377,12 @@ MESSAGE_RETRY_MAX_SECONDS = env.float("MESSAGE_RETRY_MAX_SECONDS", default=600.0
 MESSAGE_STALE_AFTER_SECONDS = env.int("MESSAGE_STALE_AFTER_SECONDS", default=300)
 # The sweep's windows overlap by this much, for clocks that differ between hosts.
 MESSAGE_SWEEP_OVERLAP_SECONDS = env.int("MESSAGE_SWEEP_OVERLAP_SECONDS", default=15)
+
+# --- Fallback across channels (messaging.services.fallback) --------------------------------
+# How often beat advances the chains (also the shortest wait before a pending hop is looked at
+# again), and the shortest `after_seconds` a send may ask for.
+FALLBACK_INTERVAL_SECONDS = env.float("FALLBACK_INTERVAL_SECONDS", default=5.0)
+FALLBACK_MIN_AFTER_SECONDS = env.int("FALLBACK_MIN_AFTER_SECONDS", default=10)
 
 # --- Campaigns -----------------------------------------------------------------------------
 CAMPAIGN_BATCH_SIZE = env.int("CAMPAIGN_BATCH_SIZE", default=1000)

@@ -16,7 +16,8 @@ from core.idempotency import IDEMPOTENCY_HEADER, idempotent_call
 from core.openapi import error_response
 
 from ..rules import SKIP_REASONS
-from ..selectors.messages import message_get, message_list
+from ..selectors.messages import message_fallback_next, message_get, message_list
+from ..services.fallback import FallbackOutcome, fallback_create
 from ..services.messages import message_create, message_report_status, message_retry
 from .serializers.messages import (
     MessageAcceptedOutput,
@@ -45,6 +46,18 @@ class MessageCollectionApi(APIView):
                         "SkippedByReason",
                         {reason: serializers.IntegerField() for reason in SKIP_REASONS},
                     ),
+                    "fallback": inline_serializer(
+                        "FallbackStarted",
+                        {
+                            "id": serializers.UUIDField(),
+                            "channel": serializers.CharField(),
+                            "status": serializers.CharField(),
+                        },
+                        allow_null=True,
+                        required=False,
+                        help_text="With `fallback` only: the chain and its first hop's type; "
+                        "null when no type of the order could be sent to.",
+                    ),
                 },
             ),
             404: error_response(
@@ -59,7 +72,8 @@ class MessageCollectionApi(APIView):
         def produce() -> tuple[int, dict]:
             data = MessageCreateInput(data=request.data)
             data.is_valid(raise_exception=True)
-            outcome = message_create(application=application, **data.validated_data)
+            send = fallback_create if "fallback" in data.validated_data else message_create
+            outcome = send(application=application, **data.validated_data)
             body = {
                 # The shape of MessageAcceptedOutput, built directly: this is the hottest
                 # response of the API, and a ModelSerializer rebuilds its fields per call.
@@ -72,6 +86,11 @@ class MessageCollectionApi(APIView):
                     reason: outcome.skipped_by_reason.get(reason, 0) for reason in SKIP_REASONS
                 },
             }
+            if isinstance(outcome, FallbackOutcome):
+                chain = outcome.chain
+                body["fallback"] = chain and {
+                    "id": str(chain.pk), "channel": chain.channel, "status": chain.status,
+                }  # fmt: skip
             return status.HTTP_202_ACCEPTED, body
 
         code, body = idempotent_call(
@@ -103,7 +122,8 @@ class MessageDetailApi(APIView):
         message = message_get(
             application=request.auth.application, message_id=message_id, with_events=True
         )
-        return Response(MessageDetailOutput(message).data)
+        following = message_fallback_next(message=message)
+        return Response(MessageDetailOutput(message, context={"fallback_next": following}).data)
 
 
 class MessageStatusApi(APIView):

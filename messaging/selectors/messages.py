@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from django.db import connection
 from django.db.models import Prefetch, QuerySet
 
 from accounts.models import Application
 from core.exceptions import NotFound
 
-from ..models import Message, MessageEvent
+from ..models import FallbackChain, Message, MessageEvent
 
 
 def message_get(*, application: Application, message_id, with_events: bool = False) -> Message:
@@ -29,3 +30,28 @@ def message_list(*, application: Application, filters: dict) -> QuerySet[Message
         if name in filters:
             qs = qs.filter(**{name: filters[name]})
     return qs
+
+
+def message_fallback_next(*, message: Message):
+    """The id of the first message of the hop that followed `message`'s in its fallback
+    chain (services.fallback), or None: found through the chain's hops (their GIN index) on
+    PostgreSQL, else by the messages' `fallback_of`."""
+    if connection.vendor != "postgresql":
+        return (
+            Message.objects.filter(fallback_of=message.pk)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+            .first()
+        )
+    pk = str(message.pk)
+    hops = (
+        FallbackChain.objects.filter(hops__contains=[{"messages": [pk]}])
+        .values_list("hops", flat=True)
+        .first()
+    )
+    later = False
+    for hop in hops or ():
+        if later and hop["messages"]:
+            return hop["messages"][0]
+        later = later or pk in hop["messages"]
+    return None

@@ -4,7 +4,12 @@ but it is audited, so it starts here).
 An erasure deletes, in one transaction and with set-based statements (a user may have hundreds
 of thousands of messages; Django's collector would load every row), the user, its
 subscriptions, their messages, message events, inbox items, inbox counts and subscription
-events. What is left of it is the audit row, with counts and the user's UUID.
+events, and its fallback chains. What is left of it is the audit row, with counts and the
+user's UUID.
+
+The chains go first: their DELETE waits for the row lock of a chain the fallback tick is
+moving, so a hop that tick makes for the user is committed before the messages are deleted
+(and goes with them), and no later tick finds the chain.
 
 Messages still queued for the user are not sent afterwards: a delivery task that names a
 deleted message claims nothing (delivery.claim reads only existing pending rows). A message
@@ -31,6 +36,7 @@ from core.exceptions import NotFound
 
 from .. import dispatch
 from ..models import (
+    FallbackChain,
     InboxCount,
     InboxItem,
     Message,
@@ -57,6 +63,7 @@ KINDS = (
     "message_events",
     "inbox_items",
     "inbox_counts",
+    "fallback_chains",
 )
 
 
@@ -76,6 +83,7 @@ def user_erase(*, user: User, actor: str, api_key: ApiKey | None = None) -> dict
             .values_list("pk", flat=True)
         )
         counts = Counter(dict.fromkeys(KINDS, 0))
+        counts["fallback_chains"] = _delete(FallbackChain._meta.db_table, "user_id", [user.pk])
         counts.update(_messages_delete(subscription_ids))
         counts["subscription_events"] = _delete(
             SubscriptionEvent._meta.db_table, "subscription_id", subscription_ids

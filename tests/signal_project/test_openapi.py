@@ -157,13 +157,15 @@ def test_bodies_that_refuse_an_empty_object_are_required(operations):
 
 def test_post_messages_says_which_fields_it_needs_together(schema, operations):
     body = resolve(schema, json_schema(operations["messages_create"]["requestBody"]))
-    targets, content = body["allOf"]
+    targets, content, fallback_target, fallback_channels = body["allOf"]
     assert [form["required"] for form in targets["oneOf"]] == [
         ["subscription_id"],
         ["subscription_ids"],
         ["external_user_id"],
     ]
     assert len(content["oneOf"]) == 2
+    assert {"required": ["external_user_id"]} in fallback_target["anyOf"]
+    assert fallback_channels == {"not": {"required": ["fallback", "channels"]}}
 
 
 def test_subscription_tokens_have_a_pattern_per_type(schema, operations):

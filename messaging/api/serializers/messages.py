@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -14,10 +15,11 @@ from core.api import (
     StrictSerializer,
     parts_of,
 )
-from core.channels import PART_NAMES, PART_OF_CHANNEL
+from core.channels import CHANNELS, PART_NAMES, PART_OF_CHANNEL
 from core.openapi import NON_BLANK, RequestRules, WithChannelParts
 
 from ...models import Message, MessageEvent, MessageStatus, SubscriptionType
+from ...services.fallback import MAX_AFTER_SECONDS
 from ...services.messages import (
     MAX_BODY_LENGTH,
     MAX_DATA_BYTES,
@@ -28,6 +30,47 @@ from ...services.messages import (
 )
 
 MAX_TARGETS = 10_000
+
+
+class FallbackInput(StrictSerializer):
+    """`fallback`: the user's subscription types to try in turn, and how long each hop may go
+    unreceived before the next. Its errors name their full path (`fallback.order`)."""
+
+    order = serializers.ListField(
+        child=serializers.ChoiceField(choices=SubscriptionType.choices),
+        min_length=2,
+        max_length=len(CHANNELS),
+        help_text="Subscription types, each once: the first the user has (enabled, and its "
+        "channel ready) is sent to first.",
+    )
+    after_seconds = serializers.IntegerField(
+        max_value=MAX_AFTER_SECONDS,
+        help_text="How long a hop may stay unreceived before the next type gets a message "
+        "(at least FALLBACK_MIN_AFTER_SECONDS, 10 by default).",
+    )
+
+    def validate_order(self, order: list[str]) -> list[str]:
+        if len(set(order)) != len(order):
+            raise serializers.ValidationError("Name each type once.")
+        return order
+
+    def validate_after_seconds(self, value: int) -> int:
+        if value < settings.FALLBACK_MIN_AFTER_SECONDS:
+            raise serializers.ValidationError(
+                f"At least {settings.FALLBACK_MIN_AFTER_SECONDS} seconds."
+            )
+        return value
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError(["Must be a JSON object."])
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            detail = exc.detail if isinstance(exc.detail, dict) else {"": exc.detail}
+            raise serializers.ValidationError(
+                {f"{self.field_name}.{name}".rstrip("."): errors for name, errors in detail.items()}
+            ) from exc
 
 
 class MessageCreateInput(FieldsReusedPerThread, StrictSerializer, ChannelPartsInput):
@@ -59,6 +102,11 @@ class MessageCreateInput(FieldsReusedPerThread, StrictSerializer, ChannelPartsIn
         required=False,
         help_text="The key of one of the application's categories: the recipients' "
         "preferences, quiet hours and the frequency cap apply (unless it is required).",
+    )
+    fallback = FallbackInput(
+        required=False,
+        help_text="Only with external_user_id: try the user's subscription types in turn, "
+        "the next when a hop fails or is not received within after_seconds.",
     )
 
     def validate(self, attrs):
@@ -102,12 +150,25 @@ class MessageCreateInput(FieldsReusedPerThread, StrictSerializer, ChannelPartsIn
                     ]
                 }
             )
+        if "fallback" in attrs:
+            _fallback_check(attrs)
         parts = parts_of(attrs)
         if "template_id" not in attrs:
             attrs["parts"] = {name: part for name, part in parts.items() if part}
         if "subscription_ids" in attrs:
             attrs["subscription_ids"] = list(dict.fromkeys(attrs["subscription_ids"]))
         return attrs
+
+
+def _fallback_check(attrs: dict) -> None:
+    if "external_user_id" not in attrs:
+        raise serializers.ValidationError(
+            {"fallback": ["Only with external_user_id: a chain tries one user's subscriptions."]}
+        )
+    if "channels" in attrs:
+        raise serializers.ValidationError(
+            {"channels": ["Not with fallback: fallback.order names the types to send to."]}
+        )
 
 
 def _present(*names: str) -> list[dict]:
@@ -145,6 +206,9 @@ class MessageCreateRules(RequestRules):
                     },
                 ]
             },
+            # fallback: only with external_user_id, and never with channels.
+            {"anyOf": [{"not": {"required": ["fallback"]}}, {"required": ["external_user_id"]}]},
+            {"not": {"required": ["fallback", "channels"]}},
         ]
     }
 
@@ -228,10 +292,20 @@ class MessageOutputParts(WithChannelParts):
 
 
 class MessageDetailOutput(MessageOutput):
+    """A message with its events and its neighbours in a fallback chain: `fallback_of` (the
+    previous hop's message) and `fallback_next` (the next hop's first message, given in the
+    context by the view)."""
+
     events = MessageEventOutput(many=True, read_only=True)
+    fallback_next = serializers.SerializerMethodField()
 
     class Meta(MessageOutput.Meta):
-        fields = [*MessageOutput.Meta.fields, "events"]
+        fields = [*MessageOutput.Meta.fields, "fallback_of", "fallback_next", "events"]
+
+    @extend_schema_field(serializers.UUIDField(allow_null=True))
+    def get_fallback_next(self, message: Message) -> str | None:
+        found = self.context.get("fallback_next")
+        return str(found) if found is not None else None
 
 
 class MessageListFilters(StrictQuerySerializer):
