@@ -576,6 +576,35 @@ def test_answers_allow_no_script_no_frame_and_no_cache(mail_app):
         assert "no-store" in response["Cache-Control"]
 
 
+def test_the_page_and_the_one_click_work_under_the_production_https_settings(mail_app, settings):
+    settings.SECURE_SSL_REDIRECT = True
+    settings.CSRF_COOKIE_SECURE = True
+    mail = subscription_create(mail_app, type="Email", token=address(), external_user_id="kim")
+    token = preference_token(
+        application_id=mail_app.pk, user_id=mail.user_id, category="offers", channel="Email"
+    )
+    one_click = urlsplit(one_click_url(token)).path
+    client = Client(enforce_csrf_checks=True)
+    path = page_path(user_token(mail))
+
+    # Plain HTTP is sent to HTTPS (PUBLIC_URL is https, as RFC 8058 wants).
+    assert client.get(path).status_code == 301
+    # The browser's form over HTTPS: the CSRF cookie (Secure) and its Origin.
+    form = page_form(client.get(path, secure=True))
+    del form["category:offers"]
+    saved = client.post(path, form, secure=True, headers={"Origin": "https://testserver"})
+    assert saved.status_code == 303, saved.content
+    # A mailbox provider's POST: no cookie, no Origin.
+    clicked = Client(enforce_csrf_checks=True).post(
+        one_click, ONE_CLICK, content_type=FORM, secure=True
+    )
+    assert clicked.status_code == 200
+    assert "Access-Control-Allow-Origin" not in clicked
+    assert stored(mail) == {
+        "categories": {"offers": {"enabled": False, "channels": {"Email": False}}}
+    }
+
+
 # --- Languages ---------------------------------------------------------------------------------
 
 
