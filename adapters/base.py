@@ -41,8 +41,9 @@ class OutboundMessage:
     parts: Mapping[str, Any] = field(default_factory=dict)
     # WebPush only: the subscription's {"p256dh", "auth"} (base64url, as the browser gave them).
     keys: Mapping[str, str] = field(default_factory=dict)
-    # Email only: the signed one-click unsubscribe URL (RFC 8058) of a campaign's e-mail; None
-    # for one-off messages, which carry no List-Unsubscribe.
+    # Email only: the signed one-click unsubscribe URL (RFC 8058) of a bulk e-mail (of a
+    # category recipients may turn off, or of a campaign), sent as List-Unsubscribe with
+    # List-Unsubscribe-Post; None for other messages, which carry neither.
     unsubscribe_url: str | None = None
     # SMS only: where the provider reports the message's delivery (Twilio `StatusCallback`);
     # None when the service has no PUBLIC_URL to be reached at.

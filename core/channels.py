@@ -67,8 +67,8 @@ class ChannelSpec:
     # The subscription carries the browser's keys {"p256dh", "auth"} with its token.
     token_keys: bool = False
     # Which of the service's links (messaging.links) its adapter gets with each message:
-    # "unsubscribe_url" (campaign mail, RFC 8058), "status_callback" (the SMS gateway's
-    # delivery reports).
+    # "unsubscribe_url" (bulk mail's one-click unsubscribe, RFC 8058), "status_callback" (the
+    # SMS gateway's delivery reports).
     links: tuple[str, ...] = ()
     # The rule its content must meet for a message, template or campaign to be accepted: the
     # dotted path of `check(*, application, channel, contents, templated) -> None`, raising

@@ -17,7 +17,7 @@ INSERTED = (
 # of delivery.claim.Outgoing, in this order.
 CLAIMED = (
     "id", "application_id", "subscription_id", "channel", "campaign_run_id", "title", "body",
-    "data", "parts", "priority", "ttl", "collapse_id", "attempts", "enqueued_at",
+    "data", "parts", "priority", "ttl", "collapse_id", "attempts", "enqueued_at", "category",
 )  # fmt: skip
 
 # What the claim reads of the message's subscription, as (column, Outgoing field); they follow
@@ -26,6 +26,8 @@ CLAIMED_FROM_SUBSCRIPTION = (
     ("token", "token"),
     ("enabled", "subscription_enabled"),
     ("keys", "keys"),
+    # Whose preferences an e-mail's one-click unsubscribe changes (messaging.links).
+    ("user_id", "user_id"),
 )
 
 # What recording a batch's results (delivery.record.write_messages) changes, in one UPDATE

@@ -26,6 +26,8 @@ urlpatterns = [
         "webhooks/sms/<uuid:message_id>", webhooks.sms_status_callback, name="sms-status-callback"
     ),
     path("unsubscribe/<str:token>", webhooks.unsubscribe, name="unsubscribe"),
+    # The recipients' preference page and one-click unsubscribe, by a signed token in the URL.
+    path("preferences/", include("messaging.preference_urls")),
     # /healthz, /readyz, /metrics: no API key, no throttling (operations/views.py).
     path("", include("operations.urls")),
 ]

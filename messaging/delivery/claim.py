@@ -32,7 +32,7 @@ def _result_default(name: str):
 # makes one positionally), then what sending sets in memory and record.write_messages writes.
 # `token` and `keys` arrive encrypted, `data` and `parts` as JSON text; claim_batch converts
 # them. A deleted
-# subscription's token is "" and its `subscription_enabled` None.
+# subscription's token is "" and its `subscription_enabled` and `user_id` None.
 Outgoing = make_dataclass(
     "Outgoing",
     [
@@ -77,13 +77,15 @@ def claim_batch(message_ids: Sequence[str], now: datetime) -> list[Outgoing]:
             Q(send_after__isnull=True) | Q(send_after__lte=now)
         )
     )
-    # (token, enabled, keys) by subscription; a deleted one's is ("", None, {}), as on PostgreSQL.
+    # (token, enabled, keys, user_id) by subscription; a deleted one's is ("", None, {}, None),
+    # as on PostgreSQL.
     known = {
-        pk: (s.token, s.enabled, s.keys)
+        pk: (s.token, s.enabled, s.keys, s.user_id)
         for pk, s in Subscription.objects.in_bulk({m.subscription_id for m in found}).items()
     }
     claimed = attrgetter(*CLAIMED)
-    return [Outgoing(*claimed(m), *known.get(m.subscription_id, ("", None, {}))) for m in found]
+    gone = ("", None, {}, None)
+    return [Outgoing(*claimed(m), *known.get(m.subscription_id, gone)) for m in found]
 
 
 def _outgoing_rows(rows: Iterable[tuple]) -> list[Outgoing]:

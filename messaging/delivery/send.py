@@ -34,19 +34,25 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class _Sender:
-    """What sending needs of an application: its id, settings and credentials."""
+    """What sending needs of an application: its id, settings and credentials, and the keys
+    of its categories that recipients may turn off (their e-mails link to the preference
+    page, messaging.links)."""
 
     pk: uuid.UUID
     settings: dict
     # Every channel's credentials as stored (encrypted), by channel; decrypted when used.
     channel_credentials: dict
+    optional_categories: frozenset = frozenset()
 
 
-# One query for a batch's applications, each with all its channels' credentials.
+# One query for a batch's applications, each with all its channels' credentials and its
+# categories that are not required (a few rows by the category's unique index).
 _SENDERS = """
 SELECT a.id, a.settings,
        (SELECT json_object_agg(c.channel, c.values) FROM accounts_channelcredential c
-        WHERE c.application_id = a.id)
+        WHERE c.application_id = a.id),
+       ARRAY(SELECT k.key FROM accounts_category k WHERE k.application_id = a.id
+             AND NOT k.required)
 FROM accounts_application a
 WHERE a.id = ANY(%s::uuid[])
 """
@@ -67,9 +73,14 @@ def _applications(ids: set) -> dict:
     if connection.vendor != "postgresql":
         return {
             a.pk: _Sender(
-                a.pk, a.settings, {c.channel: c.values for c in a.channel_credentials.all()}
+                a.pk,
+                a.settings,
+                {c.channel: c.values for c in a.channel_credentials.all()},
+                frozenset(c.key for c in a.categories.all() if not c.required),
             )
-            for a in Application.objects.filter(pk__in=ids).prefetch_related("channel_credentials")
+            for a in Application.objects.filter(pk__in=ids).prefetch_related(
+                "channel_credentials", "categories"
+            )
         }
     with connection.cursor() as cursor:
         cursor.execute(_SENDERS, [uuid_array(ids)])
@@ -78,8 +89,9 @@ def _applications(ids: set) -> dict:
                 pk,
                 json.loads(extra),
                 (json.loads(stored) if isinstance(stored, str) else stored) or {},
+                frozenset(optional),
             )
-            for pk, extra, stored in cursor.fetchall()
+            for pk, extra, stored, optional in cursor.fetchall()
         }
 
 
@@ -131,7 +143,7 @@ def send_group(application: _Sender, channel: str, messages: list[Outgoing]):
             f"The application has no {channel} credentials.",
             permanent=True,
         )
-    links = links_for(channel)
+    links = links_for(channel, optional_categories=application.optional_categories)
     outbound = [
         OutboundMessage(
             message_id=str(m.id),

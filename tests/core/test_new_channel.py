@@ -89,6 +89,8 @@ def test_it_gets_the_links_its_spec_names(line, monkeypatch, settings):
 
     both = dataclasses.replace(LINE, links=("status_callback", "unsubscribe_url"))
     monkeypatch.setitem(channels.SPECS, "Line", both)
-    message = SimpleNamespace(id=uuid.uuid4(), subscription_id=uuid.uuid4(), campaign_run_id=1)
+    message = SimpleNamespace(
+        id=uuid.uuid4(), subscription_id=uuid.uuid4(), campaign_run_id=1, category=""
+    )
 
     assert set(links_for("Line")(message)) == {"status_callback", "unsubscribe_url"}
