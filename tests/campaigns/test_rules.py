@@ -14,7 +14,7 @@ from django.utils import timezone
 from accounts.models import Category
 from campaigns import selectors, services
 from campaigns.local_time import next_local_time
-from campaigns.models import Campaign, RunStatus
+from campaigns.models import Campaign, CampaignRun, RunStatus
 from campaigns.schedules import schedule_clean
 from messaging import delivery, dispatch, rules
 from messaging.models import Message, Subscription, User
@@ -159,6 +159,32 @@ def test_each_target_waits_for_its_own_local_time_and_the_run_shows_them_waiting
     messages_succeed(list(run_messages(run)))
     run.refresh_from_db()
     assert run.status == RunStatus.COMPLETED
+
+
+@pytest.mark.parametrize(
+    ("started_minutes_ago", "hour_minutes_ago", "waits"),
+    [(10, 5, False), (30, 20, True), (10, 11, True)],
+)
+def test_a_target_reached_just_after_its_hour_goes_at_once_if_the_run_began_before_it(
+    app, started_minutes_ago, hour_minutes_ago, waits
+):
+    # The run began before the hour: a target reached up to 15 minutes after it goes now.
+    # Later than that, or an hour that passed before the run began, is tomorrow's.
+    subscription_create(app.application, timezone="UTC")
+    now = timezone.now()
+    clock = (now - timedelta(minutes=hour_minutes_ago)).strftime("%H:%M")
+    campaign = campaign_create(app.application, delivery={"local_time": clock})
+    run = services.campaign_execute(campaign=campaign, actor="test")
+    CampaignRun.objects.filter(pk=run.pk).update(
+        started_at=now - timedelta(minutes=started_minutes_ago)
+    )
+
+    fanout(run.pk)
+
+    message = Message.objects.get()
+    assert message.send_after.strftime("%H:%M") == clock
+    assert (message.send_after > now) is waits
+    assert (message.enqueued_at is None) is waits
 
 
 def test_a_campaign_without_local_time_reads_no_time_zone_and_waits_for_nothing(app):
