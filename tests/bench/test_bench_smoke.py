@@ -147,7 +147,7 @@ def test_campaign_bench_with_preferences_side_by_side_runs_at_a_tiny_size():
     figures = _run_bench(
         "campaign.py",
         *("--n", "200", "--preferences-ab", "--repeat", "1"),
-        *("--workers", "1", "--db-name", "signal_bench_smoke_campaign", "--redis-db", "12"),
+        *("--workers", "1", "--db-name", "signal_bench_smoke_preferences", "--redis-db", "12"),
         timeout=180,
     )
     assert figures["ok"] is True
