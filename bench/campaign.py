@@ -6,6 +6,14 @@ message is terminal; then the same through a naive design (bench/naive.py), for 
     python bench/campaign.py --n 100000 [--workers 2 --concurrency 2] \
         [--baseline-n 20000 | --no-baseline] [--repeat 3]
         [--channel push|Email|SMS|KakaoTalk|WebPush|InAppMessage]
+        [--preferences | --preferences-ab]
+
+--preferences: the recipients' rules at work on every target without leaving one out: each
+subscription belongs to a user with preferences (a category entry, a channel entry, quiet
+hours that do not cover the run), the application has a frequency cap every target passes,
+and the campaign a non-required category. --preferences-ab: the plain and the preferences
+bench side by side, `--repeat` rounds of A B B A (A plain, B preferences, fresh data each
+run, no baseline), both medians and their ratio.
 
 Prints progress, and as its last line one JSON object: messages_per_second, p50/p95
 created-to-successful, worker peak RSS, CPU shares (fakes, workers, web, postgres, redis),
@@ -15,6 +23,7 @@ the baseline's rate and the speedup, "ok" (every message successful).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import uuid
@@ -38,8 +47,12 @@ POLL_SECONDS = 0.1
 RSS_EVERY = 1.0
 TRUNCATE = (
     "TRUNCATE messaging_messageevent, messaging_message, messaging_subscriptionevent, "
-    "messaging_subscription, campaigns_campaignrun, campaigns_campaign CASCADE"
+    "messaging_subscription, messaging_user, messaging_frequencywindow, "
+    "campaigns_campaignrun, campaigns_campaign CASCADE"
 )
+# --preferences: the campaign's category, and a cap no target reaches.
+CATEGORY = "bench"
+FREQUENCY_CAP = {"max": 1000, "per_seconds": 86_400}
 
 
 def reset_data() -> None:
@@ -48,6 +61,57 @@ def reset_data() -> None:
 
     with connection.cursor() as cursor:
         cursor.execute(TRUNCATE)
+
+
+def preferences_seed(application) -> dict:
+    """Gives every subscription of `application` a user of its own whose preferences each
+    rule reads without leaving the target out: the campaign's category on (on its channel
+    too), its channel on, quiet hours that end before the run starts (UTC) or begin well
+    after it; the application a frequency cap no target reaches, and the category."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from accounts.models import Category
+    from core.channels import SPECS
+    from messaging.models import User
+
+    started = time.perf_counter()
+    now = timezone.now()
+    channels = dict.fromkeys(SPECS, True)
+    preferences = {
+        "channels": channels,
+        "categories": {CATEGORY: {"enabled": True, "channels": channels}},
+        "quiet_hours": {
+            "start": (now + timedelta(hours=6)).strftime("%H:%M"),
+            "end": (now + timedelta(hours=7)).strftime("%H:%M"),
+            "timezone": "UTC",
+        },
+    }
+    Category.objects.create(
+        application=application, key=CATEGORY, name="Bench offers", required=False
+    )
+    application.frequency_cap = FREQUENCY_CAP
+    application.save(update_fields=["frequency_cap"])
+    user_table = User._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {user_table} (id, application_id, external_user_id, tags,"  # noqa: S608
+            " preferences, created_at)"
+            " SELECT gen_random_uuid(), application_id, 'bench-' || id::text, '{}',"
+            " %s::jsonb, now() FROM messaging_subscription WHERE application_id = %s",
+            [json.dumps(preferences), application.pk],
+        )
+        users = cursor.rowcount
+        cursor.execute(
+            f"UPDATE messaging_subscription s SET user_id = u.id FROM {user_table} u"  # noqa: S608
+            " WHERE u.application_id = %s AND s.application_id = %s"
+            " AND u.external_user_id = 'bench-' || s.id::text",
+            [application.pk, application.pk],
+        )
+        cursor.execute(f"VACUUM (ANALYZE) {user_table}")
+    return {"users": users, "preferences_seed_seconds": round(time.perf_counter() - started, 2)}
 
 
 def settle_audience() -> dict:
@@ -142,7 +206,7 @@ def inbox_items(application_id) -> int:
         return cursor.fetchone()[0]
 
 
-def create_campaign(stack, key: str, channel: str = "push") -> str:
+def create_campaign(stack, key: str, channel: str = "push", category: str = "") -> str:
     from bench.seed import KAKAO_TEMPLATE_CODE
 
     campaign = {
@@ -152,6 +216,8 @@ def create_campaign(stack, key: str, channel: str = "push") -> str:
         "data": {"screen": "sale"},
         "targeting_criteria": {"tags": {"plan": "gold"}},
     }
+    if category:
+        campaign["category"] = category
     if channel == "InAppMessage":  # written to the inboxes, no provider, no credentials
         campaign["in_app"] = {"action_url": "https://example.com/sale"}
     if channel == "KakaoTalk":
@@ -166,11 +232,19 @@ def create_campaign(stack, key: str, channel: str = "push") -> str:
 
 
 def run_ours(
-    stack, n: int, number: int, timeout: float, channel: str = "push", *, reset: bool = True
+    stack,
+    n: int,
+    number: int,
+    timeout: float,
+    channel: str = "push",
+    *,
+    reset: bool = True,
+    preferences: bool = False,
 ) -> dict:
     """One campaign over n fresh subscriptions of `channel`; its figures. Runs after the
     first empty the tables first, unless `reset` is false (the other rows stay; the run's
-    own application and audience are new either way)."""
+    own application and audience are new either way). `preferences`: the recipients' rules
+    apply to every target (preferences_seed) and the campaign has their category."""
     from bench.seed import create_application, seed_subscriptions
     from campaigns.models import CampaignRun, RunStatus
 
@@ -182,8 +256,9 @@ def run_ours(
         browsers = [(b["endpoint"], b["keys"]) for b in stack.fakes.webpush_subscribe_many(n)]
     seeded = seed_subscriptions(application, n, channel=channel, browsers=browsers)
     print(f"run {number}: seeded {n} in {seeded['seconds']} s", flush=True)
+    seeded_preferences = preferences_seed(application) if preferences else {}
     settled = settle_audience()
-    campaign_id = create_campaign(stack, key, channel)
+    campaign_id = create_campaign(stack, key, channel, CATEGORY if preferences else "")
     stack.fakes.reset()
     stack.sample_rss()
     counters_before = pg_counters()
@@ -225,10 +300,14 @@ def run_ours(
         and figures.get("messages") == n
         and figures.get("successful") == n
         and figures.get("inbox_items", n) == n
+        and run.skips()["skipped"] == 0
+        and run.scheduled == 0
     )
     result = {
         "run": number,
         "n": n,
+        "preferences": preferences,
+        **seeded_preferences,
         "ok": ok,
         "finished": finished,
         "run_status": run.status if run else None,
@@ -249,7 +328,8 @@ def run_ours(
             (counters_after[2] - counters_before[2]) / (n / 1000), 1
         )
     print(
-        f"run {number}: {n} messages in {elapsed:.2f} s = {result['messages_per_second']} msg/s; "
+        f"run {number}{' (preferences)' if preferences else ''}: {n} messages in "
+        f"{elapsed:.2f} s = {result['messages_per_second']} msg/s; "
         f"created->successful p50 {figures.get('p50_created_to_successful_ms')} ms, "
         f"p95 {figures.get('p95_created_to_successful_ms')} ms; ok={ok}",
         flush=True,
@@ -338,6 +418,7 @@ def summary(runs: list[dict], baseline: dict | None, stack, args) -> dict:
     figures = {
         "benchmark": "campaign",
         "channel": args.channel,
+        "preferences": args.preferences,
         "ok": all(r["ok"] for r in runs) and (baseline is None or baseline["ok"]),
         "n": args.n,
         "repeat": len(runs),
@@ -368,6 +449,48 @@ def summary(runs: list[dict], baseline: dict | None, stack, args) -> dict:
     return figures
 
 
+def side_by_side(stack, args, timeout: float) -> dict:
+    """--preferences-ab: `--repeat` rounds of A B B A (A plain, B with preferences), fresh
+    data each run; each side's median and B's rate over A's."""
+    sides: dict[str, list[dict]] = {"plain": [], "preferences": []}
+    number = 0
+    for _round in range(max(args.repeat, 1)):
+        for side in ("plain", "preferences", "preferences", "plain"):
+            number += 1
+            sides[side].append(
+                run_ours(
+                    stack, args.n, number, timeout, args.channel,
+                    preferences=side == "preferences",
+                )
+            )  # fmt: skip
+    rates = {side: median_of(runs, "messages_per_second") for side, runs in sides.items()}
+    figures = summary(sides["plain"] + sides["preferences"], None, stack, args)
+    figures |= {
+        "benchmark": "campaign-preferences-ab",
+        "messages_per_second": None,
+        "plain": _side(sides["plain"]),
+        "preferences": _side(sides["preferences"]),
+        "preferences_over_plain": (
+            round(rates["preferences"] / rates["plain"], 3)
+            if rates["plain"] and rates["preferences"]
+            else None
+        ),
+    }
+    return figures
+
+
+def _side(runs: list[dict]) -> dict:
+    mps = median_of(runs, "messages_per_second")
+    return {
+        "ok": all(r["ok"] for r in runs),
+        "messages_per_second": round(mps) if mps else None,
+        "each": [r["messages_per_second"] for r in runs],
+        "p50_created_to_successful_ms": median_of(runs, "p50_created_to_successful_ms"),
+        "p95_created_to_successful_ms": median_of(runs, "p95_created_to_successful_ms"),
+        "wal_mb_per_1000_messages": median_of(runs, "wal_mb_per_1000_messages"),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000, help="subscriptions (100000)")
@@ -381,6 +504,19 @@ def main() -> int:
         default="push",
         help="the audience's channel: push (half iOS, half Android; the default) or one other",
     )
+    rules = parser.add_mutually_exclusive_group()
+    rules.add_argument(
+        "--preferences",
+        action="store_true",
+        help="every target's user has preferences, the application a frequency cap and the "
+        "campaign a category: the recipients' rules run on every target, leaving none out",
+    )
+    rules.add_argument(
+        "--preferences-ab",
+        action="store_true",
+        help="the plain bench and --preferences side by side: --repeat rounds of A B B A, "
+        "both medians (no baseline)",
+    )
     add_stack_arguments(parser)
     args = parser.parse_args()
     baseline_n = 0 if args.no_baseline else args.baseline_n or min(args.n, 20_000)
@@ -390,9 +526,23 @@ def main() -> int:
     setup_django(config)  # before any Django import; the database is (re)made by the stack
     from bench.stack import running_stack_of
 
+    if args.preferences_ab:
+        with running_stack_of(config, args) as stack:
+            figures = side_by_side(stack, args, timeout)
+        plain, preferences = figures["plain"], figures["preferences"]
+        print(
+            f"campaign N={args.n}, {len(plain['each'])} runs a side (A B B A): plain "
+            f"{plain['messages_per_second']} msg/s {plain['each']}, preferences "
+            f"{preferences['messages_per_second']} msg/s {preferences['each']}; preferences/"
+            f"plain {figures['preferences_over_plain']}; ok={figures['ok']}",
+            flush=True,
+        )
+        emit(figures)
+        return 0 if figures["ok"] else 1
+
     with running_stack_of(config, args) as stack:
         runs = [
-            run_ours(stack, args.n, i + 1, timeout, args.channel)
+            run_ours(stack, args.n, i + 1, timeout, args.channel, preferences=args.preferences)
             for i in range(max(args.repeat, 1))
         ]
         baseline = None

@@ -31,6 +31,7 @@ from messaging import admin as messaging_admin
 
 from . import selectors, services
 from .forms import CRON_FORM_FIELDS, TARGETING_FIELDS, CampaignForm, lines_format
+from .local_time import LOCAL_TIME
 from .models import ACTIVE_STATUSES, Campaign, CampaignRun, CampaignStatus
 from .schedules import next_runs
 
@@ -77,10 +78,14 @@ def percent(rate: float | None) -> str:
     return EMPTY if rate is None else f"{rate:.1%}"
 
 
-def funnel_table(stats: dict[str, int], reasons: dict | None, *, html_id: str) -> str:
+def funnel_table(
+    stats: dict[str, Any], reasons: dict | None, *, html_id: str, waiting: int | None = None
+) -> str:
     """The funnel of a run or campaign as an HTML table: delivered (successful + received +
     converted), failed (with its error codes when given), received (received + converted),
-    converted, each with its rate, then pending and cancelled."""
+    converted, each with its rate, then pending (and, given `waiting`, how many of them wait
+    for their time now), cancelled, and the audience members the recipients' rules left
+    out (when `stats` has `skipped`)."""
     f = selectors.funnel(stats)
     failed_detail = ""
     if reasons and reasons["reasons"]:
@@ -107,8 +112,23 @@ def funnel_table(stats: dict[str, int], reasons: dict | None, *, html_id: str) -
         ("received", f["received"], percent(f["received_rate"]), "of delivered"),
         ("converted", f["converted"], percent(f["converted_rate"]), "of delivered"),
         ("pending", f["pending"], "", "Not sent yet"),
-        ("cancelled", f["cancelled"], "", ""),
     ]
+    if waiting is not None:
+        more = "+" if waiting >= selectors.WAITING_COUNT_MAX else ""
+        rows.append(
+            ("waiting", f"{waiting}{more}", "", "Of pending: waiting for their time now "
+             "(local-time delivery, quiet hours)")
+        )  # fmt: skip
+    rows.append(("cancelled", f["cancelled"], "", ""))
+    if "skipped" in stats:
+        reasons_text = ", ".join(
+            f"{reason.replace('_', ' ')}: {count}"
+            for reason, count in stats["skipped_by_reason"].items()
+        )
+        rows.append(
+            ("skipped", stats["skipped"], reasons_text, "Left out by the recipients' rules: "
+             "no message")
+        )  # fmt: skip
     return format_html(
         '<table class="signal-funnel" id="{}"><tr><th>Stage</th><th class="num">Messages</th>'
         "<th>Rate / detail</th></tr>{}</table>",
@@ -161,6 +181,7 @@ class CampaignAdmin(admin.ModelAdmin):
         "schedule_display",
         "next_runs_display",
         "runs_link",
+        "local_time_display",
     ]
     actions = ["execute_selected", "cancel_selected", "pause_selected", "resume_selected"]
     change_form_template = "admin/campaigns/campaign/change_form.html"
@@ -224,7 +245,18 @@ class CampaignAdmin(admin.ModelAdmin):
                     "only when executed.",
                 },
             ),
-            ("Delivery", {"fields": ["throttle_per_minute", "priority", "ttl"]}),
+            (
+                "Delivery",
+                {
+                    "fields": [
+                        "category",
+                        "local_time" if editable else "local_time_display",
+                        "throttle_per_minute",
+                        "priority",
+                        "ttl",
+                    ]
+                },
+            ),
             *([("Record", {"fields": ["created_at", "updated_at"]})] if obj else []),
         ]
 
@@ -267,6 +299,11 @@ class CampaignAdmin(admin.ModelAdmin):
     def variables_display(self, obj: Campaign) -> str:
         text = lines_format(obj.variables)
         return format_html('<pre class="signal-json">{}</pre>', text) if text else EMPTY
+
+    @admin.display(description="local time")
+    def local_time_display(self, obj: Campaign) -> str:
+        clock = (obj.delivery or {}).get(LOCAL_TIME)
+        return f"{clock} on each recipient's clock" if clock else "At once"
 
     @admin.display(description="stored criteria (JSON)")
     def criteria_json(self, obj: Campaign) -> str:
@@ -382,7 +419,7 @@ class CampaignAdmin(admin.ModelAdmin):
             {
                 "run": run,
                 "progress": run_progress(run),
-                "stats": run.stats(),
+                "stats": run.stats() | run.skips(),
                 "funnel": selectors.funnel(run.stats()),
                 "url": reverse("admin:campaigns_campaignrun_change", args=[run.pk]),
                 "messages_url": campaign_messages_url(campaign.pk, run.pk),
@@ -401,7 +438,12 @@ class CampaignAdmin(admin.ModelAdmin):
             "funnel": selectors.funnel(totals),
             "funnel_table": funnel_table(totals, reasons, html_id="campaign-funnel"),
             "latest_funnel_table": (
-                funnel_table(history[0]["stats"], None, html_id="campaign-latest-funnel")
+                funnel_table(
+                    history[0]["stats"],
+                    None,
+                    html_id="campaign-latest-funnel",
+                    waiting=selectors.run_waiting(runs[0]),
+                )
                 if history
                 else ""
             ),
@@ -665,7 +707,12 @@ class CampaignRunAdmin(ReadOnlyAdmin, admin.ModelAdmin):  # runs start by execut
             if obj.failed
             else None
         )
-        return funnel_table(obj.stats(), reasons, html_id="run-funnel")
+        return funnel_table(
+            obj.stats() | obj.skips(),
+            reasons,
+            html_id="run-funnel",
+            waiting=selectors.run_waiting(obj),
+        )
 
     @admin.display(description="progress")
     def progress(self, obj: CampaignRun) -> str:

@@ -27,6 +27,7 @@ from templates_app.models import MessageTemplate
 from templates_app.rendering import compiled
 
 from . import services
+from .local_time import LOCAL_TIME
 from .models import Campaign
 from .schedules import CRON_FIELDS, ScheduleInvalid, schedule_clean
 from .targeting import CriteriaInvalid, criteria_clean
@@ -49,6 +50,7 @@ PRESETS = {
 API_NAMES = {
     "template_id": "template",
     "schedule": "schedule_preset",
+    "delivery": "local_time",
     **dict.fromkeys(PART_NAMES, "parts"),
 }
 
@@ -238,6 +240,21 @@ class CampaignForm(StorableTextForm):
     throttle_per_minute = forms.IntegerField(required=False, min_value=1, max_value=10_000_000)
     priority = forms.ChoiceField(choices=Message.Priority.choices, initial="normal")
     ttl = forms.IntegerField(required=False, min_value=0, max_value=MAX_TTL, help_text="Seconds.")
+    category = forms.CharField(
+        required=False,
+        max_length=64,
+        help_text="The key of one of the application's categories (its recipients' preferences "
+        "and the frequency cap apply); empty: the template's, else none.",
+    )
+    # Together with nothing else, `delivery`.
+    local_time = forms.CharField(
+        required=False,
+        max_length=5,
+        label="Local time",
+        widget=forms.TextInput({"placeholder": "09:00", "size": 6}),
+        help_text="HH:MM: each subscription gets its message at the next such time on its own "
+        "clock (its time zone, else the recurring schedule's, else UTC). Empty: at once.",
+    )
 
     class Meta:
         model = Campaign
@@ -253,6 +270,7 @@ class CampaignForm(StorableTextForm):
             "throttle_per_minute",
             "priority",
             "ttl",
+            "category",
         ]
 
     def __init__(self, *args, **kwargs):
@@ -280,6 +298,7 @@ class CampaignForm(StorableTextForm):
             "last_active_after": (
                 timezone.localtime(datetime.fromisoformat(moment)) if moment else None
             ),
+            "local_time": (campaign.delivery or {}).get(LOCAL_TIME, ""),
         }
         if campaign.schedule:
             crontab = campaign.schedule["crontab"]
@@ -379,6 +398,8 @@ class CampaignForm(StorableTextForm):
         cleaned = super().clean()
         cleaned["targeting_criteria"] = self._criteria(cleaned)
         cleaned["schedule"] = self._schedule(cleaned)
+        clock = (cleaned.get("local_time") or "").strip()
+        cleaned["delivery"] = {LOCAL_TIME: clock} if clock else {}
         if self.errors:
             return cleaned  # the services judge values the form could read
         adding = self.instance._state.adding

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db.models import Count, QuerySet, Subquery, Sum
+from django.utils import timezone
 
 from accounts.models import Application
 from core.exceptions import NotFound
 from messaging.models import Message, MessageStatus
 
-from .models import STAT_FIELDS, Campaign, CampaignRun
+from .models import SKIP_FIELDS, STAT_FIELDS, Campaign, CampaignRun
 
 
 def campaign_get(*, application: Application, campaign_id) -> Campaign:
@@ -32,12 +34,16 @@ def campaign_list(*, application: Application, filters: dict) -> QuerySet[Campai
     return qs
 
 
-def campaign_stats(*, campaign: Campaign) -> dict[str, int]:
-    """The campaign's counters, summed over its runs (a handful of rows, never messages)."""
+def campaign_stats(*, campaign: Campaign) -> dict[str, Any]:
+    """The campaign's counters, summed over its runs (a handful of rows, never messages),
+    with the audience members the recipients' rules left out: `skipped` and
+    `skipped_by_reason` (CampaignRun.skips)."""
+    names = (*STAT_FIELDS, *SKIP_FIELDS.values())
     totals = CampaignRun.objects.filter(campaign=campaign).aggregate(
-        **{name: Sum(name) for name in STAT_FIELDS}
+        **{name: Sum(name) for name in names}
     )
-    return {name: totals[name] or 0 for name in STAT_FIELDS}
+    summed = CampaignRun(**{name: totals[name] or 0 for name in names})
+    return summed.stats() | summed.skips()
 
 
 def campaign_latest_run(*, campaign: Campaign) -> CampaignRun | None:
@@ -56,6 +62,27 @@ def run_progress(run: CampaignRun) -> float:
         return 0.0
     done = run.targeted - run.pending
     return round(min(1.0, done / run.audience_estimate), 4)
+
+
+# How far run_waiting counts; beyond it, the count says "at least this many".
+WAITING_COUNT_MAX = 10_000
+
+
+def run_waiting(run: CampaignRun, *, now: datetime | None = None) -> int:
+    """How many of the run's pending messages wait for a later time now (local-time
+    delivery, quiet hours): counted live, up to WAITING_COUNT_MAX. No query for a run that
+    made none wait (`scheduled`) or has nothing pending; otherwise the run's messages are
+    read through the (campaign_id, created_at) index, at most WAITING_COUNT_MAX of them
+    counted."""
+    if not run.scheduled or run.pending <= 0:
+        return 0
+    waiting = Message.objects.filter(
+        campaign_id=run.campaign_id,
+        campaign_run_id=run.pk,
+        status=MessageStatus.PENDING,
+        send_after__gt=now or timezone.now(),
+    )
+    return waiting.values("pk")[:WAITING_COUNT_MAX].count()
 
 
 # --- The delivery funnel -------------------------------------------------------------------------

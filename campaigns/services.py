@@ -43,7 +43,7 @@ from templates_app.kakao import kakao_preview
 from templates_app.rendering import compiled, render
 from templates_app.selectors import template_get
 
-from . import schedules, targeting
+from . import local_time, schedules, targeting
 from .models import SKIP_FIELDS, Campaign, CampaignRun, CampaignStatus, RunStatus
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,8 @@ EDITABLE_FIELDS = (
     "throttle_per_minute",
     "priority",
     "ttl",
+    "category",
+    "delivery",
 )
 
 
@@ -191,6 +193,11 @@ def _fields_problems(fields: Mapping[str, Any], stored_at: datetime | None) -> d
                 errors |= exc.errors
     if problem := _scheduled_at_problem(fields.get("scheduled_at"), stored_at):
         errors["scheduled_at"] = [problem]
+    if "delivery" in fields:
+        try:
+            local_time.delivery_clean(fields["delivery"])
+        except InputInvalid as exc:
+            errors |= exc.errors
     return errors
 
 
@@ -202,6 +209,11 @@ def _rules_check(
     scheduled_at or schedule, not both; some content left; a template of the campaign's
     application. Raises ValidationFailed naming every field that breaks one."""
     errors = _fields_problems(fields, stored_at)
+    if fields.get("category"):
+        try:  # a key of the application's categories
+            rules.rules_for(application=campaign.application, category=fields["category"])
+        except InputInvalid as exc:
+            errors |= exc.errors
     template = fields.get("template")
     if template is not None:
         errors |= dict.fromkeys(_literal_given(fields), [BOTH_CONTENTS])
@@ -216,8 +228,17 @@ def _rules_check(
         raise ValidationFailed(details=errors)
 
 
+def _stored(name: str, value: Any) -> Any:
+    """A field's value as the model stores it: null category and delivery are none."""
+    if name == "category":
+        return value or ""
+    if name == "delivery":
+        return value or {}
+    return value
+
+
 def _new(application: Application, fields: Mapping[str, Any]) -> Campaign:
-    fields = dict(fields)
+    fields = {name: _stored(name, value) for name, value in fields.items()}
     if "parts" in fields:
         fields["parts"] = _without_empty(fields["parts"] or {})
     return Campaign(application=application, **fields)
@@ -230,7 +251,7 @@ def _changed(campaign: Campaign, fields: Mapping[str, Any]) -> Campaign:
     for name, value in fields.items():
         if name == "parts":
             value = _without_empty({**campaign.parts, **(value or {})})
-        setattr(campaign, name, value)
+        setattr(campaign, name, _stored(name, value))
     # Content is a template or literal content, never both: the newer choice replaces the
     # other.
     if fields.get("template") is not None:
@@ -503,6 +524,41 @@ class _Member(NamedTuple):
     language: str
 
 
+class _LocalMember(NamedTuple):
+    """_Member with its time zone, for a campaign with local-time delivery (only those read
+    the column)."""
+
+    pk: Any
+    type: str
+    language: str
+    timezone: str
+
+
+# A target the fan-out reaches this long after its hour (the run started before it) is sent
+# at once rather than a day later.
+LOCAL_TIME_GRACE = timedelta(minutes=15)
+
+
+def _local_send_after(campaign: Campaign, run: CampaignRun):
+    """send_after_for of message_send for a campaign with local-time delivery (None
+    without): the next delivery["local_time"] on each target's wall clock, computed once per
+    time zone of the batch."""
+    clock = local_time.local_time_of(campaign.delivery)
+    if clock is None:
+        return None
+    fallback = (campaign.schedule or {}).get("timezone") or ""
+    after = max(run.started_at, timezone.now() - LOCAL_TIME_GRACE)
+    instants: dict[str, datetime] = {}
+
+    def send_after_for(member: _LocalMember) -> datetime:
+        name = member.timezone or fallback
+        if name not in instants:
+            instants[name] = local_time.next_local_time(clock, local_time.zone_of(name), after)
+        return instants[name]
+
+    return send_after_for
+
+
 class _StepSuperseded(Exception):
     """The run was cancelled, or another step advanced it, while this step worked."""
 
@@ -547,8 +603,10 @@ def run_fanout_step(*, run_id, step: int | None = None) -> bool:
     if run.cursor is not None:
         audience = audience.filter(pk__gt=run.cursor)
     size, pause = _batch_plan(campaign)
-    rows = audience.order_by("pk").values_list(*_Member._fields)[:size]
-    batch = [_Member._make(row) for row in rows]
+    send_after_for = _local_send_after(campaign, run)
+    member = _Member if send_after_for is None else _LocalMember
+    rows = audience.order_by("pk").values_list(*member._fields)[:size]
+    batch = [member._make(row) for row in rows]
     changes["fanout_done"] = len(batch) < size
     created = 0
     try:
@@ -566,6 +624,7 @@ def run_fanout_step(*, run_id, step: int | None = None) -> bool:
                     send_rules=rules.rules_for(
                         application=campaign.application, category=_category(campaign, run)
                     ),
+                    send_after_for=send_after_for,
                 )
                 created = outcome.created
                 changes |= {

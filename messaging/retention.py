@@ -18,6 +18,11 @@ has been sent. A pending message of a campaign run that is deleted counts as can
 the run's figures (message_statuses_changed), so the run's `pending` reaches zero and the run
 completes; the run's other counters are its history and do not move. Inbox counts move with
 the inbox items deleted.
+
+The frequency cap's rows (FrequencyWindow, one per recipient ever capped) go once they count
+nothing: every stamp older than the application's cap window, or all of an application's
+rows when it has no cap. They are walked in recipient order after the messages, a bounded
+batch per transaction, within the same budget.
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ class Purged:
     fallback_chains: int = 0
     # Pending messages of campaign runs among `messages`, counted cancelled in their runs.
     pending_cancelled: int = 0
+    # The frequency cap's rows of recipients that no longer count anything.
+    frequency_windows: int = 0
 
     def add(self, other: Purged) -> None:
         for name, value in asdict(other).items():
@@ -138,6 +145,42 @@ DELETE FROM messaging_subscriptionevent WHERE id IN (
   FOR UPDATE OF e SKIP LOCKED
 )
 """
+
+# The frequency cap's windows (messaging.rules, one row per recipient) are walked in
+# recipient order, the primary key, a bounded batch at a time; of a batch, those that count
+# nothing any more go: every stamp older than their application's cap window, or any window
+# of an application without a cap (or gone). Rows a batch that sends is counting (locked) are
+# skipped.
+_WINDOWS_PAGE = """
+SELECT recipient FROM messaging_frequencywindow
+WHERE recipient > %(after)s {only_app}
+ORDER BY recipient
+LIMIT %(limit)s
+"""
+
+_DELETE_WINDOWS = """
+DELETE FROM messaging_frequencywindow WHERE recipient IN (
+  SELECT w.recipient FROM messaging_frequencywindow w
+  LEFT JOIN accounts_application a ON a.id = w.application_id
+  WHERE w.recipient = ANY(%(recipients)s::uuid[])
+    AND (a.frequency_cap IS NULL OR jsonb_typeof(a.frequency_cap) <> 'object'
+         OR coalesce((SELECT max(t) FROM unnest(w.sent) t), '-infinity')
+            <= %(now)s - make_interval(secs => (a.frequency_cap->>'per_seconds')::float8))
+  FOR UPDATE OF w SKIP LOCKED
+)
+RETURNING application_id
+"""
+
+_COUNT_WINDOWS = """
+SELECT count(*) FROM messaging_frequencywindow w
+JOIN accounts_application a ON a.id = w.application_id
+WHERE w.application_id = %(app)s
+  AND (a.frequency_cap IS NULL OR jsonb_typeof(a.frequency_cap) <> 'object'
+       OR coalesce((SELECT max(t) FROM unnest(w.sent) t), '-infinity')
+          <= %(now)s - make_interval(secs => (a.frequency_cap->>'per_seconds')::float8))
+"""
+
+_ZERO_UUID = "00000000-0000-0000-0000-000000000000"
 
 
 # Closed chains through fallback_closed (application, closed_at); an open one has no closed_at.
@@ -227,6 +270,29 @@ def chains_batch_purge(*, application: Application, cutoff: datetime, limit: int
         return cursor.rowcount
 
 
+def frequency_windows_batch_purge(
+    *, now: datetime, limit: int, after=None, application_id=None
+) -> tuple[Counter, object | None]:
+    """Of the next `limit` frequency-cap windows after recipient `after` (of one application,
+    or all), deletes those that count nothing any more (see _DELETE_WINDOWS). Returns the
+    deleted ones by application id, and the last recipient looked at (None: no more)."""
+    only_app = "AND application_id = %(app)s" if application_id is not None else ""
+    with transaction.atomic(), connection.cursor() as cursor:
+        _lock_timeout(cursor)
+        cursor.execute(
+            _WINDOWS_PAGE.format(only_app=only_app),
+            {"after": after or _ZERO_UUID, "limit": limit, "app": application_id},
+        )
+        recipients = [row[0] for row in cursor.fetchall()]
+        if not recipients:
+            return Counter(), None
+        cursor.execute(
+            _DELETE_WINDOWS, {"recipients": uuid_array(str(r) for r in recipients), "now": now}
+        )
+        deleted = Counter(row[0] for row in cursor.fetchall())
+    return deleted, recipients[-1] if len(recipients) == limit else None
+
+
 def expired_count(*, application: Application, now: datetime) -> Purged:
     """What a purge would delete of the application now (the dry run's figures)."""
     cutoff = cutoff_of(application, now)
@@ -252,12 +318,15 @@ def expired_count(*, application: Application, now: datetime) -> Purged:
             params,
         )
         messages, events, items, subscription_events, chains = cursor.fetchone()
+        cursor.execute(_COUNT_WINDOWS, params)
+        [windows] = cursor.fetchone()
     return Purged(
         messages=messages,
         events=events,
         inbox_items=items,
         subscription_events=subscription_events,
         fallback_chains=chains,
+        frequency_windows=windows,
     )
 
 
@@ -298,12 +367,12 @@ def expired_purge(
         logger.info("Retention purge skipped: another purge is running")
         return PurgeRun(purged={}, finished=False, seconds=0.0, batches=0, skipped=True)
     try:
-        return _purge(list(applications), now, batch_size, budget, pause, started)
+        return _purge(list(applications), now, batch_size, budget, pause, started, application_id)
     finally:
         _unlock()
 
 
-def _purge(applications, now, batch_size, budget, pause, started) -> PurgeRun:
+def _purge(applications, now, batch_size, budget, pause, started, application_id) -> PurgeRun:
     purged = {app.pk: Purged() for app in applications}
     # An application leaves the round when a batch finds less than a full batch (or a lock
     # timed out: a later run tries again). The budget is looked at after each batch, so a
@@ -377,8 +446,27 @@ def _purge(applications, now, batch_size, budget, pause, started) -> PurgeRun:
                 break
         if spent():
             break
+    windows_left = True
+    windows_after = None
+    while windows_left and not spent():
+        result = _batch_or_none(
+            lambda after=windows_after: frequency_windows_batch_purge(
+                now=now, limit=batch_size, after=after, application_id=application_id
+            ),
+            None,
+        )
+        batches += 1
+        if result is None:
+            break
+        deleted, windows_after = result
+        for app_id, count in deleted.items():
+            if app_id in purged:
+                purged[app_id].frequency_windows += count
+        windows_left = windows_after is not None
+        if pause and deleted and windows_left:
+            time.sleep(pause)
     seconds = round(time.monotonic() - started, 3)
-    finished = not (messages_left or events_left or chains_left)
+    finished = not (messages_left or events_left or chains_left or windows_left)
     for app in applications:
         done = purged[app.pk]
         if not done:
@@ -415,8 +503,8 @@ def _batch_or_none(batch, application):
         if getattr(exc.__cause__, "sqlstate", None) != "55P03":  # lock_not_available
             raise
         logger.warning(
-            "Retention purge of application %s waited too long for a lock; a later run continues",
-            application.pk,
+            "Retention purge of %s waited too long for a lock; a later run continues",
+            f"application {application.pk}" if application else "the frequency windows",
         )
         return None
 

@@ -24,7 +24,7 @@ from core.api import (
 from core.channels import PART_NAMES
 from core.countries import country_code_pattern
 from core.openapi import NON_BLANK, RequestRules, WithChannelParts
-from core.validation import MAX_JSON_BYTES
+from core.validation import MAX_JSON_BYTES, InputInvalid
 from messaging.models import Message, SubscriptionType
 from messaging.services.messages import (
     MAX_BODY_LENGTH,
@@ -34,9 +34,10 @@ from messaging.services.messages import (
     MAX_VARIABLES_BYTES,
 )
 
+from ..local_time import delivery_clean
 from ..models import Campaign, CampaignRun, CampaignStatus
 from ..schedules import ScheduleInvalid, schedule_clean
-from ..selectors import run_progress
+from ..selectors import WAITING_COUNT_MAX, run_progress, run_waiting
 from ..targeting import CriteriaInvalid, criteria_clean
 
 _NON_EMPTY_STRINGS = {"type": "array", "minItems": 1, "items": {"type": "string"}}
@@ -92,6 +93,23 @@ class ScheduleField(JSONValueField):
     """A recurring schedule, or null for none."""
 
 
+_DELIVERY = {
+    "type": "object",
+    "description": "Local-time delivery: each target gets its message at the next local_time "
+    "on its own wall clock (its subscription's timezone, else the schedule's, else UTC). {} "
+    "or null: at once.",
+    "additionalProperties": False,
+    "properties": {
+        "local_time": {"type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]$"},
+    },
+}
+
+
+@extend_schema_field(_DELIVERY)
+class DeliveryField(JSONValueField):
+    """Checked by campaigns.local_time.delivery_clean."""
+
+
 class CampaignInput(StrictSerializer, ChannelPartsInput):
     """POST takes every field (name required); PUT any of them. Content is a template with
     its variables, or title/body/data and the channel parts (`email`, `sms`, ...). The rules
@@ -113,6 +131,17 @@ class CampaignInput(StrictSerializer, ChannelPartsInput):
     )
     priority = serializers.ChoiceField(choices=Message.Priority.choices, required=False)
     ttl = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=MAX_TTL)
+    # A key of the application's categories (the services check it); "" or null for none.
+    category = serializers.CharField(
+        max_length=64, required=False, allow_blank=True, allow_null=True
+    )
+    delivery = DeliveryField(max_bytes=1024, required=False, allow_null=True)
+
+    def validate_delivery(self, value):
+        try:
+            return delivery_clean(value)
+        except InputInvalid as exc:
+            raise serializers.ValidationError(exc.errors["delivery"]) from exc
 
     def validate_targeting_criteria(self, value):
         try:
@@ -179,6 +208,11 @@ class CampaignUpdateRules(RequestRules):
     rules = {"allOf": _EXCLUSIONS}
 
 
+class SkippedByReasonOutput(serializers.Serializer):
+    opted_out = serializers.IntegerField()
+    frequency_cap = serializers.IntegerField()
+
+
 class StatsOutput(serializers.Serializer):
     targeted = serializers.IntegerField()
     pending = serializers.IntegerField()
@@ -187,11 +221,19 @@ class StatsOutput(serializers.Serializer):
     received = serializers.IntegerField()
     converted = serializers.IntegerField()
     cancelled = serializers.IntegerField()
+    skipped = serializers.IntegerField(
+        help_text="Audience members the recipients' rules left out (not messages)."
+    )
+    skipped_by_reason = SkippedByReasonOutput()
 
 
 class RunOutput(serializers.ModelSerializer):
     stats = serializers.SerializerMethodField()
     progress = serializers.SerializerMethodField()
+    waiting = serializers.SerializerMethodField(
+        help_text="Pending messages waiting for their time now (local-time delivery, quiet "
+        f"hours), counted up to {WAITING_COUNT_MAX}."
+    )
     template_version = serializers.IntegerField(
         source="template_version.version", default=None, allow_null=True, read_only=True
     )
@@ -208,6 +250,8 @@ class RunOutput(serializers.ModelSerializer):
             "audience_estimate",
             "fanout_done",
             "progress",
+            "scheduled",
+            "waiting",
             "error",
             "stats",
             "started_at",
@@ -216,11 +260,15 @@ class RunOutput(serializers.ModelSerializer):
 
     @extend_schema_field(StatsOutput)
     def get_stats(self, run: CampaignRun) -> dict:
-        return run.stats()
+        return run.stats() | run.skips()
 
     @extend_schema_field(serializers.FloatField())
     def get_progress(self, run: CampaignRun) -> float:
         return run_progress(run)
+
+    @extend_schema_field(serializers.IntegerField())
+    def get_waiting(self, run: CampaignRun) -> int:
+        return run_waiting(run)
 
 
 class CampaignOutput(serializers.ModelSerializer):
@@ -229,6 +277,7 @@ class CampaignOutput(serializers.ModelSerializer):
     template_id = serializers.UUIDField(allow_null=True, read_only=True)
     targeting_criteria = CriteriaField(read_only=True)
     schedule = ScheduleField(allow_null=True, read_only=True)
+    delivery = DeliveryField(read_only=True)
     stats = serializers.SerializerMethodField()
     latest_run = serializers.SerializerMethodField()
 
@@ -249,6 +298,8 @@ class CampaignOutput(serializers.ModelSerializer):
             "throttle_per_minute",
             "priority",
             "ttl",
+            "category",
+            "delivery",
             "stats",
             "latest_run",
             "created_at",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
+from itertools import islice
 
 from django.conf import settings
 from django.db.models import Q
@@ -76,23 +77,27 @@ def pending_sweep(*, now: datetime | None = None, limit: int = 200_000) -> int:
     done = 0
     complete = True
     for name, candidates, column, upper in windows:
-        # One pass along the window's column: each read starts where the last one ended
-        # (rows handed over leave the window), not again over the finished rows before it.
-        candidates = candidates.order_by(column)
-        after = None
-        while True:
-            if done >= limit:
-                complete = False
-                break
-            page = candidates if after is None else candidates.filter(**{f"{column}__gte": after})
-            rows = list(page.values_list("pk", "priority", column)[:size])
-            if not rows:
-                if upper is not None:
-                    SweepMark.objects.update_or_create(name=name, defaults={"position": upper})
-                break
-            dispatch.hand_over([(pk, priority) for pk, priority, _ in rows], now)
-            done += len(rows)
-            after = rows[-1][2]
+        if done >= limit:
+            complete = False
+            break
+        # One read of the window along its column, handed over in batches as it is fetched.
+        # Not a query per batch: a batch's rows leave the window but stay in the index of
+        # send_after with their key, so when many messages are due at one instant (a
+        # campaign's local time), each query would walk past all the rows handed over before
+        # it. In autocommit the cursor is held across the batches' transactions.
+        allowed = limit - done
+        rows = candidates.order_by(column).values_list("pk", "priority")[:allowed]
+        read = 0
+        fetched = rows.iterator(chunk_size=size)
+        while batch := list(islice(fetched, size)):
+            dispatch.hand_over(batch, now)
+            read += len(batch)
+        done += read
+        if read >= allowed:
+            complete = False
+            break
+        if upper is not None:
+            SweepMark.objects.update_or_create(name=name, defaults={"position": upper})
     if broker_lost and complete:
         retries = _requeue_future_retries(now)
         broker_data_lost.send(sender=pending_sweep, now=now)

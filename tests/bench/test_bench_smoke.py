@@ -140,3 +140,32 @@ def test_retention_bench_runs_at_a_tiny_size():
         figures["campaign_ab"]["rounds"][1]["purged_messages"] or 0
     )
     assert purged == 3000 and figures["purge"]["events"] > 0
+
+
+@pytest.mark.e2e
+def test_campaign_bench_with_preferences_side_by_side_runs_at_a_tiny_size():
+    figures = _run_bench(
+        "campaign.py",
+        *("--n", "200", "--preferences-ab", "--repeat", "1"),
+        *("--workers", "1", "--db-name", "signal_bench_smoke_preferences", "--redis-db", "12"),
+        timeout=180,
+    )
+    assert figures["ok"] is True
+    # A B B A: two runs a side, every message delivered, none left out or held.
+    assert [r["preferences"] for r in figures["runs"]] == [False, False, True, True]
+    assert all(r["messages"] == r["successful"] == 200 for r in figures["runs"])
+    assert all(r["users"] == 200 for r in figures["runs"] if r["preferences"])
+    assert figures["plain"]["messages_per_second"] > 0
+    assert figures["preferences"]["messages_per_second"] > 0
+    assert figures["preferences_over_plain"] > 0
+
+
+@pytest.mark.e2e
+def test_sweep_bench_runs_at_a_tiny_size():
+    figures = _run_bench(
+        "sweep_due.py",
+        *("--n", "1200", "--noise", "300"),
+        *("--db-name", "signal_bench_smoke_sweep", "--redis-db", "12"),
+    )
+    assert figures["ok"] is True and figures["handed_over"] == 1200
+    assert figures["largest_batch"] <= 500 and figures["batches"] >= 3

@@ -14,6 +14,7 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from messaging import delivery, dispatch, signals
@@ -504,6 +505,32 @@ def test_the_sweep_continues_where_the_last_one_stopped(app, settings, enqueued)
     assert delivery.pending_sweep(now=t2) == 1
     assert [batch for _, batch, _ in enqueued] == [ids([late])]
     assert fresh(behind).enqueued_at == t0 - timedelta(seconds=316)
+
+
+def test_many_messages_due_at_one_instant_go_in_one_read_and_bounded_batches(
+    app, settings, enqueued
+):
+    # A campaign's local time: thousands share one send_after. The batches handed over keep
+    # that key in the index, so a query per batch would walk past all of them again.
+    settings.MESSAGE_BATCH_SIZE = 50
+    later = timezone.now() + timedelta(hours=1)
+    subscriptions = [subscription_create(app.application) for _ in range(420)]
+    messages = send(app.application, subscriptions, send_after=later)
+    assert not enqueued
+    Message.objects.update(send_after=timezone.now().replace(microsecond=0))
+
+    with CaptureQueriesContext(connection) as queries:
+        assert delivery.pending_sweep() == 420
+
+    assert sorted(len(batch) for _, batch, _ in enqueued) == [20] + [50] * 8
+    assert sorted(i for _, batch, _ in enqueued for i in batch) == sorted(ids(messages))
+    reads = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith("SELECT") and 'FROM "messaging_message"' in q["sql"]
+    ]
+    assert len(reads) == 2  # the stale window and the due window, once each
+    assert delivery.pending_sweep() == 0
 
 
 def test_a_sweep_stopped_by_its_limit_reads_the_same_window_again(app, settings, enqueued):

@@ -2,11 +2,13 @@
 its retention_days with their events and inbox items (inbox counts kept right), and its old
 subscription events; it leaves everything younger and other applications' rows of a longer
 retention, works in bounded batches within a time budget and continues on the next run,
-skips rows a worker holds, and writes one audit row per application per run."""
+skips rows a worker holds, and writes one audit row per application per run. The frequency
+cap's windows go once they count nothing."""
 
 from __future__ import annotations
 
 import io
+import uuid
 from datetime import timedelta
 
 import psycopg
@@ -16,11 +18,12 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts import audit
-from accounts.models import AuditEntry
+from accounts.models import Application, AuditEntry
 from campaigns.models import Campaign, CampaignRun, RunStatus
 from messaging import delivery, retention, tasks
 from messaging.inbox.services import inbox_item_archive, inbox_item_read
 from messaging.models import (
+    FrequencyWindow,
     InboxCount,
     InboxItem,
     Message,
@@ -273,3 +276,73 @@ def test_a_message_a_worker_holds_is_left_for_a_later_run_and_one_purge_runs_at_
         other.commit()
     assert purge().purged[app.application.pk].messages == 1
     assert not Message.objects.exists()
+
+
+# --- The frequency cap's windows -----------------------------------------------------------------
+
+
+def stamped(application, recipients, at):
+    """Counts one capped message for each recipient at `at`, as a send's grant records it."""
+    for recipient in recipients:
+        window, _ = FrequencyWindow.objects.get_or_create(
+            recipient=recipient, defaults={"application": application}
+        )
+        FrequencyWindow.objects.filter(pk=window.pk).update(sent=[*window.sent, at], granted=1)
+
+
+def test_frequency_windows_that_count_nothing_go_in_bounded_batches(app, other_app):
+    capped, uncapped = app.application, other_app.application
+    Application.objects.filter(pk=capped.pk).update(frequency_cap={"max": 3, "per_seconds": 86_400})
+    now = timezone.now()
+    old = [uuid.uuid4() for _ in range(5)]
+    young = [uuid.uuid4() for _ in range(2)]
+    stamped(capped, old, now - timedelta(days=2))
+    stamped(capped, young[:1], now - timedelta(days=2))
+    stamped(capped, young, now - timedelta(hours=1))  # one old and one recent stamp: counts
+    stamped(uncapped, [uuid.uuid4() for _ in range(3)], now - timedelta(minutes=1))
+    windows = FrequencyWindow.objects
+
+    run = retention.expired_purge(now=now, batch_size=2, pause_seconds=0)
+
+    assert run.finished
+    assert set(windows.values_list("recipient", flat=True)) == set(young)
+    assert run.purged[capped.pk].frequency_windows == 5
+    # Without a cap nothing is counted: every window of the application goes.
+    assert run.purged[uncapped.pk].frequency_windows == 3
+    # 10 windows in batches of 2: a bounded batch per transaction, each one looked at once.
+    assert run.batches >= 5
+    audited = AuditEntry.objects.get(application_id=capped.pk, action=audit.RETENTION_PURGED)
+    assert audited.details["frequency_windows"] == 5
+
+
+def test_the_dry_run_counts_frequency_windows_and_one_application_purge_keeps_the_others(
+    app, other_app
+):
+    now = timezone.now()
+    stamped(app.application, [uuid.uuid4()], now)
+    stamped(other_app.application, [uuid.uuid4()], now)
+
+    dry = retention.expired_purge(now=now, application_id=app.application.pk, dry_run=True)
+    assert dry.purged[app.application.pk].frequency_windows == 1
+    assert FrequencyWindow.objects.count() == 2
+
+    retention.expired_purge(now=now, application_id=app.application.pk, pause_seconds=0)
+    assert list(FrequencyWindow.objects.values_list("application_id", flat=True)) == [
+        other_app.application.pk
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_window_a_send_is_counting_is_left_for_a_later_run(app):
+    counting, idle = uuid.uuid4(), uuid.uuid4()
+    stamped(app.application, [counting, idle], timezone.now())  # no cap: both count nothing
+    with _raw_connection() as other:
+        # A batch that sends holds its recipients' rows until it commits.
+        other.execute(
+            "SELECT 1 FROM messaging_frequencywindow WHERE recipient = %s FOR UPDATE", [counting]
+        )
+        run = purge()
+        assert run.purged[app.application.pk].frequency_windows == 1
+        assert list(FrequencyWindow.objects.values_list("recipient", flat=True)) == [counting]
+        other.rollback()
+    assert purge().purged[app.application.pk].frequency_windows == 1
