@@ -147,8 +147,10 @@ def quiet_until(quiet_hours: dict | None, subscription_timezone: str, at: dt.dat
     """The end of the quiet hours `at` falls in (aware, UTC), or None when it falls in none.
     The hours are wall-clock times in their own time zone, else the subscription's, else
     UTC; a window whose start is after its end spans midnight. Across a DST change the end
-    is the wall-clock end of that night: an end inside the skipped hour is the first moment
-    after it, an end in the repeated hour its first occurrence."""
+    is the wall-clock end of that night; an end in the repeated hour is its first occurrence,
+    and an end inside the skipped hour is read with the offset before the change, so it moves
+    forward by the gap (02:30 becomes 03:30 the night clocks go from 02:00 to 03:00): the
+    hours last as long as the recipient asked for.""
     if not quiet_hours:
         return None
     start, end = _clock(quiet_hours["start"]), _clock(quiet_hours["end"])
