@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.validation import InputInvalid
 
@@ -47,18 +45,6 @@ def local_time_of(delivery: dict | None) -> time | None:
     """The wall-clock time of a stored `delivery`, None for none."""
     clock = (delivery or {}).get(LOCAL_TIME)
     return time.fromisoformat(clock) if clock else None
-
-
-@lru_cache(maxsize=1024)
-def zone_of(name: str | None) -> tzinfo:
-    """The time zone named `name`; UTC for none or an unknown name (a subscription's time
-    zone is whatever its device reported)."""
-    if not name:
-        return UTC
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return UTC
 
 
 def _wall(day: date, clock: time, zone: tzinfo) -> datetime:

@@ -23,6 +23,7 @@ from core import channels
 from core.channels import PART_NAMES, parts_check
 from core.exceptions import ContentInvalid, InvalidTransition, QuotaExceeded, ValidationFailed
 from core.validation import MAX_JSON_BYTES, InputInvalid, check_json, check_text
+from core.zones import zone_of
 from messaging import dispatch, rules
 from messaging.channel_content import channel_content
 from messaging.models import Message, MessageStatus
@@ -553,7 +554,7 @@ def _local_send_after(campaign: Campaign, run: CampaignRun):
     def send_after_for(member: _LocalMember) -> datetime:
         name = member.timezone or fallback
         if name not in instants:
-            instants[name] = local_time.next_local_time(clock, local_time.zone_of(name), after)
+            instants[name] = local_time.next_local_time(clock, zone_of(name), after)
         return instants[name]
 
     return send_after_for

@@ -29,13 +29,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db import connection
 
 from accounts.models import Application, Category
 from core.bulk import uuid_array
 from core.validation import InputInvalid
+from core.zones import zone_of
 
 from .models import FrequencyWindow, Subscription, User
 
@@ -130,14 +130,6 @@ def opted_out(preferences: dict, *, channel: str, category: str, default_enabled
     return chosen.get("channels", {}).get(channel) is False
 
 
-@lru_cache(maxsize=512)
-def _zone(name: str) -> dt.tzinfo:
-    try:
-        return ZoneInfo(name) if name else dt.UTC
-    except (ZoneInfoNotFoundError, ValueError):
-        return dt.UTC
-
-
 @lru_cache(maxsize=256)
 def _clock(text: str) -> dt.time:
     return dt.time.fromisoformat(text)
@@ -150,13 +142,13 @@ def quiet_until(quiet_hours: dict | None, subscription_timezone: str, at: dt.dat
     is the wall-clock end of that night; an end in the repeated hour is its first occurrence,
     and an end inside the skipped hour is read with the offset before the change, so it moves
     forward by the gap (02:30 becomes 03:30 the night clocks go from 02:00 to 03:00): the
-    hours last as long as the recipient asked for.""
+    hours last as long as the recipient asked for."""
     if not quiet_hours:
         return None
     start, end = _clock(quiet_hours["start"]), _clock(quiet_hours["end"])
     if start == end:
         return None
-    zone = _zone(quiet_hours.get("timezone") or subscription_timezone)
+    zone = zone_of(quiet_hours.get("timezone") or subscription_timezone)
     local = at.astimezone(zone)
     now = local.time().replace(tzinfo=None)
     if start < end:

@@ -8,8 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from campaigns.local_time import delivery_clean, local_time_of, next_local_time, zone_of
+from campaigns.local_time import delivery_clean, local_time_of, next_local_time
 from core.validation import InputInvalid
+from core.zones import zone_of
 
 SEOUL = ZoneInfo("Asia/Seoul")  # +09:00, no daylight saving time
 NEW_YORK = ZoneInfo("America/New_York")  # -05:00 / -04:00

@@ -16,8 +16,8 @@ from campaigns import selectors, services
 from campaigns.local_time import next_local_time
 from campaigns.models import Campaign, CampaignRun, RunStatus
 from campaigns.schedules import schedule_clean
-from messaging import delivery, dispatch, rules
-from messaging.models import Message, Subscription, User
+from messaging import delivery, dispatch
+from messaging.models import FrequencyWindow, Message, Subscription, User
 from tests.assertions import assert_error
 from tests.conftest import subscription_create
 
@@ -231,8 +231,8 @@ def test_stats_say_who_the_rules_left_out_summed_over_runs(server_api, admin_cli
     campaign = campaign_create(application, category="offers", schedule=weekly)
     # "capped" had its one message of the hour already.
     capped = User.objects.get(external_user_id="capped")
-    rules.cap_grant(
-        application=application, cap=(1, 3600), demands={capped.pk: 1}, now=timezone.now()
+    FrequencyWindow.objects.create(
+        recipient=capped.pk, application=application, sent=[timezone.now()], granted=1
     )
 
     run = services.campaign_execute(campaign=campaign, actor="test")
