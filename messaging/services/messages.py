@@ -612,6 +612,7 @@ def _message_retry(*, message: Message, actor: str) -> Message:
         priority=original.priority,
         ttl=original.ttl,
         collapse_id=original.collapse_id,
+        category=original.category,
         retry_of=original.pk,
         enqueued_at=now,
     )
