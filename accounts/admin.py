@@ -13,8 +13,23 @@ from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 
 from accounts import credentials
+from accounts.categories import (
+    CHANGEABLE,
+    KEY_TAKEN,
+    category_create,
+    category_delete,
+    category_fields_clean,
+    category_update,
+)
 from accounts.channel_test import RecipientInvalid, channel_test_send
-from accounts.models import ApiKey, Application, AuditEntry, ChannelCredential, MessageQuota
+from accounts.models import (
+    ApiKey,
+    Application,
+    AuditEntry,
+    Category,
+    ChannelCredential,
+    MessageQuota,
+)
 from accounts.selectors import channel_credentials_get, credential_secret_fields
 from accounts.services import (
     APPLICATION_FIELDS,
@@ -25,6 +40,7 @@ from accounts.services import (
     channel_credentials_clean,
     channel_credentials_remove,
     channel_credentials_store,
+    frequency_cap_clean,
     identity_secret_rotate,
     origin_clean,
 )
@@ -35,10 +51,13 @@ from core.admin_kit import (
     RecentTimeFilter,
     StorableJSONField,
     StorableTextForm,
+    add_serializer_errors,
+    changelist_url,
     confirmation,
     linked,
     zoned,
 )
+from core.exceptions import ValidationFailed
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -171,8 +190,9 @@ class ApplicationForm(StorableTextForm):
             "identity_verification",
             "retention_days",
             "allowed_origins",
+            "frequency_cap",
         ]
-        field_classes = {"settings": StorableJSONField}
+        field_classes = {"settings": StorableJSONField, "frequency_cap": StorableJSONField}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -184,6 +204,13 @@ class ApplicationForm(StorableTextForm):
         # What the service is to store: None keeps a provider's credentials, {} removes them.
         self.apns_credentials: dict[str, Any] | None = None
         self.fcm_credentials: dict[str, Any] | None = None
+
+    def clean_frequency_cap(self):
+        # As PUT /applications/current checks it (accounts.services.frequency_cap_clean).
+        try:
+            return frequency_cap_clean(self.cleaned_data.get("frequency_cap"))
+        except ValidationFailed as exc:
+            raise forms.ValidationError(exc.details["frequency_cap"]) from None
 
     def clean(self):
         cleaned = super().clean()
@@ -270,7 +297,14 @@ class ApplicationAdmin(admin.ModelAdmin):
     form = ApplicationForm
     list_display = ["name", "id", "created_at", "active_keys"]
     search_fields = ["name", "id"]
-    readonly_fields = ["id", "created_at", "apns_summary", "fcm_summary", "identity_secret_summary"]
+    readonly_fields = [
+        "id",
+        "created_at",
+        "apns_summary",
+        "fcm_summary",
+        "identity_secret_summary",
+        "categories_link",
+    ]
     fieldsets = [
         (None, {"fields": ["id", "name", "settings", "created_at"]}),
         (
@@ -296,6 +330,7 @@ class ApplicationAdmin(admin.ModelAdmin):
             {"fields": ["identity_verification", "identity_secret_summary"]},
         ),
         ("Data and browsers", {"fields": ["retention_days", "allowed_origins"]}),
+        ("Delivery rules", {"fields": ["frequency_cap", "categories_link"]}),
     ]
     inlines = [MessageQuotaInline, ChannelCredentialInline, ApiKeyInline]
     actions = ["create_server_key", "create_client_key", "rotate_identity_secret"]
@@ -323,6 +358,18 @@ class ApplicationAdmin(admin.ModelAdmin):
     @admin.display(description="stored FCM credentials")
     def fcm_summary(self, obj: Application) -> str:
         return self._summary(obj, channels.ANDROID_PUSH)
+
+    @admin.display(description="categories")
+    def categories_link(self, obj: Application) -> str:
+        if not obj.pk:
+            return "Added once the application is saved."
+        count = obj.categories.count()
+        return format_html(
+            '<a href="{}">{} categor{}</a>',
+            changelist_url("accounts", "category", application__id__exact=obj.pk),
+            count,
+            "y" if count == 1 else "ies",
+        )
 
     @admin.display(description="identity secret")
     def identity_secret_summary(self, obj: Application) -> str:
@@ -359,6 +406,7 @@ class ApplicationAdmin(admin.ModelAdmin):
                 settings=obj.settings,
                 retention_days=obj.retention_days,
                 allowed_origins=obj.allowed_origins,
+                frequency_cap=obj.frequency_cap,
                 credentials={channel: values for channel, values in given.items() if values},
                 actor=actor,
             )
@@ -436,6 +484,95 @@ class ApplicationAdmin(admin.ModelAdmin):
             secret = identity_secret_rotate(application=application, actor=actor)
             self._show_secret(request, application, secret)
         return None
+
+
+class CategoryForm(StorableTextForm):
+    """Checks a category by the rules of the API (accounts.categories.category_fields_clean);
+    the admin saves it through the same services, audited. The key and the application are
+    fixed once it exists."""
+
+    class Meta:
+        model = Category
+        fields = ["application", "key", "name", "required", "default_enabled", "translations"]
+        field_classes = {"translations": StorableJSONField}
+        help_texts = {
+            "translations": '{"ko": "혜택 및 소식", "pt-BR": "Ofertas"}: the name in other '
+            "languages, for the preference page."
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.instance._state.adding:
+            self.fields["application"].disabled = True
+            self.fields["key"].disabled = True
+
+    def clean(self):
+        cleaned = super().clean()
+        adding = self.instance._state.adding
+        names = ["key", *CHANGEABLE] if adding else list(CHANGEABLE)
+        given = {name: cleaned.get(name) for name in names if name not in self.errors}
+        if "translations" in given and given["translations"] is None:
+            given["translations"] = {}
+        try:
+            cleaned.update(category_fields_clean(**given))
+        except ValidationFailed as exc:
+            add_serializer_errors(self, exc.details)
+            return cleaned
+        application, key = cleaned.get("application"), cleaned.get("key")
+        if (
+            adding
+            and application is not None
+            and Category.objects.filter(application=application, key=key).exists()
+        ):
+            # In the API's words (Django's own check then skips the field).
+            self.add_error("key", KEY_TAKEN)
+        return cleaned
+
+
+@admin.register(Category)
+class CategoryAdmin(admin.ModelAdmin):
+    """Each application's categories: what messages, templates and campaigns name, and what
+    recipients turn on and off. Added, changed and deleted through the services (audited)."""
+
+    form = CategoryForm
+    list_display = ["key", "name", "application", "required", "default_enabled", "updated_at"]
+    list_filter = ["application", "required"]
+    search_fields = ["key", "name"]
+    list_select_related = ["application"]
+    ordering = ["application__name", "key"]
+    readonly_fields = ["created_at", "updated_at"]
+    fields = [
+        "application",
+        "key",
+        "name",
+        "required",
+        "default_enabled",
+        "translations",
+        "created_at",
+        "updated_at",
+    ]
+
+    def save_model(self, request, obj, form, change):
+        actor = actor_of_request(request)
+        if change:
+            changes = {name: form.cleaned_data[name] for name in CHANGEABLE}
+            category_update(category=obj, actor=actor, **changes)
+        else:
+            created = category_create(
+                application=form.cleaned_data["application"],
+                key=form.cleaned_data["key"],
+                actor=actor,
+                **{name: form.cleaned_data[name] for name in CHANGEABLE},
+            )
+            obj.pk = created.pk
+        obj.refresh_from_db()
+
+    def delete_model(self, request, obj: Category) -> None:
+        category_delete(category=obj, actor=actor_of_request(request))
+
+    def delete_queryset(self, request, queryset) -> None:
+        for category in queryset:
+            self.delete_model(request, category)
 
 
 @admin.register(ApiKey)

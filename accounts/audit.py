@@ -26,6 +26,9 @@ SETTINGS_CHANGED = "settings.changed"  # PUT /applications/current
 IDENTITY_SECRET_ROTATED = "identity_secret.rotated"  # noqa: S105 (an action name)
 CREDENTIALS_CHANGED = "credentials.changed"
 CREDENTIALS_REMOVED = "credentials.removed"
+CATEGORY_CREATED = "category.created"
+CATEGORY_CHANGED = "category.changed"
+CATEGORY_DELETED = "category.deleted"
 CAMPAIGN_EXECUTED = "campaign.executed"
 CAMPAIGN_PAUSED = "campaign.paused"
 CAMPAIGN_RESUMED = "campaign.resumed"
@@ -45,6 +48,9 @@ ACTIONS = (
     IDENTITY_SECRET_ROTATED,
     CREDENTIALS_CHANGED,
     CREDENTIALS_REMOVED,
+    CATEGORY_CREATED,
+    CATEGORY_CHANGED,
+    CATEGORY_DELETED,
     CAMPAIGN_EXECUTED,
     CAMPAIGN_PAUSED,
     CAMPAIGN_RESUMED,

@@ -20,6 +20,7 @@ from accounts import audit, credentials
 from accounts.models import ApiKey, Application, ChannelCredential, MessageQuota
 from accounts.selectors import api_key_digest
 from core import channels
+from core.exceptions import ValidationFailed
 
 _KEY_PREFIXES = {ApiKey.Scope.SERVER: "sk_", ApiKey.Scope.CLIENT: "ck_"}
 # The stored, logged and audited start of a key: "sk_" and 8 of its random characters (48
@@ -32,7 +33,13 @@ APPLICATION_FIELDS = (
     "identity_verification",
     "retention_days",
     "allowed_origins",
+    "frequency_cap",
 )
+# The frequency cap's bounds: {"max": 1..MAX_CAP, "per_seconds": 1..MAX_CAP_WINDOW_SECONDS}.
+MAX_CAP = 10_000
+MAX_CAP_WINDOW_SECONDS = 31 * 86400
+# application_settings_update: a setting not given (None is a value of the frequency cap).
+UNCHANGED: Any = object()
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
@@ -53,6 +60,7 @@ def application_create(
     credentials: Mapping[str, dict[str, Any]] | None = None,
     retention_days: int | None = None,
     allowed_origins: list[str] | None = None,
+    frequency_cap: dict[str, int] | None = None,
     actor: str = audit.SYSTEM,
 ) -> Application:
     """Creates an application with an unlimited quota row and, for each channel of
@@ -63,6 +71,8 @@ def application_create(
         fields["retention_days"] = retention_days
     if allowed_origins is not None:
         fields["allowed_origins"] = allowed_origins
+    if frequency_cap is not None:
+        fields["frequency_cap"] = frequency_cap_clean(frequency_cap)
     with transaction.atomic():
         application = Application.objects.create(**fields)
         MessageQuota.objects.create(application=application)
@@ -92,6 +102,8 @@ def application_update(
     unknown = set(fields) - set(APPLICATION_FIELDS)
     if unknown:
         raise ValueError(f"not fields of the application form: {sorted(unknown)}")
+    if "frequency_cap" in fields:
+        fields["frequency_cap"] = frequency_cap_clean(fields["frequency_cap"])
     generated = None
     with transaction.atomic():
         locked = Application.objects.select_for_update().get(pk=application.pk)
@@ -311,6 +323,28 @@ def origin_clean(value: str) -> str:
     return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
+def frequency_cap_clean(value: Any) -> dict[str, int] | None:
+    """An application's frequency cap as stored: None (no cap), or `{"max", "per_seconds"}`,
+    whole numbers from 1 to MAX_CAP and to MAX_CAP_WINDOW_SECONDS (31 days).
+    ValidationFailed on `frequency_cap` saying what is wrong otherwise."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise _cap_invalid('The frequency cap is {"max": N, "per_seconds": S} or null.')
+    unknown = sorted(set(value) - {"max", "per_seconds"})
+    if unknown:
+        raise _cap_invalid(f"Unknown field(s): {', '.join(map(ascii, unknown))}.")
+    for name, highest in (("max", MAX_CAP), ("per_seconds", MAX_CAP_WINDOW_SECONDS)):
+        number = value.get(name)
+        if type(number) is not int or not 1 <= number <= highest:
+            raise _cap_invalid(f'"{name}" is a whole number from 1 to {highest}.')
+    return {"max": value["max"], "per_seconds": value["per_seconds"]}
+
+
+def _cap_invalid(message: str) -> ValidationFailed:
+    return ValidationFailed(details={"frequency_cap": [message]})
+
+
 def application_settings_update(
     *,
     application: Application,
@@ -318,19 +352,21 @@ def application_settings_update(
     identity_verification: bool | None = None,
     retention_days: int | None = None,
     allowed_origins: list[str] | None = None,
+    frequency_cap: dict[str, int] | None = UNCHANGED,
 ) -> tuple[Application, str | None]:
-    """PUT /applications/current: application_update of what is given (None: unchanged),
-    audited as SETTINGS_CHANGED with the old and new values."""
+    """PUT /applications/current: application_update of what is given (None: unchanged; for
+    the frequency cap, UNCHANGED, as None removes it), audited as SETTINGS_CHANGED with the
+    old and new values."""
     given = {
         "identity_verification": identity_verification,
         "retention_days": retention_days,
         "allowed_origins": allowed_origins,
     }
+    fields = {name: value for name, value in given.items() if value is not None}
+    if frequency_cap is not UNCHANGED:
+        fields["frequency_cap"] = frequency_cap
     return application_update(
-        application=application,
-        actor=actor,
-        action=audit.SETTINGS_CHANGED,
-        **{name: value for name, value in given.items() if value is not None},
+        application=application, actor=actor, action=audit.SETTINGS_CHANGED, **fields
     )
 
 

@@ -44,6 +44,11 @@ from .models import (
 from .selectors.users import users_data_counts
 from .services.erasure import user_erase, user_export
 from .services.messages import messages_cancel, messages_requeue, messages_retry
+from .services.preferences import (
+    preferences_changes,
+    preferences_merge,
+    user_preferences_update,
+)
 from .services.subscriptions import (
     subscription_changes_check,
     subscription_disable,
@@ -225,15 +230,59 @@ class SubscriptionAdmin(admin.ModelAdmin):
         self.message_user(request, f"Disabled {count} subscription(s).")
 
 
+class UserForm(StorableTextForm):
+    """The user's preferences, edited as a whole and checked by the rules of the API
+    (messaging.services.preferences): the admin saves the difference through the same
+    service."""
+
+    class Meta:
+        model = User
+        fields = ["preferences"]
+        field_classes = {"preferences": StorableJSONField}
+        help_texts = {
+            "preferences": '{"channels": {"SMS": false}, "categories": {"offers": {"enabled": '
+            'true, "channels": {"Email": false}}}, "quiet_hours": {"start": "22:00", "end": '
+            '"08:00", "timezone": "Asia/Seoul"}}; each part optional. Category keys must be '
+            "the application's."
+        }
+
+    def clean(self):
+        cleaned = super().clean()
+        self.preference_changes: dict[str, Any] = {}
+        if "preferences" in self.errors:
+            return cleaned
+        current = self.instance.preferences
+        wanted = cleaned.get("preferences")
+        changes = preferences_changes(current=current, wanted={} if wanted is None else wanted)
+        try:
+            cleaned["preferences"] = preferences_merge(
+                current=current, changes=changes, application=self.instance.application
+            )
+        except ValidationFailed as exc:
+            self.add_error(
+                "preferences",
+                [
+                    f"{path}: {message}" if path != "non_field_errors" else message
+                    for path, messages in exc.details.items()
+                    for message in messages
+                ],
+            )
+            return cleaned
+        self.preference_changes = changes
+        return cleaned
+
+
 @admin.register(User)
 class UserAdmin(admin.ModelAdmin):
+    form = UserForm
     list_display = ["external_user_id", "application", "tags_short", "created_at"]
     search_fields = ["external_user_id"]
     list_filter = ["application"]
     # Users come and go with their subscriptions through the API (identify, logout); the
-    # console shows them. Renaming one here would cut it off from the app that knows it.
-    fields = ["id", "application", "external_user_id", "tags_display", "created_at"]
-    readonly_fields = fields
+    # console shows them, and edits their preferences. Renaming one here would cut it off
+    # from the app that knows it.
+    fields = ["id", "application", "external_user_id", "tags_display", "preferences", "created_at"]
+    readonly_fields = ["id", "application", "external_user_id", "tags_display", "created_at"]
     actions = ["erase", "export"]
 
     @admin.display(description="tags")
@@ -255,6 +304,16 @@ class UserAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         # Django's delete would load every message of the user; "Erase" deletes in bulk.
         return False
+
+    def save_model(self, request, obj, form, change):
+        if form.preference_changes:
+            user_preferences_update(
+                application=obj.application,
+                external_user_id=obj.external_user_id,
+                changes=form.preference_changes,
+                actor=actor_of_request(request),
+            )
+        obj.refresh_from_db()
 
     @admin.action(description="Erase the selected users")
     def erase(self, request, queryset):

@@ -23,9 +23,10 @@ class User(models.Model):
     # string -> string, by the rules of a subscription's tags (messaging.subscription_fields);
     # campaigns target them as `user_tags` (a GIN index, migration 0019).
     tags = models.JSONField(blank=True, default=dict)
-    # What the user chose to get (messaging.rules, PREFERENCES_SHAPE): {"channels": {TYPE:
-    # bool}, "categories": {KEY: {"enabled": bool, "channels": {TYPE: bool}}}, "quiet_hours":
-    # {"start": "22:00", "end": "08:00", "timezone": "Asia/Seoul"}}; unset entries left out.
+    # What the user chose to get (messaging.services.preferences checks and merges it,
+    # messaging.rules keeps to it): {"channels": {TYPE: bool}, "categories": {KEY:
+    # {"enabled": bool, "channels": {TYPE: bool}}}, "quiet_hours": {"start": "22:00",
+    # "end": "08:00", "timezone": "Asia/Seoul"}}; unset entries left out.
     # They belong to the user, so every subscription it identifies follows them.
     preferences = models.JSONField(blank=True, default=dict, db_default=Value({}, JSONField()))
     created_at = models.DateTimeField(auto_now_add=True)

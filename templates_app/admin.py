@@ -78,7 +78,11 @@ class MessageTemplateForm(StorableTextForm):
 
     class Meta:
         model = MessageTemplate
-        fields = ["application", "name"]
+        fields = ["application", "name", "category"]
+        help_texts = {
+            "category": "The key of one of the application's categories: messages sent with "
+            "this template are in it unless they name their own. Empty: none."
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -100,6 +104,14 @@ class MessageTemplateForm(StorableTextForm):
             )
         ):
             self.add_error("name", services.NAME_TAKEN)
+        category = cleaned.get("category")
+        if application and category and "category" not in self.errors:
+            try:
+                cleaned["category"] = services.category_clean(
+                    application=application, category=category
+                )
+            except services.TemplateInvalid as exc:
+                self.add_error("category", exc.details["category"])
         if any(field in self.errors for field in CONTENT_FIELDS):
             return cleaned
         try:
@@ -136,7 +148,7 @@ class TemplateVersionInline(admin.TabularInline):
 class MessageTemplateAdmin(admin.ModelAdmin):
     form = MessageTemplateForm
     Media = AdminMedia
-    list_display = ["name", "application", "current_version", "updated_at"]
+    list_display = ["name", "application", "category", "current_version", "updated_at"]
     list_filter = ["application"]
     search_fields = ["name", "id"]
     readonly_fields = ["id", "current_version", "created_at", "updated_at"]
@@ -152,7 +164,9 @@ class MessageTemplateAdmin(admin.ModelAdmin):
         )
 
     def get_fields(self, request, obj=None):
-        head = ["id", "application", "name"] if obj else ["application", "name"]
+        head = ["application", "name", "category"]
+        if obj:
+            head = ["id", *head]
         tail = ["current_version", "created_at", "updated_at"] if obj else []
         return [*head, *CONTENT_FIELDS, *tail]
 
@@ -169,9 +183,16 @@ class MessageTemplateAdmin(admin.ModelAdmin):
         if change:
             # The form holds every part: one left out is removed.
             content["parts"] = {name: content["parts"].get(name, {}) for name in PART_NAMES}
-            services.template_update(template=obj, name=obj.name, **content)
+            services.template_update(
+                template=obj, name=obj.name, category=form.cleaned_data["category"], **content
+            )
             return
-        version = services.template_create(application=obj.application, name=obj.name, **content)
+        version = services.template_create(
+            application=obj.application,
+            name=obj.name,
+            category=form.cleaned_data["category"],
+            **content,
+        )
         obj.pk = version.template_id
         obj.refresh_from_db()
 

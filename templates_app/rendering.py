@@ -31,6 +31,7 @@ from typing import Any
 from cachetools import LRUCache
 
 from core.channels import PART_NAMES
+from core.languages import MAX_LANGUAGE_LENGTH, normalize_language  # noqa: F401 (importable here)
 from core.validation import MAX_JSON_DEPTH, InputInvalid, json_depth_exceeds
 
 CACHE_SIZE = 2048
@@ -38,8 +39,6 @@ _LANGUAGE_MEMO_SIZE = 64
 
 _TOKEN = re.compile(r"\{\{|\}\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*\Z")
-_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*\Z")
-MAX_LANGUAGE_LENGTH = 35
 
 
 # --- Syntax ------------------------------------------------------------------------------------
@@ -112,26 +111,6 @@ def validate_data_template(data: Any) -> list[str]:
 
     walk(data, "")
     return errors
-
-
-def normalize_language(tag: Any) -> str | None:
-    """A BCP 47 tag in its usual case (`en-US`, `zh-Hant-TW`), accepting `_` for `-`; None
-    when `tag` is not a language tag."""
-    if not isinstance(tag, str) or len(tag) > MAX_LANGUAGE_LENGTH:
-        return None
-    tag = tag.strip().replace("_", "-")
-    if not _LANGUAGE.match(tag):
-        return None
-    first, *rest = tag.split("-")
-    parts = [first.lower()]
-    for part in rest:
-        if len(part) == 2 and part.isalpha():
-            parts.append(part.upper())
-        elif len(part) == 4 and part.isalpha():
-            parts.append(part.title())
-        else:
-            parts.append(part.lower())
-    return "-".join(parts)
 
 
 # --- Compiled form -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.categories import KEY_INVALID, category_key_valid, category_keys_known
 from accounts.models import Application
 from core import channels
 from core.channels import PART_NAMES, PlainContent, parts_check
@@ -242,6 +243,25 @@ def _name_clean(*, application: Application, name: Any, exclude=None) -> str:
     return name
 
 
+def category_clean(*, application: Application, category: Any) -> str:
+    """A template's category as stored: the key of one of the application's categories, or
+    "" for none (None or "" given). TemplateInvalid on `category` otherwise."""
+    if category is None or category == "":
+        return ""
+    if not category_key_valid(category):
+        raise TemplateInvalid(details={"category": [KEY_INVALID]})
+    if not category_keys_known(application=application, keys=[category]):
+        raise TemplateInvalid(
+            details={
+                "category": [
+                    f"No category {category!r} in this application; create it with "
+                    "POST /categories."
+                ]
+            }
+        )
+    return category
+
+
 def _is_name_taken(exc: IntegrityError) -> bool:
     # Two writers raced past the check; the constraint decides.
     return "template_name_unique" in str(exc)
@@ -257,9 +277,11 @@ def template_create(
     data_template: dict | None = None,
     translations: dict | None = None,
     parts: dict | None = None,
+    category: str | None = None,
 ) -> TemplateVersion:
     """Creates a template and its version 1; returns that version (with `.template`).
-    `parts`: per-channel parts of template strings, {"email": {"subject": ...}, ...}."""
+    `parts`: per-channel parts of template strings, {"email": {"subject": ...}, ...};
+    `category`: the key of the category its messages are sent in unless they name one."""
     content = template_content_clean(
         title_template=title_template,
         body_template=body_template,
@@ -270,9 +292,12 @@ def template_create(
     )
     _content_check(application, content)
     name = _name_clean(application=application, name=name)
+    category = category_clean(application=application, category=category)
     try:
         with transaction.atomic():
-            template = MessageTemplate.objects.create(application=application, name=name)
+            template = MessageTemplate.objects.create(
+                application=application, name=name, category=category
+            )
             version = TemplateVersion.objects.create(
                 template=template, version=1, name=name, **content
             )
@@ -296,11 +321,12 @@ CONTENT_FIELDS = (
 
 
 def template_update(*, template: MessageTemplate, **changes: Any) -> TemplateVersion:
-    """Stores the template with `changes` (any of `name` and the content fields; the others
-    keep their current values) as a new version, numbered one above the newest; earlier
-    versions stay readable. `parts` changes the parts it names, each replaced whole (`{}`
-    removes one); the others stay."""
-    unknown = set(changes) - {"name", *CONTENT_FIELDS}
+    """Stores the template with `changes` (any of `name`, `category` and the content fields;
+    the others keep their current values) as a new version, numbered one above the newest;
+    earlier versions stay readable. `parts` changes the parts it names, each replaced whole
+    (`{}` removes one); the others stay. The category is the template's, not a version's:
+    None or "" removes it."""
+    unknown = set(changes) - {"name", "category", *CONTENT_FIELDS}
     if unknown:
         raise TypeError(f"template_update() got unknown fields: {sorted(unknown)}")
     current = template.current
@@ -313,6 +339,9 @@ def template_update(*, template: MessageTemplate, **changes: Any) -> TemplateVer
         application=template.application, name=changes.get("name", template.name),
         exclude=template,
     )  # fmt: skip
+    category = None  # unchanged
+    if "category" in changes:
+        category = category_clean(application=template.application, category=changes["category"])
     try:
         with transaction.atomic():
             locked = MessageTemplate.objects.select_for_update().get(pk=template.pk)
@@ -326,13 +355,16 @@ def template_update(*, template: MessageTemplate, **changes: Any) -> TemplateVer
                 template=locked, version=newest + 1, name=name, **content
             )
             locked.name = name
+            if category is not None:
+                locked.category = category
             locked.current = version
-            locked.save(update_fields=["name", "current", "updated_at"])
+            locked.save(update_fields=["name", "category", "current", "updated_at"])
     except IntegrityError as exc:
         if not _is_name_taken(exc):
             raise
         raise TemplateInvalid(details={"name": [NAME_TAKEN]}) from exc
-    template.name, template.current, template.updated_at = name, version, locked.updated_at
+    template.name, template.category = name, locked.category
+    template.current, template.updated_at = version, locked.updated_at
     version.template = template
     return version
 

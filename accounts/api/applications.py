@@ -1,6 +1,7 @@
 """`GET /applications/current`: the calling key's application, as a browser or an app needs
-it to subscribe (which channels can send, the Web Push public key); `PUT` (server key) turns
-identity verification on or off."""
+it to subscribe (which channels can send, the Web Push public key), and its settings; `PUT`
+(server key) changes the settings: identity verification, retention, allowed origins and the
+frequency cap."""
 
 from __future__ import annotations
 
@@ -16,8 +17,33 @@ from core.openapi import RequestRules
 
 from ..models import MAX_RETENTION_DAYS
 from ..selectors import channel_credentials_get, channels_ready
-from ..services import ORIGIN_PATTERN, actor_of, application_settings_update, origin_clean
+from ..services import (
+    MAX_CAP,
+    MAX_CAP_WINDOW_SECONDS,
+    ORIGIN_PATTERN,
+    actor_of,
+    application_settings_update,
+    origin_clean,
+)
 from .auth import IsServerKey, IsServerOrClientKey
+
+_CAP_HELP = (
+    'At most "max" messages of non-required categories per user (or subscription without '
+    'one), over all channels, in any window of "per_seconds"; the rest are left out as '
+    "frequency_cap. null: no cap."
+)
+
+
+class FrequencyCapOutput(serializers.Serializer):
+    max = serializers.IntegerField()
+    per_seconds = serializers.IntegerField()
+
+
+class FrequencyCapInput(StrictSerializer):
+    max = serializers.IntegerField(min_value=1, max_value=MAX_CAP)
+    per_seconds = serializers.IntegerField(
+        min_value=1, max_value=MAX_CAP_WINDOW_SECONDS, help_text="At most 31 days."
+    )
 
 
 class ApplicationOutput(serializers.Serializer):
@@ -37,6 +63,7 @@ class ApplicationOutput(serializers.Serializer):
         child=serializers.CharField(),
         help_text="Web origins whose pages may call the API with a client key (CORS).",
     )
+    frequency_cap = FrequencyCapOutput(allow_null=True, help_text=_CAP_HELP)
     web_push_public_key = serializers.CharField(
         allow_null=True,
         help_text="The VAPID public key (base64url): the applicationServerKey a browser "
@@ -75,11 +102,13 @@ class ApplicationUpdateInput(StrictSerializer):
         required=False, min_value=1, max_value=MAX_RETENTION_DAYS
     )
     allowed_origins = serializers.ListField(child=OriginField(), required=False, max_length=100)
+    frequency_cap = FrequencyCapInput(required=False, allow_null=True, help_text=_CAP_HELP)
 
     def validate(self, attrs):
         if not attrs:
             raise serializers.ValidationError(
-                "Give at least one of identity_verification, retention_days, allowed_origins."
+                "Give at least one of identity_verification, retention_days, allowed_origins, "
+                "frequency_cap."
             )
         if "allowed_origins" in attrs:  # kept in the order given, without repeats
             attrs["allowed_origins"] = list(dict.fromkeys(attrs["allowed_origins"]))
@@ -115,6 +144,7 @@ def _application_json(application) -> dict:
         "identity_verification": application.identity_verification,
         "retention_days": application.retention_days,
         "allowed_origins": application.allowed_origins,
+        "frequency_cap": application.frequency_cap,
         "web_push_public_key": public_key,
     }
 
@@ -132,8 +162,8 @@ class ApplicationCurrentApi(APIView):
         operation_id="applications_current_update",
         request=ApplicationUpdateInput,
         responses=ApplicationUpdateOutput,
-        description="Sets any of identity verification, retention_days and allowed_origins "
-        "(server key); each change is in the audit log.",
+        description="Sets any of identity verification, retention_days, allowed_origins and "
+        "frequency_cap (null removes the cap) (server key); each change is in the audit log.",
     )
     def put(self, request: Request) -> Response:
         data = ApplicationUpdateInput(data=request.data)

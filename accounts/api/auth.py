@@ -52,6 +52,24 @@ class IsServerOrClientKey(permissions.BasePermission):
         return isinstance(request.auth, ApiKey)
 
 
+class IsServerKeyOrClientKeyUnderIdentity(permissions.BasePermission):
+    """Server keys; client keys only of an application with identity verification on, whose
+    views then check the user's X-User-Hash (accounts.identity)."""
+
+    message = (
+        "This endpoint needs a server key, or a client key of an application with identity "
+        "verification on."
+    )
+
+    def has_permission(self, request, view):
+        if not isinstance(request.auth, ApiKey):
+            return False
+        return (
+            request.auth.scope == ApiKey.Scope.SERVER
+            or request.auth.application.identity_verification
+        )
+
+
 class ApiKeyScheme(OpenApiAuthenticationExtension):
     target_class = ApiKeyAuthentication
     name = "ApiKeyAuth"
@@ -62,6 +80,6 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
             "in": "header",
             "name": "X-API-Key",
             "description": "A server key (full access) or a client key (subscriptions, "
-            "identify/logout, message status reports, the current application and the in-app "
-            "inbox only).",
+            "identify/logout, message status reports, the current application, the in-app "
+            "inbox, and a user's preferences under identity verification only).",
         }

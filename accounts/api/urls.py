@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import applications, audit_log, keys
+from . import applications, audit_log, categories, keys
 
 urlpatterns = [
     path(
@@ -11,4 +11,6 @@ urlpatterns = [
     path("api-keys", keys.ApiKeyCollectionApi.as_view(), name="api-keys"),
     path("api-keys/<uuid:api_key_id>", keys.ApiKeyDetailApi.as_view(), name="api-key-detail"),
     path("audit-log", audit_log.AuditLogApi.as_view(), name="audit-log"),
+    path("categories", categories.CategoryCollectionApi.as_view(), name="categories"),
+    path("categories/<str:key>", categories.CategoryDetailApi.as_view(), name="category-detail"),
 ]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import inbox, messages, subscriptions, users
+from . import inbox, messages, preferences, subscriptions, users
 
 urlpatterns = [
     path("subscriptions", subscriptions.SubscriptionCollectionApi.as_view(), name="subscriptions"),
@@ -17,6 +17,11 @@ urlpatterns = [
         name="user-subscriptions",
     ),
     path("users/<path:external_user_id>/export", users.UserExportApi.as_view(), name="user-export"),
+    path(
+        "users/<path:external_user_id>/preferences",
+        preferences.UserPreferencesApi.as_view(),
+        name="user-preferences",
+    ),
     # Last of the users: an external id may hold slashes.
     path("users/<path:external_user_id>", users.UserDetailApi.as_view(), name="user-detail"),
     path("messages", messages.MessageCollectionApi.as_view(), name="messages"),

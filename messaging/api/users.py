@@ -43,11 +43,14 @@ EXPORT_SCHEMA = {
     "type": "object",
     "required": ["user", "subscriptions", "messages"],
     "properties": {
-        "user": {"type": "object", "description": "id, external_user_id, tags, created_at."},
+        "user": {
+            "type": "object",
+            "description": "id, external_user_id, tags, preferences, created_at.",
+        },
         "subscriptions": {
             "type": "array",
-            "description": "Every field of each, the token decrypted, with its `events` and "
-            "`inbox_count`.",
+            "description": "Every field of each (the token decrypted, its own `preferences`), "
+            "with its `events` and `inbox_count`.",
             "items": {"type": "object"},
         },
         "messages": {

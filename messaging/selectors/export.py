@@ -1,7 +1,8 @@
-"""Everything stored about one user, as one JSON document written in chunks of text: the user,
-its subscriptions (tokens decrypted, with their events and inbox counts), and their messages
-(with their events and inbox items), read a page of messages at a time so that a user with
-many messages is never held in memory at once.
+"""Everything stored about one user, as one JSON document written in chunks of text: the user
+(with its tags and preferences), its subscriptions (every field: tokens decrypted, their own
+preferences, with their events and inbox counts), and their messages (with their events and
+inbox items), read a page of messages at a time so that a user with many messages is never
+held in memory at once.
 
     {"user": {...}, "subscriptions": [{..., "events": [...], "inbox_count": {...}}],
      "messages": [{..., "events": [...], "inbox_item": {...} | null}]}
@@ -31,7 +32,7 @@ PAGE = 1000  # messages read per query
 # Columns left out: the application (the export is the application's own), the token's
 # digest (derived from the token, which is given) and the keys that only link rows that the
 # document nests anyway.
-_USER = ["id", "external_user_id", "tags", "created_at"]
+_USER = ["id", "external_user_id", "tags", "preferences", "created_at"]
 
 
 def _columns(model: type[Model], leave_out: Iterable[str]) -> list[str]:

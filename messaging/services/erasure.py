@@ -2,10 +2,11 @@
 but it is audited, so it starts here).
 
 An erasure deletes, in one transaction and with set-based statements (a user may have hundreds
-of thousands of messages; Django's collector would load every row), the user, its
-subscriptions, their messages, message events, inbox items, inbox counts and subscription
-events, and its fallback chains. What is left of it is the audit row, with counts and the
-user's UUID.
+of thousands of messages; Django's collector would load every row), the user (its tags and
+preferences), its subscriptions, their messages, message events, inbox items, inbox counts and
+subscription events, its fallback chains, and the frequency cap's record of the times it was
+sent to (the user's, and each subscription's from before it belonged to the user). What is
+left of it is the audit row, with counts and the user's UUID.
 
 The chains go first: their DELETE waits for the row lock of a chain the fallback tick is
 moving, so a hop that tick makes for the user is committed before the messages are deleted
@@ -37,6 +38,7 @@ from core.exceptions import NotFound
 from .. import dispatch
 from ..models import (
     FallbackChain,
+    FrequencyWindow,
     InboxCount,
     InboxItem,
     Message,
@@ -64,6 +66,7 @@ KINDS = (
     "inbox_items",
     "inbox_counts",
     "fallback_chains",
+    "frequency_windows",
 )
 
 
@@ -90,6 +93,9 @@ def user_erase(*, user: User, actor: str, api_key: ApiKey | None = None) -> dict
         )
         counts["inbox_counts"] = _delete(
             InboxCount._meta.db_table, "subscription_id", subscription_ids
+        )
+        counts["frequency_windows"] = _delete(
+            FrequencyWindow._meta.db_table, "recipient", [user.pk, *subscription_ids]
         )
         counts["subscriptions"] = _delete(Subscription._meta.db_table, "id", subscription_ids)
         counts["users"] = _delete(User._meta.db_table, "id", [user.pk])

@@ -10,6 +10,7 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from accounts.api.categories import CategoryKeyField
 from core import api as api_kit
 from core.api import (
     ChannelPartsField,
@@ -20,6 +21,7 @@ from core.api import (
     parts_of,
 )
 from core.channels import PART_NAMES
+from core.languages import LANGUAGE_TAG
 from core.openapi import BLANK, NON_BLANK, RequestRules, WithChannelParts, part_schema
 from core.validation import MAX_JSON_BYTES
 
@@ -28,8 +30,6 @@ from ..rendering import MAX_LANGUAGE_LENGTH, compiled, normalize_language
 from ..services import MAX_DATA_TEMPLATE_BYTES, MAX_TEXT_LENGTH, TRANSLATIONS_DEPTH
 
 _JSON_OBJECT = {"type": "object", "additionalProperties": True}
-# A BCP 47 tag as rendering.normalize_language takes it (`_` for `-` allowed).
-LANGUAGE_TAG = r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*"
 # A title or a body with some text: what services.template_content_clean insists on.
 _SOME_TEXT = {
     "anyOf": [
@@ -97,6 +97,13 @@ class TemplateParts(channel_parts(templated=True)):
     """The channel parts of a template, each string in them a template."""
 
 
+_CATEGORY_HELP = (
+    "The key of one of the application's categories: messages sent with the template are in "
+    "it unless they name their own (an unknown key is 400 validation_error on `category`). It "
+    "belongs to the template, not to a version."
+)
+
+
 class TemplateInput(StrictSerializer, TemplateParts):
     """POST: `name` and a title or a body template (or both); `default_language` is `en`
     unless given; channel parts optional."""
@@ -107,6 +114,9 @@ class TemplateInput(StrictSerializer, TemplateParts):
     data_template = JSONObjectField(required=False, default=dict)
     translations = TranslationsField(required=False, default=dict)
     default_language = LanguageTagField(required=False, default="en")
+    category = CategoryKeyField(
+        required=False, allow_null=True, help_text=_CATEGORY_HELP + " null: none."
+    )
 
     def validate(self, attrs):
         attrs["parts"] = parts_of(attrs)
@@ -123,6 +133,9 @@ class TemplateUpdate(StrictSerializer, TemplateParts):
     data_template = JSONObjectField(required=False)
     translations = TranslationsField(required=False)
     default_language = LanguageTagField(required=False)
+    category = CategoryKeyField(
+        required=False, allow_null=True, help_text=_CATEGORY_HELP + " null removes it."
+    )
 
     def validate(self, attrs):
         if parts := parts_of(attrs):
@@ -168,6 +181,7 @@ class TemplateOutput(serializers.ModelSerializer):
     data_template = JSONObjectField()
     translations = TranslationsField()
     variables = serializers.SerializerMethodField()
+    category = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField(source="template.created_at")
     version_created_at = serializers.DateTimeField(source="created_at")
 
@@ -184,12 +198,18 @@ class TemplateOutput(serializers.ModelSerializer):
             "translations",
             "default_language",
             "variables",
+            "category",
             "created_at",
             "version_created_at",
         ]
 
     def to_representation(self, version: TemplateVersion) -> dict:
         return super().to_representation(version) | version.parts
+
+    @extend_schema_field({"type": ["string", "null"]})
+    def get_category(self, version: TemplateVersion) -> str | None:
+        """The template's category key (whichever version is shown); null for none."""
+        return version.template.category or None
 
     def get_variables(self, version: TemplateVersion) -> list[str]:
         """Every variable the version uses, in any language."""

@@ -31,6 +31,7 @@ def test_either_key_gets_its_application(app, other_app, scope):
         "identity_verification": False,
         "retention_days": 90,
         "allowed_origins": [],
+        "frequency_cap": None,
         "web_push_public_key": None,
     }
 

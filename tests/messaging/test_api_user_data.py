@@ -218,7 +218,7 @@ def test_delete_erases_the_user_and_everything_of_its_subscriptions(app, server_
     )
     assert entry.actor == f"api_key:{app.server.api_key.prefix}"
     assert entry.api_key_id == app.server.api_key.pk
-    assert entry.details == {"users": 1, "fallback_chains": 0, **before}
+    assert entry.details == {"users": 1, "fallback_chains": 0, **before, "frequency_windows": 0}
     assert "alice" not in json.dumps(entry.details)
     assert_error(server_api.delete(user_url("alice")), 404, "not_found")
 
@@ -241,6 +241,7 @@ def test_erasing_a_user_without_subscriptions(app, server_api):
                 "inbox_items",
                 "inbox_counts",
                 "fallback_chains",
+                "frequency_windows",
             ],
             0,
         ),
@@ -355,6 +356,7 @@ def test_the_export_holds_every_row_of_the_user_and_no_one_elses(
         "id": str(user.pk),
         "external_user_id": "alice",
         "tags": {"tier": "vip"},
+        "preferences": {},
         "created_at": document["user"]["created_at"],
     }
     by_id = {s["id"]: s for s in document["subscriptions"]}

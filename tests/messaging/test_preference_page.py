@@ -30,7 +30,6 @@ from messaging.preference_links import (
 )
 from messaging.rules import rules_for
 from messaging.services.messages import Content, Delivery, message_send
-from messaging.services.preference_page import _preferences_merge
 from tests.conftest import subscription_create
 
 pytestmark = pytest.mark.django_db
@@ -658,28 +657,3 @@ def test_every_channel_label_has_its_korean():
 
         for channel, spec in SPECS.items():
             assert _channel_label(channel) != spec.label or channel == "SMS", channel
-
-
-# --- The merge of changes ----------------------------------------------------------------------
-
-
-def test_changes_set_entries_and_none_removes_them_leaving_no_empty_parts():
-    current = {
-        "channels": {"SMS": False},
-        "categories": {"offers": {"enabled": False, "channels": {"Email": False}}},
-        "quiet_hours": {"start": "22:00", "end": "07:00"},
-    }
-
-    merged = _preferences_merge(
-        current=current,
-        changes={
-            "channels": {"SMS": None, "Email": False},
-            "categories": {"offers": {"enabled": None, "channels": {"Email": None}},
-                           "tips": {"enabled": True}},
-            "quiet_hours": None,
-        },
-        application=None,
-    )  # fmt: skip
-
-    assert merged == {"channels": {"Email": False}, "categories": {"tips": {"enabled": True}}}
-    assert current["channels"] == {"SMS": False}, "the stored value is not changed in place"

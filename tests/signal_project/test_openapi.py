@@ -19,8 +19,10 @@ LISTS = {
     "templates_list",
     "campaigns_list",
     "campaigns_runs_list",
+    "categories_list",
 }
-# What a client key may call (API.md); everything else is 403 for it.
+# What a client key may call (API.md); everything else is 403 for it (a user's preferences
+# too, unless the application has identity verification on).
 CLIENT_KEY_OPERATIONS = {
     "subscriptions_create",
     "subscriptions_retrieve",
@@ -261,3 +263,53 @@ def test_a_literal_url_pattern_admits_what_the_server_takes(schema, operations):
             part_check("web_push", {"url": url})
     template_body = json_schema(operations["templates_create"]["requestBody"])
     assert "pattern" not in _parts_of(schema, template_body)["web_push"]["properties"]["url"]
+
+
+# --- Preferences and categories -----------------------------------------------------------------
+
+
+def test_preferences_document_who_may_call_them(operations):
+    for operation_id in ("users_preferences_retrieve", "users_preferences_update"):
+        responses = operations[operation_id]["responses"]
+        assert {"400", "401", "403"} <= set(responses), operation_id
+        assert "identity verification" in responses["403"]["description"]
+        assert "X-User-Hash" in responses["401"]["description"]
+    assert "404" in operations["users_preferences_retrieve"]["responses"]
+
+
+def test_the_preferences_body_names_the_channels_and_zones_the_server_takes(schema, operations):
+    body = resolve(schema, json_schema(operations["users_preferences_update"]["requestBody"]))
+    assert body["additionalProperties"] is False
+    properties = body["properties"]
+    assert properties["channels"]["propertyNames"]["enum"] == list(SPECS)
+    entry = properties["categories"]["additionalProperties"]
+    assert set(entry["properties"]) == {"enabled", "channels"}
+    assert entry["additionalProperties"] is False
+    quiet = properties["quiet_hours"]
+    assert set(quiet["properties"]) == {"start", "end", "timezone"}
+    assert "Asia/Seoul" in quiet["properties"]["timezone"]["enum"]
+    clock = quiet["properties"]["start"]["pattern"]
+    for text in ("00:00", "09:30", "23:59"):
+        assert re.search(clock, text), text
+    for text in ("24:00", "9:30", "09:60", "09:30 ", "0930"):
+        assert not re.search(clock, text), text
+
+
+def test_a_category_key_has_one_pattern_wherever_it_is_taken(schema, operations):
+    from accounts.categories import category_key_valid
+
+    keys = []
+    for operation_id in ("categories_create", "messages_create", "templates_create"):
+        body = resolve(schema, json_schema(operations[operation_id]["requestBody"]))
+        keys.append(
+            body["properties"]["key" if operation_id == "categories_create" else "category"]
+        )
+    patterns = {key["pattern"] for key in keys}
+    assert len(patterns) == 1 and {key["maxLength"] for key in keys} == {64}
+    [pattern] = patterns
+    for key in ("offers", "a", "news-2", "x_y", "0day"):
+        assert re.search(pattern, key) and category_key_valid(key), key
+    for key in ("Offers", "-a", "_a", "a b", "a.b", "ü", ""):
+        assert not re.search(pattern, key) and not category_key_valid(key), key
+    # ECMA's `$` is the end of the text; Python's would also match before a final newline.
+    assert not category_key_valid("offers\n")

@@ -6,6 +6,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from accounts.api.categories import CategoryKeyField
 from core.api import (
     AwareDateTimeField,
     ChannelPartsInput,
@@ -97,11 +98,11 @@ class MessageCreateInput(FieldsReusedPerThread, StrictSerializer, ChannelPartsIn
     ttl = serializers.IntegerField(required=False, min_value=0, max_value=MAX_TTL)
     collapse_id = serializers.CharField(max_length=64, required=False, allow_blank=True)
     send_after = AwareDateTimeField(max_ahead=SEND_AFTER_MAX_AHEAD, required=False)
-    category = serializers.CharField(
-        max_length=64,
+    category = CategoryKeyField(
         required=False,
-        help_text="The key of one of the application's categories: the recipients' "
-        "preferences, quiet hours and the frequency cap apply (unless it is required).",
+        help_text="The key of one of the application's categories (else the template's): the "
+        "recipients' preferences, quiet hours and the frequency cap apply (unless it is "
+        "required). An unknown key is 400 validation_error on `category`.",
     )
     fallback = FallbackInput(
         required=False,
@@ -242,6 +243,7 @@ class MessageOutput(serializers.ModelSerializer):
     template_version = serializers.IntegerField(
         source="template_version.version", default=None, allow_null=True, read_only=True
     )
+    category = serializers.SerializerMethodField()
 
     class Meta:
         model = Message
@@ -256,6 +258,7 @@ class MessageOutput(serializers.ModelSerializer):
             "campaign_id",
             "template_id",
             "template_version",
+            "category",
             "priority",
             "ttl",
             "collapse_id",
@@ -274,6 +277,11 @@ class MessageOutput(serializers.ModelSerializer):
         if part is not None:
             data[part] = message.parts
         return data
+
+    @extend_schema_field({"type": ["string", "null"]})
+    def get_category(self, message: Message) -> str | None:
+        """The key of the message's category (as it was when sent); null for none."""
+        return message.category or None
 
     @extend_schema_field(MessageErrorOutput(allow_null=True))
     def get_error(self, message: Message) -> dict | None:
