@@ -412,36 +412,13 @@ def _purge(applications, now, batch_size, budget, pause, started, application_id
                 time.sleep(pause)
         if spent():
             break
-        for app in list(events_left):
-            count = _batch_or_none(
-                lambda app=app: subscription_events_batch_purge(
-                    application=app, cutoff=cutoff_of(app, now), limit=batch_size
-                ),
-                app,
+        for left, purge_batch, kind in (
+            (events_left, subscription_events_batch_purge, "subscription_events"),
+            (chains_left, chains_batch_purge, "fallback_chains"),
+        ):
+            batches += _counted_round(
+                left, purge_batch, kind, purged, now, batch_size, pause, spent
             )
-            batches += 1
-            if count is None or count < batch_size:
-                events_left.remove(app)
-            if count:
-                purged[app.pk].subscription_events += count
-            if spent():
-                break
-            if pause and count:
-                time.sleep(pause)
-        if spent():
-            break
-        for app in list(chains_left):
-            count = _batch_or_none(
-                lambda app=app: chains_batch_purge(
-                    application=app, cutoff=cutoff_of(app, now), limit=batch_size
-                ),
-                app,
-            )
-            batches += 1
-            if count is None or count < batch_size:
-                chains_left.remove(app)
-            if count:
-                purged[app.pk].fallback_chains += count
             if spent():
                 break
         if spent():
@@ -493,6 +470,31 @@ def _purge(applications, now, batch_size, budget, pause, started, application_id
         seconds=seconds,
         batches=batches,
     )
+
+
+def _counted_round(left, purge_batch, kind, purged, now, batch_size, pause, spent) -> int:
+    """One round over the applications in `left` of a purge whose batch deletes rows older
+    than each one's cutoff and returns how many (`kind` is the Purged field they count in).
+    An application leaves `left` when its batch finds less than a full batch or times out
+    on a lock. Returns the number of batches run."""
+    batches = 0
+    for app in list(left):
+        count = _batch_or_none(
+            lambda app=app: purge_batch(
+                application=app, cutoff=cutoff_of(app, now), limit=batch_size
+            ),
+            app,
+        )
+        batches += 1
+        if count is None or count < batch_size:
+            left.remove(app)
+        if count:
+            setattr(purged[app.pk], kind, getattr(purged[app.pk], kind) + count)
+        if spent():
+            break
+        if pause and count:
+            time.sleep(pause)
+    return batches
 
 
 def _batch_or_none(batch, application):
