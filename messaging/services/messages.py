@@ -239,8 +239,10 @@ def message_send(
     now = timezone.now()
     by_reason: Counter = Counter({rules.DISABLED: skipped} if skipped else {})
     held: dict = {}
-    if send_rules is not None and send_rules.applies:
-        with transaction.atomic():
+    applies = send_rules is not None and send_rules.applies
+    # With the rules, their cap slots and the messages commit or roll back together.
+    with transaction.atomic() if applies else nullcontext():
+        if applies:
             decision = rules.rules_apply(
                 application=application,
                 rules=send_rules,
@@ -249,27 +251,46 @@ def message_send(
                 send_after_for=send_after_for or (lambda _s: delivery.send_after),
             )
             by_reason.update(decision.skipped)
-            held = decision.held
-            return _messages_store(
-                application, decision.kept, content, delivery, now, by_reason, held,
-                campaign_id, campaign_run_id, queue, return_messages, send_rules,
-                send_after_for, fallback_of,
-            )  # fmt: skip
-    return _messages_store(
-        application, subscriptions, content, delivery, now, by_reason, held,
-        campaign_id, campaign_run_id, queue, return_messages, send_rules,
-        send_after_for, fallback_of,
-    )  # fmt: skip
+            held, subscriptions = decision.held, decision.kept
+        return _messages_store(
+            application=application,
+            subscriptions=subscriptions,
+            content=content,
+            delivery=delivery,
+            now=now,
+            by_reason=by_reason,
+            held=held,
+            campaign_id=campaign_id,
+            campaign_run_id=campaign_run_id,
+            queue=queue,
+            return_messages=return_messages,
+            category=send_rules.category if send_rules is not None else "",
+            send_after_for=send_after_for,
+            fallback_of=fallback_of,
+        )
 
 
 def _messages_store(
-    application, subscriptions, content, delivery, now, by_reason, held, campaign_id,
-    campaign_run_id, queue, return_messages, send_rules, send_after_for, fallback_of,
-) -> SendOutcome:  # fmt: skip
-    """message_send's writes, for the targets the rules kept."""
+    *,
+    application: Application,
+    subscriptions: Sequence,
+    content: Content | ContentFor,
+    delivery: Delivery,
+    now: datetime,
+    by_reason: Counter,
+    held: dict,
+    campaign_id,
+    campaign_run_id,
+    queue: str | None,
+    return_messages: bool,
+    category: str,
+    send_after_for: Callable[[Any], datetime | None] | None,
+    fallback_of,
+) -> SendOutcome:
+    """message_send's writes, for the targets the rules kept (`held`: target pk -> the end
+    of its quiet hours)."""
     content_for = content if callable(content) else (lambda _subscription: content)
     _content_checked(application, subscriptions, content_for)
-    category = send_rules.category if send_rules is not None else ""
     per_target = bool(held) or send_after_for is not None
 
     def send_after_of(s) -> datetime | None:
