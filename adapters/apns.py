@@ -13,8 +13,8 @@ ALPN h2 inside it, end to end with APNs (`adapters.transport.proxy`).
 
 aioapns 4.0 is not used: profiled in the campaign benchmark, its send path (a stream-slot
 semaphore, h2 stream bookkeeping, HPACK table search for each request's unique path and
-apns-id, a second JSON encoding) cost 2.7 times the CPU of an FCM send over our client; see
-docs/architecture.md, "Performance", for the figures.
+apns-id, a second JSON encoding) cost 2.7 times the CPU of an FCM send over our client
+(then on h2); see docs/architecture.md, "Performance", and bench/RESULTS.md for the figures.
 """
 
 from __future__ import annotations

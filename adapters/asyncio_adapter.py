@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from cachetools import LRUCache
-from h2.exceptions import H2Error
 
 from adapters import registry
 from adapters.base import Credentials, OutboundMessage, SendResult
@@ -270,7 +269,7 @@ async def timed_request(
             f"no answer within {timeout} s",
             latency_ms=(time.perf_counter() - started) * 1000,
         )
-    except (OSError, H2Error) as exc:
+    except OSError as exc:
         return local_failure(
             message_id,
             "network_error",

@@ -1,42 +1,33 @@
-"""A small asyncio HTTP/2 client on `h2`: a few long-lived connections to one origin, many
-concurrent streams each, for request/response APIs with small bodies (APNs, FCM HTTP v1).
+"""A small asyncio HTTP/2 client, framed here (RFC 9113) with hpack for the header blocks: a
+few long-lived connections to one origin, many concurrent streams each, for request/response
+APIs with small bodies (APNs, FCM HTTP v1).
 
-Why not a library: the send path's CPU, measured (`bench/RESULTS.md`). Through aioapns an
-APNs send cost 2.7 times the CPU of an FCM send over this client (29 % of the campaign
-workers' samples against 11 %; client CPU per APNs message 274-293 us, here 136-182 us), and
-FCM over aiohttp's HTTP/1.1 cost 118-134 us per message, here 89-100 us. The savings: a
-request's own header values (the APNs device-token `:path`, `apns-id`) go out as
-never-indexed HPACK literals instead of being searched for and added to the dynamic table;
-every other field's encoding is kept while the table stands; no Huffman coding; h2 neither
-re-validates nor normalises headers we built; we count open streams instead of h2 walking
-them all on every new stream; what a loop pass produced leaves in one `transport.write`
-(scheduled with `loop.call_soon`).
+Why not a library: the send path's CPU, measured (`bench/adapter_push.py`, `bench/RESULTS.md`).
+Through aioapns an APNs send cost 274-293 us of client CPU; on h2's state machine, with every
+shortcut below, 122 us (APNs and FCM alike), half of it in h2's frame objects and checks;
+framed here, 52-60 us. The savings: frames are built as bytes and parsed with one
+`struct` unpack each, without an object per frame or a state machine per stream; a request's
+own header values (the APNs device-token `:path`, `apns-id`) go out as never-indexed HPACK
+literals instead of being searched for and added to the dynamic table; every other field's
+encoding is kept while the table stands; no Huffman coding; what a loop pass produced leaves
+in one `transport.write` (scheduled with `loop.call_soon`). `tests/adapters/
+test_http2_framing.py` holds the framing to h2's server-side state machine as the peer.
 
-That takes internals of h2 4.4.1 and hpack 4.2.0, pinned in requirements.txt. Either may
-change them in any release; `tests/adapters/test_h2_internals.py` checks each one, and this
-module must be reviewed before either is upgraded:
+The encoder takes internals of hpack 4.2.0, pinned in requirements.txt, which may change them
+in any release; `tests/adapters/test_hpack_internals.py` checks each one, and this module must
+be reviewed before hpack is upgraded:
 
 * hpack `Encoder.__init__` sets `header_table` (a `hpack.table.HeaderTable`), which
   `_PlainEncoder` replaces with a `_CountingTable`.
 * hpack `Encoder.add(to_add, sensitive, huffman=False) -> bytes` encodes one field and
   changes the dynamic table only through `self.header_table.add(name, value)`;
   `Encoder.encode(headers, huffman=True)`; the private `Encoder._encode_table_size_change()`
-  (the pending size updates in `Encoder.table_size_changes`).
+  (the pending size updates in `Encoder.table_size_changes`); `Encoder.header_table_size`,
+  which a peer's SETTINGS_HEADER_TABLE_SIZE sets.
 * hpack `HeaderTable.add(name, value)` (overridden, to count insertions) and
   `HeaderTable.resized`, set when `maxsize` changes, cleared by the encoder that emits the
   size update; `dynamic_entries` changes only through `add` and a resize.
 * `hpack.hpack.encode_integer(integer, prefix_bits) -> bytearray` (not exported by hpack).
-* h2 `H2Connection.encoder`: `send_headers` encodes with it (`encoder.encode(headers)`) and a
-  peer's SETTINGS_HEADER_TABLE_SIZE sets its `header_table_size`; replaced by `_PlainEncoder`.
-* h2 `H2Connection.open_outbound_streams`, a property, overridden: `send_headers` compares
-  it with the peer's SETTINGS_MAX_CONCURRENT_STREAMS. h2's own (via the private
-  `_open_streams`) is where h2 moves closed streams out of `streams`; ours does not.
-* h2 `H2Connection.streams` (stream id -> `H2Stream`), `H2Stream.closed_by`, and the private
-  `H2Connection._closed_streams`, an `h2.utilities.SizeLimitDict` that `_stream_closed_by`
-  reads to ignore late frames on a stream we reset; `_H2Connection.forget_stream` moves an
-  ended stream there as `_open_streams` would.
-* h2 `H2Connection.MAX_CLOSED_STREAMS`, the class attribute `__init__` sizes
-  `_closed_streams` with (65,536 in h2, 4,096 here).
 
 `HTTP2Pool.request(headers, body)` sends one request (HEADERS, then DATA with END_STREAM) and
 returns `(status, headers, body)`. Per connection, at most the server's
@@ -64,24 +55,12 @@ import asyncio
 import collections
 import contextlib
 import ssl
+import struct
 from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
-from h2.config import H2Configuration
-from h2.connection import H2Connection
-from h2.errors import ErrorCodes
-from h2.events import (
-    ConnectionTerminated,
-    DataReceived,
-    RemoteSettingsChanged,
-    ResponseReceived,
-    StreamEnded,
-    StreamReset,
-    WindowUpdated,
-)
-from h2.exceptions import H2Error
-from h2.settings import SettingCodes
-from hpack import Encoder
+from hpack import Decoder, Encoder
+from hpack.exceptions import HPACKError
 from hpack.hpack import encode_integer
 from hpack.table import HeaderTable
 
@@ -183,32 +162,6 @@ def _never_indexed_literal(name: bytes, value: bytes) -> bytes:
     )
 
 
-class _H2Connection(H2Connection):
-    """h2's connection with the open-stream count taken from our own bookkeeping.
-
-    h2 counts open streams by iterating over all of them whenever a stream opens; with
-    hundreds in flight that is quadratic per batch. `_Connection` never opens more streams
-    than the server allows and forgets ended streams itself (as `_open_streams` would).
-
-    h2 remembers how its last 65,536 closed streams ended (to tell a late frame on a stream
-    we reset from a protocol error): about 15 MB per busy connection, kept for as long as the
-    connection, and a worker holds connections for up to 64 credential sets per adapter.
-    Frames the server sent before it saw our reset arrive within a round trip, thousands of
-    streams fewer than this limit even at full speed."""
-
-    MAX_CLOSED_STREAMS = 2**12
-    open_count = 0
-
-    @property
-    def open_outbound_streams(self) -> int:
-        return self.open_count
-
-    def forget_stream(self, stream_id: int) -> None:
-        stream = self.streams.pop(stream_id, None)
-        if stream is not None:
-            self._closed_streams[stream_id] = stream.closed_by
-
-
 class _Request:
     __slots__ = (
         "headers",
@@ -234,7 +187,49 @@ class _Request:
         self.started = 0.0  # loop time its stream opened
 
 
+# HTTP/2 frame types and flags (RFC 9113 6).
+_DATA, _HEADERS, _RST_STREAM, _SETTINGS, _PUSH_PROMISE = 0x0, 0x1, 0x3, 0x4, 0x5
+_PING, _GOAWAY, _WINDOW_UPDATE, _CONTINUATION = 0x6, 0x7, 0x8, 0x9
+_END_STREAM = _ACK = 0x1
+_END_HEADERS, _PADDED, _PRIORITY = 0x4, 0x8, 0x20
+# SETTINGS identifiers (RFC 9113 6.5.2).
+_HEADER_TABLE_SIZE, _ENABLE_PUSH, _MAX_CONCURRENT_STREAMS = 0x1, 0x2, 0x3
+_INITIAL_WINDOW_SIZE, _MAX_FRAME_SIZE = 0x4, 0x5
+# Error codes (RFC 9113 7).
+_NO_ERROR, _PROTOCOL_ERROR, _FLOW_CONTROL_ERROR, _CANCEL = 0x0, 0x1, 0x3, 0x8
+_REFUSED_STREAM = 0x7
+
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_DEFAULT_WINDOW = 65_535
+_OUR_MAX_FRAME = 16_384  # SETTINGS_MAX_FRAME_SIZE we leave at its default
+_MAX_WINDOW = 2**31 - 1
+_LAST_STREAM_ID = 2**31 - 1
+_FRAME_HEADER = struct.Struct(">I B I")  # length << 8 | type, flags, stream id
+_SETTING = struct.Struct(">HI")
+_U32 = struct.Struct(">I")
+_GOAWAY_BODY = struct.Struct(">II")
+
+
+def _frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
+    return _FRAME_HEADER.pack(len(payload) << 8 | kind, flags, stream_id) + payload
+
+
+class _ProtocolError(Exception):
+    """The server broke HTTP/2: the connection ends."""
+
+
 class _Connection(asyncio.Protocol):
+    """One HTTP/2 connection, client side, framed here (RFC 9113): what a request/response
+    API needs and nothing more (no server push, no priorities, no trailers kept).
+
+    Why not h2's state machine: its per-frame objects and checks cost as much CPU as the
+    rest of a push send together (`bench/adapter_push.py`, `bench/RESULTS.md`). What is
+    kept of the protocol: the preface and SETTINGS both ways (a peer's HEADER_TABLE_SIZE,
+    MAX_CONCURRENT_STREAMS, INITIAL_WINDOW_SIZE and MAX_FRAME_SIZE are honoured), flow control
+    both ways, CONTINUATION, padding, PING answered, RST_STREAM and GOAWAY, header blocks
+    decoded by hpack's decoder for every stream (its table must follow the server's even for
+    a stream we reset), frames of unknown types ignored (RFC 9113 5.5)."""
+
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
@@ -252,19 +247,24 @@ class _Connection(asyncio.Protocol):
         self.ready: asyncio.Future[None] = loop.create_future()
         self.transport: asyncio.Transport | None = None
         self.usable = False  # new streams may start here
-        self.conn = _H2Connection(
-            config=H2Configuration(
-                client_side=True,
-                header_encoding=None,
-                validate_outbound_headers=False,
-                normalize_outbound_headers=False,
-                validate_inbound_headers=False,
-            )
-        )
-        self.conn.encoder = _PlainEncoder(never_indexed)
+        self.encoder = _PlainEncoder(never_indexed)
+        self.decoder = Decoder()
         self.streams: dict[int, _Request] = {}
         self.queue: collections.deque[_Request] = collections.deque()
         self._max_streams = max_streams  # our cap; the server's may be lower
+        self._next_stream_id = 1
+        # The server's settings (RFC 9113 6.5.2 initial values until its SETTINGS arrive).
+        self._peer_max_streams = 100
+        self._peer_initial_window = _DEFAULT_WINDOW
+        self._peer_max_frame = 16_384
+        # Flow control: what we may still send, on the connection and per open stream.
+        self._send_window = _DEFAULT_WINDOW
+        self._stream_windows: dict[int, int] = {}
+        # What the server sent and we have not yet given back with WINDOW_UPDATE.
+        self._received = 0
+        self._inbound = bytearray()
+        self._headers_of: tuple[int, int, list[bytes]] | None = None  # (stream, flags, parts)
+        self._out: list[bytes] = []
         self._blocked: dict[int, bytes] = {}  # request body waiting for flow-control window
         self._flush_scheduled = False
         self._resend = resend
@@ -276,7 +276,7 @@ class _Connection(asyncio.Protocol):
     @property
     def capacity(self) -> int:
         """Streams that could start now (negative: requests queued beyond the limit)."""
-        limit = min(self._max_streams, self.conn.remote_settings.max_concurrent_streams)
+        limit = min(self._max_streams, self._peer_max_streams)
         return limit - len(self.streams) - len(self.queue)
 
     def submit(self, request: _Request) -> None:
@@ -284,6 +284,7 @@ class _Connection(asyncio.Protocol):
         request.connection = self
         if self.capacity > 0:
             self._start(request)
+            self._schedule_flush()
         else:
             self.queue.append(request)
 
@@ -298,9 +299,7 @@ class _Connection(asyncio.Protocol):
                 return
             self._end_stream(request.stream_id)
             if self.transport is not None:
-                with contextlib.suppress(H2Error):
-                    self.conn.reset_stream(request.stream_id, ErrorCodes.CANCEL)
-                self.conn.forget_stream(request.stream_id)
+                self._out.append(_frame(_RST_STREAM, 0, request.stream_id, _U32.pack(_CANCEL)))
                 self._schedule_flush()
             self._start_queued()
         else:
@@ -310,11 +309,9 @@ class _Connection(asyncio.Protocol):
     def close(self) -> None:
         self.usable = False
         if self.transport is not None:
-            try:
-                self.conn.close_connection()
-                self.transport.write(self.conn.data_to_send())
-            except H2Error:
-                pass
+            last = max(self._next_stream_id - 2, 0)
+            self._out.append(_frame(_GOAWAY, 0, 0, _GOAWAY_BODY.pack(last, _NO_ERROR)))
+            self._flush()
             self.transport.close()
 
     # -- asyncio --
@@ -324,53 +321,44 @@ class _Connection(asyncio.Protocol):
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None and ssl_object.selected_alpn_protocol() != "h2":
             return  # not a word of HTTP/2 to it: the pool closes this connection
-        self.conn.initiate_connection()
-        self.conn.update_settings({SettingCodes.ENABLE_PUSH: 0})
-        self.conn.increment_flow_control_window(_RECEIVE_WINDOW)
-        transport.write(self.conn.data_to_send())
+        transport.write(
+            _PREFACE
+            + _frame(_SETTINGS, 0, 0, _SETTING.pack(_ENABLE_PUSH, 0))
+            + _frame(_WINDOW_UPDATE, 0, 0, _U32.pack(_RECEIVE_WINDOW))
+        )
 
     def data_received(self, data: bytes) -> None:
-        if not self.ready.done() and data[:5] == b"HTTP/":
-            # h2 would wait for the rest of a "frame" of several megabytes.
+        if not self.ready.done() and not self._inbound and data[:5] == b"HTTP/":
+            # An HTTP/1 server answering the preface; read as a frame it is megabytes long.
             self._abort(self._not_http2(f"{self.label}: not an HTTP/2 server (HTTP/1 answer)"))
             return
         self._last_received = self.loop.time()
+        inbound = self._inbound
+        inbound += data
+        offset, end = 0, len(inbound)
         try:
-            events = self.conn.receive_data(data)
-        except (H2Error, ValueError) as exc:
+            while end - offset >= 9:
+                head, flags, stream_id = _FRAME_HEADER.unpack_from(inbound, offset)
+                size, kind = head >> 8, head & 0xFF
+                if size > _OUR_MAX_FRAME:
+                    raise _ProtocolError(f"a frame of {size} octets, above {_OUR_MAX_FRAME}")
+                if end - offset - 9 < size:
+                    break
+                payload = bytes(inbound[offset + 9 : offset + 9 + size])
+                offset += 9 + size
+                self._frame_received(kind, flags, stream_id & _LAST_STREAM_ID, payload)
+                if self.transport is None:
+                    return
+        except (_ProtocolError, HPACKError, ValueError, struct.error) as exc:
             if self.ready.done():
                 self._abort(HTTP2ConnectionError(f"{self.label}: protocol error ({exc})"))
             else:
                 self._abort(self._not_http2(f"{self.label}: not an HTTP/2 server? ({exc})"))
             return
-        streams = self.streams
-        for event in events:
-            event_type = type(event)
-            if event_type is ResponseReceived:
-                request = streams.get(event.stream_id)
-                if request is not None:
-                    request.response = dict(event.headers)
-            elif event_type is DataReceived:
-                request = streams.get(event.stream_id)
-                if request is not None:
-                    request.data.append(event.data)
-                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            elif event_type is StreamEnded:
-                self._complete(event.stream_id)
-            elif event_type is StreamReset:
-                self._reset_by_server(event.stream_id, event.error_code)
-            elif event_type is WindowUpdated:
-                if self._blocked:
-                    self._send_blocked()
-            elif event_type is RemoteSettingsChanged:
-                if not self.ready.done():
-                    self.usable = True
-                    self.ready.set_result(None)
-                if self._blocked:  # the initial window may have grown
-                    self._send_blocked()
-                self._start_queued()
-            elif event_type is ConnectionTerminated:
-                self._goaway(event.last_stream_id, event.error_code)
+        del inbound[:offset]
+        if self._received >= _RECEIVE_WINDOW // 2:
+            self._out.append(_frame(_WINDOW_UPDATE, 0, 0, _U32.pack(self._received)))
+            self._received = 0
         self._schedule_flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -393,33 +381,151 @@ class _Connection(asyncio.Protocol):
                 request.future.set_exception(error)
         self._lost(self)
 
+    # -- frames received --
+
+    def _frame_received(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:
+        if self._headers_of is not None and kind != _CONTINUATION:
+            raise _ProtocolError("a header block was interrupted")
+        if not self.ready.done() and kind != _SETTINGS:
+            raise _ProtocolError(f"the server's first frame is of type {kind}, not SETTINGS")
+        if kind == _HEADERS:
+            if not stream_id:
+                raise _ProtocolError("HEADERS on stream 0")
+            block = _unpadded(flags, payload)
+            if flags & _PRIORITY:
+                block = block[5:]
+            if flags & _END_HEADERS:
+                self._headers_received(stream_id, flags, block)
+            else:
+                self._headers_of = (stream_id, flags, [block])
+        elif kind == _CONTINUATION:
+            if self._headers_of is None or self._headers_of[0] != stream_id:
+                raise _ProtocolError("CONTINUATION without its HEADERS")
+            self._headers_of[2].append(payload)
+            if flags & _END_HEADERS:
+                stream_id, first_flags, parts = self._headers_of
+                self._headers_of = None
+                self._headers_received(stream_id, first_flags, b"".join(parts))
+        elif kind == _DATA:
+            if not stream_id:
+                raise _ProtocolError("DATA on stream 0")
+            self._received += len(payload)  # padding included (RFC 9113 6.1)
+            request = self.streams.get(stream_id)
+            if request is not None:
+                data = _unpadded(flags, payload)
+                if data:
+                    request.data.append(data)
+                if flags & _END_STREAM:
+                    self._complete(stream_id)
+                elif len(payload) and sum(map(len, request.data)) >= _DEFAULT_WINDOW // 2:
+                    # A long answer: give its stream window back as it arrives.
+                    self._out.append(_frame(_WINDOW_UPDATE, 0, stream_id, _U32.pack(len(payload))))
+        elif kind == _SETTINGS:
+            if flags & _ACK or stream_id:
+                if stream_id:
+                    raise _ProtocolError("SETTINGS on a stream")
+                return
+            self._settings_received(payload)
+        elif kind == _WINDOW_UPDATE:
+            (increment,) = _U32.unpack(payload)
+            increment &= _MAX_WINDOW
+            if not stream_id:
+                self._send_window += increment
+                if self._send_window > _MAX_WINDOW:
+                    raise _ProtocolError("the connection's send window overflowed")
+            elif stream_id in self._stream_windows:
+                self._stream_windows[stream_id] += increment
+            if self._blocked:
+                self._send_blocked()
+        elif kind == _RST_STREAM:
+            (error_code,) = _U32.unpack(payload)
+            self._reset_by_server(stream_id, error_code)
+        elif kind == _PING:
+            if not flags & _ACK:
+                self._out.append(_frame(_PING, _ACK, 0, payload))
+        elif kind == _GOAWAY:
+            last_stream_id, error_code = _GOAWAY_BODY.unpack_from(payload)
+            self._goaway(last_stream_id & _LAST_STREAM_ID, error_code)
+        elif kind == _PUSH_PROMISE:
+            raise _ProtocolError("PUSH_PROMISE, though push is disabled")
+        # PRIORITY, and types this client does not know: ignored (RFC 9113 5.5).
+
+    def _headers_received(self, stream_id: int, flags: int, block: bytes) -> None:
+        # Decoded even for a stream we no longer track: the decoder's table follows the server.
+        headers = self.decoder.decode(block, raw=True)
+        request = self.streams.get(stream_id)
+        if request is None:
+            return
+        if request.response is None:
+            fields = dict(headers)
+            if not fields.get(b":status", b"").startswith(b"1"):  # not a 1xx interim answer
+                request.response = fields
+        if flags & _END_STREAM:
+            self._complete(stream_id)
+
+    def _settings_received(self, payload: bytes) -> None:
+        if len(payload) % 6:
+            raise _ProtocolError("SETTINGS of a length that is not a multiple of 6")
+        for offset in range(0, len(payload), 6):
+            identifier, value = _SETTING.unpack_from(payload, offset)
+            if identifier == _HEADER_TABLE_SIZE:
+                self.encoder.header_table_size = value
+            elif identifier == _MAX_CONCURRENT_STREAMS:
+                self._peer_max_streams = value
+            elif identifier == _INITIAL_WINDOW_SIZE:
+                if value > _MAX_WINDOW:
+                    raise _ProtocolError("INITIAL_WINDOW_SIZE above 2^31-1")
+                delta, self._peer_initial_window = value - self._peer_initial_window, value
+                for open_stream in self._stream_windows:
+                    self._stream_windows[open_stream] += delta
+            elif identifier == _MAX_FRAME_SIZE:
+                if not 16_384 <= value <= 16_777_215:
+                    raise _ProtocolError(f"MAX_FRAME_SIZE {value}")
+                self._peer_max_frame = value
+        self._out.append(_frame(_SETTINGS, _ACK, 0))
+        if not self.ready.done():
+            self.usable = True
+            self.ready.set_result(None)
+        if self._blocked:  # the initial window may have grown
+            self._send_blocked()
+        self._start_queued()
+
     # -- internals --
 
     def _start(self, request: _Request) -> None:
-        conn = self.conn
-        try:
-            stream_id = conn.get_next_available_stream_id()
-            conn.send_headers(stream_id, request.headers)
-        except H2Error as exc:
-            if not request.future.done():
-                request.future.set_exception(
-                    HTTP2ConnectionError(f"{self.label}: cannot open a stream ({exc!r})")
-                )
+        stream_id = self._next_stream_id
+        if stream_id > _LAST_STREAM_ID:  # stream ids used up: new streams go elsewhere
+            self.usable = False
+            self._resend([request])
             return
-        conn.open_count += 1
+        self._next_stream_id += 2
+        block = self.encoder.encode(request.headers)
+        body = request.body
+        size = len(body)
+        out = self._out
+        max_frame = self._peer_max_frame
+        end = _END_STREAM if not size else 0
+        if len(block) <= max_frame:
+            out.append(_frame(_HEADERS, _END_HEADERS | end, stream_id, block))
+        else:
+            out.append(_frame(_HEADERS, end, stream_id, block[:max_frame]))
+            for start in range(max_frame, len(block), max_frame):
+                last = start + max_frame >= len(block)
+                piece = block[start : start + max_frame]
+                out.append(_frame(_CONTINUATION, _END_HEADERS if last else 0, stream_id, piece))
         request.stream_id = stream_id
         request.started = self.loop.time()
         self.streams[stream_id] = request
-        body = request.body
-        size = len(body)
-        if size <= conn.max_outbound_frame_size and size <= conn.local_flow_control_window(
-            stream_id
-        ):
-            conn.send_data(stream_id, body, end_stream=True)
+        window = self._peer_initial_window
+        if size and size <= max_frame and size <= window and size <= self._send_window:
+            self._send_window -= size
+            self._stream_windows[stream_id] = window - size
+            out.append(_frame(_DATA, _END_STREAM, stream_id, body))
         else:
-            self._blocked[stream_id] = body
-            self._send_blocked()
-        self._schedule_flush()
+            self._stream_windows[stream_id] = window
+            if size:
+                self._blocked[stream_id] = body
+                self._send_blocked()
 
     def _start_queued(self) -> None:
         queue = self.queue
@@ -427,6 +533,7 @@ class _Connection(asyncio.Protocol):
             request = queue.popleft()
             if not request.future.done():
                 self._start(request)
+        self._schedule_flush()
         if not self.usable and not self.streams and self.ready.done():
             # After a GOAWAY: the last answer is in, close.
             self._flush()
@@ -434,37 +541,38 @@ class _Connection(asyncio.Protocol):
                 self.transport.close()
 
     def _send_blocked(self) -> None:
-        conn = self.conn
         for stream_id in list(self._blocked):
             body = self._blocked[stream_id]
             while body:
                 size = min(
                     len(body),
-                    conn.local_flow_control_window(stream_id),
-                    conn.max_outbound_frame_size,
+                    self._stream_windows.get(stream_id, 0),
+                    self._send_window,
+                    self._peer_max_frame,
                 )
                 if size <= 0:
                     break
                 chunk, body = body[:size], body[size:]
-                conn.send_data(stream_id, chunk, end_stream=not body)
+                self._send_window -= size
+                self._stream_windows[stream_id] -= size
+                self._out.append(_frame(_DATA, 0 if body else _END_STREAM, stream_id, chunk))
             if body:
                 self._blocked[stream_id] = body
             else:
                 del self._blocked[stream_id]
+        self._schedule_flush()
 
     def _end_stream(self, stream_id: int) -> _Request | None:
         request = self.streams.pop(stream_id, None)
         if request is not None:
-            self.conn.open_count -= 1
+            self._stream_windows.pop(stream_id, None)
             self._blocked.pop(stream_id, None)
         return request
 
     def _complete(self, stream_id: int) -> None:
         if stream_id in self._blocked:  # answered before its body was sent: stop sending it
-            with contextlib.suppress(H2Error):
-                self.conn.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+            self._out.append(_frame(_RST_STREAM, 0, stream_id, _U32.pack(_NO_ERROR)))
         request = self._end_stream(stream_id)
-        self.conn.forget_stream(stream_id)
         if request is not None and not request.future.done():
             headers = request.response or {}
             try:
@@ -476,9 +584,8 @@ class _Connection(asyncio.Protocol):
 
     def _reset_by_server(self, stream_id: int, error_code: int) -> None:
         request = self._end_stream(stream_id)
-        self.conn.forget_stream(stream_id)
         if request is not None and not request.future.done():
-            if error_code == ErrorCodes.REFUSED_STREAM and request.sent <= _MAX_RESENDS:
+            if error_code == _REFUSED_STREAM and request.sent <= _MAX_RESENDS:
                 request.stream_id, request.response, request.data = 0, None, []
                 self._resend([request])  # refused: not processed, safe to send again
             else:
@@ -492,7 +599,6 @@ class _Connection(asyncio.Protocol):
         unprocessed = [self.queue.popleft() for _ in range(len(self.queue))]
         for stream_id in [s for s in self.streams if s > last_stream_id]:
             request = self._end_stream(stream_id)
-            self.conn.forget_stream(stream_id)
             request.stream_id, request.response, request.data = 0, None, []
             unprocessed.append(request)
         retry = [r for r in unprocessed if r.sent <= _MAX_RESENDS and not r.future.done()]
@@ -503,6 +609,7 @@ class _Connection(asyncio.Protocol):
         if retry:
             self._resend(retry)
         if not self.streams and self.transport is not None:
+            self._flush()
             self.transport.close()
 
     def _abort(self, error: Exception) -> None:
@@ -518,16 +625,23 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
     def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
+        if self._out and not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self.transport is not None and not self.transport.is_closing():
-            data = self.conn.data_to_send()
-            if data:
-                self.transport.write(data)
+        out, self._out = self._out, []
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(out))
+
+
+def _unpadded(flags: int, payload: bytes) -> bytes:
+    if not flags & _PADDED:
+        return payload
+    if not payload or payload[0] >= len(payload):
+        raise _ProtocolError("padding longer than its frame")
+    return payload[1 : len(payload) - payload[0]]
 
 
 class HTTP2Pool:
