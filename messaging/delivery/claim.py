@@ -98,8 +98,15 @@ def _outgoing_rows(rows: Iterable[tuple]) -> list[Outgoing]:
         message.parts = json.loads(message.parts) if message.parts != "{}" else {}
         # Only WebPush subscriptions have keys; every other row holds "" (nothing to decrypt).
         message.keys = json.loads(crypto.decrypt(message.keys)) if message.keys else {}
-        # A subscription deleted after its message was stored (no constraint ties them, see
-        # Message.subscription): no token, enabled None, and the message fails.
-        message.token = crypto.decrypt(message.token) if message.token is not None else ""
         messages.append(message)
+    # A subscription deleted after its message was stored (no constraint ties them, see
+    # Message.subscription): no token, enabled None, and the message fails.
+    with_tokens = [m for m in messages if m.token is not None]
+    for message, token in zip(
+        with_tokens, crypto.decrypt_many([m.token for m in with_tokens]), strict=True
+    ):
+        message.token = token
+    for message in messages:
+        if message.token is None:
+            message.token = ""
     return messages
