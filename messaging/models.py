@@ -154,9 +154,17 @@ class Message(models.Model):
     # Random by default; sending.message_send gives every message it makes a time-ordered
     # key (messaging.ids.uuid7) instead.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    # The composite indexes below lead with these keys, so no separate FK indexes.
+    # The composite indexes below lead with these keys, so no separate FK indexes. No
+    # constraint in the database either: its check took a FOR KEY SHARE lock on the one
+    # application row for every message inserted, from every fan-out step at once (4-5 us of
+    # PostgreSQL's CPU per message, bench/RESULTS.md). Messages are made only for an
+    # application that exists; deleting one deletes its messages (Django's collector).
     application = models.ForeignKey(
-        Application, on_delete=models.CASCADE, related_name="+", db_index=False
+        Application,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     # No foreign key constraint in the database: its check locks the subscription's row (FOR
     # KEY SHARE) for every message inserted, a WAL record and a dirtied page of the large
@@ -289,8 +297,17 @@ class MessageEvent(models.Model):
         # Created to wait: held until the recipient's quiet hours end (details: reason, until).
         HELD = "held"
 
+    # No constraint in the database: its deferred check ran a lookup of the message for
+    # every event at commit, two per message sent (9 us of PostgreSQL's CPU per message,
+    # bench/RESULTS.md). Events are written by whoever holds the message's row lock (the
+    # claim, messaging.delivery), or with a new message; retention and erasure delete a
+    # message's events with it.
     message = models.ForeignKey(
-        Message, on_delete=models.CASCADE, related_name="events", db_index=False
+        Message,
+        on_delete=models.CASCADE,
+        related_name="events",
+        db_index=False,
+        db_constraint=False,
     )
     type = models.CharField(max_length=10, choices=Type.choices)
     status = models.CharField(max_length=12, blank=True, help_text="For status events.")
