@@ -27,6 +27,7 @@ from bench.common import (  # noqa: E402
     machine,
     percentile,
     rounded,
+    settings_concurrency,
     setup_django,
 )
 
@@ -159,7 +160,7 @@ def run(stack, args) -> dict:
         "cpu_share": meter.shares(),
         "web_workers": args.web_workers,
         "workers": args.workers,
-        "concurrency": args.concurrency,
+        "concurrency": args.concurrency or settings_concurrency(),
         "machine": machine(),
     }
 

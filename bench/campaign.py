@@ -3,7 +3,7 @@ one other channel) through the real pipeline (API, Celery workers, Redis, Postgr
 providers; for InAppMessage, the inbox items written instead), from execute until every
 message is terminal; then the same through a naive design (bench/naive.py), for a ratio.
 
-    python bench/campaign.py --n 100000 [--workers 2 --concurrency 2] \
+    python bench/campaign.py --n 100000 [--workers 1 --concurrency C --quiet-workers] \
         [--baseline-n 20000 | --no-baseline] [--repeat 3]
         [--channel push|Email|SMS|KakaoTalk|WebPush|InAppMessage]
         [--preferences | --preferences-ab]
@@ -40,6 +40,7 @@ from bench.common import (  # noqa: E402
     machine,
     median_of,
     rounded,
+    settings_concurrency,
     setup_django,
 )
 
@@ -440,8 +441,9 @@ def summary(runs: list[dict], baseline: dict | None, stack, args) -> dict:
             else None
         ),
         "workers": args.workers,
-        "concurrency": args.concurrency,
-        "pool": args.pool,
+        "concurrency": args.concurrency or settings_concurrency(),
+        "pool": args.pool or "prefork",
+        "quiet_workers": args.quiet_workers,
         "runs": runs,
         "baseline": baseline,
         "machine": machine(),

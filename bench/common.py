@@ -78,13 +78,29 @@ def setup_django(config: BenchConfig) -> None:
 
 def add_stack_arguments(parser) -> None:
     """Options every script that brings up a stack takes."""
-    parser.add_argument("--workers", type=int, default=2, help="Celery worker processes (2)")
-    parser.add_argument("--concurrency", type=int, default=2, help="pool size per worker (2)")
-    parser.add_argument("--pool", default="prefork", help="Celery pool (prefork)")
+    # By default the stack's worker is the deployment's: the README's command, whose pool,
+    # concurrency and prefetch come from the settings (CELERY_WORKER_*), as in docker-compose.
+    parser.add_argument("--workers", type=int, default=1, help="Celery worker processes (1)")
+    parser.add_argument(
+        "--concurrency", type=int, default=0, help="pool size per worker (the settings')"
+    )
+    parser.add_argument("--pool", default="", help="Celery pool (the settings': prefork)")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers (2)")
     parser.add_argument("--db-name", default="signal_bench", help="database, dropped first")
     parser.add_argument("--redis-db", type=int, default=11, help="Redis database, flushed")
     parser.add_argument("--keep-logs", action="store_true", help="print the logs' directory")
+    parser.add_argument(
+        "--quiet-workers",
+        action="store_true",
+        help="start workers --without-gossip --without-mingle --without-heartbeat",
+    )
+
+
+def settings_concurrency() -> int:
+    """The pool size a worker started without -c has (CELERY_WORKER_CONCURRENCY)."""
+    from django.conf import settings
+
+    return settings.CELERY_WORKER_CONCURRENCY
 
 
 def config_from(args) -> BenchConfig:

@@ -43,6 +43,7 @@ from bench.common import (  # noqa: E402
     peak_rss_mb,
     percentile,
     rounded,
+    settings_concurrency,
     setup_django,
 )
 
@@ -381,8 +382,9 @@ def main() -> int:
             **figures,
             "worker_peak_rss_mb": round(rss[0], 1) if rss else None,
             "workers": args.workers,
-            "concurrency": args.concurrency,
-            "pool": args.pool,
+            "concurrency": args.concurrency or settings_concurrency(),
+            "pool": args.pool or "prefork",
+            "quiet_workers": args.quiet_workers,
             "machine": machine(),
         }
     )

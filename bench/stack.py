@@ -1,7 +1,7 @@
 """An isolated stack for a benchmark: a fresh PostgreSQL database, a Redis database of its own,
 the fake providers, gunicorn and K Celery workers, all ended by PID when the block exits.
 
-    with running_stack(config, workers=2, concurrency=2) as stack:
+    with running_stack(config) as stack:
         stack.web_url, stack.fakes, stack.worker_pids(), stack.cpu_roots()
 """
 
@@ -268,8 +268,9 @@ class Stack:
                 raise RuntimeError(f"{service.name} died:\n{service.log_tail()}")
 
 
-# What the bench's workers leave out by default: the cluster chatter (gossip, mingle, event
-# heartbeats) costs broker round trips and tells a benchmark nothing.
+# What --quiet-workers leaves out: the cluster chatter (gossip, mingle, event heartbeats).
+# Measured, it costs nothing a benchmark sees (bench/RESULTS.md, "The default deployment"), so
+# by default the workers run as deployed.
 QUIET_WORKER = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
 
 
@@ -285,17 +286,15 @@ def _worker_command(
         "worker",
         "-Q",
         QUEUES,
-        "-c",
-        str(concurrency),
-        "-P",
-        pool,
+        *(["-c", str(concurrency)] if concurrency else []),
+        *(["-P", pool] if pool else []),
         "-n",
         f"bench{index}@%h",
         "-l",
         "warning",
         "--include",
         "bench.naive",  # the baseline's tasks; also writes the ready file
-        *(QUIET_WORKER if extra is None else extra),
+        *(extra or []),
     ]
 
 
@@ -338,6 +337,7 @@ def running_stack_of(config: BenchConfig, args) -> contextlib.AbstractContextMan
         pool=args.pool,
         web_workers=args.web_workers,
         keep_logs=args.keep_logs,
+        worker_options=QUIET_WORKER if getattr(args, "quiet_workers", False) else [],
     )
 
 
@@ -345,9 +345,9 @@ def running_stack_of(config: BenchConfig, args) -> contextlib.AbstractContextMan
 def running_stack(
     config: BenchConfig,
     *,
-    workers: int = 2,
-    concurrency: int = 2,
-    pool: str = "prefork",
+    workers: int = 1,
+    concurrency: int = 0,
+    pool: str = "",
     web_workers: int = 2,
     keep_logs: bool = False,
     extra_env: dict[str, str] | None = None,
@@ -413,7 +413,8 @@ def running_stack(
             )
             print(
                 f"stack up in {time.monotonic() - started:.1f} s: web {web_url} "
-                f"({web_workers} workers), {workers} Celery workers x {concurrency} ({pool}), "
+                f"({web_workers} workers), {workers} Celery workers x "
+                f"{concurrency or 'CELERY_WORKER_CONCURRENCY'} ({pool or 'prefork'}), "
                 f"fakes pid {fakes.pid}, logs {log_dir}",
                 flush=True,
             )

@@ -298,8 +298,6 @@ def main() -> int:
                 "worker",
                 "-Q",
                 "critical,messages,campaigns,retry",
-                "-c",
-                "2",
                 "-l",
                 "info",
             ],

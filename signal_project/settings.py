@@ -4,6 +4,7 @@ Everything that differs between machines comes from the environment (or `.env`, 
 environment overrides); see `.env.example` and docs/configuration.md.
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -285,6 +286,10 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=4)
+# Pool processes per worker: two per core. A delivery batch's process waits on PostgreSQL's
+# commits and the providers' answers for part of its time, and with one process per core
+# those waits left a fifth of the cores idle (bench/RESULTS.md, "The default deployment").
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2 * (os.cpu_count() or 1))
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A worker that lost its broker keeps trying to reconnect (Celery gives up after 100 tries,
 # about 50 minutes, and exits); the stale-pending sweep picks up what was lost meanwhile.
