@@ -252,6 +252,41 @@ async def resend_after_renewal(
     return results
 
 
+async def timed_requests(
+    pool: Pool,
+    items: Sequence[tuple[Headers, bytes]],
+    *,
+    timeout: float,
+    message_ids: Sequence[str],
+) -> list[tuple[Response, float] | SendResult]:
+    """timed_request for many requests at once: the same answers and failures, in order.
+    A pool that sends many at once (`request_many`: the HTTP/2 pool and client) gets them in
+    one call; any other, one timed_request each."""
+    many = getattr(pool, "request_many", None)
+    if many is None:
+        return list(
+            await asyncio.gather(
+                *(
+                    timed_request(pool, headers, body, timeout=timeout, message_id=message_id)
+                    for (headers, body), message_id in zip(items, message_ids, strict=True)
+                )
+            )
+        )
+    answers: list[tuple[Response, float] | SendResult] = []
+    for outcome, message_id in zip(await many(items, timeout), message_ids, strict=True):
+        if isinstance(outcome, tuple):
+            answers.append(outcome)
+        elif isinstance(outcome, TimeoutError):
+            answers.append(local_failure(message_id, "timeout", str(outcome)))
+        elif isinstance(outcome, OSError):
+            answers.append(
+                local_failure(message_id, "network_error", f"{type(outcome).__name__}: {outcome}")
+            )
+        else:
+            raise outcome
+    return answers
+
+
 async def timed_request(
     pool: Pool, headers: Headers, body: bytes, *, timeout: float, message_id: str
 ) -> tuple[Response, float] | SendResult:

@@ -41,6 +41,7 @@ from adapters.asyncio_adapter import (
     RenewalFailed,
     resend_after_renewal,
     timed_request,
+    timed_requests,
 )
 from adapters.base import (
     JSON_OBJECT,
@@ -61,7 +62,7 @@ from adapters.errors import (
     parse_json_body,
     parse_retry_after,
 )
-from adapters.transport.http2_client import Headers
+from adapters.transport.http2_client import Headers, Response
 from adapters.transport.http_client import HTTPPool
 from adapters.transport.proxy import proxy_for
 
@@ -301,14 +302,17 @@ class FCMAdapter(AsyncBatchAdapter):
             token = await self._access_token(client, rejected=None)
         except _TokenError as exc:
             return [exc.result(message.message_id) for message in messages]
-        results = list(
-            await asyncio.gather(
-                *(
-                    self._send_one(client, token, message, payload)
-                    for message, payload in zip(messages, payloads, strict=True)
-                )
-            )
+        headers = client.request_headers(token)
+        answers = await timed_requests(
+            client.pool,
+            [(headers, payload) for payload in payloads],
+            timeout=self.timeout,
+            message_ids=[message.message_id for message in messages],
         )
+        results = [
+            self._result(message, answered)
+            for message, answered in zip(messages, answers, strict=True)
+        ]
         return await resend_after_renewal(
             results,
             messages,
@@ -352,6 +356,12 @@ class FCMAdapter(AsyncBatchAdapter):
         answered = await timed_request(
             client.pool, headers, payload, timeout=self.timeout, message_id=message.message_id
         )
+        return self._result(message, answered)
+
+    @staticmethod
+    def _result(
+        message: OutboundMessage, answered: tuple[Response, float] | SendResult
+    ) -> SendResult:
         if isinstance(answered, SendResult):
             return answered
         (status, response_headers, body), latency_ms = answered

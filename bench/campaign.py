@@ -131,22 +131,68 @@ def settle_audience() -> dict:
     return {"settle_seconds": round(time.perf_counter() - started, 2)}
 
 
-def pg_counters() -> tuple[int, int, int] | None:
+def pg_counters() -> tuple[int, ...] | None:
     """PostgreSQL's counters since their reset: WAL bytes, full-page images, and this
-    database's blocks read from outside shared buffers (the OS cache or the disk). The block
-    count of a backend can lag by up to a second of its work (it reports when idle)."""
+    database's blocks read from outside shared buffers (the OS cache or the disk),
+    transactions (committed and rolled back) and rows inserted, updated and deleted. A
+    backend's counts can lag by up to a second of its work (it reports when idle)."""
     from django.db import connection
 
     try:
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT wal_bytes, wal_fpi, (SELECT blks_read FROM pg_stat_database"
-                " WHERE datname = current_database()) FROM pg_stat_wal"
+                "SELECT wal_bytes, wal_fpi, d.blks_read, d.xact_commit + d.xact_rollback,"
+                " d.tup_inserted, d.tup_updated, d.tup_deleted"
+                " FROM pg_stat_wal, pg_stat_database d WHERE d.datname = current_database()"
             )
-            wal_bytes, fpi, blocks_read = cursor.fetchone()
+            return tuple(int(value) for value in cursor.fetchone())
     except Exception:
         return None
-    return int(wal_bytes), int(fpi), int(blocks_read)
+
+
+def worker_statements(stack) -> int:
+    """Statements the stack's workers have sent PostgreSQL so far (bench.naive counts them)."""
+    folder = stack.log_dir / "statements"
+    return sum(int(f.read_text() or 0) for f in folder.iterdir()) if folder.exists() else 0
+
+
+def redis_commands() -> int | None:
+    """Commands the Redis server has processed (the broker's and the cache's round trips;
+    server-wide, so other users of the server count too: `cpu_share.other` tells)."""
+    import redis
+    from django.conf import settings
+
+    try:
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+        return int(client.info("stats")["total_commands_processed"])
+    except Exception:
+        return None
+
+
+def breakdown(stack, n: int, meter, before: dict, after: dict) -> dict:
+    """Cost per message: CPU microseconds by process kind, PostgreSQL's statements (the
+    workers'), transactions, rows written and WAL bytes, and Redis commands."""
+    per_message = {
+        f"cpu_us_{name}": round(used / n * 1e6, 1)
+        for name, used in meter.used.items()
+        if name != "bench_process"
+    }
+    pg_before, pg_after = before.get("pg"), after.get("pg")
+    if pg_before and pg_after:
+        delta = [b - a for a, b in zip(pg_before, pg_after, strict=True)]
+        per_message |= {
+            "pg_wal_bytes": round(delta[0] / n),
+            "pg_transactions": round(delta[3] / n, 4),
+            "pg_rows_inserted": round(delta[4] / n, 2),
+            "pg_rows_updated": round(delta[5] / n, 2),
+            "pg_rows_deleted": round(delta[6] / n, 2),
+        }
+    per_message["pg_statements_by_workers"] = round(
+        (after["statements"] - before["statements"]) / n, 4
+    )
+    if before.get("redis") is not None and after.get("redis") is not None:
+        per_message["redis_commands"] = round((after["redis"] - before["redis"]) / n, 4)
+    return per_message
 
 
 def message_figures(**where) -> dict:
@@ -263,6 +309,8 @@ def run_ours(
     stack.fakes.reset()
     stack.sample_rss()
     counters_before = pg_counters()
+    before = {"pg": counters_before, "statements": worker_statements(stack)}
+    before["redis"] = redis_commands()
     meter = CpuMeter(stack.cpu_roots()).start()
     status, body = http_json("POST", f"{stack.web_url}/api/v1/campaigns/{campaign_id}/execute", key)
     if status != 202:
@@ -290,6 +338,8 @@ def run_ours(
     elapsed = time.monotonic() - started
     meter.stop()
     counters_after = pg_counters()
+    after = {"pg": counters_after, "statements": worker_statements(stack)}
+    after["redis"] = redis_commands()
     stack.sample_rss()
     run = state.get("run")
     figures = message_figures(campaign_run_id=run.pk) if run else {}
@@ -319,6 +369,7 @@ def run_ours(
         "fake_requests": _fake_requests(stack),
         "seed_rows_per_second": seeded["rows_per_second"],
         **settled,
+        "per_message": breakdown(stack, n, meter, before, after),
     }
     if counters_before and counters_after:
         result["wal_mb_per_1000_messages"] = round(

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import task_postrun, worker_process_init, worker_ready
 
 FANOUT_TASK = "bench.naive_fanout"
 SEND_TASK = "bench.naive_send"
@@ -22,6 +22,38 @@ def _announce_ready(**kwargs) -> None:
     ready_dir = os.environ.get("BENCH_READY_DIR")
     if ready_dir:
         (Path(ready_dir) / f"{os.getpid()}.ready").write_text("ready")
+
+
+# --- Statements per message (the campaign bench's breakdown) -------------------------------
+# In the bench's workers only: every statement a pool process sends PostgreSQL (execute,
+# executemany, COPY) is counted, and after each task the process's total is written to
+# $BENCH_READY_DIR/../statements/<pid>, which the bench sums before and after a run.
+_statements = [0]
+
+
+def _counting(method):
+    def counted(self, *args, **kwargs):
+        _statements[0] += 1
+        return method(self, *args, **kwargs)
+
+    return counted
+
+
+@worker_process_init.connect
+def _count_statements(**kwargs) -> None:
+    import psycopg
+
+    for name in ("execute", "executemany", "copy"):
+        setattr(psycopg.Cursor, name, _counting(getattr(psycopg.Cursor, name)))
+
+
+@task_postrun.connect
+def _write_statements(**kwargs) -> None:
+    ready_dir = os.environ.get("BENCH_READY_DIR")
+    if ready_dir:
+        folder = Path(ready_dir).parent / "statements"
+        folder.mkdir(exist_ok=True)
+        (folder / str(os.getpid())).write_text(str(_statements[0]))
 
 
 @shared_task(name=FANOUT_TASK)

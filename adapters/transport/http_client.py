@@ -27,7 +27,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
 from adapters.transport.http1_client import HTTP1Pool
-from adapters.transport.http2_client import Headers, HTTP2Pool, NotHTTP2Error, Response
+from adapters.transport.http2_client import (
+    Headers,
+    HTTP2Pool,
+    NotHTTP2Error,
+    Outcome,
+    Response,
+    each_with_timeout,
+)
 from adapters.transport.proxy import Proxy
 
 H2 = "h2"
@@ -111,6 +118,15 @@ class HTTPPool:
             else:
                 return H2
         return HTTP1
+
+    async def request_many(
+        self, items: Sequence[tuple[Headers, bytes]], timeout: float
+    ) -> list[Outcome]:
+        """HTTP2Pool.request_many on the protocol chosen: HTTP/2's in one go, HTTP/1.1's one
+        request at a time, each within `timeout`."""
+        if self._http1_chosen:
+            return await each_with_timeout(self.http1.request, items, timeout)
+        return await self.http2.request_many(items, timeout)
 
     def close(self) -> None:
         self.http2.close()
