@@ -401,6 +401,9 @@ RETENTION_PURGE_BATCH_SIZE = env.int("RETENTION_PURGE_BATCH_SIZE", default=2000)
 RETENTION_PURGE_PAUSE_SECONDS = env.float("RETENTION_PURGE_PAUSE_SECONDS", default=0.3)
 RETENTION_PURGE_BUDGET_SECONDS = env.float("RETENTION_PURGE_BUDGET_SECONDS", default=200.0)
 RETENTION_PURGE_LOCK_TIMEOUT_MS = env.int("RETENTION_PURGE_LOCK_TIMEOUT_MS", default=2000)
+# One purge runs at a time: it holds a lease in the database for this long, extended while it
+# works; a purge that died leaves it to others after at most this long.
+RETENTION_PURGE_LEASE_SECONDS = env.float("RETENTION_PURGE_LEASE_SECONDS", default=120.0)
 
 # --- KakaoTalk results ---------------------------------------------------------------------
 # Each poll of the dealer's results reads from its last window's end less this overlap (the
