@@ -44,11 +44,22 @@ from bench.common import BenchConfig, base_env, emit  # noqa: E402
 from bench.stack import QUEUES, QUIET_WORKER, Service, fresh_database, spawn, stop_all  # noqa: E402
 
 SKIP = 77  # automake's "skipped"
-BRIDGE = "sigbr0"
-NET = "10.231.0"
-GATEWAY = f"{NET}.1"
 INNER = "sig0"  # each namespace's end of its veth pair
-HOSTS = [(f"h{k}", f"sig-h{k}", f"sigv-h{k}", f"{NET}.1{k}") for k in (1, 2, 3)]
+SLOTS = 10  # runs side by side take slots 0..9: names and a /24 of their own
+# The slot's names and addresses (use_slot): the bridge, the /24, the gateway (the bridge's
+# address, where the shared services listen), and per host (name, namespace, veth, address).
+BRIDGE = NET = GATEWAY = ""
+HOSTS: list[tuple[str, str, str, str]] = []
+
+
+def use_slot(slot: int) -> None:
+    global BRIDGE, NET, GATEWAY, HOSTS
+    BRIDGE, NET = f"sigbr{slot}", f"10.231.{slot}"
+    GATEWAY = f"{NET}.1"
+    HOSTS = [(f"h{k}", f"sig{slot}-h{k}", f"sigv{slot}-h{k}", f"{NET}.1{k}") for k in (1, 2, 3)]
+
+
+use_slot(0)
 CUT = "h3"
 RABBITMQ = ("127.0.0.1", 5672)
 
@@ -157,7 +168,17 @@ class Network:
     bridge: bool = False
 
     def up(self) -> None:
-        run(["ip", "link", "add", BRIDGE, "type", "bridge"])
+        """Takes the first slot whose names and addresses nobody uses (the bridge's creation
+        decides between two runs that chose the same one)."""
+        for slot in range(SLOTS):
+            use_slot(slot)
+            if collisions():
+                continue
+            if run(["ip", "link", "add", BRIDGE, "type", "bridge"], check=False).returncode == 0:
+                break
+        else:
+            raise RuntimeError(f"every slot's names or addresses (10.231.0-{SLOTS - 1}.0/24) "
+                               "are in use on this machine")  # fmt: skip
         self.bridge = True
         run(["ip", "addr", "add", f"{GATEWAY}/24", "dev", BRIDGE])
         run(["ip", "link", "set", BRIDGE, "up"])
@@ -420,10 +441,6 @@ def main() -> int:
     except Skip as exc:
         print(f"SKIP: scripts/multihost.py {exc}", flush=True)
         return SKIP
-    taken = collisions()
-    if taken:
-        print(f"ERROR: already in use on this machine: {', '.join(taken)}", flush=True)
-        return 1
     # SIGTERM unwinds like Ctrl-C, so every finally below runs.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     work = Path(tempfile.mkdtemp(prefix="signal-multihost-"))
@@ -572,6 +589,11 @@ def run_all(args, work: Path, network: Network, services: list[Service], server_
         result = campaign_run(args, network, fakes, pgbouncer_port, config, services, application)
         result["provider"] = provider_figures(fakes, expected)
         result["setup_s"] = round(result.pop("_setup_until") - started_all, 1)
+        result["network"] = {
+            "bridge": BRIDGE,
+            "gateway": GATEWAY,
+            "hosts": {host: {"namespace": ns, "address": a} for host, ns, _v, a in HOSTS},
+        }
         return judge(result, args.n)
 
 
