@@ -518,11 +518,15 @@ def run_all(args, work: Path, network: Network, services: list[Service], server_
             vhost = f"signal-multihost-{os.getpid()}"
             stack.enter_context(rabbitmq_vhost(vhost))
             amqp_port = free_port(GATEWAY)
+            # A forwarder per connection; one whose host vanished is closed as PgBouncer
+            # closes its clients (keepalive when idle; TCP_USER_TIMEOUT, option 18 of
+            # IPPROTO_TCP, while RabbitMQ's deliveries wait unacknowledged), so RabbitMQ
+            # requeues what that host had not acknowledged.
             socat = spawn(
                 "socat",
                 ["socat",
                  f"TCP-LISTEN:{amqp_port},bind={GATEWAY},reuseaddr,fork,keepalive,keepidle=5,"
-                 "keepintvl=2,keepcnt=3",
+                 f"keepintvl=2,keepcnt=3,setsockopt-int=6:18:{TCP_USER_TIMEOUT_MS}",
                  f"TCP:{RABBITMQ[0]}:{RABBITMQ[1]}"],
                 os.environ.copy(), work,
             )  # fmt: skip
