@@ -463,6 +463,9 @@ def main() -> int:
     except Exception as exc:
         figures["error"] = f"{type(exc).__name__}: {exc}"
     finally:
+        # A second Ctrl-C or SIGTERM does not cut the teardown short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop_hosts(services)
         stop_all(services, timeout=15)
         network.down()
