@@ -22,12 +22,14 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
 run: $(VENV)/.runtime
 	$(PY) -m signal_project.devstack
 
-## test: start local PostgreSQL/Redis/RabbitMQ if installed but down, then run the whole suite
+## test: start local PostgreSQL/Redis/RabbitMQ if installed but down (and install chromium and
+## pgbouncer from apt where missing), then run the whole suite
 ## (its end-to-end tests on Redis), then the end-to-end tests again on RabbitMQ. With
 ## PYTEST_ARGS (a subset), only the first run.
 test: $(VENV)/.dev
 	./scripts/ensure_services.sh
 	./scripts/ensure_chromium.sh
+	./scripts/ensure_pgbouncer.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 	@if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory test-e2e-rabbitmq; fi
 

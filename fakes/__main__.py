@@ -35,7 +35,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m fakes",
         description="Run the fake APNs (HTTP/2 + TLS), FCM (HTTP) and Web Push (HTTP/1.1) "
-        "servers on 127.0.0.1.",
+        "servers on 127.0.0.1 (or --host).",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address every fake listens on (127.0.0.1); the TLS certificate of a new "
+        "state directory names it too",
+    )
+    parser.add_argument(
+        "--track-tokens",
+        action="store_true",
+        help="APNs and FCM count every token they accepted and the client address that sent "
+        "it (in /__stats: tokens, peers), for tests that look for duplicates",
     )
     parser.add_argument("--apns-port", type=int, default=8443, help="0 picks a free port")
     parser.add_argument("--fcm-port", type=int, default=8089, help="0 picks a free port")
@@ -80,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
                 webpush_port=args.webpush_port,
                 kakao_port=args.kakao_port,
                 smtp_ports=(args.smtp_port, args.smtps_port, args.smtp_admin_port),
+                host=args.host,
+                track_tokens=args.track_tokens,
             )
         )
     return 0
@@ -94,22 +108,27 @@ async def serve(
     webpush_port: int = 0,
     kakao_port: int = 0,
     smtp_ports: tuple[int, int, int] = (0, 0, 0),
+    host: str = "127.0.0.1",
+    track_tokens: bool = False,
 ) -> None:
-    state = ensure_state(state_dir)
+    state = ensure_state(state_dir, host=host)
     (state_dir / READY_FILE).unlink(missing_ok=True)
-    fcm = await serve_fcm(FakeFCM(state), "127.0.0.1", fcm_port)
+    fake_fcm = FakeFCM(state)
+    fcm = await serve_fcm(fake_fcm, host, fcm_port)
     fcm_port = fcm.sockets[0].getsockname()[1]
-    set_token_uri(state, fcm_port)
-    apns = await serve_apns(FakeAPNs(state), "127.0.0.1", apns_port)
+    set_token_uri(state, fcm_port, host)
+    fake_apns = FakeAPNs(state)
+    fake_fcm.stats.tracking = fake_apns.stats.tracking = track_tokens
+    apns = await serve_apns(fake_apns, host, apns_port)
     apns_port = apns.sockets[0].getsockname()[1]
     twilio = FakeTwilio(state)
-    sms = await serve_twilio(twilio, "127.0.0.1", sms_port)
+    sms = await serve_twilio(twilio, host, sms_port)
     sms_port = sms.sockets[0].getsockname()[1]
-    smtp_servers = await serve_smtp(FakeSMTP(state), "127.0.0.1", *smtp_ports)
+    smtp_servers = await serve_smtp(FakeSMTP(state), host, *smtp_ports)
     smtp_port, smtps_port, smtp_admin_port = (s.sockets[0].getsockname()[1] for s in smtp_servers)
-    webpush = await serve_webpush(FakeWebPush(), "127.0.0.1", webpush_port)
+    webpush = await serve_webpush(FakeWebPush(), host, webpush_port)
     webpush_port = webpush.sockets[0].getsockname()[1]
-    kakao = await serve_kakao(FakeKakao(state), "127.0.0.1", kakao_port)
+    kakao = await serve_kakao(FakeKakao(state), host, kakao_port)
     kakao_port = kakao.sockets[0].getsockname()[1]
 
     stop = asyncio.Event()
@@ -126,6 +145,7 @@ async def serve(
         "webpush_port": webpush_port,
         "kakao_port": kakao_port,
         "pid": os.getpid(),
+        "host": host,
     }
     write_demo_credentials(state, ready)
     # Written last and atomically: its presence means both servers accept connections.
@@ -133,13 +153,13 @@ async def serve(
     tmp.write_text(json.dumps(ready))
     tmp.replace(state_dir / READY_FILE)
     print(
-        f"fake APNs https://127.0.0.1:{apns_port} (CA {state.path('ca.pem')}), "
-        f"fake FCM http://127.0.0.1:{fcm_port}, "
-        f"fake Twilio http://127.0.0.1:{sms_port}, "
-        f"fake Web Push http://127.0.0.1:{webpush_port}, "
-        f"fake KakaoTalk dealer http://127.0.0.1:{kakao_port}, "
-        f"fake SMTP 127.0.0.1:{smtp_port} (STARTTLS) and :{smtps_port} (TLS), "
-        f"admin http://127.0.0.1:{smtp_admin_port}, state in {state_dir}",
+        f"fake APNs https://{host}:{apns_port} (CA {state.path('ca.pem')}), "
+        f"fake FCM http://{host}:{fcm_port}, "
+        f"fake Twilio http://{host}:{sms_port}, "
+        f"fake Web Push http://{host}:{webpush_port}, "
+        f"fake KakaoTalk dealer http://{host}:{kakao_port}, "
+        f"fake SMTP {host}:{smtp_port} (STARTTLS) and :{smtps_port} (TLS), "
+        f"admin http://{host}:{smtp_admin_port}, state in {state_dir}",
         flush=True,
     )
     await stop.wait()

@@ -20,7 +20,7 @@ import jwt
 from fakes.http1 import HTTP1Protocol
 from fakes.http2 import HTTP2ServerProtocol, encode_literal, encode_status
 from fakes.state import CA_FILE, SERVER_CERT_FILE, FakeState, load_apns_public_key
-from fakes.stats import Stats
+from fakes.stats import PEER, Stats, peer_of
 
 # Device-token prefixes (hex, as real tokens are) that provoke a given answer.
 TOKEN_PREFIXES: dict[str, str] = {
@@ -140,6 +140,8 @@ class FakeAPNs:
         prefix = self.stats.prefix_of(token.decode("latin-1"))
         answer, delay = self._check(headers, body, token, prefix, client_certificate)
         self.stats.record(answer[0], answer[1], prefix)
+        if self.stats.tracking and answer[0] == 200:
+            self.stats.track(token.decode("latin-1"))
         return answer, delay
 
     def _check(self, headers, body, token, prefix, client_certificate) -> tuple[Answer, float]:
@@ -225,6 +227,7 @@ class _Connection(HTTP2ServerProtocol):
         self._app = app
         self._http1: HTTP1Protocol | None = None
         self._client_certificate = False
+        self._peer = ""
 
     def connection_made(self, transport) -> None:
         ssl_object = transport.get_extra_info("ssl_object")
@@ -233,6 +236,7 @@ class _Connection(HTTP2ServerProtocol):
             self._http1.connection_made(transport)
             return
         self._client_certificate = bool(ssl_object and ssl_object.getpeercert())
+        self._peer = peer_of(transport)
         super().connection_made(transport)
 
     def connection_lost(self, exc) -> None:
@@ -261,6 +265,7 @@ class _Connection(HTTP2ServerProtocol):
             self._app.reset()
             self.send_response(stream_id, _EMPTY_OK_BLOCK, b"{}")
             return
+        PEER.set(self._peer)
         answer, delay = self._app.answer(headers, body, client_certificate=self._client_certificate)
         apns_id = headers.get(b"apns-id") or str(uuid.uuid4()).encode()
         block, payload = _encode(answer, apns_id)

@@ -11,6 +11,7 @@ import functools
 
 from fakes.http1 import MAX_BODY_BYTES, Handler, HTTP1Protocol, Response
 from fakes.http2 import PREFACE, HTTP2ServerProtocol, encode_literal, encode_status
+from fakes.stats import PEER, peer_of
 
 
 class DualProtocolConnection(HTTP2ServerProtocol):
@@ -26,10 +27,12 @@ class DualProtocolConnection(HTTP2ServerProtocol):
         self._with_query = with_query
         self._http1: HTTP1Protocol | None = None
         self._detecting = True  # no byte seen yet that tells the protocols apart
+        self._peer = ""
 
     def connection_made(self, transport) -> None:
         # No SETTINGS yet: an HTTP/1.1 client must not receive HTTP/2 frames.
         self.transport = transport
+        self._peer = peer_of(transport)
 
     def connection_lost(self, exc) -> None:
         super().connection_lost(exc)
@@ -77,6 +80,7 @@ class DualProtocolConnection(HTTP2ServerProtocol):
             for name, value in headers.items()
             if name[:1] != b":"
         }
+        PEER.set(self._peer)  # for a handler that tracks who sent what (fakes.stats)
         answer = self._handler(method, path, fields, body)
         if isinstance(answer, tuple):
             self._answer(stream_id, answer)

@@ -169,6 +169,8 @@ class FakeFCM:
         prefix = self.stats.prefix_of(token)
         if prefix == "other":
             self.stats.record(200, None, prefix)
+            if self.stats.tracking:
+                self.stats.track(token)
             return 200, (), self._name_format % next(self._message_ids)
         answer = self._behaviour(token, prefix)
         if not isinstance(answer, tuple):
@@ -176,6 +178,8 @@ class FakeFCM:
             return answer
         response, reason = answer
         self.stats.record(response[0], reason, prefix)
+        if self.stats.tracking and response[0] == 200:
+            self.stats.track(token)
         return response
 
     def _check(

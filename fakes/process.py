@@ -305,9 +305,9 @@ def _dealer_button(button: Mapping[str, Any]) -> dict[str, Any]:
     return {names.get(key, key): value for key, value in button.items()}
 
 
-def _answers(port: int) -> bool:
+def _answers(port: int, host: str = "127.0.0.1") -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
+        with socket.create_connection((host, port), timeout=1):
             return True
     except OSError:
         return False
@@ -315,9 +315,14 @@ def _answers(port: int) -> bool:
 
 @contextlib.contextmanager
 def running_fake_providers(
-    *, state_dir: Path | str | None = None, startup_timeout: float = 30.0
+    *,
+    state_dir: Path | str | None = None,
+    startup_timeout: float = 30.0,
+    host: str = "127.0.0.1",
+    track_tokens: bool = False,
 ) -> Iterator[FakeProviders]:
-    """Spawn `python -m fakes` on free ports; terminate it by PID on exit."""
+    """Spawn `python -m fakes` on free ports of `host`; terminate it by PID on exit.
+    `track_tokens`: APNs and FCM count each token they accepted (see `python -m fakes`)."""
     with contextlib.ExitStack() as stack:
         if state_dir is None:
             state_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="fake-providers-"))
@@ -338,16 +343,18 @@ def running_fake_providers(
             "--webpush-port=0",
             "--kakao-port=0",
             f"--state-dir={state_dir}",
+            f"--host={host}",
+            *(["--track-tokens"] if track_tokens else []),
         ]
         process = subprocess.Popen(command, cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT)
         try:
-            ready = _wait_until_ready(process, state_dir, startup_timeout)
+            ready = _wait_until_ready(process, state_dir, startup_timeout, host)
             info = state.ensure_state(state_dir)
             yield FakeProviders(
                 pid=process.pid,
                 state_dir=state_dir,
-                apns_endpoint=f"https://127.0.0.1:{ready['apns_port']}",
-                fcm_endpoint=f"http://127.0.0.1:{ready['fcm_port']}",
+                apns_endpoint=f"https://{host}:{ready['apns_port']}",
+                fcm_endpoint=f"http://{host}:{ready['fcm_port']}",
                 ca_file=str(state_dir / state.CA_FILE),
                 apns_key_file=str(state_dir / state.APNS_KEY_FILE),
                 apns_key_id=info.key_id,
@@ -355,12 +362,13 @@ def running_fake_providers(
                 apns_topic=info.topic,
                 apns_client_cert_file=str(state_dir / state.APNS_CLIENT_CERT_FILE),
                 fcm_service_account_file=str(state_dir / state.FCM_SERVICE_ACCOUNT_FILE),
-                **_sms_fields(state_dir, ready),
+                **_sms_fields(state_dir, ready, host),
+                smtp_host=host,
                 smtp_port=ready["smtp_port"],
                 smtps_port=ready["smtps_port"],
-                smtp_admin_endpoint=f"http://127.0.0.1:{ready['smtp_admin_port']}",
-                webpush_endpoint=f"http://127.0.0.1:{ready['webpush_port']}",
-                **_kakao_fields(state_dir, ready),
+                smtp_admin_endpoint=f"http://{host}:{ready['smtp_admin_port']}",
+                webpush_endpoint=f"http://{host}:{ready['webpush_port']}",
+                **_kakao_fields(state_dir, ready, host),
             )
         finally:
             process.terminate()
@@ -371,10 +379,10 @@ def running_fake_providers(
                 process.wait(timeout=10)
 
 
-def _sms_fields(state_dir: Path, ready: dict) -> dict[str, str]:
+def _sms_fields(state_dir: Path, ready: dict, host: str = "127.0.0.1") -> dict[str, str]:
     account = state.ensure_twilio_account(state.ensure_state(state_dir))
     return {
-        "sms_endpoint": f"http://127.0.0.1:{ready['sms_port']}",
+        "sms_endpoint": f"http://{host}:{ready['sms_port']}",
         "sms_account_sid": account.account_sid,
         "sms_auth_token": account.auth_token,
         "sms_from": account.from_number,
@@ -382,11 +390,11 @@ def _sms_fields(state_dir: Path, ready: dict) -> dict[str, str]:
     }
 
 
-def _kakao_fields(state_dir: Path, ready: dict) -> dict[str, Any]:
+def _kakao_fields(state_dir: Path, ready: dict, host: str = "127.0.0.1") -> dict[str, Any]:
     account = state.ensure_kakao_account(state.ensure_state(state_dir))
     return {
         "kakao_port": ready["kakao_port"],
-        "kakao_endpoint": f"http://127.0.0.1:{ready['kakao_port']}",
+        "kakao_endpoint": f"http://{host}:{ready['kakao_port']}",
         "kakao_app_key": account.app_key,
         "kakao_secret_key": account.secret_key,
         "kakao_sender_key": account.sender_key,
@@ -394,7 +402,9 @@ def _kakao_fields(state_dir: Path, ready: dict) -> dict[str, Any]:
     }
 
 
-def _wait_until_ready(process: subprocess.Popen, state_dir: Path, timeout: float) -> dict:
+def _wait_until_ready(
+    process: subprocess.Popen, state_dir: Path, timeout: float, host: str = "127.0.0.1"
+) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -407,7 +417,7 @@ def _wait_until_ready(process: subprocess.Popen, state_dir: Path, timeout: float
                 "apns_port", "fcm_port", "sms_port", "smtp_port", "smtps_port", "smtp_admin_port",
                 "webpush_port", "kakao_port",
             )  # fmt: skip
-            if all(_answers(ready[port]) for port in ports):
+            if all(_answers(ready[port], host) for port in ports):
                 return ready
         time.sleep(0.05)
     raise TimeoutError(f"the fake providers did not start within {timeout} s")

@@ -102,18 +102,22 @@ def _certificate(subject: str, public_key, issuer_key, issuer_name, *, ca: bool,
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def _generate(directory: Path) -> None:
+def _generate(directory: Path, host: str = "127.0.0.1") -> None:
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = _certificate("Automata-Signal fake CA", ca_key.public_key(), ca_key, None, ca=True)
     server_key = ec.generate_private_key(ec.SECP256R1())
+    addresses = dict.fromkeys(["127.0.0.1", host])
     server_cert = _certificate(
-        "127.0.0.1",
+        host,
         server_key.public_key(),
         ca_key,
         ca_cert.subject,
         ca=False,
-        sans=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+        sans=[
+            x509.DNSName("localhost"),
+            *(x509.IPAddress(ipaddress.ip_address(address)) for address in addresses),
+        ],
     )
     client_key = ec.generate_private_key(ec.SECP256R1())
     client_cert = _certificate(
@@ -147,11 +151,15 @@ def _generate(directory: Path) -> None:
     _write(directory / FCM_SERVICE_ACCOUNT_FILE, json.dumps(service_account, indent=2).encode())
 
 
-def ensure_state(directory: Path | str) -> FakeState:
-    """Load the state directory, generating its keys and certificates first if missing."""
+def ensure_state(directory: Path | str, host: str | None = None) -> FakeState:
+    """Load the state directory, generating its keys and certificates first if missing (the
+    TLS certificate for 127.0.0.1 and `host`). A directory whose certificate does not name
+    `host` is refused: its CA key is not kept, so it cannot be re-issued (use a new one)."""
     directory = Path(directory)
     if not (directory / APNS_INFO_FILE).exists():
-        _generate(directory)
+        _generate(directory, host or "127.0.0.1")
+    elif host and not _certificate_names(directory, host):
+        raise ValueError(f"the fakes' certificate in {directory} does not name {host}")
     account = json.loads((directory / FCM_SERVICE_ACCOUNT_FILE).read_text())
     apns_info = json.loads((directory / APNS_INFO_FILE).read_text())
     return FakeState(
@@ -164,11 +172,21 @@ def ensure_state(directory: Path | str) -> FakeState:
     )
 
 
-def set_token_uri(state: FakeState, fcm_port: int) -> None:
+def _certificate_names(directory: Path, host: str) -> bool:
+    chain = (directory / SERVER_CERT_FILE).read_bytes()
+    certificate = x509.load_pem_x509_certificate(chain)
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    try:
+        return ipaddress.ip_address(host) in names.get_values_for_type(x509.IPAddress)
+    except ValueError:  # a name, not an address
+        return host in names.get_values_for_type(x509.DNSName)
+
+
+def set_token_uri(state: FakeState, fcm_port: int, host: str = "127.0.0.1") -> None:
     """Point the service account's token_uri at the fake FCM, once its port is known."""
     path = state.path(FCM_SERVICE_ACCOUNT_FILE)
     account = json.loads(path.read_text())
-    token_uri = f"http://127.0.0.1:{fcm_port}/token"
+    token_uri = f"http://{host}:{fcm_port}/token"
     if account.get("token_uri") != token_uri:
         account["token_uri"] = token_uri
         _write(path, json.dumps(account, indent=2).encode())
@@ -279,7 +297,7 @@ def ensure_kakao_account(state: FakeState) -> KakaoAccount:
 DEMO_CREDENTIALS_FILE = "demo_credentials.json"
 
 
-def write_demo_credentials(state: FakeState, ports: Mapping[str, int]) -> None:
+def write_demo_credentials(state: FakeState, ports: Mapping[str, int | str]) -> None:
     """Each channel's credentials for an application sending to the running fakes, by
     subscription type: what `manage.py bootstrap_demo` stores for `make run`'s demo. Written
     once the ports are known (and the FCM token URI set)."""
@@ -300,7 +318,7 @@ def write_demo_credentials(state: FakeState, ports: Mapping[str, int]) -> None:
             "service_account": json.loads(state.path(FCM_SERVICE_ACCOUNT_FILE).read_text())
         },
         "Email": {
-            "host": "127.0.0.1",
+            "host": str(ports.get("host", "127.0.0.1")),
             "port": ports["smtp_port"],
             "security": "starttls",
             "username": username,

@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 from collections import Counter
+from contextvars import ContextVar
 from typing import Any
+
+# The client address of the request being answered, set by the protocols that track tokens.
+PEER: ContextVar[str] = ContextVar("fake_peer", default="")
+
+
+def peer_of(transport) -> str:
+    """The client's address of a connection ("" when unknown)."""
+    extra = getattr(transport, "get_extra_info", None)
+    peer = extra("peername") if extra is not None else None
+    return str(peer[0]) if peer else ""
 
 
 class Stats:
@@ -21,9 +32,21 @@ class Stats:
         self._prefix_set = frozenset(prefixes)
         self.reset()
 
+    # With tracking on (python -m fakes --track-tokens), each accepted token is counted, and the
+    # client address that sent it: a test finds duplicates and who sent what.
+    tracking = False
+
     def reset(self) -> None:
         self._counts: Counter[tuple[int, str | None, str]] = Counter()
         self.extra: Counter[str] = Counter()
+        self.tokens: Counter[str] = Counter()
+        self.peers: Counter[str] = Counter()
+
+    def track(self, token: str) -> None:
+        """One delivery of `token` accepted (only when tracking), from the current request's
+        client address (PEER)."""
+        self.tokens[token] += 1
+        self.peers[PEER.get()] += 1
 
     @property
     def requests(self) -> int:
@@ -58,4 +81,5 @@ class Stats:
             "by_reason": dict(by_reason),
             "by_prefix": dict(by_prefix),
             **dict(self.extra),
+            **({"tokens": dict(self.tokens), "peers": dict(self.peers)} if self.tracking else {}),
         }

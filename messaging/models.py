@@ -326,7 +326,8 @@ class SweepMark(models.Model):
     """How far the stale-pending sweep has looked: the upper end of its last complete window,
     per kind ("stale": enqueued_at, "due": send_after). The next window starts there, less an
     overlap for transactions that were still open. "broker": when the broker marker was last
-    placed (messaging.dispatch.broker_lost_queued_tasks)."""
+    placed (messaging.dispatch.broker_lost_queued_tasks). "retention": when the retention
+    purge's lease runs out (messaging.retention.PurgeLease)."""
 
     name = models.CharField(max_length=20, primary_key=True)
     position = models.DateTimeField()

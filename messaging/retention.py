@@ -41,14 +41,15 @@ from accounts import audit
 from accounts.models import Application
 from core.bulk import uuid_array
 
-from .models import Message, MessageStatus
+from .models import Message, MessageStatus, SweepMark
 from .signals import message_statuses_changed
 
 logger = logging.getLogger(__name__)
 
-# One purge at a time across all processes (a run longer than the beat interval, or one
-# started by hand meanwhile): a session-level advisory lock.
-PURGE_LOCK = 0x5245_5445  # "RETE"
+# One purge at a time across all processes and hosts (a run longer than the beat interval,
+# or one started by hand meanwhile): a lease, the row of this name in SweepMark whose
+# position is when the lease runs out (see PurgeLease).
+PURGE_LEASE = "retention"
 
 
 @dataclass
@@ -363,16 +364,77 @@ def expired_purge(
             seconds=round(time.monotonic() - started, 3),
             batches=0,
         )
-    if not _try_lock():
+    lease = PurgeLease()
+    if not lease.take():
         logger.info("Retention purge skipped: another purge is running")
         return PurgeRun(purged={}, finished=False, seconds=0.0, batches=0, skipped=True)
     try:
-        return _purge(list(applications), now, batch_size, budget, pause, started, application_id)
+        return _purge(
+            list(applications), now, batch_size, budget, pause, started, application_id, lease
+        )
     finally:
-        _unlock()
+        lease.release()
 
 
-def _purge(applications, now, batch_size, budget, pause, started, application_id) -> PurgeRun:
+class PurgeLease:
+    """One purge at a time: a lease in the database, taken and given back by single-statement
+    transactions, so it holds whatever connection each statement runs on (a session-level
+    advisory lock does not behind a pooler in transaction mode: taken on one server
+    connection, released on another or never). The lease is SweepMark row PURGE_LEASE; its
+    position is when it runs out. Taking it is one UPDATE that succeeds only on a lease that
+    ran out (PostgreSQL re-checks the condition on a row another transaction changed
+    meanwhile, so of two takers one wins). The holder extends it while it works (`keep`,
+    after each batch) and gives it back at the end; a holder that died leaves it for at most
+    RETENTION_PURGE_LEASE_SECONDS. Its expiry, to the microsecond, tells the holder: a
+    holder whose lease ran out and was taken by another neither extends nor gives back the
+    other's."""
+
+    def __init__(self, seconds: float | None = None) -> None:
+        self.seconds = settings.RETENTION_PURGE_LEASE_SECONDS if seconds is None else seconds
+        self.expires: datetime | None = None
+        self._renewed = 0.0
+
+    def take(self) -> bool:
+        SweepMark.objects.get_or_create(name=PURGE_LEASE, defaults={"position": _EARLIEST})
+        now = timezone.now()
+        expires = now + timedelta(seconds=self.seconds)
+        taken = SweepMark.objects.filter(name=PURGE_LEASE, position__lte=now).update(
+            position=expires
+        )
+        if taken:
+            self.expires, self._renewed = expires, time.monotonic()
+        return bool(taken)
+
+    def keep(self) -> bool:
+        """Extends the lease once a third of it has passed; false when it was lost (it ran
+        out and another purge took it): the holder stops."""
+        if self.expires is None:
+            return False
+        if time.monotonic() - self._renewed < self.seconds / 3:
+            return True
+        expires = timezone.now() + timedelta(seconds=self.seconds)
+        kept = SweepMark.objects.filter(name=PURGE_LEASE, position=self.expires).update(
+            position=expires
+        )
+        if not kept:
+            self.expires = None
+            logger.warning("Retention purge lost its lease; it stops, another purge continues")
+            return False
+        self.expires, self._renewed = expires, time.monotonic()
+        return True
+
+    def release(self) -> None:
+        if self.expires is None:
+            return
+        SweepMark.objects.filter(name=PURGE_LEASE, position=self.expires).update(
+            position=timezone.now()
+        )
+        self.expires = None
+
+
+def _purge(
+    applications, now, batch_size, budget, pause, started, application_id, lease
+) -> PurgeRun:
     purged = {app.pk: Purged() for app in applications}
     # An application leaves the round when a batch finds less than a full batch (or a lock
     # timed out: a later run tries again). The budget is looked at after each batch, so a
@@ -384,7 +446,7 @@ def _purge(applications, now, batch_size, budget, pause, started, application_id
     batches = 0
 
     def spent() -> bool:
-        return time.monotonic() - started >= budget
+        return time.monotonic() - started >= budget or not lease.keep()
 
     while messages_left or events_left or chains_left:
         for app in list(messages_left):
@@ -509,14 +571,3 @@ def _batch_or_none(batch, application):
             f"application {application.pk}" if application else "the frequency windows",
         )
         return None
-
-
-def _try_lock() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [PURGE_LOCK])
-        return cursor.fetchone()[0]
-
-
-def _unlock() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_unlock(%s)", [PURGE_LOCK])

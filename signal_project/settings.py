@@ -122,14 +122,26 @@ if _ON_POSTGRESQL:
     _db_options.setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5))
     # Parameters travel apart from the SQL and psycopg prepares statements a connection runs
     # often: less quoting in Python, no re-planning in PostgreSQL (about 10 % less CPU per
-    # delivery batch on the bench machine). Turn off behind a pooler in transaction mode.
+    # delivery batch on the bench machine). Off behind a pooler in transaction mode.
     _db_options.setdefault("server_side_binding", env.bool("DB_SERVER_SIDE_BINDING", default=True))
+# DATABASE_URL names a pooler in transaction mode (PgBouncer's pool_mode = transaction): each
+# transaction may run on another server connection, so nothing may outlive one. Turns off
+# what does: server-side binding (psycopg prepares statements on the server connection), the
+# server-side cursors of QuerySet.iterator() (held across transactions in autocommit), and
+# the `options` startup parameter that carries DB_IDLE_IN_TRANSACTION_TIMEOUT (PgBouncer
+# refuses a connection that sends it unless told to ignore it, and then drops it: set
+# idle_in_transaction_session_timeout on the database or role instead, docs/scaling.md).
+# Django's client-side binding cursors never prepare (prepare_threshold stays None).
+DB_TRANSACTION_POOLER = env.bool("DB_TRANSACTION_POOLER", default=False)
+if _ON_POSTGRESQL and DB_TRANSACTION_POOLER:
+    DATABASES["default"]["OPTIONS"]["server_side_binding"] = False
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 # A transaction left open by a stuck process is ended by PostgreSQL after this long, releasing
 # its row locks (a delivery batch holds its messages' locks while it sends: the longest a
-# batch may send is bounded far below this, see the Celery time limits). 0 turns it off (a
-# pooler in transaction mode may not pass the option on).
+# batch may send is bounded far below this, see the Celery time limits). 0 turns it off; with
+# DB_TRANSACTION_POOLER it is not sent (the database's or role's own setting applies).
 DB_IDLE_IN_TRANSACTION_TIMEOUT = env.int("DB_IDLE_IN_TRANSACTION_TIMEOUT", default=300)
-if _ON_POSTGRESQL and DB_IDLE_IN_TRANSACTION_TIMEOUT:
+if _ON_POSTGRESQL and DB_IDLE_IN_TRANSACTION_TIMEOUT and not DB_TRANSACTION_POOLER:
     _options = DATABASES["default"].setdefault("OPTIONS", {})
     _options["options"] = (
         _options.get("options", "")
@@ -328,7 +340,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "resume-stalled-campaign-runs": {
         "task": "campaigns.resume_stalled_runs",
-        "schedule": 30.0,
+        "schedule": env.float("CAMPAIGN_RESUME_INTERVAL_SECONDS", default=30.0),
         "options": {"queue": "critical", "expires": 60},
     },
     "purge-idempotency-records": {
@@ -406,6 +418,9 @@ RETENTION_PURGE_BATCH_SIZE = env.int("RETENTION_PURGE_BATCH_SIZE", default=2000)
 RETENTION_PURGE_PAUSE_SECONDS = env.float("RETENTION_PURGE_PAUSE_SECONDS", default=0.3)
 RETENTION_PURGE_BUDGET_SECONDS = env.float("RETENTION_PURGE_BUDGET_SECONDS", default=200.0)
 RETENTION_PURGE_LOCK_TIMEOUT_MS = env.int("RETENTION_PURGE_LOCK_TIMEOUT_MS", default=2000)
+# One purge runs at a time: it holds a lease in the database for this long, extended while it
+# works; a purge that died leaves it to others after at most this long.
+RETENTION_PURGE_LEASE_SECONDS = env.float("RETENTION_PURGE_LEASE_SECONDS", default=120.0)
 
 # --- KakaoTalk results ---------------------------------------------------------------------
 # Each poll of the dealer's results reads from its last window's end less this overlap (the

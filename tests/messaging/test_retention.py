@@ -30,6 +30,7 @@ from messaging.models import (
     MessageEvent,
     MessageStatus,
     SubscriptionEvent,
+    SweepMark,
 )
 from messaging.services.messages import Content, Delivery, message_send
 from signal_project import settings as project_settings
@@ -269,13 +270,84 @@ def test_a_message_a_worker_holds_is_left_for_a_later_run_and_one_purge_runs_at_
         assert run.purged[app.application.pk].messages == 1
         other.rollback()
 
-        other.execute("SELECT pg_advisory_lock(%s)", [retention.PURGE_LOCK])
-        skipped = purge()
-        assert skipped.skipped and Message.objects.filter(pk=held.pk).exists()
-        other.execute("SELECT pg_advisory_unlock(%s)", [retention.PURGE_LOCK])
-        other.commit()
+    # Another purge (another process or host) holds the lease.
+    running = retention.PurgeLease()
+    assert running.take()
+    skipped = purge()
+    assert skipped.skipped and Message.objects.filter(pk=held.pk).exists()
+    running.release()
     assert purge().purged[app.application.pk].messages == 1
     assert not Message.objects.exists()
+
+
+# --- The lease: one purge at a time, whatever connection each statement runs on -----------------
+
+
+def lease_expiry():
+    return SweepMark.objects.get(name=retention.PURGE_LEASE).position
+
+
+def test_the_lease_is_held_by_one_purge_at_a_time_and_given_back():
+    first, second = retention.PurgeLease(60), retention.PurgeLease(60)
+    assert first.take()
+    assert not second.take()
+    assert lease_expiry() == first.expires > timezone.now()
+    first.release()
+    assert lease_expiry() <= timezone.now()
+    assert second.take()
+    second.release()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_lease_holds_across_connections_each_statement_its_own_transaction():
+    """As behind PgBouncer in transaction mode: a purge's statements may each run on another
+    server connection; the lease is a row, so it holds across them."""
+
+    def take_elsewhere() -> int:
+        """What another purge's take does, on a connection of its own."""
+        with _raw_connection() as other:
+            now = timezone.now()
+            taken = other.execute(
+                "UPDATE messaging_sweepmark SET position = %s WHERE name = %s AND position <= %s",
+                [now + timedelta(seconds=60), retention.PURGE_LEASE, now],
+            ).rowcount
+            other.rollback()
+            return taken
+
+    lease = retention.PurgeLease(60)
+    assert lease.take()
+    connection.close()  # the next statements run on new server connections
+    assert take_elsewhere() == 0
+    lease._renewed = 0.0
+    assert lease.keep()
+    connection.close()
+    lease.release()
+    assert take_elsewhere() == 1
+
+
+def test_a_lease_whose_holder_died_is_taken_once_it_ran_out_and_the_old_holder_lets_go():
+    dead = retention.PurgeLease(60)
+    assert dead.take()
+    SweepMark.objects.filter(name=retention.PURGE_LEASE).update(
+        position=timezone.now() - timedelta(seconds=1)
+    )  # it ran out: its holder never extended it
+    successor = retention.PurgeLease(60)
+    assert successor.take()
+    dead._renewed = 0.0  # due for extension: it finds the lease gone and stops
+    assert not dead.keep()
+    dead.release()  # gives back nothing of the successor's
+    assert lease_expiry() == successor.expires > timezone.now()
+    successor._renewed = 0.0
+    assert successor.keep() and lease_expiry() == successor.expires
+
+
+def test_a_purge_that_loses_its_lease_stops_after_the_batch(app, monkeypatch):
+    phone = subscription_create(app.application)
+    aged(sent(app.application, phone, 3), 100)
+    monkeypatch.setattr(retention.PurgeLease, "keep", lambda self: False)
+    run = purge(batch_size=1)
+    assert run.batches == 1 and not run.finished
+    assert Message.objects.count() == 2
 
 
 # --- The frequency cap's windows -----------------------------------------------------------------
