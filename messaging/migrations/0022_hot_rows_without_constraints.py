@@ -5,21 +5,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0008_categories'),
-        ('messaging', '0021_fallback_chains'),
+        ("accounts", "0008_categories"),
+        ("messaging", "0021_fallback_chains"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='message',
-            name='application',
-            field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='accounts.application'),
+            model_name="message",
+            name="application",
+            field=models.ForeignKey(
+                db_constraint=False,
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="+",
+                to="accounts.application",
+            ),
         ),
         migrations.AlterField(
-            model_name='messageevent',
-            name='message',
-            field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='events', to='messaging.message'),
+            model_name="messageevent",
+            name="message",
+            field=models.ForeignKey(
+                db_constraint=False,
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="events",
+                to="messaging.message",
+            ),
         ),
     ]
