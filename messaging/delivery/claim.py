@@ -49,9 +49,19 @@ Outgoing = make_dataclass(
 def _claim_sql() -> str:
     """The claim's SELECT: CLAIMED of the message, then CLAIMED_FROM_SUBSCRIPTION."""
     message, subscription = Message._meta, Subscription._meta
+    # The id and enqueued_at come as text: the batch only passes them on (to the provider,
+    # the events, the UPDATE), and a uuid or a timestamp parsed into Python only to be
+    # printed again cost 5 % of a delivery process's CPU.
+    as_text = {"id", "enqueued_at"}
+    claimed = [
+        f"{rows.columns('m', [message.get_field(name)])}::text"
+        if name in as_text
+        else rows.columns("m", [message.get_field(name)])
+        for name in CLAIMED
+    ]
     selected = ", ".join(
         [
-            rows.columns("m", [message.get_field(name) for name in CLAIMED]),
+            *claimed,
             rows.columns("s", [subscription.get_field(c) for c, _ in CLAIMED_FROM_SUBSCRIPTION]),
         ]
     )
@@ -67,7 +77,8 @@ FOR UPDATE OF m SKIP LOCKED
 def claim_batch(message_ids: Sequence[str], now: datetime) -> list[Outgoing]:
     """Locks the batch's sendable messages for this worker's transaction (other workers skip
     them; if this worker dies, PostgreSQL releases them) and loads them with their tokens,
-    in one statement. Must run inside the transaction that records the results."""
+    in one statement. Must run inside the transaction that records the results. On
+    PostgreSQL a message's `id` and `enqueued_at` are text (see _claim_sql)."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(_claim_sql(), {"ids": uuid_array(message_ids), "now": now})

@@ -215,10 +215,15 @@ def _written_object() -> Callable[[Outgoing], dict]:
     for name in ("id", *WRITTEN):
         field_ = Message._meta.get_field(name)
         value = f"m.{field_.attname}"
+        # Claimed as text on PostgreSQL (delivery.claim), UUIDs and datetimes elsewhere; a
+        # retry's new enqueued_at is a datetime.
         if isinstance(field_, UUIDField):
             value = f"str({value}) if {value} is not None else None"
         elif isinstance(field_, DateTimeField):
-            value = f"{value}.isoformat() if {value} is not None else None"
+            value = (
+                f"({value} if {value}.__class__ is str else {value}.isoformat())"
+                f" if {value} is not None else None"
+            )
         items.append(f"{field_.column!r}: {value}")
     # Only our own field names and columns go into the source.
     return eval("lambda m: {" + ", ".join(items) + "}")  # noqa: S307
