@@ -271,6 +271,71 @@ def _events_json(events: list[tuple]) -> str:
     return json.dumps(rows)
 
 
+@lru_cache(maxsize=1)
+def _update_with_events_sql() -> str:
+    """_update_sql whose rows also carry each message's attempt and status events' details
+    (`_attempt`, `_status`; null: no such event), inserted by the same statement: one JSON
+    document a batch, without an object, an id and a timestamp per event."""
+    fields = [Message._meta.get_field(name) for name in ("id", *WRITTEN)]
+    quote = connection.ops.quote_name
+    columns = [quote(f.column) for f in fields]
+    types = cast_types(Message, ("id", *WRITTEN))
+    assignments = ", ".join(f"{column} = v.{column}" for column in columns[1:])
+    record = ", ".join(f"{column} {type_}" for column, type_ in zip(columns, types, strict=True))
+    event_columns = ", ".join(
+        quote(MessageEvent._meta.get_field(name).column) for name in EVENT_COLUMNS
+    )
+    message_id, status = quote(fields[0].column), quote(Message._meta.get_field("status").column)
+    return f"""
+WITH v AS (
+  SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS v({record}, _attempt jsonb, _status jsonb)
+), written AS (
+  UPDATE {Message._meta.db_table} AS m SET {assignments} FROM v WHERE m.id = v.id
+)
+INSERT INTO {MessageEvent._meta.db_table} ({event_columns})
+SELECT {message_id}, '{_ATTEMPT}', '', %(at)s::timestamptz, _attempt FROM v
+WHERE _attempt IS NOT NULL
+UNION ALL
+SELECT {message_id}, '{_STATUS}', {status}, %(at)s::timestamptz, _status FROM v
+WHERE _status IS NOT NULL
+"""  # noqa: S608 (names and the two event types are ours)
+
+
+def _rows_with_events(messages: list[Outgoing], events: list[tuple]) -> tuple[str, object] | None:
+    """The rows of _update_with_events_sql and the events' one timestamp, or None when the
+    events are not that shape (another type, two of a kind for a message, a message not
+    in the batch, several timestamps, a status event whose status is not the message's)."""
+    if not events:
+        return None
+    at = events[0][3]
+    by_id: dict = {}
+    for message_id, type_, status, event_at, details in events:
+        if event_at != at:
+            return None
+        pair = by_id.get(message_id)
+        if pair is None:
+            pair = by_id[message_id] = [None, None, None]
+        slot = 0 if type_ == _ATTEMPT else 1 if type_ == _STATUS else None
+        if slot is None or pair[slot] is not None:
+            return None
+        pair[slot] = details
+        if slot == 1:
+            pair[2] = status
+    written = _written_object()
+    rows = []
+    for message in messages:
+        row = written(message)
+        pair = by_id.pop(message.id, None)
+        if pair is not None:
+            if pair[1] is not None and pair[2] != message.status:
+                return None
+            row["_attempt"], row["_status"] = pair[0], pair[1]
+        rows.append(row)
+    if by_id:
+        return None
+    return json.dumps(rows), at
+
+
 def write_messages(messages: list[Outgoing], events: list[tuple]) -> None:
     """The batch's new statuses in one UPDATE and its events (EVENT_COLUMNS rows), in one
     statement. On PostgreSQL the values travel as JSON documents (Django's bulk_update
@@ -288,6 +353,11 @@ def write_messages(messages: list[Outgoing], events: list[tuple]) -> None:
         if not messages:
             if events:
                 cursor.execute(_events_sql(), {"events": _events_json(events)})
+            return
+        merged = _rows_with_events(messages, events)
+        if merged is not None:
+            rows, at = merged
+            cursor.execute(_update_with_events_sql(), {"rows": rows, "at": at})
             return
         params = {"rows": _written_json(messages)}
         if not events:

@@ -649,3 +649,35 @@ def test_requeue_hands_pending_due_messages_over_now(app, enqueued):
     assert enqueued == [("messages", [str(pending.pk)], None)]
     assert fresh(pending).enqueued_at > pending.enqueued_at
     assert fresh(later).enqueued_at is None
+
+
+def test_events_of_another_shape_are_written_apart_and_the_same(fake_app):
+    """write_messages carries a batch's events in its UPDATE's rows when each message has at
+    most one attempt and one status event at one time; anything else goes in a document of
+    its own, with the same rows."""
+    first, second = send(
+        fake_app,
+        [
+            subscription_create(fake_app, token=ios_token("c1")),
+            subscription_create(fake_app, token=ios_token("c2")),
+        ],
+    )
+    from messaging.delivery.claim import claim_batch
+
+    claimed = claim_batch([str(first.pk), str(second.pk)], timezone.now())
+    at = timezone.now()
+    shaped = [
+        record._Event(message_id=claimed[0].id, type="attempt", status="", at=at, details={"n": 1}),
+        record._Event(message_id=claimed[0].id, type="status", status="pending", at=at, details={}),
+    ]
+    assert record._rows_with_events(claimed, shaped) is not None
+    two_attempts = [*shaped, shaped[0]._replace(details={"n": 2})]
+    assert record._rows_with_events(claimed, two_attempts) is None
+    foreign = [shaped[0]._replace(message_id=str(uuid.uuid4()))]
+    assert record._rows_with_events(claimed, foreign) is None
+    record.write_messages(claimed, two_attempts)
+    assert [e.details for e in MessageEvent.objects.filter(message=first).order_by("id")] == [
+        {"n": 1},
+        {},
+        {"n": 2},
+    ]
