@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -164,8 +165,9 @@ def test_campaign_bench_with_preferences_side_by_side_runs_at_a_tiny_size():
 def test_sweep_bench_runs_at_a_tiny_size():
     figures = _run_bench(
         "sweep_due.py",
-        *("--n", "1200", "--noise", "300"),
+        *("--n", "2500", "--noise", "300"),
         *("--db-name", "signal_bench_smoke_sweep", "--redis-db", "12"),
     )
-    assert figures["ok"] is True and figures["handed_over"] == 1200
-    assert figures["largest_batch"] <= 500 and figures["batches"] >= 3
+    assert figures["ok"] is True and figures["handed_over"] == 2500
+    assert figures["largest_batch"] <= django_settings.MESSAGE_BATCH_SIZE
+    assert figures["batches"] >= 3
