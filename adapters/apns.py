@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import jwt
+import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -390,7 +391,11 @@ class APNsAdapter(AsyncBatchAdapter):
     ) -> tuple[Headers, bytes, str] | SendResult:
         """A message's request (headers, body, apns-id), or its failure before sending."""
         # Encoded once: measured and sent as the same bytes.
-        body = json.dumps(build_payload(message), ensure_ascii=False).encode()
+        payload = build_payload(message)
+        try:
+            body = orjson.dumps(payload)  # UTF-8, compact: a tenth of json.dumps' CPU
+        except TypeError:  # beyond orjson (an integer over 64 bits): the standard library's
+            body = json.dumps(payload, ensure_ascii=False).encode()
         if len(body) > MAX_PAYLOAD_BYTES:
             return local_failure(
                 message.message_id,

@@ -128,3 +128,9 @@ def test_unreachable_endpoint_is_a_network_error(fakes):
     finally:
         adapter.close()
     assert (result.ok, result.error_code, result.permanent) == (False, "network_error", False)
+
+
+def test_a_payload_orjson_refuses_is_sent_all_the_same(apns, fakes):
+    """An integer beyond 64 bits in the data: the standard library encodes that payload."""
+    message = _message(hex_token(), data={"order": 2**70, "name": "한글"})
+    assert _send_one(apns, fakes.apns_credentials(), message).ok
