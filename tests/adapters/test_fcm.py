@@ -137,3 +137,23 @@ def test_unreachable_endpoint_is_a_network_error(fakes):
     finally:
         adapter.close()
     assert (result.ok, result.error_code, result.permanent) == (False, "network_error", False)
+
+
+def test_the_builders_json_is_pyfcms_own_text():
+    """orjson in place of pyfcm's json.dumps: byte for byte the same message body."""
+    from pyfcm.baseapi import BaseAPI
+
+    from adapters.fcm import _Builder
+
+    builder = _Builder.__new__(_Builder)
+    builder.json_encoder = None
+    payload = {
+        "message": {
+            "token": "t",
+            "notification": {"title": "Hé 한글", "body": 'b\n"q"'},
+            "data": {"z": "1", "a": "2"},
+            "android": {"priority": "high", "ttl": "3600s"},
+        }
+    }
+    assert builder.json_dumps(payload) == BaseAPI.json_dumps(builder, payload)
+    assert builder.json_dumps({"n": 2**70}) == BaseAPI.json_dumps(builder, {"n": 2**70})
