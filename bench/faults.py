@@ -47,7 +47,6 @@ from bench.servers import PrivatePostgres, PrivateRabbitMQ, PrivateRedis  # noqa
 SCENARIOS = ("worker-kill", "broker-restart", "broker-bounce", "db-terminate", "pg-restart")
 DOWN_SECONDS = 5.0
 CONCURRENCY = 2
-BATCH_SIZE = 500  # MESSAGE_BATCH_SIZE's default, which the stack keeps
 PROBE_PER_SECOND = 20
 
 
@@ -317,7 +316,10 @@ def run_scenario(scenario: str, broker: str, servers: dict, args) -> dict:
         time.sleep(1.0)  # answers in flight reach the fakes' counters
         figures = _figures(stack, state, probe, campaign_id, args.n)
     recovery = round(completed_at - returned_at, 1) if completed_at else None
-    bound = fault["faults"] * CONCURRENCY * BATCH_SIZE
+    from django.conf import settings
+
+    # The stack's workers take MESSAGE_BATCH_SIZE from the same environment as this process.
+    bound = fault["faults"] * CONCURRENCY * settings.MESSAGE_BATCH_SIZE
     result = {
         "scenario": scenario,
         "broker": broker,
