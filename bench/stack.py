@@ -328,6 +328,19 @@ def _web_command(port: int, web_workers: int) -> list[str]:
     ]
 
 
+def providers_env(fakes, *, web_push_hosts: str) -> dict[str, str]:
+    """The settings that point the adapters at the running fake providers."""
+    return {
+        "APNS_ENDPOINT": fakes.apns_endpoint,
+        "APNS_CA_FILE": fakes.ca_file,
+        "FCM_ENDPOINT": fakes.fcm_endpoint,
+        "SMS_ENDPOINT": fakes.sms_endpoint,
+        "KAKAO_ENDPOINT": fakes.kakao_endpoint,
+        "SMTP_CA_FILE": fakes.ca_file,
+        "WEB_PUSH_ALLOWED_HOSTS": web_push_hosts,
+    }
+
+
 def running_stack_of(config: BenchConfig, args) -> contextlib.AbstractContextManager[Stack]:
     """running_stack with the options bench.common.add_stack_arguments parsed into `args`."""
     return running_stack(
@@ -372,13 +385,7 @@ def running_stack(
             env = {
                 **os.environ,
                 **base_env(config),
-                "APNS_ENDPOINT": fakes.apns_endpoint,
-                "APNS_CA_FILE": fakes.ca_file,
-                "FCM_ENDPOINT": fakes.fcm_endpoint,
-                "SMS_ENDPOINT": fakes.sms_endpoint,
-                "KAKAO_ENDPOINT": fakes.kakao_endpoint,
-                "SMTP_CA_FILE": fakes.ca_file,
-                "WEB_PUSH_ALLOWED_HOSTS": "127.0.0.1",
+                **providers_env(fakes, web_push_hosts="127.0.0.1"),
                 "BENCH_READY_DIR": str(ready_dir),
                 **(extra_env or {}),
             }

@@ -41,7 +41,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.common import BenchConfig, base_env, emit  # noqa: E402
-from bench.stack import QUEUES, QUIET_WORKER, Service, fresh_database, spawn, stop_all  # noqa: E402
+from bench.stack import (  # noqa: E402
+    QUEUES,
+    QUIET_WORKER,
+    Service,
+    fresh_database,
+    providers_env,
+    spawn,
+    stop_all,
+)
 
 SKIP = 77  # automake's "skipped"
 INNER = "sig0"  # each namespace's end of its veth pair
@@ -564,13 +572,7 @@ def run_all(args, work: Path, network: Network, services: list[Service], server_
             **shared,
             "DATABASE_URL": (f"postgres://postgres@{GATEWAY}:{pgbouncer_port}/{config.db_name}"),
             "DB_TRANSACTION_POOLER": "true",
-            "APNS_ENDPOINT": fakes.apns_endpoint,
-            "APNS_CA_FILE": fakes.ca_file,
-            "FCM_ENDPOINT": fakes.fcm_endpoint,
-            "SMS_ENDPOINT": fakes.sms_endpoint,
-            "KAKAO_ENDPOINT": fakes.kakao_endpoint,
-            "SMTP_CA_FILE": fakes.ca_file,
-            "WEB_PUSH_ALLOWED_HOSTS": GATEWAY,
+            **providers_env(fakes, web_push_hosts=GATEWAY),
             "BENCH_READY_DIR": str(ready_dir),
         }
         for host, ns, _veth, _address in HOSTS:

@@ -185,18 +185,25 @@ def record_results(
     return BatchReport(claimed=len(messages), outcomes=out.outcomes)
 
 
-@lru_cache(maxsize=1)
-def _update_sql() -> str:
-    """The UPDATE of WRITTEN by id. The new values travel as one JSON document, read back by
-    jsonb_to_recordset: one encoding of the batch in C (core.jsontext), where psycopg adapts
-    a Python list per column element by element (about 3.5 us per element: 15 ms per
-    500-message batch)."""
+def _written_columns() -> tuple[list[str], str, str]:
+    """The id and WRITTEN as quoted columns, their `SET` list from a recordset `v`, and the
+    recordset's column definitions."""
     fields = [Message._meta.get_field(name) for name in ("id", *WRITTEN)]
     quote = connection.ops.quote_name
     columns = [quote(f.column) for f in fields]
     types = cast_types(Message, ("id", *WRITTEN))
     assignments = ", ".join(f"{column} = v.{column}" for column in columns[1:])
     record = ", ".join(f"{column} {type_}" for column, type_ in zip(columns, types, strict=True))
+    return columns, assignments, record
+
+
+@lru_cache(maxsize=1)
+def _update_sql() -> str:
+    """The UPDATE of WRITTEN by id. The new values travel as one JSON document, read back by
+    jsonb_to_recordset: one encoding of the batch in C (core.jsontext), where psycopg adapts
+    a Python list per column element by element (about 3.5 us per element: 15 ms per
+    500-message batch)."""
+    _columns, assignments, record = _written_columns()
     return f"""
 UPDATE {Message._meta.db_table} AS m SET {assignments}
 FROM jsonb_to_recordset(%(rows)s::jsonb) AS v({record})
@@ -276,16 +283,12 @@ def _update_with_events_sql() -> str:
     """_update_sql whose rows also carry each message's attempt and status events' details
     (`_attempt`, `_status`; null: no such event), inserted by the same statement: one JSON
     document a batch, without an object, an id and a timestamp per event."""
-    fields = [Message._meta.get_field(name) for name in ("id", *WRITTEN)]
+    columns, assignments, record = _written_columns()
     quote = connection.ops.quote_name
-    columns = [quote(f.column) for f in fields]
-    types = cast_types(Message, ("id", *WRITTEN))
-    assignments = ", ".join(f"{column} = v.{column}" for column in columns[1:])
-    record = ", ".join(f"{column} {type_}" for column, type_ in zip(columns, types, strict=True))
     event_columns = ", ".join(
         quote(MessageEvent._meta.get_field(name).column) for name in EVENT_COLUMNS
     )
-    message_id, status = quote(fields[0].column), quote(Message._meta.get_field("status").column)
+    message_id, status = columns[0], quote(Message._meta.get_field("status").column)
     return f"""
 WITH v AS (
   SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS v({record}, _attempt jsonb, _status jsonb)

@@ -26,14 +26,7 @@ from adapters.transport.http2_client import (
     _Connection,
     _Request,
 )
-
-REQUEST = [
-    (b":method", b"POST"),
-    (b":scheme", b"https"),
-    (b":authority", b"api.push.apple.com"),
-    (b":path", b"/3/device/" + b"ab" * 32),
-    (b"apns-topic", b"com.example.app"),
-]
+from tests.adapters.test_hpack_internals import REQUEST
 
 
 class _Transport(asyncio.Transport):
