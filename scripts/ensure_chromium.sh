@@ -4,20 +4,6 @@
 set -u
 CHROMIUM=/usr/bin/chromium
 [ -x "$CHROMIUM" ] && exit 0
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "WARNING: $CHROMIUM is missing and there is no apt-get to install it" >&2
-  exit 0
-fi
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else
-    echo "WARNING: $CHROMIUM is missing; install it as root: apt-get install -y chromium chromium-driver" >&2
-    exit 0
-  fi
-fi
-echo "chromium is missing: installing Debian's package"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get install -y --no-install-recommends chromium chromium-driver \
-  || { $SUDO apt-get update && $SUDO apt-get install -y --no-install-recommends chromium chromium-driver; }
+"$(dirname "$0")/apt_install.sh" chromium chromium chromium-driver
 [ -x "$CHROMIUM" ] || echo "WARNING: could not install chromium" >&2
 exit 0

@@ -6,21 +6,9 @@
 set -u
 command -v pgbouncer >/dev/null 2>&1 && exit 0
 [ -x /usr/sbin/pgbouncer ] && exit 0
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "WARNING: pgbouncer is missing and there is no apt-get to install it" >&2
-  exit 0
-fi
+"$(dirname "$0")/apt_install.sh" pgbouncer pgbouncer
 SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else
-    echo "WARNING: pgbouncer is missing; install it as root: apt-get install -y pgbouncer" >&2
-    exit 0
-  fi
-fi
-echo "pgbouncer is missing: installing Debian's package"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get install -y --no-install-recommends pgbouncer \
-  || { $SUDO apt-get update && $SUDO apt-get install -y --no-install-recommends pgbouncer; }
+[ "$(id -u)" -ne 0 ] && SUDO="sudo -n"
 if [ -x /usr/sbin/pgbouncer ]; then
   # The package starts a service on 127.0.0.1:6432 where systemd or init scripts run: stop it,
   # nothing here uses it.
