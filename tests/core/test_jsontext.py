@@ -8,7 +8,7 @@ from core import jsontext
 
 
 def test_the_text_holds_the_same_values():
-    value = [{"id": "a", "n": 1, "f": 12.34, "none": None, "t": True, "s": "한글 \"q\"\n"}]
+    value = [{"id": "a", "n": 1, "f": 12.34, "none": None, "t": True, "s": '한글 "q"\n'}]
     assert json.loads(jsontext.dumps(value)) == value
 
 
