@@ -315,8 +315,9 @@ class _Connection(asyncio.Protocol):
     def close(self) -> None:
         self.usable = False
         if self.transport is not None:
-            last = max(self._next_stream_id - 2, 0)
-            self._out.append(_frame(_GOAWAY, 0, 0, _GOAWAY_BODY.pack(last, _NO_ERROR)))
+            # The last stream id a GOAWAY names is the peer's (RFC 9113 6.8): a client that
+            # refuses server push has processed none.
+            self._out.append(_frame(_GOAWAY, 0, 0, _GOAWAY_BODY.pack(0, _NO_ERROR)))
             self._flush()
             self.transport.close()
 

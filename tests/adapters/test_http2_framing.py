@@ -284,12 +284,18 @@ def test_a_frame_breaking_the_protocol_ends_the_connection():
     run(scenario())
 
 
-def test_closing_says_goaway():
+def test_closing_says_goaway_naming_no_stream_of_the_server():
     async def scenario():
         pair = _Pair()
         await pair.exchange()
+        request = pair.request()
+        await pair.exchange()
+        pair.answer(1)
+        await pair.exchange()
+        assert request.future.result()[0] == 200
         pair.client.close()
         events = pair.server.receive_data(pair.transport.take())
-        assert any(isinstance(e, ConnectionTerminated) for e in events)
+        [goaway] = [e for e in events if isinstance(e, ConnectionTerminated)]
+        assert (goaway.error_code, goaway.last_stream_id) == (ErrorCodes.NO_ERROR, 0)
 
     run(scenario())
